@@ -1,0 +1,186 @@
+/* ckpt.c: see ckpt.h. */
+#include "ckpt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5.h"
+#include "util.h"
+
+/* "blocks.0.attn.qkv.weight" -> "blocks/0/attn/qkv/weight" */
+static void key_to_path(char *out, size_t n, const char *key)
+{
+    snprintf(out, n, "%s", key);
+    for (char *p = out; *p; p++)
+        if (*p == '.') *p = '/';
+}
+
+static int write_config(hid_t f, const struct evit_vit_config *c)
+{
+    int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
+    for (int l = 0; l < c->depth; l++) {
+        heads[l] = c->blocks[l].heads;
+        hd[l] = c->blocks[l].head_dim;
+        mlp[l] = c->blocks[l].mlp;
+    }
+    return evit_h5_attr_write_string(f, "name", c->name) |
+           evit_h5_attr_write_ints(f, "img_size", &c->img_size, 1) |
+           evit_h5_attr_write_ints(f, "channels", &c->channels, 1) |
+           evit_h5_attr_write_ints(f, "patch", &c->patch, 1) |
+           evit_h5_attr_write_ints(f, "num_classes", &c->classes, 1) |
+           evit_h5_attr_write_ints(f, "embed_dim", &c->dim, 1) |
+           evit_h5_attr_write_ints(f, "depth", &c->depth, 1) |
+           evit_h5_attr_write_ints(f, "num_heads", heads, c->depth) |
+           evit_h5_attr_write_ints(f, "head_dim", hd, c->depth) |
+           evit_h5_attr_write_ints(f, "mlp_hidden", mlp, c->depth);
+}
+
+int evit_ckpt_save(const char *path, const struct evit_vit *m, const struct evit_ckpt_meta *meta)
+{
+    hid_t f;
+    int n, rc = EVIT_ERR, ok;
+    char h5path[EVIT_TENSOR_NAME_MAX];
+    char *tmp = evit_temp_path(path);
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    ok = evit_h5_write_format(f, "evit-checkpoint", EVIT_CKPT_VERSION) == 0 &&
+         write_config(f, &m->cfg) == 0 &&
+         evit_h5_attr_write_floats(f, "mean", m->mean, m->cfg.channels) == 0 &&
+         evit_h5_attr_write_floats(f, "std", m->std, m->cfg.channels) == 0 &&
+         evit_h5_attr_write_string(f, "stage", meta && meta->stage ? meta->stage : "init") == 0;
+    if (ok && meta && meta->parent_report)
+        ok = evit_h5_attr_write_string(f, "parent_report", meta->parent_report) == 0;
+    if (ok && meta && meta->classes > 0)
+        ok = evit_h5_attr_write_strings(f, "classes", meta->class_names, meta->classes) == 0;
+    if (!ok) evit_error("%s: cannot write attributes", path);
+    for (int i = 0; ok && i < n; i++) {
+        key_to_path(h5path, sizeof h5path, t[i].name);
+        ok = evit_h5_write(f, path, h5path, H5T_NATIVE_FLOAT, t[i].ndim, t[i].shape, t[i].data) == 0;
+    }
+    if (evit_h5_close(f, path) < 0) ok = 0;
+    if (!ok) {
+        remove(tmp);
+        goto out;
+    }
+    rc = evit_commit_file(tmp, path);
+out:
+    free(t);
+    free(tmp);
+    return rc;
+}
+
+static int read_config(hid_t f, const char *path, struct evit_vit_config *c)
+{
+    int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
+    char *name = NULL;
+    memset(c, 0, sizeof *c);
+    if (evit_h5_check_format(f, path, "evit-checkpoint", EVIT_CKPT_VERSION) < 0 ||
+        evit_h5_attr_read_string(f, path, "name", &name) < 0)
+        return EVIT_ERR;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    free(name);
+    if (evit_h5_attr_read_ints(f, path, "img_size", &c->img_size, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "channels", &c->channels, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "patch", &c->patch, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "num_classes", &c->classes, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "embed_dim", &c->dim, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "depth", &c->depth, 1) < 0)
+        return EVIT_ERR;
+    if (c->depth < 1 || c->depth > EVIT_MAX_DEPTH)
+        return evit_error("%s: depth %d out of range [1, %d]", path, c->depth, EVIT_MAX_DEPTH);
+    if (evit_h5_attr_read_ints(f, path, "num_heads", heads, c->depth) < 0 ||
+        evit_h5_attr_read_ints(f, path, "head_dim", hd, c->depth) < 0 ||
+        evit_h5_attr_read_ints(f, path, "mlp_hidden", mlp, c->depth) < 0)
+        return EVIT_ERR;
+    for (int l = 0; l < c->depth; l++) {
+        c->blocks[l].heads = heads[l];
+        c->blocks[l].head_dim = hd[l];
+        c->blocks[l].mlp = mlp[l];
+    }
+    return evit_config_validate(c, path);
+}
+
+int evit_ckpt_load_config(const char *path, struct evit_vit_config *cfg)
+{
+    hid_t f;
+    if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
+    int rc = read_config(f, path, cfg);
+    H5Fclose(f);
+    return rc;
+}
+
+static int read_meta(hid_t f, const char *path, int channels, struct evit_vit *m,
+                     struct evit_ckpt_meta *meta)
+{
+    if (evit_h5_attr_read_floats(f, path, "mean", m->mean, channels) < 0 ||
+        evit_h5_attr_read_floats(f, path, "std", m->std, channels) < 0)
+        return EVIT_ERR;
+    for (int c = 0; c < channels; c++)
+        if (!(m->std[c] > 0.0f) || m->mean[c] != m->mean[c])
+            return evit_error("%s: attribute std must be positive and mean finite", path);
+    if (!meta) return EVIT_OK;
+    memset(meta, 0, sizeof *meta);
+    char *s = NULL;
+    if (evit_h5_attr_exists(f, "stage")) {
+        if (evit_h5_attr_read_string(f, path, "stage", &s) < 0) return EVIT_ERR;
+        meta->stage = s;
+    }
+    if (evit_h5_attr_exists(f, "parent_report")) {
+        if (evit_h5_attr_read_string(f, path, "parent_report", &s) < 0) return EVIT_ERR;
+        meta->parent_report = s;
+    }
+    if (evit_h5_attr_exists(f, "classes")) {
+        meta->classes = m->cfg.classes;
+        if (evit_h5_attr_read_strings(f, path, "classes", &meta->class_names, &meta->classes) < 0) {
+            meta->classes = 0;
+            return EVIT_ERR;
+        }
+    }
+    return EVIT_OK;
+}
+
+int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta)
+{
+    hid_t f;
+    struct evit_vit_config cfg;
+    char h5path[EVIT_TENSOR_NAME_MAX];
+    int n = 0;
+    struct evit_tensor_ref *t = NULL;
+    if (meta) memset(meta, 0, sizeof *meta);
+    memset(m, 0, sizeof *m);
+    if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
+    if (read_config(f, path, &cfg) < 0) goto fail_closed_model;
+    evit_vit_alloc(m, &cfg);
+    if (read_meta(f, path, cfg.channels, m, meta) < 0) goto fail;
+    t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    for (int i = 0; i < n; i++) {
+        key_to_path(h5path, sizeof h5path, t[i].name);
+        if (evit_h5_read(f, path, h5path, H5T_NATIVE_FLOAT, t[i].ndim, t[i].shape, t[i].data) < 0)
+            goto fail;
+    }
+    free(t);
+    H5Fclose(f);
+    if (evit_vit_check_finite(m, path) < 0) {
+        evit_vit_free(m);
+        if (meta) evit_ckpt_meta_free(meta);
+        return EVIT_ERR;
+    }
+    return EVIT_OK;
+fail:
+    free(t);
+    evit_vit_free(m);
+    if (meta) evit_ckpt_meta_free(meta);
+fail_closed_model:
+    H5Fclose(f);
+    return EVIT_ERR;
+}
+
+void evit_ckpt_meta_free(struct evit_ckpt_meta *meta)
+{
+    free((char *)meta->stage);
+    free((char *)meta->parent_report);
+    for (int i = 0; i < meta->classes; i++) free(meta->class_names[i]);
+    free(meta->class_names);
+    memset(meta, 0, sizeof *meta);
+}

@@ -1,0 +1,66 @@
+/* config.h: the shape of a Vision Transformer, as data.
+ *
+ * Everything that sizes a model lives here, including the per-block head
+ * count, head dim and MLP width, so that a pruned model (block 0 with 3 heads
+ * and 200 hidden channels, block 1 with 4 heads and 256) is described exactly
+ * like an unpruned one.
+ *
+ * JSON form (configs/models/NAME.json), all keys checked strictly:
+ *   { "name": "fm-tiny", "img_size": 28, "channels": 1, "patch": 4,
+ *     "num_classes": 10, "embed_dim": 64, "depth": 4,
+ *     "num_heads": 4, "head_dim": 16, "mlp_hidden": 256,
+ *     "blocks": [ {"num_heads": 3, "head_dim": 16, "mlp_hidden": 200}, ... ] }
+ * head_dim defaults to embed_dim / num_heads; "blocks", when present, has one
+ * entry per block and overrides num_heads / head_dim / mlp_hidden there. */
+#ifndef EVIT_CONFIG_H
+#define EVIT_CONFIG_H
+
+#include <cJSON.h>
+
+#define EVIT_MAX_DEPTH 64
+#define EVIT_NAME_MAX 64
+
+struct evit_block_shape {
+    int heads;    /* attention heads kept in this block */
+    int head_dim; /* width of one head; qkv has 3 * heads * head_dim rows */
+    int mlp;      /* MLP hidden width (fc1 rows, fc2 columns) */
+};
+
+struct evit_vit_config {
+    char name[EVIT_NAME_MAX];
+    int img_size; /* square input, pixels */
+    int channels;
+    int patch;    /* conv kernel = stride */
+    int classes;
+    int dim;      /* embedding width D */
+    int depth;
+    struct evit_block_shape blocks[EVIT_MAX_DEPTH];
+};
+
+/* Derived sizes. */
+int evit_config_grid(const struct evit_vit_config *c);    /* img_size / patch */
+int evit_config_patches(const struct evit_vit_config *c); /* grid^2 */
+int evit_config_tokens(const struct evit_vit_config *c);  /* patches + 1 (class token) */
+int evit_config_patch_in(const struct evit_vit_config *c);/* channels * patch^2 */
+int evit_config_inner(const struct evit_vit_config *c, int l); /* heads * head_dim */
+
+/* Checks every invariant (positive sizes, patch divides image, depth bound).
+ * where names the source in the message ("fm.json", "model.h5"). */
+int evit_config_validate(const struct evit_vit_config *c, const char *where);
+
+/* From a parsed JSON object (whole file or an inline "model" member). */
+int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
+                          struct evit_vit_config *out);
+
+/* Loads configs/models/<name>.json when arg has no '/' and no ".json",
+ * otherwise the file arg itself. */
+int evit_config_load(const char *arg, struct evit_vit_config *out);
+
+/* JSON with the per-block "blocks" array always written out. Caller deletes. */
+cJSON *evit_config_to_json(const struct evit_vit_config *c);
+
+/* Parameters, multiply-adds of one forward pass per image, times 2. */
+long evit_config_params(const struct evit_vit_config *c);
+double evit_config_mflops(const struct evit_vit_config *c);
+
+#endif

@@ -1,0 +1,153 @@
+/* dataset.c: see dataset.h. */
+#include "dataset.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5.h"
+#include "util.h"
+
+void evit_dataset_stats(struct evit_dataset *d)
+{
+    /* mean and std of pixel/255 per channel, in double over all pixels */
+    for (int c = 0; c < d->c; c++) {
+        double s = 0.0, s2 = 0.0;
+        size_t n = (size_t)d->n * d->h * d->w;
+        for (size_t i = 0; i < n; i++) {
+            double v = d->images[i * d->c + c] / 255.0;
+            s += v;
+            s2 += v * v;
+        }
+        double m = n ? s / (double)n : 0.0;
+        double var = n ? s2 / (double)n - m * m : 1.0;
+        d->mean[c] = (float)m;
+        /* a constant channel would divide by zero at normalisation */
+        d->std[c] = var > 1e-12 ? (float)sqrt(var) : 1.0f;
+    }
+}
+
+static int check_labels(const struct evit_dataset *d, const char *path)
+{
+    for (int i = 0; i < d->n; i++) {
+        if (d->labels[i] < 0 || d->labels[i] >= d->classes)
+            return evit_error("%s: label %d of image %d is outside [0, %d)", path,
+                              (int)d->labels[i], i, d->classes);
+    }
+    return EVIT_OK;
+}
+
+int evit_dataset_save(const struct evit_dataset *d, const char *path)
+{
+    hid_t f;
+    int rc = EVIT_ERR;
+    if (check_labels(d, path) < 0) return EVIT_ERR;
+    char *tmp = evit_temp_path(path);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    int64_t idims[4] = {d->n, d->h, d->w, d->c}, ldims[1] = {d->n};
+    int ok = evit_h5_write_format(f, "evit-dataset", EVIT_DATASET_VERSION) == 0 &&
+             evit_h5_attr_write_strings(f, "classes", d->class_names, d->classes) == 0 &&
+             evit_h5_attr_write_floats(f, "mean", d->mean, d->c) == 0 &&
+             evit_h5_attr_write_floats(f, "std", d->std, d->c) == 0 &&
+             evit_h5_attr_write_string(f, "source", d->source ? d->source : "") == 0;
+    if (!ok) evit_error("%s: cannot write attributes", path);
+    if (ok) ok = evit_h5_write(f, path, "images", H5T_NATIVE_UINT8, 4, idims, d->images) == 0 &&
+                 evit_h5_write(f, path, "labels", H5T_NATIVE_INT32, 1, ldims, d->labels) == 0;
+    if (evit_h5_close(f, path) < 0) ok = 0;
+    if (!ok) {
+        remove(tmp);
+        goto out;
+    }
+    rc = evit_commit_file(tmp, path);
+out:
+    free(tmp);
+    return rc;
+}
+
+static int load(const char *path, struct evit_dataset *d, int header_only)
+{
+    hid_t f;
+    int rank;
+    int64_t dims[8];
+    memset(d, 0, sizeof *d);
+    if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
+    if (evit_h5_check_format(f, path, "evit-dataset", EVIT_DATASET_VERSION) < 0) goto fail;
+    if (evit_h5_shape(f, path, "images", &rank, dims) < 0) goto fail;
+    if (rank != 4 || dims[0] < 1 || dims[1] < 1 || dims[2] < 1 || dims[3] < 1 || dims[3] > 4 ||
+        dims[0] > INT32_MAX || dims[1] > 65536 || dims[2] > 65536) {
+        evit_error("%s: images must have shape (N, H, W, C) with 1 <= C <= 4", path);
+        goto fail;
+    }
+    d->n = (int)dims[0];
+    d->h = (int)dims[1];
+    d->w = (int)dims[2];
+    d->c = (int)dims[3];
+    if (evit_h5_attr_read_strings(f, path, "classes", &d->class_names, &d->classes) < 0) goto fail;
+    if (d->classes < 2) {
+        evit_error("%s: needs at least 2 classes, has %d", path, d->classes);
+        goto fail;
+    }
+    if (evit_h5_attr_read_floats(f, path, "mean", d->mean, d->c) < 0 ||
+        evit_h5_attr_read_floats(f, path, "std", d->std, d->c) < 0)
+        goto fail;
+    for (int c = 0; c < d->c; c++) {
+        if (!isfinite(d->mean[c]) || !isfinite(d->std[c]) || d->std[c] <= 0.0f) {
+            evit_error("%s: attribute std must be positive and mean finite", path);
+            goto fail;
+        }
+    }
+    if (evit_h5_attr_exists(f, "source") &&
+        evit_h5_attr_read_string(f, path, "source", &d->source) < 0)
+        goto fail;
+    int64_t ldims[1] = {d->n};
+    if (evit_h5_shape(f, path, "labels", &rank, dims) < 0) goto fail;
+    if (rank != 1 || dims[0] != d->n) {
+        evit_error("%s: labels must have shape (%d,) to match images", path, d->n);
+        goto fail;
+    }
+    if (!header_only) {
+        size_t n = (size_t)d->n * d->h * d->w * d->c;
+        d->images = evit_malloc(n);
+        d->labels = evit_malloc(sizeof(int32_t) * (size_t)d->n);
+        int64_t idims[4] = {d->n, d->h, d->w, d->c};
+        if (evit_h5_read(f, path, "images", H5T_NATIVE_UINT8, 4, idims, d->images) < 0 ||
+            evit_h5_read(f, path, "labels", H5T_NATIVE_INT32, 1, ldims, d->labels) < 0 ||
+            check_labels(d, path) < 0)
+            goto fail;
+    }
+    H5Fclose(f);
+    return EVIT_OK;
+fail:
+    H5Fclose(f);
+    evit_dataset_free(d);
+    return EVIT_ERR;
+}
+
+int evit_dataset_load(const char *path, struct evit_dataset *d) { return load(path, d, 0); }
+int evit_dataset_load_header(const char *path, struct evit_dataset *d) { return load(path, d, 1); }
+
+void evit_dataset_free(struct evit_dataset *d)
+{
+    if (d->class_names) {
+        for (int i = 0; i < d->classes; i++) free(d->class_names[i]);
+        free(d->class_names);
+    }
+    free(d->images);
+    free(d->labels);
+    free(d->source);
+    memset(d, 0, sizeof *d);
+}
+
+uint64_t evit_dataset_fingerprint(const struct evit_dataset *d)
+{
+    /* little-endian int32 bytes in order, so the value is the same on every
+     * host and can be recomputed in numpy */
+    uint64_t h = EVIT_FNV_SEED;
+    for (int i = 0; i < d->n; i++) {
+        uint32_t v = (uint32_t)d->labels[i];
+        uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+        h = evit_fnv1a64(b, 4, h);
+    }
+    return h;
+}

@@ -1,0 +1,127 @@
+/* eval.c: see eval.h. */
+#include "eval.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "ops.h"
+#include "util.h"
+#include "vit.h"
+
+void evit_eval_score(struct evit_eval_result *r, const float *logits, const int32_t *labels,
+                     int n, int k)
+{
+    int64_t hit1 = 0, hit5 = 0;
+    int64_t *count = evit_calloc((size_t)k, sizeof *count);
+    r->n = n;
+    r->k = k;
+    if (!r->confusion) r->confusion = evit_calloc((size_t)k * k, sizeof *r->confusion);
+    if (!r->class_acc) r->class_acc = evit_calloc((size_t)k, sizeof *r->class_acc);
+    memset(r->confusion, 0, sizeof *r->confusion * (size_t)k * k);
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (size_t)i * k;
+        int y = labels[i], pred = 0, rank = 0;
+        for (int j = 1; j < k; j++)
+            if (z[j] > z[pred]) pred = j;
+        /* rank of the true class: how many score strictly higher (ties
+         * favour the true class, as torch.topk does for equal values) */
+        for (int j = 0; j < k; j++)
+            if (z[j] > z[y]) rank++;
+        hit1 += pred == y;
+        hit5 += rank < 5;
+        r->confusion[(size_t)y * k + pred]++;
+        count[y]++;
+    }
+    for (int c = 0; c < k; c++)
+        r->class_acc[c] = count[c] ? 100.0 * (double)r->confusion[(size_t)c * k + c] / (double)count[c] : (double)NAN;
+    r->top1 = 100.0 * (double)hit1 / n;
+    r->top5 = 100.0 * (double)hit5 / n;
+    r->loss = evit_xent_forward(NULL, logits, labels, n, k) / n;
+    free(count);
+}
+
+int evit_eval_run(evit_forward_fn fn, void *ctx, int max_batch, int k,
+                  const struct evit_dataset *d, int keep_logits, int progress,
+                  struct evit_eval_result *r)
+{
+    size_t img = (size_t)d->h * d->w * d->c;
+    float *all = evit_malloc(sizeof(float) * (size_t)d->n * k);
+    double last = evit_now(), busy = 0.0;
+    int tty = progress && isatty(2);
+    memset(r, 0, sizeof *r);
+    for (int s = 0; s < d->n; s += max_batch) {
+        int B = d->n - s < max_batch ? d->n - s : max_batch;
+        double t = evit_now();
+        fn(ctx, d->images + (size_t)s * img, B, all + (size_t)s * k);
+        double now = evit_now();
+        busy += now - t;
+        if (progress && (now - last > (tty ? 0.2 : 5.0) || s + B == d->n)) {
+            fprintf(stderr, "%seval %d/%d images, %.0f img/s%s", tty ? "\r" : "", s + B, d->n,
+                    (s + B) / busy, tty && s + B < d->n ? "" : "\n");
+            last = now;
+        }
+    }
+    for (size_t i = 0; i < (size_t)d->n * k; i++) {
+        if (!isfinite(all[i])) {
+            free(all);
+            return evit_error("model produced NaN or Inf logits on image %zu", i / (size_t)k);
+        }
+    }
+    evit_eval_score(r, all, d->labels, d->n, k);
+    r->seconds = busy;
+    r->images_per_s = busy > 0 ? d->n / busy : 0.0;
+    if (keep_logits)
+        r->logits = all;
+    else
+        free(all);
+    return EVIT_OK;
+}
+
+void evit_eval_result_free(struct evit_eval_result *r)
+{
+    free(r->confusion);
+    free(r->class_acc);
+    free(r->logits);
+    memset(r, 0, sizeof *r);
+}
+
+void evit_vit_runner_init(struct evit_vit_runner *r, const struct evit_vit *m, int max_batch)
+{
+    struct evit_vit_acts *a = evit_malloc(sizeof *a);
+    evit_vit_acts_alloc(a, &m->cfg, max_batch, 0);
+    r->m = m;
+    r->acts = a;
+    r->max_batch = max_batch;
+}
+
+void evit_vit_runner_free(struct evit_vit_runner *r)
+{
+    evit_vit_acts_free(r->acts);
+    free(r->acts);
+    r->acts = NULL;
+}
+
+void evit_vit_runner_forward(void *ctx, const uint8_t *images, int B, float *logits)
+{
+    struct evit_vit_runner *r = ctx;
+    struct evit_vit_acts *a = r->acts;
+    evit_vit_forward(r->m, a, images, B);
+    memcpy(logits, a->logits, sizeof(float) * (size_t)B * r->m->cfg.classes);
+}
+
+int evit_eval_check_compat(const struct evit_vit *m, const char *mpath,
+                           const struct evit_dataset *d, const char *dpath)
+{
+    const struct evit_vit_config *c = &m->cfg;
+    if (d->h != c->img_size || d->w != c->img_size || d->c != c->channels)
+        return evit_error("%s: model takes %dx%dx%d images but %s holds %dx%dx%d", mpath,
+                          c->img_size, c->img_size, c->channels, dpath, d->h, d->w, d->c);
+    if (d->classes != c->classes)
+        return evit_error("%s: model has %d classes but %s has %d", mpath, c->classes, dpath,
+                          d->classes);
+    return EVIT_OK;
+}

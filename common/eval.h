@@ -1,0 +1,52 @@
+/* eval.h: accuracy of any model over a dataset.
+ *
+ * The model is a callback, so a float checkpoint, a quantized model run by
+ * the runtime, or an exported file are all measured by the same loop. */
+#ifndef EVIT_EVAL_H
+#define EVIT_EVAL_H
+
+#include <stdint.h>
+
+struct evit_dataset;
+struct evit_vit;
+
+/* Writes logits (B, K) for B images (uint8, HWC). */
+typedef void (*evit_forward_fn)(void *ctx, const uint8_t *images, int B, float *logits);
+
+struct evit_eval_result {
+    int n, k;
+    double top1, top5; /* percent */
+    double loss;       /* mean cross-entropy */
+    int64_t *confusion;     /* (k, k): [true][predicted] */
+    double *class_acc;      /* (k) percent; NaN for a class with no images */
+    double seconds;         /* wall time of the forward passes */
+    double images_per_s;
+    float *logits;          /* (n, k) when asked for, else NULL */
+};
+
+/* progress: print a line to stderr every few seconds. */
+int evit_eval_run(evit_forward_fn fn, void *ctx, int max_batch, int k,
+                  const struct evit_dataset *d, int keep_logits, int progress,
+                  struct evit_eval_result *r);
+
+void evit_eval_result_free(struct evit_eval_result *r);
+
+/* Fills top1/top5/loss/confusion of r from logits already computed. */
+void evit_eval_score(struct evit_eval_result *r, const float *logits /* (n, k) */,
+                     const int32_t *labels /* (n) */, int n, int k);
+
+/* A float ViT as an evit_forward_fn; holds the activations. */
+struct evit_vit_runner {
+    const struct evit_vit *m;
+    void *acts; /* struct evit_vit_acts */
+    int max_batch;
+};
+void evit_vit_runner_init(struct evit_vit_runner *r, const struct evit_vit *m, int max_batch);
+void evit_vit_runner_free(struct evit_vit_runner *r);
+void evit_vit_runner_forward(void *ctx, const uint8_t *images, int B, float *logits);
+
+/* The model's input (size, channels) and class count must match the data. */
+int evit_eval_check_compat(const struct evit_vit *m, const char *mpath,
+                           const struct evit_dataset *d, const char *dpath);
+
+#endif

@@ -1,0 +1,180 @@
+/* json.c: see json.h. */
+#include "json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static void line_col(const char *text, const char *at, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (const char *p = text; p < at && *p; p++) {
+        if (*p == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+int evit_json_load(const char *path, cJSON **out)
+{
+    uint8_t *text = NULL;
+    size_t n = 0;
+    if (evit_read_file(path, &text, &n) < 0) return EVIT_ERR;
+    text[n] = '\0';
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts((const char *)text, &end, 1);
+    if (!root) {
+        int line, col;
+        line_col((const char *)text, end ? end : (const char *)text, &line, &col);
+        free(text);
+        return evit_error("%s: invalid JSON near line %d, column %d", path, line, col);
+    }
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return evit_error("%s: top level must be a JSON object", path);
+    }
+    *out = root;
+    return EVIT_OK;
+}
+
+static void key_name(char *buf, size_t n, const char *where, const char *key)
+{
+    if (where && *where)
+        snprintf(buf, n, "%s.%s", where, key);
+    else
+        snprintf(buf, n, "%s", key);
+}
+
+int evit_json_check_keys(const cJSON *obj, const char *file, const char *where,
+                         const char *const *allowed)
+{
+    char name[256];
+    if (!cJSON_IsObject(obj)) {
+        return evit_error("%s: %s: must be an object", file, where && *where ? where : "(top)");
+    }
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++) {
+            if (strcmp(*a, it->string) == 0) {
+                ok = 1;
+                break;
+            }
+        }
+        if (!ok) {
+            key_name(name, sizeof name, where, it->string);
+            return evit_error("%s: %s: unknown key", file, name);
+        }
+    }
+    return EVIT_OK;
+}
+
+static const cJSON *member(const cJSON *obj, const char *file, const char *where,
+                           const char *key, int required, int *err)
+{
+    char name[256];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *err = 0;
+    if (!v && required) {
+        key_name(name, sizeof name, where, key);
+        evit_error("%s: %s: required key is missing", file, name);
+        *err = 1;
+    }
+    return v;
+}
+
+int evit_json_get_double(const cJSON *obj, const char *file, const char *where,
+                         const char *key, int required, double lo, double hi,
+                         double *out)
+{
+    char name[256];
+    int err;
+    const cJSON *v = member(obj, file, where, key, required, &err);
+    if (err) return EVIT_ERR;
+    if (!v) return EVIT_OK;
+    key_name(name, sizeof name, where, key);
+    if (!cJSON_IsNumber(v)) return evit_error("%s: %s: must be a number", file, name);
+    double d = v->valuedouble;
+    if (!isfinite(d) || d < lo || d > hi)
+        return evit_error("%s: %s: %g is out of range [%g, %g]", file, name, d, lo, hi);
+    *out = d;
+    return EVIT_OK;
+}
+
+int evit_json_get_int(const cJSON *obj, const char *file, const char *where,
+                      const char *key, int required, long lo, long hi, int *out)
+{
+    char name[256];
+    int err;
+    const cJSON *v = member(obj, file, where, key, required, &err);
+    if (err) return EVIT_ERR;
+    if (!v) return EVIT_OK;
+    key_name(name, sizeof name, where, key);
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return evit_error("%s: %s: must be an integer", file, name);
+    double d = v->valuedouble;
+    if (d < (double)lo || d > (double)hi)
+        return evit_error("%s: %s: %.0f is out of range [%ld, %ld]", file, name, d, lo, hi);
+    *out = (int)d;
+    return EVIT_OK;
+}
+
+int evit_json_get_bool(const cJSON *obj, const char *file, const char *where,
+                       const char *key, int required, int *out)
+{
+    char name[256];
+    int err;
+    const cJSON *v = member(obj, file, where, key, required, &err);
+    if (err) return EVIT_ERR;
+    if (!v) return EVIT_OK;
+    key_name(name, sizeof name, where, key);
+    if (!cJSON_IsBool(v)) return evit_error("%s: %s: must be true or false", file, name);
+    *out = cJSON_IsTrue(v) ? 1 : 0;
+    return EVIT_OK;
+}
+
+int evit_json_get_string(const cJSON *obj, const char *file, const char *where,
+                         const char *key, int required, const char **out)
+{
+    char name[256];
+    int err;
+    const cJSON *v = member(obj, file, where, key, required, &err);
+    if (err) return EVIT_ERR;
+    if (!v) return EVIT_OK;
+    key_name(name, sizeof name, where, key);
+    if (!cJSON_IsString(v)) return evit_error("%s: %s: must be a string", file, name);
+    *out = v->valuestring;
+    return EVIT_OK;
+}
+
+int evit_json_save(const cJSON *root, const char *path)
+{
+    char *text = cJSON_Print(root);
+    EVIT_ASSERT(text != NULL);
+    char *tmp = evit_temp_path(path);
+    int rc = EVIT_ERR;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        evit_error("%s: cannot create file", path);
+        goto fail;
+    }
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
+    if (fclose(f) != 0 || !ok) {
+        remove(tmp);
+        evit_error("%s: write failed (disk full?)", path);
+        goto fail;
+    }
+    rc = evit_commit_file(tmp, path);
+fail:
+    free(tmp);
+    free(text);
+    return rc;
+}

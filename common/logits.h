@@ -1,0 +1,41 @@
+/* logits.h: a model's logits over a dataset, saved for distillation.
+ *
+ * Layout (docs/FORMATS.md):
+ *   /logits  float32 (N, K), in dataset order
+ *   attributes on "/": format = "evit-logits", format_version = 1,
+ *     count (N), num_classes (K), label_fingerprint (string, 16 hex digits:
+ *     FNV-1a 64 over the labels as little-endian int32), and optionally
+ *     dataset, model (paths they came from) and top1 (percent, the model's
+ *     accuracy on that dataset).
+ * Ownership: evit_logits_load fills a struct released by evit_logits_free. */
+#ifndef EVIT_LOGITS_H
+#define EVIT_LOGITS_H
+
+#include <stdint.h>
+
+struct evit_dataset;
+
+#define EVIT_LOGITS_VERSION 1
+
+struct evit_logits {
+    int n, k;
+    float *logits; /* (n, k) */
+    uint64_t fingerprint;
+    char *dataset; /* may be NULL */
+    char *model;   /* may be NULL */
+    double top1;   /* NaN when unknown */
+};
+
+int evit_logits_save(const char *path, const float *logits /* (n, k) */, int n, int k,
+                     uint64_t fingerprint, const char *dataset, const char *model, double top1);
+
+int evit_logits_load(const char *path, struct evit_logits *out);
+
+/* Refuses a logits file that does not belong to the dataset: count, class
+ * count and label fingerprint must all agree. */
+int evit_logits_check(const struct evit_logits *l, const char *lpath,
+                      const struct evit_dataset *d, const char *dpath);
+
+void evit_logits_free(struct evit_logits *l);
+
+#endif

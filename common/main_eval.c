@@ -1,0 +1,123 @@
+/* evit-eval: accuracy of a checkpoint on a dataset, as a JSON report. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ckpt.h"
+#include "cli.h"
+#include "dataset.h"
+#include "eval.h"
+#include "logits.h"
+#include "report.h"
+#include "util.h"
+#include "vit.h"
+
+static const char *usage =
+    "usage: evit-eval MODEL DATA [--report R.json] [--save-logits L.h5] [options]\n"
+    "\n"
+    "Evaluates a model on a dataset: top-1, top-5, mean loss, per-class accuracy,\n"
+    "confusion matrix, throughput. Prints a summary and writes a JSON report.\n"
+    "\n"
+    "  MODEL                checkpoint (.h5)\n"
+    "  DATA                 dataset (.h5, from evit-data import)\n"
+    "  -r, --report F       report to write (JSON)\n"
+    "  -l, --save-logits F  also save the logits (N, K) for distillation\n"
+    "  -p, --parent F       report of the model this one was derived from\n"
+    "                       (default: the checkpoint's own parent_report)\n"
+    "      --stage NAME     stage named in the report (default: the checkpoint's)\n"
+    "  -b, --batch N        images per forward pass (default 64)\n"
+    "  -t, --threads N      threads (default: all cores)\n"
+    "  -q, --quiet          no progress lines\n"
+    "  -h, --help           this text\n"
+    "  -V, --version        print the version\n";
+
+struct eval_args {
+    const char *model, *data, *report, *logits, *parent, *stage;
+    int batch, quiet;
+};
+
+static int parse_args(int argc, char **argv, struct eval_args *a)
+{
+    static const struct option opts[] = {
+        {"report", required_argument, 0, 'r'}, {"save-logits", required_argument, 0, 'l'},
+        {"parent", required_argument, 0, 'p'}, {"stage", required_argument, 0, 'S'},
+        {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
+        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
+    int c;
+    long v;
+    while ((c = getopt_long(argc, argv, "r:l:p:b:t:qhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': a->report = optarg; break;
+        case 'l': a->logits = optarg; break;
+        case 'p': a->parent = optarg; break;
+        case 'S': a->stage = optarg; break;
+        case 'b':
+            if (evit_parse_int(optarg, 1, 65536, &v) < 0)
+                return evit_cli_usage_error("evit-eval", "--batch: expected 1..65536, got %s", optarg);
+            a->batch = (int)v;
+            break;
+        case 't':
+            if (evit_cli_threads(optarg) < 0)
+                return evit_cli_usage_error("evit-eval", "--threads: expected 1..256, got %s", optarg);
+            break;
+        case 'q': a->quiet = 1; break;
+        case 'h': fputs(usage, stdout); return -EVIT_EXIT_OK - 1;
+        case 'V': puts(evit_cli_version()); return -EVIT_EXIT_OK - 1;
+        default: return evit_cli_usage_error("evit-eval", "unknown option");
+        }
+    }
+    if (argc - optind != 2) return evit_cli_usage_error("evit-eval", "expected MODEL and DATA");
+    a->model = argv[optind];
+    a->data = argv[optind + 1];
+    return EVIT_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct eval_args a = {.batch = 64};
+    struct evit_vit m = {0};
+    struct evit_ckpt_meta meta = {0};
+    struct evit_dataset d = {0};
+    struct evit_eval_result r = {0};
+    struct evit_vit_runner run = {0};
+    int rc = EVIT_EXIT_FAIL;
+    double t0 = evit_now();
+    evit_cli_init();
+    int pa = parse_args(argc, argv, &a);
+    if (pa == -1) return EVIT_EXIT_OK; /* --help, --version */
+    if (pa != EVIT_EXIT_OK) return pa;
+
+    if (evit_ckpt_load(a.model, &m, &meta) < 0) return EVIT_EXIT_FAIL;
+    if (evit_dataset_load(a.data, &d) < 0) goto fail;
+    if (evit_eval_check_compat(&m, a.model, &d, a.data) < 0) goto fail;
+    evit_vit_runner_init(&run, &m, a.batch);
+    if (evit_eval_run(evit_vit_runner_forward, &run, a.batch, m.cfg.classes, &d, a.logits != NULL,
+                      !a.quiet, &r) < 0)
+        goto fail;
+    printf("%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.0f img/s)\n", a.model,
+           a.data, r.top1, r.top5, r.loss, r.n, r.images_per_s);
+    if (a.logits && evit_logits_save(a.logits, r.logits, r.n, r.k, evit_dataset_fingerprint(&d),
+                                     a.data, a.model, r.top1) < 0)
+        goto fail;
+    if (a.report) {
+        const char *stage = a.stage ? a.stage : meta.stage ? meta.stage : "eval";
+        const char *parent = a.parent ? a.parent : meta.parent_report;
+        cJSON *rep = evit_report_new(stage, a.model, a.data, parent);
+        evit_report_add_model(rep, &m.cfg, 4.0 * (double)evit_config_params(&m.cfg));
+        evit_report_add_eval(rep, &r, d.class_names);
+        cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a.batch);
+        int bad = evit_report_save(rep, a.report, evit_now() - t0) < 0;
+        cJSON_Delete(rep);
+        if (bad) goto fail;
+    }
+    rc = EVIT_EXIT_OK;
+fail:
+    if (run.acts) evit_vit_runner_free(&run);
+    evit_eval_result_free(&r);
+    evit_dataset_free(&d);
+    evit_ckpt_meta_free(&meta);
+    evit_vit_free(&m);
+    return rc;
+}

@@ -1,0 +1,126 @@
+/* ops.h: the operations of a ViT, as free functions.
+ *
+ * Argument order (DEVELOPERS.md): outputs first, then what backward needs,
+ * then inputs, weights, sizes.  Inputs are const.  Fast kernels (OpenBLAS,
+ * OpenMP) have a plain-loop *_ref twin that the tests compare against.
+ * Backward functions (next to their forward) accumulate into gradients. */
+#ifndef EVIT_OPS_H
+#define EVIT_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Image batch to patch rows, normalising on the way:
+ *   out[b, gy*G+gx, c*P*P + py*P + px] = (img[b, gy*P+py, gx*P+px, c]/255 - mean[c]) / std[c]
+ * The column order matches a flattened PyTorch conv weight (D, C, P, P). */
+void evit_patchify(float *out /* (B, G*G, C*P*P) */, const uint8_t *img /* (B, H, W, C) */,
+                   const float *mean /* (C) */, const float *std /* (C) */,
+                   int B, int H, int W, int C, int P);
+
+/* out = in @ w^T + b */
+void evit_linear_forward(float *out /* (N, O) */, const float *in /* (N, I) */,
+                         const float *w /* (O, I) */, const float *b /* (O) or NULL */,
+                         int N, int I, int O);
+void evit_linear_forward_ref(float *out /* (N, O) */, const float *in /* (N, I) */,
+                             const float *w /* (O, I) */, const float *b /* (O) or NULL */,
+                             int N, int I, int O);
+/* Gradients of out = in @ w^T + b, accumulated:
+ *   din += dout @ w,   dw += dout^T @ in,   db += sum_n dout[n]
+ * din NULL skips the input gradient (patch embedding: the image has none);
+ * db NULL for a layer without bias. */
+void evit_linear_backward(float *din /* (N, I) or NULL */, float *dw /* (O, I) */,
+                          float *db /* (O) or NULL */, const float *dout /* (N, O) */,
+                          const float *in /* (N, I) */, const float *w /* (O, I) */,
+                          int N, int I, int O);
+void evit_linear_backward_ref(float *din /* (N, I) or NULL */, float *dw /* (O, I) */,
+                              float *db /* (O) or NULL */, const float *dout /* (N, O) */,
+                              const float *in /* (N, I) */, const float *w /* (O, I) */,
+                              int N, int I, int O);
+
+/* out = (in - mean) * rstd * w + b over the last axis, eps = 1e-6. */
+void evit_layernorm_forward(float *out /* (N, D) */, float *mean /* (N) */, float *rstd /* (N) */,
+                            const float *in /* (N, D) */, const float *w /* (D) */,
+                            const float *b /* (D) */, int N, int D);
+/* Gradients of the LayerNorm above, from its saved mean and rstd.  With
+ * xh = (x - mean) * rstd and g = dout * w (per row):
+ *   dw += sum_n dout * xh,   db += sum_n dout
+ *   din += rstd * (g - mean_i(g) - xh * mean_i(g * xh)) */
+void evit_layernorm_backward(float *din /* (N, D) */, float *dw /* (D) */, float *db /* (D) */,
+                             const float *dout /* (N, D) */, const float *in /* (N, D) */,
+                             const float *mean /* (N) */, const float *rstd /* (N) */,
+                             const float *w /* (D) */, int N, int D);
+
+/* Exact GELU: x * 0.5 * (1 + erf(x / sqrt 2)). */
+void evit_gelu_forward(float *out /* (n) */, const float *in /* (n) */, size_t n);
+/* din += dout * (Phi(x) + x phi(x)), Phi and phi the standard normal CDF and
+ * density (d/dx of x Phi(x)). */
+void evit_gelu_backward(float *din /* (n) */, const float *dout /* (n) */,
+                        const float *in /* (n) */, size_t n);
+
+/* out = a + b; out may alias a. */
+void evit_residual_forward(float *out /* (n) */, const float *a /* (n) */,
+                           const float *b /* (n) */, size_t n);
+/* da += dout, db += dout.  Neither may alias dout. */
+void evit_residual_backward(float *da /* (n) */, float *db /* (n) */, const float *dout /* (n) */,
+                            size_t n);
+
+/* x[b,0] = cls + pos[0];  x[b,1+i] = pe[b,i] + pos[1+i]. */
+void evit_embed_forward(float *x /* (B, T, D) */, const float *pe /* (B, T-1, D) */,
+                        const float *cls /* (D) */, const float *pos /* (T, D) */,
+                        int B, int T, int D);
+/* dpe[b,i] += dx[b,1+i],  dcls += sum_b dx[b,0],  dpos[t] += sum_b dx[b,t]. */
+void evit_embed_backward(float *dpe /* (B, T-1, D) */, float *dcls /* (D) */,
+                         float *dpos /* (T, D) */, const float *dx /* (B, T, D) */,
+                         int B, int T, int D);
+
+/* Multi-head self-attention core on a fused qkv projection:
+ *   q, k, v of head h = qkv[..., h*d : (h+1)*d] in the q, k, v thirds
+ *   att = softmax(q k^T / sqrt(d)),  out[..., h*d:(h+1)*d] = att v
+ * Batched over (b, h) with OpenMP, products through sgemm. */
+void evit_attention_forward(float *out /* (B, T, H*d) */, float *att /* (B, H, T, T) */,
+                            const float *qkv /* (B, T, 3*H*d) */, int B, int T, int H, int d);
+void evit_attention_forward_ref(float *out /* (B, T, H*d) */, float *att /* (B, H, T, T) */,
+                                const float *qkv /* (B, T, 3*H*d) */, int B, int T, int H, int d);
+/* Gradients of the attention above into the fused dqkv, accumulated.  Per
+ * (b, h), with P = att, dO = dout's head slice, s = 1/sqrt(d):
+ *   dV += P^T dO
+ *   dP  = dO V^T
+ *   dS  = P .* (dP - rowsum(dP .* P))        (softmax backward)
+ *   dQ += s dS K,   dK += s dS^T Q
+ * datt is scratch (overwritten with dS).  Each (b, h) writes its own slices
+ * of dqkv and datt, so the OpenMP loop over (b, h) has no races. */
+void evit_attention_backward(float *dqkv /* (B, T, 3*H*d) */, float *datt /* (B, H, T, T) */,
+                             const float *dout /* (B, T, H*d) */,
+                             const float *qkv /* (B, T, 3*H*d) */,
+                             const float *att /* (B, H, T, T) */, int B, int T, int H, int d);
+void evit_attention_backward_ref(float *dqkv /* (B, T, 3*H*d) */, float *datt /* (B, H, T, T) */,
+                                 const float *dout /* (B, T, H*d) */,
+                                 const float *qkv /* (B, T, 3*H*d) */,
+                                 const float *att /* (B, H, T, T) */, int B, int T, int H, int d);
+
+/* Per-row cross-entropy of logits against integer labels; returns the sum. */
+double evit_xent_forward(float *loss /* (B) or NULL */, const float *logits /* (B, K) */,
+                         const int32_t *labels /* (B) */, int B, int K);
+
+/* Cross-entropy against label-smoothed targets (timm's
+ * LabelSmoothingCrossEntropy): q = (1 - smoothing) onehot(label) + smoothing / K,
+ *   loss = mean_b (logsumexp(z_b) - sum_k q_bk z_bk)
+ * Returns the mean loss over the batch. */
+double evit_xent_smooth_forward(const float *logits /* (B, K) */, const int32_t *labels /* (B) */,
+                                float smoothing, int B, int K);
+/* dlogits += scale * (softmax(z) - q) / B, the gradient of scale * loss. */
+void evit_xent_smooth_backward(float *dlogits /* (B, K) */, const float *logits /* (B, K) */,
+                               const int32_t *labels /* (B) */, float smoothing, float scale,
+                               int B, int K);
+
+/* Knowledge distillation, soft targets at temperature tau:
+ *   pt = softmax(teacher / tau),  ps = softmax(student / tau)
+ *   loss = tau^2 mean_b KL(pt || ps) = tau^2 mean_b sum_k pt (log pt - log ps)
+ * Returns the mean loss over the batch. */
+double evit_kd_forward(const float *student /* (B, K) */, const float *teacher /* (B, K) */,
+                       float tau, int B, int K);
+/* dstudent += scale * tau * (ps - pt) / B, the gradient of scale * loss. */
+void evit_kd_backward(float *dstudent /* (B, K) */, const float *student /* (B, K) */,
+                      const float *teacher /* (B, K) */, float tau, float scale, int B, int K);
+
+#endif

@@ -1,0 +1,477 @@
+/* pngio.c: see pngio.h. */
+#include "pngio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "dataset.h"
+#include "util.h"
+
+/* Larger images are surely a mistake for a ViT dataset, and the cap keeps a
+ * hostile header from asking for gigabytes. */
+#define PNG_MAX_SIDE 16384
+
+/* ---------------------------------------------------------------- libpng glue */
+
+/* State shared with the libpng callbacks and the setjmp-protected code.  It
+ * lives in the caller's frame, not in the frame that calls setjmp, so its
+ * fields keep their values across the longjmp. */
+struct png_job {
+    FILE *fp;
+    png_structp png;
+    png_infop info;
+    char msg[200];
+    uint8_t *raw;       /* decoded 8-bit rows, h * rowbytes */
+    png_bytep *rows;
+    int w, h, channels; /* of raw */
+};
+
+static void on_png_error(png_structp png, png_const_charp msg)
+{
+    struct png_job *job = png_get_error_ptr(png);
+    snprintf(job->msg, sizeof job->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/* libpng warns about harmless things (bad sRGB profiles, unknown chunks);
+ * a dataset import of thousands of files must stay quiet about them. */
+static void on_png_warning(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+/* libpng's own reader says only "Read Error"; a short read is nearly always
+ * a truncated file, so say that. */
+static void on_png_read(png_structp png, png_bytep data, size_t n)
+{
+    struct png_job *job = png_get_io_ptr(png);
+    if (fread(data, 1, n, job->fp) != n)
+        png_error(png, ferror(job->fp) ? "read error" : "truncated file (unexpected end)");
+}
+
+static void job_free(struct png_job *job)
+{
+    free(job->raw);
+    free(job->rows);
+    job->raw = NULL;
+    job->rows = NULL;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static int decode(struct png_job *job)
+{
+    if (setjmp(png_jmpbuf(job->png))) return EVIT_ERR;
+    png_set_read_fn(job->png, job, on_png_read);
+    png_set_user_limits(job->png, PNG_MAX_SIDE, PNG_MAX_SIDE);
+    png_read_info(job->png, job->info);
+    /* palette -> RGB, gray < 8 bit -> 8 bit, tRNS -> alpha channel */
+    png_set_expand(job->png);
+    png_set_scale_16(job->png);
+    png_set_interlace_handling(job->png);
+    png_read_update_info(job->png, job->info);
+    job->w = (int)png_get_image_width(job->png, job->info);
+    job->h = (int)png_get_image_height(job->png, job->info);
+    job->channels = png_get_channels(job->png, job->info);
+    size_t rowbytes = png_get_rowbytes(job->png, job->info);
+    EVIT_ASSERT(job->channels >= 1 && job->channels <= 4);
+    EVIT_ASSERT(rowbytes == (size_t)job->w * (size_t)job->channels);
+    job->raw = evit_malloc(rowbytes * (size_t)job->h);
+    job->rows = evit_malloc(sizeof(png_bytep) * (size_t)job->h);
+    for (int y = 0; y < job->h; y++) job->rows[y] = job->raw + rowbytes * (size_t)y;
+    png_read_image(job->png, job->rows);
+    png_read_end(job->png, NULL);
+    return EVIT_OK;
+}
+
+static uint8_t luminance(unsigned r, unsigned g, unsigned b)
+{
+    return (uint8_t)((299 * r + 587 * g + 114 * b + 500) / 1000);
+}
+
+/* Alpha over black, rounded. */
+static uint8_t over_black(unsigned v, unsigned a) { return (uint8_t)((v * a + 127) / 255); }
+
+static void convert_pixel(const uint8_t *s, int sc, uint8_t *d, int dc)
+{
+    unsigned r, g, b, a = 255;
+    if (sc <= 2) {
+        r = g = b = s[0];
+        if (sc == 2) a = s[1];
+    } else {
+        r = s[0];
+        g = s[1];
+        b = s[2];
+        if (sc == 4) a = s[3];
+    }
+    switch (dc) {
+    case 1: d[0] = over_black(luminance(r, g, b), a); break;
+    case 2: d[0] = luminance(r, g, b); d[1] = (uint8_t)a; break;
+    case 3: d[0] = over_black(r, a); d[1] = over_black(g, a); d[2] = over_black(b, a); break;
+    default: d[0] = (uint8_t)r; d[1] = (uint8_t)g; d[2] = (uint8_t)b; d[3] = (uint8_t)a; break;
+    }
+}
+
+int evit_png_read(const char *path, int channels, struct evit_image *out)
+{
+    EVIT_ASSERT(channels >= 1 && channels <= 4);
+    struct png_job job = {0};
+    int rc = EVIT_ERR;
+    job.fp = fopen(path, "rb");
+    if (!job.fp) return evit_error("%s: %s", path, strerror(errno));
+    uint8_t sig[8];
+    if (fread(sig, 1, sizeof sig, job.fp) != sizeof sig || png_sig_cmp(sig, 0, sizeof sig)) {
+        evit_error("%s: not a PNG file", path);
+        goto fail;
+    }
+    rewind(job.fp);
+    job.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &job, on_png_error, on_png_warning);
+    EVIT_ASSERT(job.png != NULL);
+    job.info = png_create_info_struct(job.png);
+    EVIT_ASSERT(job.info != NULL);
+    if (decode(&job) < 0) {
+        evit_error("%s: libpng: %s", path, job.msg);
+        goto fail;
+    }
+    out->w = job.w;
+    out->h = job.h;
+    out->c = channels;
+    size_t npx = (size_t)job.w * (size_t)job.h;
+    out->px = evit_malloc(npx * (size_t)channels);
+    for (size_t i = 0; i < npx; i++)
+        convert_pixel(job.raw + i * (size_t)job.channels, job.channels,
+                      out->px + i * (size_t)channels, channels);
+    rc = EVIT_OK;
+fail:
+    if (job.png) png_destroy_read_struct(&job.png, &job.info, NULL);
+    job_free(&job);
+    fclose(job.fp);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static int encode(struct png_job *job, const struct evit_image *img)
+{
+    static const int types[5] = {0, PNG_COLOR_TYPE_GRAY, PNG_COLOR_TYPE_GRAY_ALPHA,
+                                 PNG_COLOR_TYPE_RGB, PNG_COLOR_TYPE_RGB_ALPHA};
+    if (setjmp(png_jmpbuf(job->png))) return EVIT_ERR;
+    png_init_io(job->png, job->fp);
+    png_set_IHDR(job->png, job->info, (png_uint_32)img->w, (png_uint_32)img->h, 8,
+                 types[img->c], PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(job->png, job->info);
+    size_t stride = (size_t)img->w * (size_t)img->c;
+    for (int y = 0; y < img->h; y++) png_write_row(job->png, img->px + stride * (size_t)y);
+    png_write_end(job->png, NULL);
+    return EVIT_OK;
+}
+
+int evit_png_write(const char *path, const struct evit_image *img)
+{
+    EVIT_ASSERT(img->c >= 1 && img->c <= 4 && img->w > 0 && img->h > 0);
+    struct png_job job = {0};
+    char *tmp = evit_temp_path(path);
+    int ok = 0;
+    job.fp = fopen(tmp, "wb");
+    if (!job.fp) {
+        evit_error("%s: cannot create: %s", path, strerror(errno));
+        free(tmp);
+        return EVIT_ERR;
+    }
+    job.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &job, on_png_error, on_png_warning);
+    EVIT_ASSERT(job.png != NULL);
+    job.info = png_create_info_struct(job.png);
+    EVIT_ASSERT(job.info != NULL);
+    if (encode(&job, img) < 0)
+        evit_error("%s: libpng: %s", path, job.msg);
+    else
+        ok = 1;
+    png_destroy_write_struct(&job.png, &job.info);
+    /* a full disk shows up only when the buffered tail is flushed */
+    if (fclose(job.fp) != 0 && ok) {
+        evit_error("%s: cannot write: %s", path, strerror(errno));
+        ok = 0;
+    }
+    int rc = EVIT_ERR;
+    if (ok)
+        rc = evit_commit_file(tmp, path);
+    else
+        remove(tmp);
+    free(tmp);
+    return rc;
+}
+
+void evit_image_free(struct evit_image *img)
+{
+    free(img->px);
+    memset(img, 0, sizeof *img);
+}
+
+/* ---------------------------------------------------------------- resizing */
+
+/* One axis of a separable filter: output i reads taps[i*max ..] starting at
+ * source index first[i]. */
+struct axis {
+    int max;
+    int *first, *count;
+    float *w;
+};
+
+static void axis_box(struct axis *ax, int in, int out)
+{
+    /* output i covers source interval [i*s, (i+1)*s), weighted by overlap */
+    double s = (double)in / out;
+    for (int i = 0; i < out; i++) {
+        double lo = i * s, hi = (i + 1) * s;
+        int a = (int)floor(lo), b = (int)ceil(hi);
+        if (b > in) b = in;
+        EVIT_ASSERT(b - a <= ax->max);
+        ax->first[i] = a;
+        ax->count[i] = b - a;
+        for (int k = a; k < b; k++) {
+            double ov = fmin(hi, k + 1.0) - fmax(lo, (double)k);
+            ax->w[i * ax->max + (k - a)] = (float)(ov / s);
+        }
+    }
+}
+
+static void axis_bilinear(struct axis *ax, int in, int out)
+{
+    /* pixel centres align: source x = (i + 0.5) * in / out - 0.5 */
+    for (int i = 0; i < out; i++) {
+        double x = (i + 0.5) * in / out - 0.5;
+        if (x < 0) x = 0;
+        if (x > in - 1) x = in - 1;
+        int a = (int)floor(x);
+        double f = x - a;
+        ax->first[i] = a;
+        ax->count[i] = a + 1 < in ? 2 : 1;
+        ax->w[i * ax->max] = (float)(1.0 - f);
+        if (ax->count[i] == 2) ax->w[i * ax->max + 1] = (float)f;
+    }
+}
+
+static void axis_init(struct axis *ax, int in, int out)
+{
+    ax->max = in > out ? in / out + 2 : 2;
+    ax->first = evit_malloc(sizeof(int) * (size_t)out);
+    ax->count = evit_malloc(sizeof(int) * (size_t)out);
+    ax->w = evit_calloc((size_t)out * (size_t)ax->max, sizeof(float));
+    if (in > out)
+        axis_box(ax, in, out);
+    else
+        axis_bilinear(ax, in, out);
+}
+
+static void axis_free(struct axis *ax)
+{
+    free(ax->first);
+    free(ax->count);
+    free(ax->w);
+}
+
+void evit_image_resize(struct evit_image *out, const struct evit_image *in, int w, int h)
+{
+    EVIT_ASSERT(w > 0 && h > 0 && in->w > 0 && in->h > 0);
+    struct axis ax, ay;
+    int c = in->c;
+    axis_init(&ax, in->w, w);
+    axis_init(&ay, in->h, h);
+    /* horizontal pass into floats (in->h rows of w), then vertical */
+    float *mid = evit_malloc(sizeof(float) * (size_t)in->h * (size_t)w * (size_t)c);
+    for (int y = 0; y < in->h; y++)
+        for (int x = 0; x < w; x++)
+            for (int k = 0; k < c; k++) {
+                float s = 0.0f;
+                for (int t = 0; t < ax.count[x]; t++)
+                    s += ax.w[x * ax.max + t] *
+                         in->px[((size_t)y * in->w + (size_t)(ax.first[x] + t)) * c + k];
+                mid[((size_t)y * w + x) * c + k] = s;
+            }
+    out->w = w;
+    out->h = h;
+    out->c = c;
+    out->px = evit_malloc((size_t)w * (size_t)h * (size_t)c);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int k = 0; k < c; k++) {
+                float s = 0.0f;
+                for (int t = 0; t < ay.count[y]; t++)
+                    s += ay.w[y * ay.max + t] *
+                         mid[((size_t)(ay.first[y] + t) * w + x) * c + k];
+                long v = lrintf(s);
+                out->px[((size_t)y * w + x) * c + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+    free(mid);
+    axis_free(&ax);
+    axis_free(&ay);
+}
+
+/* ---------------------------------------------------------------- folders */
+
+struct names {
+    char **v;
+    int n, cap;
+};
+
+static void names_push(struct names *s, const char *name)
+{
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 16;
+        char **v = evit_malloc(sizeof(char *) * (size_t)cap);
+        if (s->n) memcpy(v, s->v, sizeof(char *) * (size_t)s->n);
+        free(s->v);
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n++] = evit_strdup(name);
+}
+
+static void names_free(struct names *s)
+{
+    for (int i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    /* byte order, not the locale's, so every machine sees the same labels */
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *join_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = evit_malloc(n);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int is_png_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && strcasecmp(name + n - 4, ".png") == 0;
+}
+
+/* Sorted non-hidden entries of dir: subfolders when want_dirs, otherwise
+ * regular files named *.png. */
+static int list_dir(const char *dir, int want_dirs, struct names *out)
+{
+    DIR *d = opendir(dir);
+    if (!d) return evit_error("%s: %s", dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        if (!want_dirs && !is_png_name(e->d_name)) continue;
+        char *p = join_path(dir, e->d_name);
+        struct stat st;
+        int keep = stat(p, &st) == 0 && (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+        free(p);
+        if (keep) names_push(out, e->d_name);
+    }
+    closedir(d);
+    if (out->n > 1) qsort(out->v, (size_t)out->n, sizeof(char *), cmp_names);
+    return EVIT_OK;
+}
+
+/* Every image path in class then file order; image i has label k when
+ * start[k] <= i < start[k + 1]. */
+static int collect_files(const char *root, struct names *classes, struct names *files,
+                         int **start)
+{
+    if (list_dir(root, 1, classes) < 0) return EVIT_ERR;
+    if (classes->n == 0)
+        return evit_error("%s: no class folders (expected ROOT/CLASS/*.png)", root);
+    if (classes->n == 1)
+        return evit_error("%s: only one class folder (%s); a classifier needs 2 or more", root,
+                          classes->v[0]);
+    int *st = evit_malloc(sizeof(int) * (size_t)(classes->n + 1));
+    for (int k = 0; k < classes->n; k++) {
+        struct names pngs = {0};
+        char *dir = join_path(root, classes->v[k]);
+        int rc = list_dir(dir, 0, &pngs);
+        if (rc == 0 && pngs.n == 0) rc = evit_error("%s: no PNG files in class folder", dir);
+        st[k] = files->n;
+        for (int i = 0; rc == 0 && i < pngs.n; i++) {
+            char *p = join_path(dir, pngs.v[i]);
+            names_push(files, p);
+            free(p);
+        }
+        names_free(&pngs);
+        free(dir);
+        if (rc < 0) {
+            free(st);
+            return EVIT_ERR;
+        }
+    }
+    st[classes->n] = files->n;
+    *start = st;
+    return EVIT_OK;
+}
+
+/* Reads one image into its slot of the dataset, resizing when allowed. */
+static int load_one(const char *path, const struct evit_dataset *d, int resize, uint8_t *dst)
+{
+    struct evit_image img = {0}, small = {0};
+    if (evit_png_read(path, d->c, &img) < 0) return EVIT_ERR;
+    if (img.w != d->w || img.h != d->h) {
+        if (!resize) {
+            evit_error("%s: image is %dx%d, expected %dx%d (resizing is off)", path, img.w,
+                       img.h, d->w, d->h);
+            evit_image_free(&img);
+            return EVIT_ERR;
+        }
+        evit_image_resize(&small, &img, d->w, d->h);
+        evit_image_free(&img);
+        img = small;
+    }
+    memcpy(dst, img.px, (size_t)d->w * (size_t)d->h * (size_t)d->c);
+    evit_image_free(&img);
+    return EVIT_OK;
+}
+
+int evit_png_import_folder(const char *root, int channels, int size, int resize,
+                           struct evit_dataset *out)
+{
+    EVIT_ASSERT(channels >= 1 && channels <= 4 && size > 0);
+    struct names classes = {0}, files = {0};
+    int *start = NULL;
+    struct evit_dataset d = {.h = size, .w = size, .c = channels};
+    if (collect_files(root, &classes, &files, &start) < 0) goto fail;
+    d.n = files.n;
+    d.classes = classes.n;
+    size_t per = (size_t)size * (size_t)size * (size_t)channels;
+    d.images = evit_malloc(per * (size_t)d.n);
+    d.labels = evit_malloc(sizeof(int32_t) * (size_t)d.n);
+    for (int k = 0; k < classes.n; k++)
+        for (int i = start[k]; i < start[k + 1]; i++) d.labels[i] = k;
+    for (int i = 0; i < d.n; i++)
+        if (load_one(files.v[i], &d, resize, d.images + per * (size_t)i) < 0) goto fail;
+    /* the dataset takes over the class names */
+    d.class_names = classes.v;
+    classes.v = NULL;
+    classes.n = 0;
+    d.source = evit_strdup(root);
+    evit_dataset_stats(&d);
+    *out = d;
+    names_free(&files);
+    free(start);
+    return EVIT_OK;
+fail:
+    evit_dataset_free(&d);
+    names_free(&classes);
+    names_free(&files);
+    free(start);
+    return EVIT_ERR;
+}

@@ -1,0 +1,40 @@
+/* pngio.h: PNG images through libpng, and PNG class folders as datasets.
+ *
+ * Any PNG (gray, gray+alpha, RGB, RGBA, palette, 1/2/4/8/16-bit, with or
+ * without tRNS) is decoded to 8-bit and converted to the requested channel
+ * count: 1 = luminance (0.299 R + 0.587 G + 0.114 B, rounded), 3 = RGB
+ * (gray replicated), alpha is composited over black unless 2 or 4 channels
+ * are asked for.  libpng's longjmp errors are caught and become one line
+ * naming the file. */
+#ifndef EVIT_PNGIO_H
+#define EVIT_PNGIO_H
+
+#include <stdint.h>
+
+struct evit_image {
+    int w, h, c;
+    uint8_t *px; /* (h, w, c) */
+};
+
+/* Reads path into an image with `channels` channels (1..4). */
+int evit_png_read(const char *path, int channels, struct evit_image *out);
+
+/* Writes an 8-bit gray/gray+alpha/RGB/RGBA PNG (c = 1..4) to a temporary
+ * file renamed into place. */
+int evit_png_write(const char *path, const struct evit_image *img);
+
+/* Bilinear resize (area-averaging when shrinking) to w x h. */
+void evit_image_resize(struct evit_image *out, const struct evit_image *in, int w, int h);
+
+void evit_image_free(struct evit_image *img);
+
+/* Imports root/<class>/<*.png> (classes sorted by name, files sorted by
+ * name, byte order; entries starting with '.' skipped) into a dataset of
+ * size x size x channels, source = root.  At least 2 class folders, each
+ * with a PNG, are required.  An image of another size is an error naming it
+ * unless resize is set.  *out is untouched on error. */
+struct evit_dataset;
+int evit_png_import_folder(const char *root, int channels, int size, int resize,
+                           struct evit_dataset *out);
+
+#endif

@@ -1,0 +1,81 @@
+/* report.c: see report.h. */
+#include "report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+#include "config.h"
+#include "eval.h"
+#include "json.h"
+#include "util.h"
+
+cJSON *evit_report_new(const char *stage, const char *model_path, const char *dataset_path,
+                       const char *parent_report)
+{
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "report_version", EVIT_REPORT_VERSION);
+    cJSON_AddStringToObject(r, "stage", stage);
+    cJSON_AddStringToObject(r, "created", when);
+    cJSON_AddStringToObject(r, "model", model_path);
+    struct stat st;
+    if (stat(model_path, &st) == 0) cJSON_AddNumberToObject(r, "model_file_bytes", (double)st.st_size);
+    if (dataset_path)
+        cJSON_AddStringToObject(r, "dataset", dataset_path);
+    else
+        cJSON_AddNullToObject(r, "dataset");
+    cJSON_AddStringToObject(r, "evit_version", PACKAGE_VERSION);
+    cJSON_AddStringToObject(r, "git_revision", EVIT_GIT_REV);
+    if (parent_report)
+        cJSON_AddStringToObject(r, "parent", parent_report);
+    else
+        cJSON_AddNullToObject(r, "parent");
+    cJSON_AddObjectToObject(r, "config");
+    return r;
+}
+
+void evit_report_add_model(cJSON *r, const struct evit_vit_config *cfg, double model_bytes)
+{
+    cJSON_AddNumberToObject(r, "params", (double)evit_config_params(cfg));
+    cJSON_AddNumberToObject(r, "model_bytes", model_bytes);
+    cJSON_AddNumberToObject(r, "mflops", evit_config_mflops(cfg));
+    cJSON *conf = cJSON_GetObjectItemCaseSensitive(r, "config");
+    cJSON_AddItemToObject(conf, "model", evit_config_to_json(cfg));
+}
+
+/* JSON has no NaN: a class with no images gets null. */
+static cJSON *number_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+
+void evit_report_add_eval(cJSON *r, const struct evit_eval_result *e, char *const *names)
+{
+    char buf[32];
+    cJSON_AddNumberToObject(r, "images", e->n);
+    cJSON_AddNumberToObject(r, "top1", e->top1);
+    cJSON_AddNumberToObject(r, "top5", e->top5);
+    cJSON_AddNumberToObject(r, "loss", e->loss);
+    cJSON *pc = cJSON_AddObjectToObject(r, "per_class_accuracy");
+    cJSON *cm = cJSON_AddArrayToObject(r, "confusion");
+    for (int c = 0; c < e->k; c++) {
+        snprintf(buf, sizeof buf, "%d", c);
+        cJSON_AddItemToObject(pc, names ? names[c] : buf, number_or_null(e->class_acc[c]));
+        cJSON *row = cJSON_CreateArray();
+        for (int j = 0; j < e->k; j++)
+            cJSON_AddItemToArray(row, cJSON_CreateNumber((double)e->confusion[(size_t)c * e->k + j]));
+        cJSON_AddItemToArray(cm, row);
+    }
+    cJSON_AddNumberToObject(r, "images_per_s", e->images_per_s);
+}
+
+int evit_report_save(cJSON *r, const char *path, double wall_s)
+{
+    cJSON_DeleteItemFromObject(r, "wall_s");
+    cJSON_AddNumberToObject(r, "wall_s", wall_s);
+    return evit_json_save(r, path);
+}

@@ -1,0 +1,36 @@
+/* report.h: the JSON report every evaluating command writes.
+ *
+ * Fields (docs/REPORTS.md): report_version, stage, created (UTC, ISO 8601),
+ * model, model_file_bytes, dataset, images, top1, top5 (percent), loss,
+ * per_class_accuracy {name: percent}, confusion [[true][pred]], params,
+ * model_bytes (weights at their stored precision), mflops (per image),
+ * images_per_s, wall_s, evit_version, git_revision, config {model shape and
+ * the stage's own settings}, parent (path of the report this model was
+ * derived from, or null).
+ *
+ * Ownership: evit_report_new returns a tree the caller deletes with
+ * cJSON_Delete; the add functions copy what they are given. */
+#ifndef EVIT_REPORT_H
+#define EVIT_REPORT_H
+
+#include <cJSON.h>
+
+struct evit_eval_result;
+struct evit_vit_config;
+
+#define EVIT_REPORT_VERSION 1
+
+cJSON *evit_report_new(const char *stage, const char *model_path, const char *dataset_path,
+                       const char *parent_report /* or NULL */);
+
+/* params, model_bytes, mflops and the model config under "config.model". */
+void evit_report_add_model(cJSON *r, const struct evit_vit_config *cfg, double model_bytes);
+
+/* top1, top5, loss, per-class accuracy, confusion, images/s. */
+void evit_report_add_eval(cJSON *r, const struct evit_eval_result *e,
+                          char *const *class_names /* k names or NULL */);
+
+/* Sets wall_s and writes atomically. */
+int evit_report_save(cJSON *r, const char *path, double wall_s);
+
+#endif

@@ -1,0 +1,373 @@
+/* vit.c: see vit.h. */
+#include "vit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "rng.h"
+#include "util.h"
+
+void evit_vit_bind(struct evit_vit_params *p, const struct evit_vit_config *c, float *mem)
+{
+    size_t D = c->dim, T = evit_config_tokens(c), K = c->classes;
+    float *q = mem;
+#define TAKE(ptr, n) do { (ptr) = q; q += (n); } while (0)
+    TAKE(p->patch_w, D * evit_config_patch_in(c));
+    TAKE(p->patch_b, D);
+    TAKE(p->cls_token, D);
+    TAKE(p->pos_embed, T * D);
+    for (int l = 0; l < c->depth; l++) {
+        struct evit_block_params *b = &p->blocks[l];
+        size_t I = evit_config_inner(c, l), M = c->blocks[l].mlp;
+        TAKE(b->ln1_w, D);
+        TAKE(b->ln1_b, D);
+        TAKE(b->qkv_w, 3 * I * D);
+        TAKE(b->qkv_b, 3 * I);
+        TAKE(b->proj_w, D * I);
+        TAKE(b->proj_b, D);
+        TAKE(b->ln2_w, D);
+        TAKE(b->ln2_b, D);
+        TAKE(b->fc1_w, M * D);
+        TAKE(b->fc1_b, M);
+        TAKE(b->fc2_w, D * M);
+        TAKE(b->fc2_b, D);
+    }
+    TAKE(p->norm_w, D);
+    TAKE(p->norm_b, D);
+    TAKE(p->head_w, K * D);
+    TAKE(p->head_b, K);
+#undef TAKE
+    EVIT_ASSERT((size_t)(q - mem) == (size_t)evit_config_params(c));
+}
+
+static void add_ref(struct evit_tensor_ref *out, int *n, const char *name, float *data,
+                    enum evit_tensor_kind kind, int block, int ndim, int64_t d0, int64_t d1,
+                    int64_t d2, int64_t d3)
+{
+    if (out) {
+        struct evit_tensor_ref *t = &out[*n];
+        int64_t dims[4] = {d0, d1, d2, d3};
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->data = data;
+        t->ndim = ndim;
+        t->numel = 1;
+        for (int i = 0; i < 4; i++) {
+            t->shape[i] = i < ndim ? dims[i] : 0;
+            if (i < ndim) t->numel *= (size_t)dims[i];
+        }
+        t->kind = kind;
+        t->block = block;
+    }
+    (*n)++;
+}
+
+int evit_vit_tensors(const struct evit_vit_config *c, const struct evit_vit_params *p,
+                     struct evit_tensor_ref *out)
+{
+    int n = 0;
+    int64_t D = c->dim, T = evit_config_tokens(c), K = c->classes, C = c->channels, P = c->patch;
+    char name[EVIT_TENSOR_NAME_MAX];
+    add_ref(out, &n, "cls_token", p->cls_token, EVIT_T_EMBED, -1, 3, 1, 1, D, 0);
+    add_ref(out, &n, "pos_embed", p->pos_embed, EVIT_T_EMBED, -1, 3, 1, T, D, 0);
+    add_ref(out, &n, "patch_embed.proj.weight", p->patch_w, EVIT_T_WEIGHT, -1, 4, D, C, P, P);
+    add_ref(out, &n, "patch_embed.proj.bias", p->patch_b, EVIT_T_BIAS, -1, 1, D, 0, 0, 0);
+    for (int l = 0; l < c->depth; l++) {
+        const struct evit_block_params *b = &p->blocks[l];
+        int64_t I = evit_config_inner(c, l), M = c->blocks[l].mlp;
+#define BLK(suffix, ptr, kind, nd, a0, a1)                                        \
+        do {                                                                      \
+            snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);               \
+            add_ref(out, &n, name, ptr, kind, l, nd, a0, a1, 0, 0);                \
+        } while (0)
+        BLK("norm1.weight", b->ln1_w, EVIT_T_NORM_W, 1, D, 0);
+        BLK("norm1.bias", b->ln1_b, EVIT_T_NORM_B, 1, D, 0);
+        BLK("attn.qkv.weight", b->qkv_w, EVIT_T_WEIGHT, 2, 3 * I, D);
+        BLK("attn.qkv.bias", b->qkv_b, EVIT_T_BIAS, 1, 3 * I, 0);
+        BLK("attn.proj.weight", b->proj_w, EVIT_T_WEIGHT, 2, D, I);
+        BLK("attn.proj.bias", b->proj_b, EVIT_T_BIAS, 1, D, 0);
+        BLK("norm2.weight", b->ln2_w, EVIT_T_NORM_W, 1, D, 0);
+        BLK("norm2.bias", b->ln2_b, EVIT_T_NORM_B, 1, D, 0);
+        BLK("mlp.fc1.weight", b->fc1_w, EVIT_T_WEIGHT, 2, M, D);
+        BLK("mlp.fc1.bias", b->fc1_b, EVIT_T_BIAS, 1, M, 0);
+        BLK("mlp.fc2.weight", b->fc2_w, EVIT_T_WEIGHT, 2, D, M);
+        BLK("mlp.fc2.bias", b->fc2_b, EVIT_T_BIAS, 1, D, 0);
+#undef BLK
+    }
+    add_ref(out, &n, "norm.weight", p->norm_w, EVIT_T_NORM_W, -1, 1, D, 0, 0, 0);
+    add_ref(out, &n, "norm.bias", p->norm_b, EVIT_T_NORM_B, -1, 1, D, 0, 0, 0);
+    add_ref(out, &n, "head.weight", p->head_w, EVIT_T_WEIGHT, -1, 2, K, D, 0, 0);
+    add_ref(out, &n, "head.bias", p->head_b, EVIT_T_BIAS, -1, 1, K, 0, 0, 0);
+    return n;
+}
+
+struct evit_tensor_ref *evit_vit_tensor_list(const struct evit_vit_config *cfg,
+                                             const struct evit_vit_params *p, int *n)
+{
+    *n = evit_vit_tensors(cfg, p, NULL);
+    struct evit_tensor_ref *t = evit_malloc(sizeof *t * (size_t)*n);
+    evit_vit_tensors(cfg, p, t);
+    return t;
+}
+
+void evit_vit_alloc(struct evit_vit *m, const struct evit_vit_config *cfg)
+{
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->mem = evit_alloc_floats((size_t)evit_config_params(cfg));
+    evit_vit_bind(&m->p, &m->cfg, m->mem);
+    for (int c = 0; c < 4; c++) {
+        m->mean[c] = 0.0f;
+        m->std[c] = 1.0f;
+    }
+}
+
+void evit_vit_free(struct evit_vit *m)
+{
+    evit_free_aligned(m->mem);
+    m->mem = NULL;
+}
+
+void evit_vit_init(struct evit_vit *m, uint64_t seed)
+{
+    int n;
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    struct evit_rng rng;
+    evit_rng_seed(&rng, seed);
+    for (int i = 0; i < n; i++) {
+        for (size_t j = 0; j < t[i].numel; j++) {
+            switch (t[i].kind) {
+            case EVIT_T_WEIGHT:
+            case EVIT_T_EMBED: t[i].data[j] = (float)evit_rng_trunc_normal(&rng, 0.02); break;
+            case EVIT_T_NORM_W: t[i].data[j] = 1.0f; break;
+            case EVIT_T_BIAS:
+            case EVIT_T_NORM_B: t[i].data[j] = 0.0f; break;
+            }
+        }
+    }
+    free(t);
+}
+
+int evit_vit_check_finite(const struct evit_vit *m, const char *where)
+{
+    int n, rc = EVIT_OK;
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    for (int i = 0; i < n && rc == EVIT_OK; i++) {
+        for (size_t j = 0; j < t[i].numel; j++) {
+            if (!isfinite(t[i].data[j])) {
+                rc = evit_error("%s: tensor %s holds %s at index %zu", where, t[i].name,
+                                isnan(t[i].data[j]) ? "NaN" : "Inf", j);
+                break;
+            }
+        }
+    }
+    free(t);
+    return rc;
+}
+
+/* Sizes of the largest block, so inference can share one set of buffers. */
+static void max_block(const struct evit_vit_config *c, size_t *I, size_t *M, size_t *H)
+{
+    *I = *M = *H = 0;
+    for (int l = 0; l < c->depth; l++) {
+        size_t i = evit_config_inner(c, l), m = c->blocks[l].mlp, h = c->blocks[l].heads;
+        *I = i > *I ? i : *I;
+        *M = m > *M ? m : *M;
+        *H = h > *H ? h : *H;
+    }
+}
+
+void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *c,
+                         int max_batch, int keep)
+{
+    size_t B = max_batch, T = evit_config_tokens(c), N = evit_config_patches(c);
+    size_t D = c->dim, K = c->classes, PI = evit_config_patch_in(c);
+    size_t I, M, H;
+    max_block(c, &I, &M, &H);
+    /* per block: x_in x_mid x_out ln1 ln2 (5 BTD), means/rstds (4 BT), qkv (3 BTI),
+     * attv (BTI), att (BHTT), h g (2 BTM) -- rounded up per buffer to 16 floats */
+    size_t per_block = 5 * B * T * D + 4 * B * T + 4 * B * T * I + B * H * T * T + 2 * B * T * M + 14 * 16;
+    size_t nblocks = keep ? (size_t)c->depth : 1;
+    size_t total = B * N * PI + B * N * D + B * T * D + nblocks * per_block + 3 * B * D + 2 * B + B * K + 8 * 16;
+    memset(a, 0, sizeof *a);
+    a->max_batch = max_batch;
+    a->keep = keep;
+    a->mem = evit_alloc_floats(total);
+    float *q = a->mem;
+#define TAKE(ptr, n) do { (ptr) = q; q += ((n) + 15) & ~(size_t)15; } while (0)
+    TAKE(a->patches, B * N * PI);
+    TAKE(a->pe, B * N * D);
+    TAKE(a->x0, B * T * D);
+    for (size_t l = 0; l < nblocks; l++) {
+        struct evit_block_acts *b = &a->blocks[l];
+        /* with keep, x_in of block l is x_out of block l-1 (no copy) */
+        b->x_in = l == 0 ? a->x0 : a->blocks[l - 1].x_out;
+        TAKE(b->ln1, B * T * D);
+        TAKE(b->ln1_mean, B * T);
+        TAKE(b->ln1_rstd, B * T);
+        TAKE(b->qkv, 3 * B * T * I);
+        TAKE(b->att, B * H * T * T);
+        TAKE(b->attv, B * T * I);
+        TAKE(b->x_mid, B * T * D);
+        TAKE(b->ln2, B * T * D);
+        TAKE(b->ln2_mean, B * T);
+        TAKE(b->ln2_rstd, B * T);
+        TAKE(b->h, B * T * M);
+        TAKE(b->g, B * T * M);
+        TAKE(b->x_out, B * T * D);
+    }
+    if (!keep) {
+        /* Inference: every block works in block 0's buffers; the residual
+         * stream ping-pongs between x_out and x_mid, entering in x_out. */
+        a->blocks[0].x_in = a->blocks[0].x_out;
+        for (int l = 1; l < c->depth; l++) a->blocks[l] = a->blocks[0];
+    }
+    TAKE(a->cls, B * D);
+    TAKE(a->lnf, B * D);
+    TAKE(a->lnf_mean, B);
+    TAKE(a->lnf_rstd, B);
+    TAKE(a->logits, B * K);
+#undef TAKE
+    EVIT_ASSERT((size_t)(q - a->mem) <= total);
+}
+
+void evit_vit_acts_free(struct evit_vit_acts *a)
+{
+    evit_free_aligned(a->mem);
+    a->mem = NULL;
+}
+
+/* One pre-norm transformer block, forward. */
+static void block_forward(struct evit_block_acts *a, const struct evit_block_params *p,
+                          const struct evit_block_shape *s, int B, int T, int D)
+{
+    int N = B * T, H = s->heads, d = s->head_dim, I = H * d, M = s->mlp;
+    evit_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x_in, p->ln1_w, p->ln1_b, N, D);
+    evit_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, N, D, 3 * I);
+    evit_attention_forward(a->attv, a->att, a->qkv, B, T, H, d);
+    evit_linear_forward(a->x_mid, a->attv, p->proj_w, p->proj_b, N, I, D);
+    evit_residual_forward(a->x_mid, a->x_mid, a->x_in, (size_t)N * D);
+    evit_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, p->ln2_w, p->ln2_b, N, D);
+    evit_linear_forward(a->h, a->ln2, p->fc1_w, p->fc1_b, N, D, M);
+    evit_gelu_forward(a->g, a->h, (size_t)N * M);
+    /* x_out may alias x_in (inference), which is dead by now */
+    evit_linear_forward(a->x_out, a->g, p->fc2_w, p->fc2_b, N, M, D);
+    evit_residual_forward(a->x_out, a->x_out, a->x_mid, (size_t)N * D);
+}
+
+void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
+                      const uint8_t *images, int B)
+{
+    const struct evit_vit_config *c = &m->cfg;
+    const struct evit_vit_params *p = &m->p;
+    int T = evit_config_tokens(c), N = evit_config_patches(c), D = c->dim;
+    EVIT_ASSERT(B >= 1 && B <= a->max_batch);
+    evit_patchify(a->patches, images, m->mean, m->std, B, c->img_size, c->img_size,
+                  c->channels, c->patch);
+    evit_linear_forward(a->pe, a->patches, p->patch_w, p->patch_b, B * N,
+                        evit_config_patch_in(c), D);
+    float *x = a->keep ? a->x0 : a->blocks[0].x_in;
+    evit_embed_forward(x, a->pe, p->cls_token, p->pos_embed, B, T, D);
+    for (int l = 0; l < c->depth; l++)
+        block_forward(&a->blocks[l], &p->blocks[l], &c->blocks[l], B, T, D);
+    const float *xl = a->blocks[c->depth - 1].x_out;
+    for (int b = 0; b < B; b++)
+        memcpy(a->cls + (size_t)b * D, xl + (size_t)b * T * D, (size_t)D * sizeof(float));
+    evit_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->cls, p->norm_w, p->norm_b, B, D);
+    evit_linear_forward(a->logits, a->lnf, p->head_w, p->head_b, B, D, c->classes);
+}
+
+void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,
+                                 const struct evit_vit_config *c, int max_batch)
+{
+    size_t B = max_batch, T = evit_config_tokens(c), N = evit_config_patches(c);
+    size_t D = c->dim, I, M, H;
+    max_block(c, &I, &M, &H);
+    size_t total = 2 * B * T * D + 4 * B * T * I + B * H * T * T + 2 * B * T * M + B * N * D +
+                   2 * B * D + 10 * 16;
+    memset(s, 0, sizeof *s);
+    s->max_batch = max_batch;
+    s->mem = evit_alloc_floats(total);
+    float *q = s->mem;
+#define TAKE(ptr, n) do { (ptr) = q; q += ((n) + 15) & ~(size_t)15; } while (0)
+    TAKE(s->dres, B * T * D);
+    TAKE(s->dln, B * T * D);
+    TAKE(s->dqkv, 3 * B * T * I);
+    TAKE(s->dattv, B * T * I);
+    TAKE(s->datt, B * H * T * T);
+    TAKE(s->dh, B * T * M);
+    TAKE(s->dg, B * T * M);
+    TAKE(s->dpe, B * N * D);
+    TAKE(s->dcls, B * D);
+    TAKE(s->dlnf, B * D);
+#undef TAKE
+    EVIT_ASSERT((size_t)(q - s->mem) <= total);
+}
+
+void evit_vit_grad_scratch_free(struct evit_vit_grad_scratch *s)
+{
+    evit_free_aligned(s->mem);
+    s->mem = NULL;
+}
+
+/* One block, backward.  s->dres holds dL/dx_out on entry and dL/dx_in on
+ * exit: both residual connections pass the stream's gradient through
+ * unchanged (d(a + b)/da = 1), so each branch adds its input gradient into
+ * dres in place instead of going through a separate residual step. */
+static void block_backward(struct evit_block_params *g, struct evit_vit_grad_scratch *s,
+                           const struct evit_block_acts *a, const struct evit_block_params *p,
+                           const struct evit_block_shape *sh, int B, int T, int D)
+{
+    int N = B * T, H = sh->heads, d = sh->head_dim, I = H * d, M = sh->mlp;
+    size_t nd = (size_t)N * D, nm = (size_t)N * M;
+    /* x_out = x_mid + fc2(GELU(fc1(LN2(x_mid)))) */
+    memset(s->dg, 0, nm * sizeof(float));
+    evit_linear_backward(s->dg, g->fc2_w, g->fc2_b, s->dres, a->g, p->fc2_w, N, M, D);
+    memset(s->dh, 0, nm * sizeof(float));
+    evit_gelu_backward(s->dh, s->dg, a->h, nm);
+    memset(s->dln, 0, nd * sizeof(float));
+    evit_linear_backward(s->dln, g->fc1_w, g->fc1_b, s->dh, a->ln2, p->fc1_w, N, D, M);
+    evit_layernorm_backward(s->dres, g->ln2_w, g->ln2_b, s->dln, a->x_mid, a->ln2_mean,
+                            a->ln2_rstd, p->ln2_w, N, D);
+    /* x_mid = x_in + proj(MHSA(qkv(LN1(x_in)))) */
+    memset(s->dattv, 0, (size_t)N * I * sizeof(float));
+    evit_linear_backward(s->dattv, g->proj_w, g->proj_b, s->dres, a->attv, p->proj_w, N, I, D);
+    memset(s->dqkv, 0, (size_t)N * 3 * I * sizeof(float));
+    evit_attention_backward(s->dqkv, s->datt, s->dattv, a->qkv, a->att, B, T, H, d);
+    memset(s->dln, 0, nd * sizeof(float));
+    evit_linear_backward(s->dln, g->qkv_w, g->qkv_b, s->dqkv, a->ln1, p->qkv_w, N, D, 3 * I);
+    evit_layernorm_backward(s->dres, g->ln1_w, g->ln1_b, s->dln, a->x_in, a->ln1_mean,
+                            a->ln1_rstd, p->ln1_w, N, D);
+}
+
+void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scratch *s,
+                       const struct evit_vit *m, const struct evit_vit_acts *a,
+                       const float *dlogits, int B)
+{
+    const struct evit_vit_config *c = &m->cfg;
+    const struct evit_vit_params *p = &m->p;
+    int T = evit_config_tokens(c), N = evit_config_patches(c), D = c->dim, K = c->classes;
+    EVIT_ASSERT(a->keep && B >= 1 && B <= a->max_batch && B <= s->max_batch);
+    /* logits = head(LN_f(x[:, 0])) */
+    memset(s->dlnf, 0, (size_t)B * D * sizeof(float));
+    evit_linear_backward(s->dlnf, grads->head_w, grads->head_b, dlogits, a->lnf, p->head_w, B,
+                         D, K);
+    memset(s->dcls, 0, (size_t)B * D * sizeof(float));
+    evit_layernorm_backward(s->dcls, grads->norm_w, grads->norm_b, s->dlnf, a->cls,
+                            a->lnf_mean, a->lnf_rstd, p->norm_w, B, D);
+    /* only the class token of the last block's output reaches the head */
+    memset(s->dres, 0, (size_t)B * T * D * sizeof(float));
+    for (int b = 0; b < B; b++)
+        memcpy(s->dres + (size_t)b * T * D, s->dcls + (size_t)b * D, (size_t)D * sizeof(float));
+    for (int l = c->depth - 1; l >= 0; l--)
+        block_backward(&grads->blocks[l], s, &a->blocks[l], &p->blocks[l], &c->blocks[l], B, T,
+                       D);
+    /* x0 = [cls ; patches @ patch_w^T + patch_b] + pos_embed */
+    memset(s->dpe, 0, (size_t)B * N * D * sizeof(float));
+    evit_embed_backward(s->dpe, grads->cls_token, grads->pos_embed, s->dres, B, T, D);
+    evit_linear_backward(NULL, grads->patch_w, grads->patch_b, s->dpe, a->patches, p->patch_w,
+                         B * N, evit_config_patch_in(c), D);
+}
+

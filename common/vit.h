@@ -1,0 +1,175 @@
+/* vit.h: a Vision Transformer numerically identical to timm's
+ * VisionTransformer (class token, pre-norm blocks, exact-erf GELU, LayerNorm
+ * eps 1e-6, linear head on the class token).
+ *
+ *   x0 = [cls ; conv_P(img)] + pos_embed                      (B, T, D)
+ *   per block l:
+ *     x = x + proj(MHSA(qkv(LN1(x))))     heads H_l, head dim d_l
+ *     x = x + fc2(GELU(fc1(LN2(x))))      hidden width M_l
+ *   logits = head(LN_f(x[:, 0]))                               (B, K)
+ *
+ * Parameters live in one float buffer; struct evit_vit_params holds pointers
+ * into it, so a gradient buffer (or an optimiser moment) binds to the same
+ * struct layout.  evit_vit_tensors() lists every tensor with its timm
+ * state_dict key and PyTorch shape: checkpoints, initialisation, NaN checks
+ * and pruning all walk that one list. */
+#ifndef EVIT_VIT_H
+#define EVIT_VIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define EVIT_LN_EPS 1e-6f
+
+struct evit_block_params {
+    float *ln1_w, *ln1_b; /* (D) */
+    float *qkv_w;         /* (3*I, D), I = heads*head_dim, rows q|k|v, each head-major */
+    float *qkv_b;         /* (3*I) */
+    float *proj_w;        /* (D, I) */
+    float *proj_b;        /* (D) */
+    float *ln2_w, *ln2_b; /* (D) */
+    float *fc1_w;         /* (M, D) */
+    float *fc1_b;         /* (M) */
+    float *fc2_w;         /* (D, M) */
+    float *fc2_b;         /* (D) */
+};
+
+struct evit_vit_params {
+    float *patch_w;   /* (D, C, P, P) = (D, C*P*P) */
+    float *patch_b;   /* (D) */
+    float *cls_token; /* (1, 1, D) */
+    float *pos_embed; /* (1, T, D) */
+    struct evit_block_params blocks[EVIT_MAX_DEPTH];
+    float *norm_w, *norm_b; /* (D) */
+    float *head_w;          /* (K, D) */
+    float *head_b;          /* (K) */
+};
+
+/* Pointers into mem, which holds evit_config_params(cfg) floats. */
+void evit_vit_bind(struct evit_vit_params *p, const struct evit_vit_config *cfg, float *mem);
+
+/* Kind of a tensor, for initialisation and weight decay. */
+enum evit_tensor_kind {
+    EVIT_T_WEIGHT,  /* matrix / conv kernel: trunc normal, decayed */
+    EVIT_T_BIAS,    /* zeros, not decayed */
+    EVIT_T_NORM_W,  /* ones, not decayed */
+    EVIT_T_NORM_B,  /* zeros, not decayed */
+    EVIT_T_EMBED    /* cls_token, pos_embed: trunc normal, not decayed */
+};
+
+#define EVIT_TENSOR_NAME_MAX 64
+
+struct evit_tensor_ref {
+    char name[EVIT_TENSOR_NAME_MAX]; /* timm key, "blocks.0.attn.qkv.weight" */
+    float *data;
+    int ndim;
+    int64_t shape[4]; /* PyTorch shape */
+    size_t numel;
+    enum evit_tensor_kind kind;
+    int block; /* block index, -1 outside blocks */
+};
+
+/* Fills out (when non-NULL) and returns the number of tensors: 8 + 12*depth. */
+int evit_vit_tensors(const struct evit_vit_config *cfg, const struct evit_vit_params *p,
+                     struct evit_tensor_ref *out);
+
+/* The same list, allocated (caller frees); *n receives its length. */
+struct evit_tensor_ref *evit_vit_tensor_list(const struct evit_vit_config *cfg,
+                                             const struct evit_vit_params *p, int *n);
+
+/* A model: config, parameters and the preprocessing it was trained with. */
+struct evit_vit {
+    struct evit_vit_config cfg;
+    float *mem; /* evit_config_params(&cfg) floats, 64-byte aligned */
+    struct evit_vit_params p;
+    float mean[4], std[4]; /* per channel, on pixel/255 */
+};
+
+/* Allocates zeroed parameters, mean 0 and std 1. */
+void evit_vit_alloc(struct evit_vit *m, const struct evit_vit_config *cfg);
+void evit_vit_free(struct evit_vit *m);
+
+/* timm's init: trunc_normal(std .02, cut at +-2 std) for weights, cls_token
+ * and pos_embed (timm uses std 1e-6 for cls; we use .02 for both, as DeiT);
+ * zeros for biases; ones for LayerNorm weights.  Same seed, same model. */
+void evit_vit_init(struct evit_vit *m, uint64_t seed);
+
+/* Activations of one forward pass, kept for backward when keep != 0 (one set
+ * per block), shared between blocks otherwise (inference). */
+struct evit_block_acts {
+    float *x_in;        /* (B, T, D) residual stream entering the block */
+    float *ln1;         /* (B, T, D) */
+    float *ln1_mean;    /* (B, T) */
+    float *ln1_rstd;    /* (B, T) */
+    float *qkv;         /* (B, T, 3*I) */
+    float *att;         /* (B, H, T, T) softmax probabilities */
+    float *attv;        /* (B, T, I) heads concatenated */
+    float *x_mid;       /* (B, T, D) after the attention residual */
+    float *ln2;         /* (B, T, D) */
+    float *ln2_mean;    /* (B, T) */
+    float *ln2_rstd;    /* (B, T) */
+    float *h;           /* (B, T, M) fc1 output, before GELU */
+    float *g;           /* (B, T, M) GELU output */
+    float *x_out;       /* (B, T, D) */
+};
+
+struct evit_vit_acts {
+    int max_batch;
+    int keep;
+    float *mem;
+    float *patches;  /* (B, N, C*P*P) normalised pixels, one row per patch */
+    float *pe;       /* (B, N, D) patch embeddings */
+    float *x0;       /* (B, T, D) */
+    struct evit_block_acts blocks[EVIT_MAX_DEPTH];
+    float *cls;      /* (B, D) class token after the last block */
+    float *lnf;      /* (B, D) */
+    float *lnf_mean; /* (B) */
+    float *lnf_rstd; /* (B) */
+    float *logits;   /* (B, K) */
+};
+
+void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *cfg,
+                         int max_batch, int keep);
+void evit_vit_acts_free(struct evit_vit_acts *a);
+
+/* Forward pass on B images (uint8, HWC, the model's img_size and channels).
+ * Logits land in a->logits. */
+void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
+                      const uint8_t *images /* (B, H, W, C) */, int B);
+
+/* Activation gradients of one backward pass: scratch, reused by every
+ * block (sized for the largest), and independent of the batch's content. */
+struct evit_vit_grad_scratch {
+    int max_batch;
+    float *mem;
+    float *dres;  /* (B, T, D) gradient of the residual stream */
+    float *dln;   /* (B, T, D) gradient of a LayerNorm output */
+    float *dqkv;  /* (B, T, 3*I) */
+    float *dattv; /* (B, T, I) */
+    float *datt;  /* (B, H, T, T) attention backward scratch */
+    float *dh;    /* (B, T, M) before GELU */
+    float *dg;    /* (B, T, M) after GELU */
+    float *dpe;   /* (B, N, D) patch embeddings */
+    float *dcls;  /* (B, D) class token after the last block */
+    float *dlnf;  /* (B, D) final LayerNorm output */
+};
+
+void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,
+                                 const struct evit_vit_config *cfg, int max_batch);
+void evit_vit_grad_scratch_free(struct evit_vit_grad_scratch *s);
+
+/* Backward pass of the forward that filled a (which must have been allocated
+ * with keep != 0), from the gradient of the loss with respect to the logits.
+ * Parameter gradients ACCUMULATE into grads, a struct evit_vit_params bound
+ * (evit_vit_bind) to a buffer of evit_config_params() floats that the caller
+ * zeroes between steps.  The images get no gradient. */
+void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scratch *s,
+                       const struct evit_vit *m, const struct evit_vit_acts *a,
+                       const float *dlogits /* (B, K) */, int B);
+
+/* Checks every parameter is finite; names the first bad tensor. */
+int evit_vit_check_finite(const struct evit_vit *m, const char *where);
+
+#endif

@@ -1,0 +1,44 @@
+#!/bin/sh
+# setup.sh: installs what a fresh Debian 12 machine lacks, then builds evit
+# out of tree in build/ (autoreconf, configure, make).  Safe to re-run: it
+# installs only missing packages and rebuilds only what changed.
+#
+#   scripts/setup.sh [CONFIGURE-ARGS...]     e.g. --enable-asan --enable-ubsan
+#
+# BUILD=dir picks another build folder (default: build).
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$top/build}
+
+# Build tools and libraries, the Fashion-MNIST data, and the Python pieces
+# the PyTorch parity checks use (they skip without them).
+pkgs="build-essential autoconf automake pkg-config libopenblas-openmp-dev libopenblas-dev
+      libhdf5-dev hdf5-tools libcjson-dev libpng-dev zlib1g-dev dataset-fashion-mnist
+      python3 python3-numpy python3-h5py"
+[ -n "${EVIT_NO_TORCH:-}" ] || pkgs="$pkgs python3-torch"
+
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing$missing" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
+cd "$top"
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+    autoreconf -fi >/dev/null 2>&1 || autoreconf -fi
+fi
+mkdir -p "$build"
+cd "$build"
+stamp="$*"
+if [ ! -f Makefile ] || [ "$(cat .configure-args 2>/dev/null)" != "$stamp" ]; then
+    "$top/configure" -q "$@"
+    printf '%s' "$stamp" >.configure-args
+fi
+make -j"$(nproc)" -s
+echo "setup: built evit in $build" >&2

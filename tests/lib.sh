@@ -1,0 +1,71 @@
+# lib.sh: helpers for the shell tests (sourced after `set -eu`).
+#
+#   $T                     a scratch directory, removed when the test exits
+#   $EVIT_BIN, $EVIT_SRC   build and source trees (set by `make check`)
+#   ok MSG                 prints "ok - MSG"
+#   fail MSG               prints "FAIL: MSG" and the last command's stderr, exits 1
+#   skip MSG               exits 77, which automake reports as SKIP
+#   succeeds CMD...        CMD must exit 0; its stdout/stderr land in $T/out, $T/err
+#   fails_with CODE CMD... CMD must exit CODE; for 1 (a failure), stderr must be
+#                          exactly one line starting "error:"
+#   stderr_has TEXT        the last command's stderr contains TEXT (fixed string)
+#   stdout_has TEXT        the last command's stdout contains TEXT (fixed string)
+#
+# The first failed check ends the test: later checks usually depend on it.
+
+: "${EVIT_BIN:?EVIT_BIN must name the build tree (run through make check)}"
+: "${EVIT_SRC:?EVIT_SRC must name the source tree (run through make check)}"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/evit-sh-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+trap 'exit 130' INT TERM
+
+ok() {
+    echo "ok - $*"
+}
+
+fail() {
+    echo "FAIL: $*" >&2
+    if [ -s "$T/err" ]; then
+        echo "--- stderr of the last command:" >&2
+        cat "$T/err" >&2
+    fi
+    exit 1
+}
+
+skip() {
+    echo "SKIP: $*"
+    exit 77
+}
+
+# Runs "$@" with output captured; sets $rc without tripping set -e.
+run_cmd() {
+    rc=0
+    "$@" >"$T/out" 2>"$T/err" || rc=$?
+}
+
+succeeds() {
+    run_cmd "$@"
+    [ "$rc" -eq 0 ] || fail "expected exit 0, got $rc: $*"
+}
+
+fails_with() {
+    want=$1
+    shift
+    run_cmd "$@"
+    [ "$rc" -eq "$want" ] || fail "expected exit $want, got $rc: $*"
+    if [ "$want" -eq 1 ]; then
+        lines=$(wc -l <"$T/err")
+        [ "$lines" -eq 1 ] || fail "expected one line on stderr, got $lines: $*"
+        head -n 1 "$T/err" | grep -q '^error: ' || fail "stderr does not start with 'error: ': $*"
+    fi
+    return 0
+}
+
+stderr_has() {
+    grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1'"
+}
+
+stdout_has() {
+    grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1'"
+}

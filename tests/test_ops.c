@@ -1,0 +1,482 @@
+/* test_ops.c: every forward op of ops.h against a plain reference, either its
+ * *_ref twin or a double-precision computation written here. */
+#include <math.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "rng.h"
+#include "test.h"
+#include "util.h"
+
+static void fill_normal(float *x, size_t n, struct evit_rng *r, double scale)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * evit_rng_normal(r));
+}
+
+static float max_abs(const float *x, size_t n)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
+/* ---------------------------------------------------------------- linear */
+
+/* Compares fast against ref for one shape; the tolerance is relative to the
+ * size of the terms of each dot product, sum |in_i w_i| + |b|, which bounds
+ * the rounding of any summation order. */
+static void check_linear(int N, int I, int O, int with_bias, uint64_t seed)
+{
+    struct evit_rng r;
+    evit_rng_seed(&r, seed);
+    float *in = evit_alloc_floats((size_t)N * I), *w = evit_alloc_floats((size_t)O * I);
+    float *b = evit_alloc_floats((size_t)O);
+    float *fast = evit_alloc_floats((size_t)N * O), *ref = evit_alloc_floats((size_t)N * O);
+    fill_normal(in, (size_t)N * I, &r, 1.0);
+    fill_normal(w, (size_t)O * I, &r, 0.5);
+    fill_normal(b, (size_t)O, &r, 1.0);
+    /* whatever out held before must not leak through, bias or not */
+    for (size_t i = 0; i < (size_t)N * O; i++) fast[i] = NAN;
+    evit_linear_forward(fast, in, w, with_bias ? b : NULL, N, I, O);
+    evit_linear_forward_ref(ref, in, w, with_bias ? b : NULL, N, I, O);
+    int bad = 0;
+    for (int n = 0; n < N && bad < 5; n++) {
+        for (int o = 0; o < O && bad < 5; o++) {
+            double mag = with_bias ? fabs(b[o]) : 0.0;
+            for (int i = 0; i < I; i++) mag += fabs((double)in[(size_t)n * I + i] * (double)w[(size_t)o * I + i]);
+            double f = fast[(size_t)n * O + o], e = ref[(size_t)n * O + o];
+            if (!(fabs(f - e) <= 1e-5 * mag)) {
+                fprintf(stderr, "  linear N=%d I=%d O=%d bias=%d at (%d,%d): %.9g vs ref %.9g\n",
+                        N, I, O, with_bias, n, o, f, e);
+                bad++;
+            }
+        }
+    }
+    CHECK(bad == 0);
+    evit_free_aligned(in);
+    evit_free_aligned(w);
+    evit_free_aligned(b);
+    evit_free_aligned(fast);
+    evit_free_aligned(ref);
+}
+
+static void linear_matches_its_ref_twin_with_and_without_bias(void)
+{
+    static const int shapes[][3] = {{1, 1, 1},  {1, 7, 1},   {3, 5, 1},    {1, 13, 9},
+                                    {17, 33, 65}, {5, 64, 3}, {31, 129, 257}, {197, 64, 192}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        for (int bias = 0; bias <= 1; bias++)
+            check_linear(shapes[s][0], shapes[s][1], shapes[s][2], bias, 100 + s * 2 + bias);
+    }
+}
+
+static void linear_ref_computes_in_times_w_transposed_plus_bias(void)
+{
+    /* in (2,3), w (2,3): out = in @ w^T + b, by hand */
+    const float in[6] = {1, 2, 3, -1, 0, 2};
+    const float w[6] = {1, 0, -1, 2, 1, 0.5f};
+    const float b[2] = {0.25f, -1};
+    const float want[4] = {1 - 3 + 0.25f, 2 + 2 + 1.5f - 1, -1 - 2 + 0.25f, -2 + 1 - 1};
+    float out[4], fast[4];
+    evit_linear_forward_ref(out, in, w, b, 2, 3, 2);
+    evit_linear_forward(fast, in, w, b, 2, 3, 2);
+    for (int i = 0; i < 4; i++) {
+        CHECK(out[i] == want[i]);
+        CHECK(fast[i] == want[i]);
+    }
+}
+
+/* ---------------------------------------------------------------- attention */
+
+static void check_attention(int B, int T, int H, int d, uint64_t seed, double scale)
+{
+    struct evit_rng r;
+    evit_rng_seed(&r, seed);
+    size_t nqkv = (size_t)B * T * 3 * H * d, nout = (size_t)B * T * H * d;
+    size_t natt = (size_t)B * H * T * T;
+    float *qkv = evit_alloc_floats(nqkv);
+    float *out = evit_alloc_floats(nout), *out_ref = evit_alloc_floats(nout);
+    float *att = evit_alloc_floats(natt), *att_ref = evit_alloc_floats(natt);
+    fill_normal(qkv, nqkv, &r, scale);
+    evit_attention_forward(out, att, qkv, B, T, H, d);
+    evit_attention_forward_ref(out_ref, att_ref, qkv, B, T, H, d);
+
+    /* att is a probability: compare absolutely */
+    int bad = 0;
+    for (size_t i = 0; i < natt; i++) {
+        if (!(fabsf(att[i] - att_ref[i]) <= 1e-5f)) bad++;
+    }
+    CHECK(bad == 0);
+    /* out is a convex combination of v rows: relative to the largest |v| */
+    float vmax = max_abs(qkv, nqkv);
+    bad = 0;
+    for (size_t i = 0; i < nout; i++) {
+        if (!(fabsf(out[i] - out_ref[i]) <= 1e-5f * vmax)) {
+            if (bad < 5)
+                fprintf(stderr, "  attention B=%d T=%d H=%d d=%d out[%zu] %.9g vs ref %.9g\n",
+                        B, T, H, d, i, (double)out[i], (double)out_ref[i]);
+            bad++;
+        }
+    }
+    CHECK(bad == 0);
+    /* every row of att sums to 1 and holds no negative or non-finite value */
+    bad = 0;
+    for (size_t row = 0; row < (size_t)B * H * T; row++) {
+        double s = 0.0;
+        for (int j = 0; j < T; j++) {
+            float a = att[row * T + j];
+            if (!(a >= 0.0f && a <= 1.0f)) bad++;
+            s += (double)a;
+        }
+        if (!(fabs(s - 1.0) <= 1e-5)) bad++;
+    }
+    CHECK(bad == 0);
+    evit_free_aligned(qkv);
+    evit_free_aligned(out);
+    evit_free_aligned(out_ref);
+    evit_free_aligned(att);
+    evit_free_aligned(att_ref);
+}
+
+static void attention_matches_its_ref_twin_and_rows_sum_to_one(void)
+{
+    check_attention(2, 5, 3, 4, 7, 1.0);
+    check_attention(2, 50, 4, 16, 8, 1.0);
+    check_attention(1, 1, 1, 1, 9, 1.0);
+}
+
+static void attention_softmax_stays_finite_for_large_scores(void)
+{
+    /* scores of order 30^2 * 16 / 4: exp without max-subtraction overflows */
+    check_attention(2, 17, 2, 16, 10, 30.0);
+}
+
+static void attention_pairs_q_and_k_of_the_same_head_scaled_by_root_d(void)
+{
+    /* B=1, T=2, H=2, d=1: head h reads channel h of each of the q, k, v
+     * thirds.  Row layout: q0 q1 | k0 k1 | v0 v1. */
+    const float qkv[12] = {
+        1.0f, 0.0f, /* q, token 0 */ 2.0f, 5.0f, /* k, token 0 */ 10.0f, 100.0f, /* v, token 0 */
+        0.5f, 1.0f, /* q, token 1 */ 0.0f, 3.0f, /* k, token 1 */ 20.0f, 300.0f, /* v, token 1 */
+    };
+    float out[4], att[8];
+    evit_attention_forward(out, att, qkv, 1, 2, 2, 1);
+    /* head 0: scores token i vs j = q0_i * k0_j (d = 1, scale 1) */
+    double s00[2] = {1.0 * 2.0, 1.0 * 0.0}, s01[2] = {0.5 * 2.0, 0.5 * 0.0};
+    double s10[2] = {0.0 * 5.0, 0.0 * 3.0}, s11[2] = {1.0 * 5.0, 1.0 * 3.0};
+    const double *s[4] = {s00, s01, s10, s11};
+    const double v[2][2] = {{10.0, 20.0}, {100.0, 300.0}}; /* v[h][token] */
+    for (int h = 0; h < 2; h++) {
+        for (int i = 0; i < 2; i++) {
+            const double *si = s[h * 2 + i];
+            double e0 = exp(si[0]), e1 = exp(si[1]);
+            double p0 = e0 / (e0 + e1), p1 = e1 / (e0 + e1);
+            CHECK_NEAR(att[(h * 2 + i) * 2 + 0], p0, 1e-6);
+            CHECK_NEAR(att[(h * 2 + i) * 2 + 1], p1, 1e-6);
+            CHECK_NEAR(out[i * 2 + h], p0 * v[h][0] + p1 * v[h][1], 1e-6 * 300.0);
+        }
+    }
+    /* d = 4 scales scores by 1/2: one head, two tokens, q.k = 4 against 0 */
+    const float qkv4[24] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0,
+                            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1};
+    float out4[8], att4[4];
+    evit_attention_forward(out4, att4, qkv4, 1, 2, 1, 4);
+    double p = exp(2.0) / (exp(2.0) + 1.0); /* token 0: scores 4/2 and 0 */
+    CHECK_NEAR(att4[0], p, 1e-6);
+    CHECK_NEAR(att4[1], 1.0 - p, 1e-6);
+    CHECK_NEAR(att4[2], 0.5, 1e-6); /* token 1: q = 0 */
+    CHECK_NEAR(out4[0], 1.0 - p, 1e-6);
+}
+
+/* ---------------------------------------------------------------- layernorm */
+
+static void check_layernorm(int N, int D, double offset, uint64_t seed)
+{
+    struct evit_rng r;
+    evit_rng_seed(&r, seed);
+    float *in = evit_alloc_floats((size_t)N * D), *out = evit_alloc_floats((size_t)N * D);
+    float *w = evit_alloc_floats((size_t)D), *b = evit_alloc_floats((size_t)D);
+    float *mean = evit_alloc_floats((size_t)N), *rstd = evit_alloc_floats((size_t)N);
+    for (size_t i = 0; i < (size_t)N * D; i++) in[i] = (float)(offset + evit_rng_normal(&r));
+    for (int i = 0; i < D; i++) {
+        w[i] = (float)(1.0 + 0.5 * evit_rng_normal(&r));
+        b[i] = (float)(0.5 * evit_rng_normal(&r));
+    }
+    evit_layernorm_forward(out, mean, rstd, in, w, b, N, D);
+    int bad = 0;
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (size_t)n * D;
+        double m = 0.0, v = 0.0;
+        for (int i = 0; i < D; i++) m += (double)x[i];
+        m /= D;
+        for (int i = 0; i < D; i++) v += ((double)x[i] - m) * ((double)x[i] - m);
+        v /= D; /* biased, as PyTorch */
+        double rs = 1.0 / sqrt(v + 1e-6);
+        if (!(fabs((double)mean[n] - m) <= 1e-6 * (fabs(m) + 1.0))) bad++;
+        if (!(fabs((double)rstd[n] - rs) <= 1e-5 * rs)) bad++;
+        for (int i = 0; i < D; i++) {
+            double want = ((double)x[i] - m) * rs * (double)w[i] + (double)b[i];
+            /* (x - m) * rstd is O(1); the error scales with |w| */
+            double tol = 1e-5 * (fabs(want) + fabs((double)w[i]) + 1e-3);
+            if (!(fabs((double)out[(size_t)n * D + i] - want) <= tol)) {
+                if (bad < 5)
+                    fprintf(stderr, "  layernorm N=%d D=%d at (%d,%d): %.9g vs %.9g\n", N, D, n, i,
+                            (double)out[(size_t)n * D + i], want);
+                bad++;
+            }
+        }
+    }
+    CHECK(bad == 0);
+    evit_free_aligned(in);
+    evit_free_aligned(out);
+    evit_free_aligned(w);
+    evit_free_aligned(b);
+    evit_free_aligned(mean);
+    evit_free_aligned(rstd);
+}
+
+static void layernorm_matches_a_double_computation_with_mean_and_rstd(void)
+{
+    check_layernorm(7, 64, 0.0, 21);
+    check_layernorm(3, 193, 0.0, 22);
+    check_layernorm(130, 12, 0.0, 23); /* N > 64 takes the OpenMP path */
+    check_layernorm(5, 192, 3.0, 24);  /* mean far from zero */
+}
+
+static void layernorm_uses_biased_variance_and_eps_one_in_a_million(void)
+{
+    /* x = (1, 3): mean 2, biased variance 1 (unbiased would be 2) */
+    const float x[2] = {1.0f, 3.0f}, w[2] = {1.0f, 1.0f}, b[2] = {0.0f, 0.0f};
+    float y[2], mean, rstd;
+    evit_layernorm_forward(y, &mean, &rstd, x, w, b, 1, 2);
+    CHECK(mean == 2.0f);
+    CHECK_NEAR(rstd, 1.0 / sqrt(1.0 + 1e-6), 1e-7);
+    CHECK_NEAR(y[0], -1.0 / sqrt(1.0 + 1e-6), 1e-7);
+    CHECK_NEAR(y[1], 1.0 / sqrt(1.0 + 1e-6), 1e-7);
+    /* a constant row: variance 0, so rstd = 1/sqrt(eps) = 1000 exactly in double */
+    const float c[3] = {5.0f, 5.0f, 5.0f}, w3[3] = {2.0f, 2.0f, 2.0f}, b3[3] = {0.5f, -1.0f, 0.0f};
+    float y3[3];
+    evit_layernorm_forward(y3, &mean, &rstd, c, w3, b3, 1, 3);
+    CHECK_NEAR(rstd, 1000.0, 1000.0 * 1e-6);
+    CHECK(y3[0] == 0.5f && y3[1] == -1.0f && y3[2] == 0.0f);
+    /* NULL mean and rstd are allowed (inference) */
+    evit_layernorm_forward(y, NULL, NULL, x, w, b, 1, 2);
+    CHECK_NEAR(y[1], 1.0 / sqrt(1.0 + 1e-6), 1e-7);
+}
+
+/* ---------------------------------------------------------------- gelu */
+
+static void gelu_matches_the_exact_erf_form_in_double(void)
+{
+    enum { n = 4001 };
+    float *x = evit_alloc_floats(n), *y = evit_alloc_floats(n);
+    for (int i = 0; i < n; i++) x[i] = (float)(-10.0 + 20.0 * i / (n - 1));
+    x[0] = 0.0f;
+    x[1] = -1e-4f;
+    x[2] = 30.0f;
+    x[3] = -30.0f;
+    evit_gelu_forward(y, x, n);
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        double xi = (double)x[i], want = 0.5 * xi * (1.0 + erf(xi / sqrt(2.0)));
+        /* float rounding of x*(1+erf) is relative to |x|, not to the (possibly
+         * cancelled) result; the tanh approximation is off by up to 1e-3 */
+        if (!(fabs((double)y[i] - want) <= 1e-6 * fmax(1.0, fabs(xi)))) {
+            if (bad < 5) fprintf(stderr, "  gelu(%.9g) = %.9g, want %.9g\n", xi, (double)y[i], want);
+            bad++;
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(y[0] == 0.0f);
+    CHECK(y[2] == 30.0f);
+    CHECK(fabsf(y[3]) <= 1e-30f);
+    /* the sample where exact and tanh GELU differ most clearly */
+    float a = 2.0f, ga;
+    evit_gelu_forward(&ga, &a, 1);
+    CHECK_NEAR(ga, 1.9544997361036416, 2e-7);
+    /* the OpenMP path (n > 65536) agrees with the serial one */
+    enum { big = 70000 };
+    float *bx = evit_alloc_floats(big), *by = evit_alloc_floats(big);
+    for (int i = 0; i < big; i++) bx[i] = x[i % n];
+    evit_gelu_forward(by, bx, big);
+    bad = 0;
+    for (int i = 0; i < big; i++) bad += by[i] != y[i % n];
+    CHECK(bad == 0);
+    evit_free_aligned(x);
+    evit_free_aligned(y);
+    evit_free_aligned(bx);
+    evit_free_aligned(by);
+}
+
+/* ---------------------------------------------------------------- residual */
+
+static void residual_adds_elementwise_and_may_alias_its_first_input(void)
+{
+    float a[5] = {1, -2, 3.5f, 0, 1e-3f};
+    const float b[5] = {0.5f, 2, -1, 7, 1e-3f};
+    float out[5];
+    evit_residual_forward(out, a, b, 5);
+    for (int i = 0; i < 5; i++) CHECK(out[i] == a[i] + b[i]);
+    evit_residual_forward(a, a, b, 5);
+    for (int i = 0; i < 5; i++) CHECK(a[i] == out[i]);
+}
+
+/* ---------------------------------------------------------------- patchify */
+
+/* 2 images, 4x4, 2 channels, HWC; pixel (y, x, c) of image k is
+ * 100*c + 10*y + x + 40*k, so every value says where it came from. */
+static void make_image(uint8_t img[2][4][4][2])
+{
+    for (int k = 0; k < 2; k++)
+        for (int y = 0; y < 4; y++)
+            for (int x = 0; x < 4; x++)
+                for (int c = 0; c < 2; c++) img[k][y][x][c] = (uint8_t)(100 * c + 10 * y + x + 40 * k);
+}
+
+static void patchify_orders_columns_channel_then_row_then_column_like_a_conv_weight(void)
+{
+    uint8_t img[2][4][4][2];
+    make_image(img);
+    const float mean[2] = {0.0f, 0.0f}, sd[2] = {1.0f, 1.0f};
+    float out[2 * 4 * 8];
+    evit_patchify(out, &img[0][0][0][0], mean, sd, 2, 4, 4, 2, 2);
+    /* image 0, patch 1 (gy 0, gx 1) by hand: channel 0 pixels (0,2) (0,3)
+     * (1,2) (1,3), then channel 1 at the same places */
+    const int want1[8] = {2, 3, 12, 13, 102, 103, 112, 113};
+    for (int j = 0; j < 8; j++) CHECK(lrintf(out[1 * 8 + j] * 255.0f) == want1[j]);
+    /* image 1, patch 2 (gy 1, gx 0): rows 2..3, columns 0..1, +40 */
+    const int want2[8] = {60, 61, 70, 71, 160, 161, 170, 171};
+    for (int j = 0; j < 8; j++) CHECK(lrintf(out[(4 + 2) * 8 + j] * 255.0f) == want2[j]);
+    /* everywhere: column c*P*P + py*P + px of patch gy*G+gx */
+    int bad = 0;
+    for (int k = 0; k < 2; k++)
+        for (int g = 0; g < 4; g++)
+            for (int c = 0; c < 2; c++)
+                for (int py = 0; py < 2; py++)
+                    for (int px = 0; px < 2; px++) {
+                        int gy = g / 2, gx = g % 2;
+                        float v = out[(k * 4 + g) * 8 + c * 4 + py * 2 + px];
+                        bad += lrintf(v * 255.0f) != img[k][gy * 2 + py][gx * 2 + px][c];
+                    }
+    CHECK(bad == 0);
+}
+
+static void patchify_normalises_each_channel_by_its_mean_and_std(void)
+{
+    uint8_t img[2][4][4][2];
+    make_image(img);
+    img[0][0][0][0] = 0;
+    img[0][0][0][1] = 255;
+    const float mean[2] = {0.5f, 0.25f}, sd[2] = {0.2f, 0.4f};
+    float out[2 * 4 * 8];
+    evit_patchify(out, &img[0][0][0][0], mean, sd, 2, 4, 4, 2, 2);
+    int bad = 0;
+    for (int k = 0; k < 2; k++)
+        for (int g = 0; g < 4; g++)
+            for (int c = 0; c < 2; c++)
+                for (int py = 0; py < 2; py++)
+                    for (int px = 0; px < 2; px++) {
+                        int gy = g / 2, gx = g % 2;
+                        double v = img[k][gy * 2 + py][gx * 2 + px][c];
+                        double want = (v / 255.0 - (double)mean[c]) / (double)sd[c];
+                        double got = out[(k * 4 + g) * 8 + c * 4 + py * 2 + px];
+                        bad += !(fabs(got - want) <= 1e-6 * fmax(1.0, fabs(want)));
+                    }
+    CHECK(bad == 0);
+    CHECK_NEAR(out[0], (0.0 - 0.5) / 0.2, 1e-6);   /* pixel 0, channel 0 */
+    CHECK_NEAR(out[4], (1.0 - 0.25) / 0.4, 1e-6);  /* pixel 255, channel 1 */
+}
+
+/* ---------------------------------------------------------------- embed */
+
+static void embed_puts_the_class_token_first_and_adds_positions(void)
+{
+    enum { B = 2, T = 4, D = 3 };
+    float pe[B * (T - 1) * D], cls[D], pos[T * D], x[B * T * D];
+    for (int i = 0; i < B * (T - 1) * D; i++) pe[i] = 1000.0f * (float)(i + 1);
+    for (int i = 0; i < D; i++) cls[i] = 0.5f + (float)i;
+    for (int i = 0; i < T * D; i++) pos[i] = 0.01f * (float)(i + 1);
+    for (int i = 0; i < B * T * D; i++) x[i] = NAN;
+    evit_embed_forward(x, pe, cls, pos, B, T, D);
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < D; i++) CHECK(x[(b * T) * D + i] == cls[i] + pos[i]);
+        for (int t = 1; t < T; t++)
+            for (int i = 0; i < D; i++)
+                CHECK(x[(b * T + t) * D + i] == pe[(b * (T - 1) + t - 1) * D + i] + pos[t * D + i]);
+    }
+}
+
+/* ---------------------------------------------------------------- xent */
+
+static double lse_loss(const float *z, int K, int y)
+{
+    double mx = z[0];
+    for (int k = 1; k < K; k++) mx = fmax(mx, (double)z[k]);
+    double s = 0.0;
+    for (int k = 0; k < K; k++) s += exp((double)z[k] - mx);
+    return mx + log(s) - (double)z[y];
+}
+
+static void xent_matches_log_sum_exp_by_hand_and_sums_the_rows(void)
+{
+    enum { B = 5, K = 7 };
+    struct evit_rng r;
+    evit_rng_seed(&r, 31);
+    float z[B * K], loss[B];
+    int32_t y[B] = {0, 6, 3, 3, 1};
+    fill_normal(z, B * K, &r, 3.0);
+    double total = evit_xent_forward(loss, z, y, B, K);
+    double want_total = 0.0;
+    for (int b = 0; b < B; b++) {
+        double l = lse_loss(z + b * K, K, y[b]);
+        CHECK_NEAR(loss[b], l, 1e-6 * fmax(1.0, l));
+        CHECK(loss[b] >= 0.0f);
+        want_total += l;
+    }
+    CHECK_NEAR(total, want_total, 1e-12 * want_total);
+    /* loss may be NULL */
+    CHECK(evit_xent_forward(NULL, z, y, B, K) == total);
+    /* uniform logits: log K */
+    const float u[4] = {2.5f, 2.5f, 2.5f, 2.5f};
+    const int32_t y0 = 2;
+    CHECK_NEAR(evit_xent_forward(NULL, u, &y0, 1, 4), log(4.0), 1e-12);
+}
+
+static void xent_is_stable_for_large_logits(void)
+{
+    /* exp(1000) overflows a double; the answer is log(e^-1 + 1 + e^-2) + 1 */
+    const float z[6] = {1000.0f, 1001.0f, 999.0f, -1000.0f, -1001.0f, -999.0f};
+    const int32_t y[2] = {0, 1};
+    float loss[2];
+    double total = evit_xent_forward(loss, z, y, 2, 3);
+    double l0 = 1.0 + log(exp(-1.0) + 1.0 + exp(-2.0));
+    double l1 = 2.0 + log(exp(-1.0) + exp(-2.0) + 1.0); /* max -999, label -1001 */
+    CHECK(isfinite(loss[0]) && isfinite(loss[1]));
+    CHECK_NEAR(loss[0], l0, 1e-6);
+    CHECK_NEAR(loss[1], l1, 1e-6);
+    CHECK_NEAR(total, l0 + l1, 1e-9);
+    /* a confident right answer costs about e^-50, not 0 - 0 garbage or NaN */
+    const float c[2] = {50.0f, 0.0f};
+    const int32_t c0 = 0;
+    double lc = evit_xent_forward(NULL, c, &c0, 1, 2);
+    CHECK(lc >= 0.0 && lc <= 2.0 * exp(-50.0));
+}
+
+int main(void)
+{
+    RUN(linear_matches_its_ref_twin_with_and_without_bias);
+    RUN(linear_ref_computes_in_times_w_transposed_plus_bias);
+    RUN(attention_matches_its_ref_twin_and_rows_sum_to_one);
+    RUN(attention_softmax_stays_finite_for_large_scores);
+    RUN(attention_pairs_q_and_k_of_the_same_head_scaled_by_root_d);
+    RUN(layernorm_matches_a_double_computation_with_mean_and_rstd);
+    RUN(layernorm_uses_biased_variance_and_eps_one_in_a_million);
+    RUN(gelu_matches_the_exact_erf_form_in_double);
+    RUN(residual_adds_elementwise_and_may_alias_its_first_input);
+    RUN(patchify_orders_columns_channel_then_row_then_column_like_a_conv_weight);
+    RUN(patchify_normalises_each_channel_by_its_mean_and_std);
+    RUN(embed_puts_the_class_token_first_and_adds_positions);
+    RUN(xent_matches_log_sum_exp_by_hand_and_sums_the_rows);
+    RUN(xent_is_stable_for_large_logits);
+    return test_summary();
+}

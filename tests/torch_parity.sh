@@ -1,0 +1,31 @@
+#!/bin/sh
+# torch_parity.sh: a checkpoint evit writes, loaded into a timm-style ViT in
+# PyTorch (tests/torch_vit.py), gives evit-eval's logits within 1e-4 -- for an
+# initialised fm-tiny, and for a pruned-shape model whose weights h5py wrote
+# with a larger spread.  Skips when /usr/bin/python3 has no torch or h5py.
+set -eu
+. "$EVIT_SRC/tests/lib.sh"
+
+PY=/usr/bin/python3
+[ -x "$PY" ] && "$PY" -c "import torch, h5py, numpy" 2>/dev/null || skip "no torch/h5py in /usr/bin/python3"
+
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 200 28 10
+succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+
+succeeds "$EVIT_BIN/evit-init" fm-tiny -o "$T/m.h5" --seed 11 --data "$T/d.h5"
+succeeds "$EVIT_BIN/evit-eval" "$T/m.h5" "$T/d.h5" --save-logits "$T/l.h5" -q
+succeeds "$PY" "$EVIT_SRC/tests/torch_vit.py" "$T/m.h5" "$T/d.h5" "$T/l.h5" --tol 1e-4
+cat "$T/out"
+ok "an initialised fm-tiny gives PyTorch's logits within 1e-4"
+
+cat >"$T/pruned.json" <<'JSON'
+{"name":"pruned","img_size":28,"channels":1,"patch":4,"num_classes":10,"embed_dim":48,"depth":3,
+ "blocks":[{"num_heads":3,"head_dim":16,"mlp_hidden":200},{"num_heads":2,"head_dim":8,"mlp_hidden":64},
+           {"num_heads":4,"head_dim":12,"mlp_hidden":96}]}
+JSON
+succeeds "$EVIT_BIN/evit-init" "$T/pruned.json" -o "$T/p0.h5" --data "$T/d.h5"
+succeeds "$PY" "$EVIT_SRC/tests/torch_vit.py" --randomize 0.15 "$T/p0.h5" "$T/p.h5"
+succeeds "$EVIT_BIN/evit-eval" "$T/p.h5" "$T/d.h5" --save-logits "$T/lp.h5" -q
+succeeds "$PY" "$EVIT_SRC/tests/torch_vit.py" "$T/p.h5" "$T/d.h5" "$T/lp.h5" --tol 1e-4
+cat "$T/out"
+ok "a pruned-shape model with large random weights written by h5py matches too"
