@@ -263,7 +263,7 @@ void evit_attention_forward_ref(float *out, float *att, const float *qkv, int B,
             float *a = att + ((size_t)b * H + h) * T * T;
             for (int i = 0; i < T; i++) {
                 const float *q = qkv + ((size_t)b * T + i) * S + h * d;
-                double mx = -INFINITY, s = 0.0;
+                double mx = -(double)INFINITY, s = 0.0;
                 double row[4096];
                 EVIT_ASSERT(T <= 4096);
                 for (int j = 0; j < T; j++) {

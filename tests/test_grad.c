@@ -1,0 +1,639 @@
+/* test_grad.c: every backward op of ops.h, and the backward pass of the whole
+ * model, against central differences of the matching forward.
+ *
+ * The ops are float32, so each check differentiates a scalar accumulated in
+ * double, L = sum_i out_i r_i with a fixed random projection r, and takes
+ *   dL/dx_j ~ (L(x_j + h) - L(x_j - h)) / (x_j+h - x_j-h)
+ * with h = 1e-2 and the difference of the two float arguments as actually
+ * stored.  An analytic value a matches a numerical value n when
+ *   |a - n| <= 1e-2 * max(|a|, |n|, 0.05 * max_j |n_j|)
+ * the floor being relative to the largest gradient of the same tensor, so
+ * that a small but wrong gradient still fails.
+ *
+ * Every gradient buffer starts out holding random values, and the analytic
+ * gradient is what backward added to them: a backward that overwrote instead
+ * of accumulating fails every check. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "ops.h"
+#include "rng.h"
+#include "test.h"
+#include "util.h"
+#include "vit.h"
+
+#define FD_STEP 1e-2
+#define FD_RTOL 1e-2
+#define FD_FLOOR 0.05
+
+static struct evit_rng rng;
+
+static float *normal_floats(size_t n, double scale)
+{
+    float *x = evit_alloc_floats(n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(scale * evit_rng_normal(&rng));
+    return x;
+}
+
+static float *copy_floats(const float *x, size_t n)
+{
+    float *y = evit_alloc_floats(n);
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+static double dot(const float *x, const float *r, size_t n)
+{
+    double acc = 0.0;
+    for (size_t i = 0; i < n; i++) acc += (double)x[i] * (double)r[i];
+    return acc;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* Checks the gradient that backward added to a buffer (after - before, before
+ * NULL for zero) against central differences of L in x (n values).  Returns
+ * the number of mismatches, printing the first few. */
+static int grad_mismatches(const char *what, float *x, const float *after, const float *before,
+                           size_t n, loss_fn L, void *ctx)
+{
+    double *num = malloc(n * sizeof *num);
+    double nmax = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        float x0 = x[j], xp = (float)((double)x0 + FD_STEP), xm = (float)((double)x0 - FD_STEP);
+        x[j] = xp;
+        double lp = L(ctx);
+        x[j] = xm;
+        double lm = L(ctx);
+        x[j] = x0;
+        num[j] = (lp - lm) / ((double)xp - (double)xm);
+        nmax = fabs(num[j]) > nmax ? fabs(num[j]) : nmax;
+    }
+    int bad = 0;
+    for (size_t j = 0; j < n; j++) {
+        double a = (double)after[j] - (before ? (double)before[j] : 0.0);
+        double scale = fmax(fmax(fabs(a), fabs(num[j])), FD_FLOOR * nmax);
+        if (!(fabs(a - num[j]) <= FD_RTOL * scale)) {
+            if (bad < 4)
+                fprintf(stderr, "  d%s[%zu]: analytic %.7g, central difference %.7g\n", what, j,
+                        a, num[j]);
+            bad++;
+        }
+    }
+    if (bad > 4) fprintf(stderr, "  d%s: %d of %zu mismatch\n", what, bad, n);
+    /* a gradient identically zero would pass vacuously */
+    if (nmax == 0.0) {
+        fprintf(stderr, "  d%s: every central difference is zero\n", what);
+        bad++;
+    }
+    free(num);
+    return bad;
+}
+
+/* Maximum of |x - y| / (1 + |y|). */
+static double max_rel_diff(const float *x, const float *y, size_t n)
+{
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)x[i] - (double)y[i]) / (1.0 + fabs((double)y[i]));
+        m = e > m ? e : m;
+    }
+    return m;
+}
+
+/* ---------------------------------------------------------------- linear */
+
+struct linear_ctx {
+    float *out, *in, *w, *b, *r;
+    int N, I, O;
+};
+
+static double linear_loss(void *p)
+{
+    struct linear_ctx *c = p;
+    evit_linear_forward(c->out, c->in, c->w, c->b, c->N, c->I, c->O);
+    return dot(c->out, c->r, (size_t)c->N * c->O);
+}
+
+static void linear_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 1);
+    int N = 3, I = 5, O = 4;
+    size_t ni = (size_t)N * I, oi = (size_t)O * I, no = (size_t)N * O;
+    struct linear_ctx c = {evit_alloc_floats(no), normal_floats(ni, 1.0), normal_floats(oi, 0.5),
+                           normal_floats((size_t)O, 0.5), normal_floats(no, 1.0), N, I, O};
+    float *din = normal_floats(ni, 1.0), *dw = normal_floats(oi, 1.0);
+    float *db = normal_floats((size_t)O, 1.0);
+    float *din0 = copy_floats(din, ni), *dw0 = copy_floats(dw, oi), *db0 = copy_floats(db, (size_t)O);
+    /* L = sum out r, so dL/dout = r */
+    evit_linear_backward(din, dw, db, c.r, c.in, c.w, N, I, O);
+    CHECK(grad_mismatches("in", c.in, din, din0, ni, linear_loss, &c) == 0);
+    CHECK(grad_mismatches("w", c.w, dw, dw0, oi, linear_loss, &c) == 0);
+    CHECK(grad_mismatches("b", c.b, db, db0, (size_t)O, linear_loss, &c) == 0);
+
+    /* no input gradient and no bias: only dw moves */
+    float *dw1 = copy_floats(dw, oi), *b = c.b;
+    c.b = NULL;
+    evit_linear_backward(NULL, dw1, NULL, c.r, c.in, c.w, N, I, O);
+    CHECK(grad_mismatches("w (no bias)", c.w, dw1, dw, oi, linear_loss, &c) == 0);
+    float *bufs[] = {c.out, c.in, c.w, b, c.r, din, dw, db, din0, dw0, db0, dw1};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+}
+
+static void linear_backward_matches_its_ref_twin(void)
+{
+    static const int shapes[][3] = {{1, 1, 1}, {3, 5, 1}, {1, 13, 9}, {17, 33, 65},
+                                    {65, 64, 192}, {31, 129, 257}};
+    evit_rng_seed(&rng, 2);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int N = shapes[s][0], I = shapes[s][1], O = shapes[s][2];
+        size_t ni = (size_t)N * I, oi = (size_t)O * I, no = (size_t)N * O;
+        float *in = normal_floats(ni, 1.0), *w = normal_floats(oi, 0.5);
+        float *dout = normal_floats(no, 1.0);
+        float *din = normal_floats(ni, 1.0), *dw = normal_floats(oi, 1.0);
+        float *db = normal_floats((size_t)O, 1.0);
+        float *din_r = copy_floats(din, ni), *dw_r = copy_floats(dw, oi);
+        float *db_r = copy_floats(db, (size_t)O);
+        evit_linear_backward(din, dw, db, dout, in, w, N, I, O);
+        evit_linear_backward_ref(din_r, dw_r, db_r, dout, in, w, N, I, O);
+        double e = fmax(fmax(max_rel_diff(din, din_r, ni), max_rel_diff(dw, dw_r, oi)),
+                        max_rel_diff(db, db_r, (size_t)O));
+        if (!(e <= 1e-4)) {
+            fprintf(stderr, "  linear backward N=%d I=%d O=%d: fast vs ref %.3g\n", N, I, O, e);
+            CHECK(e <= 1e-4);
+        }
+        float *bufs[] = {in, w, dout, din, dw, db, din_r, dw_r, db_r};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+    }
+}
+
+/* ---------------------------------------------------------------- layernorm */
+
+struct layernorm_ctx {
+    float *out, *mean, *rstd, *in, *w, *b, *r;
+    int N, D;
+};
+
+static double layernorm_loss(void *p)
+{
+    struct layernorm_ctx *c = p;
+    evit_layernorm_forward(c->out, c->mean, c->rstd, c->in, c->w, c->b, c->N, c->D);
+    return dot(c->out, c->r, (size_t)c->N * c->D);
+}
+
+static void layernorm_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 3);
+    int N = 4, D = 8;
+    size_t nd = (size_t)N * D;
+    struct layernorm_ctx c = {evit_alloc_floats(nd), evit_alloc_floats((size_t)N),
+                              evit_alloc_floats((size_t)N), normal_floats(nd, 1.0),
+                              normal_floats((size_t)D, 1.0), normal_floats((size_t)D, 1.0),
+                              normal_floats(nd, 1.0), N, D};
+    /* an offset row: the gradient must not depend on the mean */
+    for (int i = 0; i < D; i++) c.in[i] += 3.0f;
+    for (int i = 0; i < D; i++) c.w[i] += 1.0f;
+    layernorm_loss(&c);
+    float *din = normal_floats(nd, 1.0), *dw = normal_floats((size_t)D, 1.0);
+    float *db = normal_floats((size_t)D, 1.0);
+    float *din0 = copy_floats(din, nd), *dw0 = copy_floats(dw, (size_t)D);
+    float *db0 = copy_floats(db, (size_t)D);
+    evit_layernorm_backward(din, dw, db, c.r, c.in, c.mean, c.rstd, c.w, N, D);
+    CHECK(grad_mismatches("in", c.in, din, din0, nd, layernorm_loss, &c) == 0);
+    CHECK(grad_mismatches("w", c.w, dw, dw0, (size_t)D, layernorm_loss, &c) == 0);
+    CHECK(grad_mismatches("b", c.b, db, db0, (size_t)D, layernorm_loss, &c) == 0);
+    float *bufs[] = {c.out, c.mean, c.rstd, c.in, c.w, c.b, c.r, din, dw, db, din0, dw0, db0};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+}
+
+/* ---------------------------------------------------------------- gelu, residual */
+
+struct gelu_ctx {
+    float *out, *in, *r;
+    size_t n;
+};
+
+static double gelu_loss(void *p)
+{
+    struct gelu_ctx *c = p;
+    evit_gelu_forward(c->out, c->in, c->n);
+    return dot(c->out, c->r, c->n);
+}
+
+static void gelu_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 4);
+    size_t n = 41;
+    struct gelu_ctx c = {evit_alloc_floats(n), evit_alloc_floats(n), normal_floats(n, 1.0), n};
+    /* -4 .. 4: both tails and the bend around zero */
+    for (size_t i = 0; i < n; i++) c.in[i] = (float)(-4.0 + 8.0 * (double)i / (double)(n - 1) + 0.01);
+    float *din = normal_floats(n, 1.0), *din0 = copy_floats(din, n);
+    evit_gelu_backward(din, c.r, c.in, n);
+    CHECK(grad_mismatches("in", c.in, din, din0, n, gelu_loss, &c) == 0);
+    float *bufs[] = {c.out, c.in, c.r, din, din0};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+}
+
+struct residual_ctx {
+    float *out, *a, *b, *r;
+    size_t n;
+};
+
+static double residual_loss(void *p)
+{
+    struct residual_ctx *c = p;
+    evit_residual_forward(c->out, c->a, c->b, c->n);
+    return dot(c->out, c->r, c->n);
+}
+
+static void residual_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 5);
+    size_t n = 12;
+    struct residual_ctx c = {evit_alloc_floats(n), normal_floats(n, 1.0), normal_floats(n, 1.0),
+                             normal_floats(n, 1.0), n};
+    float *da = normal_floats(n, 1.0), *db = normal_floats(n, 1.0);
+    float *da0 = copy_floats(da, n), *db0 = copy_floats(db, n);
+    evit_residual_backward(da, db, c.r, n);
+    CHECK(grad_mismatches("a", c.a, da, da0, n, residual_loss, &c) == 0);
+    CHECK(grad_mismatches("b", c.b, db, db0, n, residual_loss, &c) == 0);
+    float *bufs[] = {c.out, c.a, c.b, c.r, da, db, da0, db0};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+}
+
+/* ---------------------------------------------------------------- embed */
+
+struct embed_ctx {
+    float *x, *pe, *cls, *pos, *r;
+    int B, T, D;
+};
+
+static double embed_loss(void *p)
+{
+    struct embed_ctx *c = p;
+    evit_embed_forward(c->x, c->pe, c->cls, c->pos, c->B, c->T, c->D);
+    return dot(c->x, c->r, (size_t)c->B * c->T * c->D);
+}
+
+static void embed_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 6);
+    int B = 2, T = 5, D = 3;
+    size_t btd = (size_t)B * T * D, bpd = (size_t)B * (T - 1) * D, td = (size_t)T * D;
+    struct embed_ctx c = {evit_alloc_floats(btd), normal_floats(bpd, 1.0),
+                          normal_floats((size_t)D, 1.0), normal_floats(td, 1.0),
+                          normal_floats(btd, 1.0), B, T, D};
+    float *dpe = normal_floats(bpd, 1.0), *dcls = normal_floats((size_t)D, 1.0);
+    float *dpos = normal_floats(td, 1.0);
+    float *dpe0 = copy_floats(dpe, bpd), *dcls0 = copy_floats(dcls, (size_t)D);
+    float *dpos0 = copy_floats(dpos, td);
+    evit_embed_backward(dpe, dcls, dpos, c.r, B, T, D);
+    CHECK(grad_mismatches("pe", c.pe, dpe, dpe0, bpd, embed_loss, &c) == 0);
+    CHECK(grad_mismatches("cls", c.cls, dcls, dcls0, (size_t)D, embed_loss, &c) == 0);
+    CHECK(grad_mismatches("pos", c.pos, dpos, dpos0, td, embed_loss, &c) == 0);
+    float *bufs[] = {c.x, c.pe, c.cls, c.pos, c.r, dpe, dcls, dpos, dpe0, dcls0, dpos0};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+struct attention_ctx {
+    float *out, *att, *qkv, *r;
+    int B, T, H, d;
+};
+
+static double attention_loss(void *p)
+{
+    struct attention_ctx *c = p;
+    evit_attention_forward(c->out, c->att, c->qkv, c->B, c->T, c->H, c->d);
+    return dot(c->out, c->r, (size_t)c->B * c->T * c->H * c->d);
+}
+
+static void attention_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 7);
+    int B = 2, T = 5, H = 2, d = 3;
+    size_t nq = (size_t)B * T * 3 * H * d, no = (size_t)B * T * H * d, na = (size_t)B * H * T * T;
+    struct attention_ctx c = {evit_alloc_floats(no), evit_alloc_floats(na),
+                              normal_floats(nq, 1.0), normal_floats(no, 1.0), B, T, H, d};
+    attention_loss(&c);
+    float *datt = evit_alloc_floats(na);
+    float *dqkv = normal_floats(nq, 1.0), *dqkv0 = copy_floats(dqkv, nq);
+    float *dqkv_r = copy_floats(dqkv, nq);
+    evit_attention_backward(dqkv, datt, c.r, c.qkv, c.att, B, T, H, d);
+    CHECK(grad_mismatches("qkv", c.qkv, dqkv, dqkv0, nq, attention_loss, &c) == 0);
+    evit_attention_backward_ref(dqkv_r, datt, c.r, c.qkv, c.att, B, T, H, d);
+    CHECK(grad_mismatches("qkv (ref)", c.qkv, dqkv_r, dqkv0, nq, attention_loss, &c) == 0);
+    float *bufs[] = {c.out, c.att, c.qkv, c.r, datt, dqkv, dqkv0, dqkv_r};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+}
+
+static void attention_backward_matches_its_ref_twin(void)
+{
+    static const int shapes[][4] = {{1, 1, 1, 1}, {2, 5, 2, 3}, {3, 17, 3, 16}, {2, 65, 4, 8},
+                                    {1, 197, 3, 64}};
+    evit_rng_seed(&rng, 8);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int B = shapes[s][0], T = shapes[s][1], H = shapes[s][2], d = shapes[s][3];
+        size_t nq = (size_t)B * T * 3 * H * d, no = (size_t)B * T * H * d;
+        size_t na = (size_t)B * H * T * T;
+        float *qkv = normal_floats(nq, 1.0), *dout = normal_floats(no, 1.0);
+        float *out = evit_alloc_floats(no), *att = evit_alloc_floats(na);
+        float *datt = evit_alloc_floats(na), *datt_r = evit_alloc_floats(na);
+        evit_attention_forward(out, att, qkv, B, T, H, d);
+        float *dqkv = normal_floats(nq, 1.0), *dqkv_r = copy_floats(dqkv, nq);
+        evit_attention_backward(dqkv, datt, dout, qkv, att, B, T, H, d);
+        evit_attention_backward_ref(dqkv_r, datt_r, dout, qkv, att, B, T, H, d);
+        double e = max_rel_diff(dqkv, dqkv_r, nq);
+        if (!(e <= 1e-4)) {
+            fprintf(stderr, "  attention backward B=%d T=%d H=%d d=%d: fast vs ref %.3g\n", B, T,
+                    H, d, e);
+            CHECK(e <= 1e-4);
+        }
+        float *bufs[] = {qkv, dout, out, att, datt, datt_r, dqkv, dqkv_r};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+    }
+}
+
+/* ---------------------------------------------------------------- losses */
+
+struct xent_ctx {
+    float *logits;
+    const int32_t *labels;
+    float smoothing, scale;
+    int B, K;
+};
+
+static double xent_loss(void *p)
+{
+    struct xent_ctx *c = p;
+    return (double)c->scale * evit_xent_smooth_forward(c->logits, c->labels, c->smoothing, c->B, c->K);
+}
+
+static void xent_smooth_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 9);
+    static const int32_t labels[3] = {4, 0, 2};
+    int B = 3, K = 5;
+    size_t bk = (size_t)B * K;
+    for (int s = 0; s < 2; s++) {
+        struct xent_ctx c = {normal_floats(bk, 2.0), labels, s ? 0.1f : 0.0f, 0.7f, B, K};
+        float *dz = normal_floats(bk, 1.0), *dz0 = copy_floats(dz, bk);
+        evit_xent_smooth_backward(dz, c.logits, labels, c.smoothing, c.scale, B, K);
+        CHECK(grad_mismatches("logits", c.logits, dz, dz0, bk, xent_loss, &c) == 0);
+        evit_free_aligned(c.logits);
+        evit_free_aligned(dz);
+        evit_free_aligned(dz0);
+    }
+}
+
+static void xent_smooth_forward_is_the_mean_cross_entropy_towards_smoothed_targets(void)
+{
+    evit_rng_seed(&rng, 10);
+    static const int32_t labels[3] = {1, 3, 3};
+    int B = 3, K = 4;
+    float *z = normal_floats((size_t)B * K, 2.0);
+    /* no smoothing: the plain cross-entropy, averaged */
+    CHECK_NEAR(evit_xent_smooth_forward(z, labels, 0.0f, B, K),
+               evit_xent_forward(NULL, z, labels, B, K) / B, 1e-12);
+    /* equal logits: log K whatever the targets */
+    float flat[4] = {0.5f, 0.5f, 0.5f, 0.5f};
+    CHECK_NEAR(evit_xent_smooth_forward(flat, labels, 0.3f, 1, K), log(4.0), 1e-12);
+    /* by hand: q = (1 - s) onehot + s / K */
+    double lse = 0.0, want = 0.0, s = 0.2;
+    for (int k = 0; k < K; k++) lse += exp((double)z[k]);
+    lse = log(lse);
+    for (int k = 0; k < K; k++) want -= ((k == labels[0] ? 1.0 - s : 0.0) + s / K) * ((double)z[k] - lse);
+    CHECK_NEAR(evit_xent_smooth_forward(z, labels, 0.2f, 1, K), want, 1e-6);
+    evit_free_aligned(z);
+}
+
+struct kd_ctx {
+    float *student, *teacher;
+    float tau, scale;
+    int B, K;
+};
+
+static double kd_loss(void *p)
+{
+    struct kd_ctx *c = p;
+    return (double)c->scale * evit_kd_forward(c->student, c->teacher, c->tau, c->B, c->K);
+}
+
+static void kd_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 11);
+    int B = 3, K = 5;
+    size_t bk = (size_t)B * K;
+    static const float taus[2] = {1.0f, 3.0f};
+    for (int t = 0; t < 2; t++) {
+        struct kd_ctx c = {normal_floats(bk, 2.0), normal_floats(bk, 2.0), taus[t], 0.6f, B, K};
+        float *ds = normal_floats(bk, 1.0), *ds0 = copy_floats(ds, bk);
+        evit_kd_backward(ds, c.student, c.teacher, c.tau, c.scale, B, K);
+        CHECK(grad_mismatches("student", c.student, ds, ds0, bk, kd_loss, &c) == 0);
+        evit_free_aligned(c.student);
+        evit_free_aligned(c.teacher);
+        evit_free_aligned(ds);
+        evit_free_aligned(ds0);
+    }
+}
+
+static void kd_forward_is_zero_for_equal_logits_and_positive_otherwise(void)
+{
+    evit_rng_seed(&rng, 12);
+    int B = 2, K = 6;
+    float *s = normal_floats((size_t)B * K, 1.0), *t = normal_floats((size_t)B * K, 1.0);
+    CHECK_NEAR(evit_kd_forward(s, s, 2.0f, B, K), 0.0, 1e-12);
+    CHECK(evit_kd_forward(s, t, 2.0f, B, K) > 0.0);
+    /* tau^2 KL by hand for one row */
+    double tau = 2.0, ls = 0.0, lt = 0.0, kl = 0.0;
+    for (int k = 0; k < K; k++) {
+        ls += exp((double)s[k] / tau);
+        lt += exp((double)t[k] / tau);
+    }
+    for (int k = 0; k < K; k++) {
+        double pt = exp((double)t[k] / tau) / lt, ps = exp((double)s[k] / tau) / ls;
+        kl += pt * log(pt / ps);
+    }
+    CHECK_NEAR(evit_kd_forward(s, t, 2.0f, 1, K), tau * tau * kl, 1e-9);
+    evit_free_aligned(s);
+    evit_free_aligned(t);
+}
+
+/* ---------------------------------------------------------------- model */
+
+/* img 8, patch 4 (T 5), 2 channels, D 8, 5 classes; block 0: 2 heads of 4,
+ * mlp 12; block 1: 1 head of 3, mlp 6 (inner widths unrelated to D). */
+static struct evit_vit_config tiny_config(int depth)
+{
+    struct evit_vit_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.name, sizeof c.name, "tiny-grad");
+    c.img_size = 8;
+    c.channels = 2;
+    c.patch = 4;
+    c.classes = 5;
+    c.dim = 8;
+    c.depth = depth;
+    c.blocks[0] = (struct evit_block_shape){2, 4, 12};
+    c.blocks[1] = (struct evit_block_shape){1, 3, 6};
+    return c;
+}
+
+/* Parameters of order one so that every op shapes the logits. */
+static void randomise(struct evit_vit *m)
+{
+    int n;
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    for (int i = 0; i < n; i++) {
+        for (size_t j = 0; j < t[i].numel; j++) {
+            double z = evit_rng_normal(&rng);
+            switch (t[i].kind) {
+            case EVIT_T_WEIGHT: t[i].data[j] = (float)(0.4 * z); break;
+            case EVIT_T_EMBED: t[i].data[j] = (float)(0.5 * z); break;
+            case EVIT_T_BIAS:
+            case EVIT_T_NORM_B: t[i].data[j] = (float)(0.2 * z); break;
+            case EVIT_T_NORM_W: t[i].data[j] = (float)(1.0 + 0.3 * z); break;
+            }
+        }
+    }
+    free(t);
+    for (int c = 0; c < m->cfg.channels; c++) {
+        m->mean[c] = 0.4f + 0.1f * (float)c;
+        m->std[c] = 0.25f;
+    }
+}
+
+struct model_ctx {
+    struct evit_vit m;
+    struct evit_vit_acts a;
+    uint8_t *img;
+    float *r; /* (B, K) */
+    int B;
+};
+
+static double model_loss(void *p)
+{
+    struct model_ctx *c = p;
+    evit_vit_forward(&c->m, &c->a, c->img, c->B);
+    return dot(c->a.logits, c->r, (size_t)c->B * c->m.cfg.classes);
+}
+
+static void model_setup(struct model_ctx *c, int depth, uint64_t seed)
+{
+    evit_rng_seed(&rng, seed);
+    struct evit_vit_config cfg = tiny_config(depth);
+    c->B = 2;
+    evit_vit_alloc(&c->m, &cfg);
+    randomise(&c->m);
+    evit_vit_acts_alloc(&c->a, &cfg, c->B, 1);
+    size_t npix = (size_t)c->B * cfg.img_size * cfg.img_size * cfg.channels;
+    c->img = malloc(npix);
+    for (size_t i = 0; i < npix; i++) c->img[i] = (uint8_t)evit_rng_below(&rng, 256);
+    c->r = normal_floats((size_t)c->B * cfg.classes, 1.0);
+}
+
+static void model_teardown(struct model_ctx *c)
+{
+    evit_vit_acts_free(&c->a);
+    evit_vit_free(&c->m);
+    free(c->img);
+    evit_free_aligned(c->r);
+}
+
+/* Forward, then backward of L = sum logits r into a gradient buffer that
+ * starts at start (copied); returns the buffer. */
+static float *model_gradient(struct model_ctx *c, const float *start, int calls)
+{
+    size_t np = (size_t)evit_config_params(&c->m.cfg);
+    float *g = copy_floats(start, np);
+    struct evit_vit_params gp;
+    evit_vit_bind(&gp, &c->m.cfg, g);
+    struct evit_vit_grad_scratch s;
+    evit_vit_grad_scratch_alloc(&s, &c->m.cfg, c->B);
+    model_loss(c);
+    for (int i = 0; i < calls; i++) evit_vit_backward(&gp, &s, &c->m, &c->a, c->r, c->B);
+    evit_vit_grad_scratch_free(&s);
+    return g;
+}
+
+/* Every tensor of the model, by name, against central differences. */
+static void check_model(int depth, uint64_t seed)
+{
+    struct model_ctx c;
+    model_setup(&c, depth, seed);
+    size_t np = (size_t)evit_config_params(&c.m.cfg);
+    float *g0 = normal_floats(np, 1.0);
+    float *g = model_gradient(&c, g0, 1);
+    int n;
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&c.m.cfg, &c.m.p, &n);
+    for (int i = 0; i < n; i++) {
+        size_t off = (size_t)(t[i].data - c.m.mem);
+        int bad = grad_mismatches(t[i].name, t[i].data, g + off, g0 + off, t[i].numel,
+                                  model_loss, &c);
+        CHECK(bad == 0);
+    }
+    free(t);
+    evit_free_aligned(g0);
+    evit_free_aligned(g);
+    model_teardown(&c);
+}
+
+static void block_backward_matches_central_differences(void)
+{
+    /* one block between the embedding and the head: its every parameter,
+     * and through pos_embed and cls_token the gradient of its input */
+    check_model(1, 13);
+}
+
+static void vit_backward_matches_central_differences_for_every_parameter(void)
+{
+    check_model(2, 14);
+}
+
+static void vit_backward_accumulates_so_two_calls_double_the_gradient(void)
+{
+    struct model_ctx c;
+    model_setup(&c, 2, 15);
+    size_t np = (size_t)evit_config_params(&c.m.cfg);
+    float *zero = evit_alloc_floats(np);
+    float *once = model_gradient(&c, zero, 1), *twice = model_gradient(&c, zero, 2);
+    double e = 0.0, gmax = 0.0;
+    for (size_t i = 0; i < np; i++) {
+        e = fmax(e, fabs((double)twice[i] - 2.0 * (double)once[i]));
+        gmax = fmax(gmax, fabs((double)once[i]));
+    }
+    CHECK(gmax > 0.0);
+    CHECK(e <= 1e-6 * gmax);
+    /* and the same batch again gives the same gradient: scratch leaks nothing */
+    float *again = model_gradient(&c, zero, 1);
+    CHECK(memcmp(again, once, np * sizeof(float)) == 0);
+    evit_free_aligned(zero);
+    evit_free_aligned(once);
+    evit_free_aligned(twice);
+    evit_free_aligned(again);
+    model_teardown(&c);
+}
+
+int main(void)
+{
+    RUN(linear_backward_matches_central_differences);
+    RUN(linear_backward_matches_its_ref_twin);
+    RUN(layernorm_backward_matches_central_differences);
+    RUN(gelu_backward_matches_central_differences);
+    RUN(residual_backward_matches_central_differences);
+    RUN(embed_backward_matches_central_differences);
+    RUN(attention_backward_matches_central_differences);
+    RUN(attention_backward_matches_its_ref_twin);
+    RUN(xent_smooth_backward_matches_central_differences);
+    RUN(xent_smooth_forward_is_the_mean_cross_entropy_towards_smoothed_targets);
+    RUN(kd_backward_matches_central_differences);
+    RUN(kd_forward_is_zero_for_equal_logits_and_positive_otherwise);
+    RUN(block_backward_matches_central_differences);
+    RUN(vit_backward_matches_central_differences_for_every_parameter);
+    RUN(vit_backward_accumulates_so_two_calls_double_the_gradient);
+    return test_summary();
+}
