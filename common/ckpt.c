@@ -36,14 +36,12 @@ static int write_config(hid_t f, const struct evit_vit_config *c)
            evit_h5_attr_write_ints(f, "mlp_hidden", mlp, c->depth);
 }
 
-int evit_ckpt_save(const char *path, const struct evit_vit *m, const struct evit_ckpt_meta *meta)
+int evit_ckpt_write(hid_t f, const char *path, const struct evit_vit *m,
+                    const struct evit_ckpt_meta *meta)
 {
-    hid_t f;
-    int n, rc = EVIT_ERR, ok;
+    int n, ok;
     char h5path[EVIT_TENSOR_NAME_MAX];
-    char *tmp = evit_temp_path(path);
     struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
-    if (evit_h5_create(tmp, &f) < 0) goto out;
     ok = evit_h5_write_format(f, "evit-checkpoint", EVIT_CKPT_VERSION) == 0 &&
          write_config(f, &m->cfg) == 0 &&
          evit_h5_attr_write_floats(f, "mean", m->mean, m->cfg.channels) == 0 &&
@@ -51,6 +49,8 @@ int evit_ckpt_save(const char *path, const struct evit_vit *m, const struct evit
          evit_h5_attr_write_string(f, "stage", meta && meta->stage ? meta->stage : "init") == 0;
     if (ok && meta && meta->parent_report)
         ok = evit_h5_attr_write_string(f, "parent_report", meta->parent_report) == 0;
+    if (ok && meta && meta->report)
+        ok = evit_h5_attr_write_string(f, "report", meta->report) == 0;
     if (ok && meta && meta->classes > 0)
         ok = evit_h5_attr_write_strings(f, "classes", meta->class_names, meta->classes) == 0;
     if (!ok) evit_error("%s: cannot write attributes", path);
@@ -58,6 +58,17 @@ int evit_ckpt_save(const char *path, const struct evit_vit *m, const struct evit
         key_to_path(h5path, sizeof h5path, t[i].name);
         ok = evit_h5_write(f, path, h5path, H5T_NATIVE_FLOAT, t[i].ndim, t[i].shape, t[i].data) == 0;
     }
+    free(t);
+    return ok ? EVIT_OK : EVIT_ERR;
+}
+
+int evit_ckpt_save(const char *path, const struct evit_vit *m, const struct evit_ckpt_meta *meta)
+{
+    hid_t f;
+    int rc = EVIT_ERR;
+    char *tmp = evit_temp_path(path);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    int ok = evit_ckpt_write(f, path, m, meta) == 0;
     if (evit_h5_close(f, path) < 0) ok = 0;
     if (!ok) {
         remove(tmp);
@@ -65,7 +76,6 @@ int evit_ckpt_save(const char *path, const struct evit_vit *m, const struct evit
     }
     rc = evit_commit_file(tmp, path);
 out:
-    free(t);
     free(tmp);
     return rc;
 }
@@ -130,6 +140,10 @@ static int read_meta(hid_t f, const char *path, int channels, struct evit_vit *m
         if (evit_h5_attr_read_string(f, path, "parent_report", &s) < 0) return EVIT_ERR;
         meta->parent_report = s;
     }
+    if (evit_h5_attr_exists(f, "report")) {
+        if (evit_h5_attr_read_string(f, path, "report", &s) < 0) return EVIT_ERR;
+        meta->report = s;
+    }
     if (evit_h5_attr_exists(f, "classes")) {
         meta->classes = m->cfg.classes;
         if (evit_h5_attr_read_strings(f, path, "classes", &meta->class_names, &meta->classes) < 0) {
@@ -140,17 +154,15 @@ static int read_meta(hid_t f, const char *path, int channels, struct evit_vit *m
     return EVIT_OK;
 }
 
-int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta)
+int evit_ckpt_read(hid_t f, const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta)
 {
-    hid_t f;
     struct evit_vit_config cfg;
     char h5path[EVIT_TENSOR_NAME_MAX];
     int n = 0;
     struct evit_tensor_ref *t = NULL;
     if (meta) memset(meta, 0, sizeof *meta);
     memset(m, 0, sizeof *m);
-    if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
-    if (read_config(f, path, &cfg) < 0) goto fail_closed_model;
+    if (read_config(f, path, &cfg) < 0) return EVIT_ERR;
     evit_vit_alloc(m, &cfg);
     if (read_meta(f, path, cfg.channels, m, meta) < 0) goto fail;
     t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
@@ -160,26 +172,32 @@ int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *
             goto fail;
     }
     free(t);
-    H5Fclose(f);
-    if (evit_vit_check_finite(m, path) < 0) {
-        evit_vit_free(m);
-        if (meta) evit_ckpt_meta_free(meta);
-        return EVIT_ERR;
-    }
+    t = NULL;
+    if (evit_vit_check_finite(m, path) < 0) goto fail;
     return EVIT_OK;
 fail:
     free(t);
     evit_vit_free(m);
     if (meta) evit_ckpt_meta_free(meta);
-fail_closed_model:
-    H5Fclose(f);
     return EVIT_ERR;
+}
+
+int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta)
+{
+    hid_t f;
+    if (meta) memset(meta, 0, sizeof *meta);
+    memset(m, 0, sizeof *m);
+    if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
+    int rc = evit_ckpt_read(f, path, m, meta);
+    H5Fclose(f);
+    return rc;
 }
 
 void evit_ckpt_meta_free(struct evit_ckpt_meta *meta)
 {
     free((char *)meta->stage);
     free((char *)meta->parent_report);
+    free((char *)meta->report);
     for (int i = 0; i < meta->classes; i++) free(meta->class_names[i]);
     free(meta->class_names);
     memset(meta, 0, sizeof *meta);

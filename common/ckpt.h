@@ -10,12 +10,14 @@
  *     name, img_size, channels, patch, num_classes, embed_dim, depth,
  *     num_heads (int32, depth), head_dim (int32, depth),
  *     mlp_hidden (int32, depth), mean and std (float32, channels),
- *     classes (strings, optional), stage (string), parent_report (string,
- *     optional).
+ *     classes (strings, optional), stage (string), parent_report and
+ *     report (strings, optional).
  * A file may hold more groups (an optimiser's state under /train/...);
  * loading ignores what it does not know. */
 #ifndef EVIT_CKPT_H
 #define EVIT_CKPT_H
+
+#include <hdf5.h>
 
 #include "vit.h"
 
@@ -26,6 +28,8 @@
 struct evit_ckpt_meta {
     const char *stage;         /* "init", "distill", "prune", ... */
     const char *parent_report; /* report of the model this one came from, or NULL */
+    const char *report;        /* report describing this checkpoint, or NULL: the
+                                  next stage names it as its parent */
     int classes;               /* number of names, 0 when absent */
     char **class_names;
 };
@@ -37,6 +41,12 @@ int evit_ckpt_save(const char *path, const struct evit_vit *m,
 /* Reads config attributes, allocates m, reads and shape-checks every tensor,
  * rejects NaN/Inf.  meta may be NULL. */
 int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta);
+
+/* The same, into / from an HDF5 file the caller opened, so a trainer can add
+ * its own groups to a checkpoint before the file is closed and renamed. */
+int evit_ckpt_write(hid_t f, const char *path, const struct evit_vit *m,
+                    const struct evit_ckpt_meta *meta);
+int evit_ckpt_read(hid_t f, const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta);
 
 /* Reads only the config (for evit-data info and quick checks). */
 int evit_ckpt_load_config(const char *path, struct evit_vit_config *cfg);

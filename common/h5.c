@@ -75,8 +75,10 @@ int evit_h5_write(hid_t file, const char *path, const char *name, hid_t type,
     lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (bytes > (1u << 20) && hd[0] > 1) {
-        /* chunks of whole rows along the first axis, about 1 MiB each */
+    if (bytes > (1u << 20) && hd[0] > 1 && H5Tget_size(type) == 1) {
+        /* Images compress well; float weights and optimiser moments do not
+         * (deflate would only slow every checkpoint), so only bytes are
+         * compressed.  Chunks are whole rows, about 1 MiB each. */
         hsize_t chunk[8];
         size_t row = bytes / hd[0];
         chunk[0] = (1u << 20) / (row ? row : 1);

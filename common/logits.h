@@ -2,6 +2,11 @@
  *
  * Layout (docs/FORMATS.md):
  *   /logits  float32 (N, K), in dataset order
+ * or, sparse (TinyViT style), instead of /logits:
+ *   /topk/indices int32 (N, k)   the k classes kept per image, distinct
+ *   /topk/values  float32 (N, k) their probabilities (softmax at T = 1);
+ *                 the missing mass 1 - sum is spread evenly over the other
+ *                 K - k classes
  *   attributes on "/": format = "evit-logits", format_version = 1,
  *     count (N), num_classes (K), label_fingerprint (string, 16 hex digits:
  *     FNV-1a 64 over the labels as little-endian int32), and optionally
@@ -19,7 +24,9 @@ struct evit_dataset;
 
 struct evit_logits {
     int n, k;
-    float *logits; /* (n, k) */
+    float *logits; /* (n, k); for a sparse file, log-probabilities rebuilt
+                      from the top-k, which softmax(./T) treats as logits */
+    int topk;      /* k of a sparse file, 0 for dense */
     uint64_t fingerprint;
     char *dataset; /* may be NULL */
     char *model;   /* may be NULL */

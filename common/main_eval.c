@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ckpt.h"
 #include "cli.h"
@@ -24,7 +25,8 @@ static const char *usage =
     "  -r, --report F       report to write (JSON)\n"
     "  -l, --save-logits F  also save the logits (N, K) for distillation\n"
     "  -p, --parent F       report of the model this one was derived from\n"
-    "                       (default: the checkpoint's own parent_report)\n"
+    "                       (default: the report the checkpoint names as its\n"
+    "                       own, else its parent's)\n"
     "      --stage NAME     stage named in the report (default: the checkpoint's)\n"
     "  -b, --batch N        images per forward pass (default 64)\n"
     "  -t, --threads N      threads (default: all cores)\n"
@@ -103,7 +105,10 @@ int main(int argc, char **argv)
         goto fail;
     if (a.report) {
         const char *stage = a.stage ? a.stage : meta.stage ? meta.stage : "eval";
-        const char *parent = a.parent ? a.parent : meta.parent_report;
+        /* an evaluation of a checkpoint descends from the report that
+         * describes it, else from that model's own parent */
+        const char *parent = a.parent ? a.parent : meta.report ? meta.report : meta.parent_report;
+        if (!a.parent && meta.report && strcmp(meta.report, a.report) == 0) parent = meta.parent_report;
         cJSON *rep = evit_report_new(stage, a.model, a.data, parent);
         evit_report_add_model(rep, &m.cfg, 4.0 * (double)evit_config_params(&m.cfg));
         evit_report_add_eval(rep, &r, d.class_names);

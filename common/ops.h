@@ -50,12 +50,18 @@ void evit_layernorm_backward(float *din /* (N, D) */, float *dw /* (D) */, float
                              const float *mean /* (N) */, const float *rstd /* (N) */,
                              const float *w /* (D) */, int N, int D);
 
-/* Exact GELU: x * 0.5 * (1 + erf(x / sqrt 2)). */
+/* Exact (erf) GELU: x Phi(x) = x * 0.5 * (1 + erf(x / sqrt 2)), not the tanh
+ * approximation.  The fast version evaluates Phi with a vectorised erfc fit
+ * (error ~1e-7, the size of float rounding); the _ref twin uses libm erf in
+ * double. */
 void evit_gelu_forward(float *out /* (n) */, const float *in /* (n) */, size_t n);
+void evit_gelu_forward_ref(float *out /* (n) */, const float *in /* (n) */, size_t n);
 /* din += dout * (Phi(x) + x phi(x)), Phi and phi the standard normal CDF and
  * density (d/dx of x Phi(x)). */
 void evit_gelu_backward(float *din /* (n) */, const float *dout /* (n) */,
                         const float *in /* (n) */, size_t n);
+void evit_gelu_backward_ref(float *din /* (n) */, const float *dout /* (n) */,
+                            const float *in /* (n) */, size_t n);
 
 /* out = a + b; out may alias a. */
 void evit_residual_forward(float *out /* (n) */, const float *a /* (n) */,

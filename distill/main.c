@@ -1,0 +1,281 @@
+/* evit-distill: train a student ViT from a teacher's saved logits, or on
+ * labels alone. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "cli.h"
+#include "dataset.h"
+#include "eval.h"
+#include "logits.h"
+#include "recipe.h"
+#include "report.h"
+#include "train.h"
+#include "util.h"
+#include "vit.h"
+
+static const char *usage =
+    "usage: evit-distill RECIPE.json --data TRAIN.h5 -o STUDENT.h5 [options]\n"
+    "\n"
+    "Trains a ViT with the recipe's optimiser, schedule, augmentation and loss:\n"
+    "from a teacher's logits (distill.type soft or hard) or on labels (none).\n"
+    "Writes STUDENT.h5 every epoch, STUDENT.best.h5 (best validation top-1) and\n"
+    "STUDENT.state.h5 (optimiser and generator state, for --resume).\n"
+    "\n"
+    "  RECIPE               training recipe (configs/fmnist/*.json)\n"
+    "  -d, --data F         training dataset (evit-data import)\n"
+    "  -T, --teacher F      teacher logits over the training set (evit-eval\n"
+    "                       --save-logits, or dense/top-k HDF5 from PyTorch)\n"
+    "  -v, --val F          validation dataset, evaluated every epoch\n"
+    "  -o, --output F       student checkpoint\n"
+    "  -r, --report F       JSON report\n"
+    "  -i, --init F         start from this checkpoint (its shape wins over the\n"
+    "                       recipe's model): fine-tuning a pruned model\n"
+    "  -P, --profile NAME   apply the recipe's profile NAME (e.g. full)\n"
+    "      --resume         continue from STUDENT.state.h5 if it exists\n"
+    "      --steps N        stop after N optimiser steps\n"
+    "      --no-shuffle     take images in dataset order\n"
+    "      --parent F       report this model derives from (default: the --init\n"
+    "                       checkpoint's or the teacher's report)\n"
+    "      --stage NAME     stage named in the report and checkpoint (default distill)\n"
+    "  -t, --threads N      threads (default: all cores)\n"
+    "  -q, --quiet          no progress output\n"
+    "  -h, --help           this text\n"
+    "  -V, --version        print the version\n";
+
+struct args {
+    const char *recipe, *data, *teacher, *val, *out, *report, *init, *profile, *parent, *stage;
+    int resume, shuffle, quiet;
+    long steps;
+};
+
+enum { OPT_RESUME = 256, OPT_STEPS, OPT_NOSHUFFLE, OPT_PARENT, OPT_STAGE };
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, 0, 'd'},    {"teacher", required_argument, 0, 'T'},
+        {"val", required_argument, 0, 'v'},     {"output", required_argument, 0, 'o'},
+        {"report", required_argument, 0, 'r'},  {"init", required_argument, 0, 'i'},
+        {"profile", required_argument, 0, 'P'}, {"resume", no_argument, 0, OPT_RESUME},
+        {"steps", required_argument, 0, OPT_STEPS}, {"no-shuffle", no_argument, 0, OPT_NOSHUFFLE},
+        {"parent", required_argument, 0, OPT_PARENT}, {"stage", required_argument, 0, OPT_STAGE},
+        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "d:T:v:o:r:i:P:t:qhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': a->data = optarg; break;
+        case 'T': a->teacher = optarg; break;
+        case 'v': a->val = optarg; break;
+        case 'o': a->out = optarg; break;
+        case 'r': a->report = optarg; break;
+        case 'i': a->init = optarg; break;
+        case 'P': a->profile = optarg; break;
+        case OPT_RESUME: a->resume = 1; break;
+        case OPT_STEPS:
+            if (evit_parse_int(optarg, 1, 1000000000L, &a->steps) < 0)
+                return evit_cli_usage_error("evit-distill", "--steps: expected a positive count, got %s", optarg);
+            break;
+        case OPT_NOSHUFFLE: a->shuffle = 0; break;
+        case OPT_PARENT: a->parent = optarg; break;
+        case OPT_STAGE: a->stage = optarg; break;
+        case 't':
+            if (evit_cli_threads(optarg) < 0)
+                return evit_cli_usage_error("evit-distill", "--threads: expected 1..256, got %s", optarg);
+            break;
+        case 'q': a->quiet = 1; break;
+        case 'h': fputs(usage, stdout); return -1;
+        case 'V': puts(evit_cli_version()); return -1;
+        default: return evit_cli_usage_error("evit-distill", "unknown option");
+        }
+    }
+    if (argc - optind != 1) return evit_cli_usage_error("evit-distill", "expected one RECIPE argument");
+    a->recipe = argv[optind];
+    if (!a->data) return evit_cli_usage_error("evit-distill", "missing --data TRAIN.h5");
+    if (!a->out) return evit_cli_usage_error("evit-distill", "missing -o STUDENT.h5");
+    return 0;
+}
+
+/* The model to train: --init's weights and shape, else the recipe's shape
+ * freshly initialised with the data's normalisation. */
+static int make_model(const struct args *a, const struct evit_recipe *r, const struct evit_dataset *d,
+                      struct evit_vit *m, char **init_report)
+{
+    *init_report = NULL;
+    if (a->init) {
+        struct evit_ckpt_meta meta;
+        if (evit_ckpt_load(a->init, m, &meta) < 0) return EVIT_ERR;
+        if (meta.report) *init_report = evit_strdup(meta.report);
+        evit_ckpt_meta_free(&meta);
+        return EVIT_OK;
+    }
+    if (!r->has_model)
+        return evit_error("%s: model: required unless --init gives a checkpoint", a->recipe);
+    evit_vit_alloc(m, &r->model);
+    evit_vit_init(m, (uint64_t)r->seed);
+    for (int c = 0; c < d->c && c < 4; c++) {
+        m->mean[c] = d->mean[c];
+        m->std[c] = d->std[c];
+    }
+    return EVIT_OK;
+}
+
+/* The teacher's accuracy on the validation set, when the logits file names
+ * a checkpoint that is still there; NaN otherwise. */
+static double teacher_val_top1(const struct evit_logits *l, const struct evit_dataset *val, char **report)
+{
+    struct evit_vit t;
+    struct evit_ckpt_meta meta;
+    struct evit_vit_runner run;
+    struct evit_eval_result e;
+    double top1 = NAN;
+    *report = NULL;
+    if (!l || !l->model || !val) return NAN;
+    FILE *f = fopen(l->model, "rb");
+    if (!f) return NAN;
+    fclose(f);
+    if (evit_ckpt_load(l->model, &t, &meta) < 0) return NAN;
+    if (meta.report) *report = evit_strdup(meta.report);
+    if (t.cfg.img_size == val->h && t.cfg.channels == val->c && t.cfg.classes == val->classes) {
+        evit_vit_runner_init(&run, &t, 256);
+        if (evit_eval_run(evit_vit_runner_forward, &run, 256, t.cfg.classes, val, 0, 0, &e) == 0) {
+            top1 = e.top1;
+            evit_eval_result_free(&e);
+        }
+        evit_vit_runner_free(&run);
+    }
+    evit_ckpt_meta_free(&meta);
+    evit_vit_free(&t);
+    return top1;
+}
+
+static cJSON *train_section(const struct evit_train_result *tr, const struct evit_logits *l,
+                            const char *teacher_path, double teacher_top1)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "train_s", tr->train_s);
+    cJSON_AddNumberToObject(o, "images_per_s", tr->images_per_s);
+    cJSON_AddNumberToObject(o, "epochs", tr->epochs_done);
+    cJSON_AddNumberToObject(o, "steps", (double)tr->steps);
+    cJSON_AddNumberToObject(o, "final_loss", tr->last_loss);
+    if (isfinite(tr->best_top1)) {
+        cJSON_AddNumberToObject(o, "best_val_top1", tr->best_top1);
+        cJSON_AddNumberToObject(o, "best_epoch", tr->best_epoch);
+    }
+    if (isfinite(tr->final_top1)) cJSON_AddNumberToObject(o, "final_val_top1", tr->final_top1);
+    if (teacher_path) {
+        cJSON_AddStringToObject(o, "teacher_logits", teacher_path);
+        if (l->model) cJSON_AddStringToObject(o, "teacher_model", l->model);
+        if (isfinite(l->top1)) cJSON_AddNumberToObject(o, "teacher_train_top1", l->top1);
+        if (isfinite(teacher_top1)) cJSON_AddNumberToObject(o, "teacher_val_top1", teacher_top1);
+    }
+    cJSON_AddItemToObject(o, "history", tr->history ? cJSON_Duplicate(tr->history, 1) : cJSON_CreateArray());
+    return o;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = {.shuffle = 1};
+    struct evit_recipe r = {0};
+    struct evit_dataset train = {0}, val = {0};
+    struct evit_logits teacher = {0};
+    struct evit_vit m = {0};
+    struct evit_train_result tr = {0};
+    struct evit_eval_result e = {0};
+    char *best = NULL, *state = NULL, *init_report = NULL, *teacher_report = NULL;
+    int rc = EVIT_EXIT_FAIL, have_teacher = 0;
+    double t0 = evit_now();
+    evit_cli_init();
+    int pa = parse_args(argc, argv, &a);
+    if (pa == -1) return EVIT_EXIT_OK;
+    if (pa) return pa;
+
+    if (evit_recipe_load(a.recipe, a.profile, &r) < 0) return EVIT_EXIT_FAIL;
+    if (r.kd != EVIT_KD_NONE && !a.teacher) {
+        evit_error("%s: distill.type is %s but no --teacher logits were given", a.recipe,
+                   evit_recipe_kd_name(r.kd));
+        goto fail;
+    }
+    if (evit_dataset_load(a.data, &train) < 0) goto fail;
+    if (a.teacher) {
+        if (evit_logits_load(a.teacher, &teacher) < 0) goto fail;
+        have_teacher = 1;
+        if (evit_logits_check(&teacher, a.teacher, &train, a.data) < 0) goto fail;
+    }
+    if (a.val && evit_dataset_load(a.val, &val) < 0) goto fail;
+    if (make_model(&a, &r, &train, &m, &init_report) < 0) goto fail;
+    if (evit_eval_check_compat(&m, a.init ? a.init : a.recipe, &train, a.data) < 0) goto fail;
+    if (a.val && evit_eval_check_compat(&m, a.init ? a.init : a.recipe, &val, a.val) < 0) goto fail;
+    double teacher_top1 = have_teacher ? teacher_val_top1(&teacher, a.val ? &val : NULL, &teacher_report) : (double)NAN;
+
+    best = evit_train_sibling(a.out, ".best");
+    state = evit_train_sibling(a.out, ".state");
+    const char *parent = a.parent ? a.parent : init_report ? init_report : teacher_report;
+    struct evit_train_opts o = {
+        .recipe = &r, .train = &train, .train_path = a.data, .val = a.val ? &val : NULL,
+        .teacher = have_teacher ? &teacher : NULL, .out_path = a.out, .best_path = a.val ? best : NULL,
+        .state_path = state, .resume = a.resume, .max_steps = a.steps, .shuffle = a.shuffle,
+        .progress = !a.quiet,
+        .meta = {.stage = a.stage ? a.stage : "distill", .parent_report = parent, .report = a.report,
+                 .classes = train.classes, .class_names = train.class_names}};
+    if (!a.quiet)
+        evit_info("training %s (%ld parameters) on %s: %d images, %d epochs of batch %d, %s%s%s",
+                  m.cfg.name, evit_config_params(&m.cfg), a.data, train.n, r.epochs, r.batch,
+                  r.kd == EVIT_KD_NONE ? "labels only" : "distilling (",
+                  r.kd == EVIT_KD_NONE ? "" : evit_recipe_kd_name(r.kd), r.kd == EVIT_KD_NONE ? "" : ")");
+    if (evit_train_run(&m, &o, &tr) < 0) goto fail;
+
+    cJSON *rep = evit_report_new(o.meta.stage, a.out, a.val, parent);
+    evit_report_add_model(rep, &m.cfg, 4.0 * (double)evit_config_params(&m.cfg));
+    cJSON *conf = cJSON_GetObjectItemCaseSensitive(rep, "config");
+    cJSON_AddItemToObject(conf, "recipe", cJSON_Duplicate(r.json, 1));
+    cJSON_AddStringToObject(conf, "recipe_file", a.recipe);
+    if (a.profile) cJSON_AddStringToObject(conf, "profile", a.profile);
+    cJSON_AddStringToObject(conf, "train_data", a.data);
+    if (a.init) cJSON_AddStringToObject(conf, "init", a.init);
+    if (a.val) {
+        struct evit_vit_runner run;
+        evit_vit_runner_init(&run, &m, 256);
+        int bad = evit_eval_run(evit_vit_runner_forward, &run, 256, m.cfg.classes, &val, 0, 0, &e) < 0;
+        evit_vit_runner_free(&run);
+        if (bad) {
+            cJSON_Delete(rep);
+            goto fail;
+        }
+        evit_report_add_eval(rep, &e, val.class_names);
+        printf("%s: validation top-1 %.2f%% (best %.2f%% at epoch %d)", a.out, e.top1, tr.best_top1,
+               tr.best_epoch);
+        if (isfinite(teacher_top1)) printf(", teacher %.2f%%", teacher_top1);
+        printf(", %.0f train img/s\n", tr.images_per_s);
+    } else {
+        printf("%s: trained %d epochs, final loss %.4f, %.0f train img/s\n", a.out, tr.epochs_done,
+               tr.last_loss, tr.images_per_s);
+    }
+    cJSON_AddItemToObject(rep, "train", train_section(&tr, &teacher, a.teacher, teacher_top1));
+    if (a.report) {
+        int bad = evit_report_save(rep, a.report, evit_now() - t0) < 0;
+        cJSON_Delete(rep);
+        if (bad) goto fail;
+    } else {
+        cJSON_Delete(rep);
+    }
+    rc = EVIT_EXIT_OK;
+fail:
+    cJSON_Delete(tr.history);
+    evit_eval_result_free(&e);
+    free(best);
+    free(state);
+    free(init_report);
+    free(teacher_report);
+    evit_vit_free(&m);
+    evit_logits_free(&teacher);
+    evit_dataset_free(&train);
+    evit_dataset_free(&val);
+    evit_recipe_free(&r);
+    return rc;
+}

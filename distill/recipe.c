@@ -1,0 +1,187 @@
+/* recipe.c: see recipe.h. */
+#include "recipe.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "json.h"
+#include "util.h"
+
+const char *evit_recipe_kd_name(enum evit_kd_type t)
+{
+    return t == EVIT_KD_SOFT ? "soft" : t == EVIT_KD_HARD ? "hard" : "none";
+}
+
+static void defaults(struct evit_recipe *r)
+{
+    memset(r, 0, sizeof *r);
+    r->epochs = 10;
+    r->batch = 128;
+    r->optim = (struct evit_optim_config){.type = EVIT_OPTIM_ADAMW, .lr = 1e-3, .weight_decay = 0.05,
+                                          .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .momentum = 0.9};
+    r->warmup_epochs = 1.0;
+    r->min_lr = 1e-5;
+    r->kd = EVIT_KD_NONE;
+    r->alpha = 0.5;
+    r->temperature = 1.0;
+}
+
+/* Overrides dst's members with src's; objects merge one level down. */
+static void merge(cJSON *dst, const cJSON *src)
+{
+    for (const cJSON *it = src->child; it; it = it->next) {
+        cJSON *old = cJSON_GetObjectItemCaseSensitive(dst, it->string);
+        if (old && cJSON_IsObject(old) && cJSON_IsObject(it)) {
+            merge(old, it);
+        } else {
+            cJSON_DeleteItemFromObjectCaseSensitive(dst, it->string);
+            cJSON_AddItemToObject(dst, it->string, cJSON_Duplicate(it, 1));
+        }
+    }
+}
+
+static int parse_optimizer(const cJSON *o, const char *file, struct evit_optim_config *c)
+{
+    static const char *const keys[] = {"type", "lr", "weight_decay", "betas", "eps", "momentum",
+                                       "nesterov", NULL};
+    const char *type = NULL;
+    if (!o) return EVIT_OK;
+    if (evit_json_check_keys(o, file, "optimizer", keys) < 0 ||
+        evit_json_get_string(o, file, "optimizer", "type", 0, &type) < 0 ||
+        evit_json_get_double(o, file, "optimizer", "lr", 0, 0.0, 10.0, &c->lr) < 0 ||
+        evit_json_get_double(o, file, "optimizer", "weight_decay", 0, 0.0, 10.0, &c->weight_decay) < 0 ||
+        evit_json_get_double(o, file, "optimizer", "eps", 0, 0.0, 1.0, &c->eps) < 0 ||
+        evit_json_get_double(o, file, "optimizer", "momentum", 0, 0.0, 0.999999, &c->momentum) < 0 ||
+        evit_json_get_bool(o, file, "optimizer", "nesterov", 0, &c->nesterov) < 0)
+        return EVIT_ERR;
+    if (type) {
+        if (strcmp(type, "adamw") == 0)
+            c->type = EVIT_OPTIM_ADAMW;
+        else if (strcmp(type, "sgd") == 0)
+            c->type = EVIT_OPTIM_SGD;
+        else
+            return evit_error("%s: optimizer.type: '%s' is not adamw or sgd", file, type);
+    }
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "betas");
+    if (b) {
+        if (!cJSON_IsArray(b) || cJSON_GetArraySize(b) != 2 ||
+            !cJSON_IsNumber(cJSON_GetArrayItem(b, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(b, 1)))
+            return evit_error("%s: optimizer.betas: must be an array of two numbers", file);
+        c->beta1 = cJSON_GetArrayItem(b, 0)->valuedouble;
+        c->beta2 = cJSON_GetArrayItem(b, 1)->valuedouble;
+        if (c->beta1 < 0 || c->beta1 >= 1 || c->beta2 < 0 || c->beta2 >= 1)
+            return evit_error("%s: optimizer.betas: each must be in [0, 1)", file);
+    }
+    if (c->lr <= 0.0) return evit_error("%s: optimizer.lr: must be positive", file);
+    return EVIT_OK;
+}
+
+static int parse_distill(const cJSON *o, const char *file, struct evit_recipe *r)
+{
+    static const char *const keys[] = {"type", "alpha", "temperature", NULL};
+    const char *type = NULL;
+    if (!o) return EVIT_OK;
+    if (evit_json_check_keys(o, file, "distill", keys) < 0 ||
+        evit_json_get_string(o, file, "distill", "type", 0, &type) < 0 ||
+        evit_json_get_double(o, file, "distill", "alpha", 0, 0.0, 1.0, &r->alpha) < 0 ||
+        evit_json_get_double(o, file, "distill", "temperature", 0, 0.05, 100.0, &r->temperature) < 0)
+        return EVIT_ERR;
+    if (type) {
+        if (strcmp(type, "soft") == 0)
+            r->kd = EVIT_KD_SOFT;
+        else if (strcmp(type, "hard") == 0)
+            r->kd = EVIT_KD_HARD;
+        else if (strcmp(type, "none") == 0)
+            r->kd = EVIT_KD_NONE;
+        else
+            return evit_error("%s: distill.type: '%s' is not soft, hard or none", file, type);
+    }
+    return EVIT_OK;
+}
+
+static int parse(const cJSON *j, const char *file, struct evit_recipe *r)
+{
+    static const char *const keys[] = {"model", "epochs", "batch_size", "seed", "optimizer",
+                                       "schedule", "clip_grad", "label_smoothing", "augment",
+                                       "distill", "profiles", "description", NULL};
+    static const char *const skeys[] = {"warmup_epochs", "min_lr", NULL};
+    static const char *const akeys[] = {"crop_padding", "hflip", NULL};
+    double seed = 0;
+    const char *desc = NULL;
+    if (evit_json_check_keys(j, file, "", keys) < 0 ||
+        evit_json_get_string(j, file, "", "description", 0, &desc) < 0 ||
+        evit_json_get_int(j, file, "", "epochs", 0, 0, 100000, &r->epochs) < 0 ||
+        evit_json_get_int(j, file, "", "batch_size", 0, 1, 65536, &r->batch) < 0 ||
+        evit_json_get_double(j, file, "", "seed", 0, 0, 9007199254740991.0, &seed) < 0 ||
+        evit_json_get_double(j, file, "", "clip_grad", 0, 0.0, 1e6, &r->clip_grad) < 0 ||
+        evit_json_get_double(j, file, "", "label_smoothing", 0, 0.0, 0.99, &r->label_smoothing) < 0 ||
+        parse_optimizer(cJSON_GetObjectItemCaseSensitive(j, "optimizer"), file, &r->optim) < 0 ||
+        parse_distill(cJSON_GetObjectItemCaseSensitive(j, "distill"), file, r) < 0)
+        return EVIT_ERR;
+    r->seed = (long long)seed;
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "schedule");
+    if (s && (evit_json_check_keys(s, file, "schedule", skeys) < 0 ||
+              evit_json_get_double(s, file, "schedule", "warmup_epochs", 0, 0.0, 1e5, &r->warmup_epochs) < 0 ||
+              evit_json_get_double(s, file, "schedule", "min_lr", 0, 0.0, 10.0, &r->min_lr) < 0))
+        return EVIT_ERR;
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "augment");
+    if (a && (evit_json_check_keys(a, file, "augment", akeys) < 0 ||
+              evit_json_get_int(a, file, "augment", "crop_padding", 0, 0, 64, &r->augment.crop_padding) < 0 ||
+              evit_json_get_bool(a, file, "augment", "hflip", 0, &r->augment.hflip) < 0))
+        return EVIT_ERR;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
+    if (m) {
+        if (cJSON_IsString(m)) {
+            if (evit_config_load(m->valuestring, &r->model) < 0) return EVIT_ERR;
+        } else if (cJSON_IsObject(m)) {
+            if (evit_config_from_json(m, file, "model", &r->model) < 0) return EVIT_ERR;
+        } else {
+            return evit_error("%s: model: must be a config name or an object", file);
+        }
+        r->has_model = 1;
+    }
+    if (r->min_lr > r->optim.lr)
+        return evit_error("%s: schedule.min_lr: %g is above optimizer.lr %g", file, r->min_lr, r->optim.lr);
+    return EVIT_OK;
+}
+
+int evit_recipe_load(const char *path, const char *profile, struct evit_recipe *r)
+{
+    cJSON *root = NULL;
+    defaults(r);
+    if (evit_json_load(path, &root) < 0) return EVIT_ERR;
+    cJSON *profiles = cJSON_DetachItemFromObjectCaseSensitive(root, "profiles");
+    if (profiles && !cJSON_IsObject(profiles)) {
+        cJSON_Delete(profiles);
+        cJSON_Delete(root);
+        return evit_error("%s: profiles: must be an object of named overrides", path);
+    }
+    if (profile) {
+        const cJSON *p = profiles ? cJSON_GetObjectItemCaseSensitive(profiles, profile) : NULL;
+        if (!p || !cJSON_IsObject(p)) {
+            evit_error("%s: profiles: has no profile '%s'", path, profile);
+            cJSON_Delete(profiles);
+            cJSON_Delete(root);
+            return EVIT_ERR;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(p, "profiles")) {
+            cJSON_Delete(profiles);
+            cJSON_Delete(root);
+            return evit_error("%s: profiles.%s: a profile cannot hold profiles", path, profile);
+        }
+        merge(root, p);
+    }
+    cJSON_Delete(profiles);
+    if (parse(root, path, r) < 0) {
+        cJSON_Delete(root);
+        return EVIT_ERR;
+    }
+    r->json = root;
+    return EVIT_OK;
+}
+
+void evit_recipe_free(struct evit_recipe *r)
+{
+    cJSON_Delete(r->json);
+    r->json = NULL;
+}

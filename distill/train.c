@@ -1,0 +1,434 @@
+/* train.c: see train.h. */
+#include "train.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "augment.h"
+#include "dataset.h"
+#include "eval.h"
+#include "h5.h"
+#include "logits.h"
+#include "ops.h"
+#include "optim.h"
+#include "rng.h"
+#include "util.h"
+
+#define STATE_VERSION 1
+
+char *evit_train_sibling(const char *path, const char *tag)
+{
+    size_t n = strlen(path);
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (!dot || (slash && dot < slash)) dot = path + n;
+    char *out = evit_malloc(n + strlen(tag) + 8);
+    sprintf(out, "%.*s%s%s", (int)(dot - path), path, tag, *dot ? dot : ".h5");
+    return out;
+}
+
+void evit_trainer_init(struct evit_trainer *t, struct evit_vit *m, const struct evit_recipe *r, int N)
+{
+    const struct evit_vit_config *c = &m->cfg;
+    int B = r->batch;
+    size_t img = (size_t)c->img_size * c->img_size * c->channels;
+    memset(t, 0, sizeof *t);
+    t->m = m;
+    t->n = (size_t)evit_config_params(c);
+    t->gmem = evit_alloc_floats(t->n);
+    evit_vit_bind(&t->g, c, t->gmem);
+    evit_vit_acts_alloc(&t->acts, c, B, 1);
+    evit_vit_grad_scratch_alloc(&t->scratch, c, B);
+    evit_optim_init(&t->opt, &r->optim, c);
+    evit_rng_seed(&t->rng, (uint64_t)r->seed);
+    t->order = evit_malloc(sizeof *t->order * (size_t)N);
+    t->batch = evit_malloc(img * (size_t)B);
+    t->aug = evit_malloc(img * (size_t)B);
+    t->labels = evit_malloc(sizeof *t->labels * (size_t)B);
+    t->tlabels = evit_malloc(sizeof *t->tlabels * (size_t)B);
+    t->tlogits = evit_malloc(sizeof(float) * (size_t)B * c->classes);
+    t->dlogits = evit_malloc(sizeof(float) * (size_t)B * c->classes);
+}
+
+void evit_trainer_free(struct evit_trainer *t)
+{
+    evit_free_aligned(t->gmem);
+    evit_vit_acts_free(&t->acts);
+    evit_vit_grad_scratch_free(&t->scratch);
+    evit_optim_free(&t->opt);
+    free(t->order);
+    free(t->batch);
+    free(t->aug);
+    free(t->labels);
+    free(t->tlabels);
+    free(t->tlogits);
+    free(t->dlogits);
+}
+
+/* Identifies a run: the effective recipe, the training labels and the model
+ * shape.  A state file from another run is refused on --resume. */
+static uint64_t run_fingerprint(const struct evit_train_opts *o, const struct evit_vit *m)
+{
+    char *text = cJSON_PrintUnformatted(o->recipe->json);
+    uint64_t h = evit_fnv1a64(text, strlen(text), EVIT_FNV_SEED);
+    free(text);
+    uint64_t d = evit_dataset_fingerprint(o->train);
+    h = evit_fnv1a64(&d, sizeof d, h);
+    return evit_fnv1a64(&m->cfg, sizeof m->cfg, h);
+}
+
+struct progress_state {
+    int epoch, next_epoch;
+    int64_t step;
+    double best_top1;
+    int best_epoch;
+    cJSON *history;
+};
+
+static int save_state(const struct evit_train_opts *o, const struct evit_trainer *t,
+                      const struct progress_state *p, uint64_t fp)
+{
+    hid_t f;
+    char fps[32];
+    int rc = EVIT_ERR;
+    char *tmp = evit_temp_path(o->state_path);
+    char *hist = cJSON_PrintUnformatted(p->history);
+    int64_t dn[1] = {(int64_t)t->n}, dr[1] = {4};
+    int ints[4] = {STATE_VERSION, p->next_epoch, p->best_epoch, 0};
+    snprintf(fps, sizeof fps, "%016" PRIx64, fp);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    int ok = evit_ckpt_write(f, o->state_path, t->m, &o->meta) == 0;
+    ok = ok && evit_h5_attr_write_ints(f, "train_state", ints, 3) == 0 &&
+         evit_h5_attr_write_double(f, "train_step", (double)p->step) == 0 &&
+         evit_h5_attr_write_double(f, "train_best_top1", p->best_top1) == 0 &&
+         evit_h5_attr_write_string(f, "train_fingerprint", fps) == 0 &&
+         evit_h5_attr_write_string(f, "train_history", hist) == 0;
+    ok = ok && evit_h5_write(f, o->state_path, "train/m", H5T_NATIVE_FLOAT, 1, dn, t->opt.m) == 0;
+    if (ok && t->opt.v)
+        ok = evit_h5_write(f, o->state_path, "train/v", H5T_NATIVE_FLOAT, 1, dn, t->opt.v) == 0;
+    ok = ok && evit_h5_write(f, o->state_path, "train/rng", H5T_NATIVE_UINT64, 1, dr, t->rng.s) == 0;
+    if (evit_h5_close(f, o->state_path) < 0) ok = 0;
+    if (!ok) {
+        remove(tmp);
+        goto out;
+    }
+    rc = evit_commit_file(tmp, o->state_path);
+out:
+    free(hist);
+    free(tmp);
+    return rc;
+}
+
+static int load_state(const struct evit_train_opts *o, struct evit_trainer *t, struct progress_state *p,
+                      uint64_t fp)
+{
+    hid_t f;
+    struct evit_vit saved;
+    int ints[3];
+    double step;
+    char *fps = NULL, *hist = NULL;
+    int64_t dn[1] = {(int64_t)t->n}, dr[1] = {4};
+    const char *path = o->state_path;
+    if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
+    if (evit_ckpt_read(f, path, &saved, NULL) < 0) goto fail_open;
+    int same = memcmp(&saved.cfg, &t->m->cfg, sizeof saved.cfg) == 0;
+    if (same) memcpy(t->m->mem, saved.mem, sizeof(float) * t->n);
+    evit_vit_free(&saved);
+    if (!same) {
+        evit_error("%s: holds a model of another shape than this run's", path);
+        goto fail_open;
+    }
+    if (evit_h5_attr_read_ints(f, path, "train_state", ints, 3) < 0 ||
+        evit_h5_attr_read_double(f, path, "train_step", &step) < 0 ||
+        evit_h5_attr_read_double(f, path, "train_best_top1", &p->best_top1) < 0 ||
+        evit_h5_attr_read_string(f, path, "train_fingerprint", &fps) < 0 ||
+        evit_h5_attr_read_string(f, path, "train_history", &hist) < 0)
+        goto fail_open;
+    char want[32];
+    snprintf(want, sizeof want, "%016" PRIx64, fp);
+    if (ints[0] != STATE_VERSION || strcmp(fps, want) != 0) {
+        evit_error("%s: is the state of another run (recipe, data or model differ); "
+                   "remove it or drop --resume", path);
+        goto fail_open;
+    }
+    if (evit_h5_read(f, path, "train/m", H5T_NATIVE_FLOAT, 1, dn, t->opt.m) < 0 ||
+        (t->opt.v && evit_h5_read(f, path, "train/v", H5T_NATIVE_FLOAT, 1, dn, t->opt.v) < 0) ||
+        evit_h5_read(f, path, "train/rng", H5T_NATIVE_UINT64, 1, dr, t->rng.s) < 0)
+        goto fail_open;
+    cJSON *h = cJSON_Parse(hist);
+    if (!h || !cJSON_IsArray(h)) {
+        cJSON_Delete(h);
+        evit_error("%s: train_history is not a JSON array", path);
+        goto fail_open;
+    }
+    cJSON_Delete(p->history);
+    p->history = h;
+    p->next_epoch = ints[1];
+    p->best_epoch = ints[2];
+    p->step = (int64_t)step;
+    t->opt.step = p->step;
+    free(fps);
+    free(hist);
+    H5Fclose(f);
+    return EVIT_OK;
+fail_open:
+    free(fps);
+    free(hist);
+    H5Fclose(f);
+    return EVIT_ERR;
+}
+
+/* Loss of one batch and its gradient w.r.t. the logits (into t->dlogits). */
+static double batch_loss(struct evit_trainer *t, const struct evit_recipe *r, const float *z, int B, int K,
+                         int have_teacher)
+{
+    float ls = (float)r->label_smoothing;
+    float alpha = r->kd == EVIT_KD_NONE || !have_teacher ? 1.0f : (float)r->alpha;
+    double loss = 0.0;
+    memset(t->dlogits, 0, sizeof(float) * (size_t)B * K);
+    if (alpha > 0.0f) {
+        loss += (double)alpha * evit_xent_smooth_forward(z, t->labels, ls, B, K);
+        evit_xent_smooth_backward(t->dlogits, z, t->labels, ls, alpha, B, K);
+    }
+    if (alpha < 1.0f && r->kd == EVIT_KD_SOFT) {
+        float tau = (float)r->temperature;
+        loss += (double)(1.0f - alpha) * evit_kd_forward(z, t->tlogits, tau, B, K);
+        evit_kd_backward(t->dlogits, z, t->tlogits, tau, 1.0f - alpha, B, K);
+    } else if (alpha < 1.0f && r->kd == EVIT_KD_HARD) {
+        for (int b = 0; b < B; b++) {
+            const float *tz = t->tlogits + (size_t)b * K;
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (tz[k] > tz[best]) best = k;
+            t->tlabels[b] = best;
+        }
+        loss += (double)(1.0f - alpha) * evit_xent_smooth_forward(z, t->tlabels, 0.0f, B, K);
+        evit_xent_smooth_backward(t->dlogits, z, t->tlabels, 0.0f, 1.0f - alpha, B, K);
+    }
+    return loss;
+}
+
+static void gather(struct evit_trainer *t, const struct evit_train_opts *o, int start, int B)
+{
+    const struct evit_dataset *d = o->train;
+    size_t img = (size_t)d->h * d->w * d->c;
+    int K = t->m->cfg.classes;
+    for (int b = 0; b < B; b++) {
+        int i = t->order[start + b];
+        memcpy(t->batch + (size_t)b * img, d->images + (size_t)i * img, img);
+        t->labels[b] = d->labels[i];
+        if (o->teacher)
+            memcpy(t->tlogits + (size_t)b * K, o->teacher->logits + (size_t)i * K, sizeof(float) * (size_t)K);
+    }
+}
+
+static void format_eta(char *buf, size_t n, double s)
+{
+    if (s < 0 || !isfinite(s)) s = 0;
+    if (s >= 3600)
+        snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else
+        snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+static double validate(const struct evit_train_opts *o, struct evit_vit_runner *run)
+{
+    struct evit_eval_result e;
+    if (!o->val) return NAN;
+    if (evit_eval_run(evit_vit_runner_forward, run, run->max_batch, run->m->cfg.classes, o->val, 0, 0, &e) < 0)
+        return NAN;
+    double top1 = e.top1;
+    evit_eval_result_free(&e);
+    return top1;
+}
+
+double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, const uint8_t *x,
+                         int B, int have_teacher, double lr)
+{
+    int K = t->m->cfg.classes;
+    evit_vit_forward(t->m, &t->acts, x, B);
+    double loss = batch_loss(t, r, t->acts.logits, B, K, have_teacher);
+    if (!isfinite(loss)) return loss;
+    memset(t->gmem, 0, sizeof(float) * t->n);
+    evit_vit_backward(&t->g, &t->scratch, t->m, &t->acts, t->dlogits, B);
+    evit_optim_clip(t->gmem, t->n, r->clip_grad);
+    evit_optim_step(&t->opt, t->m->mem, t->gmem, lr);
+    return loss;
+}
+
+/* What an epoch adds up, over images. */
+struct epoch_stats {
+    double loss_sum; /* sum over images of the batch mean loss */
+    int64_t hits;    /* training images classified right (augmented) */
+    int64_t seen;
+    double lr;       /* of the last step */
+    double busy;     /* seconds inside steps */
+};
+
+/* The step schedule of a run. */
+struct schedule {
+    int64_t spe;     /* steps per epoch */
+    int64_t total;   /* steps of the whole recipe: the cosine's length */
+    int64_t warmup;
+    int64_t stop_at; /* --steps, or total */
+};
+
+/* One epoch of steps; returns the number of steps done, or -1 on a
+ * non-finite loss. */
+static int64_t run_epoch(struct evit_trainer *t, const struct evit_train_opts *o, int epoch,
+                         struct progress_state *p, const struct schedule *sc, struct epoch_stats *st)
+{
+    const struct evit_recipe *r = o->recipe;
+    const struct evit_dataset *d = o->train;
+    int K = t->m->cfg.classes, Bmax = r->batch;
+    int tty = o->progress && isatty(2);
+    double t0 = evit_now(), last = 0.0;
+    int64_t done = 0;
+    for (int i = 0; i < d->n; i++) t->order[i] = i;
+    if (o->shuffle) evit_shuffle(t->order, d->n, &t->rng);
+    for (int s = 0; s < d->n && p->step < sc->stop_at; s += Bmax, done++) {
+        int B = d->n - s < Bmax ? d->n - s : Bmax;
+        gather(t, o, s, B);
+        const uint8_t *x = t->batch;
+        if (r->augment.crop_padding > 0 || r->augment.hflip) {
+            evit_augment_batch(t->aug, t->batch, B, d->h, d->w, d->c, &r->augment, &t->rng);
+            x = t->aug;
+        }
+        double lr = evit_optim_lr(r->optim.lr, r->min_lr, p->step, sc->warmup, sc->total);
+        double ts = evit_now();
+        double loss = evit_trainer_step(t, r, x, B, o->teacher != NULL, lr);
+        st->busy += evit_now() - ts;
+        if (!isfinite(loss)) {
+            evit_error("loss is %s at step %" PRId64 " (epoch %d); stopping. The last good "
+                       "checkpoint is %s", isnan(loss) ? "NaN" : "Inf", p->step + 1, epoch + 1,
+                       o->out_path);
+            return -1;
+        }
+        const float *z = t->acts.logits;
+        for (int b = 0; b < B; b++) {
+            const float *zb = z + (size_t)b * K;
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (zb[k] > zb[best]) best = k;
+            st->hits += best == t->labels[b];
+        }
+        st->loss_sum += loss * B;
+        st->seen += B;
+        st->lr = lr;
+        p->step++;
+        double now = evit_now() - t0;
+        if (tty && (now - last > 0.25 || s + B >= d->n)) {
+            char eta[32];
+            double frac = (double)(done + 1) / (double)sc->spe;
+            format_eta(eta, sizeof eta, now / frac - now);
+            int bar = (int)(frac * 24);
+            fprintf(stderr, "\repoch %d/%d [%.*s%*s] %3.0f%%  %6.0f img/s  loss %.4f  ETA %s ",
+                    epoch + 1, r->epochs, bar, "########################", 24 - bar, "",
+                    100.0 * frac, (double)st->seen / now, st->loss_sum / (double)st->seen, eta);
+            last = now;
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    return done;
+}
+
+int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct evit_train_result *res)
+{
+    const struct evit_recipe *r = o->recipe;
+    struct evit_trainer t;
+    struct evit_vit_runner run = {0};
+    struct progress_state p = {.best_top1 = -1.0, .best_epoch = -1, .history = cJSON_CreateArray()};
+    int rc = EVIT_ERR;
+    struct schedule sc;
+    uint64_t fp;
+    sc.spe = (o->train->n + r->batch - 1) / r->batch;
+    sc.total = sc.spe * r->epochs;
+    sc.warmup = (int64_t)llround(r->warmup_epochs * (double)sc.spe);
+    if (sc.warmup > sc.total) sc.warmup = sc.total;
+    sc.stop_at = o->max_steps > 0 && o->max_steps < sc.total ? o->max_steps : sc.total;
+    memset(res, 0, sizeof *res);
+    res->final_top1 = NAN;
+    res->best_top1 = NAN;
+    evit_trainer_init(&t, m, r, o->train->n);
+    fp = run_fingerprint(o, m);
+    if (o->val) evit_vit_runner_init(&run, m, 256);
+    if (o->resume) {
+        if (access(o->state_path, F_OK) == 0) {
+            if (load_state(o, &t, &p, fp) < 0) goto out;
+            if (o->progress)
+                evit_info("resuming from %s: epoch %d of %d done, step %" PRId64, o->state_path,
+                          p.next_epoch, r->epochs, p.step);
+        } else if (o->progress) {
+            evit_info("no training state at %s: starting from the beginning", o->state_path);
+        }
+    }
+    double t_start = evit_now();
+    int64_t steps_here = 0, images_here = 0;
+    double busy = 0.0;
+    int epoch = p.next_epoch;
+    for (; epoch < r->epochs && p.step < sc.stop_at; epoch++) {
+        struct epoch_stats st = {0};
+        double te = evit_now();
+        int64_t n = run_epoch(&t, o, epoch, &p, &sc, &st);
+        if (n < 0) goto out;
+        steps_here += n;
+        images_here += st.seen;
+        busy += st.busy;
+        double secs = evit_now() - te;
+        double seen = st.seen ? (double)st.seen : 1.0;
+        /* a run cut short by --steps leaves no state: it cannot resume mid-epoch */
+        int complete = n == sc.spe;
+        double val = validate(o, &run);
+        cJSON *h = cJSON_CreateObject();
+        cJSON_AddNumberToObject(h, "epoch", epoch + 1);
+        cJSON_AddNumberToObject(h, "steps", (double)p.step);
+        cJSON_AddNumberToObject(h, "loss", st.loss_sum / seen);
+        cJSON_AddNumberToObject(h, "train_top1", 100.0 * (double)st.hits / seen);
+        if (isfinite(val))
+            cJSON_AddNumberToObject(h, "val_top1", val);
+        else
+            cJSON_AddNullToObject(h, "val_top1");
+        cJSON_AddNumberToObject(h, "lr", st.lr);
+        cJSON_AddNumberToObject(h, "seconds", secs);
+        cJSON_AddItemToArray(p.history, h);
+        res->last_loss = st.loss_sum / seen;
+        res->final_top1 = val;
+        if (isfinite(val) && val > p.best_top1) {
+            p.best_top1 = val;
+            p.best_epoch = epoch + 1;
+            if (o->best_path && evit_ckpt_save(o->best_path, m, &o->meta) < 0) goto out;
+        }
+        if (o->progress) {
+            char vs[64] = "";
+            if (isfinite(val)) snprintf(vs, sizeof vs, ", val %.2f%% (best %.2f%%)", val, p.best_top1);
+            evit_info("epoch %d/%d: loss %.4f, train %.2f%%%s, %.0f img/s, lr %.2e, %.1f s", epoch + 1,
+                      r->epochs, res->last_loss, 100.0 * (double)st.hits / seen, vs,
+                      seen / st.busy, st.lr, secs);
+        }
+        if (evit_ckpt_save(o->out_path, m, &o->meta) < 0) goto out;
+        p.next_epoch = epoch + 1;
+        if (complete && save_state(o, &t, &p, fp) < 0) goto out;
+    }
+    if (epoch == p.next_epoch && steps_here == 0 && o->progress)
+        evit_info("nothing to do: all %d epochs are done (state in %s)", r->epochs, o->state_path);
+    if (steps_here == 0 && evit_ckpt_save(o->out_path, m, &o->meta) < 0) goto out;
+    res->train_s = evit_now() - t_start;
+    /* throughput of the steps alone, without validation and checkpoints */
+    res->images_per_s = busy > 0 ? (double)images_here / busy : 0.0;
+    res->epochs_done = p.next_epoch;
+    res->steps = p.step;
+    res->best_top1 = p.best_top1 >= 0 ? p.best_top1 : (double)NAN;
+    res->best_epoch = p.best_epoch;
+    res->history = p.history;
+    p.history = NULL;
+    rc = EVIT_OK;
+out:
+    cJSON_Delete(p.history);
+    if (run.acts) evit_vit_runner_free(&run);
+    evit_trainer_free(&t);
+    return rc;
+}

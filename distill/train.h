@@ -1,0 +1,90 @@
+/* train.h: the training loop of evit-distill.
+ *
+ * One step: gather a batch (shuffled or in order), augment it, forward with
+ * activations kept, loss and dlogits, backward, clip, optimiser step at the
+ * scheduled learning rate.  The loss is
+ *   none:  CE_s(z, y)
+ *   soft:  alpha CE_s(z, y) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(z/T))
+ *   hard:  alpha CE_s(z, y) + (1 - alpha) CE(z, argmax t)          (DeiT)
+ * with CE_s the label-smoothed cross-entropy and t the teacher's logits for
+ * the (un-augmented) image.
+ *
+ * Every epoch the model goes to out_path, and the whole training state (model,
+ * optimiser moments, generator state, epoch, best accuracy) to state_path, so
+ * that a killed run resumed with the same thread count ends with the same
+ * weights bit for bit.  The best model by validation top-1 goes to best_path. */
+#ifndef EVIT_TRAIN_H
+#define EVIT_TRAIN_H
+
+#include <cJSON.h>
+#include <stdint.h>
+
+#include "ckpt.h"
+#include "optim.h"
+#include "recipe.h"
+#include "rng.h"
+#include "vit.h"
+
+struct evit_dataset;
+struct evit_logits;
+
+struct evit_train_opts {
+    const struct evit_recipe *recipe;
+    const struct evit_dataset *train;
+    const char *train_path;
+    const struct evit_dataset *val;     /* or NULL */
+    const struct evit_logits *teacher;  /* or NULL (required unless kd is none) */
+    const char *out_path, *best_path, *state_path;
+    struct evit_ckpt_meta meta;         /* written into every checkpoint */
+    int resume;
+    int64_t max_steps;  /* stop after this many steps in all; 0 = the recipe's epochs */
+    int shuffle;
+    int progress;       /* 0 quiet, 1 progress (a bar on a terminal, a line per epoch otherwise) */
+};
+
+struct evit_train_result {
+    double train_s;        /* wall time of the steps of this invocation */
+    double images_per_s;   /* training throughput */
+    int epochs_done;
+    int64_t steps;
+    double last_loss;      /* mean loss of the last epoch */
+    double final_top1;     /* validation top-1 of the last epoch, NaN without val */
+    double best_top1;
+    int best_epoch;
+    cJSON *history;        /* [{epoch, loss, train_top1, val_top1, lr, seconds}], owned */
+};
+
+int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct evit_train_result *r);
+
+/* What one step touches, allocated once for the recipe's batch size.  Before
+ * a step the caller fills labels (and tlogits when distilling). */
+struct evit_trainer {
+    struct evit_vit *m;
+    size_t n;                       /* parameters */
+    float *gmem;                    /* (n) gradients */
+    struct evit_vit_params g;       /* bound to gmem */
+    struct evit_vit_acts acts;      /* keep = 1 */
+    struct evit_vit_grad_scratch scratch;
+    struct evit_optim opt;
+    struct evit_rng rng;            /* shuffling and augmentation */
+    int32_t *order;                 /* (N) this epoch's image order */
+    uint8_t *batch, *aug;           /* (B, H, W, C) */
+    int32_t *labels, *tlabels;      /* (B) labels, teacher argmax */
+    float *tlogits;                 /* (B, K) */
+    float *dlogits;                 /* (B, K) */
+};
+
+void evit_trainer_init(struct evit_trainer *t, struct evit_vit *m, const struct evit_recipe *r,
+                       int n_images);
+void evit_trainer_free(struct evit_trainer *t);
+
+/* Forward, loss, backward, clipping and an optimiser step at lr on B images
+ * x (B, H, W, C).  Returns the batch's mean loss; when it is not finite no
+ * update is made and the caller stops the run. */
+double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, const uint8_t *x,
+                         int B, int have_teacher, double lr);
+
+/* "dir/student.h5" + ".best" -> "dir/student.best.h5"; caller frees. */
+char *evit_train_sibling(const char *path, const char *tag);
+
+#endif
