@@ -303,9 +303,10 @@ static int64_t run_epoch(struct evit_trainer *t, const struct evit_train_opts *o
         double loss = evit_trainer_step(t, r, x, B, o->teacher != NULL, lr);
         st->busy += evit_now() - ts;
         if (!isfinite(loss)) {
-            evit_error("loss is %s at step %" PRId64 " (epoch %d); stopping. The last good "
-                       "checkpoint is %s", isnan(loss) ? "NaN" : "Inf", p->step + 1, epoch + 1,
-                       o->out_path);
+            int have = access(o->out_path, F_OK) == 0;
+            evit_error("loss is %s at step %" PRId64 " (epoch %d); stopping. %s%s", isnan(loss) ? "NaN" : "Inf",
+                       p->step + 1, epoch + 1, have ? "The last good checkpoint is " : "No checkpoint was written yet",
+                       have ? o->out_path : "");
             return -1;
         }
         const float *z = t->acts.logits;

@@ -5,6 +5,7 @@
     h5edit.py shape FILE DATASET        replace a dataset by one with one row less
     h5edit.py label FILE INDEX VALUE    set labels[INDEX] = VALUE
     h5edit.py attr FILE KEY INT         set an integer attribute on "/"
+    h5edit.py scale FILE DATASET F      multiply a dataset by F
 """
 import sys
 
@@ -26,6 +27,9 @@ def main(argv):
             f.create_dataset(argv[3], data=a[:-1])
         elif op == "label":
             f["labels"][int(argv[3])] = int(argv[4])
+        elif op == "scale":
+            d = f[argv[3]]
+            d[...] = (d[()].astype(np.float64) * float(argv[4])).astype(np.float32)
         elif op == "attr":
             f.attrs[argv[3]] = np.array([int(argv[4])], dtype=np.int32)
         else:
