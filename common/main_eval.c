@@ -10,6 +10,7 @@
 #include "dataset.h"
 #include "eval.h"
 #include "logits.h"
+#include "qmodel.h"
 #include "report.h"
 #include "util.h"
 #include "vit.h"
@@ -20,7 +21,8 @@ static const char *usage =
     "Evaluates a model on a dataset: top-1, top-5, mean loss, per-class accuracy,\n"
     "confusion matrix, throughput. Prints a summary and writes a JSON report.\n"
     "\n"
-    "  MODEL                checkpoint (.h5)\n"
+    "  MODEL                checkpoint (.h5), or a quantized model from\n"
+    "                       evit-quantize (run by the runtime's int8 kernels)\n"
     "  DATA                 dataset (.h5, from evit-data import)\n"
     "  -r, --report F       report to write (JSON)\n"
     "  -l, --save-logits F  also save the logits (N, K) for distillation\n"
@@ -65,8 +67,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
                 return evit_cli_usage_error("evit-eval", "--threads: expected 1..256, got %s", optarg);
             break;
         case 'q': a->quiet = 1; break;
-        case 'h': fputs(usage, stdout); return -EVIT_EXIT_OK - 1;
-        case 'V': puts(evit_cli_version()); return -EVIT_EXIT_OK - 1;
+        case 'h': fputs(usage, stdout); return -1;
+        case 'V': puts(evit_cli_version()); return -1;
         default: return evit_cli_usage_error("evit-eval", "unknown option");
         }
     }
@@ -84,6 +86,8 @@ int main(int argc, char **argv)
     struct evit_dataset d = {0};
     struct evit_eval_result r = {0};
     struct evit_vit_runner run = {0};
+    struct evit_qmodel q = {0};
+    struct evit_qmodel_runner qrun = {0};
     int rc = EVIT_EXIT_FAIL;
     double t0 = evit_now();
     evit_cli_init();
@@ -91,12 +95,21 @@ int main(int argc, char **argv)
     if (pa == -1) return EVIT_EXIT_OK; /* --help, --version */
     if (pa != EVIT_EXIT_OK) return pa;
 
-    if (evit_ckpt_load(a.model, &m, &meta) < 0) return EVIT_EXIT_FAIL;
+    /* a quantized model (evit-quantize) runs through the runtime, int8 kernels and all */
+    int quantized = evit_qmodel_is_quantized(a.model);
+    if (quantized ? evit_qmodel_load(a.model, &q, &meta) < 0 : evit_ckpt_load(a.model, &m, &meta) < 0)
+        return EVIT_EXIT_FAIL;
+    const struct evit_vit *mv = quantized ? &q.vit : &m;
     if (evit_dataset_load(a.data, &d) < 0) goto fail;
-    if (evit_eval_check_compat(&m, a.model, &d, a.data) < 0) goto fail;
-    evit_vit_runner_init(&run, &m, a.batch);
-    if (evit_eval_run(evit_vit_runner_forward, &run, a.batch, m.cfg.classes, &d, a.logits != NULL,
-                      !a.quiet, &r) < 0)
+    if (evit_eval_check_compat(mv, a.model, &d, a.data) < 0) goto fail;
+    if (quantized) {
+        if (evit_qmodel_runner_init(&qrun, &q, a.batch, evit_get_threads(), a.model) < 0) goto fail;
+    } else {
+        evit_vit_runner_init(&run, &m, a.batch);
+    }
+    if (evit_eval_run(quantized ? evit_qmodel_runner_forward : evit_vit_runner_forward,
+                      quantized ? (void *)&qrun : (void *)&run, a.batch, mv->cfg.classes, &d,
+                      a.logits != NULL, !a.quiet, &r) < 0)
         goto fail;
     printf("%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.0f img/s)\n", a.model,
            a.data, r.top1, r.top5, r.loss, r.n, r.images_per_s);
@@ -110,7 +123,8 @@ int main(int argc, char **argv)
         const char *parent = a.parent ? a.parent : meta.report ? meta.report : meta.parent_report;
         if (!a.parent && meta.report && strcmp(meta.report, a.report) == 0) parent = meta.parent_report;
         cJSON *rep = evit_report_new(stage, a.model, a.data, parent);
-        evit_report_add_model(rep, &m.cfg, 4.0 * (double)evit_config_params(&m.cfg));
+        evit_report_add_model(rep, &mv->cfg, quantized ? (double)evrt_model_bytes(&q.rt)
+                                                       : 4.0 * (double)evit_config_params(&m.cfg));
         evit_report_add_eval(rep, &r, d.class_names);
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a.batch);
         int bad = evit_report_save(rep, a.report, evit_now() - t0) < 0;
@@ -120,6 +134,8 @@ int main(int argc, char **argv)
     rc = EVIT_EXIT_OK;
 fail:
     if (run.acts) evit_vit_runner_free(&run);
+    if (qrun.ctx) evit_qmodel_runner_free(&qrun);
+    if (quantized) evit_qmodel_free(&q);
     evit_eval_result_free(&r);
     evit_dataset_free(&d);
     evit_ckpt_meta_free(&meta);

@@ -24,6 +24,13 @@ void evit_linear_forward(float *out /* (N, O) */, const float *in /* (N, I) */,
 void evit_linear_forward_ref(float *out /* (N, O) */, const float *in /* (N, I) */,
                              const float *w /* (O, I) */, const float *b /* (O) or NULL */,
                              int N, int I, int O);
+/* The same with row strides (leading dimensions, in floats): row n of in
+ * starts at in + n*ldi, of out at out + n*ldo.  For a subset of rows (the
+ * class tokens of a batch: ld = T*D) or a block of columns of a wider matrix
+ * (the k|v thirds of qkv: ld = 3*I).  w is contiguous, (O, I). */
+void evit_linear_forward_ld(float *out, int ldo, const float *in, int ldi,
+                            const float *w /* (O, I) */, const float *b /* (O) or NULL */,
+                            int N, int I, int O);
 /* Gradients of out = in @ w^T + b, accumulated:
  *   din += dout @ w,   dw += dout^T @ in,   db += sum_n dout[n]
  * din NULL skips the input gradient (patch embedding: the image has none);
@@ -36,6 +43,12 @@ void evit_linear_backward_ref(float *din /* (N, I) or NULL */, float *dw /* (O, 
                               float *db /* (O) or NULL */, const float *dout /* (N, O) */,
                               const float *in /* (N, I) */, const float *w /* (O, I) */,
                               int N, int I, int O);
+/* The same with row strides, as evit_linear_forward_ld: row n of din at
+ * din + n*lddin, of dout at dout + n*lddout, of in at in + n*ldi. */
+void evit_linear_backward_ld(float *din, int lddin, float *dw /* (O, I) */,
+                             float *db /* (O) or NULL */, const float *dout, int lddout,
+                             const float *in, int ldi, const float *w /* (O, I) */,
+                             int N, int I, int O);
 
 /* out = (in - mean) * rstd * w + b over the last axis, eps = 1e-6. */
 void evit_layernorm_forward(float *out /* (N, D) */, float *mean /* (N) */, float *rstd /* (N) */,
@@ -82,19 +95,33 @@ void evit_embed_backward(float *dpe /* (B, T-1, D) */, float *dcls /* (D) */,
 /* Multi-head self-attention core on a fused qkv projection:
  *   q, k, v of head h = qkv[..., h*d : (h+1)*d] in the q, k, v thirds
  *   att = softmax(q k^T / sqrt(d)),  out[..., h*d:(h+1)*d] = att v
- * Batched over (b, h) with OpenMP, products through sgemm. */
+ * Batched over (b, h) with OpenMP; the per-head products run in vectorised
+ * kernels of ops.c rather than sgemm, whose packing costs more than the
+ * arithmetic at these sizes (see there). */
 void evit_attention_forward(float *out /* (B, T, H*d) */, float *att /* (B, H, T, T) */,
                             const float *qkv /* (B, T, 3*H*d) */, int B, int T, int H, int d);
 void evit_attention_forward_ref(float *out /* (B, T, H*d) */, float *att /* (B, H, T, T) */,
                                 const float *qkv /* (B, T, 3*H*d) */, int B, int T, int H, int d);
+/* The same for the first nq tokens' queries only (1 <= nq <= T), against
+ * the keys and values of all T tokens: what the last block needs, whose
+ * class token alone reaches the head (nq = 1).  Rows nq..T-1 of the q third
+ * of qkv are not read.  nq = T is evit_attention_forward. */
+void evit_attention_forward_q(float *out /* (B, nq, H*d) */, float *att /* (B, H, nq, T) */,
+                              const float *qkv /* (B, T, 3*H*d) */, int B, int T, int nq, int H,
+                              int d);
+void evit_attention_forward_q_ref(float *out /* (B, nq, H*d) */, float *att /* (B, H, nq, T) */,
+                                  const float *qkv /* (B, T, 3*H*d) */, int B, int T, int nq,
+                                  int H, int d);
 /* Gradients of the attention above into the fused dqkv, accumulated.  Per
  * (b, h), with P = att, dO = dout's head slice, s = 1/sqrt(d):
  *   dV += P^T dO
  *   dP  = dO V^T
  *   dS  = P .* (dP - rowsum(dP .* P))        (softmax backward)
  *   dQ += s dS K,   dK += s dS^T Q
- * datt is scratch (overwritten with dS).  Each (b, h) writes its own slices
- * of dqkv and datt, so the OpenMP loop over (b, h) has no races. */
+ * datt is scratch: the _ref twins overwrite it with dS, the fast versions
+ * keep dS in per-thread scratch and leave datt as it was.  Each (b, h)
+ * writes its own slices of dqkv, so the OpenMP loop over (b, h) has no
+ * races. */
 void evit_attention_backward(float *dqkv /* (B, T, 3*H*d) */, float *datt /* (B, H, T, T) */,
                              const float *dout /* (B, T, H*d) */,
                              const float *qkv /* (B, T, 3*H*d) */,
@@ -103,6 +130,19 @@ void evit_attention_backward_ref(float *dqkv /* (B, T, 3*H*d) */, float *datt /*
                                  const float *dout /* (B, T, H*d) */,
                                  const float *qkv /* (B, T, 3*H*d) */,
                                  const float *att /* (B, H, T, T) */, int B, int T, int H, int d);
+/* Backward of evit_attention_forward_q: dQ accumulates into rows 0..nq-1 of
+ * dqkv's q third only (the rest is not touched), dK and dV into all T rows. */
+void evit_attention_backward_q(float *dqkv /* (B, T, 3*H*d) */, float *datt /* (B, H, nq, T) */,
+                               const float *dout /* (B, nq, H*d) */,
+                               const float *qkv /* (B, T, 3*H*d) */,
+                               const float *att /* (B, H, nq, T) */, int B, int T, int nq, int H,
+                               int d);
+void evit_attention_backward_q_ref(float *dqkv /* (B, T, 3*H*d) */,
+                                   float *datt /* (B, H, nq, T) */,
+                                   const float *dout /* (B, nq, H*d) */,
+                                   const float *qkv /* (B, T, 3*H*d) */,
+                                   const float *att /* (B, H, nq, T) */, int B, int T, int nq,
+                                   int H, int d);
 
 /* Per-row cross-entropy of logits against integer labels; returns the sum. */
 double evit_xent_forward(float *loss /* (B) or NULL */, const float *logits /* (B, K) */,

@@ -179,6 +179,16 @@ static void max_block(const struct evit_vit_config *c, size_t *I, size_t *M, siz
     }
 }
 
+/* Floats of one block's activations (block_acts_take below), with R query
+ * rows per image: T for a full block, 1 for the last block in training
+ * (keep), whose class token alone reaches the head. */
+static size_t block_acts_floats(size_t B, size_t T, size_t R, size_t D, size_t I, size_t M,
+                                size_t H)
+{
+    return B * T * D + 2 * B * T + 3 * B * T * I + B * H * R * T + B * R * I + 3 * B * R * D +
+           2 * B * R + 2 * B * R * M + 13 * 16;
+}
+
 void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *c,
                          int max_batch, int keep)
 {
@@ -186,11 +196,17 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
     size_t D = c->dim, K = c->classes, PI = evit_config_patch_in(c);
     size_t I, M, H;
     max_block(c, &I, &M, &H);
-    /* per block: x_in x_mid x_out ln1 ln2 (5 BTD), means/rstds (4 BT), qkv (3 BTI),
-     * attv (BTI), att (BHTT), h g (2 BTM) -- rounded up per buffer to 16 floats */
-    size_t per_block = 5 * B * T * D + 4 * B * T + 4 * B * T * I + B * H * T * T + 2 * B * T * M + 14 * 16;
+    /* x_in of each block is the previous block's x_out (or x0), not counted here */
+    size_t total = B * N * PI + B * N * D + B * T * D + 3 * B * D + 2 * B + B * K + 8 * 16;
+    if (keep) {
+        for (int l = 0; l < c->depth; l++)
+            total += block_acts_floats(B, T, l == c->depth - 1 ? 1 : T, D,
+                                       evit_config_inner(c, l), c->blocks[l].mlp,
+                                       c->blocks[l].heads);
+    } else {
+        total += block_acts_floats(B, T, T, D, I, M, H);
+    }
     size_t nblocks = keep ? (size_t)c->depth : 1;
-    size_t total = B * N * PI + B * N * D + B * T * D + nblocks * per_block + 3 * B * D + 2 * B + B * K + 8 * 16;
     memset(a, 0, sizeof *a);
     a->max_batch = max_batch;
     a->keep = keep;
@@ -202,25 +218,33 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
     TAKE(a->x0, B * T * D);
     for (size_t l = 0; l < nblocks; l++) {
         struct evit_block_acts *b = &a->blocks[l];
+        size_t bi = I, bm = M, bh = H, R = T;
+        if (keep) {
+            bi = evit_config_inner(c, (int)l);
+            bm = c->blocks[l].mlp;
+            bh = c->blocks[l].heads;
+            R = l == (size_t)c->depth - 1 ? 1 : T;
+        }
         /* with keep, x_in of block l is x_out of block l-1 (no copy) */
         b->x_in = l == 0 ? a->x0 : a->blocks[l - 1].x_out;
         TAKE(b->ln1, B * T * D);
         TAKE(b->ln1_mean, B * T);
         TAKE(b->ln1_rstd, B * T);
-        TAKE(b->qkv, 3 * B * T * I);
-        TAKE(b->att, B * H * T * T);
-        TAKE(b->attv, B * T * I);
-        TAKE(b->x_mid, B * T * D);
-        TAKE(b->ln2, B * T * D);
-        TAKE(b->ln2_mean, B * T);
-        TAKE(b->ln2_rstd, B * T);
-        TAKE(b->h, B * T * M);
-        TAKE(b->g, B * T * M);
-        TAKE(b->x_out, B * T * D);
+        TAKE(b->qkv, 3 * B * T * bi);
+        TAKE(b->att, B * bh * R * T);
+        TAKE(b->attv, B * R * bi);
+        TAKE(b->x_mid, B * R * D);
+        TAKE(b->ln2, B * R * D);
+        TAKE(b->ln2_mean, B * R);
+        TAKE(b->ln2_rstd, B * R);
+        TAKE(b->h, B * R * bm);
+        TAKE(b->g, B * R * bm);
+        TAKE(b->x_out, B * R * D);
     }
     if (!keep) {
-        /* Inference: every block works in block 0's buffers; the residual
-         * stream ping-pongs between x_out and x_mid, entering in x_out. */
+        /* Inference: every block works in block 0's buffers (sized for a
+         * full block); the residual stream ping-pongs between x_out and
+         * x_mid, entering in x_out. */
         a->blocks[0].x_in = a->blocks[0].x_out;
         for (int l = 1; l < c->depth; l++) a->blocks[l] = a->blocks[0];
     }
@@ -257,6 +281,36 @@ static void block_forward(struct evit_block_acts *a, const struct evit_block_par
     evit_residual_forward(a->x_out, a->x_out, a->x_mid, (size_t)N * D);
 }
 
+/* The last block, forward, for the class token only: the head reads
+ * nothing else of its output.  Every token's key and value still enter the
+ * class token's attention, so LN1 runs on all B*T rows and k, v on all of
+ * them, but q, the attention, proj, LN2 and the MLP on the B class-token rows
+ * only: qkv holds q on each image's row 0 alone, att is (B, H, 1, T), and
+ * attv, x_mid, ln2, h, g, x_out are (B, I), (B, D), (B, D), (B, M), (B, M),
+ * (B, D).  The same arithmetic as block_forward on those rows. */
+static void last_block_forward(struct evit_block_acts *a, const struct evit_block_params *p,
+                               const struct evit_block_shape *s, int B, int T, int D)
+{
+    int N = B * T, H = s->heads, d = s->head_dim, I = H * d, M = s->mlp, S = 3 * I;
+    evit_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x_in, p->ln1_w, p->ln1_b, N, D);
+    /* k | v of every token: rows I..3I-1 of qkv_w into columns I..3I-1 */
+    evit_linear_forward_ld(a->qkv + I, S, a->ln1, D, p->qkv_w + (size_t)I * D, p->qkv_b + I, N,
+                           D, 2 * I);
+    /* q of the class tokens: rows b*T */
+    evit_linear_forward_ld(a->qkv, T * S, a->ln1, T * D, p->qkv_w, p->qkv_b, B, D, I);
+    evit_attention_forward_q(a->attv, a->att, a->qkv, B, T, 1, H, d);
+    evit_linear_forward(a->x_mid, a->attv, p->proj_w, p->proj_b, B, I, D);
+    for (int b = 0; b < B; b++)
+        evit_residual_forward(a->x_mid + (size_t)b * D, a->x_mid + (size_t)b * D,
+                              a->x_in + (size_t)b * T * D, (size_t)D);
+    evit_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, p->ln2_w, p->ln2_b, B, D);
+    evit_linear_forward(a->h, a->ln2, p->fc1_w, p->fc1_b, B, D, M);
+    evit_gelu_forward(a->g, a->h, (size_t)B * M);
+    /* x_out may alias x_in (inference), which is dead by now */
+    evit_linear_forward(a->x_out, a->g, p->fc2_w, p->fc2_b, B, M, D);
+    evit_residual_forward(a->x_out, a->x_out, a->x_mid, (size_t)B * D);
+}
+
 void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
                       const uint8_t *images, int B)
 {
@@ -270,11 +324,12 @@ void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
                         evit_config_patch_in(c), D);
     float *x = a->keep ? a->x0 : a->blocks[0].x_in;
     evit_embed_forward(x, a->pe, p->cls_token, p->pos_embed, B, T, D);
-    for (int l = 0; l < c->depth; l++)
+    for (int l = 0; l < c->depth - 1; l++)
         block_forward(&a->blocks[l], &p->blocks[l], &c->blocks[l], B, T, D);
-    const float *xl = a->blocks[c->depth - 1].x_out;
-    for (int b = 0; b < B; b++)
-        memcpy(a->cls + (size_t)b * D, xl + (size_t)b * T * D, (size_t)D * sizeof(float));
+    int last = c->depth - 1;
+    last_block_forward(&a->blocks[last], &p->blocks[last], &c->blocks[last], B, T, D);
+    /* the last block's x_out is the class tokens already, (B, D) */
+    memcpy(a->cls, a->blocks[last].x_out, (size_t)B * D * sizeof(float));
     evit_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->cls, p->norm_w, p->norm_b, B, D);
     evit_linear_forward(a->logits, a->lnf, p->head_w, p->head_b, B, D, c->classes);
 }
@@ -342,6 +397,46 @@ static void block_backward(struct evit_block_params *g, struct evit_vit_grad_scr
                             a->ln1_rstd, p->ln1_w, N, D);
 }
 
+/* The last block, backward (see last_block_forward).  s->dcls holds
+ * dL/dx_out (B, D) of the class tokens on entry and is used as the class
+ * tokens' residual gradient; on exit s->dres holds dL/dx_in (B, T, D): the
+ * residual and the q path reach row 0 of each image only, the k and v paths
+ * every row, all through LN1. */
+static void last_block_backward(struct evit_block_params *g, struct evit_vit_grad_scratch *s,
+                                const struct evit_block_acts *a,
+                                const struct evit_block_params *p,
+                                const struct evit_block_shape *sh, int B, int T, int D)
+{
+    int N = B * T, H = sh->heads, d = sh->head_dim, I = H * d, M = sh->mlp, S = 3 * I;
+    size_t bd = (size_t)B * D, bm = (size_t)B * M;
+    float *dx = s->dcls; /* (B, D) */
+    /* x_out = x_mid + fc2(GELU(fc1(LN2(x_mid)))), class tokens */
+    memset(s->dg, 0, bm * sizeof(float));
+    evit_linear_backward(s->dg, g->fc2_w, g->fc2_b, dx, a->g, p->fc2_w, B, M, D);
+    memset(s->dh, 0, bm * sizeof(float));
+    evit_gelu_backward(s->dh, s->dg, a->h, bm);
+    memset(s->dln, 0, bd * sizeof(float));
+    evit_linear_backward(s->dln, g->fc1_w, g->fc1_b, s->dh, a->ln2, p->fc1_w, B, D, M);
+    evit_layernorm_backward(dx, g->ln2_w, g->ln2_b, s->dln, a->x_mid, a->ln2_mean, a->ln2_rstd,
+                            p->ln2_w, B, D);
+    /* x_mid = x_in[:, 0] + proj(MHSA(qkv(LN1(x_in))))[:, 0] */
+    memset(s->dattv, 0, (size_t)B * I * sizeof(float));
+    evit_linear_backward(s->dattv, g->proj_w, g->proj_b, dx, a->attv, p->proj_w, B, I, D);
+    memset(s->dqkv, 0, (size_t)N * S * sizeof(float));
+    evit_attention_backward_q(s->dqkv, s->datt, s->dattv, a->qkv, a->att, B, T, 1, H, d);
+    memset(s->dln, 0, (size_t)N * D * sizeof(float));
+    evit_linear_backward_ld(s->dln, D, g->qkv_w + (size_t)I * D, g->qkv_b + I, s->dqkv + I, S,
+                            a->ln1, D, p->qkv_w + (size_t)I * D, N, D, 2 * I);
+    evit_linear_backward_ld(s->dln, T * D, g->qkv_w, g->qkv_b, s->dqkv, T * S, a->ln1, T * D,
+                            p->qkv_w, B, D, I);
+    /* the residual carries dL/dx_mid to the class tokens of x_in */
+    memset(s->dres, 0, (size_t)N * D * sizeof(float));
+    for (int b = 0; b < B; b++)
+        memcpy(s->dres + (size_t)b * T * D, dx + (size_t)b * D, (size_t)D * sizeof(float));
+    evit_layernorm_backward(s->dres, g->ln1_w, g->ln1_b, s->dln, a->x_in, a->ln1_mean,
+                            a->ln1_rstd, p->ln1_w, N, D);
+}
+
 void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scratch *s,
                        const struct evit_vit *m, const struct evit_vit_acts *a,
                        const float *dlogits, int B)
@@ -358,10 +453,10 @@ void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scrat
     evit_layernorm_backward(s->dcls, grads->norm_w, grads->norm_b, s->dlnf, a->cls,
                             a->lnf_mean, a->lnf_rstd, p->norm_w, B, D);
     /* only the class token of the last block's output reaches the head */
-    memset(s->dres, 0, (size_t)B * T * D * sizeof(float));
-    for (int b = 0; b < B; b++)
-        memcpy(s->dres + (size_t)b * T * D, s->dcls + (size_t)b * D, (size_t)D * sizeof(float));
-    for (int l = c->depth - 1; l >= 0; l--)
+    int last = c->depth - 1;
+    last_block_backward(&grads->blocks[last], s, &a->blocks[last], &p->blocks[last],
+                        &c->blocks[last], B, T, D);
+    for (int l = last - 1; l >= 0; l--)
         block_backward(&grads->blocks[l], s, &a->blocks[l], &p->blocks[l], &c->blocks[l], B, T,
                        D);
     /* x0 = [cls ; patches @ patch_w^T + patch_b] + pos_embed */

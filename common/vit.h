@@ -97,22 +97,30 @@ void evit_vit_free(struct evit_vit *m);
 void evit_vit_init(struct evit_vit *m, uint64_t seed);
 
 /* Activations of one forward pass, kept for backward when keep != 0 (one set
- * per block), shared between blocks otherwise (inference). */
+ * per block), shared between blocks otherwise (inference).
+ *
+ * The last block runs for the class token only, since the head reads
+ * nothing else (vit.c, last_block_forward): every token's key and value
+ * enter the class token's attention, so its x_in, ln1 and k, v are
+ * (B, T, ...) as in any block, but q is computed on each image's row 0
+ * alone and the rest has one row per image, R = 1 below (R = T in the
+ * other blocks).  With keep, the last block's buffers are allocated at
+ * those sizes; without, all blocks share buffers sized for a full block. */
 struct evit_block_acts {
     float *x_in;        /* (B, T, D) residual stream entering the block */
     float *ln1;         /* (B, T, D) */
     float *ln1_mean;    /* (B, T) */
     float *ln1_rstd;    /* (B, T) */
-    float *qkv;         /* (B, T, 3*I) */
-    float *att;         /* (B, H, T, T) softmax probabilities */
-    float *attv;        /* (B, T, I) heads concatenated */
-    float *x_mid;       /* (B, T, D) after the attention residual */
-    float *ln2;         /* (B, T, D) */
-    float *ln2_mean;    /* (B, T) */
-    float *ln2_rstd;    /* (B, T) */
-    float *h;           /* (B, T, M) fc1 output, before GELU */
-    float *g;           /* (B, T, M) GELU output */
-    float *x_out;       /* (B, T, D) */
+    float *qkv;         /* (B, T, 3*I); last block: q on rows t = 0 only */
+    float *att;         /* (B, H, R, T) softmax probabilities */
+    float *attv;        /* (B, R, I) heads concatenated */
+    float *x_mid;       /* (B, R, D) after the attention residual */
+    float *ln2;         /* (B, R, D) */
+    float *ln2_mean;    /* (B, R) */
+    float *ln2_rstd;    /* (B, R) */
+    float *h;           /* (B, R, M) fc1 output, before GELU */
+    float *g;           /* (B, R, M) GELU output */
+    float *x_out;       /* (B, R, D); last block: the class tokens (B, D) */
 };
 
 struct evit_vit_acts {
@@ -152,7 +160,8 @@ struct evit_vit_grad_scratch {
     float *dh;    /* (B, T, M) before GELU */
     float *dg;    /* (B, T, M) after GELU */
     float *dpe;   /* (B, N, D) patch embeddings */
-    float *dcls;  /* (B, D) class token after the last block */
+    float *dcls;  /* (B, D) class token after the last block; the last
+                   * block's residual gradient (its x_out, x_mid) */
     float *dlnf;  /* (B, D) final LayerNorm output */
 };
 

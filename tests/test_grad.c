@@ -358,6 +358,56 @@ static void attention_backward_matches_its_ref_twin(void)
     }
 }
 
+/* The first nq queries only (the last block's class token): central
+ * differences through evit_attention_forward_q, and fast against ref. */
+struct attention_q_ctx {
+    float *out, *att, *qkv, *r;
+    int B, T, nq, H, d;
+};
+
+static double attention_q_loss(void *p)
+{
+    struct attention_q_ctx *c = p;
+    evit_attention_forward_q(c->out, c->att, c->qkv, c->B, c->T, c->nq, c->H, c->d);
+    return dot(c->out, c->r, (size_t)c->B * c->nq * c->H * c->d);
+}
+
+static void attention_backward_of_the_first_queries_matches_central_differences(void)
+{
+    static const int shapes[][5] = {{2, 5, 1, 2, 3}, {2, 7, 3, 1, 4}, {1, 20, 17, 2, 2}};
+    evit_rng_seed(&rng, 9);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int B = shapes[s][0], T = shapes[s][1], nq = shapes[s][2], H = shapes[s][3];
+        int d = shapes[s][4];
+        size_t nqkv = (size_t)B * T * 3 * H * d, no = (size_t)B * nq * H * d;
+        size_t na = (size_t)B * H * nq * T;
+        struct attention_q_ctx c = {evit_alloc_floats(no), evit_alloc_floats(na),
+                                    normal_floats(nqkv, 1.0), normal_floats(no, 1.0), B, T, nq,
+                                    H, d};
+        attention_q_loss(&c);
+        float *datt = evit_alloc_floats(na);
+        float *dqkv = normal_floats(nqkv, 1.0), *dqkv0 = copy_floats(dqkv, nqkv);
+        float *dqkv_r = copy_floats(dqkv, nqkv);
+        evit_attention_backward_q(dqkv, datt, c.r, c.qkv, c.att, B, T, nq, H, d);
+        CHECK(grad_mismatches("qkv", c.qkv, dqkv, dqkv0, nqkv, attention_q_loss, &c) == 0);
+        evit_attention_backward_q_ref(dqkv_r, datt, c.r, c.qkv, c.att, B, T, nq, H, d);
+        CHECK(grad_mismatches("qkv (ref)", c.qkv, dqkv_r, dqkv0, nqkv, attention_q_loss, &c) == 0);
+        double e = max_rel_diff(dqkv, dqkv_r, nqkv);
+        CHECK(e <= 1e-4);
+        /* the q rows past nq get no gradient: untouched */
+        int moved = 0;
+        for (int b = 0; b < B; b++)
+            for (int t = nq; t < T; t++)
+                for (int x = 0; x < H * d; x++) {
+                    size_t i = ((size_t)b * T + t) * 3 * H * d + x;
+                    moved += dqkv[i] != dqkv0[i];
+                }
+        CHECK(moved == 0);
+        float *bufs[] = {c.out, c.att, c.qkv, c.r, datt, dqkv, dqkv0, dqkv_r};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+    }
+}
+
 /* ---------------------------------------------------------------- losses */
 
 struct xent_ctx {
@@ -628,6 +678,7 @@ int main(void)
     RUN(embed_backward_matches_central_differences);
     RUN(attention_backward_matches_central_differences);
     RUN(attention_backward_matches_its_ref_twin);
+    RUN(attention_backward_of_the_first_queries_matches_central_differences);
     RUN(xent_smooth_backward_matches_central_differences);
     RUN(xent_smooth_forward_is_the_mean_cross_entropy_towards_smoothed_targets);
     RUN(kd_backward_matches_central_differences);

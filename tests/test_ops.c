@@ -143,6 +143,57 @@ static void attention_matches_its_ref_twin_and_rows_sum_to_one(void)
     check_attention(2, 5, 3, 4, 7, 1.0);
     check_attention(2, 50, 4, 16, 8, 1.0);
     check_attention(1, 1, 1, 1, 9, 1.0);
+    check_attention(1, 197, 3, 64, 10, 1.0); /* deit: T = 197, d = 64 */
+    check_attention(2, 33, 2, 20, 11, 1.0);  /* d not a multiple of the vector tile */
+}
+
+/* The first nq queries against all T keys: fast against ref, and equal
+ * (to float rounding) to those rows of the full attention. */
+static void check_attention_q(int B, int T, int nq, int H, int d, uint64_t seed)
+{
+    struct evit_rng r;
+    evit_rng_seed(&r, seed);
+    int I = H * d;
+    size_t nqkv = (size_t)B * T * 3 * I, nout = (size_t)B * nq * I, natt = (size_t)B * H * nq * T;
+    float *qkv = evit_alloc_floats(nqkv);
+    float *out = evit_alloc_floats(nout), *out_ref = evit_alloc_floats(nout);
+    float *att = evit_alloc_floats(natt), *att_ref = evit_alloc_floats(natt);
+    float *full = evit_alloc_floats((size_t)B * T * I);
+    float *full_att = evit_alloc_floats((size_t)B * H * T * T);
+    fill_normal(qkv, nqkv, &r, 1.0);
+    evit_attention_forward_q(out, att, qkv, B, T, nq, H, d);
+    evit_attention_forward_q_ref(out_ref, att_ref, qkv, B, T, nq, H, d);
+    evit_attention_forward(full, full_att, qkv, B, T, H, d);
+    float vmax = max_abs(qkv, nqkv);
+    int bad = 0;
+    for (size_t i = 0; i < natt; i++) bad += !(fabsf(att[i] - att_ref[i]) <= 1e-5f);
+    for (size_t i = 0; i < nout; i++) bad += !(fabsf(out[i] - out_ref[i]) <= 1e-5f * vmax);
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < nq; i++) {
+            for (int c = 0; c < I; c++)
+                bad += !(fabsf(out[((size_t)b * nq + i) * I + c] -
+                               full[((size_t)b * T + i) * I + c]) <= 1e-5f * vmax);
+            for (int h = 0; h < H; h++)
+                for (int j = 0; j < T; j++)
+                    bad += !(fabsf(att[(((size_t)b * H + h) * nq + i) * T + j] -
+                                   full_att[(((size_t)b * H + h) * T + i) * T + j]) <= 1e-6f);
+        }
+    }
+    if (bad)
+        fprintf(stderr, "  attention_q B=%d T=%d nq=%d H=%d d=%d: %d mismatches\n", B, T, nq, H,
+                d, bad);
+    CHECK(bad == 0);
+    float *bufs[] = {qkv, out, out_ref, att, att_ref, full, full_att};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+}
+
+static void attention_of_the_first_queries_matches_its_ref_twin_and_the_full_rows(void)
+{
+    check_attention_q(3, 50, 1, 4, 16, 21);   /* the last block: class token only */
+    check_attention_q(2, 17, 1, 3, 5, 22);
+    check_attention_q(2, 37, 19, 2, 8, 23);   /* a partial block of queries */
+    check_attention_q(1, 197, 1, 3, 64, 24);
+    check_attention_q(1, 1, 1, 1, 1, 25);
 }
 
 static void attention_softmax_stays_finite_for_large_scores(void)
@@ -467,6 +518,7 @@ int main(void)
     RUN(linear_matches_its_ref_twin_with_and_without_bias);
     RUN(linear_ref_computes_in_times_w_transposed_plus_bias);
     RUN(attention_matches_its_ref_twin_and_rows_sum_to_one);
+    RUN(attention_of_the_first_queries_matches_its_ref_twin_and_the_full_rows);
     RUN(attention_softmax_stays_finite_for_large_scores);
     RUN(attention_pairs_q_and_k_of_the_same_head_scaled_by_root_d);
     RUN(layernorm_matches_a_double_computation_with_mean_and_rstd);

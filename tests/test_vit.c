@@ -547,6 +547,37 @@ static void a_pruned_config_with_different_block_shapes_runs_and_matches_the_ref
     evit_vit_free(&m);
 }
 
+/* One block, which is also the last: its class-token-only path is the whole
+ * model.  Against the reference, keeping or sharing activations, and a batch
+ * against each image alone. */
+static void a_single_block_model_matches_the_reference_and_itself_across_batches(void)
+{
+    struct evit_vit_config c = tiny_config();
+    c.depth = 1;
+    c.blocks[0] = (struct evit_block_shape){3, 5, 17};
+    REQUIRE(evit_config_validate(&c, "depth 1") == EVIT_OK);
+    check_against_reference(&c, 51, 0);
+    check_against_reference(&c, 52, 1);
+    struct evit_vit m;
+    evit_vit_alloc(&m, &c);
+    randomise(&m, 53);
+    enum { B = 3, K = 5 };
+    uint8_t *img = random_images(&c, B, 54);
+    size_t isz = (size_t)c.img_size * c.img_size * c.channels;
+    float l1[B * K], l0[B * K], one[K];
+    run_forward(&m, 1, B, img, B, l1);
+    run_forward(&m, 0, B, img, B, l0);
+    CHECK(memcmp(l1, l0, sizeof l1) == 0);
+    double scale = (double)max_abs(l1, B * K);
+    CHECK(scale > 0.1);
+    for (int b = 0; b < B; b++) {
+        run_forward(&m, 0, 1, img + b * isz, 1, one);
+        for (int k = 0; k < K; k++) CHECK_NEAR(one[k], l1[b * K + k], 1e-5 * scale);
+    }
+    free(img);
+    evit_vit_free(&m);
+}
+
 /* ---------------------------------------------------------------- finite */
 
 static void check_finite_names_a_nan_planted_in_blocks_1_mlp_fc2_weight(void)
@@ -586,6 +617,7 @@ int main(void)
     RUN(forward_of_a_batch_equals_forward_of_each_image_alone);
     RUN(forward_matches_a_double_precision_reference_written_from_timm);
     RUN(a_pruned_config_with_different_block_shapes_runs_and_matches_the_reference);
+    RUN(a_single_block_model_matches_the_reference_and_itself_across_batches);
     RUN(check_finite_names_a_nan_planted_in_blocks_1_mlp_fc2_weight);
     return test_summary();
 }

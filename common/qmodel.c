@@ -1,0 +1,470 @@
+/* qmodel.c: see qmodel.h. */
+#include "qmodel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h5.h"
+#include "util.h"
+
+/* Points rt's float tensors at q->vit's parameters and its int8 tensors at
+ * q->wq / q->wscale (which must be allocated). */
+static void bind_runtime(struct evit_qmodel *q)
+{
+    const struct evit_vit_config *c = &q->vit.cfg;
+    const struct evit_vit_params *p = &q->vit.p;
+    struct evrt_model *rt = &q->rt;
+    size_t wo = 0, so = 0;
+    memset(rt, 0, sizeof *rt);
+    rt->img_size = c->img_size;
+    rt->channels = c->channels;
+    rt->patch = c->patch;
+    rt->dim = c->dim;
+    rt->depth = c->depth;
+    rt->classes = c->classes;
+    for (int i = 0; i < 4 && i < EVRT_MAX_CHANNELS; i++) {
+        rt->mean[i] = q->vit.mean[i];
+        rt->std[i] = q->vit.std[i];
+    }
+    rt->cls_token = p->cls_token;
+    rt->pos_embed = p->pos_embed;
+    rt->norm_w = p->norm_w;
+    rt->norm_b = p->norm_b;
+    rt->blocks = q->blocks;
+    int D = c->dim;
+    rt->patch_embed = (struct evrt_linear){.in = evit_config_patch_in(c), .out = D, .w = p->patch_w, .bias = p->patch_b};
+    for (int l = 0; l < c->depth; l++) {
+        const struct evit_block_params *bp = &p->blocks[l];
+        struct evrt_block *b = &q->blocks[l];
+        int I = evit_config_inner(c, l), M = c->blocks[l].mlp;
+        memset(b, 0, sizeof *b);
+        b->heads = c->blocks[l].heads;
+        b->head_dim = c->blocks[l].head_dim;
+        b->mlp = M;
+        b->ln1_w = bp->ln1_w;
+        b->ln1_b = bp->ln1_b;
+        b->ln2_w = bp->ln2_w;
+        b->ln2_b = bp->ln2_b;
+        b->qkv = (struct evrt_linear){.in = D, .out = 3 * I, .w = bp->qkv_w, .bias = bp->qkv_b};
+        b->proj = (struct evrt_linear){.in = I, .out = D, .w = bp->proj_w, .bias = bp->proj_b};
+        b->fc1 = (struct evrt_linear){.in = D, .out = M, .w = bp->fc1_w, .bias = bp->fc1_b};
+        b->fc2 = (struct evrt_linear){.in = M, .out = D, .w = bp->fc2_w, .bias = bp->fc2_b};
+    }
+    rt->head = (struct evrt_linear){.in = D, .out = c->classes, .w = p->head_w, .bias = p->head_b};
+    for (int i = 0; i < evrt_layer_count(rt); i++) {
+        struct evrt_linear *L = evrt_model_layer(rt, i);
+        L->dtype = EVRT_F32;
+        L->wq = q->wq + wo;
+        L->w_scale = q->wscale + so;
+        L->in_scale = 1.0f;
+        L->in_zero = 0;
+        wo += (size_t)L->in * L->out;
+        so += (size_t)L->out;
+    }
+}
+
+static void alloc_int8(struct evit_qmodel *q)
+{
+    size_t w = 0, s = 0;
+    struct evrt_model tmp;
+    /* sizes from a binding without int8 storage yet */
+    q->wq = NULL;
+    q->wscale = NULL;
+    bind_runtime(q);
+    tmp = q->rt;
+    for (int i = 0; i < evrt_layer_count(&tmp); i++) {
+        const struct evrt_linear *L = evrt_model_layer(&tmp, i);
+        w += (size_t)L->in * L->out;
+        s += (size_t)L->out;
+    }
+    q->wq = evit_calloc(w, 1);
+    q->wscale = evit_calloc(s, sizeof(float));
+    bind_runtime(q);
+}
+
+void evit_qmodel_from_vit(struct evit_qmodel *q, const struct evit_vit *m)
+{
+    memset(q, 0, sizeof *q);
+    q->vit = *m; /* shallow: the parameters stay m's */
+    q->own_vit = 0;
+    q->symmetric = 1;
+    alloc_int8(q);
+    for (int i = 0; i < evrt_layer_count(&q->rt); i++) {
+        struct evrt_linear *L = evrt_model_layer(&q->rt, i);
+        evrt_quantize_weights_ref((int8_t *)L->wq, (float *)L->w_scale, L->w, L->out, L->in);
+    }
+}
+
+void evit_qmodel_free(struct evit_qmodel *q)
+{
+    if (q->own_vit) evit_vit_free(&q->vit);
+    free(q->wq);
+    free(q->wscale);
+    memset(q, 0, sizeof *q);
+}
+
+int evit_qmodel_int8_layers(const struct evit_qmodel *q)
+{
+    int n = 0;
+    for (int i = 0; i < evrt_layer_count(&q->rt); i++) n += evrt_model_layer(&q->rt, i)->dtype == EVRT_I8;
+    return n;
+}
+
+/* "blocks.0.attn.qkv" -> "blocks/0/attn/qkv/<leaf>" */
+static void layer_path(char *out, size_t n, const struct evrt_model *rt, int i, const char *leaf)
+{
+    char name[64];
+    evrt_layer_name(rt, i, name, sizeof name);
+    for (char *p = name; *p; p++)
+        if (*p == '.') *p = '/';
+    snprintf(out, n, "%s/%s", name, leaf);
+}
+
+/* The linear weights of the tensor list are written per layer instead. */
+static int is_linear_param(const struct evit_tensor_ref *t)
+{
+    return t->kind == EVIT_T_WEIGHT || t->kind == EVIT_T_BIAS;
+}
+
+static int write_config(hid_t f, const struct evit_vit_config *c)
+{
+    int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
+    for (int l = 0; l < c->depth; l++) {
+        heads[l] = c->blocks[l].heads;
+        hd[l] = c->blocks[l].head_dim;
+        mlp[l] = c->blocks[l].mlp;
+    }
+    return evit_h5_attr_write_string(f, "name", c->name) |
+           evit_h5_attr_write_ints(f, "img_size", &c->img_size, 1) |
+           evit_h5_attr_write_ints(f, "channels", &c->channels, 1) |
+           evit_h5_attr_write_ints(f, "patch", &c->patch, 1) |
+           evit_h5_attr_write_ints(f, "num_classes", &c->classes, 1) |
+           evit_h5_attr_write_ints(f, "embed_dim", &c->dim, 1) |
+           evit_h5_attr_write_ints(f, "depth", &c->depth, 1) |
+           evit_h5_attr_write_ints(f, "num_heads", heads, c->depth) |
+           evit_h5_attr_write_ints(f, "head_dim", hd, c->depth) |
+           evit_h5_attr_write_ints(f, "mlp_hidden", mlp, c->depth);
+}
+
+static int write_meta(hid_t f, const struct evit_qmodel *q, const struct evit_ckpt_meta *meta)
+{
+    const struct evit_vit *m = &q->vit;
+    int n8 = evit_qmodel_int8_layers(q), nl = evrt_layer_count(&q->rt), nf = 0;
+    char *names[2 + 4 * EVIT_MAX_DEPTH];
+    int ok = evit_h5_write_format(f, "evit-quantized", EVIT_QMODEL_VERSION) == 0 &&
+             write_config(f, &m->cfg) == 0 &&
+             evit_h5_attr_write_floats(f, "mean", m->mean, m->cfg.channels) == 0 &&
+             evit_h5_attr_write_floats(f, "std", m->std, m->cfg.channels) == 0 &&
+             evit_h5_attr_write_string(f, "stage", meta && meta->stage ? meta->stage : "quantize") == 0 &&
+             evit_h5_attr_write_string(f, "calibrator", q->calibrator[0] ? q->calibrator : "none") == 0 &&
+             evit_h5_attr_write_double(f, "percentile", q->percentile) == 0 &&
+             evit_h5_attr_write_ints(f, "symmetric", &q->symmetric, 1) == 0 &&
+             evit_h5_attr_write_ints(f, "int8_layers", &n8, 1) == 0;
+    for (int i = 0; i < nl; i++) {
+        if (evrt_model_layer(&q->rt, i)->dtype != EVRT_F32) continue;
+        names[nf] = evit_malloc(64);
+        evrt_layer_name(&q->rt, i, names[nf], 64);
+        nf++;
+    }
+    if (ok && nf) ok = evit_h5_attr_write_strings(f, "float_layers", names, nf) == 0;
+    for (int i = 0; i < nf; i++) free(names[i]);
+    if (ok && meta && meta->parent_report)
+        ok = evit_h5_attr_write_string(f, "parent_report", meta->parent_report) == 0;
+    if (ok && meta && meta->report) ok = evit_h5_attr_write_string(f, "report", meta->report) == 0;
+    if (ok && meta && meta->classes > 0)
+        ok = evit_h5_attr_write_strings(f, "classes", meta->class_names, meta->classes) == 0;
+    return ok ? EVIT_OK : EVIT_ERR;
+}
+
+static int write_layer(hid_t f, const char *path, const struct evit_qmodel *q, int i,
+                       const struct evit_tensor_ref *wref)
+{
+    const struct evrt_linear *L = evrt_model_layer(&q->rt, i);
+    char p[96];
+    int64_t one = 1, out = L->out;
+    layer_path(p, sizeof p, &q->rt, i, "bias");
+    if (evit_h5_write(f, path, p, H5T_NATIVE_FLOAT, 1, &out, L->bias) < 0) return EVIT_ERR;
+    layer_path(p, sizeof p, &q->rt, i, "input_scale");
+    if (evit_h5_write(f, path, p, H5T_NATIVE_FLOAT, 1, &one, &L->in_scale) < 0) return EVIT_ERR;
+    layer_path(p, sizeof p, &q->rt, i, "input_zero");
+    if (evit_h5_write(f, path, p, H5T_NATIVE_INT32, 1, &one, &L->in_zero) < 0) return EVIT_ERR;
+    if (L->dtype == EVRT_F32) {
+        layer_path(p, sizeof p, &q->rt, i, "weight");
+        return evit_h5_write(f, path, p, H5T_NATIVE_FLOAT, wref->ndim, wref->shape, L->w);
+    }
+    layer_path(p, sizeof p, &q->rt, i, "weight_int8");
+    if (evit_h5_write(f, path, p, H5T_NATIVE_INT8, wref->ndim, wref->shape, L->wq) < 0) return EVIT_ERR;
+    layer_path(p, sizeof p, &q->rt, i, "weight_scale");
+    return evit_h5_write(f, path, p, H5T_NATIVE_FLOAT, 1, &out, L->w_scale);
+}
+
+/* The weight tensor of layer i in the tensor list (for its PyTorch shape). */
+static const struct evit_tensor_ref *layer_weight_ref(const struct evit_tensor_ref *t, int n, int i,
+                                                      const struct evrt_model *rt)
+{
+    char name[64], want[80];
+    evrt_layer_name(rt, i, name, sizeof name);
+    snprintf(want, sizeof want, "%s.weight", name);
+    for (int k = 0; k < n; k++)
+        if (strcmp(t[k].name, want) == 0) return &t[k];
+    EVIT_ASSERT(0);
+    return NULL;
+}
+
+int evit_qmodel_save(const char *path, const struct evit_qmodel *q, const struct evit_ckpt_meta *meta)
+{
+    hid_t f;
+    int n, ok, rc = EVIT_ERR;
+    char h5path[EVIT_TENSOR_NAME_MAX];
+    char *tmp = evit_temp_path(path);
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&q->vit.cfg, &q->vit.p, &n);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    ok = write_meta(f, q, meta) == 0;
+    if (!ok) evit_error("%s: cannot write attributes", path);
+    for (int i = 0; ok && i < n; i++) {
+        if (is_linear_param(&t[i])) continue;
+        snprintf(h5path, sizeof h5path, "%s", t[i].name);
+        for (char *p = h5path; *p; p++)
+            if (*p == '.') *p = '/';
+        ok = evit_h5_write(f, path, h5path, H5T_NATIVE_FLOAT, t[i].ndim, t[i].shape, t[i].data) == 0;
+    }
+    for (int i = 0; ok && i < evrt_layer_count(&q->rt); i++)
+        ok = write_layer(f, path, q, i, layer_weight_ref(t, n, i, &q->rt)) == 0;
+    if (evit_h5_close(f, path) < 0) ok = 0;
+    if (!ok) {
+        remove(tmp);
+        goto out;
+    }
+    rc = evit_commit_file(tmp, path);
+out:
+    free(t);
+    free(tmp);
+    return rc;
+}
+
+int evit_qmodel_is_quantized(const char *path)
+{
+    hid_t f;
+    char *fmt = NULL;
+    int yes = 0;
+    H5E_BEGIN_TRY { f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT); } H5E_END_TRY;
+    if (f < 0) return 0;
+    if (evit_h5_attr_exists(f, "format")) {
+        hid_t a = H5Aopen(f, "format", H5P_DEFAULT);
+        hid_t ty = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+        /* only a string is read (a reader that prints nothing else) */
+        int str = ty >= 0 && H5Tget_class(ty) == H5T_STRING;
+        if (ty >= 0) H5Tclose(ty);
+        if (a >= 0) H5Aclose(a);
+        if (str && evit_h5_attr_read_string(f, path, "format", &fmt) == 0) {
+            yes = strcmp(fmt, "evit-quantized") == 0;
+            free(fmt);
+        }
+    }
+    H5Fclose(f);
+    return yes;
+}
+
+static int read_config(hid_t f, const char *path, struct evit_vit_config *c)
+{
+    int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
+    char *name = NULL;
+    memset(c, 0, sizeof *c);
+    if (evit_h5_check_format(f, path, "evit-quantized", EVIT_QMODEL_VERSION) < 0 ||
+        evit_h5_attr_read_string(f, path, "name", &name) < 0)
+        return EVIT_ERR;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    free(name);
+    if (evit_h5_attr_read_ints(f, path, "img_size", &c->img_size, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "channels", &c->channels, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "patch", &c->patch, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "num_classes", &c->classes, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "embed_dim", &c->dim, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "depth", &c->depth, 1) < 0)
+        return EVIT_ERR;
+    if (c->depth < 1 || c->depth > EVIT_MAX_DEPTH)
+        return evit_error("%s: depth %d out of range [1, %d]", path, c->depth, EVIT_MAX_DEPTH);
+    if (evit_h5_attr_read_ints(f, path, "num_heads", heads, c->depth) < 0 ||
+        evit_h5_attr_read_ints(f, path, "head_dim", hd, c->depth) < 0 ||
+        evit_h5_attr_read_ints(f, path, "mlp_hidden", mlp, c->depth) < 0)
+        return EVIT_ERR;
+    for (int l = 0; l < c->depth; l++) {
+        c->blocks[l].heads = heads[l];
+        c->blocks[l].head_dim = hd[l];
+        c->blocks[l].mlp = mlp[l];
+    }
+    if (evit_config_validate(c, path) < 0) return EVIT_ERR;
+    if (c->channels > EVRT_MAX_CHANNELS)
+        return evit_error("%s: %d channels, the runtime takes at most %d", path, c->channels, EVRT_MAX_CHANNELS);
+    return EVIT_OK;
+}
+
+static int read_strings_opt(hid_t f, const char *path, const char *key, const char **out)
+{
+    char *s = NULL;
+    *out = NULL;
+    if (!evit_h5_attr_exists(f, key)) return EVIT_OK;
+    if (evit_h5_attr_read_string(f, path, key, &s) < 0) return EVIT_ERR;
+    *out = s;
+    return EVIT_OK;
+}
+
+static int read_meta(hid_t f, const char *path, struct evit_qmodel *q, struct evit_ckpt_meta *meta)
+{
+    struct evit_vit *m = &q->vit;
+    char *cal = NULL;
+    int ch = m->cfg.channels;
+    if (evit_h5_attr_read_floats(f, path, "mean", m->mean, ch) < 0 ||
+        evit_h5_attr_read_floats(f, path, "std", m->std, ch) < 0 ||
+        evit_h5_attr_read_string(f, path, "calibrator", &cal) < 0 ||
+        evit_h5_attr_read_double(f, path, "percentile", &q->percentile) < 0 ||
+        evit_h5_attr_read_ints(f, path, "symmetric", &q->symmetric, 1) < 0) {
+        free(cal);
+        return EVIT_ERR;
+    }
+    snprintf(q->calibrator, sizeof q->calibrator, "%s", cal);
+    free(cal);
+    for (int c = 0; c < ch; c++)
+        if (!(m->std[c] > 0.0f) || !isfinite(m->mean[c]))
+            return evit_error("%s: attribute std must be positive and mean finite", path);
+    if (!meta) return EVIT_OK;
+    if (read_strings_opt(f, path, "stage", &meta->stage) < 0 ||
+        read_strings_opt(f, path, "parent_report", &meta->parent_report) < 0 ||
+        read_strings_opt(f, path, "report", &meta->report) < 0)
+        return EVIT_ERR;
+    if (evit_h5_attr_exists(f, "classes")) {
+        meta->classes = m->cfg.classes;
+        if (evit_h5_attr_read_strings(f, path, "classes", &meta->class_names, &meta->classes) < 0) {
+            meta->classes = 0;
+            return EVIT_ERR;
+        }
+    }
+    return EVIT_OK;
+}
+
+static int read_layer(hid_t f, const char *path, struct evit_qmodel *q, int i,
+                      const struct evit_tensor_ref *wref)
+{
+    struct evrt_linear *L = evrt_model_layer(&q->rt, i);
+    char p[96], name[64];
+    int64_t one = 1, out = L->out;
+    evrt_layer_name(&q->rt, i, name, sizeof name);
+    layer_path(p, sizeof p, &q->rt, i, "bias");
+    if (evit_h5_read(f, path, p, H5T_NATIVE_FLOAT, 1, &out, (float *)L->bias) < 0) return EVIT_ERR;
+    layer_path(p, sizeof p, &q->rt, i, "input_scale");
+    if (evit_h5_read(f, path, p, H5T_NATIVE_FLOAT, 1, &one, &L->in_scale) < 0) return EVIT_ERR;
+    layer_path(p, sizeof p, &q->rt, i, "input_zero");
+    if (evit_h5_read(f, path, p, H5T_NATIVE_INT32, 1, &one, &L->in_zero) < 0) return EVIT_ERR;
+    layer_path(p, sizeof p, &q->rt, i, "weight");
+    if (evit_h5_exists(f, p)) {
+        L->dtype = EVRT_F32;
+        return evit_h5_read(f, path, p, H5T_NATIVE_FLOAT, wref->ndim, wref->shape, (float *)L->w);
+    }
+    L->dtype = EVRT_I8;
+    layer_path(p, sizeof p, &q->rt, i, "weight_int8");
+    if (!evit_h5_exists(f, p))
+        return evit_error("%s: layer %s has neither weight nor weight_int8", path, name);
+    if (evit_h5_read(f, path, p, H5T_NATIVE_INT8, wref->ndim, wref->shape, (int8_t *)L->wq) < 0)
+        return EVIT_ERR;
+    layer_path(p, sizeof p, &q->rt, i, "weight_scale");
+    if (evit_h5_read(f, path, p, H5T_NATIVE_FLOAT, 1, &out, (float *)L->w_scale) < 0) return EVIT_ERR;
+    for (int o = 0; o < L->out; o++)
+        if (!(L->w_scale[o] > 0.0f) || !isfinite(L->w_scale[o]))
+            return evit_error("%s: %s.weight_scale[%d] is not positive and finite", path, name, o);
+    return EVIT_OK;
+}
+
+int evit_qmodel_load(const char *path, struct evit_qmodel *q, struct evit_ckpt_meta *meta)
+{
+    hid_t f;
+    struct evit_vit_config cfg;
+    struct evit_tensor_ref *t = NULL;
+    char h5path[EVIT_TENSOR_NAME_MAX], err[EVRT_ERR_MAX];
+    int n = 0;
+    memset(q, 0, sizeof *q);
+    if (meta) memset(meta, 0, sizeof *meta);
+    if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
+    if (read_config(f, path, &cfg) < 0) {
+        H5Fclose(f);
+        return EVIT_ERR;
+    }
+    evit_vit_alloc(&q->vit, &cfg);
+    q->own_vit = 1;
+    alloc_int8(q);
+    if (read_meta(f, path, q, meta) < 0) goto fail;
+    for (int c = 0; c < cfg.channels; c++) {
+        q->rt.mean[c] = q->vit.mean[c];
+        q->rt.std[c] = q->vit.std[c];
+    }
+    t = evit_vit_tensor_list(&cfg, &q->vit.p, &n);
+    for (int i = 0; i < n; i++) {
+        if (is_linear_param(&t[i])) continue;
+        snprintf(h5path, sizeof h5path, "%s", t[i].name);
+        for (char *p = h5path; *p; p++)
+            if (*p == '.') *p = '/';
+        if (evit_h5_read(f, path, h5path, H5T_NATIVE_FLOAT, t[i].ndim, t[i].shape, t[i].data) < 0)
+            goto fail;
+    }
+    for (int i = 0; i < evrt_layer_count(&q->rt); i++)
+        if (read_layer(f, path, q, i, layer_weight_ref(t, n, i, &q->rt)) < 0) goto fail;
+    if (evit_vit_check_finite(&q->vit, path) < 0) goto fail;
+    if (evrt_model_check(&q->rt, err, sizeof err) != EVRT_OK) {
+        evit_error("%s: %s", path, err);
+        goto fail;
+    }
+    free(t);
+    H5Fclose(f);
+    return EVIT_OK;
+fail:
+    free(t);
+    H5Fclose(f);
+    evit_qmodel_free(q);
+    if (meta) evit_ckpt_meta_free(meta);
+    return EVIT_ERR;
+}
+
+int evit_qmodel_runner_init(struct evit_qmodel_runner *r, const struct evit_qmodel *q, int max_batch,
+                            int threads, const char *where)
+{
+    memset(r, 0, sizeof *r);
+    if (threads < 1) threads = 1;
+    if (threads > max_batch) threads = max_batch;
+    r->n = threads;
+    r->per = (max_batch + threads - 1) / threads;
+    r->classes = q->rt.classes;
+    r->img_bytes = (size_t)q->rt.img_size * q->rt.img_size * q->rt.channels;
+    r->ctx = evit_calloc((size_t)threads, sizeof *r->ctx);
+    for (int i = 0; i < threads; i++) {
+        int rc = evrt_ctx_create(&r->ctx[i], &q->rt, r->per);
+        if (rc != EVRT_OK) {
+            evit_error("%s: %s", where, evrt_ctx_error(r->ctx[i]));
+            evit_qmodel_runner_free(r);
+            return EVIT_ERR;
+        }
+    }
+    return EVIT_OK;
+}
+
+void evit_qmodel_runner_free(struct evit_qmodel_runner *r)
+{
+    for (int i = 0; r->ctx && i < r->n; i++) evrt_ctx_destroy(r->ctx[i]);
+    free(r->ctx);
+    memset(r, 0, sizeof *r);
+}
+
+void evit_qmodel_runner_forward(void *ctx, const uint8_t *images, int B, float *logits)
+{
+    struct evit_qmodel_runner *r = ctx;
+    int chunks = (B + r->per - 1) / r->per;
+    EVIT_ASSERT(chunks <= r->n);
+    /* each context takes a contiguous share; contexts share nothing */
+#pragma omp parallel for schedule(static) num_threads(chunks) if (chunks > 1)
+    for (int k = 0; k < chunks; k++) {
+        int s = k * r->per, b = B - s < r->per ? B - s : r->per;
+        int rc = evrt_infer(r->ctx[k], images + (size_t)s * r->img_bytes, b,
+                            logits + (size_t)s * r->classes);
+        EVIT_ASSERT(rc == EVRT_OK); /* the model was checked when the contexts were made */
+    }
+}

@@ -1,0 +1,74 @@
+/* qmodel.h: quantized models (HDF5 format "evit-quantized", docs/FORMATS.md)
+ * and the bridge from evit's float ViT to libevrt's model description.
+ *
+ * A qmodel holds a float ViT (struct evit_vit: LayerNorms, embeddings and
+ * the weights of layers kept in float32), int8 weights and per-channel
+ * scales for every linear layer, and the struct evrt_model that points into
+ * both, so libevrt runs it without copies.  Whether a layer runs in int8 is
+ * its rt layer's dtype (evrt_model_layer(&q->rt, i)->dtype).
+ *
+ * The struct points into itself (rt.blocks = blocks): never copy it. */
+#ifndef EVIT_QMODEL_H
+#define EVIT_QMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ckpt.h"
+#include "evrt.h"
+#include "vit.h"
+
+#define EVIT_QMODEL_VERSION 1
+
+struct evit_qmodel {
+    struct evit_vit vit; /* float parameters (owned after load) */
+    int own_vit;
+    struct evrt_model rt;
+    struct evrt_block blocks[EVIT_MAX_DEPTH];
+    int8_t *wq;     /* every linear's int8 weights, back to back */
+    float *wscale;  /* every linear's per-channel scales */
+    /* how it was calibrated (written to and read from the file) */
+    char calibrator[32];
+    double percentile;
+    int symmetric;
+};
+
+/* A float32 runtime model on m's parameters (borrowed: m must outlive q),
+ * with int8 weights and scales computed for every linear layer (symmetric
+ * per channel, evrt_quantize_weights_ref) but every dtype EVRT_F32 and
+ * activation scale 1, zero 0.  Calibration then sets scales and dtypes. */
+void evit_qmodel_from_vit(struct evit_qmodel *q, const struct evit_vit *m);
+
+/* Writes the model, meta (stage, report, parent, class names) and the
+ * calibration fields to a temporary file renamed into place. */
+int evit_qmodel_save(const char *path, const struct evit_qmodel *q,
+                     const struct evit_ckpt_meta *meta /* or NULL */);
+
+/* Reads and checks a quantized model; meta may be NULL. */
+int evit_qmodel_load(const char *path, struct evit_qmodel *q, struct evit_ckpt_meta *meta);
+
+void evit_qmodel_free(struct evit_qmodel *q);
+
+/* 1 when path is an HDF5 file whose root attribute "format" is
+ * "evit-quantized", else 0 (including unreadable files: the loader that
+ * runs next reports those). */
+int evit_qmodel_is_quantized(const char *path);
+
+/* Number of EVRT_I8 layers. */
+int evit_qmodel_int8_layers(const struct evit_qmodel *q);
+
+/* Runs a qmodel through libevrt as an evit_forward_fn: one runtime context
+ * per thread, each on its share of the batch (libevrt itself is
+ * single-threaded). */
+struct evit_qmodel_runner {
+    evrt_ctx **ctx;
+    int n, per;  /* contexts, images per context */
+    int classes;
+    size_t img_bytes; /* H * W * C */
+};
+int evit_qmodel_runner_init(struct evit_qmodel_runner *r, const struct evit_qmodel *q,
+                            int max_batch, int threads, const char *where);
+void evit_qmodel_runner_free(struct evit_qmodel_runner *r);
+void evit_qmodel_runner_forward(void *ctx, const uint8_t *images, int B, float *logits);
+
+#endif

@@ -1,0 +1,178 @@
+/* evrt.h: libevrt, evit's dependency-free inference runtime (C99, libc and
+ * libm only).  The one public header.
+ *
+ * A model is described in memory by struct evrt_model: shapes plus POINTERS
+ * to tensors the caller owns (heap arrays, or a mapped file: nothing is
+ * copied).  A context (evrt_ctx) made from a model allocates all working
+ * memory once, for a maximum batch; evrt_infer then allocates nothing.
+ *
+ * Numerics are timm's VisionTransformer, as evit trains it:
+ *
+ *   x0 = [cls ; patch_embed(patches)] + pos_embed           (B, T, D)
+ *     patches: (pixel/255 - mean[c]) / std[c], row c*P*P + py*P + px
+ *   per block l:
+ *     x = x + proj(MHSA(qkv(LN1(x))))      LayerNorm eps 1e-6,
+ *     x = x + fc2(GELU(fc1(LN2(x))))       exact erf GELU, scale 1/sqrt(d)
+ *   logits = head(LN_f(x[:, 0]))                              (B, K)
+ *
+ * Only the class token reaches the head, so the last block computes keys
+ * and values for every token but its attention output, projection and MLP
+ * for token 0 alone: exact, and that block's work drops by about two
+ * thirds.
+ *
+ * INT8 (per linear layer, struct evrt_linear.dtype == EVRT_I8): weights
+ * symmetric per output channel, activations per tensor (TFLite's int8
+ * scheme).  The integer path is specified bit-exactly by the _ref kernels
+ * below, which any fast kernel must reproduce:
+ *
+ *   inv   = 1.0f / in_scale                                    (float)
+ *   xq[i] = clamp(rint(x[i] * inv) + in_zero, -128, 127)       (int8)
+ *           rint: round to nearest, ties to even; the clamp is applied to
+ *           the float before conversion, so huge values saturate
+ *   acc   = sum_i (xq[i] - in_zero) * wq[o, i]                 (int32, exact)
+ *   y[o]  = (float)acc * (in_scale * w_scale[o]) + bias[o]
+ *           two float roundings: the product, then the sum (never a fused
+ *           multiply-add; libevrt is built with -std=c99, which keeps GCC
+ *           from contracting)
+ *
+ * Symmetric activations have in_zero 0; asymmetric ones a zero point in
+ * [-128, 127].  LayerNorm, softmax, GELU and the residual adds stay float32.
+ * The attention matmuls (q k^T, att v) are float32 too: INT8 attention is
+ * not implemented.
+ *
+ * Errors: functions return EVRT_OK or a negative EVRT_E* code; the message
+ * of the last error on a context is evrt_ctx_error().  The library never
+ * prints and has no global state: contexts are independent, so threads may
+ * each run their own. */
+#ifndef EVRT_H
+#define EVRT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EVRT_OK 0
+#define EVRT_EINVAL (-1) /* a bad model description or argument */
+#define EVRT_ENOMEM (-2) /* working memory could not be allocated */
+
+#define EVRT_LN_EPS 1e-6f
+#define EVRT_ERR_MAX 256
+
+enum evrt_dtype {
+    EVRT_F32 = 0, /* w used */
+    EVRT_I8 = 1   /* wq, w_scale, in_scale, in_zero used */
+};
+
+/* y = x w^T + bias over the last axis of x. */
+struct evrt_linear {
+    int in, out;
+    int dtype;             /* enum evrt_dtype */
+    const float *w;        /* (out, in) float32, for EVRT_F32 */
+    const int8_t *wq;      /* (out, in) int8 in [-127, 127], for EVRT_I8 */
+    const float *w_scale;  /* (out) per output channel: w ~ wq * w_scale */
+    const float *bias;     /* (out), or NULL for none */
+    float in_scale;        /* activation entering the layer: x ~ (xq - in_zero) * in_scale */
+    int32_t in_zero;       /* in [-128, 127]; 0 when symmetric */
+};
+
+struct evrt_block {
+    int heads, head_dim, mlp;        /* I = heads * head_dim */
+    const float *ln1_w, *ln1_b;      /* (D) */
+    struct evrt_linear qkv;          /* D -> 3I, rows q | k | v, each head-major */
+    struct evrt_linear proj;         /* I -> D */
+    const float *ln2_w, *ln2_b;      /* (D) */
+    struct evrt_linear fc1;          /* D -> mlp */
+    struct evrt_linear fc2;          /* mlp -> D */
+};
+
+#define EVRT_MAX_CHANNELS 4
+
+struct evrt_model {
+    int img_size, channels, patch; /* square images, patch divides img_size */
+    int dim, depth, classes;
+    float mean[EVRT_MAX_CHANNELS], std[EVRT_MAX_CHANNELS]; /* on pixel/255 */
+    struct evrt_linear patch_embed; /* C*P*P -> D, column c*P*P + py*P + px
+                                       (a flattened PyTorch conv weight) */
+    const float *cls_token;         /* (D) */
+    const float *pos_embed;         /* (1 + (img_size/patch)^2, D) */
+    struct evrt_block *blocks;      /* (depth) */
+    const float *norm_w, *norm_b;   /* (D) final LayerNorm */
+    struct evrt_linear head;        /* D -> classes */
+};
+
+/* Linear layers are numbered in execution order: 0 the patch embedding,
+ * 1 + 4l + {0 qkv, 1 proj, 2 fc1, 3 fc2} for block l, 1 + 4 depth the head. */
+int evrt_layer_count(const struct evrt_model *m);
+/* The layer with that number (NULL when out of range). */
+struct evrt_linear *evrt_model_layer(const struct evrt_model *m, int layer);
+/* Its timm name without ".weight": "patch_embed.proj", "blocks.0.attn.qkv",
+ * "blocks.0.mlp.fc2", "head".  Returns buf. */
+const char *evrt_layer_name(const struct evrt_model *m, int layer, char *buf, size_t n);
+
+/* Tokens T = 1 + (img_size / patch)^2. */
+int evrt_model_tokens(const struct evrt_model *m);
+/* Bytes of every tensor at its stored precision: int8 weights plus their
+ * float scales for EVRT_I8 layers, float32 for everything else, plus the
+ * two activation-quantization numbers of each EVRT_I8 layer. */
+size_t evrt_model_bytes(const struct evrt_model *m);
+/* Checks shapes and that every tensor the dtypes need is present; on failure
+ * writes a message to err (err_n bytes, may be 0) and returns EVRT_EINVAL. */
+int evrt_model_check(const struct evrt_model *m, char *err, size_t err_n);
+
+typedef struct evrt_ctx evrt_ctx;
+
+/* Called before each linear layer with its float input (phase
+ * EVRT_OBSERVE_INPUT, cols = in) and after it with its float output
+ * (EVRT_OBSERVE_OUTPUT, cols = out); rows is B*T, B*(T-1) for the patch
+ * embedding, or B in the last block after attention and in the head. */
+enum { EVRT_OBSERVE_INPUT = 0, EVRT_OBSERVE_OUTPUT = 1 };
+typedef void (*evrt_observer_fn)(void *user, int layer, int phase, const float *x /* (rows, cols) */,
+                                 int rows, int cols);
+
+/* Checks the model and allocates working memory for up to max_batch images.
+ * The model struct, its block array and every tensor must outlive the
+ * context; the caller may change dtypes, scales and tensor pointers between
+ * calls (evrt_infer checks them again) but not shapes.  Sqlite-style: on a
+ * bad model *ctx is still a context whose evrt_ctx_error() says what is
+ * wrong (destroy it); only EVRT_ENOMEM leaves *ctx NULL. */
+int evrt_ctx_create(evrt_ctx **ctx, const struct evrt_model *m, int max_batch);
+void evrt_ctx_destroy(evrt_ctx *ctx);
+const char *evrt_ctx_error(const evrt_ctx *ctx);
+int evrt_ctx_max_batch(const evrt_ctx *ctx);
+/* Bytes of working memory the context holds. */
+size_t evrt_ctx_bytes(const evrt_ctx *ctx);
+
+/* fn NULL removes the observer. */
+void evrt_set_observer(evrt_ctx *ctx, evrt_observer_fn fn, void *user);
+
+/* Logits of B images, 1 <= B <= max_batch. */
+int evrt_infer(evrt_ctx *ctx, const uint8_t *images /* (B, H, W, C) */, int B,
+               float *logits /* (B, classes) */);
+
+/* ---- reference kernels: the exact specification of the integer path ---- */
+
+/* y = x w^T + b in float32 (eight partial sums over i mod 8, then added
+ * pairwise; the float path is not bit-specified, only the integer one). */
+void evrt_linear_f32_ref(float *y /* (N, O) */, const float *x /* (N, I) */,
+                         const float *w /* (O, I) */, const float *b /* (O) or NULL */,
+                         int N, int I, int O);
+
+/* xq = clamp(rint(x * (1.0f / scale)) + zero, -128, 127), ties to even;
+ * NaN maps to zero. */
+void evrt_quantize_act_ref(int8_t *xq /* (n) */, const float *x /* (n) */, size_t n, float scale,
+                           int32_t zero);
+
+/* y[r, o] = (float)acc * (x_scale * w_scale[o]) + b[o],
+ * acc = sum_i (xq[r, i] - x_zero) * wq[o, i] in int32 (I <= 65536 keeps it
+ * exact: |acc| <= 255 * 127 * I < 2^31). */
+void evrt_linear_i8_ref(float *y /* (N, O) */, const int8_t *xq /* (N, I) */, int32_t x_zero,
+                        float x_scale, const int8_t *wq /* (O, I) */,
+                        const float *w_scale /* (O) */, const float *b /* (O) or NULL */,
+                        int N, int I, int O);
+
+/* Symmetric per-output-channel weights: scale[o] = max_i |w[o, i]| / 127,
+ * wq = clamp(rint(w / scale[o]), -127, 127).  An all-zero row gets scale
+ * 1 and zeros (no division by zero). */
+void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
+                               const float *w /* (O, I) */, int O, int I);
+
+#endif

@@ -1,0 +1,178 @@
+#!/bin/sh
+# cli_quantize.sh: libevrt compiles alone (C99, libm only); evit-quantize end
+# to end on a small trained model with every calibrator, the accuracy budget
+# keeping layers float, evit-eval running the quantized file through the
+# runtime to the same accuracy, and the inputs it must refuse.
+set -eu
+. "$EVIT_SRC/tests/lib.sh"
+
+Q="$EVIT_BIN/evit-quantize"
+D="$EVIT_BIN/evit-distill"
+EVAL="$EVIT_BIN/evit-eval"
+DATA="$EVIT_BIN/evit-data"
+PY=/usr/bin/python3
+[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+
+# --- the runtime alone: strict C99, no include path but its own, only libm
+CC=${CC:-cc}
+mkdir "$T/rt"
+cat >"$T/rt/main.c" <<'CEOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include "evrt.h"
+/* a 1-block model on 4x4 one-channel images, patch 2, D 4, 3 classes */
+int main(void)
+{
+    static float w[64 * 64], b[64], one[64];
+    struct evrt_block blk;
+    struct evrt_model m;
+    struct evrt_linear lin = {0};
+    evrt_ctx *ctx;
+    unsigned char img[16] = {0, 50, 100, 150, 200, 250, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    float logits[3];
+    int i;
+    for (i = 0; i < 64 * 64; i++) w[i] = (float)((i * 37) % 11 - 5) / 10.0f;
+    for (i = 0; i < 64; i++) { b[i] = 0.0f; one[i] = 1.0f; }
+    lin.w = w;
+    lin.bias = b;
+    blk.heads = 2; blk.head_dim = 2; blk.mlp = 8;
+    blk.ln1_w = blk.ln2_w = one; blk.ln1_b = blk.ln2_b = b;
+    blk.qkv = lin; blk.qkv.in = 4; blk.qkv.out = 12;
+    blk.proj = lin; blk.proj.in = 4; blk.proj.out = 4;
+    blk.fc1 = lin; blk.fc1.in = 4; blk.fc1.out = 8;
+    blk.fc2 = lin; blk.fc2.in = 8; blk.fc2.out = 4;
+    m.img_size = 4; m.channels = 1; m.patch = 2; m.dim = 4; m.depth = 1; m.classes = 3;
+    m.mean[0] = 0.5f; m.std[0] = 0.25f;
+    m.patch_embed = lin; m.patch_embed.in = 4; m.patch_embed.out = 4;
+    m.cls_token = b; m.pos_embed = w; m.blocks = &blk;
+    m.norm_w = one; m.norm_b = b;
+    m.head = lin; m.head.in = 4; m.head.out = 3;
+    if (evrt_ctx_create(&ctx, &m, 1) != EVRT_OK) { puts(evrt_ctx_error(ctx)); return 1; }
+    if (evrt_infer(ctx, img, 1, logits) != EVRT_OK) { puts(evrt_ctx_error(ctx)); return 1; }
+    printf("%.6f %.6f %.6f\n", (double)logits[0], (double)logits[1], (double)logits[2]);
+    evrt_ctx_destroy(ctx);
+    return 0;
+}
+CEOF
+for f in "$EVIT_SRC"/runtime/*.c; do
+    "$CC" -std=c99 -pedantic -Wall -Wextra -Werror -I"$EVIT_SRC/runtime" -c "$f" -o "$T/rt/$(basename "$f" .c).o" 2>"$T/err" \
+        || fail "runtime/$(basename "$f") does not compile as strict C99 on its own"
+done
+"$CC" -std=c99 -pedantic -Wall -Wextra -Werror -I"$EVIT_SRC/runtime" "$T/rt/main.c" "$T/rt/"*.o -lm -o "$T/rt/run" 2>"$T/err" \
+    || fail "a program using only evrt.h does not link against libc and libm alone"
+succeeds "$T/rt/run"
+grep -q '^-\{0,1\}[0-9]' "$T/out" || fail "the standalone runtime printed no logits"
+if grep -rn '#include "\.\./\|#include <cJSON\|#include <hdf5\|#include <omp\|#include <cblas\|#include "util.h"\|#include "vit.h"' "$EVIT_SRC"/runtime/*.[ch] >"$T/err"; then
+    fail "runtime/ includes something outside libc, libm and itself"
+fi
+ok "runtime/ compiles alone as strict C99 and links with only libm"
+
+# --- help and usage
+succeeds "$Q" --help; stdout_has "usage: evit-quantize"
+fails_with 2 "$Q"
+fails_with 2 "$Q" c.json m.h5 --calib a.h5 --val b.h5
+fails_with 2 "$Q" c.json m.h5 --calib a.h5 -o q.h5
+fails_with 2 "$Q" c.json m.h5 --calib a.h5 --val b.h5 -o q.h5 --calibrator kl
+ok "help exits 0 and usage errors exit 2"
+
+# --- a small trained model
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 1200 28 10
+succeeds "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/all.h5"
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/vimg.gz" "$T/vlab.gz" 300 28 10
+succeeds "$DATA" import --idx "$T/vimg.gz" "$T/vlab.gz" -o "$T/val.h5"
+model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
+printf '{"model":%s,"epochs":6,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
+    "$model" >"$T/recipe.json"
+succeeds "$D" "$T/recipe.json" --data "$T/all.h5" --val "$T/val.h5" -o "$T/m.h5" --report "$T/m.report.json" -q --threads 2
+
+num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" | head -n 1; }
+
+# --- every calibrator, symmetric; the config's own file
+for cal in minmax percentile entropy mse; do
+    succeeds "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" \
+        -o "$T/q.$cal.h5" --report "$T/q.$cal.json" --calibrator "$cal" -q --threads 2
+    stdout_has "INT8 top-1"
+    f=$(num float_top1 "$T/q.$cal.json")
+    i=$(num int8_top1 "$T/q.$cal.json")
+    awk -v f="$f" -v i="$i" 'BEGIN { exit !(f > 50 && f - i <= 0.5) }' || fail "$cal: float $f%, INT8 $i%: more than the 0.5 budget"
+    grep -qF "\"calibrator\":	\"$cal\"" "$T/q.$cal.json" || fail "$cal: report does not name its calibrator"
+    echo "# $cal: float $f%, INT8 $i%"
+done
+for key in '"stage":	"quantize"' '"top1":' '"int8_top1":' '"float_top1":' '"drop":' '"float_model_bytes":' \
+    '"int8_model_bytes":' '"compression":' '"layers":' '"sqnr_db":' '"cosine":' '"float_layers":' '"per_class_accuracy":'; do
+    grep -qF "$key" "$T/q.mse.json" || fail "report lacks $key"
+done
+grep -qF "\"parent\":	\"$T/m.report.json\"" "$T/q.mse.json" || fail "the report's parent is not the checkpoint's report"
+c=$(num compression "$T/q.mse.json")
+awk -v c="$c" 'BEGIN { exit !(c > 2.5) }' || fail "INT8 model only ${c}x smaller"
+ok "each calibrator quantizes a trained model within the budget, with a complete report (${c}x smaller)"
+
+# --- evit-eval runs the quantized file through the runtime: the same accuracy
+succeeds "$EVAL" "$T/q.mse.h5" "$T/val.h5" --report "$T/e.json" -q --threads 1
+stdout_has "top-1"
+a=$(num top1 "$T/q.mse.json")
+b=$(num top1 "$T/e.json")
+[ "$a" = "$b" ] || fail "evit-quantize reported top-1 $a%, evit-eval measures $b%"
+grep -qF '"stage":	"quantize"' "$T/e.json" || fail "evit-eval does not take the stage from the quantized file"
+m1=$(num model_bytes "$T/q.mse.json")
+m2=$(num model_bytes "$T/e.json")
+[ "$m1" = "$m2" ] || fail "model bytes differ: $m1 vs $m2"
+succeeds "$EVAL" "$T/q.mse.h5" "$T/val.h5" -q --threads 2 --batch 7
+stdout_has "top-1 $(printf %.2f "$a")%"
+ok "evit-eval measures the quantized file at the reported top-1 ($a%), any thread count or batch"
+
+# --- asymmetric activations
+printf '{"calibrator":"percentile","percentile":99.9,"symmetric":false,"calib_images":200}\n' >"$T/asym.json"
+succeeds "$Q" "$T/asym.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/qa.h5" --report "$T/qa.json" -q
+grep -q '"input_zero":[[:space:]]*-\{0,1\}[1-9]' "$T/qa.json" || fail "no layer got a non-zero zero point"
+succeeds "$EVAL" "$T/qa.h5" "$T/val.h5" -q
+ok "asymmetric activations (zero points) quantize and evaluate"
+
+# --- the accuracy budget: a calibration that clips half of every input
+printf '{"calibrator":"percentile","percentile":50,"max_drop":0.5,"calib_images":100}\n' >"$T/harsh.json"
+succeeds "$Q" "$T/harsh.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/qh.h5" --report "$T/qh.json" -q
+f=$(num float_top1 "$T/qh.json")
+i=$(num int8_top1 "$T/qh.json")
+awk -v f="$f" -v i="$i" 'BEGIN { exit !(f - i <= 0.5) }' || fail "the budget was not met: float $f%, INT8 $i%"
+grep -q '"kept_float":[[:space:]]*"' "$T/qh.json" || fail "no layer was kept float"
+n=$(num int8_layers "$T/qh.json")
+succeeds "$EVAL" "$T/qh.h5" "$T/val.h5" --report "$T/eh.json" -q
+[ "$(num top1 "$T/eh.json")" = "$i" ] || fail "evit-eval disagrees with the mixed-precision model's top-1"
+printf '{"calibrator":"percentile","percentile":50,"max_drop":-1,"calib_images":100}\n' >"$T/nobudget.json"
+succeeds "$Q" "$T/nobudget.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/qn.h5" --report "$T/qn.json" -q
+i2=$(num int8_top1 "$T/qn.json")
+awk -v f="$f" -v i="$i2" 'BEGIN { exit !(f - i > 0.5) }' || fail "clipping half of every input cost nothing ($i2%): the budget test proves nothing"
+ok "over budget ($i2% without it), layers are kept float until INT8 is within 0.5 points ($i%, $n layers int8)"
+
+# --- refusals: one line, no output
+fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/missing.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/x.h5"
+stderr_has "missing.h5"
+fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/all.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/x.h5"
+stderr_has "evit-checkpoint"
+fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/q.mse.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/x.h5"
+stderr_has "evit-quantized"
+printf '{"calibrator":"mse","bits":4}\n' >"$T/bad.json"
+fails_with 1 "$Q" "$T/bad.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/x.h5"
+stderr_has "bad.json: bits: unknown key"
+printf '{"quantize_attention":true}\n' >"$T/attn.json"
+fails_with 1 "$Q" "$T/attn.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/x.h5"
+stderr_has "not implemented"
+fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/m.h5" -o "$T/x.h5"
+stderr_has "evit-dataset"
+[ ! -e "$T/x.h5" ] || fail "an output was left behind"
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img16.gz" "$T/lab16.gz" 20 16 10
+succeeds "$DATA" import --idx "$T/img16.gz" "$T/lab16.gz" -o "$T/d16.h5"
+fails_with 1 "$EVAL" "$T/q.mse.h5" "$T/d16.h5"; stderr_has "28x28x1"
+head -c 3000 "$T/q.mse.h5" >"$T/trunc.h5"
+fails_with 1 "$EVAL" "$T/trunc.h5" "$T/val.h5"; stderr_has "trunc.h5"
+if "$PY" -c "import h5py, numpy" 2>/dev/null; then
+    cp "$T/q.mse.h5" "$T/badscale.h5"
+    "$PY" - "$T/badscale.h5" <<'PYEOF'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    f["blocks/0/mlp/fc1/input_scale"][0] = np.float32(-1)
+PYEOF
+    fails_with 1 "$EVAL" "$T/badscale.h5" "$T/val.h5"; stderr_has "blocks.0.mlp.fc1"
+fi
+ok "missing, mistaken and damaged files and bad configs are refused in one line"
+echo "cli_quantize: all checks passed"
