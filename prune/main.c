@@ -1,0 +1,218 @@
+/* evit-prune: remove attention heads and MLP channels from a checkpoint,
+ * ratios and per-block counts from a JSON config; the output is a smaller
+ * ordinary checkpoint, to be fine-tuned with evit-distill --init. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "cli.h"
+#include "dataset.h"
+#include "eval.h"
+#include "prune.h"
+#include "report.h"
+#include "util.h"
+#include "vit.h"
+
+static const char *usage =
+    "usage: evit-prune CONFIG.json MODEL.h5 -o PRUNED.h5 --report R.json [options]\n"
+    "\n"
+    "Removes whole attention heads and MLP hidden channels, ranked by importance\n"
+    "(criterion l1, l2 or taylor), with the ratios and per-block counts of CONFIG\n"
+    "(docs/PRUNE.md). PRUNED.h5 is an ordinary, smaller checkpoint: fine-tune it\n"
+    "with evit-distill --init. The report lists what each block kept and lost.\n"
+    "\n"
+    "  CONFIG.json          pruning config (configs/fmnist/prune-*.json)\n"
+    "  MODEL.h5             checkpoint to prune\n"
+    "  -o, --output F       pruned checkpoint\n"
+    "  -r, --report F       JSON report\n"
+    "  -d, --data F         training dataset; the taylor criterion needs it\n"
+    "  -v, --val F          validation dataset: top-1 before and after pruning\n"
+    "  -t, --threads N      threads (default: all cores)\n"
+    "  -q, --quiet          no progress output\n"
+    "  -h, --help           this text\n"
+    "  -V, --version        print the version\n";
+
+struct args {
+    const char *config, *model, *out, *report, *data, *val;
+    int quiet;
+};
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
+        {"data", required_argument, 0, 'd'},   {"val", required_argument, 0, 'v'},
+        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "o:r:d:v:t:qhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': a->out = optarg; break;
+        case 'r': a->report = optarg; break;
+        case 'd': a->data = optarg; break;
+        case 'v': a->val = optarg; break;
+        case 't':
+            if (evit_cli_threads(optarg) < 0)
+                return evit_cli_usage_error("evit-prune", "--threads: expected 1..256, got %s", optarg);
+            break;
+        case 'q': a->quiet = 1; break;
+        case 'h': fputs(usage, stdout); return -1;
+        case 'V': puts(evit_cli_version()); return -1;
+        default: return evit_cli_usage_error("evit-prune", "unknown option");
+        }
+    }
+    if (argc - optind != 2) return evit_cli_usage_error("evit-prune", "expected CONFIG.json and MODEL.h5");
+    a->config = argv[optind];
+    a->model = argv[optind + 1];
+    if (!a->out) return evit_cli_usage_error("evit-prune", "missing -o PRUNED.h5");
+    if (!a->report) return evit_cli_usage_error("evit-prune", "missing --report R.json");
+    return 0;
+}
+
+/* Top-1 of m on d (percent); keeps the whole result in e when asked. */
+static int top1_of(const struct evit_vit *m, const struct evit_dataset *d, struct evit_eval_result *keep,
+                   double *top1)
+{
+    struct evit_vit_runner run;
+    struct evit_eval_result e;
+    evit_vit_runner_init(&run, m, 256);
+    int rc = evit_eval_run(evit_vit_runner_forward, &run, 256, m->cfg.classes, d, 0, 0, &e);
+    evit_vit_runner_free(&run);
+    if (rc < 0) return EVIT_ERR;
+    *top1 = e.top1;
+    if (keep)
+        *keep = e;
+    else
+        evit_eval_result_free(&e);
+    return EVIT_OK;
+}
+
+static int total_heads(const struct evit_vit_config *c)
+{
+    int n = 0;
+    for (int l = 0; l < c->depth; l++) n += c->blocks[l].heads;
+    return n;
+}
+
+static int total_mlp(const struct evit_vit_config *c)
+{
+    int n = 0;
+    for (int l = 0; l < c->depth; l++) n += c->blocks[l].mlp;
+    return n;
+}
+
+/* The report's "prune" section: settings, totals before and after, and per
+ * block what was kept and removed. */
+static cJSON *prune_section(const struct evit_prune_config *pc, const struct evit_prune_plan *plan,
+                            const struct evit_vit *in, const struct evit_vit *out, const char *in_path,
+                            double top1_before, double top1_after)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "input_model", in_path);
+    cJSON_AddStringToObject(o, "criterion", evit_prune_criterion_name(pc->criterion));
+    cJSON_AddStringToObject(o, "scope", evit_prune_scope_name(pc->scope));
+    cJSON_AddNumberToObject(o, "params_before", (double)evit_config_params(&in->cfg));
+    cJSON_AddNumberToObject(o, "params_after", (double)evit_config_params(&out->cfg));
+    cJSON_AddNumberToObject(o, "mflops_before", evit_config_mflops(&in->cfg));
+    cJSON_AddNumberToObject(o, "mflops_after", evit_config_mflops(&out->cfg));
+    cJSON_AddNumberToObject(o, "heads_before", total_heads(&in->cfg));
+    cJSON_AddNumberToObject(o, "heads_after", total_heads(&out->cfg));
+    cJSON_AddNumberToObject(o, "mlp_before", total_mlp(&in->cfg));
+    cJSON_AddNumberToObject(o, "mlp_after", total_mlp(&out->cfg));
+    if (isfinite(top1_before)) {
+        cJSON_AddNumberToObject(o, "val_top1_before", top1_before);
+        cJSON_AddNumberToObject(o, "val_top1_after", top1_after);
+    }
+    cJSON_AddItemToObject(o, "blocks", evit_prune_plan_to_json(plan, in, out));
+    return o;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = {0};
+    struct evit_prune_config pc;
+    struct evit_vit m = {0}, p = {0};
+    struct evit_ckpt_meta meta = {0};
+    struct evit_dataset train = {0}, val = {0};
+    struct evit_prune_scores s = {0};
+    struct evit_prune_plan plan = {0};
+    struct evit_eval_result e = {0};
+    double top1_before = NAN, top1_after = NAN, t0 = evit_now();
+    cJSON *rep = NULL;
+    int rc = EVIT_EXIT_FAIL, saved = 0;
+    evit_prune_config_defaults(&pc);
+    evit_cli_init();
+    int pa = parse_args(argc, argv, &a);
+    if (pa == -1) return EVIT_EXIT_OK;
+    if (pa) return pa;
+
+    if (evit_prune_config_load(a.config, &pc) < 0) goto fail;
+    if (evit_ckpt_load(a.model, &m, &meta) < 0) goto fail;
+    if (evit_prune_config_check(&pc, a.config, &m.cfg, a.data != NULL) < 0) goto fail;
+    int taylor = pc.criterion == EVIT_PRUNE_TAYLOR;
+    if (taylor && (evit_dataset_load(a.data, &train) < 0 ||
+                   evit_eval_check_compat(&m, a.model, &train, a.data) < 0))
+        goto fail;
+    if (a.val && (evit_dataset_load(a.val, &val) < 0 || evit_eval_check_compat(&m, a.model, &val, a.val) < 0))
+        goto fail;
+
+    evit_prune_scores_alloc(&s, &m.cfg);
+    if (taylor) {
+        if (!a.quiet)
+            evit_info("taylor importance over %d batches of %d images of %s", pc.taylor_batches,
+                      EVIT_PRUNE_TAYLOR_BATCH, a.data);
+        evit_prune_taylor(&s, &m, &train, pc.taylor_batches, !a.quiet);
+    } else {
+        evit_prune_magnitude(&s, &m, pc.criterion);
+    }
+    evit_prune_select(&plan, &pc, &m.cfg, &s);
+    evit_prune_apply(&p, &m, &plan);
+
+    if (a.val) {
+        if (!a.quiet) evit_info("evaluating before and after pruning on %s", a.val);
+        if (top1_of(&m, &val, NULL, &top1_before) < 0 || top1_of(&p, &val, &e, &top1_after) < 0) goto fail;
+    }
+
+    struct evit_ckpt_meta out_meta = {.stage = "prune", .parent_report = meta.report,
+                                      .report = a.report, .classes = meta.classes,
+                                      .class_names = meta.class_names};
+    if (evit_ckpt_save(a.out, &p, &out_meta) < 0) goto fail;
+    saved = 1;
+    rep = evit_report_new("prune", a.out, a.val, meta.report);
+    evit_report_add_model(rep, &p.cfg, 4.0 * (double)evit_config_params(&p.cfg));
+    if (a.val) evit_report_add_eval(rep, &e, val.class_names);
+    cJSON *conf = cJSON_GetObjectItemCaseSensitive(rep, "config");
+    cJSON_AddItemToObject(conf, "prune", cJSON_Duplicate(pc.json, 1));
+    cJSON_AddStringToObject(conf, "prune_config_file", a.config);
+    cJSON_AddStringToObject(conf, "input_model", a.model);
+    if (taylor) cJSON_AddStringToObject(conf, "train_data", a.data);
+    cJSON_AddItemToObject(rep, "prune", prune_section(&pc, &plan, &m, &p, a.model, top1_before, top1_after));
+    if (evit_report_save(rep, a.report, evit_now() - t0) < 0) goto fail;
+
+    printf("%s: %ld -> %ld parameters, %.1f -> %.1f MFLOPs, heads %d -> %d, MLP channels %d -> %d",
+           a.out, evit_config_params(&m.cfg), evit_config_params(&p.cfg), evit_config_mflops(&m.cfg),
+           evit_config_mflops(&p.cfg), total_heads(&m.cfg), total_heads(&p.cfg), total_mlp(&m.cfg),
+           total_mlp(&p.cfg));
+    if (a.val) printf("; top-1 %.2f%% -> %.2f%%", top1_before, top1_after);
+    printf("\n");
+    rc = EVIT_EXIT_OK;
+fail:
+    /* the checkpoint names its report: without the report it is not kept */
+    if (rc != EVIT_EXIT_OK && saved) unlink(a.out);
+    cJSON_Delete(rep);
+    evit_eval_result_free(&e);
+    evit_prune_plan_free(&plan);
+    evit_prune_scores_free(&s);
+    evit_vit_free(&p);
+    evit_vit_free(&m);
+    evit_ckpt_meta_free(&meta);
+    evit_dataset_free(&train);
+    evit_dataset_free(&val);
+    evit_prune_config_free(&pc);
+    return rc;
+}

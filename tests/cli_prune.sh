@@ -1,0 +1,116 @@
+#!/bin/sh
+# cli_prune.sh: evit-prune end to end on a small trained model: the pruned
+# checkpoint, its report and lineage, loading it in evit-eval and fine-tuning
+# it with evit-distill --init, ratio 0 changing nothing, the taylor criterion,
+# per-block overrides, and the configs and inputs it must refuse.
+set -eu
+. "$EVIT_SRC/tests/lib.sh"
+
+P="$EVIT_BIN/evit-prune"
+D="$EVIT_BIN/evit-distill"
+EVAL="$EVIT_BIN/evit-eval"
+DATA="$EVIT_BIN/evit-data"
+PY=/usr/bin/python3
+[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+
+succeeds "$P" --help; stdout_has "usage: evit-prune"
+fails_with 2 "$P"
+fails_with 2 "$P" c.json m.h5 --report r.json
+fails_with 2 "$P" c.json m.h5 -o p.h5
+fails_with 2 "$P" c.json m.h5 -o p.h5 --report r.json --threads 0
+ok "help exits 0 and usage errors exit 2"
+
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 1200 28 10
+succeeds "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/all.h5"
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/vimg.gz" "$T/vlab.gz" 300 28 10
+succeeds "$DATA" import --idx "$T/vimg.gz" "$T/vlab.gz" -o "$T/val.h5"
+
+# a small model, trained for a few epochs so that pruning has something to lose
+model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":4,"mlp_hidden":64}'
+printf '{"model":%s,"epochs":3,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
+    "$model" >"$T/recipe.json"
+succeeds "$D" "$T/recipe.json" --data "$T/all.h5" --val "$T/val.h5" -o "$T/m.h5" --report "$T/m.report.json" -q --threads 2
+
+# --- half the heads and half the channels
+printf '{"criterion":"l2","scope":"global","heads_ratio":0.5,"mlp_ratio":0.5,"mlp_multiple":8}\n' >"$T/half.json"
+succeeds "$P" "$T/half.json" "$T/m.h5" -o "$T/p.h5" --report "$T/p.report.json" --val "$T/val.h5" -q
+stdout_has "19658 -> 11306 parameters"
+stdout_has "heads 8 -> 4, MLP channels 128 -> 64"
+stdout_has "top-1"
+succeeds "$DATA" info "$T/p.h5"
+stdout_has "params: 11306"
+stdout_has "block 0: heads 2, head_dim 8, mlp 32"
+stdout_has "stage: prune"
+for key in '"stage":	"prune"' '"params":	11306' '"mflops":' '"top1":' '"heads_kept":' '"heads_removed":' \
+    '"mlp_kept":' '"mlp_removed":' '"params_before":	19658' '"params_after":	11306' '"mflops_before":' \
+    '"mflops_after":' '"val_top1_before":' '"val_top1_after":' '"criterion":	"l2"' '"prune_config_file":'; do
+    grep -qF "$key" "$T/p.report.json" || fail "report lacks $key"
+done
+grep -qF "\"parent\":	\"$T/m.report.json\"" "$T/p.report.json" || fail "report does not name the input's report as parent"
+ok "pruning half the heads and channels writes a smaller checkpoint and a complete report"
+
+# the checkpoint is an ordinary model: evit-eval agrees with the report
+succeeds "$EVAL" "$T/p.h5" "$T/val.h5" --report "$T/pe.json" -q
+got=$(sed -n 's/.*top-1 \([0-9.]*\)%.*/\1/p' "$T/out")
+want=$(sed -n 's/^	"top1":[[:space:]]*\([0-9.]*\).*/\1/p' "$T/p.report.json" | head -n 1)
+awk -v g="$got" -v w="$want" 'BEGIN { d = g - w; exit !(d < 0.006 && d > -0.006) }' \
+    || fail "evit-eval gives top-1 $got%, the prune report $want%"
+grep -qF "\"parent\":	\"$T/p.report.json\"" "$T/pe.json" || fail "evaluating the pruned checkpoint loses its lineage"
+# and evit-distill --init fine-tunes it in its pruned shape
+succeeds "$D" "$T/recipe.json" --data "$T/all.h5" --init "$T/p.h5" -o "$T/ft.h5" --steps 10 -q
+succeeds "$DATA" info "$T/ft.h5"
+stdout_has "params: 11306"
+ok "the pruned checkpoint loads in evit-eval (top-1 $got%) and fine-tunes with evit-distill --init"
+
+# --- ratio 0: the same model, the same logits bit for bit
+printf '{"heads_ratio":0,"mlp_ratio":0}\n' >"$T/none.json"
+succeeds "$P" "$T/none.json" "$T/m.h5" -o "$T/same.h5" --report "$T/same.json" -q
+stdout_has "19658 -> 19658 parameters"
+succeeds "$EVAL" "$T/m.h5" "$T/val.h5" --save-logits "$T/l0.h5" -q --threads 1
+succeeds "$EVAL" "$T/same.h5" "$T/val.h5" --save-logits "$T/l1.h5" -q --threads 1
+if command -v h5diff >/dev/null 2>&1; then
+    h5diff -q "$T/l0.h5" "$T/l1.h5" logits logits >/dev/null 2>&1 || fail "ratio 0 changed the logits"
+    h5diff -q "$T/m.h5" "$T/same.h5" /blocks /blocks >/dev/null 2>&1 || fail "ratio 0 changed the weights"
+fi
+ok "ratio 0 prunes nothing and gives the same logits"
+
+# --- taylor, layer scope and overrides
+printf '{"criterion":"taylor","scope":"layer","heads_ratio":0.25,"mlp_ratio":0.25,"taylor_batches":2,"blocks":{"1":{"heads_keep":1,"mlp_keep":20}}}\n' >"$T/taylor.json"
+succeeds "$P" "$T/taylor.json" "$T/m.h5" -o "$T/t.h5" --report "$T/t.json" --data "$T/all.h5" -q
+succeeds "$DATA" info "$T/t.h5"
+stdout_has "block 0: heads 3, head_dim 8, mlp 48"
+stdout_has "block 1: heads 1, head_dim 8, mlp 20"
+grep -qF '"train_data":' "$T/t.json" || fail "a taylor report does not name its training data"
+ok "taylor importance with the layer scope and a per-block override"
+
+# --- refusals: one line naming the file and key, exit 1, nothing written
+refuse() { # refuse JSON TEXT [extra args]  (fails_with sets $want: use another name)
+    printf '%s\n' "$1" >"$T/bad.json"
+    expect=$2
+    shift 2
+    fails_with 1 "$P" "$T/bad.json" "$T/m.h5" -o "$T/x.h5" --report "$T/x.json" "$@"
+    stderr_has "$expect"
+    [ ! -e "$T/x.h5" ] && [ ! -e "$T/x.json" ] || fail "an output was written for a refused config"
+}
+refuse '{"heads_ratio":1.0}' "bad.json: heads_ratio: 1 would remove everything"
+refuse '{"mlp_ratio":1}' "bad.json: mlp_ratio: 1 would remove everything"
+refuse '{"head_ratio":0.5}' "bad.json: head_ratio: unknown key"
+refuse '{"heads_ratio":"half"}' "bad.json: heads_ratio: must be a number"
+refuse '{"criterion":"l3"}' "bad.json: criterion: 'l3' is not one of l1, l2, taylor"
+refuse '{"blocks":{"2":{"heads_keep":1}}}' "bad.json: blocks.2: the model has 2 blocks (0..1)"
+refuse '{"blocks":{"0":{"heads_keep":5}}}' "bad.json: blocks.0.heads_keep: 5 is more than the 4 heads block 0 has"
+refuse '{"blocks":{"1":{"mlp_keep":65}}}' "bad.json: blocks.1.mlp_keep: 65 is more than the 64 channels block 1 has"
+refuse '{"criterion":"taylor"}' "bad.json: criterion: taylor needs training images (--data TRAIN.h5)"
+refuse '{"heads_ratio":0.5' "bad.json: invalid JSON"
+ok "bad configs are refused naming the file, the key and the problem"
+
+printf '{"heads_ratio":0.5}\n' >"$T/ok.json"
+fails_with 1 "$P" "$T/missing.json" "$T/m.h5" -o "$T/x.h5" --report "$T/x.json"; stderr_has "missing.json"
+fails_with 1 "$P" "$T/ok.json" "$T/missing.h5" -o "$T/x.h5" --report "$T/x.json"; stderr_has "missing.h5"
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/simg.gz" "$T/slab.gz" 50 32 10
+succeeds "$DATA" import --idx "$T/simg.gz" "$T/slab.gz" -o "$T/other.h5"
+fails_with 1 "$P" "$T/ok.json" "$T/m.h5" -o "$T/x.h5" --report "$T/x.json" --val "$T/other.h5"; stderr_has "other.h5"
+fails_with 1 "$P" "$T/ok.json" "$T/m.h5" -o "$T/x.h5" --report "$T/nodir/x.json"
+[ ! -e "$T/x.h5" ] || fail "a checkpoint was left without its report"
+ok "missing files, a dataset of another size and an unwritable report are refused without output"
+echo "cli_prune: all checks passed"

@@ -1,0 +1,621 @@
+/* test_prune.c: importance, selection and the physical removal of heads and
+ * MLP channels.  The central fact checked: removing a head or channel gives
+ * the same logits as zeroing everything it owns in the full model. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "dataset.h"
+#include "prune.h"
+#include "rng.h"
+#include "test.h"
+#include "util.h"
+#include "vit.h"
+
+/* img 8, patch 4 (T 5), 2 channels, D 12, 5 classes;
+ * block 0: 3 heads of 4, mlp 20; block 1: 2 heads of 4, mlp 8. */
+static struct evit_vit_config tiny_config(void)
+{
+    struct evit_vit_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.name, sizeof c.name, "tiny");
+    c.img_size = 8;
+    c.channels = 2;
+    c.patch = 4;
+    c.classes = 5;
+    c.dim = 12;
+    c.depth = 2;
+    c.blocks[0] = (struct evit_block_shape){3, 4, 20};
+    c.blocks[1] = (struct evit_block_shape){2, 4, 8};
+    return c;
+}
+
+/* Weights of order one, so that every head and channel matters. */
+static void randomise(struct evit_vit *m, uint64_t seed)
+{
+    struct evit_rng r;
+    int n;
+    evit_rng_seed(&r, seed);
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    for (int i = 0; i < n; i++) {
+        for (size_t j = 0; j < t[i].numel; j++) {
+            double z = evit_rng_normal(&r);
+            switch (t[i].kind) {
+            case EVIT_T_WEIGHT: t[i].data[j] = (float)(0.3 * z); break;
+            case EVIT_T_EMBED: t[i].data[j] = (float)(0.5 * z); break;
+            case EVIT_T_BIAS:
+            case EVIT_T_NORM_B: t[i].data[j] = (float)(0.2 * z); break;
+            case EVIT_T_NORM_W: t[i].data[j] = (float)(1.0 + 0.3 * z); break;
+            }
+        }
+    }
+    free(t);
+}
+
+static void make_model(struct evit_vit *m, uint64_t seed)
+{
+    struct evit_vit_config c = tiny_config();
+    evit_vit_alloc(m, &c);
+    randomise(m, seed);
+    m->mean[0] = 0.4f;
+    m->mean[1] = 0.5f;
+    m->std[0] = 0.3f;
+    m->std[1] = 0.25f;
+}
+
+static void copy_model(struct evit_vit *out, const struct evit_vit *in)
+{
+    evit_vit_alloc(out, &in->cfg);
+    memcpy(out->mem, in->mem, sizeof(float) * (size_t)evit_config_params(&in->cfg));
+    memcpy(out->mean, in->mean, sizeof in->mean);
+    memcpy(out->std, in->std, sizeof in->std);
+}
+
+#define NIMG 6
+
+static uint8_t *images(const struct evit_vit_config *c, int n, uint64_t seed)
+{
+    struct evit_rng r;
+    size_t sz = (size_t)n * c->img_size * c->img_size * c->channels;
+    uint8_t *x = malloc(sz);
+    evit_rng_seed(&r, seed);
+    for (size_t i = 0; i < sz; i++) x[i] = (uint8_t)evit_rng_below(&r, 256);
+    return x;
+}
+
+/* Logits (n, K) of m on x; caller frees. */
+static float *logits_of(const struct evit_vit *m, const uint8_t *x, int n)
+{
+    struct evit_vit_acts a;
+    evit_vit_acts_alloc(&a, &m->cfg, n, 0);
+    evit_vit_forward(m, &a, x, n);
+    float *z = malloc(sizeof(float) * (size_t)n * m->cfg.classes);
+    memcpy(z, a.logits, sizeof(float) * (size_t)n * m->cfg.classes);
+    evit_vit_acts_free(&a);
+    return z;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs((double)a[i] - (double)b[i]) > d) d = fabs((double)a[i] - (double)b[i]);
+    return d;
+}
+
+/* Zeroes everything head h of block l owns: its q, k and v rows and biases
+ * and its columns of proj. */
+static void zero_head(struct evit_vit *m, int l, int h)
+{
+    const struct evit_block_shape *b = &m->cfg.blocks[l];
+    struct evit_block_params *p = &m->p.blocks[l];
+    size_t D = (size_t)m->cfg.dim, d = (size_t)b->head_dim, I = (size_t)b->heads * d;
+    for (size_t part = 0; part < 3; part++) {
+        size_t r0 = part * I + (size_t)h * d;
+        memset(p->qkv_w + r0 * D, 0, sizeof(float) * d * D);
+        memset(p->qkv_b + r0, 0, sizeof(float) * d);
+    }
+    for (size_t row = 0; row < D; row++) memset(p->proj_w + row * I + (size_t)h * d, 0, sizeof(float) * d);
+}
+
+/* Zeroes channel c of block l: its fc1 row and bias and its fc2 column. */
+static void zero_channel(struct evit_vit *m, int l, int c)
+{
+    size_t D = (size_t)m->cfg.dim, M = (size_t)m->cfg.blocks[l].mlp;
+    struct evit_block_params *p = &m->p.blocks[l];
+    memset(p->fc1_w + (size_t)c * D, 0, sizeof(float) * D);
+    p->fc1_b[c] = 0.0f;
+    for (size_t row = 0; row < D; row++) p->fc2_w[row * M + (size_t)c] = 0.0f;
+}
+
+/* A config from JSON text, parsed strictly; REQUIREs success. */
+static int config_from(const char *json, struct evit_prune_config *c)
+{
+    cJSON *o = cJSON_Parse(json);
+    if (!o) return -1;
+    int rc = evit_prune_config_parse(o, "test.json", c);
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* Scores, plan and pruned model for config json on m. */
+static int prune_with(const char *json, const struct evit_vit *m, struct evit_prune_scores *s,
+                      struct evit_prune_plan *plan, struct evit_vit *out)
+{
+    struct evit_prune_config c;
+    if (config_from(json, &c) < 0) return -1;
+    if (evit_prune_config_check(&c, "test.json", &m->cfg, 0) < 0) return -1;
+    evit_prune_scores_alloc(s, &m->cfg);
+    evit_prune_magnitude(s, m, c.criterion);
+    evit_prune_select(plan, &c, &m->cfg, s);
+    evit_prune_apply(out, m, plan);
+    return 0;
+}
+
+static int argmin(const double *v, int n)
+{
+    int k = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] < v[k]) k = i;
+    return k;
+}
+
+static void pruning_nothing_copies_the_model_and_gives_bit_identical_logits(void)
+{
+    struct evit_vit m, p;
+    struct evit_prune_scores s;
+    struct evit_prune_plan plan;
+    make_model(&m, 1);
+    REQUIRE(prune_with("{\"heads_ratio\": 0, \"mlp_ratio\": 0}", &m, &s, &plan, &p) == 0);
+    CHECK(evit_config_params(&p.cfg) == evit_config_params(&m.cfg));
+    CHECK(memcmp(p.mem, m.mem, sizeof(float) * (size_t)evit_config_params(&m.cfg)) == 0);
+    CHECK(strcmp(p.cfg.name, "tiny-pruned") == 0);
+    uint8_t *x = images(&m.cfg, NIMG, 7);
+    float *a = logits_of(&m, x, NIMG), *b = logits_of(&p, x, NIMG);
+    CHECK(memcmp(a, b, sizeof(float) * NIMG * m.cfg.classes) == 0);
+    free(a);
+    free(b);
+    free(x);
+    evit_prune_plan_free(&plan);
+    evit_prune_scores_free(&s);
+    evit_vit_free(&p);
+    evit_vit_free(&m);
+}
+
+static void a_zeroed_head_ranks_last_and_removing_it_leaves_the_logits_unchanged(void)
+{
+    const char *cfgs[] = {"{\"criterion\": \"l1\", \"heads_ratio\": 0.2}",
+                          "{\"criterion\": \"l2\", \"heads_ratio\": 0.2}",
+                          "{\"criterion\": \"l2\", \"scope\": \"layer\", \"heads_ratio\": 0.34}"};
+    for (int k = 0; k < 3; k++) {
+        struct evit_vit m, p;
+        struct evit_prune_scores s;
+        struct evit_prune_plan plan;
+        make_model(&m, 2);
+        zero_head(&m, 0, 1);
+        REQUIRE(prune_with(cfgs[k], &m, &s, &plan, &p) == 0);
+        CHECK(s.head[0][1] == 0.0 && s.head[0][0] > 0.0 && s.head[1][0] > 0.0);
+        CHECK(argmin(s.head[0], 3) == 1);
+        REQUIRE(plan.heads[0] == 2);
+        CHECK(plan.head_idx[0][0] == 0 && plan.head_idx[0][1] == 2);
+        CHECK(plan.heads[1] == (k == 2 ? 1 : 2)); /* the layer scope takes one from block 1 too */
+        if (k < 2) {
+            uint8_t *x = images(&m.cfg, NIMG, 8);
+            float *a = logits_of(&m, x, NIMG), *b = logits_of(&p, x, NIMG);
+            CHECK(max_abs_diff(a, b, (size_t)NIMG * m.cfg.classes) <= 1e-5);
+            CHECK(evit_config_params(&p.cfg) < evit_config_params(&m.cfg));
+            free(a);
+            free(b);
+            free(x);
+        }
+        evit_prune_plan_free(&plan);
+        evit_prune_scores_free(&s);
+        evit_vit_free(&p);
+        evit_vit_free(&m);
+    }
+}
+
+static void a_zeroed_mlp_channel_ranks_last_and_removing_it_leaves_the_logits_unchanged(void)
+{
+    struct evit_vit m, p;
+    struct evit_prune_scores s;
+    struct evit_prune_plan plan;
+    make_model(&m, 3);
+    zero_channel(&m, 1, 5);
+    /* 28 channels in all: 4% is one */
+    REQUIRE(prune_with("{\"criterion\": \"l1\", \"mlp_ratio\": 0.04, \"mlp_multiple\": 1}", &m, &s, &plan, &p) == 0);
+    CHECK(s.mlp[1][5] == 0.0 && argmin(s.mlp[1], 8) == 5);
+    CHECK(plan.mlp[0] == 20 && plan.heads[0] == 3 && plan.heads[1] == 2);
+    REQUIRE(plan.mlp[1] == 7);
+    for (int j = 0; j < 7; j++) CHECK(plan.mlp_idx[1][j] == (j < 5 ? j : j + 1));
+    uint8_t *x = images(&m.cfg, NIMG, 9);
+    float *a = logits_of(&m, x, NIMG), *b = logits_of(&p, x, NIMG);
+    CHECK(max_abs_diff(a, b, (size_t)NIMG * m.cfg.classes) <= 1e-5);
+    free(a);
+    free(b);
+    free(x);
+    evit_prune_plan_free(&plan);
+    evit_prune_scores_free(&s);
+    evit_vit_free(&p);
+    evit_vit_free(&m);
+}
+
+/* The gather is checked against the maths, not against itself: removing
+ * live (non-zero) heads and channels must give exactly the logits of the
+ * full model with those heads and channels zeroed. */
+static void removing_live_heads_and_channels_equals_zeroing_them_in_the_full_model(void)
+{
+    struct evit_vit m, z, p;
+    struct evit_prune_scores s;
+    struct evit_prune_plan plan;
+    make_model(&m, 4);
+    REQUIRE(prune_with("{\"blocks\": {\"0\": {\"heads_keep\": 1, \"mlp_keep\": 11},"
+                       " \"1\": {\"heads_keep\": 1, \"mlp_keep\": 3}}}",
+                       &m, &s, &plan, &p) == 0);
+    copy_model(&z, &m);
+    for (int l = 0; l < 2; l++) {
+        int hk = 0, mk = 0;
+        for (int h = 0; h < m.cfg.blocks[l].heads; h++) {
+            if (hk < plan.heads[l] && plan.head_idx[l][hk] == h)
+                hk++;
+            else
+                zero_head(&z, l, h);
+        }
+        for (int c = 0; c < m.cfg.blocks[l].mlp; c++) {
+            if (mk < plan.mlp[l] && plan.mlp_idx[l][mk] == c)
+                mk++;
+            else
+                zero_channel(&z, l, c);
+        }
+        CHECK(hk == plan.heads[l] && mk == plan.mlp[l]);
+    }
+    uint8_t *x = images(&m.cfg, NIMG, 10);
+    float *a = logits_of(&z, x, NIMG), *b = logits_of(&p, x, NIMG), *c = logits_of(&m, x, NIMG);
+    CHECK(max_abs_diff(a, b, (size_t)NIMG * m.cfg.classes) <= 1e-5);
+    CHECK(max_abs_diff(c, b, (size_t)NIMG * m.cfg.classes) > 1e-3); /* something real was removed */
+    free(a);
+    free(b);
+    free(c);
+    free(x);
+    evit_prune_plan_free(&plan);
+    evit_prune_scores_free(&s);
+    evit_vit_free(&p);
+    evit_vit_free(&z);
+    evit_vit_free(&m);
+}
+
+/* Head 0 spreads 0.05 over all n of its weights (l1 0.05 n, l2 0.05 sqrt n);
+ * head 1 has a single weight of 1 (l1 = l2 = 1); head 2 has all weights 1.
+ * With n = 3*4*12 + 3*4 + 12*4 = 204: l1 ranks head 1 last, l2 head 0. */
+static void l1_and_l2_rank_a_spread_out_head_and_a_concentrated_head_oppositely(void)
+{
+    struct evit_vit_config c = tiny_config();
+    struct evit_vit m;
+    const float val[3] = {0.05f, 0.0f, 1.0f};
+    evit_vit_alloc(&m, &c);
+    struct evit_block_params *b = &m.p.blocks[0];
+    size_t D = 12, d = 4, I = 12;
+    for (int h = 0; h < 3; h++) {
+        for (size_t part = 0; part < 3; part++) {
+            size_t r0 = part * I + (size_t)h * d;
+            for (size_t i = 0; i < d * D; i++) b->qkv_w[r0 * D + i] = val[h];
+            for (size_t i = 0; i < d; i++) b->qkv_b[r0 + i] = val[h];
+        }
+        for (size_t row = 0; row < D; row++)
+            for (size_t i = 0; i < d; i++) b->proj_w[row * I + (size_t)h * d + i] = val[h];
+    }
+    b->proj_w[5 * I + 1 * d + 2] = 1.0f; /* head 1's only weight */
+    struct evit_prune_scores s1, s2;
+    evit_prune_scores_alloc(&s1, &c);
+    evit_prune_scores_alloc(&s2, &c);
+    evit_prune_magnitude(&s1, &m, EVIT_PRUNE_L1);
+    evit_prune_magnitude(&s2, &m, EVIT_PRUNE_L2);
+    CHECK_NEAR(s1.head[0][0], 0.05 * 204, 1e-4);
+    CHECK_NEAR(s1.head[0][1], 1.0, 1e-9);
+    CHECK_NEAR(s1.head[0][2], 204.0, 1e-9);
+    CHECK_NEAR(s2.head[0][0], 0.05 * sqrt(204.0), 1e-5);
+    CHECK_NEAR(s2.head[0][1], 1.0, 1e-9);
+    CHECK_NEAR(s2.head[0][2], sqrt(204.0), 1e-9);
+    struct evit_prune_config pc;
+    struct evit_prune_plan p1, p2;
+    REQUIRE(config_from("{\"scope\": \"layer\", \"heads_ratio\": 0.34}", &pc) == 0);
+    evit_prune_select(&p1, &pc, &c, &s1);
+    evit_prune_select(&p2, &pc, &c, &s2);
+    REQUIRE(p1.heads[0] == 2 && p2.heads[0] == 2);
+    CHECK(p1.head_idx[0][0] == 0 && p1.head_idx[0][1] == 2); /* l1 drops head 1 */
+    CHECK(p2.head_idx[0][0] == 1 && p2.head_idx[0][1] == 2); /* l2 drops head 0 */
+    evit_prune_plan_free(&p1);
+    evit_prune_plan_free(&p2);
+    evit_prune_scores_free(&s1);
+    evit_prune_scores_free(&s2);
+    evit_vit_free(&m);
+}
+
+/* Two blocks of 4 heads and 16 channels with hand-set scores. */
+static struct evit_vit_config two_blocks(void)
+{
+    struct evit_vit_config c = tiny_config();
+    c.blocks[0] = (struct evit_block_shape){4, 3, 16};
+    c.blocks[1] = (struct evit_block_shape){4, 3, 16};
+    return c;
+}
+
+static void fill_scores(struct evit_prune_scores *s)
+{
+    /* block 0 flat; block 1 has two weak heads and eight weak channels. The
+     * blocks' scales differ by 100: the mean normalisation removes that. */
+    const double h1[4] = {0.1, 0.1, 1.9, 1.9};
+    for (int i = 0; i < 4; i++) {
+        s->head[0][i] = 100.0;
+        s->head[1][i] = h1[i];
+    }
+    for (int i = 0; i < 16; i++) {
+        s->mlp[0][i] = 100.0 + i;
+        s->mlp[1][i] = i < 8 ? 0.1 : 1.9;
+    }
+}
+
+static void global_and_layer_scopes_remove_the_same_total_but_distribute_it_differently(void)
+{
+    struct evit_vit_config c = two_blocks();
+    struct evit_prune_scores s;
+    struct evit_prune_config g, l;
+    struct evit_prune_plan pg, pl;
+    evit_prune_scores_alloc(&s, &c);
+    fill_scores(&s);
+    REQUIRE(config_from("{\"scope\": \"global\", \"heads_ratio\": 0.25, \"mlp_ratio\": 0.25, \"mlp_multiple\": 4}", &g) == 0);
+    REQUIRE(config_from("{\"scope\": \"layer\", \"heads_ratio\": 0.25, \"mlp_ratio\": 0.25, \"mlp_multiple\": 4}", &l) == 0);
+    evit_prune_select(&pg, &g, &c, &s);
+    evit_prune_select(&pl, &l, &c, &s);
+    CHECK(pl.heads[0] == 3 && pl.heads[1] == 3);
+    CHECK(pg.heads[0] == 4 && pg.heads[1] == 2);
+    CHECK(pg.head_idx[1][0] == 2 && pg.head_idx[1][1] == 3);
+    CHECK(pl.mlp[0] == 12 && pl.mlp[1] == 12);
+    CHECK(pg.mlp[0] == 16 && pg.mlp[1] == 8);
+    for (int j = 0; j < 8; j++) CHECK(pg.mlp_idx[1][j] == 8 + j);
+    evit_prune_plan_free(&pg);
+    evit_prune_plan_free(&pl);
+    /* at 75% the global ranking would empty block 1; min_heads 2 stops it */
+    REQUIRE(config_from("{\"heads_ratio\": 0.75, \"min_heads\": 2}", &g) == 0);
+    evit_prune_select(&pg, &g, &c, &s);
+    CHECK(pg.heads[1] == 2 && pg.heads[0] == 2);
+    evit_prune_plan_free(&pg);
+    evit_prune_scores_free(&s);
+}
+
+static void mlp_multiple_rounds_kept_channels_and_min_heads_is_respected(void)
+{
+    CHECK(evit_prune_round_mlp(192, 256, 8) == 192);
+    CHECK(evit_prune_round_mlp(150, 256, 8) == 152);
+    CHECK(evit_prune_round_mlp(147, 256, 8) == 144);
+    CHECK(evit_prune_round_mlp(3, 256, 8) == 8);     /* never below the multiple */
+    CHECK(evit_prune_round_mlp(255, 252, 8) == 252); /* never above the width */
+    CHECK(evit_prune_round_mlp(5, 4, 8) == 4);
+    struct evit_vit_config c = tiny_config(); /* heads 3, 2; mlp 20, 8 */
+    struct evit_prune_scores s;
+    struct evit_prune_config pc;
+    struct evit_prune_plan p;
+    evit_prune_scores_alloc(&s, &c);
+    for (int i = 0; i < 20; i++) s.mlp[0][i] = i;
+    REQUIRE(config_from("{\"scope\": \"layer\", \"heads_ratio\": 0.9, \"mlp_ratio\": 0.5, \"min_heads\": 2}", &pc) == 0);
+    evit_prune_select(&p, &pc, &c, &s);
+    CHECK(p.heads[0] == 2 && p.heads[1] == 2);
+    CHECK(p.mlp[0] == 8 && p.mlp[1] == 8); /* 10 rounds to 8; 4 rises to 8 */
+    for (int j = 0; j < 8; j++) CHECK(p.mlp_idx[0][j] == 12 + j);
+    evit_prune_plan_free(&p);
+    /* a ratio of 0 keeps a width that is not a multiple (20 would round to 18) */
+    REQUIRE(config_from("{\"scope\": \"layer\", \"mlp_multiple\": 6}", &pc) == 0);
+    evit_prune_select(&p, &pc, &c, &s);
+    CHECK(p.mlp[0] == 20 && p.mlp[1] == 8 && p.heads[0] == 3 && p.heads[1] == 2);
+    evit_prune_plan_free(&p);
+    REQUIRE(config_from("{\"mlp_multiple\": 6}", &pc) == 0);
+    evit_prune_select(&p, &pc, &c, &s);
+    CHECK(p.mlp[0] == 20 && p.mlp[1] == 8);
+    evit_prune_plan_free(&p);
+    REQUIRE(config_from("{\"scope\": \"layer\", \"heads_ratio\": 0.9, \"min_heads\": 5}", &pc) == 0);
+    evit_prune_select(&p, &pc, &c, &s);
+    CHECK(p.heads[0] == 3 && p.heads[1] == 2); /* min_heads above the width keeps them all */
+    evit_prune_plan_free(&p);
+    REQUIRE(config_from("{\"scope\": \"layer\", \"heads_ratio\": 0.9}", &pc) == 0);
+    evit_prune_select(&p, &pc, &c, &s);
+    CHECK(p.heads[0] == 1 && p.heads[1] == 1); /* the default min_heads is 1 */
+    evit_prune_plan_free(&p);
+    evit_prune_scores_free(&s);
+}
+
+static void per_block_overrides_win_over_ratios_and_are_not_rounded(void)
+{
+    struct evit_vit_config c = two_blocks();
+    struct evit_prune_scores s;
+    struct evit_prune_config pc;
+    struct evit_prune_plan p;
+    evit_prune_scores_alloc(&s, &c);
+    fill_scores(&s);
+    REQUIRE(config_from("{\"scope\": \"layer\", \"heads_ratio\": 0.5, \"mlp_ratio\": 0.5,"
+                        " \"blocks\": {\"1\": {\"heads_keep\": 1, \"mlp_keep\": 5}}}", &pc) == 0);
+    evit_prune_select(&p, &pc, &c, &s);
+    CHECK(p.heads[0] == 2 && p.mlp[0] == 8);
+    CHECK(p.heads[1] == 1 && p.mlp[1] == 5);
+    CHECK(p.head_idx[1][0] == 2); /* the best head, lower index among equals */
+    evit_prune_plan_free(&p);
+    /* global: the overridden block leaves the ranking; the ratio applies to
+     * the others' heads (25% of block 0's 4 is one) */
+    REQUIRE(config_from("{\"heads_ratio\": 0.25, \"blocks\": {\"1\": {\"heads_keep\": 4}}}", &pc) == 0);
+    evit_prune_select(&p, &pc, &c, &s);
+    CHECK(p.heads[0] == 3 && p.heads[1] == 4);
+    CHECK(p.mlp[0] == 16 && p.mlp[1] == 16);
+    evit_prune_plan_free(&p);
+    evit_prune_scores_free(&s);
+}
+
+static void the_pruned_model_has_the_shapes_and_parameter_count_of_its_config(void)
+{
+    struct evit_vit m, p;
+    struct evit_prune_scores s;
+    struct evit_prune_plan plan;
+    make_model(&m, 5);
+    REQUIRE(prune_with("{\"heads_ratio\": 0.4, \"mlp_ratio\": 0.5, \"mlp_multiple\": 2,"
+                       " \"blocks\": {\"0\": {\"mlp_keep\": 7}}}", &m, &s, &plan, &p) == 0);
+    struct evit_vit_config want = m.cfg;
+    for (int l = 0; l < 2; l++) {
+        want.blocks[l].heads = plan.heads[l];
+        want.blocks[l].mlp = plan.mlp[l];
+    }
+    CHECK(p.cfg.blocks[0].mlp == 7);
+    CHECK(evit_config_params(&p.cfg) == evit_config_params(&want));
+    CHECK(evit_config_params(&p.cfg) < evit_config_params(&m.cfg));
+    CHECK(evit_config_mflops(&p.cfg) < evit_config_mflops(&m.cfg));
+    int n;
+    size_t total = 0;
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&p.cfg, &p.p, &n);
+    for (int i = 0; i < n; i++) {
+        total += t[i].numel;
+        int l = t[i].block;
+        if (l < 0) continue;
+        int64_t I = (int64_t)plan.heads[l] * 4, M = plan.mlp[l];
+        if (strstr(t[i].name, "attn.qkv.weight")) CHECK(t[i].shape[0] == 3 * I && t[i].shape[1] == 12);
+        if (strstr(t[i].name, "attn.qkv.bias")) CHECK(t[i].shape[0] == 3 * I);
+        if (strstr(t[i].name, "attn.proj.weight")) CHECK(t[i].shape[0] == 12 && t[i].shape[1] == I);
+        if (strstr(t[i].name, "mlp.fc1.weight")) CHECK(t[i].shape[0] == M && t[i].shape[1] == 12);
+        if (strstr(t[i].name, "mlp.fc1.bias")) CHECK(t[i].shape[0] == M);
+        if (strstr(t[i].name, "mlp.fc2.weight")) CHECK(t[i].shape[0] == 12 && t[i].shape[1] == M);
+    }
+    CHECK((long)total == evit_config_params(&want));
+    CHECK(evit_config_validate(&p.cfg, "pruned") == 0);
+    /* the report's per-block parameter counts add up to the difference */
+    cJSON *j = evit_prune_plan_to_json(&plan, &m, &p);
+    double saved = 0.0;
+    for (cJSON *b = j->child; b; b = b->next)
+        saved += cJSON_GetObjectItem(b, "params_before")->valuedouble -
+                 cJSON_GetObjectItem(b, "params_after")->valuedouble;
+    CHECK_NEAR(saved, (double)(evit_config_params(&m.cfg) - evit_config_params(&p.cfg)), 0.5);
+    cJSON_Delete(j);
+    free(t);
+    evit_prune_plan_free(&plan);
+    evit_prune_scores_free(&s);
+    evit_vit_free(&p);
+    evit_vit_free(&m);
+}
+
+/* Runs parse + check on json with stderr captured; the one error line must
+ * contain want. */
+static int refused_with(const char *json, int have_data, const char *want)
+{
+    struct evit_vit_config c = tiny_config();
+    struct evit_prune_config pc;
+    char path[300], line[512] = "";
+    snprintf(path, sizeof path, "%s/stderr.txt", test_tmpdir());
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *f = fopen(path, "w");
+    if (!f || saved < 0) return 0;
+    dup2(fileno(f), 2);
+    int rc = config_from(json, &pc);
+    if (rc == 0) rc = evit_prune_config_check(&pc, "test.json", &c, have_data);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fclose(f);
+    f = fopen(path, "r");
+    if (f) {
+        if (!fgets(line, sizeof line, f)) line[0] = '\0';
+        fclose(f);
+    }
+    int ok = rc < 0 && strncmp(line, "error: test.json: ", 18) == 0 && strstr(line, want) != NULL;
+    if (!ok) fprintf(stderr, "  config %s: rc %d, message '%s', wanted '%s'\n", json, rc, line, want);
+    return ok;
+}
+
+static void bad_configs_are_refused_naming_the_key_and_the_problem(void)
+{
+    CHECK(refused_with("{\"heads_ration\": 0.5}", 0, "heads_ration: unknown key"));
+    CHECK(refused_with("{\"heads_ratio\": 1.0}", 0, "heads_ratio: 1 would remove everything"));
+    CHECK(refused_with("{\"mlp_ratio\": 1}", 0, "mlp_ratio: 1 would remove everything"));
+    CHECK(refused_with("{\"mlp_ratio\": -0.1}", 0, "mlp_ratio: -0.1 is out of range"));
+    CHECK(refused_with("{\"heads_ratio\": \"0.5\"}", 0, "heads_ratio: must be a number"));
+    CHECK(refused_with("{\"criterion\": \"l3\"}", 0, "criterion: 'l3' is not one of l1, l2, taylor"));
+    CHECK(refused_with("{\"scope\": \"local\"}", 0, "scope: 'local' is not one of global, layer"));
+    CHECK(refused_with("{\"min_heads\": 0}", 0, "min_heads: 0 is out of range"));
+    CHECK(refused_with("{\"mlp_multiple\": 2.5}", 0, "mlp_multiple: must be an integer"));
+    CHECK(refused_with("{\"blocks\": [1]}", 0, "blocks: must be an object"));
+    CHECK(refused_with("{\"blocks\": {\"7\": {\"heads_keep\": 1}}}", 0, "blocks.7: the model has 2 blocks"));
+    CHECK(refused_with("{\"blocks\": {\"x\": {\"heads_keep\": 1}}}", 0, "blocks.x: not a block index"));
+    CHECK(refused_with("{\"blocks\": {\"01\": {\"heads_keep\": 1}}}", 0, "blocks.01: write the block index as 1"));
+    CHECK(refused_with("{\"blocks\": {\"0\": {}}}", 0, "blocks.0: give heads_keep, mlp_keep or both"));
+    CHECK(refused_with("{\"blocks\": {\"0\": {\"heads\": 2}}}", 0, "blocks.0.heads: unknown key"));
+    CHECK(refused_with("{\"blocks\": {\"0\": {\"heads_keep\": 0}}}", 0, "blocks.0.heads_keep: 0 is out of range"));
+    CHECK(refused_with("{\"blocks\": {\"0\": {\"heads_keep\": 4}}}", 0,
+                       "blocks.0.heads_keep: 4 is more than the 3 heads block 0 has"));
+    CHECK(refused_with("{\"blocks\": {\"1\": {\"mlp_keep\": 9}}}", 0,
+                       "blocks.1.mlp_keep: 9 is more than the 8 channels block 1 has"));
+    CHECK(refused_with("{\"criterion\": \"taylor\"}", 0, "criterion: taylor needs training images"));
+    struct evit_prune_config pc;
+    CHECK(config_from("{\"criterion\": \"taylor\", \"description\": \"ok\"}", &pc) == 0);
+    CHECK(evit_prune_config_check(&pc, "test.json", &(struct evit_vit_config){0}, 1) == 0);
+}
+
+static void taylor_importance_ranks_a_zeroed_head_and_channel_last(void)
+{
+    struct evit_vit m, p;
+    struct evit_dataset d;
+    struct evit_prune_scores s, s1;
+    struct evit_prune_config pc;
+    struct evit_prune_plan plan;
+    make_model(&m, 6);
+    zero_head(&m, 1, 0);
+    zero_channel(&m, 0, 13);
+    memset(&d, 0, sizeof d);
+    d.n = 100;
+    d.h = d.w = 8;
+    d.c = 2;
+    d.classes = 5;
+    d.images = images(&m.cfg, d.n, 11);
+    d.labels = malloc(sizeof(int32_t) * (size_t)d.n);
+    for (int i = 0; i < d.n; i++) d.labels[i] = i % 5;
+    evit_prune_scores_alloc(&s, &m.cfg);
+    evit_prune_scores_alloc(&s1, &m.cfg);
+    evit_prune_taylor(&s, &m, &d, 2, 0);
+    CHECK(s.head[1][0] == 0.0 && s.head[1][1] > 0.0);
+    CHECK(s.mlp[0][13] == 0.0 && argmin(s.mlp[0], 20) == 13);
+    for (int h = 0; h < 3; h++) CHECK(s.head[0][h] > 0.0);
+    /* more batches, other numbers: the gradient really is accumulated */
+    evit_prune_taylor(&s1, &m, &d, 1, 0);
+    CHECK(s1.head[0][0] != s.head[0][0]);
+    REQUIRE(config_from("{\"criterion\": \"taylor\", \"heads_ratio\": 0.2, \"mlp_ratio\": 0.04, \"mlp_multiple\": 1}", &pc) == 0);
+    evit_prune_select(&plan, &pc, &m.cfg, &s);
+    CHECK(plan.heads[0] == 3 && plan.heads[1] == 1 && plan.head_idx[1][0] == 1);
+    CHECK(plan.mlp[0] == 19 && plan.mlp[1] == 8);
+    evit_prune_apply(&p, &m, &plan);
+    uint8_t *x = images(&m.cfg, NIMG, 12);
+    float *a = logits_of(&m, x, NIMG), *b = logits_of(&p, x, NIMG);
+    CHECK(max_abs_diff(a, b, (size_t)NIMG * m.cfg.classes) <= 1e-5);
+    free(a);
+    free(b);
+    free(x);
+    evit_prune_plan_free(&plan);
+    evit_prune_scores_free(&s);
+    evit_prune_scores_free(&s1);
+    free(d.images);
+    free(d.labels);
+    evit_vit_free(&p);
+    evit_vit_free(&m);
+}
+
+int main(void)
+{
+    RUN(pruning_nothing_copies_the_model_and_gives_bit_identical_logits);
+    RUN(a_zeroed_head_ranks_last_and_removing_it_leaves_the_logits_unchanged);
+    RUN(a_zeroed_mlp_channel_ranks_last_and_removing_it_leaves_the_logits_unchanged);
+    RUN(removing_live_heads_and_channels_equals_zeroing_them_in_the_full_model);
+    RUN(l1_and_l2_rank_a_spread_out_head_and_a_concentrated_head_oppositely);
+    RUN(global_and_layer_scopes_remove_the_same_total_but_distribute_it_differently);
+    RUN(mlp_multiple_rounds_kept_channels_and_min_heads_is_respected);
+    RUN(per_block_overrides_win_over_ratios_and_are_not_rounded);
+    RUN(the_pruned_model_has_the_shapes_and_parameter_count_of_its_config);
+    RUN(bad_configs_are_refused_naming_the_key_and_the_problem);
+    RUN(taylor_importance_ranks_a_zeroed_head_and_channel_last);
+    return test_summary();
+}
