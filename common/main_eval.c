@@ -22,7 +22,8 @@ static const char *usage =
     "confusion matrix, throughput. Prints a summary and writes a JSON report.\n"
     "\n"
     "  MODEL                checkpoint (.h5), or a quantized model from\n"
-    "                       evit-quantize (run by the runtime's int8 kernels)\n"
+    "                       evit-quantize (run by the runtime's int8 kernels),\n"
+    "                       or a model file from evit-export (.evit)\n"
     "  DATA                 dataset (.h5, from evit-data import)\n"
     "  -r, --report F       report to write (JSON)\n"
     "  -l, --save-logits F  also save the logits (N, K) for distillation\n"
@@ -78,6 +79,38 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
     return EVIT_EXIT_OK;
 }
 
+/* 1 when path starts with the model file magic (evit-export's .evit). */
+static int is_model_file(const char *path)
+{
+    char b[8];
+    FILE *fp = fopen(path, "rb");
+    int yes = fp && fread(b, 1, 8, fp) == 8 && memcmp(b, "EVITMODL", 8) == 0;
+    if (fp) fclose(fp);
+    return yes;
+}
+
+/* Maps a .evit file; q->rt becomes its model (tensors in the mapping) and
+ * q->vit.cfg its config, so the quantized model's runner evaluates it. */
+static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *q)
+{
+    char err[EVRT_ERR_MAX];
+    if (evrt_open(f, path, err, sizeof err) != EVRT_OK) return evit_error("%s: %s", path, err);
+    const struct evrt_model *rt = evrt_file_model(*f);
+    struct evit_vit_config *c = &q->vit.cfg;
+    if (rt->depth > EVIT_MAX_DEPTH) return evit_error("%s: depth %d exceeds %d", path, rt->depth, EVIT_MAX_DEPTH);
+    q->rt = *rt;
+    snprintf(c->name, sizeof c->name, "%s", evrt_file_name(*f));
+    c->img_size = rt->img_size;
+    c->channels = rt->channels;
+    c->patch = rt->patch;
+    c->dim = rt->dim;
+    c->depth = rt->depth;
+    c->classes = rt->classes;
+    for (int l = 0; l < rt->depth; l++)
+        c->blocks[l] = (struct evit_block_shape){rt->blocks[l].heads, rt->blocks[l].head_dim, rt->blocks[l].mlp};
+    return EVIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct eval_args a = {.batch = 64};
@@ -96,8 +129,15 @@ int main(int argc, char **argv)
     if (pa != EVIT_EXIT_OK) return pa;
 
     /* a quantized model (evit-quantize) runs through the runtime, int8 kernels and all */
-    int quantized = evit_qmodel_is_quantized(a.model);
-    if (quantized ? evit_qmodel_load(a.model, &q, &meta) < 0 : evit_ckpt_load(a.model, &m, &meta) < 0)
+    evrt_file *file = NULL;
+    int is_file = is_model_file(a.model);
+    int quantized = is_file || evit_qmodel_is_quantized(a.model);
+    if (is_file) {
+        if (load_model_file(a.model, &file, &q) < 0) {
+            evrt_close(file);
+            return EVIT_EXIT_FAIL;
+        }
+    } else if (quantized ? evit_qmodel_load(a.model, &q, &meta) < 0 : evit_ckpt_load(a.model, &m, &meta) < 0)
         return EVIT_EXIT_FAIL;
     const struct evit_vit *mv = quantized ? &q.vit : &m;
     if (evit_dataset_load(a.data, &d) < 0) goto fail;
@@ -135,7 +175,8 @@ int main(int argc, char **argv)
 fail:
     if (run.acts) evit_vit_runner_free(&run);
     if (qrun.ctx) evit_qmodel_runner_free(&qrun);
-    if (quantized) evit_qmodel_free(&q);
+    if (quantized && !is_file) evit_qmodel_free(&q);
+    if (file) evrt_close(file);
     evit_eval_result_free(&r);
     evit_dataset_free(&d);
     evit_ckpt_meta_free(&meta);

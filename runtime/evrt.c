@@ -1,13 +1,48 @@
 /* evrt.c: see evrt.h. */
+#define _POSIX_C_SOURCE 200809L
 #include "evrt.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
+
+/* A persistent pool: threads - 1 workers plus the caller.  Each parallel
+ * region bumps a generation number; workers spin on it a while, then sleep
+ * on a condition variable.  Work is split by index ranges fixed by the
+ * thread count alone, and every output element is computed by the same
+ * code whichever thread owns it, so results do not depend on the count. */
+typedef void (*job_fn)(void *arg, int tid, int nt);
+
+struct pool {
+    int n; /* threads, caller included */
+    pthread_t *th;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    unsigned gen;   /* generation of the current job (atomic) */
+    int left;       /* workers still running it (atomic) */
+    int stop;
+    job_fn fn;
+    void *arg;
+};
+
+struct worker {
+    struct pool *p;
+    int tid;
+};
+
+#if defined(__GNUC__)
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define DEC(p) __atomic_sub_fetch((p), 1, __ATOMIC_ACQ_REL)
+#define SPINS 20000
+#else /* no atomics: everything under the mutex */
+#define SPINS 0
+#endif
 
 struct evrt_ctx {
     const struct evrt_model *m;
@@ -25,8 +60,15 @@ struct evrt_ctx {
     float *attv;    /* (B, T, Imax) */
     float *tmp;     /* (B, T, D) branch output */
     float *h;       /* (B, T, Mmax) */
-    float *scores;  /* (T) */
-    int8_t *xq;     /* (B, T, max in) quantized activations */
+    float *scores;  /* (threads, T * T + dmax * T) attention scratch */
+    void *xq;       /* quantized activations, any variant's layout */
+    int dmax;       /* largest head_dim */
+    const struct evrt_kernels *k;
+    int32_t *wsum;          /* per layer, sum_i wq[o, i] (layer offsets in wsum_off) */
+    size_t *wsum_off;       /* (layers) */
+    const int8_t **wsum_of; /* (layers) the wq each wsum was computed from */
+    struct pool pool;
+    struct worker *workers;
 };
 
 static int fail(char *err, size_t n, const char *fmt, ...)
@@ -164,17 +206,192 @@ int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
+/* ---------------------------------------------------------------- pool */
+
+static void run_job(struct pool *p, int tid)
+{
+    p->fn(p->arg, tid, p->n);
+#if SPINS
+    if (DEC(&p->left) == 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+#else
+    pthread_mutex_lock(&p->mu);
+    if (--p->left == 0) pthread_cond_signal(&p->done);
+    pthread_mutex_unlock(&p->mu);
+#endif
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct pool *p = w->p;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spin = 0;
+#if SPINS
+        while ((g = LOAD(&p->gen)) == seen && spin < SPINS) spin++;
+        if (g == seen) {
+            pthread_mutex_lock(&p->mu);
+            while ((g = LOAD(&p->gen)) == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+#else
+        (void)spin;
+        pthread_mutex_lock(&p->mu);
+        while ((g = p->gen) == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+#endif
+        if (g == seen) return NULL; /* stop */
+        seen = g;
+        run_job(p, w->tid);
+    }
+}
+
+/* fn(arg, tid, n) on every thread; returns when all are done. */
+static void parallel(evrt_ctx *c, job_fn fn, void *arg)
+{
+    struct pool *p = &c->pool;
+    if (p->n <= 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->arg = arg;
+#if SPINS
+    STORE(&p->left, p->n - 1);
+    pthread_mutex_lock(&p->mu);
+    STORE(&p->gen, p->gen + 1);
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    fn(arg, 0, p->n);
+    {
+        int spin = 0;
+        while (LOAD(&p->left) > 0 && spin < SPINS) spin++;
+        if (LOAD(&p->left) > 0) {
+            pthread_mutex_lock(&p->mu);
+            while (LOAD(&p->left) > 0) pthread_cond_wait(&p->done, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
+#else
+    pthread_mutex_lock(&p->mu);
+    p->left = p->n - 1;
+    p->gen++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+    fn(arg, 0, p->n);
+    pthread_mutex_lock(&p->mu);
+    while (p->left > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+#endif
+}
+
+static void pool_stop(evrt_ctx *c)
+{
+    struct pool *p = &c->pool;
+    int i;
+    if (p->n > 1) {
+        pthread_mutex_lock(&p->mu);
+        p->stop = 1;
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+        for (i = 1; i < p->n; i++) pthread_join(p->th[i], NULL);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->go);
+        pthread_cond_destroy(&p->done);
+    }
+    free(p->th);
+    free(c->workers);
+    p->th = NULL;
+    c->workers = NULL;
+    p->n = 1;
+}
+
+/* Items [*lo, *hi) of n for thread tid of nt, in contiguous runs that are
+ * multiples of align (but the last). */
+static void share(int n, int align, int tid, int nt, int *lo, int *hi)
+{
+    int blocks = (n + align - 1) / align;
+    int b0 = (int)((long)blocks * tid / nt), b1 = (int)((long)blocks * (tid + 1) / nt);
+    *lo = b0 * align < n ? b0 * align : n;
+    *hi = b1 * align < n ? b1 * align : n;
+}
+
+static size_t scratch_floats(const evrt_ctx *c) { return (size_t)c->T * c->T + (size_t)c->dmax * c->T; }
+
+int evrt_ctx_set_threads(evrt_ctx *c, int n)
+{
+    struct pool *p = &c->pool;
+    float *scores;
+    int i;
+    if (n < 1 || n > 256) return fail(c->err, sizeof c->err, "threads %d outside [1, 256]", n);
+    pool_stop(c);
+    scores = realloc(c->scores, sizeof(float) * scratch_floats(c) * (size_t)n);
+    if (!scores) return EVRT_ENOMEM;
+    c->scores = scores;
+    if (n == 1) return EVRT_OK;
+    p->th = calloc((size_t)n, sizeof *p->th);
+    c->workers = calloc((size_t)n, sizeof *c->workers);
+    if (!p->th || !c->workers) {
+        pool_stop(c);
+        return EVRT_ENOMEM;
+    }
+    p->stop = 0;
+    p->gen = 0;
+    p->left = 0;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    p->n = n;
+    for (i = 1; i < n; i++) {
+        c->workers[i].p = p;
+        c->workers[i].tid = i;
+        if (pthread_create(&p->th[i], NULL, worker_main, &c->workers[i])) {
+            p->n = i; /* join the ones started */
+            pool_stop(c);
+            return fail(c->err, sizeof c->err, "could not start thread %d", i);
+        }
+    }
+    return EVRT_OK;
+}
+
+int evrt_ctx_threads(const evrt_ctx *c) { return c->pool.n; }
+
+int evrt_ctx_set_kernels(evrt_ctx *c, const char *name)
+{
+    int isa = name ? evrt_isa_parse(name) : -1;
+    if (isa < 0 || !evrt_isa_available(isa))
+        return fail(c->err, sizeof c->err, "kernels '%s' unknown or not supported by this CPU",
+                    name ? name : "(null)");
+    c->k = evrt_kernels_get(isa);
+    return EVRT_OK;
+}
+
+const char *evrt_ctx_kernels(const evrt_ctx *c) { return c->k->name; }
+
+/* ---------------------------------------------------------------- context */
+
 int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
 {
     evrt_ctx *c = calloc(1, sizeof *c);
-    size_t B = (size_t)max_batch, T, D, I = 0, M = 0, in = 0;
-    int l, i;
+    size_t B = (size_t)max_batch, T, D, I = 0, M = 0, in = 0, outs = 0, qb;
+    int l, i, L;
+    const char *env;
     *out = c;
     if (!c) return EVRT_ENOMEM;
     c->m = m;
     c->max_batch = max_batch;
+    c->pool.n = 1;
+    c->k = evrt_kernels_get(EVRT_ISA_REF);
     if (max_batch < 1) return fail(c->err, sizeof c->err, "max_batch %d must be positive", max_batch);
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
+    c->k = evrt_kernels_get(evrt_isa_best());
+    env = getenv("EVRT_KERNELS");
+    if (env && *env && evrt_ctx_set_kernels(c, env)) return EVRT_EINVAL;
     c->T = evrt_model_tokens(m);
     c->N = c->T - 1;
     c->PI = m->channels * m->patch * m->patch;
@@ -183,8 +400,15 @@ int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
     for (l = 0; l < m->depth; l++) {
         I = (size_t)imax((int)I, m->blocks[l].heads * m->blocks[l].head_dim);
         M = (size_t)imax((int)M, m->blocks[l].mlp);
+        c->dmax = imax(c->dmax, m->blocks[l].head_dim);
     }
-    for (i = 0; i < evrt_layer_count(m); i++) in = (size_t)imax((int)in, evrt_model_layer(m, i)->in);
+    L = evrt_layer_count(m);
+    for (i = 0; i < L; i++) {
+        in = (size_t)imax((int)in, evrt_model_layer(m, i)->in);
+        outs += (size_t)evrt_model_layer(m, i)->out;
+    }
+    /* the largest layout: AVX2's int16 rows padded to 16 */
+    qb = B * T * ((in + 63) / 64 * 64) * 2;
     c->patches = malloc(sizeof(float) * B * c->N * c->PI);
     c->x = malloc(sizeof(float) * B * T * D);
     c->ln = malloc(sizeof(float) * B * T * D);
@@ -192,15 +416,23 @@ int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
     c->attv = malloc(sizeof(float) * B * T * I);
     c->tmp = malloc(sizeof(float) * B * T * D);
     c->h = malloc(sizeof(float) * B * T * M);
-    c->scores = malloc(sizeof(float) * T);
-    c->xq = malloc(B * T * in);
-    c->bytes = sizeof(float) * (B * c->N * c->PI + 3 * B * T * D + 4 * B * T * I + B * T * M + T) +
-               B * T * in;
+    c->scores = malloc(sizeof(float) * scratch_floats(c));
+    c->xq = malloc(qb);
+    c->wsum = malloc(sizeof(int32_t) * outs);
+    c->wsum_off = malloc(sizeof(size_t) * (size_t)L);
+    c->wsum_of = calloc((size_t)L, sizeof *c->wsum_of);
+    c->bytes = sizeof(float) * (B * c->N * c->PI + 3 * B * T * D + 4 * B * T * I + B * T * M +
+                                scratch_floats(c)) +
+               qb + sizeof(int32_t) * outs;
     if (!c->patches || !c->x || !c->ln || !c->qkv || !c->attv || !c->tmp || !c->h || !c->scores ||
-        !c->xq) {
+        !c->xq || !c->wsum || !c->wsum_off || !c->wsum_of) {
         evrt_ctx_destroy(c);
         *out = NULL;
         return EVRT_ENOMEM;
+    }
+    for (i = 0, outs = 0; i < L; i++) {
+        c->wsum_off[i] = outs;
+        outs += (size_t)evrt_model_layer(m, i)->out;
     }
     return EVRT_OK;
 }
@@ -208,6 +440,7 @@ int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
 void evrt_ctx_destroy(evrt_ctx *c)
 {
     if (!c) return;
+    pool_stop(c);
     free(c->patches);
     free(c->x);
     free(c->ln);
@@ -217,6 +450,9 @@ void evrt_ctx_destroy(evrt_ctx *c)
     free(c->h);
     free(c->scores);
     free(c->xq);
+    free(c->wsum);
+    free(c->wsum_off);
+    free((void *)c->wsum_of);
     free(c);
 }
 
@@ -230,19 +466,175 @@ void evrt_set_observer(evrt_ctx *c, evrt_observer_fn fn, void *user)
     c->user = user;
 }
 
+/* ---------------------------------------------------------------- layers */
+
+struct linear_job {
+    const struct evrt_kernels *k;
+    const struct evrt_linear *L;
+    float *y;
+    const float *x;
+    void *xq;
+    const int32_t *wsum;
+    int rows;
+};
+
+static void quant_job(void *arg, int tid, int nt)
+{
+    struct linear_job *j = arg;
+    int lo, hi;
+    share(j->rows, 1, tid, nt, &lo, &hi);
+    if (lo < hi)
+        j->k->quant((char *)j->xq + evrt_quant_bytes(j->k->isa, lo, j->L->in),
+                    j->x + (size_t)lo * j->L->in, hi - lo, j->L->in, j->L->in_scale, j->L->in_zero);
+}
+
+static void i8_job(void *arg, int tid, int nt)
+{
+    struct linear_job *j = arg;
+    const struct evrt_linear *L = j->L;
+    int lo, hi;
+    share(L->out, 16, tid, nt, &lo, &hi);
+    if (lo < hi)
+        j->k->i8(j->y, j->xq, L->in_zero, L->in_scale, L->wq, j->wsum, L->w_scale, L->bias, j->rows,
+                 L->in, L->out, lo, hi);
+}
+
+static void f32_job(void *arg, int tid, int nt)
+{
+    struct linear_job *j = arg;
+    const struct evrt_linear *L = j->L;
+    int lo, hi;
+    share(L->out, 16, tid, nt, &lo, &hi);
+    if (lo < hi)
+        j->k->f32(j->y, (size_t)L->out, j->x, (size_t)L->in, L->w, (size_t)L->in, L->bias, j->rows,
+                  L->in, lo, hi);
+}
+
 /* One linear layer on rows of x, through the observer. */
 static void linear(evrt_ctx *c, int layer, float *y, const float *x, int rows)
 {
     const struct evrt_linear *L = evrt_model_layer(c->m, layer);
+    struct linear_job j;
+    /* below this many multiply-adds a parallel region costs more than it saves */
+    int serial = (double)rows * L->in * L->out < 65536.0;
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_INPUT, x, rows, L->in);
+    j.k = c->k;
+    j.L = L;
+    j.y = y;
+    j.x = x;
+    j.xq = c->xq;
+    j.rows = rows;
+    j.wsum = NULL;
     if (L->dtype == EVRT_I8) {
-        evrt_quantize_act_ref(c->xq, x, (size_t)rows * L->in, L->in_scale, L->in_zero);
-        evrt_linear_i8_ref(y, c->xq, L->in_zero, L->in_scale, L->wq, L->w_scale, L->bias, rows,
-                           L->in, L->out);
+        if (c->k->needs_wsum) {
+            int32_t *ws = c->wsum + c->wsum_off[layer];
+            /* once per weight tensor (the pointer may change between calls) */
+            if (c->wsum_of[layer] != L->wq) {
+                evrt_wsum(ws, L->wq, L->out, L->in);
+                c->wsum_of[layer] = L->wq;
+            }
+            j.wsum = ws;
+        }
+        if (serial) {
+            quant_job(&j, 0, 1);
+            i8_job(&j, 0, 1);
+        } else {
+            parallel(c, quant_job, &j);
+            parallel(c, i8_job, &j);
+        }
+    } else if (serial) {
+        f32_job(&j, 0, 1);
     } else {
-        evrt_linear_f32_ref(y, x, L->w, L->bias, rows, L->in, L->out);
+        parallel(c, f32_job, &j);
     }
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_OUTPUT, y, rows, L->out);
+}
+
+/* Attention for one (image, head) with the variant's float kernel:
+ * S = q k^T * scale (nq, T), softmax rows, out = S v through v^T. */
+struct att_job {
+    evrt_ctx *c;
+    float *out;
+    const float *qkv;
+    int B, nq, H, d;
+};
+
+static void att_job_run(void *arg, int tid, int nt)
+{
+    struct att_job *j = arg;
+    evrt_ctx *c = j->c;
+    int T = c->T, I = j->H * j->d, d = j->d, lo, hi, p, t, i, u;
+    float *S = c->scores + scratch_floats(c) * (size_t)tid, *vt = S + (size_t)T * T;
+    float scale = 1.0f / sqrtf((float)d);
+    share(j->B * j->H, 1, tid, nt, &lo, &hi);
+    for (p = lo; p < hi; p++) {
+        int b = p / j->H, h = p % j->H;
+        const float *base = j->qkv + (size_t)b * T * 3 * I;
+        float *o = j->out + (size_t)b * j->nq * I + h * d;
+        for (u = 0; u < T; u++)
+            for (i = 0; i < d; i++) vt[(size_t)i * T + u] = base[(size_t)u * 3 * I + 2 * I + h * d + i];
+        c->k->f32(S, (size_t)T, base + h * d, (size_t)3 * I, base + I + h * d, (size_t)3 * I, NULL,
+                  j->nq, d, 0, T);
+        for (t = 0; t < j->nq; t++) {
+            float *s = S + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
+            for (u = 0; u < T; u++) {
+                s[u] *= scale;
+                mx = s[u] > mx ? s[u] : mx;
+            }
+            for (u = 0; u < T; u++) s[u] -= mx;
+            evrt_exp_fast(s, (size_t)T);
+            for (u = 0; u < T; u++) sum += s[u];
+            for (u = 0; u < T; u++) s[u] /= sum;
+        }
+        c->k->f32(o, (size_t)I, S, (size_t)T, vt, (size_t)T, NULL, j->nq, T, 0, d);
+    }
+}
+
+static void attention(evrt_ctx *c, float *out, const float *qkv, int B, int nq, int H, int d)
+{
+    struct att_job j;
+    if (c->k->isa == EVRT_ISA_REF) {
+        evrt_attention_ref(out, c->scores, qkv, B, c->T, nq, H, d);
+        return;
+    }
+    j.c = c;
+    j.out = out;
+    j.qkv = qkv;
+    j.B = B;
+    j.nq = nq;
+    j.H = H;
+    j.d = d;
+    if (B * H > 1 && (double)nq * c->T * d * H > 16384.0)
+        parallel(c, att_job_run, &j);
+    else
+        att_job_run(&j, 0, 1);
+}
+
+struct gelu_job {
+    float *x;
+    size_t n;
+};
+
+static void gelu_job_run(void *arg, int tid, int nt)
+{
+    struct gelu_job *j = arg;
+    size_t lo = j->n * (size_t)tid / (size_t)nt, hi = j->n * (size_t)(tid + 1) / (size_t)nt;
+    evrt_gelu_fast(j->x + lo, hi - lo);
+}
+
+static void gelu(evrt_ctx *c, float *x, size_t n)
+{
+    struct gelu_job j;
+    if (c->k->isa == EVRT_ISA_REF) {
+        evrt_gelu_ref(x, n);
+        return;
+    }
+    j.x = x;
+    j.n = n;
+    if (n >= 8192)
+        parallel(c, gelu_job_run, &j);
+    else
+        gelu_job_run(&j, 0, 1);
 }
 
 /* Block l on the residual stream c->x (B, T, D).  In the last block only the
@@ -255,14 +647,14 @@ static void block(evrt_ctx *c, int l, int B, int last)
     int rows = B * nq;
     evrt_layernorm_ref(c->ln, c->x, b->ln1_w, b->ln1_b, B * T, D);
     linear(c, 1 + 4 * l, c->qkv, c->ln, B * T);
-    evrt_attention_ref(c->attv, c->scores, c->qkv, B, T, nq, b->heads, b->head_dim);
+    attention(c, c->attv, c->qkv, B, nq, b->heads, b->head_dim);
     if (last)
         for (k = 1; k < B; k++) memmove(c->x + (size_t)k * D, c->x + (size_t)k * T * D, sizeof(float) * D);
     linear(c, 2 + 4 * l, c->tmp, c->attv, rows);
     evrt_add_ref(c->x, c->tmp, (size_t)rows * D);
     evrt_layernorm_ref(c->ln, c->x, b->ln2_w, b->ln2_b, rows, D);
     linear(c, 3 + 4 * l, c->h, c->ln, rows);
-    evrt_gelu_ref(c->h, (size_t)rows * b->mlp);
+    gelu(c, c->h, (size_t)rows * b->mlp);
     linear(c, 4 + 4 * l, c->tmp, c->h, rows);
     evrt_add_ref(c->x, c->tmp, (size_t)rows * D);
 }

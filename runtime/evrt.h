@@ -32,8 +32,7 @@
  *   acc   = sum_i (xq[i] - in_zero) * wq[o, i]                 (int32, exact)
  *   y[o]  = (float)acc * (in_scale * w_scale[o]) + bias[o]
  *           two float roundings: the product, then the sum (never a fused
- *           multiply-add; libevrt is built with -std=c99, which keeps GCC
- *           from contracting)
+ *           multiply-add; libevrt is built with -std=c99 -ffp-contract=off)
  *
  * Symmetric activations have in_zero 0; asymmetric ones a zero point in
  * [-128, 127].  LayerNorm, softmax, GELU and the residual adds stay float32.
@@ -43,7 +42,10 @@
  * Errors: functions return EVRT_OK or a negative EVRT_E* code; the message
  * of the last error on a context is evrt_ctx_error().  The library never
  * prints and has no global state: contexts are independent, so threads may
- * each run their own. */
+ * each run their own.
+ *
+ * Model files (.evit), which evrt_open maps and runs in place: see "Model
+ * files" at the end of this header. */
 #ifndef EVRT_H
 #define EVRT_H
 
@@ -131,7 +133,9 @@ typedef void (*evrt_observer_fn)(void *user, int layer, int phase, const float *
 /* Checks the model and allocates working memory for up to max_batch images.
  * The model struct, its block array and every tensor must outlive the
  * context; the caller may change dtypes, scales and tensor pointers between
- * calls (evrt_infer checks them again) but not shapes.  Sqlite-style: on a
+ * calls (evrt_infer checks them again) but not shapes, nor the contents of
+ * int8 weights in place (per-channel weight sums are cached per wq
+ * pointer).  Sqlite-style: on a
  * bad model *ctx is still a context whose evrt_ctx_error() says what is
  * wrong (destroy it); only EVRT_ENOMEM leaves *ctx NULL. */
 int evrt_ctx_create(evrt_ctx **ctx, const struct evrt_model *m, int max_batch);
@@ -140,6 +144,24 @@ const char *evrt_ctx_error(const evrt_ctx *ctx);
 int evrt_ctx_max_batch(const evrt_ctx *ctx);
 /* Bytes of working memory the context holds. */
 size_t evrt_ctx_bytes(const evrt_ctx *ctx);
+
+/* Threads for evrt_infer, the caller's included (default 1): a persistent
+ * pool started here, outside inference.  Work is split over output
+ * channels, rows and heads so that logits are bit-identical for any count.
+ * Returns EVRT_OK, EVRT_EINVAL (n outside [1, 256]) or EVRT_ENOMEM. */
+int evrt_ctx_set_threads(evrt_ctx *ctx, int n);
+int evrt_ctx_threads(const evrt_ctx *ctx);
+
+/* Kernel variant: "ref" (the plain C kernels: the exact pre-SIMD float
+ * path), "avx2", "avx512vnni", "neon", "dotprod" or "best" (the default:
+ * the fastest the CPU runs, checked at run time; environment variable
+ * EVRT_KERNELS overrides it at create).  Every variant gives INT8 linear
+ * outputs bit-identical to the _ref kernels; the others also use a
+ * rational erf in GELU and a polynomial exp in softmax (relative errors
+ * below 1e-6) and fused multiply-adds in float32 matmuls.  EVRT_EINVAL when
+ * the name is unknown or the CPU lacks it. */
+int evrt_ctx_set_kernels(evrt_ctx *ctx, const char *name);
+const char *evrt_ctx_kernels(const evrt_ctx *ctx);
 
 /* fn NULL removes the observer. */
 void evrt_set_observer(evrt_ctx *ctx, evrt_observer_fn fn, void *user);
@@ -174,5 +196,99 @@ void evrt_linear_i8_ref(float *y /* (N, O) */, const int8_t *xq /* (N, I) */, in
  * 1 and zeros (no division by zero). */
 void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
                                const float *w /* (O, I) */, int O, int I);
+
+/* ==== Model files (.evit) ============ file.c, file.h; docs/FORMAT.md ====
+ *
+ * One flat file that evrt_open maps read-only and runs in place: every
+ * tensor lies at a 64-byte aligned offset, so struct evrt_model points into
+ * the mapping (llama2.c style).  Little-endian throughout; offsets from the
+ * start of the file; u32/i32/f32/u64 are 4/4/4/8 bytes.
+ *
+ *   offset  size  field
+ *   0       8     magic "EVITMODL"
+ *   8       4     u32 format version (1)
+ *   12      4     u32 endianness marker 0x01020304 (bytes 04 03 02 01)
+ *   16      4     u32 header_bytes H: bytes [0, H) are the header; a
+ *                 multiple of 64
+ *   20      4     u32 CRC-32 (IEEE, as zlib) of bytes [0, H), this field
+ *                 counted as 0
+ *   24      8     u64 file_bytes: the file's exact size
+ *   32      4     u32 n_tensors, the entries of the tensor table
+ *   36      4     u32 string_bytes S, the string area's size
+ *   40      4     u32 n_class_names: 0 or classes
+ *   44      4     u32 source kind (lineage): 0 unknown, 1 float checkpoint,
+ *                 2 quantized model
+ *   48      8     u64 FNV-1a 64 of the source model file's bytes (lineage)
+ *   56      8     u64 FNV-1a 64 of the quantize config JSON, 0 if unknown
+ *   64      24    i32 img_size, channels (1..4), patch, dim, depth, classes
+ *   88      16    f32 mean[4] \ per channel on pixel/255, unused channels 0;
+ *   104     16    f32 std[4]  / std > 0
+ *   120     8     zero
+ *   128     16*depth       blocks: u32 heads, head_dim, mlp, 0
+ *   then    16*(2+4depth)  linear layers in evrt_model_layer order:
+ *                 u32 dtype (enum evrt_dtype), f32 in_scale, i32 in_zero, 0
+ *   then    96*n_tensors   tensor table:
+ *                 +0 char name[48], NUL-terminated, zero-padded
+ *                 +48 u32 dtype (0 float32, 1 int8, 2 int32)
+ *                 +52 u32 ndim (1..4)  +56 u32 shape[4] (unused dims 0)
+ *                 +72 u64 offset (multiple of 64, >= H)
+ *                 +80 u64 bytes (= product of shape * element size)
+ *                 +88 u32 CRC-32 of the tensor's bytes  +92 u32 0
+ *   then    S     strings: the model name, then n_class_names class names,
+ *                 each NUL-terminated (exactly 1 + n_class_names NULs)
+ *   then    zeros up to H
+ *   H...          tensors, in table order, ascending and not overlapping,
+ *                 zero padding between them; file_bytes ends the last one
+ *
+ * Tensor names and shapes (D dim, T tokens, layer X one of patch_embed.proj,
+ * blocks.L.attn.qkv, blocks.L.attn.proj, blocks.L.mlp.fc1, blocks.L.mlp.fc2,
+ * head, with (out, in) from the config):
+ *   cls_token (D), pos_embed (T, D), blocks.L.norm1.weight / .bias (D),
+ *   blocks.L.norm2.weight / .bias (D), norm.weight / norm.bias (D);
+ *   X.weight float32 (out, in) for a float32 layer, X.weight_int8 int8
+ *   (out, in) and X.weight_scale float32 (out) for an int8 layer; X.bias
+ *   float32 (out), optional.  No other tensor, none twice.  float32
+ *   tensors must be finite.
+ *
+ * The loader checks all of it before use and never reads outside the
+ * buffer: a bad file is an error code and a message, never a crash. */
+
+#define EVRT_EIO (-3)     /* the file cannot be opened or read */
+#define EVRT_EFORMAT (-4) /* not a valid model file */
+#define EVRT_ECRC (-5)    /* a checksum does not match: damaged file */
+
+enum evrt_source { EVRT_SOURCE_UNKNOWN = 0, EVRT_SOURCE_FLOAT = 1, EVRT_SOURCE_QUANTIZED = 2 };
+
+struct evrt_lineage {
+    uint32_t source_kind; /* enum evrt_source */
+    uint64_t source_fnv;  /* FNV-1a 64 of the source model file */
+    uint64_t config_fnv;  /* FNV-1a 64 of the quantize config, 0 if unknown */
+};
+
+typedef struct evrt_file evrt_file;
+
+/* Maps path read-only (reads it into memory where mmap is unavailable or
+ * fails) and checks it.  On failure *f is NULL, err holds a message (err_n
+ * bytes, may be 0) and the code is EVRT_EIO, EVRT_EFORMAT, EVRT_ECRC or
+ * EVRT_ENOMEM. */
+int evrt_open(evrt_file **f, const char *path, char *err, size_t err_n);
+/* The same on len bytes at buf, which must outlive the handle when it is
+ * 64-byte aligned (used in place); otherwise it is copied once. */
+int evrt_open_memory(evrt_file **f, const void *buf, size_t len, char *err, size_t err_n);
+void evrt_close(evrt_file *f);
+
+/* The model, ready for evrt_ctx_create; valid until evrt_close. */
+const struct evrt_model *evrt_file_model(const evrt_file *f);
+const char *evrt_file_name(const evrt_file *f);
+/* Class k's name, or NULL when the file has none. */
+const char *evrt_file_class_name(const evrt_file *f, int k);
+const struct evrt_lineage *evrt_file_lineage(const evrt_file *f);
+/* Bytes mapped or held for the file. */
+size_t evrt_file_bytes(const evrt_file *f);
+
+/* CRC-32 (IEEE 802.3, reflected 0xEDB88320, as zlib's crc32): pass 0 first,
+ * then the previous value to continue. */
+uint32_t evrt_crc32(uint32_t crc, const void *data, size_t n);
+/* ==== end of model files ==== */
 
 #endif

@@ -173,3 +173,155 @@ void evrt_add_ref(float *x, const float *y, size_t n)
     size_t i;
     for (i = 0; i < n; i++) x[i] += y[i];
 }
+
+/* ---------------------------------------------------------------- variants */
+
+void evrt_quant_ref(void *dst, const float *x, int N, int I, float scale, int32_t zero)
+{
+    evrt_quantize_act_ref(dst, x, (size_t)N * I, scale, zero);
+}
+
+void evrt_i8_cols_ref(float *y, const void *xp, int32_t x_zero, float x_scale, const int8_t *wq,
+                      const int32_t *wsum, const float *w_scale, const float *b, int N, int I,
+                      int O, int o0, int o1)
+{
+    const int8_t *xq = xp;
+    int n;
+    (void)wsum;
+    for (n = 0; n < N; n++)
+        evrt_linear_i8_ref(y + (size_t)n * O + o0, xq + (size_t)n * I, x_zero, x_scale,
+                           wq + (size_t)o0 * I, w_scale + o0, b ? b + o0 : NULL, 1, I, o1 - o0);
+}
+
+void evrt_f32_cols_ref(float *y, size_t ldy, const float *x, size_t ldx, const float *w,
+                       size_t ldw, const float *b, int N, int I, int o0, int o1)
+{
+    int n, o;
+    for (n = 0; n < N; n++)
+        for (o = o0; o < o1; o++)
+            y[n * ldy + o] = dot_f32(x + n * ldx, w + o * ldw, I) + (b ? b[o] : 0.0f);
+}
+
+void evrt_wsum(int32_t *wsum, const int8_t *wq, int O, int I)
+{
+    int o, i;
+    for (o = 0; o < O; o++) {
+        int32_t s = 0;
+        for (i = 0; i < I; i++) s += wq[(size_t)o * I + i];
+        wsum[o] = s;
+    }
+}
+
+static const struct evrt_kernels ref_kernels = {EVRT_ISA_REF, "ref", evrt_quant_ref,
+                                                evrt_i8_cols_ref, evrt_f32_cols_ref, 0};
+
+static const char *const isa_names[EVRT_ISA_COUNT] = {"ref", "avx2", "avx512vnni", "neon",
+                                                      "dotprod"};
+
+const struct evrt_kernels *evrt_kernels_get(int isa)
+{
+    const struct evrt_kernels *k = NULL;
+    if (isa == EVRT_ISA_REF) return &ref_kernels;
+    if (isa == EVRT_ISA_AVX2 || isa == EVRT_ISA_AVX512VNNI) k = evrt_kernels_x86(isa);
+    if (isa == EVRT_ISA_NEON || isa == EVRT_ISA_DOTPROD) k = evrt_kernels_arm(isa);
+    return k;
+}
+
+int evrt_isa_available(int isa) { return isa >= 0 && isa < EVRT_ISA_COUNT && evrt_kernels_get(isa); }
+
+int evrt_isa_best(void)
+{
+    static const int order[] = {EVRT_ISA_AVX512VNNI, EVRT_ISA_AVX2, EVRT_ISA_DOTPROD, EVRT_ISA_NEON};
+    size_t i;
+    for (i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (evrt_isa_available(order[i])) return order[i];
+    return EVRT_ISA_REF;
+}
+
+int evrt_isa_parse(const char *name)
+{
+    int i;
+    if (!strcmp(name, "best")) return evrt_isa_best();
+    for (i = 0; i < EVRT_ISA_COUNT; i++)
+        if (!strcmp(name, isa_names[i])) return i;
+    return -1;
+}
+
+size_t evrt_quant_bytes(int isa, int N, int I)
+{
+    size_t n = (size_t)N;
+    if (isa == EVRT_ISA_AVX2) return n * (size_t)((I + 15) / 16 * 16) * 2;
+    if (isa == EVRT_ISA_AVX512VNNI) return n * (size_t)((I + 63) / 64 * 64);
+    return n * (size_t)I;
+}
+
+/* ---------------------------------------------------------------- fast float */
+
+/* Element-wise loops: on x86-64 GCC clones them for AVX-512 and AVX2 and
+ * vectorises them (its -O2 cost model would not).  Without -ffast-math and
+ * with -ffp-contract=off the vector code rounds exactly like the scalar
+ * code, so every clone and every target gives the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define ELEMENTWISE \
+    __attribute__((target_clones("avx512f", "avx2", "default"), optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#elif defined(__GNUC__) && !defined(__clang__)
+#define ELEMENTWISE __attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic")))
+#else
+#define ELEMENTWISE
+#endif
+
+/* erf(x) = x P(x^2) / Q(x^2) on [-4, 4] (outside, erf is +-1 to float
+ * precision): the rational approximation of Eigen and XLA. */
+static inline float erf_fast(float a)
+{
+    float x = a < -4.0f ? -4.0f : a > 4.0f ? 4.0f : a;
+    float x2 = x * x;
+    float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
+    float q;
+    p = x2 * p + -2.10102402082508e-06f;
+    p = x2 * p + -5.69250639462346e-05f;
+    p = x2 * p + -7.34990630326855e-04f;
+    p = x2 * p + -2.95459980854025e-03f;
+    p = x2 * p + -1.60960333262415e-02f;
+    p = x * p;
+    q = x2 * -1.45660718464996e-05f + -2.13374055278905e-04f;
+    q = x2 * q + -1.68282697438203e-03f;
+    q = x2 * q + -7.37332916720468e-03f;
+    q = x2 * q + -1.42647390514189e-02f;
+    return p / q;
+}
+
+ELEMENTWISE void evrt_gelu_fast(float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erf_fast(x[i] * 0.70710678118654752f));
+}
+
+ELEMENTWISE void evrt_exp_fast(float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        /* written so that NaN takes the -87.3 branch: converting a NaN k
+         * to an integer below would be undefined (a corrupt model can
+         * produce NaN activations; the result must be garbage, not a crash) */
+        float v = x[i] >= -87.3f ? (x[i] <= 0.0f ? x[i] : 0.0f) : -87.3f;
+        /* k = round(v / ln 2) by the 1.5 * 2^23 trick (|v / ln 2| < 2^22) */
+        float k = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+        float f = v - k * 0.693359375f;
+        float p, e;
+        union {
+            float f;
+            uint32_t u;
+        } s;
+        f = f - k * -2.12194440e-4f;
+        p = 1.9875691500e-4f;
+        p = p * f + 1.3981999507e-3f;
+        p = p * f + 8.3334519073e-3f;
+        p = p * f + 4.1665795894e-2f;
+        p = p * f + 1.6666665459e-1f;
+        p = p * f + 5.0000001201e-1f;
+        e = p * (f * f) + f + 1.0f;
+        s.u = (uint32_t)((int32_t)k + 127) << 23;
+        x[i] = e * s.f;
+    }
+}

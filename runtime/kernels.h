@@ -1,6 +1,16 @@
-/* kernels.h: the float kernels of libevrt's forward pass (internal; the
- * integer-path kernels, which are part of the specification, are declared in
- * evrt.h).  Plain loops; a later issue adds NEON twins. */
+/* kernels.h: the kernels of libevrt's forward pass (internal; the
+ * integer-path reference kernels, which are part of the specification, are
+ * declared in evrt.h).
+ *
+ * Every kernel has a plain _ref twin.  The linear layers also come in
+ * instruction-set variants chosen at run time (struct evrt_kernels): the
+ * INT8 ones reproduce the _ref bit for bit (int32 sums are exact in any
+ * order; the float rescale is the same C expression, built with
+ * -ffp-contract=off), the float32 ones differ from the _ref by rounding
+ * only (fused multiply-adds, another summation order) and are tested with a
+ * tolerance.  Every variant computes each output element with the same
+ * sequence of operations whatever the tile it falls in, so results do not
+ * depend on how the output channels are split between threads. */
 #ifndef EVRT_KERNELS_H
 #define EVRT_KERNELS_H
 
@@ -30,5 +40,76 @@ void evrt_attention_ref(float *out /* (B, nq, H*d) */, float *scores /* (T) */,
 
 /* x += y */
 void evrt_add_ref(float *x /* (n) */, const float *y /* (n) */, size_t n);
+
+/* ---- instruction-set variants ---- */
+
+enum evrt_isa {
+    EVRT_ISA_REF = 0,     /* the plain C kernels */
+    EVRT_ISA_AVX2,        /* x86-64 AVX2 + FMA: int8 via vpmaddwd on int16 */
+    EVRT_ISA_AVX512VNNI,  /* x86-64 AVX-512 F/BW/VNNI: vpdpbusd, u8 x s8 */
+    EVRT_ISA_NEON,        /* AArch64 ARMv8.0: smull/smlal + sadalp */
+    EVRT_ISA_DOTPROD,     /* AArch64 ARMv8.2 sdot */
+    EVRT_ISA_COUNT
+};
+
+/* Quantizes x (N, I) exactly as evrt_quantize_act_ref and stores it in the
+ * variant's layout (the ref's: int8 xq rows of I; AVX2: int16 xq - zero,
+ * rows of ld; VNNI: uint8 xq + 128, rows of ld, padding zero). */
+typedef void (*evrt_quant_fn)(void *dst, const float *x, int N, int I, float scale,
+                              int32_t zero);
+/* Columns [o0, o1) of y (N, O) = the int8 linear of evrt_linear_i8_ref on
+ * the quantized rows xp from the variant's evrt_quant_fn; wsum (O) holds
+ * sum_i wq[o, i] (variants that work on xq + 128 or xq need it). */
+typedef void (*evrt_i8_fn)(float *y, const void *xp, int32_t x_zero, float x_scale,
+                           const int8_t *wq, const int32_t *wsum, const float *w_scale,
+                           const float *b, int N, int I, int O, int o0, int o1);
+/* Columns [o0, o1) of y = x w^T + b with row strides (ldy, ldx, ldw). */
+typedef void (*evrt_f32_fn)(float *y, size_t ldy, const float *x, size_t ldx, const float *w,
+                            size_t ldw, const float *b, int N, int I, int o0, int o1);
+
+struct evrt_kernels {
+    int isa;              /* enum evrt_isa */
+    const char *name;     /* "ref", "avx2", "avx512vnni", "neon", "dotprod" */
+    evrt_quant_fn quant;
+    evrt_i8_fn i8;
+    evrt_f32_fn f32;
+    int needs_wsum;       /* 1 when i8 reads wsum */
+};
+
+/* Bytes of quantized activations for N rows of I in the variant's layout. */
+size_t evrt_quant_bytes(int isa, int N, int I);
+/* 1 when the variant is compiled in and the CPU runs it. */
+int evrt_isa_available(int isa);
+/* The fastest available variant. */
+int evrt_isa_best(void);
+/* The variant called name ("best" is evrt_isa_best()), or -1. */
+int evrt_isa_parse(const char *name);
+/* The table of an available variant. */
+const struct evrt_kernels *evrt_kernels_get(int isa);
+
+/* sum_i wq[o, i] for each o. */
+void evrt_wsum(int32_t *wsum /* (O) */, const int8_t *wq /* (O, I) */, int O, int I);
+
+/* Reference variant entries (the _ref kernels on a column range). */
+void evrt_quant_ref(void *dst, const float *x, int N, int I, float scale, int32_t zero);
+void evrt_i8_cols_ref(float *y, const void *xp, int32_t x_zero, float x_scale, const int8_t *wq,
+                      const int32_t *wsum, const float *w_scale, const float *b, int N, int I,
+                      int O, int o0, int o1);
+void evrt_f32_cols_ref(float *y, size_t ldy, const float *x, size_t ldx, const float *w,
+                       size_t ldw, const float *b, int N, int I, int o0, int o1);
+
+/* x86 and ARM variants (kernels_x86.c, kernels_arm.c); NULL-free only when
+ * compiled in. */
+const struct evrt_kernels *evrt_kernels_x86(int isa);
+const struct evrt_kernels *evrt_kernels_arm(int isa);
+
+/* ---- fast float parts: portable C, the same on every target ---- */
+
+/* GELU with a rational erf (error < 1.5e-6 against double erf: absolute
+ * where |GELU| < 1, relative above; tests/test_kernels.c), in place. */
+void evrt_gelu_fast(float *x /* (n) */, size_t n);
+/* exp for softmax arguments x <= 0 (Cody-Waite reduction, degree-6
+ * polynomial; relative error < 3e-7; x < -87.3 gives exp(-87.3)). */
+void evrt_exp_fast(float *x /* (n) */, size_t n);
 
 #endif

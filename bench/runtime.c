@@ -1,0 +1,134 @@
+/* bench/runtime: libevrt batch-1 latency of random-weight models, float32
+ * and INT8, at 1 and 2 threads, with the memory it needs.
+ *
+ *   bench/runtime [--reps N] [--threads LIST] [--kernels NAME] [CONFIG ...]
+ *
+ * CONFIG defaults to fm-tiny fm-small deit-tiny deit-small.  INT8 models get
+ * every linear layer in int8 with symmetric per-tensor activation scales
+ * calibrated crudely (max |x| / 127 over a random batch of 4).  Each
+ * measurement: 3 warm-up runs, then N (default 50, fewer for the deit
+ * configs) timed runs of one image; the median is reported (the machine may
+ * be shared).  One line per measurement:
+ *
+ *   evit CONFIG DTYPE threads=T kernels=K median_ms=X min_ms=Y model_mb=M ctx_mb=C */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "evrt.h"
+#include "qmodel.h"
+#include "rng.h"
+#include "util.h"
+#include "vit.h"
+
+struct calib {
+    float amax[4 * EVIT_MAX_DEPTH + 2];
+};
+
+static void observe(void *user, int layer, int phase, const float *x, int rows, int cols)
+{
+    struct calib *c = user;
+    size_t i, n = (size_t)rows * cols;
+    if (phase != EVRT_OBSERVE_INPUT) return;
+    for (i = 0; i < n; i++) {
+        float a = x[i] < 0 ? -x[i] : x[i];
+        if (a > c->amax[layer]) c->amax[layer] = a;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    const char *defaults[] = {"fm-tiny", "fm-small", "deit-tiny", "deit-small"};
+    const char *names[16], *kern = NULL;
+    int n = 0, reps = 0, threads[8] = {1, 2}, nthreads = 2;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
+            kern = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            char *s = argv[++i], *end;
+            nthreads = 0;
+            while (*s && nthreads < 8) {
+                threads[nthreads++] = (int)strtol(s, &end, 10);
+                s = *end ? end + 1 : end;
+            }
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            puts("usage: bench/runtime [--reps N] [--threads 1,2] [--kernels NAME] [CONFIG ...]");
+            return 0;
+        } else if (n < 16)
+            names[n++] = argv[i];
+    }
+    if (n == 0)
+        for (n = 0; n < 4; n++) names[n] = defaults[n];
+    for (int k = 0; k < n; k++) {
+        struct evit_vit_config cfg;
+        struct evit_vit m;
+        struct evit_qmodel q;
+        struct calib cal;
+        evrt_ctx *ctx = NULL;
+        if (evit_config_load(names[k], &cfg)) return 1;
+        evit_vit_alloc(&m, &cfg);
+        evit_vit_init(&m, 1);
+        evit_qmodel_from_vit(&q, &m);
+        size_t img_n = (size_t)cfg.img_size * cfg.img_size * cfg.channels;
+        uint8_t *img = evit_malloc(4 * img_n);
+        float *logits = evit_malloc(sizeof(float) * 4 * cfg.classes);
+        struct evit_rng r;
+        evit_rng_seed(&r, 2);
+        for (size_t i = 0; i < 4 * img_n; i++) img[i] = (uint8_t)evit_rng_below(&r, 256);
+        /* calibrate on a batch of 4 in float32 */
+        memset(&cal, 0, sizeof cal);
+        if (evrt_ctx_create(&ctx, &q.rt, 4)) {
+            fprintf(stderr, "error: %s: %s\n", names[k], evrt_ctx_error(ctx));
+            return 1;
+        }
+        evrt_set_observer(ctx, observe, &cal);
+        evrt_infer(ctx, img, 4, logits);
+        evrt_ctx_destroy(ctx);
+        int R = reps > 0 ? reps : cfg.img_size > 100 ? 15 : 200;
+        for (int dt = 0; dt < 2; dt++) {
+            for (int i = 0; i < evrt_layer_count(&q.rt); i++) {
+                struct evrt_linear *L = evrt_model_layer(&q.rt, i);
+                L->dtype = dt ? EVRT_I8 : EVRT_F32;
+                L->in_scale = cal.amax[i] > 0 ? cal.amax[i] / 127.0f : 1.0f;
+                L->in_zero = 0;
+            }
+            for (int t = 0; t < nthreads; t++) {
+                double *ms = evit_malloc(sizeof(double) * R);
+                if (evrt_ctx_create(&ctx, &q.rt, 1) || (kern && evrt_ctx_set_kernels(ctx, kern)) ||
+                    evrt_ctx_set_threads(ctx, threads[t])) {
+                    fprintf(stderr, "error: %s: %s\n", names[k], evrt_ctx_error(ctx));
+                    return 1;
+                }
+                for (int i = 0; i < 3; i++) evrt_infer(ctx, img, 1, logits);
+                for (int i = 0; i < R; i++) {
+                    double t0 = evit_now();
+                    evrt_infer(ctx, img, 1, logits);
+                    ms[i] = 1e3 * (evit_now() - t0);
+                }
+                qsort(ms, (size_t)R, sizeof *ms, cmp_double);
+                printf("evit %s %s threads=%d kernels=%s median_ms=%.4f min_ms=%.4f model_mb=%.2f "
+                       "ctx_mb=%.2f\n",
+                       names[k], dt ? "int8" : "f32", threads[t], evrt_ctx_kernels(ctx), ms[R / 2],
+                       ms[0], (double)evrt_model_bytes(&q.rt) / 1048576.0,
+                       (double)evrt_ctx_bytes(ctx) / 1048576.0);
+                fflush(stdout);
+                evrt_ctx_destroy(ctx);
+                free(ms);
+            }
+        }
+        free(img);
+        free(logits);
+        evit_qmodel_free(&q);
+        evit_vit_free(&m);
+    }
+    return 0;
+}

@@ -1,0 +1,91 @@
+#!/bin/sh
+# bench/runtime.sh: batch-1 latency of evit's runtime (bench/runtime, float32
+# and INT8, 1 and 2 threads) next to PyTorch (float32, and
+# quantize_dynamic INT8) and ONNX Runtime (float32, onnxruntime-node in
+# bench/node_modules: `cd bench && npm install onnxruntime-node`) on the same
+# configs, random weights, one table with ratios.  Peers that are not
+# installed are skipped.
+#
+#   bench/runtime.sh BUILD_DIR [CONFIG ...]     (default: the four configs)
+set -eu
+B=${1:?usage: bench/runtime.sh BUILD_DIR [CONFIG ...]}
+shift
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+CONFIGS=${*:-fm-tiny fm-small deit-tiny deit-small}
+PY=/usr/bin/python3
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+"$B/bench/runtime" $CONFIGS >"$W/evit.txt"
+HAVE_TORCH=0
+"$PY" -c 'import torch' 2>/dev/null && HAVE_TORCH=1
+HAVE_ORT=0
+[ -d "$SRC/bench/node_modules/onnxruntime-node" ] && command -v node >/dev/null && HAVE_ORT=1
+: >"$W/peers.txt"
+if [ $HAVE_TORCH = 1 ]; then
+    SRC="$SRC" W="$W" HAVE_ORT=$HAVE_ORT "$PY" - $CONFIGS >>"$W/peers.txt" <<'PYEOF'
+import json, os, sys, time, statistics
+sys.path.insert(0, os.path.join(os.environ["SRC"], "tests"))
+import torch
+from torch_vit import VisionTransformer
+torch.manual_seed(0)
+for name in sys.argv[1:]:
+    c = json.load(open(os.path.join(os.environ["SRC"], "configs/models", name + ".json")))
+    d, h = c["embed_dim"], c["num_heads"]
+    m = VisionTransformer(c["img_size"], c["channels"], c["patch"], c["num_classes"], d,
+                          [h] * c["depth"], [d // h] * c["depth"], [c["mlp_hidden"]] * c["depth"]).eval()
+    x = torch.rand(1, c["channels"], c["img_size"], c["img_size"])
+    reps = 15 if c["img_size"] > 100 else 200
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for kind, model in (("f32", m), ("int8", torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8))):
+            with torch.no_grad():
+                for _ in range(3): model(x)
+                ts = []
+                for _ in range(reps):
+                    t0 = time.perf_counter(); model(x); ts.append(1e3 * (time.perf_counter() - t0))
+            print(f"torch {name} {kind} threads={threads} median_ms={statistics.median(ts):.4f}")
+    if os.environ["HAVE_ORT"] == "1":
+        torch.onnx.export(m, x, os.path.join(os.environ["W"], name + ".onnx"), opset_version=13,
+                          input_names=["x"], output_names=["y"])
+PYEOF
+fi
+if [ $HAVE_ORT = 1 ] && [ $HAVE_TORCH = 1 ]; then
+    cat >"$W/ort.js" <<'JSEOF'
+const ort = require(process.env.SRC + '/bench/node_modules/onnxruntime-node');
+(async () => {
+  for (const name of process.argv.slice(2)) {
+    const c = require(process.env.SRC + '/configs/models/' + name + '.json');
+    for (const threads of [1, 2]) {
+      const s = await ort.InferenceSession.create(process.env.W + '/' + name + '.onnx',
+        {intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all'});
+      const n = c.channels * c.img_size * c.img_size;
+      const x = new ort.Tensor('float32', Float32Array.from({length: n}, () => Math.random()),
+                               [1, c.channels, c.img_size, c.img_size]);
+      const reps = c.img_size > 100 ? 15 : 200, ts = [];
+      for (let i = 0; i < 3; i++) await s.run({x});
+      for (let i = 0; i < reps; i++) {
+        const t0 = process.hrtime.bigint(); await s.run({x});
+        ts.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+      ts.sort((a, b) => a - b);
+      console.log(`ort ${name} f32 threads=${threads} median_ms=${ts[reps >> 1].toFixed(4)}`);
+    }
+  }
+})();
+JSEOF
+    SRC="$SRC" W="$W" node "$W/ort.js" $CONFIGS >>"$W/peers.txt"
+fi
+cat "$W/evit.txt" "$W/peers.txt" | awk '
+{ key = $1 " " $2 " " $3 " " $4; for (i = 5; i <= NF; i++) if ($i ~ /^median_ms=/) { split($i, a, "="); t[key] = a[2] } }
+$1 == "evit" { order[n++] = $2 " " $4; if ($3 == "int8") for (i = 5; i <= NF; i++) if ($i ~ /^model_mb=|^ctx_mb=/) { split($i, a, "="); mem[$2 " " $4] += a[2] } }
+END {
+  printf "%-11s %-10s %9s %9s %9s %9s %9s %10s %11s %8s\n", "config", "threads", "evit f32", "evit int8", "torch f32", "torch i8", "ort f32", "int8/ort", "f32/ort", "mem MB";
+  for (k = 0; k < n; k++) {
+    split(order[k], p, " "); if (seen[order[k]]++) continue; c = p[1]; th = p[2];
+    ef = t["evit " c " f32 " th]; ei = t["evit " c " int8 " th]; tf = t["torch " c " f32 " th];
+    ti = t["torch " c " int8 " th]; of = t["ort " c " f32 " th];
+    printf "%-11s %-10s %9s %9s %9s %9s %9s %10s %11s %8.2f\n", c, th, ef, ei, tf == "" ? "-" : tf, ti == "" ? "-" : ti, of == "" ? "-" : of,
+      of == "" ? "-" : sprintf("%.2fx", of / ei), of == "" ? "-" : sprintf("%.2fx", of / ef), mem[order[k]];
+  }
+  print "times: batch-1 median ms; int8/ort and f32/ort: ONNX Runtime time over evit time (above 1: evit faster); mem: INT8 model + context bytes (weights as stored, working memory), not process RSS"
+}'

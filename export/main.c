@@ -1,0 +1,137 @@
+/* evit-export: a float checkpoint or a quantized model to the flat file
+ * libevrt maps (.evit, runtime/evrt.h "Model files"). */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt.h"
+#include "cli.h"
+#include "export.h"
+#include "qmodel.h"
+#include "report.h"
+#include "util.h"
+
+static const char *usage =
+    "usage: evit-export MODEL -o OUT.evit [--report R.json] [options]\n"
+    "\n"
+    "Writes MODEL as one flat file that evit-run and libevrt map and run in\n"
+    "place: a float checkpoint as a float32 model, a quantized model (from\n"
+    "evit-quantize) with its int8 layers, scales and zero points.\n"
+    "\n"
+    "  MODEL                  checkpoint (.h5) or quantized model (.h5)\n"
+    "  -o, --output F         file to write (atomically)\n"
+    "  -r, --report F         also write a JSON report of the export\n"
+    "  -c, --quantize-config F  the quantize config MODEL came from: its\n"
+    "                         FNV-1a 64 is recorded as lineage\n"
+    "  -q, --quiet            no summary line\n"
+    "  -h, --help             this text\n"
+    "  -V, --version          print the version\n";
+
+struct export_args {
+    const char *model, *out, *report, *qconfig;
+    int quiet;
+};
+
+static int parse_args(int argc, char **argv, struct export_args *a)
+{
+    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
+                                         {"report", required_argument, 0, 'r'},
+                                         {"quantize-config", required_argument, 0, 'c'},
+                                         {"quiet", no_argument, 0, 'q'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},
+                                         {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "o:r:c:qhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': a->out = optarg; break;
+        case 'r': a->report = optarg; break;
+        case 'c': a->qconfig = optarg; break;
+        case 'q': a->quiet = 1; break;
+        case 'h': fputs(usage, stdout); return -1;
+        case 'V': puts(evit_cli_version()); return -1;
+        default: return evit_cli_usage_error("evit-export", "unknown option");
+        }
+    }
+    if (argc - optind != 1) return evit_cli_usage_error("evit-export", "expected one MODEL");
+    if (!a->out) return evit_cli_usage_error("evit-export", "-o OUT.evit is required");
+    a->model = argv[optind];
+    return EVIT_EXIT_OK;
+}
+
+static int file_fnv(const char *path, uint64_t *h)
+{
+    uint8_t *data;
+    size_t n;
+    if (evit_read_file(path, &data, &n) < 0) return EVIT_ERR;
+    *h = evit_fnv1a64(data, n, EVIT_FNV_SEED);
+    free(data);
+    return EVIT_OK;
+}
+
+static int write_report(const struct export_args *a, const struct evit_qmodel *q, const char *parent,
+                        const struct evit_export_info *info, size_t bytes, double t0)
+{
+    char hex[32];
+    cJSON *r = evit_report_new("export", a->model, NULL, parent);
+    evit_report_add_model(r, &q->vit.cfg, (double)evrt_model_bytes(&q->rt));
+    cJSON_AddStringToObject(r, "output", a->out);
+    cJSON_AddNumberToObject(r, "file_bytes", (double)bytes);
+    cJSON_AddNumberToObject(r, "tensors", evit_export_tensor_count(&q->rt));
+    cJSON_AddNumberToObject(r, "int8_layers", evit_qmodel_int8_layers(q));
+    cJSON_AddStringToObject(r, "precision", info->lineage.source_kind == EVRT_SOURCE_QUANTIZED ? "int8" : "float32");
+    snprintf(hex, sizeof hex, "%016" PRIx64, info->lineage.source_fnv);
+    cJSON_AddStringToObject(r, "source_fnv1a64", hex);
+    snprintf(hex, sizeof hex, "%016" PRIx64, info->lineage.config_fnv);
+    cJSON_AddStringToObject(r, "quantize_config_fnv1a64", hex);
+    int rc = evit_report_save(r, a->report, evit_now() - t0);
+    cJSON_Delete(r);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct export_args a = {0};
+    struct evit_vit m = {0};
+    struct evit_ckpt_meta meta = {0};
+    struct evit_qmodel q = {0};
+    struct evit_export_info info = {0};
+    size_t bytes = 0;
+    int rc = EVIT_EXIT_FAIL, have_q = 0;
+    double t0 = evit_now();
+    evit_cli_init();
+    int pa = parse_args(argc, argv, &a);
+    if (pa == -1) return EVIT_EXIT_OK;
+    if (pa != EVIT_EXIT_OK) return pa;
+
+    int quantized = evit_qmodel_is_quantized(a.model);
+    if (quantized) {
+        if (evit_qmodel_load(a.model, &q, &meta) < 0) return EVIT_EXIT_FAIL;
+    } else {
+        if (evit_ckpt_load(a.model, &m, &meta) < 0) return EVIT_EXIT_FAIL;
+        evit_qmodel_from_vit(&q, &m); /* every layer float32 */
+    }
+    have_q = 1;
+    info.name = q.vit.cfg.name;
+    if (meta.classes == q.rt.classes) info.class_names = meta.class_names;
+    info.lineage.source_kind = quantized ? EVRT_SOURCE_QUANTIZED : EVRT_SOURCE_FLOAT;
+    if (file_fnv(a.model, &info.lineage.source_fnv) < 0) goto fail;
+    if (a.qconfig && file_fnv(a.qconfig, &info.lineage.config_fnv) < 0) goto fail;
+    if (evit_export_write(a.out, &q.rt, &info, &bytes) < 0) goto fail;
+    if (!a.quiet)
+        printf("%s: %s, %d of %d layers int8, %zu bytes (%zu of weights)\n", a.out,
+               quantized ? "int8" : "float32", evit_qmodel_int8_layers(&q), evrt_layer_count(&q.rt), bytes,
+               evrt_model_bytes(&q.rt));
+    if (a.report) {
+        const char *parent = meta.report ? meta.report : meta.parent_report;
+        if (write_report(&a, &q, parent, &info, bytes, t0) < 0) goto fail;
+    }
+    rc = EVIT_EXIT_OK;
+fail:
+    if (have_q) evit_qmodel_free(&q);
+    evit_ckpt_meta_free(&meta);
+    evit_vit_free(&m);
+    return rc;
+}

@@ -1,0 +1,47 @@
+#!/bin/sh
+# distill_study.sh: what distillation buys on Fashion-MNIST.  After the
+# pipeline's teacher and its logits exist in the run folder, trains three
+# fm-tiny students on the same budget -- soft distillation, hard
+# distillation, labels only -- and prints their validation top-1 beside the
+# teacher's.  docs/RESULTS.md records the full profile's table.
+#
+#   scripts/distill_study.sh [--profile quick|full] [--out DIR] [--threads N]
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin=${EVIT_BIN:-$top/build}
+profile=quick
+out=""
+threads=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --profile) profile=$2; shift 2 ;;
+        --out) out=$2; shift 2 ;;
+        --threads) threads="--threads $2"; shift 2 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "distill_study.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+out=${out:-$top/run/fmnist-$profile}
+prof=""
+[ "$profile" = quick ] || prof="--profile $profile"
+cfg=$top/configs/fmnist
+for f in train.h5 test.h5 teacher.h5 teacher.logits.h5 teacher.report.json; do
+    [ -e "$out/$f" ] || { echo "distill_study.sh: $out/$f is missing: run scripts/pipeline.sh --profile $profile first" >&2; exit 1; }
+done
+
+for kind in soft hard labels; do
+    case $kind in soft) r=student ;; hard) r=student-hard ;; labels) r=student-labels ;; esac
+    name=study-$kind
+    if [ -e "$out/$name.report.json" ] && [ "$out/$name.report.json" -nt "$cfg/$r.json" ]; then continue; fi
+    printf '\n== %s\n' "$name" >&2
+    # shellcheck disable=SC2086
+    "$bin/evit-distill" "$cfg/$r.json" $prof --data "$out/train.h5" --teacher "$out/teacher.logits.h5" \
+        --val "$out/test.h5" -o "$out/$name.h5" --report "$out/$name.report.json" --stage "$name" --resume $threads
+done
+
+top1() { sed -n 's/^[[:space:]]*"top1":[[:space:]]*\([0-9.]*\).*/\1/p' "$1" | head -n 1; }
+printf '\n%-22s %8s\n' model top-1
+printf '%-22s %7.2f%%\n' "teacher (fm-small)" "$(top1 "$out/teacher.report.json")"
+for kind in soft hard labels; do
+    printf '%-22s %7.2f%%\n' "student, $kind" "$(top1 "$out/study-$kind.report.json")"
+done

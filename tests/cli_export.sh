@@ -1,0 +1,123 @@
+#!/bin/sh
+# cli_export.sh: evit-export writes a float and an INT8 model file from a
+# briefly trained model; evit-eval measures the INT8 file at exactly the
+# quantize report's INT8 top-1; evit-run classifies a PGM and benchmarks;
+# evit-run builds from runtime/ alone (strict C99, libm); damaged and
+# mistaken files are refused in one line.
+set -eu
+. "$EVIT_SRC/tests/lib.sh"
+
+X="$EVIT_BIN/evit-export"
+R="$EVIT_BIN/evit-run"
+Q="$EVIT_BIN/evit-quantize"
+D="$EVIT_BIN/evit-distill"
+EVAL="$EVIT_BIN/evit-eval"
+DATA="$EVIT_BIN/evit-data"
+PY=/usr/bin/python3
+[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+
+# --- evit-run from runtime/ alone, as on the Jetson (docs/JETSON.md)
+CC=${CC:-cc}
+"$CC" -O2 -std=c99 -pedantic -Wall -Wextra -Werror -I"$EVIT_SRC/runtime" "$EVIT_SRC"/runtime/*.c -lm -lpthread \
+    -o "$T/evit-run-alone" 2>"$T/err" || fail "runtime/ with evit-run does not build alone as strict C99 with libm and pthreads"
+ok "evit-run builds from runtime/ alone (cc -std=c99 -pedantic, libm)"
+
+# --- help and usage
+succeeds "$X" --help; stdout_has "usage: evit-export"
+succeeds "$R" --help; stdout_has "usage: evit-run"
+fails_with 2 "$X"
+fails_with 2 "$X" m.h5
+fails_with 2 "$R"
+fails_with 2 "$R" m.evit
+fails_with 2 "$R" m.evit --bench --runs 0
+fails_with 2 "$R" m.evit --bogus
+ok "help exits 0 and usage errors exit 2"
+
+# --- a small trained model, quantized
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 800 28 10
+succeeds "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/all.h5"
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/vimg.gz" "$T/vlab.gz" 200 28 10
+succeeds "$DATA" import --idx "$T/vimg.gz" "$T/vlab.gz" -o "$T/val.h5"
+model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
+printf '{"model":%s,"epochs":3,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
+    "$model" >"$T/recipe.json"
+succeeds "$D" "$T/recipe.json" --data "$T/all.h5" --val "$T/val.h5" -o "$T/m.h5" --report "$T/m.report.json" -q --threads 2
+succeeds "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" \
+    -o "$T/q.h5" --report "$T/q.json" -q --threads 2
+
+num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" | head -n 1; }
+
+# --- export float and INT8
+succeeds "$X" "$T/m.h5" -o "$T/f.evit" --report "$T/fx.json"
+stdout_has "float32"
+succeeds "$X" "$T/q.h5" -o "$T/q.evit" --quantize-config "$EVIT_SRC/configs/fmnist/quantize.json" --report "$T/qx.json"
+stdout_has "int8"
+grep -qF '"stage":	"export"' "$T/qx.json" || fail "the export report does not name its stage"
+grep -q '"quantize_config_fnv1a64":[[:space:]]*"0*[1-9a-f]' "$T/qx.json" || fail "the quantize config's checksum is not recorded"
+fb=$(wc -c <"$T/f.evit")
+qb=$(wc -c <"$T/q.evit")
+awk -v f="$fb" -v q="$qb" 'BEGIN { exit !(q * 2.5 < f) }' || fail "INT8 file ($qb bytes) not much smaller than float ($fb)"
+ls -a "$T" | grep -q '\.tmp\.' && fail "a temporary file was left behind"
+ok "float ($fb bytes) and INT8 ($qb bytes) model files written, with reports"
+
+# --- evit-eval on the files: the exact accuracies
+succeeds "$EVAL" "$T/q.evit" "$T/val.h5" --report "$T/qe.json" -q --threads 2
+a=$(num int8_top1 "$T/q.json")
+b=$(num top1 "$T/qe.json")
+[ "$a" = "$b" ] || fail "evit-quantize reported INT8 top-1 $a%, the exported file measures $b%"
+m1=$(num model_bytes "$T/q.json")
+m2=$(num model_bytes "$T/qe.json")
+[ "$m1" = "$m2" ] || fail "model bytes differ: $m1 vs $m2"
+succeeds "$EVAL" "$T/m.h5" "$T/val.h5" --report "$T/fe0.json" -q --threads 2
+succeeds "$EVAL" "$T/f.evit" "$T/val.h5" --report "$T/fe.json" -q --threads 2
+f0=$(num top1 "$T/fe0.json")
+f1=$(num top1 "$T/fe.json")
+awk -v a="$f0" -v b="$f1" 'BEGIN { d = a - b; exit !(d <= 0.5 && d >= -0.5) }' || fail "float file $f1% vs checkpoint $f0%"
+ok "evit-eval measures the INT8 file at the quantize report's INT8 top-1 ($a%), the float file at $f1% (checkpoint $f0%)"
+
+# --- evit-run: top-5 on a PGM written here (an image of the validation set)
+"$PY" - "$T/vimg.gz" "$T/img.pgm" "$T/big.pgm" "$T/rgb.ppm" <<'PYEOF'
+import gzip, sys
+raw = gzip.open(sys.argv[1]).read()
+img = raw[16:16 + 28 * 28]
+open(sys.argv[2], "wb").write(b"P5\n# a comment\n28 28\n255\n" + img)
+big = bytes(img[(y // 2) * 28 + x // 2] for y in range(56) for x in range(56))
+open(sys.argv[3], "wb").write(b"P5 56 56 255\n" + big)
+open(sys.argv[4], "wb").write(b"P6\n28 28\n255\n" + bytes(v for p in img for v in (p, p, p)))
+PYEOF
+for model in f q; do
+    succeeds "$R" "$T/$model.evit" "$T/img.pgm"
+    [ "$(wc -l <"$T/out")" -eq 5 ] || fail "evit-run printed $(wc -l <"$T/out") lines, not the top 5"
+    grep -q '^1  *[0-9.]*%  *[0-9]' "$T/out" || fail "evit-run's first line is not a ranked class"
+    first=$(head -n 1 "$T/out")
+    succeeds "$R" "$T/$model.evit" "$T/big.pgm"
+    [ "$(head -n 1 "$T/out")" = "$first" ] || fail "a 2x nearest-neighbour upscale changed the answer"
+    succeeds "$R" "$T/$model.evit" "$T/rgb.ppm"
+    [ "$(head -n 1 "$T/out")" = "$first" ] || fail "a grey PPM gave another answer than the PGM"
+done
+awk '{ s += $2 } END { exit !(s > 50 && s <= 100.01) }' "$T/out" || fail "top-5 probabilities do not look like percentages"
+ok "evit-run prints the top 5 for PGM and PPM, resizing and converting"
+
+succeeds "$R" "$T/q.evit" --bench --runs 20 --warmup 2
+for w in mean median p99 "peak memory" maxrss; do stdout_has "$w"; done
+succeeds "$T/evit-run-alone" "$T/q.evit" --bench --runs 5 --warmup 1
+stdout_has "p99"
+ok "evit-run --bench prints mean, median, p99 latency and peak memory"
+
+# --- refusals: one line
+fails_with 1 "$R" "$T/missing.evit" "$T/img.pgm"; stderr_has "missing.evit"
+fails_with 1 "$R" "$T/m.h5" "$T/img.pgm"; stderr_has "magic"
+fails_with 1 "$R" "$T/q.evit" "$T/m.h5"; stderr_has "m.h5"
+head -c 1000 "$T/q.evit" >"$T/trunc.evit"
+fails_with 1 "$R" "$T/trunc.evit" --bench; stderr_has "trunc.evit"
+cp "$T/q.evit" "$T/flip.evit"
+printf '\377' | dd of="$T/flip.evit" bs=1 seek=70 conv=notrunc 2>/dev/null
+fails_with 1 "$R" "$T/flip.evit" "$T/img.pgm"; stderr_has "checksum"
+fails_with 1 "$EVAL" "$T/flip.evit" "$T/val.h5"; stderr_has "checksum"
+fails_with 1 "$X" "$T/all.h5" -o "$T/x.evit"
+fails_with 1 "$X" "$T/missing.h5" -o "$T/x.evit"
+[ ! -e "$T/x.evit" ] || fail "an output was left behind"
+echo "P5 28 28 255" >"$T/short.pgm"
+fails_with 1 "$R" "$T/q.evit" "$T/short.pgm"; stderr_has "truncated"
+ok "missing, mistaken and damaged files are refused in one line"
+echo "cli_export: all checks passed"

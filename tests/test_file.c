@@ -1,0 +1,419 @@
+/* test_file.c: model files (.evit): the writer and the loader round-trip a
+ * float and a mixed int8 model to bit-identical logits, from a file (mmap)
+ * and from memory, aligned or not; and every kind of damage is refused with
+ * the right error code, never read past: header bytes, truncation, magic,
+ * version, endianness, offsets, alignment, shapes, dtypes, strings. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "evrt.h"
+#include "export.h"
+#include "file.h"
+#include "qmodel.h"
+#include "rng.h"
+#include "test.h"
+#include "util.h"
+#include "vit.h"
+
+/* img 8, patch 4, 2 channels, D 12, 5 classes, blocks of different shapes */
+static struct evit_vit_config tiny_config(void)
+{
+    struct evit_vit_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.name, sizeof c.name, "tiny");
+    c.img_size = 8;
+    c.channels = 2;
+    c.patch = 4;
+    c.classes = 5;
+    c.dim = 12;
+    c.depth = 2;
+    c.blocks[0] = (struct evit_block_shape){3, 4, 20};
+    c.blocks[1] = (struct evit_block_shape){1, 5, 7};
+    return c;
+}
+
+static void random_model(struct evit_vit *m, uint64_t seed)
+{
+    struct evit_vit_config c = tiny_config();
+    struct evit_rng r;
+    int n;
+    evit_vit_alloc(m, &c);
+    evit_rng_seed(&r, seed);
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    for (int i = 0; i < n; i++)
+        for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] = (float)(0.3 * evit_rng_normal(&r));
+    free(t);
+    m->mean[0] = 0.4f;
+    m->mean[1] = 0.5f;
+    m->std[0] = 0.25f;
+    m->std[1] = 0.3f;
+}
+
+/* Layers 1, 3, 4 and the head int8, one with an asymmetric zero point. */
+static void make_mixed(struct evit_qmodel *q)
+{
+    int layers[4] = {1, 3, 4, 9};
+    for (int k = 0; k < 4; k++) {
+        struct evrt_linear *L = evrt_model_layer(&q->rt, layers[k]);
+        L->dtype = EVRT_I8;
+        L->in_scale = 0.02f + 0.01f * (float)k;
+        L->in_zero = k == 2 ? 7 : 0;
+    }
+}
+
+static char cn0_[] = "zero", cn1_[] = "one", cn2_[] = "two", cn3_[] = "three", cn4_[] = "four";
+static char *class_names_[5] = {cn0_, cn1_, cn2_, cn3_, cn4_};
+
+static struct evit_export_info test_info(void)
+{
+    struct evit_export_info info = {"tiny", class_names_, {EVRT_SOURCE_QUANTIZED, 0x1234567890abcdefULL, 42}};
+    return info;
+}
+
+static void images(uint8_t *img, int n)
+{
+    for (int i = 0; i < n; i++) img[i] = (uint8_t)((i * 73 + 11) % 256);
+}
+
+/* logits of 3 images through a context on m */
+static int logits_of(const struct evrt_model *m, float *out)
+{
+    uint8_t img[3 * 8 * 8 * 2];
+    evrt_ctx *ctx;
+    images(img, (int)sizeof img);
+    if (evrt_ctx_create(&ctx, m, 3) != EVRT_OK) {
+        evrt_ctx_destroy(ctx);
+        return -1;
+    }
+    int rc = evrt_infer(ctx, img, 3, out);
+    evrt_ctx_destroy(ctx);
+    return rc;
+}
+
+static void round_trip(int mixed)
+{
+    struct evit_vit m;
+    struct evit_qmodel q;
+    struct evit_export_info info = test_info();
+    float want[15], got[15];
+    uint8_t *buf;
+    size_t len;
+    char err[EVRT_ERR_MAX], path[512];
+    evrt_file *f = NULL, *g = NULL;
+    random_model(&m, 7 + (uint64_t)mixed);
+    evit_qmodel_from_vit(&q, &m);
+    if (mixed) make_mixed(&q);
+    CHECK(logits_of(&q.rt, want) == EVRT_OK);
+    evit_export_build(&q.rt, &info, &buf, &len);
+    /* from a file (mmap) */
+    snprintf(path, sizeof path, "%s/m%d.evit", test_tmpdir(), mixed);
+    CHECK(evit_export_write(path, &q.rt, &info, NULL) == EVIT_OK);
+    int rc = evrt_open(&f, path, err, sizeof err);
+    if (rc != EVRT_OK) fprintf(stderr, "  %s\n", err);
+    CHECK(rc == EVRT_OK);
+    if (f) {
+        const struct evrt_model *fm = evrt_file_model(f);
+        CHECK(logits_of(fm, got) == EVRT_OK);
+        CHECK(memcmp(want, got, sizeof want) == 0);
+        CHECK(evrt_file_bytes(f) == len);
+        CHECK(strcmp(evrt_file_name(f), "tiny") == 0);
+        CHECK(strcmp(evrt_file_class_name(f, 3), "three") == 0);
+        CHECK(evrt_file_class_name(f, 5) == NULL);
+        CHECK(evrt_file_lineage(f)->source_fnv == 0x1234567890abcdefULL);
+        CHECK(evrt_file_lineage(f)->config_fnv == 42);
+        CHECK(evrt_model_bytes(fm) == evrt_model_bytes(&q.rt));
+        for (int i = 0; i < evrt_layer_count(fm); i++) {
+            const struct evrt_linear *a = evrt_model_layer(fm, i), *b = evrt_model_layer(&q.rt, i);
+            CHECK(a->dtype == b->dtype && a->in_scale == b->in_scale && a->in_zero == b->in_zero);
+            CHECK(((uintptr_t)(a->dtype == EVRT_I8 ? (const void *)a->wq : (const void *)a->w)) % 64 == 0);
+        }
+    }
+    /* from memory, aligned (in place) and misaligned (copied) */
+    uint8_t *raw = malloc(len + 65);
+    uint8_t *al = raw + (64 - (uintptr_t)raw % 64) % 64;
+    memcpy(al, buf, len);
+    CHECK(evrt_open_memory(&g, al, len, err, sizeof err) == EVRT_OK);
+    if (g) {
+        const uint8_t *c = (const uint8_t *)(const void *)evrt_file_model(g)->cls_token;
+        CHECK(c >= al && c < al + len); /* used in place, not copied */
+        CHECK(logits_of(evrt_file_model(g), got) == EVRT_OK);
+        CHECK(memcmp(want, got, sizeof want) == 0);
+        evrt_close(g);
+    }
+    memmove(al + 1, al, len);
+    CHECK(evrt_open_memory(&g, al + 1, len, err, sizeof err) == EVRT_OK);
+    if (g) {
+        CHECK(logits_of(evrt_file_model(g), got) == EVRT_OK);
+        CHECK(memcmp(want, got, sizeof want) == 0);
+        evrt_close(g);
+    }
+    free(raw);
+    evrt_close(f);
+    free(buf);
+    evit_qmodel_free(&q);
+    evit_vit_free(&m);
+}
+
+static void a_float_model_round_trips_to_bit_identical_logits(void) { round_trip(0); }
+static void a_mixed_int8_model_round_trips_to_bit_identical_logits(void) { round_trip(1); }
+
+/* ---- damage ---- */
+
+struct sample {
+    uint8_t *raw, *buf; /* buf: 64-byte aligned copy of the file */
+    size_t len;
+    uint32_t header;
+    int depth;
+};
+
+static void sample_make(struct sample *s)
+{
+    struct evit_vit m;
+    struct evit_qmodel q;
+    struct evit_export_info info = test_info();
+    uint8_t *b;
+    random_model(&m, 3);
+    evit_qmodel_from_vit(&q, &m);
+    make_mixed(&q);
+    evit_export_build(&q.rt, &info, &b, &s->len);
+    s->raw = malloc(s->len + 64);
+    s->buf = s->raw + (64 - (uintptr_t)s->raw % 64) % 64;
+    memcpy(s->buf, b, s->len);
+    free(b);
+    s->header = (uint32_t)s->buf[16] | (uint32_t)s->buf[17] << 8 | (uint32_t)s->buf[18] << 16;
+    s->depth = q.rt.depth;
+    evit_qmodel_free(&q);
+    evit_vit_free(&m);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    put32(p, (uint32_t)v);
+    put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* recomputes the header CRC so that checks past it are reached */
+static void fix_crc(struct sample *s)
+{
+    put32(s->buf + EVRT_FH_HEADER_CRC, 0);
+    put32(s->buf + EVRT_FH_HEADER_CRC, evrt_crc32(0, s->buf, s->header));
+}
+
+static uint8_t *tensor_entry(struct sample *s, int i)
+{
+    return s->buf + evrt_file_tensors_at(s->depth) + (size_t)i * EVRT_TENSOR_ENTRY;
+}
+
+/* opens len bytes of s (fresh copy each time so nothing leaks between
+ * cases), expects code and a message containing what */
+static int expect(const struct sample *s, size_t len, int code, const char *what)
+{
+    evrt_file *f = NULL;
+    char err[EVRT_ERR_MAX];
+    uint8_t *copy = malloc(len + 64), *al = copy + (64 - (uintptr_t)copy % 64) % 64;
+    memcpy(al, s->buf, len);
+    int rc = evrt_open_memory(&f, al, len, err, sizeof err);
+    free(copy);
+    int ok = rc == code && (code == EVRT_OK) == (f != NULL) && (!what || strstr(err, what));
+    if (!ok) fprintf(stderr, "  got %d \"%s\", wanted %d \"%s\"\n", rc, err, code, what ? what : "");
+    evrt_close(f);
+    return ok;
+}
+
+static void the_sample_file_itself_loads(void)
+{
+    struct sample s;
+    sample_make(&s);
+    CHECK(expect(&s, s.len, EVRT_OK, ""));
+    free(s.raw);
+}
+
+static void any_flipped_header_byte_is_a_checksum_error(void)
+{
+    struct sample s;
+    sample_make(&s);
+    int bad = 0;
+    for (uint32_t i = EVRT_FH_HEADER_CRC; i < s.header; i++) {
+        s.buf[i] ^= 0x10;
+        bad += !expect(&s, s.len, EVRT_ECRC, "checksum");
+        s.buf[i] ^= 0x10;
+    }
+    CHECK(bad == 0);
+    free(s.raw);
+}
+
+static void a_flipped_tensor_byte_is_a_checksum_error_naming_the_tensor(void)
+{
+    struct sample s;
+    sample_make(&s);
+    s.buf[s.len - 3] ^= 1; /* the head's bias, the last tensor */
+    CHECK(expect(&s, s.len, EVRT_ECRC, "head.bias"));
+    free(s.raw);
+}
+
+static void a_file_truncated_anywhere_is_refused(void)
+{
+    struct sample s;
+    sample_make(&s);
+    for (int k = 0; k < 16; k++) CHECK(expect(&s, s.len * (size_t)k / 16, EVRT_EFORMAT, NULL));
+    CHECK(expect(&s, s.len - 1, EVRT_EFORMAT, "truncated"));
+    free(s.raw);
+}
+
+static void wrong_magic_version_or_endianness_is_refused(void)
+{
+    struct sample s;
+    sample_make(&s);
+    s.buf[0] = 'X';
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "magic"));
+    s.buf[0] = 'E';
+    put32(s.buf + EVRT_FH_VERSION, 2);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "version 2"));
+    put32(s.buf + EVRT_FH_VERSION, 1);
+    put32(s.buf + EVRT_FH_ENDIAN, 0x04030201u);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "byte order"));
+    put32(s.buf + EVRT_FH_ENDIAN, EVRT_FILE_ENDIAN);
+    put32(s.buf + EVRT_FH_HEADER_BYTES, (uint32_t)s.len + 64);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "header size"));
+    put32(s.buf + EVRT_FH_HEADER_BYTES, 100);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "header size"));
+    free(s.raw);
+}
+
+static void offsets_outside_the_file_or_misaligned_are_refused(void)
+{
+    struct sample s;
+    sample_make(&s);
+    uint8_t *e = tensor_entry(&s, 3), save[8];
+    memcpy(save, e + EVRT_TE_OFFSET, 8);
+    put64(e + EVRT_TE_OFFSET, (s.len + 63) / 64 * 64);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "outside the file"));
+    put64(e + EVRT_TE_OFFSET, 0xffffffffffffffc0ULL); /* would wrap offset + bytes */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "outside the file"));
+    put64(e + EVRT_TE_OFFSET, 0);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "overlaps"));
+    memcpy(e + EVRT_TE_OFFSET, save, 8);
+    e[EVRT_TE_OFFSET] += 4;
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "multiple of 64"));
+    memcpy(e + EVRT_TE_OFFSET, save, 8);
+    put64(e + EVRT_TE_BYTES, 0xfffffffffffffff0ULL);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "bytes"));
+    put64(s.buf + EVRT_FH_FILE_BYTES, s.len + 64);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "header says"));
+    free(s.raw);
+}
+
+static void shapes_dtypes_and_config_inconsistent_with_each_other_are_refused(void)
+{
+    struct sample s;
+    sample_make(&s);
+    uint8_t *blk = s.buf + evrt_file_blocks_at();
+    put32(blk + 8, 21); /* block 0's MLP width: fc1 no longer matches */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "blocks.0.mlp.fc1"));
+    put32(blk + 8, 20);
+    put32(blk, 0); /* zero heads */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "heads"));
+    put32(blk, 3);
+    put32(s.buf + EVRT_FH_IMG_SIZE + 8, 3); /* patch 3 does not divide 8 */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "patch"));
+    put32(s.buf + EVRT_FH_IMG_SIZE + 8, 4);
+    put32(s.buf + EVRT_FH_IMG_SIZE + 16, 100000); /* depth */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "depth"));
+    put32(s.buf + EVRT_FH_IMG_SIZE + 16, 2);
+    uint8_t *e = tensor_entry(&s, 0);
+    put32(e + EVRT_TE_DTYPE, 9);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "dtype"));
+    put32(e + EVRT_TE_DTYPE, 2); /* int32 where float32 is expected (same size) */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "disagrees with the config"));
+    put32(e + EVRT_TE_DTYPE, 0);
+    e[0] = 'X'; /* an unknown tensor name (and a missing one) */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "missing"));
+    e[0] = 'p';
+    uint8_t *layer = s.buf + evrt_file_layers_at(s.depth) + 1 * EVRT_LAYER_ENTRY;
+    put32(layer + 8, 300); /* zero point out of range */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "zero point"));
+    put32(layer + 8, 0);
+    put32(layer, 0); /* qkv declared float32, but its tensors are int8 */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "blocks.0.attn.qkv.weight"));
+    put32(layer, 1);
+    memset(e + EVRT_TE_NAME, 'a', EVRT_TENSOR_NAME); /* an unterminated name */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "NUL"));
+    free(s.raw);
+}
+
+static void strings_must_be_terminated_and_counted(void)
+{
+    struct sample s;
+    sample_make(&s);
+    uint32_t sbytes = (uint32_t)s.buf[EVRT_FH_STRING_BYTES] | (uint32_t)s.buf[EVRT_FH_STRING_BYTES + 1] << 8;
+    uint32_t nt = (uint32_t)s.buf[EVRT_FH_TENSORS] | (uint32_t)s.buf[EVRT_FH_TENSORS + 1] << 8;
+    uint8_t *str = s.buf + evrt_file_strings_at(s.depth, nt);
+    str[sbytes - 1] = 'x';
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "NUL-terminated"));
+    str[sbytes - 1] = 0;
+    put32(s.buf + EVRT_FH_CLASS_NAMES, 4);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "class names"));
+    put32(s.buf + EVRT_FH_CLASS_NAMES, 5);
+    put32(s.buf + EVRT_FH_STRING_BYTES, 0xffffff00u);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "do not fit"));
+    free(s.raw);
+}
+
+static void the_crc_is_the_ieee_one(void)
+{
+    CHECK(evrt_crc32(0, "123456789", 9) == 0xcbf43926u);
+    CHECK(evrt_crc32(evrt_crc32(0, "1234", 4), "56789", 5) == 0xcbf43926u);
+    CHECK(evrt_crc32(0, "", 0) == 0);
+}
+
+static void a_missing_file_is_an_io_error(void)
+{
+    evrt_file *f = (evrt_file *)1;
+    char err[EVRT_ERR_MAX];
+    CHECK(evrt_open(&f, "/nonexistent/x.evit", err, sizeof err) == EVRT_EIO);
+    CHECK(f == NULL);
+}
+
+int main(void)
+{
+    RUN(the_crc_is_the_ieee_one);
+    RUN(a_float_model_round_trips_to_bit_identical_logits);
+    RUN(a_mixed_int8_model_round_trips_to_bit_identical_logits);
+    RUN(the_sample_file_itself_loads);
+    RUN(any_flipped_header_byte_is_a_checksum_error);
+    RUN(a_flipped_tensor_byte_is_a_checksum_error_naming_the_tensor);
+    RUN(a_file_truncated_anywhere_is_refused);
+    RUN(wrong_magic_version_or_endianness_is_refused);
+    RUN(offsets_outside_the_file_or_misaligned_are_refused);
+    RUN(shapes_dtypes_and_config_inconsistent_with_each_other_are_refused);
+    RUN(strings_must_be_terminated_and_counted);
+    RUN(a_missing_file_is_an_io_error);
+    return test_summary();
+}

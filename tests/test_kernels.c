@@ -1,0 +1,410 @@
+/* test_kernels.c: libevrt's instruction-set variants against the _ref
+ * kernels: INT8 bit for bit on random shapes (odd sizes, remainders, column
+ * ranges, extreme activations) on every variant this CPU runs, float32 and
+ * the fast GELU and exp within stated tolerances, and whole INT8 models that
+ * give the same logits for any thread count.  Uses only libevrt (no
+ * common/), so tests/cross_arm.sh builds it for AArch64 and runs it under
+ * qemu.
+ *
+ *   test_kernels                 the tests
+ *   test_kernels --logits NAME   prints the INT8 logits of a fixed model,
+ *                                run with kernels NAME, as hex floats */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evrt.h"
+#include "kernels.h"
+#include "test.h"
+
+/* xorshift64*: the same stream on every target */
+static uint64_t rng_state;
+static void rng_seed(uint64_t s) { rng_state = s * 2654435761u + 88172645463325252ull; }
+static uint32_t rng_u32(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 2685821657736338717ull) >> 32);
+}
+static int rng_below(int n) { return (int)(rng_u32() % (uint32_t)n); }
+/* uniform in [-1, 1), exactly representable steps of 2^-23 */
+static float rng_sym(void) { return (float)((int32_t)(rng_u32() >> 8) - (1 << 23)) / (float)(1 << 23); }
+
+static const char *isa_name(int isa)
+{
+    static const char *const n[EVRT_ISA_COUNT] = {"ref", "avx2", "avx512vnni", "neon", "dotprod"};
+    return n[isa];
+}
+
+/* ---------------------------------------------------------------- INT8 */
+
+static int i8_case(const struct evrt_kernels *k, int N, int I, int O, int o0, int o1, int32_t z,
+                   int with_bias, float spread)
+{
+    float *x = malloc(sizeof(float) * N * I), *ws = malloc(sizeof(float) * O),
+          *b = malloc(sizeof(float) * O), *y = malloc(sizeof(float) * N * O),
+          *yr = malloc(sizeof(float) * N * O);
+    int8_t *w = malloc((size_t)O * I), *xq = malloc((size_t)N * I);
+    void *xp = malloc(evrt_quant_bytes(k->isa, N, I) + 64);
+    int32_t *wsum = malloc(sizeof(int32_t) * O);
+    float xs = 0.01f + 0.05f * (rng_sym() + 1.0f);
+    int i, bad = 0;
+    for (i = 0; i < N * I; i++) {
+        int r = rng_below(50);
+        /* mostly in range, some saturating, exact ties, NaN and infinities */
+        x[i] = spread * xs * 128.0f * rng_sym();
+        if (r == 0) x[i] = xs * ((float)rng_below(300) - 150.0f + 0.5f);
+        if (r == 1) x[i] = r == 1 && rng_below(4) == 0 ? NAN : 1e30f * rng_sym();
+        if (r == 2) x[i] = rng_below(2) ? INFINITY : -INFINITY;
+    }
+    for (i = 0; i < O * I; i++) w[i] = (int8_t)(rng_below(255) - 127);
+    /* some rows at the extremes: the largest sums */
+    if (O > 2)
+        for (i = 0; i < I; i++) w[(size_t)(O - 1) * I + i] = (int8_t)(i % 2 ? -127 : 127);
+    for (i = 0; i < O; i++) {
+        ws[i] = 1e-4f + 0.01f * (rng_sym() + 1.0f);
+        b[i] = rng_sym();
+    }
+    evrt_wsum(wsum, w, O, I);
+    for (i = 0; i < N * O; i++) y[i] = yr[i] = -7.0f;
+    evrt_quantize_act_ref(xq, x, (size_t)N * I, xs, z);
+    evrt_linear_i8_ref(yr, xq, z, xs, w, ws, with_bias ? b : NULL, N, I, O);
+    k->quant(xp, x, N, I, xs, z);
+    k->i8(y, xp, z, xs, w, wsum, ws, with_bias ? b : NULL, N, I, O, o0, o1);
+    for (i = 0; i < N * O && !bad; i++) {
+        int o = i % O;
+        float want = o >= o0 && o < o1 ? yr[i] : -7.0f;
+        if (memcmp(&y[i], &want, sizeof want) != 0) {
+            fprintf(stderr, "  %s: N %d I %d O %d [%d, %d) z %d: y[%d, %d] = %a, ref %a\n", k->name, N,
+                    I, O, o0, o1, (int)z, i / O, o, (double)y[i], (double)want);
+            bad = 1;
+        }
+    }
+    free(x);
+    free(ws);
+    free(b);
+    free(y);
+    free(yr);
+    free(w);
+    free(xq);
+    free(xp);
+    free(wsum);
+    return !bad;
+}
+
+static void every_int8_variant_equals_the_reference_bit_for_bit_on_random_shapes(void)
+{
+    int isa, trial, tested = 0;
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        const struct evrt_kernels *k = evrt_isa_available(isa) ? evrt_kernels_get(isa) : NULL;
+        if (!k) {
+            printf("# %s: not available here\n", isa_name(isa));
+            continue;
+        }
+        tested++;
+        rng_seed(100 + (uint64_t)isa);
+        for (trial = 0; trial < 300; trial++) {
+            static const int sizes[] = {1, 3, 15, 16, 17, 31, 63, 64, 65, 127, 129, 192, 255, 588, 768};
+            int N = 1 + rng_below(trial < 200 ? 9 : 40);
+            int I = trial % 3 ? sizes[rng_below(15)] : 1 + rng_below(400);
+            int O = 1 + rng_below(trial % 5 ? 23 : 70);
+            int o0 = trial % 4 ? 0 : rng_below(O), o1 = trial % 4 ? O : o0 + 1 + rng_below(O - o0);
+            int32_t z = trial % 2 ? rng_below(256) - 128 : 0;
+            float spread = trial % 7 == 0 ? 3.0f : 1.0f;
+            if (!i8_case(k, N, I, O, o0, o1, z, trial % 3 != 0, spread)) {
+                CHECK(0);
+                break;
+            }
+        }
+    }
+    printf("# %d variants tested\n", tested);
+    CHECK(tested >= 1);
+}
+
+static void the_largest_int8_sums_stay_exact(void)
+{
+    /* xq - zero = 255 (xq 127, zero -128) against w 127 over I = 4096:
+     * 132 million, well inside int32, and every variant must agree */
+    enum { N = 2, I = 4096, O = 3 };
+    static float x[N * I], y[N * O], yr[N * O];
+    static int8_t w[O * I], xq[N * I];
+    static int16_t xp[N * I + 64];
+    float ws[O] = {1e-3f, 2e-3f, 3e-3f};
+    int32_t wsum[O];
+    int isa, i;
+    for (i = 0; i < N * I; i++) x[i] = i < I ? 1e9f : -1e9f;
+    for (i = 0; i < O * I; i++) w[i] = (int8_t)(i / I == 1 ? -127 : 127);
+    evrt_wsum(wsum, w, O, I);
+    evrt_quantize_act_ref(xq, x, N * I, 1.0f, -128);
+    evrt_linear_i8_ref(yr, xq, -128, 1.0f, w, ws, NULL, N, I, O);
+    CHECK(yr[0] == (float)(255 * 127 * I) * 1e-3f);
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        const struct evrt_kernels *k = evrt_isa_available(isa) ? evrt_kernels_get(isa) : NULL;
+        void *buf;
+        if (!k) continue;
+        buf = malloc(evrt_quant_bytes(isa, N, I));
+        (void)xp;
+        k->quant(buf, x, N, I, 1.0f, -128);
+        k->i8(y, buf, -128, 1.0f, w, wsum, ws, NULL, N, I, O, 0, O);
+        CHECK(memcmp(y, yr, sizeof y) == 0);
+        free(buf);
+    }
+}
+
+/* ---------------------------------------------------------------- float */
+
+static void every_float32_variant_is_within_rounding_of_the_reference(void)
+{
+    int isa, trial;
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        const struct evrt_kernels *k = evrt_isa_available(isa) ? evrt_kernels_get(isa) : NULL;
+        if (!k) continue;
+        rng_seed(7);
+        for (trial = 0; trial < 60; trial++) {
+            int N = 1 + rng_below(11), I = 1 + rng_below(300), O = 1 + rng_below(30);
+            size_t ldx = (size_t)I + (size_t)rng_below(5), ldw = (size_t)I + (size_t)rng_below(5),
+                   ldy = (size_t)O + (size_t)rng_below(5);
+            float *x = malloc(sizeof(float) * N * ldx), *w = malloc(sizeof(float) * O * ldw),
+                  *b = malloc(sizeof(float) * O), *y = malloc(sizeof(float) * N * ldy),
+                  *yr = malloc(sizeof(float) * N * ldy);
+            int i, n, o, bad = 0;
+            for (i = 0; i < (int)(N * ldx); i++) x[i] = rng_sym();
+            for (i = 0; i < (int)(O * ldw); i++) w[i] = rng_sym();
+            for (i = 0; i < O; i++) b[i] = rng_sym();
+            evrt_f32_cols_ref(yr, ldy, x, ldx, w, ldw, b, N, I, 0, O);
+            k->f32(y, ldy, x, ldx, w, ldw, b, N, I, 0, O);
+            for (n = 0; n < N && !bad; n++)
+                for (o = 0; o < O; o++) {
+                    double s = 0; /* error bound: I ulps of sum |x w| */
+                    for (i = 0; i < I; i++) s += fabs((double)x[n * ldx + i] * (double)w[o * ldw + i]);
+                    if (!(fabs((double)y[n * ldy + o] - (double)yr[n * ldy + o]) <= 1e-6 * (s + 1.0) * 4)) {
+                        fprintf(stderr, "  %s N %d I %d O %d: y[%d, %d] %g ref %g\n", k->name, N, I,
+                                O, n, o, (double)y[n * ldy + o], (double)yr[n * ldy + o]);
+                        bad = 1;
+                        break;
+                    }
+                }
+            CHECK(!bad);
+            free(x);
+            free(w);
+            free(b);
+            free(y);
+            free(yr);
+        }
+    }
+}
+
+static void fast_gelu_and_exp_are_within_their_documented_errors(void)
+{
+    enum { n = 20001 };
+    static float a[n], g[n], e[n];
+    double worst_g = 0, worst_e = 0;
+    int i;
+    for (i = 0; i < n; i++) a[i] = -12.0f + 24.0f * (float)i / (float)(n - 1);
+    memcpy(g, a, sizeof a);
+    evrt_gelu_fast(g, n);
+    for (i = 0; i < n; i++) {
+        double want = 0.5 * (double)a[i] * (1.0 + erf((double)a[i] / sqrt(2.0)));
+        double d = fabs((double)g[i] - want) / (fabs(want) > 1.0 ? fabs(want) : 1.0);
+        worst_g = d > worst_g ? d : worst_g;
+    }
+    for (i = 0; i < n; i++) e[i] = -90.0f * (float)i / (float)(n - 1);
+    memcpy(g, e, sizeof e);
+    evrt_exp_fast(g, n);
+    for (i = 0; i < n; i++) {
+        double want = exp((double)(e[i] < -87.3f ? -87.3f : e[i]));
+        double d = fabs((double)g[i] - want) / want;
+        worst_e = d > worst_e ? d : worst_e;
+    }
+    printf("# fast GELU max error %.3g (absolute, relative above 1), exp %.3g relative\n", worst_g,
+           worst_e);
+    CHECK(worst_g < 1.5e-6);
+    CHECK(worst_e < 3e-7);
+    g[0] = 0.0f;
+    evrt_exp_fast(g, 1);
+    CHECK(g[0] == 1.0f);
+}
+
+/* ---------------------------------------------------------------- model */
+
+struct tmodel {
+    struct evrt_model m;
+    struct evrt_block blk[3];
+    float *f;  /* all float tensors */
+    int8_t *q; /* all int8 weights */
+    float *s;  /* all scales */
+};
+
+/* A fixed random model: img 16, patch 4 (T 17), 3 channels, D 40, three
+ * blocks of different shapes, 7 classes; every layer INT8 with crude fixed
+ * activation scales (half asymmetric). */
+static void tmodel_make(struct tmodel *t, uint64_t seed)
+{
+    static const int heads[3] = {2, 3, 1}, hd[3] = {12, 8, 20}, mlp[3] = {70, 33, 96};
+    size_t nf = 0, nq = 0, ns = 0, fo = 0, qo = 0, so = 0;
+    int D = 40, T = 17, l, i, L;
+    struct evrt_model *m = &t->m;
+    memset(t, 0, sizeof *t);
+    rng_seed(seed);
+    m->img_size = 16;
+    m->channels = 3;
+    m->patch = 4;
+    m->dim = D;
+    m->depth = 3;
+    m->classes = 7;
+    m->blocks = t->blk;
+    for (i = 0; i < 3; i++) {
+        m->mean[i] = 0.45f;
+        m->std[i] = 0.25f;
+    }
+    m->patch_embed.in = 48;
+    m->patch_embed.out = D;
+    for (l = 0; l < 3; l++) {
+        int I = heads[l] * hd[l];
+        t->blk[l].heads = heads[l];
+        t->blk[l].head_dim = hd[l];
+        t->blk[l].mlp = mlp[l];
+        t->blk[l].qkv.in = D, t->blk[l].qkv.out = 3 * I;
+        t->blk[l].proj.in = I, t->blk[l].proj.out = D;
+        t->blk[l].fc1.in = D, t->blk[l].fc1.out = mlp[l];
+        t->blk[l].fc2.in = mlp[l], t->blk[l].fc2.out = D;
+    }
+    m->head.in = D;
+    m->head.out = 7;
+    L = evrt_layer_count(m);
+    for (i = 0; i < L; i++) {
+        struct evrt_linear *li = evrt_model_layer(m, i);
+        nq += (size_t)li->in * li->out;
+        ns += (size_t)li->out;
+        nf += (size_t)li->out; /* bias */
+    }
+    nf += (size_t)D * (1 + T + 2 + 4 * 3);
+    t->f = malloc(sizeof(float) * nf);
+    t->q = malloc(nq);
+    t->s = malloc(sizeof(float) * ns);
+    for (i = 0; i < (int)nf; i++) t->f[i] = 0.3f * rng_sym();
+    m->cls_token = t->f + fo, fo += (size_t)D;
+    m->pos_embed = t->f + fo, fo += (size_t)D * T;
+    m->norm_w = t->f + fo, fo += (size_t)D;
+    m->norm_b = t->f + fo, fo += (size_t)D;
+    for (l = 0; l < 3; l++) {
+        float *p = t->f + fo;
+        for (i = 0; i < D; i++) p[i] += 1.0f, p[2 * D + i] += 1.0f; /* norm weights near 1 */
+        t->blk[l].ln1_w = p, t->blk[l].ln1_b = p + D, t->blk[l].ln2_w = p + 2 * D,
+        t->blk[l].ln2_b = p + 3 * D;
+        fo += 4 * (size_t)D;
+    }
+    for (i = 0; i < D; i++) t->f[D * (1 + T) + i] += 1.0f;
+    for (i = 0; i < L; i++) {
+        struct evrt_linear *li = evrt_model_layer(m, i);
+        size_t w = (size_t)li->in * li->out, j;
+        int8_t *q = t->q + qo;
+        for (j = 0; j < w; j++) q[j] = (int8_t)(rng_below(255) - 127);
+        li->dtype = EVRT_I8;
+        li->wq = q;
+        li->w_scale = t->s + so;
+        for (j = 0; j < (size_t)li->out; j++) t->s[so + j] = 1.5f / (127.0f * sqrtf((float)li->in));
+        li->bias = t->f + fo;
+        li->in_scale = i == 0 ? 4.0f / 127.0f : 0.04f;
+        li->in_zero = i % 2 ? (i % 4 == 1 ? 10 : -17) : 0;
+        qo += w;
+        so += (size_t)li->out;
+        fo += (size_t)li->out;
+    }
+}
+
+static void tmodel_free(struct tmodel *t)
+{
+    free(t->f);
+    free(t->q);
+    free(t->s);
+}
+
+static uint8_t *test_images(int B)
+{
+    size_t n = (size_t)B * 16 * 16 * 3, i;
+    uint8_t *img = malloc(n);
+    rng_seed(99);
+    for (i = 0; i < n; i++) img[i] = (uint8_t)rng_below(256);
+    return img;
+}
+
+static int run_model(const char *kern, int threads, int B, float *logits)
+{
+    struct tmodel t;
+    evrt_ctx *c = NULL;
+    uint8_t *img = test_images(B);
+    int rc;
+    tmodel_make(&t, 5);
+    rc = evrt_ctx_create(&c, &t.m, B);
+    if (!rc) rc = evrt_ctx_set_kernels(c, kern);
+    if (!rc) rc = evrt_ctx_set_threads(c, threads);
+    if (!rc) rc = evrt_infer(c, img, B, logits);
+    if (!rc) rc = evrt_infer(c, img, B, logits); /* twice: cached weight sums */
+    if (rc) fprintf(stderr, "  %s: %s\n", kern, evrt_ctx_error(c));
+    evrt_ctx_destroy(c);
+    tmodel_free(&t);
+    free(img);
+    return rc;
+}
+
+static void int8_models_give_the_same_logits_for_any_thread_count_on_every_variant(void)
+{
+    float ref[3 * 7], one[3 * 7], many[3 * 7];
+    int isa, nt, i;
+    REQUIRE(run_model("ref", 1, 3, ref) == EVRT_OK);
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        double worst = 0;
+        if (!evrt_isa_available(isa)) continue;
+        REQUIRE(run_model(isa_name(isa), 1, 3, one) == EVRT_OK);
+        for (nt = 2; nt <= 4; nt++) {
+            REQUIRE(run_model(isa_name(isa), nt, 3, many) == EVRT_OK);
+            CHECK(memcmp(one, many, sizeof one) == 0);
+        }
+        /* float parts (attention, GELU, softmax) differ by rounding */
+        for (i = 0; i < 21; i++) {
+            double d = fabs((double)one[i] - (double)ref[i]);
+            worst = d > worst ? d : worst;
+        }
+        printf("# %s: max |logit - ref| %.3g\n", isa_name(isa), worst);
+        CHECK(worst < 1e-3);
+        if (isa == EVRT_ISA_REF) CHECK(worst == 0);
+    }
+}
+
+static void unknown_kernels_and_thread_counts_are_refused(void)
+{
+    struct tmodel t;
+    evrt_ctx *c = NULL;
+    tmodel_make(&t, 1);
+    REQUIRE(evrt_ctx_create(&c, &t.m, 1) == EVRT_OK);
+    CHECK(evrt_ctx_set_kernels(c, "sse9") == EVRT_EINVAL);
+    CHECK(strstr(evrt_ctx_error(c), "sse9") != NULL);
+    CHECK(evrt_ctx_set_threads(c, 0) == EVRT_EINVAL);
+    CHECK(evrt_ctx_set_threads(c, 3) == EVRT_OK && evrt_ctx_threads(c) == 3);
+    CHECK(evrt_ctx_set_threads(c, 1) == EVRT_OK && evrt_ctx_threads(c) == 1);
+    CHECK(evrt_ctx_set_kernels(c, "ref") == EVRT_OK && strcmp(evrt_ctx_kernels(c), "ref") == 0);
+    evrt_ctx_destroy(c);
+    tmodel_free(&t);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--logits")) {
+        float l[3 * 7];
+        int i;
+        if (run_model(argv[2], 1, 3, l)) return 1;
+        for (i = 0; i < 21; i++) printf("%a\n", (double)l[i]);
+        return 0;
+    }
+    RUN(every_int8_variant_equals_the_reference_bit_for_bit_on_random_shapes);
+    RUN(the_largest_int8_sums_stay_exact);
+    RUN(every_float32_variant_is_within_rounding_of_the_reference);
+    RUN(fast_gelu_and_exp_are_within_their_documented_errors);
+    RUN(int8_models_give_the_same_logits_for_any_thread_count_on_every_variant);
+    RUN(unknown_kernels_and_thread_counts_are_refused);
+    return test_summary();
+}
