@@ -32,6 +32,10 @@ static const char *usage =
     "                       own, else its parent's)\n"
     "      --stage NAME     stage named in the report (default: the checkpoint's)\n"
     "  -b, --batch N        images per forward pass (default 64)\n"
+    "      --latency N      also time N single-image inferences through libevrt\n"
+    "                       (the device runtime, 1 thread; a float checkpoint runs\n"
+    "                       its float32 path) and report latency_ms (median),\n"
+    "                       latency_mean_ms and latency_p99_ms\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress lines\n"
     "  -h, --help           this text\n"
@@ -39,8 +43,10 @@ static const char *usage =
 
 struct eval_args {
     const char *model, *data, *report, *logits, *parent, *stage;
-    int batch, quiet;
+    int batch, quiet, latency;
 };
+
+enum { OPT_LATENCY = 256 };
 
 static int parse_args(int argc, char **argv, struct eval_args *a)
 {
@@ -49,7 +55,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         {"parent", required_argument, 0, 'p'}, {"stage", required_argument, 0, 'S'},
         {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'},      {"latency", required_argument, 0, OPT_LATENCY},
+        {0, 0, 0, 0}};
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "r:l:p:b:t:qhV", opts, NULL)) != -1) {
@@ -58,6 +65,11 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         case 'l': a->logits = optarg; break;
         case 'p': a->parent = optarg; break;
         case 'S': a->stage = optarg; break;
+        case OPT_LATENCY:
+            if (evit_parse_int(optarg, 1, 1000000, &v) < 0)
+                return evit_cli_usage_error("evit-eval", "--latency: expected 1..1000000, got %s", optarg);
+            a->latency = (int)v;
+            break;
         case 'b':
             if (evit_parse_int(optarg, 1, 65536, &v) < 0)
                 return evit_cli_usage_error("evit-eval", "--batch: expected 1..65536, got %s", optarg);
@@ -111,6 +123,51 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
     return EVIT_OK;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Batch-1 latency of rt through libevrt on one thread: n inferences on the
+ * dataset's images in turn, after 5 untimed ones.  ms[0..2] = median, mean,
+ * p99 (milliseconds). */
+static int measure_latency(const struct evrt_model *rt, const struct evit_dataset *d, int n,
+                           const char *path, double ms[3])
+{
+    evrt_ctx *ctx = NULL;
+    size_t img = (size_t)d->h * d->w * d->c;
+    float *logits = evit_malloc(sizeof(float) * (size_t)rt->classes);
+    double *t = evit_malloc(sizeof(double) * (size_t)n), sum = 0.0;
+    int rc = EVIT_ERR;
+    if (evrt_ctx_create(&ctx, rt, 1) != EVRT_OK) {
+        evit_error("%s: runtime: %s", path, ctx ? evrt_ctx_error(ctx) : "out of memory");
+        goto fail;
+    }
+    for (int i = -5; i < n; i++) {
+        const uint8_t *x = d->images + (size_t)((i + 5) % d->n) * img;
+        double t0 = evit_now();
+        if (evrt_infer(ctx, x, 1, logits) != EVRT_OK) {
+            evit_error("%s: runtime: %s", path, evrt_ctx_error(ctx));
+            goto fail;
+        }
+        if (i >= 0) {
+            t[i] = 1e3 * (evit_now() - t0);
+            sum += t[i];
+        }
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    ms[0] = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    ms[1] = sum / n;
+    ms[2] = t[(size_t)(0.99 * (n - 1) + 0.5)];
+    rc = EVIT_OK;
+fail:
+    if (ctx) evrt_ctx_destroy(ctx);
+    free(t);
+    free(logits);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct eval_args a = {.batch = 64};
@@ -153,6 +210,16 @@ int main(int argc, char **argv)
         goto fail;
     printf("%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.0f img/s)\n", a.model,
            a.data, r.top1, r.top5, r.loss, r.n, r.images_per_s);
+    double lat[3] = {0.0, 0.0, 0.0};
+    if (a.latency) {
+        /* a float checkpoint runs the runtime's float32 path */
+        if (!quantized) evit_qmodel_from_vit(&q, &m);
+        int bad = measure_latency(&q.rt, &d, a.latency, a.model, lat) < 0;
+        if (!quantized) evit_qmodel_free(&q);
+        if (bad) goto fail;
+        printf("%s: batch-1 latency through libevrt (1 thread): median %.3f ms, mean %.3f ms, p99 %.3f ms\n",
+               a.model, lat[0], lat[1], lat[2]);
+    }
     if (a.logits && evit_logits_save(a.logits, r.logits, r.n, r.k, evit_dataset_fingerprint(&d),
                                      a.data, a.model, r.top1) < 0)
         goto fail;
@@ -167,6 +234,12 @@ int main(int argc, char **argv)
                                                        : 4.0 * (double)evit_config_params(&m.cfg));
         evit_report_add_eval(rep, &r, d.class_names);
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a.batch);
+        if (a.latency) {
+            cJSON_AddNumberToObject(rep, "latency_ms", lat[0]);
+            cJSON_AddNumberToObject(rep, "latency_mean_ms", lat[1]);
+            cJSON_AddNumberToObject(rep, "latency_p99_ms", lat[2]);
+            cJSON_AddNumberToObject(rep, "latency_runs", a.latency);
+        }
         int bad = evit_report_save(rep, a.report, evit_now() - t0) < 0;
         cJSON_Delete(rep);
         if (bad) goto fail;

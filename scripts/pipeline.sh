@@ -7,10 +7,11 @@
 # Stages: import both splits, train the teacher (fm-small, labels), save its
 # logits over the training set, distil the student (fm-tiny), prune it
 # (mild), fine-tune the pruned model from the teacher's logits, quantize to
-# INT8, and compare every stage's report (table and chart).  Configuration
-# comes from configs/fmnist/.  The
-# quick profile takes about ten minutes on 2 cores; full gives the headline
-# numbers (docs/RESULTS.md).  A stage whose outputs are newer than its
+# INT8, export the flat file the device maps, measure its accuracy and
+# latency through the runtime, and compare every stage's report (table and
+# chart).  Configuration comes from configs/fmnist/.  The quick profile takes
+# about ten minutes on 2 cores; full gives the headline numbers
+# (docs/RESULTS.md).  A stage whose outputs are newer than its
 # inputs is skipped; a failing stage stops the chain with its message.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
         --profile) profile=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --threads) threads="--threads $2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "pipeline.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -92,9 +93,21 @@ if fresh "$out/quantized.report.json" "$out/finetuned.h5" "$cfg/quantize.json"; 
         -o "$out/student.q8.h5" --report "$out/quantized.report.json" $threads
 fi
 
+stage "export the INT8 model for the device"
+if fresh "$out/student.q8.evit" "$out/student.q8.h5"; then echo "up to date" >&2; else
+    "$bin/evit-export" "$out/student.q8.h5" -o "$out/student.q8.evit" --quantize-config "$cfg/quantize.json"
+fi
+
+stage "the exported file through the runtime: accuracy and batch-1 latency"
+if fresh "$out/export.report.json" "$out/student.q8.evit"; then echo "up to date" >&2; else
+    "$bin/evit-eval" "$out/student.q8.evit" "$out/test.h5" --latency 500 --stage export \
+        --parent "$out/quantized.report.json" --report "$out/export.report.json" -q
+fi
+"$bin/evit-run" "$out/student.q8.evit" --bench --runs 200
+
 stage "compare the stages"
 "$bin/evit-report" compare "$out/teacher.report.json" "$out/student.report.json" "$out/pruned.report.json" \
-    "$out/finetuned.report.json" "$out/quantized.report.json" --png "$out/compare.png"
+    "$out/finetuned.report.json" "$out/quantized.report.json" "$out/export.report.json" --png "$out/compare.png"
 echo "chart: $out/compare.png" >&2
 
 printf '\npipeline (%s) done: outputs in %s\n' "$profile" "$out" >&2

@@ -46,6 +46,15 @@ if command -v h5diff >/dev/null 2>&1; then
 fi
 ok "initialisation is deterministic in the seed"
 
+# batch-1 latency through the runtime lands in the report
+succeeds "$EVAL" "$T/m.h5" "$T/d.h5" --latency 5 --report "$T/lat.json" -q
+stdout_has "batch-1 latency through libevrt"
+for key in '"latency_ms":' '"latency_mean_ms":' '"latency_p99_ms":'; do
+    grep -qF "$key" "$T/lat.json" || fail "report lacks $key"
+done
+fails_with 2 "$EVAL" "$T/m.h5" "$T/d.h5" --latency 0
+ok "--latency times single-image inference through libevrt and reports it"
+
 # a report's parent is recorded
 succeeds "$EVAL" "$T/m.h5" "$T/d.h5" --report "$T/r2.json" --parent "$T/r.json" --stage check -q
 grep -qF "\"parent\":	\"$T/r.json\"" "$T/r2.json" || fail "parent not recorded"
