@@ -62,6 +62,16 @@ succeeds "$DATA" info "$T/ft.h5"
 stdout_has "params: 11306"
 ok "the pruned checkpoint loads in evit-eval (top-1 $got%) and fine-tunes with evit-distill --init"
 
+# ... and goes on through evit-quantize and evit-export to the runtime
+printf '{"calibrator":"minmax","calib_images":64,"max_drop":100}\n' >"$T/q.json"
+succeeds "$EVIT_BIN/evit-quantize" "$T/q.json" "$T/p.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/p.q8.h5" --report "$T/pq.json" -q --threads 1
+succeeds "$EVIT_BIN/evit-export" "$T/p.q8.h5" -o "$T/p.evit" -q
+succeeds "$EVAL" "$T/p.evit" "$T/val.h5" -q
+qtop=$(sed -n 's/^[[:space:]]*"top1":[[:space:]]*\([0-9.]*\).*/\1/p' "$T/pq.json" | head -n 1)
+stdout_has "top-1 $(printf '%.2f' "$qtop")%"
+succeeds "$EVIT_BIN/evit-run" "$T/p.evit" --bench --runs 3 --warmup 1
+ok "the pruned model quantizes, exports and runs on the runtime with the quantized accuracy"
+
 # --- ratio 0: the same model, the same logits bit for bit
 printf '{"heads_ratio":0,"mlp_ratio":0}\n' >"$T/none.json"
 succeeds "$P" "$T/none.json" "$T/m.h5" -o "$T/same.h5" --report "$T/same.json" -q
