@@ -36,6 +36,23 @@ static int write_config(hid_t f, const struct evit_vit_config *c)
            evit_h5_attr_write_ints(f, "mlp_hidden", mlp, c->depth);
 }
 
+int evit_ckpt_write_header(hid_t f, const char *path, const struct evit_vit *m,
+                           const struct evit_ckpt_meta *meta, const char *default_stage)
+{
+    int ok = write_config(f, &m->cfg) == 0 &&
+             evit_h5_attr_write_floats(f, "mean", m->mean, m->cfg.channels) == 0 &&
+             evit_h5_attr_write_floats(f, "std", m->std, m->cfg.channels) == 0 &&
+             evit_h5_attr_write_string(f, "stage", meta && meta->stage ? meta->stage : default_stage) == 0;
+    if (ok && meta && meta->parent_report)
+        ok = evit_h5_attr_write_string(f, "parent_report", meta->parent_report) == 0;
+    if (ok && meta && meta->report)
+        ok = evit_h5_attr_write_string(f, "report", meta->report) == 0;
+    if (ok && meta && meta->classes > 0)
+        ok = evit_h5_attr_write_strings(f, "classes", meta->class_names, meta->classes) == 0;
+    if (!ok) return evit_error("%s: cannot write attributes", path);
+    return EVIT_OK;
+}
+
 int evit_ckpt_write(hid_t f, const char *path, const struct evit_vit *m,
                     const struct evit_ckpt_meta *meta)
 {
@@ -43,17 +60,7 @@ int evit_ckpt_write(hid_t f, const char *path, const struct evit_vit *m,
     char h5path[EVIT_TENSOR_NAME_MAX];
     struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
     ok = evit_h5_write_format(f, "evit-checkpoint", EVIT_CKPT_VERSION) == 0 &&
-         write_config(f, &m->cfg) == 0 &&
-         evit_h5_attr_write_floats(f, "mean", m->mean, m->cfg.channels) == 0 &&
-         evit_h5_attr_write_floats(f, "std", m->std, m->cfg.channels) == 0 &&
-         evit_h5_attr_write_string(f, "stage", meta && meta->stage ? meta->stage : "init") == 0;
-    if (ok && meta && meta->parent_report)
-        ok = evit_h5_attr_write_string(f, "parent_report", meta->parent_report) == 0;
-    if (ok && meta && meta->report)
-        ok = evit_h5_attr_write_string(f, "report", meta->report) == 0;
-    if (ok && meta && meta->classes > 0)
-        ok = evit_h5_attr_write_strings(f, "classes", meta->class_names, meta->classes) == 0;
-    if (!ok) evit_error("%s: cannot write attributes", path);
+         evit_ckpt_write_header(f, path, m, meta, "init") == 0;
     for (int i = 0; ok && i < n; i++) {
         key_to_path(h5path, sizeof h5path, t[i].name);
         ok = evit_h5_write(f, path, h5path, H5T_NATIVE_FLOAT, t[i].ndim, t[i].shape, t[i].data) == 0;
@@ -68,26 +75,18 @@ int evit_ckpt_save(const char *path, const struct evit_vit *m, const struct evit
     int rc = EVIT_ERR;
     char *tmp = evit_temp_path(path);
     if (evit_h5_create(tmp, &f) < 0) goto out;
-    int ok = evit_ckpt_write(f, path, m, meta) == 0;
-    if (evit_h5_close(f, path) < 0) ok = 0;
-    if (!ok) {
-        remove(tmp);
-        goto out;
-    }
-    rc = evit_commit_file(tmp, path);
+    rc = evit_h5_finish(f, tmp, path, evit_ckpt_write(f, path, m, meta) == 0);
 out:
     free(tmp);
     return rc;
 }
 
-static int read_config(hid_t f, const char *path, struct evit_vit_config *c)
+int evit_ckpt_read_config(hid_t f, const char *path, struct evit_vit_config *c)
 {
     int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
     char *name = NULL;
     memset(c, 0, sizeof *c);
-    if (evit_h5_check_format(f, path, "evit-checkpoint", EVIT_CKPT_VERSION) < 0 ||
-        evit_h5_attr_read_string(f, path, "name", &name) < 0)
-        return EVIT_ERR;
+    if (evit_h5_attr_read_string(f, path, "name", &name) < 0) return EVIT_ERR;
     snprintf(c->name, sizeof c->name, "%s", name);
     free(name);
     if (evit_h5_attr_read_ints(f, path, "img_size", &c->img_size, 1) < 0 ||
@@ -111,6 +110,12 @@ static int read_config(hid_t f, const char *path, struct evit_vit_config *c)
     return evit_config_validate(c, path);
 }
 
+static int read_config(hid_t f, const char *path, struct evit_vit_config *c)
+{
+    if (evit_h5_check_format(f, path, "evit-checkpoint", EVIT_CKPT_VERSION) < 0) return EVIT_ERR;
+    return evit_ckpt_read_config(f, path, c);
+}
+
 int evit_ckpt_load_config(const char *path, struct evit_vit_config *cfg)
 {
     hid_t f;
@@ -120,9 +125,9 @@ int evit_ckpt_load_config(const char *path, struct evit_vit_config *cfg)
     return rc;
 }
 
-static int read_meta(hid_t f, const char *path, int channels, struct evit_vit *m,
-                     struct evit_ckpt_meta *meta)
+int evit_ckpt_read_meta(hid_t f, const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta)
 {
+    int channels = m->cfg.channels;
     if (evit_h5_attr_read_floats(f, path, "mean", m->mean, channels) < 0 ||
         evit_h5_attr_read_floats(f, path, "std", m->std, channels) < 0)
         return EVIT_ERR;
@@ -164,7 +169,7 @@ int evit_ckpt_read(hid_t f, const char *path, struct evit_vit *m, struct evit_ck
     memset(m, 0, sizeof *m);
     if (read_config(f, path, &cfg) < 0) return EVIT_ERR;
     evit_vit_alloc(m, &cfg);
-    if (read_meta(f, path, cfg.channels, m, meta) < 0) goto fail;
+    if (evit_ckpt_read_meta(f, path, m, meta) < 0) goto fail;
     t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
     for (int i = 0; i < n; i++) {
         key_to_path(h5path, sizeof h5path, t[i].name);

@@ -48,6 +48,17 @@ int evit_ckpt_write(hid_t f, const char *path, const struct evit_vit *m,
                     const struct evit_ckpt_meta *meta);
 int evit_ckpt_read(hid_t f, const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta);
 
+/* The parts other model files share with checkpoints (evit-quantized):
+ * the config attributes, mean/std and the meta attributes (stage defaults to
+ * default_stage), without the format attribute or any tensor. */
+int evit_ckpt_write_header(hid_t f, const char *path, const struct evit_vit *m,
+                           const struct evit_ckpt_meta *meta, const char *default_stage);
+/* The config attributes, validated (no format check). */
+int evit_ckpt_read_config(hid_t f, const char *path, struct evit_vit_config *cfg);
+/* mean/std into m (whose cfg is set) and, when meta is non-NULL, the meta
+ * attributes (owned by meta afterwards). */
+int evit_ckpt_read_meta(hid_t f, const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta);
+
 /* Reads only the config (for evit-data info and quick checks). */
 int evit_ckpt_load_config(const char *path, struct evit_vit_config *cfg);
 

@@ -54,12 +54,7 @@ int evit_dataset_save(const struct evit_dataset *d, const char *path)
     if (!ok) evit_error("%s: cannot write attributes", path);
     if (ok) ok = evit_h5_write(f, path, "images", H5T_NATIVE_UINT8, 4, idims, d->images) == 0 &&
                  evit_h5_write(f, path, "labels", H5T_NATIVE_INT32, 1, ldims, d->labels) == 0;
-    if (evit_h5_close(f, path) < 0) ok = 0;
-    if (!ok) {
-        remove(tmp);
-        goto out;
-    }
-    rc = evit_commit_file(tmp, path);
+    rc = evit_h5_finish(f, tmp, path, ok);
 out:
     free(tmp);
     return rc;

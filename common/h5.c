@@ -5,6 +5,7 @@
 #include "h5.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -56,6 +57,16 @@ int evit_h5_close(hid_t file, const char *path)
 {
     if (H5Fclose(file) < 0) return evit_error("%s: write failed on close (disk full?)", path);
     return EVIT_OK;
+}
+
+int evit_h5_finish(hid_t file, const char *tmp, const char *path, int ok)
+{
+    if (evit_h5_close(file, path) < 0) ok = 0;
+    if (!ok) {
+        remove(tmp);
+        return EVIT_ERR;
+    }
+    return evit_commit_file(tmp, path);
 }
 
 int evit_h5_write(hid_t file, const char *path, const char *name, hid_t type,

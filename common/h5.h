@@ -23,6 +23,11 @@ int evit_h5_create(const char *path, hid_t *file);
 /* Closes; a failed close (disk full on flush) is an error naming path. */
 int evit_h5_close(hid_t file, const char *path);
 
+/* Ends an atomic write: closes the file created at tmp, then renames tmp to
+ * path when ok and the close succeeded, else removes tmp.  Returns EVIT_OK
+ * only when path now holds the complete file. */
+int evit_h5_finish(hid_t file, const char *tmp, const char *path, int ok);
+
 /* Writes a dataset at a '/'-path, creating groups; type is a native HDF5
  * type (H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, H5T_NATIVE_UINT8, ...).
  * Datasets larger than 1 MiB are chunked and deflate-compressed. */

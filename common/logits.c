@@ -30,12 +30,7 @@ int evit_logits_save(const char *path, const float *logits, int n, int k, uint64
     if (!ok) evit_error("%s: cannot write attributes", path);
     int64_t dims[2] = {n, k};
     if (ok) ok = evit_h5_write(f, path, "logits", H5T_NATIVE_FLOAT, 2, dims, logits) == 0;
-    if (evit_h5_close(f, path) < 0) ok = 0;
-    if (!ok) {
-        remove(tmp);
-        goto out;
-    }
-    rc = evit_commit_file(tmp, path);
+    rc = evit_h5_finish(f, tmp, path, ok);
 out:
     free(tmp);
     return rc;

@@ -128,37 +128,15 @@ static int is_linear_param(const struct evit_tensor_ref *t)
     return t->kind == EVIT_T_WEIGHT || t->kind == EVIT_T_BIAS;
 }
 
-static int write_config(hid_t f, const struct evit_vit_config *c)
+static int write_meta(hid_t f, const char *path, const struct evit_qmodel *q,
+                      const struct evit_ckpt_meta *meta)
 {
-    int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
-    for (int l = 0; l < c->depth; l++) {
-        heads[l] = c->blocks[l].heads;
-        hd[l] = c->blocks[l].head_dim;
-        mlp[l] = c->blocks[l].mlp;
-    }
-    return evit_h5_attr_write_string(f, "name", c->name) |
-           evit_h5_attr_write_ints(f, "img_size", &c->img_size, 1) |
-           evit_h5_attr_write_ints(f, "channels", &c->channels, 1) |
-           evit_h5_attr_write_ints(f, "patch", &c->patch, 1) |
-           evit_h5_attr_write_ints(f, "num_classes", &c->classes, 1) |
-           evit_h5_attr_write_ints(f, "embed_dim", &c->dim, 1) |
-           evit_h5_attr_write_ints(f, "depth", &c->depth, 1) |
-           evit_h5_attr_write_ints(f, "num_heads", heads, c->depth) |
-           evit_h5_attr_write_ints(f, "head_dim", hd, c->depth) |
-           evit_h5_attr_write_ints(f, "mlp_hidden", mlp, c->depth);
-}
-
-static int write_meta(hid_t f, const struct evit_qmodel *q, const struct evit_ckpt_meta *meta)
-{
-    const struct evit_vit *m = &q->vit;
     int n8 = evit_qmodel_int8_layers(q), nl = evrt_layer_count(&q->rt), nf = 0;
     char *names[2 + 4 * EVIT_MAX_DEPTH];
-    int ok = evit_h5_write_format(f, "evit-quantized", EVIT_QMODEL_VERSION) == 0 &&
-             write_config(f, &m->cfg) == 0 &&
-             evit_h5_attr_write_floats(f, "mean", m->mean, m->cfg.channels) == 0 &&
-             evit_h5_attr_write_floats(f, "std", m->std, m->cfg.channels) == 0 &&
-             evit_h5_attr_write_string(f, "stage", meta && meta->stage ? meta->stage : "quantize") == 0 &&
-             evit_h5_attr_write_string(f, "calibrator", q->calibrator[0] ? q->calibrator : "none") == 0 &&
+    if (evit_h5_write_format(f, "evit-quantized", EVIT_QMODEL_VERSION) < 0 ||
+        evit_ckpt_write_header(f, path, &q->vit, meta, "quantize") < 0)
+        return EVIT_ERR;
+    int ok = evit_h5_attr_write_string(f, "calibrator", q->calibrator[0] ? q->calibrator : "none") == 0 &&
              evit_h5_attr_write_double(f, "percentile", q->percentile) == 0 &&
              evit_h5_attr_write_ints(f, "symmetric", &q->symmetric, 1) == 0 &&
              evit_h5_attr_write_ints(f, "int8_layers", &n8, 1) == 0;
@@ -170,12 +148,8 @@ static int write_meta(hid_t f, const struct evit_qmodel *q, const struct evit_ck
     }
     if (ok && nf) ok = evit_h5_attr_write_strings(f, "float_layers", names, nf) == 0;
     for (int i = 0; i < nf; i++) free(names[i]);
-    if (ok && meta && meta->parent_report)
-        ok = evit_h5_attr_write_string(f, "parent_report", meta->parent_report) == 0;
-    if (ok && meta && meta->report) ok = evit_h5_attr_write_string(f, "report", meta->report) == 0;
-    if (ok && meta && meta->classes > 0)
-        ok = evit_h5_attr_write_strings(f, "classes", meta->class_names, meta->classes) == 0;
-    return ok ? EVIT_OK : EVIT_ERR;
+    if (!ok) return evit_error("%s: cannot write attributes", path);
+    return EVIT_OK;
 }
 
 static int write_layer(hid_t f, const char *path, const struct evit_qmodel *q, int i,
@@ -221,8 +195,7 @@ int evit_qmodel_save(const char *path, const struct evit_qmodel *q, const struct
     char *tmp = evit_temp_path(path);
     struct evit_tensor_ref *t = evit_vit_tensor_list(&q->vit.cfg, &q->vit.p, &n);
     if (evit_h5_create(tmp, &f) < 0) goto out;
-    ok = write_meta(f, q, meta) == 0;
-    if (!ok) evit_error("%s: cannot write attributes", path);
+    ok = write_meta(f, path, q, meta) == 0;
     for (int i = 0; ok && i < n; i++) {
         if (is_linear_param(&t[i])) continue;
         snprintf(h5path, sizeof h5path, "%s", t[i].name);
@@ -232,12 +205,7 @@ int evit_qmodel_save(const char *path, const struct evit_qmodel *q, const struct
     }
     for (int i = 0; ok && i < evrt_layer_count(&q->rt); i++)
         ok = write_layer(f, path, q, i, layer_weight_ref(t, n, i, &q->rt)) == 0;
-    if (evit_h5_close(f, path) < 0) ok = 0;
-    if (!ok) {
-        remove(tmp);
-        goto out;
-    }
-    rc = evit_commit_file(tmp, path);
+    rc = evit_h5_finish(f, tmp, path, ok);
 out:
     free(t);
     free(tmp);
@@ -269,55 +237,19 @@ int evit_qmodel_is_quantized(const char *path)
 
 static int read_config(hid_t f, const char *path, struct evit_vit_config *c)
 {
-    int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
-    char *name = NULL;
-    memset(c, 0, sizeof *c);
     if (evit_h5_check_format(f, path, "evit-quantized", EVIT_QMODEL_VERSION) < 0 ||
-        evit_h5_attr_read_string(f, path, "name", &name) < 0)
+        evit_ckpt_read_config(f, path, c) < 0)
         return EVIT_ERR;
-    snprintf(c->name, sizeof c->name, "%s", name);
-    free(name);
-    if (evit_h5_attr_read_ints(f, path, "img_size", &c->img_size, 1) < 0 ||
-        evit_h5_attr_read_ints(f, path, "channels", &c->channels, 1) < 0 ||
-        evit_h5_attr_read_ints(f, path, "patch", &c->patch, 1) < 0 ||
-        evit_h5_attr_read_ints(f, path, "num_classes", &c->classes, 1) < 0 ||
-        evit_h5_attr_read_ints(f, path, "embed_dim", &c->dim, 1) < 0 ||
-        evit_h5_attr_read_ints(f, path, "depth", &c->depth, 1) < 0)
-        return EVIT_ERR;
-    if (c->depth < 1 || c->depth > EVIT_MAX_DEPTH)
-        return evit_error("%s: depth %d out of range [1, %d]", path, c->depth, EVIT_MAX_DEPTH);
-    if (evit_h5_attr_read_ints(f, path, "num_heads", heads, c->depth) < 0 ||
-        evit_h5_attr_read_ints(f, path, "head_dim", hd, c->depth) < 0 ||
-        evit_h5_attr_read_ints(f, path, "mlp_hidden", mlp, c->depth) < 0)
-        return EVIT_ERR;
-    for (int l = 0; l < c->depth; l++) {
-        c->blocks[l].heads = heads[l];
-        c->blocks[l].head_dim = hd[l];
-        c->blocks[l].mlp = mlp[l];
-    }
-    if (evit_config_validate(c, path) < 0) return EVIT_ERR;
     if (c->channels > EVRT_MAX_CHANNELS)
         return evit_error("%s: %d channels, the runtime takes at most %d", path, c->channels, EVRT_MAX_CHANNELS);
     return EVIT_OK;
 }
 
-static int read_strings_opt(hid_t f, const char *path, const char *key, const char **out)
-{
-    char *s = NULL;
-    *out = NULL;
-    if (!evit_h5_attr_exists(f, key)) return EVIT_OK;
-    if (evit_h5_attr_read_string(f, path, key, &s) < 0) return EVIT_ERR;
-    *out = s;
-    return EVIT_OK;
-}
 
 static int read_meta(hid_t f, const char *path, struct evit_qmodel *q, struct evit_ckpt_meta *meta)
 {
-    struct evit_vit *m = &q->vit;
     char *cal = NULL;
-    int ch = m->cfg.channels;
-    if (evit_h5_attr_read_floats(f, path, "mean", m->mean, ch) < 0 ||
-        evit_h5_attr_read_floats(f, path, "std", m->std, ch) < 0 ||
+    if (evit_ckpt_read_meta(f, path, &q->vit, meta) < 0 ||
         evit_h5_attr_read_string(f, path, "calibrator", &cal) < 0 ||
         evit_h5_attr_read_double(f, path, "percentile", &q->percentile) < 0 ||
         evit_h5_attr_read_ints(f, path, "symmetric", &q->symmetric, 1) < 0) {
@@ -326,21 +258,6 @@ static int read_meta(hid_t f, const char *path, struct evit_qmodel *q, struct ev
     }
     snprintf(q->calibrator, sizeof q->calibrator, "%s", cal);
     free(cal);
-    for (int c = 0; c < ch; c++)
-        if (!(m->std[c] > 0.0f) || !isfinite(m->mean[c]))
-            return evit_error("%s: attribute std must be positive and mean finite", path);
-    if (!meta) return EVIT_OK;
-    if (read_strings_opt(f, path, "stage", &meta->stage) < 0 ||
-        read_strings_opt(f, path, "parent_report", &meta->parent_report) < 0 ||
-        read_strings_opt(f, path, "report", &meta->report) < 0)
-        return EVIT_ERR;
-    if (evit_h5_attr_exists(f, "classes")) {
-        meta->classes = m->cfg.classes;
-        if (evit_h5_attr_read_strings(f, path, "classes", &meta->class_names, &meta->classes) < 0) {
-            meta->classes = 0;
-            return EVIT_ERR;
-        }
-    }
     return EVIT_OK;
 }
 

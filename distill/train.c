@@ -111,12 +111,7 @@ static int save_state(const struct evit_train_opts *o, const struct evit_trainer
     if (ok && t->opt.v)
         ok = evit_h5_write(f, o->state_path, "train/v", H5T_NATIVE_FLOAT, 1, dn, t->opt.v) == 0;
     ok = ok && evit_h5_write(f, o->state_path, "train/rng", H5T_NATIVE_UINT64, 1, dr, t->rng.s) == 0;
-    if (evit_h5_close(f, o->state_path) < 0) ok = 0;
-    if (!ok) {
-        remove(tmp);
-        goto out;
-    }
-    rc = evit_commit_file(tmp, o->state_path);
+    rc = evit_h5_finish(f, tmp, o->state_path, ok);
 out:
     free(hist);
     free(tmp);
