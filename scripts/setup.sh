@@ -10,11 +10,12 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
 
-# Build tools and libraries, the Fashion-MNIST data, and the Python pieces
-# the PyTorch parity checks use (they skip without them).
+# Build tools and libraries, the Fashion-MNIST data, the Python pieces the
+# PyTorch parity checks use, and the aarch64 cross compiler and qemu that
+# run the runtime's ARM tests (those checks skip without them).
 pkgs="build-essential autoconf automake pkg-config libopenblas-openmp-dev libopenblas-dev
       libhdf5-dev hdf5-tools libcjson-dev libpng-dev zlib1g-dev dataset-fashion-mnist
-      python3 python3-numpy python3-h5py"
+      python3 python3-numpy python3-h5py gcc-aarch64-linux-gnu qemu-user"
 [ -n "${EVIT_NO_TORCH:-}" ] || pkgs="$pkgs python3-torch"
 
 missing=""
