@@ -176,4 +176,27 @@ PYEOF
     fails_with 1 "$EVAL" "$T/badscale.h5" "$T/val.h5"; stderr_has "blocks.0.mlp.fc1"
 fi
 ok "missing, mistaken and damaged files and bad configs are refused in one line"
+
+# --- real images: an fm-tiny trained briefly on Fashion-MNIST keeps its
+# logits (cosine > 0.99 per image on average) through INT8
+FM=/usr/share/datasets/fashion-mnist
+if [ -f "$FM/t10k-images-idx3-ubyte.gz" ] && "$PY" -c "import h5py, numpy" 2>/dev/null; then
+    succeeds "$DATA" import --idx "$FM/t10k-images-idx3-ubyte.gz" "$FM/t10k-labels-idx1-ubyte.gz" -o "$T/fm.h5"
+    printf '{"model":"fm-tiny","epochs":1,"batch_size":64,"optimizer":{"lr":0.002},"schedule":{"warmup_epochs":0.1},"augment":{"crop_padding":0,"hflip":false}}\n' >"$T/fm.json"
+    succeeds "$D" "$T/fm.json" --data "$T/fm.h5" -o "$T/fm_tiny.h5" -q --steps 60 --threads 2
+    printf '{"calibrator":"entropy","calib_images":256,"max_drop":100,"measure_images":16}\n' >"$T/fq.json"
+    succeeds "$Q" "$T/fq.json" "$T/fm_tiny.h5" --calib "$T/fm.h5" --val "$T/fm.h5" -o "$T/fm.q8.h5" -q --threads 2
+    succeeds "$EVAL" "$T/fm_tiny.h5" "$T/fm.h5" --save-logits "$T/lf.h5" -q
+    succeeds "$EVAL" "$T/fm.q8.h5" "$T/fm.h5" --save-logits "$T/lq.h5" -q
+    succeeds "$PY" - "$T/lf.h5" "$T/lq.h5" <<'PYEOF'
+import sys, h5py, numpy as np
+a = h5py.File(sys.argv[1], "r")["logits"][()].astype(np.float64)
+b = h5py.File(sys.argv[2], "r")["logits"][()].astype(np.float64)
+cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+print(f"cosine float vs INT8 over {len(a)} Fashion-MNIST images: mean {cos.mean():.5f}, min {cos.min():.5f}")
+sys.exit(0 if cos.mean() > 0.99 else 1)
+PYEOF
+    cat "$T/out"
+    ok "a quantized fm-tiny keeps its logits on real Fashion-MNIST images (cosine > 0.99)"
+fi
 echo "cli_quantize: all checks passed"
