@@ -2,7 +2,10 @@
 # run.sh: builds the loader's libFuzzer target, writes the seed corpus and
 # fuzzes for SECONDS (default 60).  Needs clang (apt-get install clang).
 #   fuzz/run.sh [SECONDS] [WORKDIR]      from the source tree's root
-# Crashes land in WORKDIR/crash-*; the corpus grows in WORKDIR/corpus.
+# Crashes land in WORKDIR/crash-*; the corpus grows in WORKDIR/corpus.  The
+# per-input timeout (FUZZ_TIMEOUT, default 300 s) is generous because a
+# niced fuzzer on a busy machine can be starved for tens of seconds; every
+# input loads in well under a millisecond.
 set -eu
 secs=${1:-60}
 work=${2:-/tmp/evit-fuzz}
@@ -17,4 +20,4 @@ cc -std=gnu11 -fopenmp -I"$src/runtime" -I"$src/common" -I"$src/export" "$src/fu
     "$src/export/export.c" "$src/common/util.c" $rt $(pkg-config --cflags --libs openblas) -lm -o "$work/seeds_gen"
 "$work/seeds_gen" "$work/seeds"
 cd "$work"
-./fuzz_load -max_total_time="$secs" -max_len=65536 -timeout=10 -print_final_stats=1 corpus seeds
+./fuzz_load -max_total_time="$secs" -max_len=65536 -timeout=${FUZZ_TIMEOUT:-300} -print_final_stats=1 corpus seeds
