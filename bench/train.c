@@ -1,7 +1,9 @@
 /* bench/train: training throughput (forward + backward + AdamW step) at
  * batch 64, 1 and 2 threads, for fm-tiny and fm-small (or the configs given).
  *
- *   bench/train [--batch N] [--seconds S] [CONFIG ...]
+ *   bench/train [--batch N] [--seconds S] [--threads T] [CONFIG ...]
+ *
+ * --threads T measures T threads only (for profiling); by default 1 and 2.
  *
  * Labels-only loss (label smoothing 0.1), no augmentation: the same work as
  * one step of bench/torch_train.py, which bench/train.sh runs beside it. */
@@ -32,15 +34,17 @@ static double measure(struct evit_trainer *t, const struct evit_recipe *r, const
 int main(int argc, char **argv)
 {
     const char *names[16] = {"fm-tiny", "fm-small"};
-    int n = 0, B = 64;
+    int n = 0, B = 64, only = 0;
     double seconds = 3.0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             B = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            only = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: bench/train [--batch N] [--seconds S] [CONFIG ...]");
+            puts("usage: bench/train [--batch N] [--seconds S] [--threads T] [CONFIG ...]");
             return 0;
         } else if (n < 16)
             names[n++] = argv[i];
@@ -68,8 +72,9 @@ int main(int argc, char **argv)
         evit_rng_seed(&rng, 3);
         for (size_t i = 0; i < bytes; i++) img[i] = (uint8_t)evit_rng_next(&rng);
         for (int b = 0; b < B; b++) t.labels[b] = (int32_t)evit_rng_below(&rng, (uint64_t)r.model.classes);
-        double ips[2];
+        double ips[2] = {0.0, 0.0};
         for (int th = 1; th <= 2; th++) {
+            if (only && th != only) continue;
             evit_set_threads(th);
             ips[th - 1] = measure(&t, &r, img, B, seconds);
         }
