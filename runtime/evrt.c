@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels.h"
 
@@ -20,6 +21,7 @@ typedef void (*job_fn)(void *arg, int tid, int nt);
 
 struct pool {
     int n; /* threads, caller included */
+    int spins; /* polls before sleeping */
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
@@ -39,9 +41,24 @@ struct worker {
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define DEC(p) __atomic_sub_fetch((p), 1, __ATOMIC_ACQ_REL)
-#define SPINS 20000
+/* About a millisecond of polling before sleeping: between the parallel
+ * regions of one inference the caller works alone for tens of
+ * microseconds, and a futex wake-up costs as much again (with 20000 plain
+ * polls, 2 threads were slower than 1 on the small models).  More threads
+ * than cores make every region wait for a descheduled thread, so then
+ * the pool polls only briefly (struct pool's spins). */
+#define SPINS 200000
+#define SPINS_OVERSUBSCRIBED 2000
+#if defined(__x86_64__) || defined(__i386__)
+#define RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define RELAX() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define RELAX() ((void)0)
+#endif
 #else /* no atomics: everything under the mutex */
 #define SPINS 0
+#define SPINS_OVERSUBSCRIBED 0
 #endif
 
 struct evrt_ctx {
@@ -67,6 +84,14 @@ struct evrt_ctx {
     int32_t *wsum;          /* per layer, sum_i wq[o, i] (layer offsets in wsum_off) */
     size_t *wsum_off;       /* (layers) */
     const int8_t **wsum_of; /* (layers) the wq each wsum was computed from */
+    /* per layer, its weights packed into panels for the variant's panel
+     * kernels (kernels.h), allocated at create for the layer's dtype then;
+     * repacked in place when the weight pointer or the variant changes */
+    void **pk;              /* (layers) */
+    int *pk_dtype;          /* (layers) the dtype pk[l] is sized for, -1 none */
+    const void **pk_of;     /* (layers) the weights pk[l] holds, NULL none */
+    int *pk_isa;            /* (layers) the variant that packed them */
+    size_t *pk_bytes;       /* (layers) the size of pk[l] */
     struct pool pool;
     struct worker *workers;
 };
@@ -233,7 +258,10 @@ static void *worker_main(void *arg)
         unsigned g;
         int spin = 0;
 #if SPINS
-        while ((g = LOAD(&p->gen)) == seen && spin < SPINS) spin++;
+        while ((g = LOAD(&p->gen)) == seen && spin < p->spins) {
+            RELAX();
+            spin++;
+        }
         if (g == seen) {
             pthread_mutex_lock(&p->mu);
             while ((g = LOAD(&p->gen)) == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
@@ -270,7 +298,10 @@ static void parallel(evrt_ctx *c, job_fn fn, void *arg)
     fn(arg, 0, p->n);
     {
         int spin = 0;
-        while (LOAD(&p->left) > 0 && spin < SPINS) spin++;
+        while (LOAD(&p->left) > 0 && spin < p->spins) {
+            RELAX();
+            spin++;
+        }
         if (LOAD(&p->left) > 0) {
             pthread_mutex_lock(&p->mu);
             while (LOAD(&p->left) > 0) pthread_cond_wait(&p->done, &p->mu);
@@ -347,6 +378,10 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
     p->n = n;
+    p->spins = SPINS;
+#if defined(_SC_NPROCESSORS_ONLN)
+    if (n > sysconf(_SC_NPROCESSORS_ONLN)) p->spins = SPINS_OVERSUBSCRIBED;
+#endif
     for (i = 1; i < n; i++) {
         c->workers[i].p = p;
         c->workers[i].tid = i;
@@ -361,6 +396,35 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
 
 int evrt_ctx_threads(const evrt_ctx *c) { return c->pool.n; }
 
+/* The layer's packed weights for the current variant, packing them when
+ * stale (no allocation); NULL when the variant has no panel kernel for the
+ * layer's dtype or no buffer was made for that dtype at create. */
+static const void *packed(evrt_ctx *c, int layer)
+{
+    const struct evrt_linear *L = evrt_model_layer(c->m, layer);
+    const void *src = L->dtype == EVRT_F32 ? (const void *)L->w : (const void *)L->wq;
+    if (!c->pk || !c->pk[layer] || c->pk_dtype[layer] != L->dtype) return NULL;
+    if (L->dtype == EVRT_F32 ? !c->k->f32p : !c->k->i8p) return NULL;
+    if (L->dtype == EVRT_I8 && evrt_pack_i8_bytes(c->k->isa, L->out, L->in) > c->pk_bytes[layer])
+        return NULL; /* sized for another variant at create */
+    if (c->pk_of[layer] != src || c->pk_isa[layer] != c->k->isa) {
+        if (L->dtype == EVRT_F32)
+            evrt_pack_f32(c->pk[layer], L->w, L->out, L->in);
+        else
+            c->k->pack_i8(c->pk[layer], L->wq, L->out, L->in);
+        c->pk_of[layer] = src;
+        c->pk_isa[layer] = c->k->isa;
+    }
+    return c->pk[layer];
+}
+
+static void pack_all(evrt_ctx *c)
+{
+    int i;
+    if (!c->pk) return;
+    for (i = 0; i < evrt_layer_count(c->m); i++) (void)packed(c, i);
+}
+
 int evrt_ctx_set_kernels(evrt_ctx *c, const char *name)
 {
     int isa = name ? evrt_isa_parse(name) : -1;
@@ -368,6 +432,7 @@ int evrt_ctx_set_kernels(evrt_ctx *c, const char *name)
         return fail(c->err, sizeof c->err, "kernels '%s' unknown or not supported by this CPU",
                     name ? name : "(null)");
     c->k = evrt_kernels_get(isa);
+    pack_all(c);
     return EVRT_OK;
 }
 
@@ -434,11 +499,44 @@ int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
         c->wsum_off[i] = outs;
         outs += (size_t)evrt_model_layer(m, i)->out;
     }
+    c->pk = calloc((size_t)L, sizeof *c->pk);
+    c->pk_dtype = malloc(sizeof(int) * (size_t)L);
+    c->pk_of = calloc((size_t)L, sizeof *c->pk_of);
+    c->pk_isa = malloc(sizeof(int) * (size_t)L);
+    c->pk_bytes = calloc((size_t)L, sizeof *c->pk_bytes);
+    if (!c->pk || !c->pk_dtype || !c->pk_of || !c->pk_isa || !c->pk_bytes) {
+        evrt_ctx_destroy(c);
+        *out = NULL;
+        return EVRT_ENOMEM;
+    }
+    for (i = 0; i < L; i++) {
+        const struct evrt_linear *Li = evrt_model_layer(m, i);
+        /* int8: sized for the variant chosen now (EVRT_KERNELS), or the
+         * best; another one chosen later runs its unpacked kernel */
+        int sz = c->k->i8p ? c->k->isa : evrt_isa_best();
+        size_t nb = Li->dtype == EVRT_F32 ? evrt_pack_f32_bytes(Li->out, Li->in)
+                                          : evrt_pack_i8_bytes(sz, Li->out, Li->in);
+        c->pk_dtype[i] = -1;
+        c->pk_isa[i] = -1;
+        /* only where some variant has panel kernels */
+        if (!evrt_kernels_get(evrt_isa_best())->f32p || !nb) continue;
+        c->pk[i] = malloc(nb);
+        if (!c->pk[i]) {
+            evrt_ctx_destroy(c);
+            *out = NULL;
+            return EVRT_ENOMEM;
+        }
+        c->pk_dtype[i] = Li->dtype;
+        c->pk_bytes[i] = nb;
+        c->bytes += nb;
+    }
+    pack_all(c);
     return EVRT_OK;
 }
 
 void evrt_ctx_destroy(evrt_ctx *c)
 {
+    int i;
     if (!c) return;
     pool_stop(c);
     free(c->patches);
@@ -453,6 +551,13 @@ void evrt_ctx_destroy(evrt_ctx *c)
     free(c->wsum);
     free(c->wsum_off);
     free((void *)c->wsum_of);
+    if (c->pk)
+        for (i = 0; i < evrt_layer_count(c->m); i++) free(c->pk[i]);
+    free(c->pk);
+    free(c->pk_dtype);
+    free((void *)c->pk_of);
+    free(c->pk_isa);
+    free(c->pk_bytes);
     free(c);
 }
 
@@ -475,6 +580,7 @@ struct linear_job {
     const float *x;
     void *xq;
     const int32_t *wsum;
+    const void *wp; /* packed weights, or NULL */
     int rows;
 };
 
@@ -494,7 +600,10 @@ static void i8_job(void *arg, int tid, int nt)
     const struct evrt_linear *L = j->L;
     int lo, hi;
     share(L->out, 16, tid, nt, &lo, &hi);
-    if (lo < hi)
+    if (lo < hi && j->wp)
+        j->k->i8p(j->y, j->xq, L->in_zero, L->in_scale, j->wp, j->wsum, L->w_scale, L->bias,
+                  j->rows, L->in, L->out, lo, hi);
+    else if (lo < hi)
         j->k->i8(j->y, j->xq, L->in_zero, L->in_scale, L->wq, j->wsum, L->w_scale, L->bias, j->rows,
                  L->in, L->out, lo, hi);
 }
@@ -505,7 +614,10 @@ static void f32_job(void *arg, int tid, int nt)
     const struct evrt_linear *L = j->L;
     int lo, hi;
     share(L->out, 16, tid, nt, &lo, &hi);
-    if (lo < hi)
+    if (lo < hi && j->wp)
+        j->k->f32p(j->y, (size_t)L->out, j->x, (size_t)L->in, j->wp, 16, (size_t)16 * L->in,
+                   L->bias, j->rows, L->in, lo, hi);
+    else if (lo < hi)
         j->k->f32(j->y, (size_t)L->out, j->x, (size_t)L->in, L->w, (size_t)L->in, L->bias, j->rows,
                   L->in, lo, hi);
 }
@@ -525,6 +637,7 @@ static void linear(evrt_ctx *c, int layer, float *y, const float *x, int rows)
     j.xq = c->xq;
     j.rows = rows;
     j.wsum = NULL;
+    j.wp = packed(c, layer);
     if (L->dtype == EVRT_I8) {
         if (c->k->needs_wsum) {
             int32_t *ws = c->wsum + c->wsum_off[layer];
@@ -559,6 +672,8 @@ struct att_job {
     int B, nq, H, d;
 };
 
+#define ATT_ROWS 24 /* query rows per attention work item (panel kernels) */
+
 static void att_job_run(void *arg, int tid, int nt)
 {
     struct att_job *j = arg;
@@ -566,6 +681,32 @@ static void att_job_run(void *arg, int tid, int nt)
     int T = c->T, I = j->H * j->d, d = j->d, lo, hi, p, t, i, u;
     float *S = c->scores + scratch_floats(c) * (size_t)tid, *vt = S + (size_t)T * T;
     float scale = 1.0f / sqrtf((float)d);
+    if (c->k->f32p) {
+        /* items: (image, head, chunk of ATT_ROWS queries), so that two
+         * threads share three heads evenly; K^T is made once per head run */
+        int Q = (j->nq + ATT_ROWS - 1) / ATT_ROWS, last = -1;
+        share(j->B * j->H * Q, 1, tid, nt, &lo, &hi);
+        for (p = lo; p < hi; p++) {
+            int bh = p / Q, q0 = p % Q * ATT_ROWS, nr = j->nq - q0 < ATT_ROWS ? j->nq - q0 : ATT_ROWS;
+            int b = bh / j->H, h = bh % j->H;
+            const float *base = j->qkv + (size_t)b * T * 3 * I;
+            float *o = j->out + ((size_t)b * j->nq + q0) * I + h * d;
+            if (bh != last) {
+                /* K^T (d, T) row-major, scaled by 1/sqrt(d) */
+                const float *K = base + I + h * d;
+                for (u = 0; u < T; u++)
+                    for (i = 0; i < d; i++) vt[(size_t)i * T + u] = K[(size_t)u * 3 * I + i] * scale;
+                last = bh;
+            }
+            /* S = q K^T, softmax, out = S V with V read in place (row stride 3I) */
+            c->k->f32p(S, (size_t)T, base + (size_t)q0 * 3 * I + h * d, (size_t)3 * I, vt, (size_t)T,
+                       16, NULL, nr, d, 0, T);
+            c->k->softmax(S, nr, T, 1.0f);
+            c->k->f32p(o, (size_t)I, S, (size_t)T, base + 2 * I + h * d, (size_t)3 * I, 16, NULL, nr,
+                       T, 0, d);
+        }
+        return;
+    }
     share(j->B * j->H, 1, tid, nt, &lo, &hi);
     for (p = lo; p < hi; p++) {
         int b = p / j->H, h = p % j->H;
@@ -604,7 +745,7 @@ static void attention(evrt_ctx *c, float *out, const float *qkv, int B, int nq, 
     j.nq = nq;
     j.H = H;
     j.d = d;
-    if (B * H > 1 && (double)nq * c->T * d * H > 16384.0)
+    if ((B * H > 1 || nq > ATT_ROWS) && (double)nq * c->T * d * H > 16384.0)
         parallel(c, att_job_run, &j);
     else
         att_job_run(&j, 0, 1);
@@ -637,26 +778,36 @@ static void gelu(evrt_ctx *c, float *x, size_t n)
         gelu_job_run(&j, 0, 1);
 }
 
+static void layernorm(evrt_ctx *c, float *out, const float *x, const float *w, const float *b,
+                      int N, int D)
+{
+    if (c->k->isa == EVRT_ISA_REF)
+        evrt_layernorm_ref(out, x, w, b, N, D);
+    else
+        c->k->layernorm(out, x, w, b, N, D);
+}
+
 /* Block l on the residual stream c->x (B, T, D).  In the last block only the
  * class token goes on after the keys and values are made: the stream is
  * compacted to (B, 1, D) in place. */
+
 static void block(evrt_ctx *c, int l, int B, int last)
 {
     const struct evrt_block *b = &c->m->blocks[l];
     int T = c->T, D = c->m->dim, nq = last ? 1 : T, k;
     int rows = B * nq;
-    evrt_layernorm_ref(c->ln, c->x, b->ln1_w, b->ln1_b, B * T, D);
+    layernorm(c, c->ln, c->x, b->ln1_w, b->ln1_b, B * T, D);
     linear(c, 1 + 4 * l, c->qkv, c->ln, B * T);
     attention(c, c->attv, c->qkv, B, nq, b->heads, b->head_dim);
     if (last)
         for (k = 1; k < B; k++) memmove(c->x + (size_t)k * D, c->x + (size_t)k * T * D, sizeof(float) * D);
     linear(c, 2 + 4 * l, c->tmp, c->attv, rows);
-    evrt_add_ref(c->x, c->tmp, (size_t)rows * D);
-    evrt_layernorm_ref(c->ln, c->x, b->ln2_w, b->ln2_b, rows, D);
+    evrt_add_fast(c->x, c->tmp, (size_t)rows * D);
+    layernorm(c, c->ln, c->x, b->ln2_w, b->ln2_b, rows, D);
     linear(c, 3 + 4 * l, c->h, c->ln, rows);
     gelu(c, c->h, (size_t)rows * b->mlp);
     linear(c, 4 + 4 * l, c->tmp, c->h, rows);
-    evrt_add_ref(c->x, c->tmp, (size_t)rows * D);
+    evrt_add_fast(c->x, c->tmp, (size_t)rows * D);
 }
 
 int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
@@ -680,7 +831,7 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
     }
     for (l = 0; l < m->depth; l++) block(c, l, B, l == m->depth - 1);
     /* c->x is now (B, D): the class tokens */
-    evrt_layernorm_ref(c->ln, c->x, m->norm_w, m->norm_b, B, D);
+    layernorm(c, c->ln, c->x, m->norm_w, m->norm_b, B, D);
     linear(c, 1 + 4 * m->depth, logits, c->ln, B);
     c->err[0] = '\0';
     return EVRT_OK;

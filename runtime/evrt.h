@@ -130,19 +130,22 @@ enum { EVRT_OBSERVE_INPUT = 0, EVRT_OBSERVE_OUTPUT = 1 };
 typedef void (*evrt_observer_fn)(void *user, int layer, int phase, const float *x /* (rows, cols) */,
                                  int rows, int cols);
 
-/* Checks the model and allocates working memory for up to max_batch images.
+/* Checks the model and allocates working memory for up to max_batch images,
+ * and packs every linear layer's weights, at the dtype it has now, into the
+ * kernels' panel layout (a copy the context holds).
  * The model struct, its block array and every tensor must outlive the
  * context; the caller may change dtypes, scales and tensor pointers between
- * calls (evrt_infer checks them again) but not shapes, nor the contents of
- * int8 weights in place (per-channel weight sums are cached per wq
- * pointer).  Sqlite-style: on a
+ * calls (evrt_infer checks them again; a new pointer is repacked in place, a
+ * layer whose dtype changed runs slower unpacked kernels) but not shapes,
+ * nor the contents of weights in place (packed copies and per-channel
+ * weight sums are cached per w / wq pointer).  Sqlite-style: on a
  * bad model *ctx is still a context whose evrt_ctx_error() says what is
  * wrong (destroy it); only EVRT_ENOMEM leaves *ctx NULL. */
 int evrt_ctx_create(evrt_ctx **ctx, const struct evrt_model *m, int max_batch);
 void evrt_ctx_destroy(evrt_ctx *ctx);
 const char *evrt_ctx_error(const evrt_ctx *ctx);
 int evrt_ctx_max_batch(const evrt_ctx *ctx);
-/* Bytes of working memory the context holds. */
+/* Bytes of working memory the context holds, packed weights included. */
 size_t evrt_ctx_bytes(const evrt_ctx *ctx);
 
 /* Threads for evrt_infer, the caller's included (default 1): a persistent

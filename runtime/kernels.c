@@ -212,8 +212,30 @@ void evrt_wsum(int32_t *wsum, const int8_t *wq, int O, int I)
     }
 }
 
-static const struct evrt_kernels ref_kernels = {EVRT_ISA_REF, "ref", evrt_quant_ref,
-                                                evrt_i8_cols_ref, evrt_f32_cols_ref, 0};
+static const struct evrt_kernels ref_kernels = {
+    EVRT_ISA_REF, "ref", evrt_quant_ref, evrt_i8_cols_ref, evrt_f32_cols_ref, 0, NULL, NULL, NULL, evrt_softmax_fast,
+    evrt_layernorm_fast};
+
+size_t evrt_pack_f32_bytes(int O, int I) { return (size_t)(O + 15) / 16 * 16 * (size_t)I * sizeof(float); }
+
+void evrt_pack_f32(float *p, const float *w, int O, int I)
+{
+    int j, i, c;
+    for (j = 0; j < (O + 15) / 16; j++)
+        for (i = 0; i < I; i++)
+            for (c = 0; c < 16; c++) {
+                int o = 16 * j + c;
+                p[((size_t)j * I + i) * 16 + c] = o < O ? w[(size_t)o * I + i] : 0.0f;
+            }
+}
+
+size_t evrt_pack_i8_bytes(int isa, int O, int I)
+{
+    size_t o = (size_t)(O + 15) / 16 * 16;
+    if (isa == EVRT_ISA_AVX2) return o * (size_t)((I + 1) / 2 * 2) * 2; /* int16 pairs */
+    if (isa == EVRT_ISA_AVX512VNNI) return o * (size_t)((I + 3) / 4 * 4);
+    return 0;
+}
 
 static const char *const isa_names[EVRT_ISA_COUNT] = {"ref", "avx2", "avx512vnni", "neon",
                                                       "dotprod"};
@@ -297,31 +319,109 @@ ELEMENTWISE void evrt_gelu_fast(float *x, size_t n)
     for (i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erf_fast(x[i] * 0.70710678118654752f));
 }
 
+/* exp(x) for x <= 0, the body of evrt_exp_fast */
+static inline float exp_neg(float x)
+{
+    /* written so that NaN takes the -87.3 branch: converting a NaN k
+     * to an integer below would be undefined (a corrupt model can
+     * produce NaN activations; the result must be garbage, not a crash) */
+    float v = x >= -87.3f ? (x <= 0.0f ? x : 0.0f) : -87.3f;
+    /* k = round(v / ln 2) by the 1.5 * 2^23 trick (|v / ln 2| < 2^22) */
+    float k = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float f = v - k * 0.693359375f;
+    float p, e;
+    union {
+        float f;
+        uint32_t u;
+    } s;
+    f = f - k * -2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    e = p * (f * f) + f + 1.0f;
+    s.u = (uint32_t)((int32_t)k + 127) << 23;
+    return e * s.f;
+}
+
 ELEMENTWISE void evrt_exp_fast(float *x, size_t n)
 {
     size_t i;
-    for (i = 0; i < n; i++) {
-        /* written so that NaN takes the -87.3 branch: converting a NaN k
-         * to an integer below would be undefined (a corrupt model can
-         * produce NaN activations; the result must be garbage, not a crash) */
-        float v = x[i] >= -87.3f ? (x[i] <= 0.0f ? x[i] : 0.0f) : -87.3f;
-        /* k = round(v / ln 2) by the 1.5 * 2^23 trick (|v / ln 2| < 2^22) */
-        float k = (v * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-        float f = v - k * 0.693359375f;
-        float p, e;
-        union {
-            float f;
-            uint32_t u;
-        } s;
-        f = f - k * -2.12194440e-4f;
-        p = 1.9875691500e-4f;
-        p = p * f + 1.3981999507e-3f;
-        p = p * f + 8.3334519073e-3f;
-        p = p * f + 4.1665795894e-2f;
-        p = p * f + 1.6666665459e-1f;
-        p = p * f + 5.0000001201e-1f;
-        e = p * (f * f) + f + 1.0f;
-        s.u = (uint32_t)((int32_t)k + 127) << 23;
-        x[i] = e * s.f;
+    for (i = 0; i < n; i++) x[i] = exp_neg(x[i]);
+}
+
+/* LayerNorm with sixteen partial sums per reduction (vectorisable without
+ * reassociation by the compiler); the float path is tolerance-checked. */
+ELEMENTWISE void evrt_layernorm_fast(float *out, const float *x, const float *w, const float *b,
+                                     int N, int D)
+{
+    int n, i, k;
+    for (n = 0; n < N; n++) {
+        const float *r = x + (size_t)n * D;
+        float *y = out + (size_t)n * D;
+        float s[16], q[16], m, v, rstd;
+        for (k = 0; k < 16; k++) s[k] = q[k] = 0.0f;
+        for (i = 0; i + 16 <= D; i += 16)
+            for (k = 0; k < 16; k++) s[k] += r[i + k];
+        for (k = 0; i < D; i++, k++) s[k] += r[i];
+        for (k = 8; k > 0; k >>= 1)
+            for (i = 0; i < k; i++) s[i] += s[i + k];
+        m = s[0] / (float)D;
+        for (i = 0; i + 16 <= D; i += 16)
+            for (k = 0; k < 16; k++) q[k] += (r[i + k] - m) * (r[i + k] - m);
+        for (k = 0; i < D; i++, k++) q[k] += (r[i] - m) * (r[i] - m);
+        for (k = 8; k > 0; k >>= 1)
+            for (i = 0; i < k; i++) q[i] += q[i + k];
+        v = q[0] / (float)D;
+        rstd = 1.0f / sqrtf(v + EVRT_LN_EPS);
+        for (i = 0; i < D; i++) y[i] = (r[i] - m) * rstd * w[i] + b[i];
     }
+}
+
+/* Rows of s (n, T) = softmax(s * scale), in place: three passes (scale and
+ * max; exp and sum; normalise), sixteen lanes per reduction. */
+ELEMENTWISE void evrt_softmax_fast(float *S, int n, int T, float scale)
+{
+    int t, u, k;
+    for (t = 0; t < n; t++) {
+        float *s = S + (size_t)t * T, mx[16], sm[16], mxv, inv;
+        for (k = 0; k < 16; k++) {
+            mx[k] = -INFINITY;
+            sm[k] = 0.0f;
+        }
+        for (u = 0; u + 16 <= T; u += 16)
+            for (k = 0; k < 16; k++) {
+                float v = s[u + k] * scale;
+                s[u + k] = v;
+                mx[k] = v > mx[k] ? v : mx[k];
+            }
+        for (k = 0; u < T; u++, k++) {
+            s[u] *= scale;
+            mx[k] = s[u] > mx[k] ? s[u] : mx[k];
+        }
+        mxv = mx[0];
+        for (k = 1; k < 16; k++) mxv = mx[k] > mxv ? mx[k] : mxv;
+        for (u = 0; u + 16 <= T; u += 16)
+            for (k = 0; k < 16; k++) {
+                float e = exp_neg(s[u + k] - mxv);
+                s[u + k] = e;
+                sm[k] += e;
+            }
+        for (k = 0; u < T; u++, k++) {
+            s[u] = exp_neg(s[u] - mxv);
+            sm[k] += s[u];
+        }
+        for (k = 8; k > 0; k >>= 1)
+            for (u = 0; u < k; u++) sm[u] += sm[u + k];
+        inv = 1.0f / sm[0];
+        for (u = 0; u < T; u++) s[u] *= inv;
+    }
+}
+
+ELEMENTWISE void evrt_add_fast(float *x, const float *y, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] += y[i];
 }

@@ -67,6 +67,26 @@ typedef void (*evrt_i8_fn)(float *y, const void *xp, int32_t x_zero, float x_sca
 typedef void (*evrt_f32_fn)(float *y, size_t ldy, const float *x, size_t ldx, const float *w,
                             size_t ldw, const float *b, int N, int I, int o0, int o1);
 
+/* Panel kernels: the weights are packed once (at context create) so that
+ * the kernel broadcasts one activation and multiply-adds it into vectors of
+ * 16 output channels: no horizontal sums.
+ *
+ * float32: y[n, o] = sum_k x[n, k] B[k, o] (+ b[o]) for o in [o0, o1), o0 a
+ * multiple of 16; element (k, o) of B at bm[(o / 16) pstride + k ldb + o % 16].
+ * Packed weights (evrt_pack_f32): ldb 16, pstride 16 K.  A row-major (K, O)
+ * matrix: ldb its row stride, pstride 16.  Each y element is one chain of
+ * fused multiply-adds over k in order, then + b[o]: the same in any tile. */
+typedef void (*evrt_f32p_fn)(float *y, size_t ldy, const float *x, size_t ldx, const float *bm,
+                             size_t ldb, size_t pstride, const float *b, int N, int K, int o0,
+                             int o1);
+/* Packs int8 weights (O, I) into the variant's panel layout
+ * (evrt_pack_i8_bytes(isa, O, I) bytes). */
+typedef void (*evrt_pack_i8_fn)(void *p, const int8_t *wq, int O, int I);
+/* evrt_i8_fn on packed weights wp; o0 a multiple of 16. */
+typedef void (*evrt_i8p_fn)(float *y, const void *xp, int32_t x_zero, float x_scale,
+                            const void *wp, const int32_t *wsum, const float *w_scale,
+                            const float *b, int N, int I, int O, int o0, int o1);
+
 struct evrt_kernels {
     int isa;              /* enum evrt_isa */
     const char *name;     /* "ref", "avx2", "avx512vnni", "neon", "dotprod" */
@@ -74,7 +94,22 @@ struct evrt_kernels {
     evrt_i8_fn i8;
     evrt_f32_fn f32;
     int needs_wsum;       /* 1 when i8 reads wsum */
+    evrt_f32p_fn f32p;    /* NULL: no panel kernels (use f32) */
+    evrt_pack_i8_fn pack_i8;
+    evrt_i8p_fn i8p;      /* NULL: no packed int8 kernel (use i8) */
+    /* rows of S (n, T) = softmax(S * scale) in place (evrt_softmax_fast or
+     * an explicit SIMD twin) */
+    void (*softmax)(float *S, int n, int T, float scale);
+    /* LayerNorm (N, D) rows (evrt_layernorm_fast or a SIMD twin) */
+    void (*layernorm)(float *out, const float *x, const float *w, const float *b, int N, int D);
 };
+
+/* Panel packing for evrt_f32p_fn: panel j (outputs 16j..16j+15, zero
+ * padded) at p + 16 j I, element (i, c) at i * 16 + c. */
+size_t evrt_pack_f32_bytes(int O, int I);
+void evrt_pack_f32(float *p, const float *w /* (O, I) */, int O, int I);
+/* Bytes of the variant's packed int8 weights (0: it has no packed kernel). */
+size_t evrt_pack_i8_bytes(int isa, int O, int I);
 
 /* Bytes of quantized activations for N rows of I in the variant's layout. */
 size_t evrt_quant_bytes(int isa, int N, int I);
@@ -111,5 +146,13 @@ void evrt_gelu_fast(float *x /* (n) */, size_t n);
 /* exp for softmax arguments x <= 0 (Cody-Waite reduction, degree-6
  * polynomial; relative error < 3e-7; x < -87.3 gives exp(-87.3)). */
 void evrt_exp_fast(float *x /* (n) */, size_t n);
+
+/* LayerNorm as evrt_layernorm_ref with partial sums in vector lanes. */
+void evrt_layernorm_fast(float *out /* (N, D) */, const float *x /* (N, D) */,
+                         const float *w /* (D) */, const float *b /* (D) */, int N, int D);
+/* Rows of S = softmax(S * scale) with evrt_exp_fast, in place. */
+void evrt_softmax_fast(float *S /* (n, T) */, int n, int T, float scale);
+/* x += y */
+void evrt_add_fast(float *x /* (n) */, const float *y /* (n) */, size_t n);
 
 #endif

@@ -17,6 +17,7 @@
 
 #ifdef EVRT_HAVE_ARM
 #include <arm_neon.h>
+#include <math.h>
 #include <sys/auxv.h>
 
 #ifndef HWCAP_ASIMDDP
@@ -170,10 +171,74 @@ static void f32_neon(float *y, size_t ldy, const float *x, size_t ldx, const flo
         }
 }
 
+/* Panel kernel (kernels.h's evrt_f32p_fn): MR rows by one panel of 16
+ * channels in four vectors; each activation is broadcast and fused
+ * multiply-added, no horizontal sums.  A panel narrower than 16 (only the
+ * last, and only in a row-major B that may end there) goes element by
+ * element with fmaf: the same fused chain. */
+static inline __attribute__((always_inline)) void f32p_tile_neon(float *y, size_t ldy,
+                                                                 const float *x, size_t ldx,
+                                                                 const float *p, size_t ldb,
+                                                                 const float *b, int K,
+                                                                 const int MR)
+{
+    float32x4_t a[4][4];
+    int r, c, k;
+    for (r = 0; r < MR; r++)
+        for (c = 0; c < 4; c++) a[r][c] = vdupq_n_f32(0.0f);
+    for (k = 0; k < K; k++) {
+        const float *w = p + (size_t)k * ldb;
+        float32x4_t w0 = vld1q_f32(w), w1 = vld1q_f32(w + 4), w2 = vld1q_f32(w + 8),
+                    w3 = vld1q_f32(w + 12);
+        for (r = 0; r < MR; r++) {
+            float32x4_t xb = vdupq_n_f32(x[(size_t)r * ldx + k]);
+            a[r][0] = vfmaq_f32(a[r][0], xb, w0);
+            a[r][1] = vfmaq_f32(a[r][1], xb, w1);
+            a[r][2] = vfmaq_f32(a[r][2], xb, w2);
+            a[r][3] = vfmaq_f32(a[r][3], xb, w3);
+        }
+    }
+    for (r = 0; r < MR; r++)
+        for (c = 0; c < 4; c++) {
+            float32x4_t v = a[r][c];
+            if (b) v = vaddq_f32(v, vld1q_f32(b + 4 * c));
+            vst1q_f32(y + (size_t)r * ldy + 4 * c, v);
+        }
+}
+
+static void f32p_neon(float *y, size_t ldy, const float *x, size_t ldx, const float *bm, size_t ldb,
+                      size_t pstride, const float *b, int N, int K, int o0, int o1)
+{
+    int o, n, c, k;
+    for (o = o0; o < o1; o += 16) {
+        const float *p = bm + (size_t)(o / 16) * pstride, *bo = b ? b + o : NULL;
+        float *yo = y + o;
+        if (o1 - o >= 16) {
+            for (n = 0; n + 4 <= N; n += 4)
+                f32p_tile_neon(yo + (size_t)n * ldy, ldy, x + (size_t)n * ldx, ldx, p, ldb, bo, K, 4);
+            switch (N - n) {
+            case 3: f32p_tile_neon(yo + (size_t)n * ldy, ldy, x + (size_t)n * ldx, ldx, p, ldb, bo, K, 3); break;
+            case 2: f32p_tile_neon(yo + (size_t)n * ldy, ldy, x + (size_t)n * ldx, ldx, p, ldb, bo, K, 2); break;
+            case 1: f32p_tile_neon(yo + (size_t)n * ldy, ldy, x + (size_t)n * ldx, ldx, p, ldb, bo, K, 1); break;
+            default: break;
+            }
+            continue;
+        }
+        for (n = 0; n < N; n++)
+            for (c = 0; c < o1 - o; c++) {
+                float a = 0.0f;
+                for (k = 0; k < K; k++) a = fmaf(x[(size_t)n * ldx + k], p[(size_t)k * ldb + c], a);
+                yo[(size_t)n * ldy + c] = bo ? a + bo[c] : a;
+            }
+    }
+}
+
 static const struct evrt_kernels neon_kernels = {EVRT_ISA_NEON, "neon", evrt_quant_ref, i8_neon,
-                                                 f32_neon, 1};
+                                                 f32_neon, 1, f32p_neon, NULL, NULL, evrt_softmax_fast,
+                                                 evrt_layernorm_fast};
 static const struct evrt_kernels dot_kernels = {EVRT_ISA_DOTPROD, "dotprod", evrt_quant_ref,
-                                                i8_dot, f32_neon, 1};
+                                                i8_dot, f32_neon, 1, f32p_neon, NULL, NULL, evrt_softmax_fast,
+                                                 evrt_layernorm_fast};
 
 const struct evrt_kernels *evrt_kernels_arm(int isa)
 {

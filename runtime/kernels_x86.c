@@ -18,7 +18,18 @@
  *
  * Tiles: MR rows by 4 output channels share loads; edge rows and channels
  * use the same per-element code (a private accumulator, the same order), so
- * the float32 results do not depend on the tile an element falls in. */
+ * the float32 results do not depend on the tile an element falls in.
+ *
+ * Panels (what evrt_infer uses; the kernels above remain for unpacked
+ * weights): weights packed once at context create, 16 output channels
+ * contiguous per input (float32), per group of 4 inputs (VNNI, vpdpbusd's
+ * u8 x s8 quadruples) or per pair (AVX2, int16 pairs for vpmaddwd).  Six
+ * rows by 32 (AVX-512) or 16 (AVX2) channels in accumulators; each
+ * activation (or quadruple, or pair) is broadcast: no horizontal sums, which
+ * cost more than the multiply-adds at ViT widths (64 to 768 inputs).  The
+ * INT8 epilogue is the _ref's expression lane-wise: (float)acc by
+ * vcvtdq2ps (round to nearest, like the C conversion), then a separate
+ * multiply and add. */
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && \
@@ -353,10 +364,418 @@ AVX512 static void f32_512(float *y, size_t ldy, const float *x, size_t ldx, con
         }
 }
 
+/* ---------------------------------------------------------------- panels */
+
+/* Panel kernels (kernels.h): rows of x in register tiles, 16 output
+ * channels per vector (AVX-512) or per pair of vectors (AVX2); each
+ * activation is broadcast and multiply-added into the accumulators. */
+
+static int imin_(int a, int b) { return a < b ? a : b; }
+
+/* AVX-512 float32: MR rows by NB (1 or 2) panels of 16. */
+INLINE_AVX512 void f32p_tile_512(float *y, size_t ldy, const float *x, size_t ldx, const float *p0,
+                                 const float *p1, size_t ldb, const float *b, int K, __mmask16 m0,
+                                 __mmask16 m1, const int MR, const int NB)
+{
+    __m512 a[6][2];
+    int r, k;
+#pragma GCC unroll 6
+    for (r = 0; r < MR; r++) {
+        a[r][0] = _mm512_setzero_ps();
+        a[r][1] = _mm512_setzero_ps();
+    }
+    for (k = 0; k < K; k++) {
+        __m512 w0 = _mm512_maskz_loadu_ps(m0, p0 + (size_t)k * ldb), w1 = w0;
+        if (NB == 2) w1 = _mm512_maskz_loadu_ps(m1, p1 + (size_t)k * ldb);
+#pragma GCC unroll 6
+        for (r = 0; r < MR; r++) {
+            __m512 xb = _mm512_set1_ps(x[(size_t)r * ldx + k]);
+            a[r][0] = _mm512_fmadd_ps(xb, w0, a[r][0]);
+            if (NB == 2) a[r][1] = _mm512_fmadd_ps(xb, w1, a[r][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (r = 0; r < MR; r++) {
+        __m512 v0 = a[r][0], v1 = a[r][1];
+        if (b) {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, b));
+            if (NB == 2) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, b + 16));
+        }
+        _mm512_mask_storeu_ps(y + (size_t)r * ldy, m0, v0);
+        if (NB == 2) _mm512_mask_storeu_ps(y + (size_t)r * ldy + 16, m1, v1);
+    }
+}
+
+static __mmask16 mask16(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1u); }
+
+#define ROWS_SWITCH(TILE, MRMAX, ...)                                   \
+    do {                                                                \
+        int n_;                                                         \
+        for (n_ = 0; n_ + MRMAX <= N; n_ += MRMAX) TILE(n_, MRMAX, __VA_ARGS__); \
+        switch (N - n_) {                                               \
+        case 5: TILE(n_, 5, __VA_ARGS__); break;                        \
+        case 4: TILE(n_, 4, __VA_ARGS__); break;                        \
+        case 3: TILE(n_, 3, __VA_ARGS__); break;                        \
+        case 2: TILE(n_, 2, __VA_ARGS__); break;                        \
+        case 1: TILE(n_, 1, __VA_ARGS__); break;                        \
+        default: break;                                                 \
+        }                                                               \
+    } while (0)
+
+AVX512 static void f32p_512(float *y, size_t ldy, const float *x, size_t ldx, const float *bm,
+                            size_t ldb, size_t pstride, const float *b, int N, int K, int o0, int o1)
+{
+    int o;
+    for (o = o0; o < o1; o += 32) {
+        const float *p0 = bm + (size_t)(o / 16) * pstride, *p1 = p0 + pstride;
+        const float *bo = b ? b + o : NULL;
+        __mmask16 m0 = mask16(o1 - o), m1 = mask16(o1 - o - 16);
+#define T512(n, MR, NB) \
+    f32p_tile_512(y + (size_t)(n) * ldy + o, ldy, x + (size_t)(n) * ldx, ldx, p0, p1, ldb, bo, K, m0, m1, MR, NB)
+        if (m1)
+            ROWS_SWITCH(T512, 6, 2);
+        else
+            ROWS_SWITCH(T512, 6, 1);
+#undef T512
+    }
+}
+
+/* VNNI: panel j holds, for each group g of 4 inputs, 64 bytes: output c's
+ * four weights at 4c..4c+3 (vpdpbusd's layout). */
+static void pack_i8_vnni(void *dst, const int8_t *wq, int O, int I)
+{
+    int8_t *p = dst;
+    int G = (I + 3) / 4, j, g, c, k;
+    for (j = 0; j < (O + 15) / 16; j++)
+        for (g = 0; g < G; g++)
+            for (c = 0; c < 16; c++)
+                for (k = 0; k < 4; k++) {
+                    int o = 16 * j + c, i = 4 * g + k;
+                    *p++ = o < O && i < I ? wq[(size_t)o * I + i] : 0;
+                }
+}
+
+INLINE_AVX512 void i8p_tile_vnni(float *y, size_t O, const uint8_t *x, size_t ld, const int8_t *p0,
+                                 const int8_t *p1, int G, __m512 ms0, __m512 ms1, __m512 b0,
+                                 __m512 b1, __m512i c0, __m512i c1, __mmask16 m0, __mmask16 m1,
+                                 const int MR, const int NB)
+{
+    __m512i a[6][2];
+    int r, g;
+#pragma GCC unroll 6
+    for (r = 0; r < MR; r++) {
+        a[r][0] = _mm512_setzero_si512();
+        a[r][1] = _mm512_setzero_si512();
+    }
+    for (g = 0; g < G; g++) {
+        __m512i w0 = _mm512_loadu_si512((const void *)(p0 + (size_t)g * 64)), w1 = w0;
+        if (NB == 2) w1 = _mm512_loadu_si512((const void *)(p1 + (size_t)g * 64));
+#pragma GCC unroll 6
+        for (r = 0; r < MR; r++) {
+            int32_t q;
+            __m512i xb;
+            memcpy(&q, x + (size_t)r * ld + 4 * g, 4);
+            xb = _mm512_set1_epi32(q);
+            a[r][0] = _mm512_dpbusd_epi32(a[r][0], xb, w0);
+            if (NB == 2) a[r][1] = _mm512_dpbusd_epi32(a[r][1], xb, w1);
+        }
+    }
+    /* acc - (128 + zero) wsum wraps mod 2^32 to the exact int32 sum; then
+     * the _ref's (float)acc * (x_scale * w_scale) + b, unfused */
+#pragma GCC unroll 6
+    for (r = 0; r < MR; r++) {
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][0], c0)), ms0), b0);
+        _mm512_mask_storeu_ps(y + (size_t)r * O, m0, v);
+        if (NB == 2) {
+            v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][1], c1)), ms1), b1);
+            _mm512_mask_storeu_ps(y + (size_t)r * O + 16, m1, v);
+        }
+    }
+}
+
+AVX512 static void i8p_vnni(float *y, const void *xp, int32_t x_zero, float x_scale, const void *wp,
+                            const int32_t *wsum, const float *w_scale, const float *b, int N, int I,
+                            int O, int o0, int o1)
+{
+    const uint8_t *x = xp;
+    size_t ld = ld64(I);
+    int G = (I + 3) / 4, o;
+    size_t ps = (size_t)G * 64;
+    __m512i off = _mm512_set1_epi32(128 + x_zero);
+    __m512 xs = _mm512_set1_ps(x_scale);
+    for (o = o0; o < o1; o += 32) {
+        const int8_t *p0 = (const int8_t *)wp + (size_t)(o / 16) * ps, *p1 = p0 + ps;
+        __mmask16 m0 = mask16(o1 - o), m1 = mask16(o1 - o - 16);
+        __m512 ms0 = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(m0, w_scale + o));
+        __m512 ms1 = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(m1, w_scale + o + 16));
+        __m512 b0 = b ? _mm512_maskz_loadu_ps(m0, b + o) : _mm512_setzero_ps();
+        __m512 b1 = b ? _mm512_maskz_loadu_ps(m1, b + o + 16) : _mm512_setzero_ps();
+        __m512i c0 = _mm512_mullo_epi32(off, _mm512_maskz_loadu_epi32(m0, wsum + o));
+        __m512i c1 = _mm512_mullo_epi32(off, _mm512_maskz_loadu_epi32(m1, wsum + o + 16));
+#define TV(n, MR, NB)                                                                             \
+    i8p_tile_vnni(y + (size_t)(n) * O + o, (size_t)O, x + (size_t)(n) * ld, ld, p0, p1, G, ms0, ms1, b0, \
+                  b1, c0, c1, m0, m1, MR, NB)
+        if (m1)
+            ROWS_SWITCH(TV, 6, 2);
+        else
+            ROWS_SWITCH(TV, 6, 1);
+#undef TV
+    }
+}
+
+/* AVX2 float32: MR rows by one panel of 16 (two vectors). */
+INLINE_AVX2 void f32p_tile_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *p0,
+                                size_t ldb, const float *b, int K, __m256i m0, __m256i m1, int full,
+                                const int MR)
+{
+    __m256 a[6][2];
+    int r, k;
+#pragma GCC unroll 6
+    for (r = 0; r < MR; r++) {
+        a[r][0] = _mm256_setzero_ps();
+        a[r][1] = _mm256_setzero_ps();
+    }
+    if (full) {
+        for (k = 0; k < K; k++) {
+            __m256 w0 = _mm256_loadu_ps(p0 + (size_t)k * ldb), w1 = _mm256_loadu_ps(p0 + (size_t)k * ldb + 8);
+#pragma GCC unroll 6
+            for (r = 0; r < MR; r++) {
+                __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
+                a[r][0] = _mm256_fmadd_ps(xb, w0, a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(xb, w1, a[r][1]);
+            }
+        }
+    } else {
+        for (k = 0; k < K; k++) {
+            __m256 w0 = _mm256_maskload_ps(p0 + (size_t)k * ldb, m0), w1 = _mm256_maskload_ps(p0 + (size_t)k * ldb + 8, m1);
+#pragma GCC unroll 6
+            for (r = 0; r < MR; r++) {
+                __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
+                a[r][0] = _mm256_fmadd_ps(xb, w0, a[r][0]);
+                a[r][1] = _mm256_fmadd_ps(xb, w1, a[r][1]);
+            }
+        }
+    }
+#pragma GCC unroll 6
+    for (r = 0; r < MR; r++) {
+        __m256 v0 = a[r][0], v1 = a[r][1];
+        if (b) {
+            v0 = _mm256_add_ps(v0, _mm256_maskload_ps(b, m0));
+            v1 = _mm256_add_ps(v1, _mm256_maskload_ps(b + 8, m1));
+        }
+        _mm256_maskstore_ps(y + (size_t)r * ldy, m0, v0);
+        _mm256_maskstore_ps(y + (size_t)r * ldy + 8, m1, v1);
+    }
+}
+
+INLINE_AVX2 __m256i mask8_avx2(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+AVX2 static void f32p_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *bm,
+                           size_t ldb, size_t pstride, const float *b, int N, int K, int o0, int o1)
+{
+    int o;
+    for (o = o0; o < o1; o += 16) {
+        const float *p0 = bm + (size_t)(o / 16) * pstride, *bo = b ? b + o : NULL;
+        int rem = imin_(16, o1 - o), full = rem == 16;
+        __m256i m0 = mask8_avx2(rem), m1 = mask8_avx2(rem - 8);
+#define TA(n, MR, unused) \
+    f32p_tile_avx2(y + (size_t)(n) * ldy + o, ldy, x + (size_t)(n) * ldx, ldx, p0, ldb, bo, K, m0, m1, full, MR)
+        ROWS_SWITCH(TA, 6, 0);
+#undef TA
+    }
+}
+
+/* AVX2 int8: panel j holds, for each pair g of inputs, 16 int16 pairs
+ * (outputs 0..15, vpmaddwd's layout: output c's two weights at 2c, 2c+1). */
+static void pack_i8_avx2(void *dst, const int8_t *wq, int O, int I)
+{
+    int16_t *p = dst;
+    int G = (I + 1) / 2, j, g, c, k;
+    for (j = 0; j < (O + 15) / 16; j++)
+        for (g = 0; g < G; g++)
+            for (c = 0; c < 16; c++)
+                for (k = 0; k < 2; k++) {
+                    int o = 16 * j + c, i = 2 * g + k;
+                    *p++ = (int16_t)(o < O && i < I ? wq[(size_t)o * I + i] : 0);
+                }
+}
+
+INLINE_AVX2 void i8p_tile_avx2(float *y, size_t O, const int16_t *x, size_t ld, const int16_t *p0,
+                               int G, __m256 ms0, __m256 ms1, __m256 b0, __m256 b1, __m256i m0,
+                               __m256i m1, const int MR)
+{
+    __m256i a[6][2];
+    int r, g;
+#pragma GCC unroll 6
+    for (r = 0; r < MR; r++) {
+        a[r][0] = _mm256_setzero_si256();
+        a[r][1] = _mm256_setzero_si256();
+    }
+    for (g = 0; g < G; g++) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(p0 + (size_t)g * 32));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(p0 + (size_t)g * 32 + 16));
+#pragma GCC unroll 6
+        for (r = 0; r < MR; r++) {
+            int32_t q;
+            __m256i xb;
+            memcpy(&q, x + (size_t)r * ld + 2 * g, 4);
+            xb = _mm256_set1_epi32(q);
+            a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(xb, w0));
+            a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(xb, w1));
+        }
+    }
+#pragma GCC unroll 6
+    for (r = 0; r < MR; r++) {
+        __m256 v0 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[r][0]), ms0), b0);
+        __m256 v1 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[r][1]), ms1), b1);
+        _mm256_maskstore_ps(y + (size_t)r * O, m0, v0);
+        _mm256_maskstore_ps(y + (size_t)r * O + 8, m1, v1);
+    }
+}
+
+AVX2 static void i8p_avx2(float *y, const void *xp, int32_t x_zero, float x_scale, const void *wp,
+                          const int32_t *wsum, const float *w_scale, const float *b, int N, int I,
+                          int O, int o0, int o1)
+{
+    const int16_t *x = xp;
+    size_t ld = ld16(I);
+    int G = (I + 1) / 2, o;
+    size_t ps = (size_t)G * 32;
+    __m256 xs = _mm256_set1_ps(x_scale);
+    (void)x_zero;
+    (void)wsum;
+    for (o = o0; o < o1; o += 16) {
+        const int16_t *p0 = (const int16_t *)wp + (size_t)(o / 16) * ps;
+        int rem = imin_(16, o1 - o);
+        __m256i m0 = mask8_avx2(rem), m1 = mask8_avx2(rem - 8);
+        __m256 ms0 = _mm256_mul_ps(xs, _mm256_maskload_ps(w_scale + o, m0));
+        __m256 ms1 = _mm256_mul_ps(xs, _mm256_maskload_ps(w_scale + o + 8, m1));
+        __m256 b0 = b ? _mm256_maskload_ps(b + o, m0) : _mm256_setzero_ps();
+        __m256 b1 = b ? _mm256_maskload_ps(b + o + 8, m1) : _mm256_setzero_ps();
+#define TI(n, MR, unused) \
+    i8p_tile_avx2(y + (size_t)(n) * O + o, (size_t)O, x + (size_t)(n) * ld, ld, p0, G, ms0, ms1, b0, b1, m0, m1, MR)
+        ROWS_SWITCH(TI, 6, 0);
+#undef TI
+    }
+}
+
+/* exp(x) for x <= 0 as kernels.c's evrt_exp_fast (NaN and x < -87.3 give
+ * exp(-87.3)), sixteen lanes. */
+INLINE_AVX512 __m512 exp_neg_512(__m512 x)
+{
+    __m512 zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-87.3f), big = _mm512_set1_ps(12582912.0f);
+    __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), zero, x);
+    __m512 k, f, p, e;
+    __m512i sc;
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), lo, v);
+    k = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)), big), big);
+    f = _mm512_sub_ps(v, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
+    f = _mm512_sub_ps(f, _mm512_mul_ps(k, _mm512_set1_ps(-2.12194440e-4f)));
+    p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
+    e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(f, f), f), _mm512_set1_ps(1.0f));
+    sc = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(e, _mm512_castsi512_ps(sc));
+}
+
+/* R rows of S (row stride T) = softmax(S * scale), in place, masked tails;
+ * the rows are interleaved so that their reductions overlap. */
+INLINE_AVX512 void softmax_rows_512(float *S, int T, float scale, const int R)
+{
+    __m512 vs = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    __m512 mx[4], sum[4], mv[4];
+    int u, r;
+#pragma GCC unroll 4
+    for (r = 0; r < R; r++) {
+        mx[r] = ninf;
+        sum[r] = _mm512_setzero_ps();
+    }
+    for (u = 0; u < T; u += 16) {
+        __mmask16 m = mask16(T - u);
+#pragma GCC unroll 4
+        for (r = 0; r < R; r++) {
+            float *s = S + (size_t)r * T + u;
+            __m512 v = _mm512_mul_ps(_mm512_mask_loadu_ps(ninf, m, s), vs);
+            _mm512_mask_storeu_ps(s, m, v);
+            mx[r] = _mm512_max_ps(mx[r], v);
+        }
+    }
+#pragma GCC unroll 4
+    for (r = 0; r < R; r++) mv[r] = _mm512_set1_ps(_mm512_reduce_max_ps(mx[r]));
+    for (u = 0; u < T; u += 16) {
+        __mmask16 m = mask16(T - u);
+#pragma GCC unroll 4
+        for (r = 0; r < R; r++) {
+            float *s = S + (size_t)r * T + u;
+            __m512 e = exp_neg_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s), mv[r]));
+            _mm512_mask_storeu_ps(s, m, e);
+            sum[r] = _mm512_mask_add_ps(sum[r], m, sum[r], e);
+        }
+    }
+#pragma GCC unroll 4
+    for (r = 0; r < R; r++) mv[r] = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum[r]));
+    for (u = 0; u < T; u += 16) {
+        __mmask16 m = mask16(T - u);
+#pragma GCC unroll 4
+        for (r = 0; r < R; r++) {
+            float *s = S + (size_t)r * T + u;
+            _mm512_mask_storeu_ps(s, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, s), mv[r]));
+        }
+    }
+}
+
+/* Rows of S (n, T) = softmax(S * scale), in place; each row's result does
+ * not depend on the rows beside it. */
+AVX512 static void softmax_512(float *S, int n, int T, float scale)
+{
+    int t = 0;
+    for (; t + 4 <= n; t += 4) softmax_rows_512(S + (size_t)t * T, T, scale, 4);
+    for (; t < n; t++) softmax_rows_512(S + (size_t)t * T, T, scale, 1);
+}
+
+/* LayerNorm as evrt_layernorm_ref (two passes: mean, then the biased
+ * variance of x - mean), sixteen lanes, masked tails. */
+AVX512 static void layernorm_512(float *out, const float *x, const float *w, const float *b, int N,
+                                 int D)
+{
+    int n, i;
+    for (n = 0; n < N; n++) {
+        const float *r = x + (size_t)n * D;
+        float *y = out + (size_t)n * D;
+        __m512 s = _mm512_setzero_ps(), q = _mm512_setzero_ps(), m, rs;
+        float mean, var;
+        for (i = 0; i < D; i += 16) s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(mask16(D - i), r + i));
+        mean = _mm512_reduce_add_ps(s) / (float)D;
+        m = _mm512_set1_ps(mean);
+        for (i = 0; i < D; i += 16) {
+            __mmask16 k = mask16(D - i);
+            __m512 d = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, r + i), m);
+            q = _mm512_fmadd_ps(d, d, q);
+        }
+        var = _mm512_reduce_add_ps(q) / (float)D;
+        rs = _mm512_set1_ps(1.0f / sqrtf(var + EVRT_LN_EPS));
+        for (i = 0; i < D; i += 16) {
+            __mmask16 k = mask16(D - i);
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, r + i), m), rs);
+            d = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(k, w + i), _mm512_maskz_loadu_ps(k, b + i));
+            _mm512_mask_storeu_ps(y + i, k, d);
+        }
+    }
+}
+
 static const struct evrt_kernels avx2_kernels = {EVRT_ISA_AVX2, "avx2", quant_avx2, i8_avx2,
-                                                 f32_avx2, 0};
+                                                 f32_avx2, 0, f32p_avx2, pack_i8_avx2, i8p_avx2,
+                                                 evrt_softmax_fast, evrt_layernorm_fast};
 static const struct evrt_kernels vnni_kernels = {EVRT_ISA_AVX512VNNI, "avx512vnni", quant_vnni,
-                                                 i8_vnni, f32_512, 1};
+                                                 i8_vnni, f32_512, 1, f32p_512, pack_i8_vnni,
+                                                 i8p_vnni, softmax_512, layernorm_512};
 
 const struct evrt_kernels *evrt_kernels_x86(int isa)
 {

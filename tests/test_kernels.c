@@ -50,8 +50,9 @@ static int i8_case(const struct evrt_kernels *k, int N, int I, int O, int o0, in
     int8_t *w = malloc((size_t)O * I), *xq = malloc((size_t)N * I);
     void *xp = malloc(evrt_quant_bytes(k->isa, N, I) + 64);
     int32_t *wsum = malloc(sizeof(int32_t) * O);
+    void *wp = malloc(evrt_pack_i8_bytes(k->isa, O, I) + 1);
     float xs = 0.01f + 0.05f * (rng_sym() + 1.0f);
-    int i, bad = 0;
+    int i, bad = 0, pass;
     for (i = 0; i < N * I; i++) {
         int r = rng_below(50);
         /* mostly in range, some saturating, exact ties, NaN and infinities */
@@ -73,14 +74,26 @@ static int i8_case(const struct evrt_kernels *k, int N, int I, int O, int o0, in
     evrt_quantize_act_ref(xq, x, (size_t)N * I, xs, z);
     evrt_linear_i8_ref(yr, xq, z, xs, w, ws, with_bias ? b : NULL, N, I, O);
     k->quant(xp, x, N, I, xs, z);
-    k->i8(y, xp, z, xs, w, wsum, ws, with_bias ? b : NULL, N, I, O, o0, o1);
-    for (i = 0; i < N * O && !bad; i++) {
-        int o = i % O;
-        float want = o >= o0 && o < o1 ? yr[i] : -7.0f;
-        if (memcmp(&y[i], &want, sizeof want) != 0) {
-            fprintf(stderr, "  %s: N %d I %d O %d [%d, %d) z %d: y[%d, %d] = %a, ref %a\n", k->name, N,
-                    I, O, o0, o1, (int)z, i / O, o, (double)y[i], (double)want);
-            bad = 1;
+    for (pass = 0; pass < 2 && !bad; pass++) {
+        /* pass 1: the packed-panel kernel, on whole panels of 16 from o0 */
+        int p0 = pass ? o0 / 16 * 16 : o0;
+        if (pass) {
+            if (!k->i8p) break;
+            k->pack_i8(wp, w, O, I);
+            for (i = 0; i < N * O; i++) y[i] = -7.0f;
+            k->i8p(y, xp, z, xs, wp, wsum, ws, with_bias ? b : NULL, N, I, O, p0, o1);
+        } else {
+            k->i8(y, xp, z, xs, w, wsum, ws, with_bias ? b : NULL, N, I, O, o0, o1);
+        }
+        for (i = 0; i < N * O && !bad; i++) {
+            int o = i % O;
+            float want = o >= p0 && o < o1 ? yr[i] : -7.0f;
+            if (memcmp(&y[i], &want, sizeof want) != 0) {
+                fprintf(stderr, "  %s%s: N %d I %d O %d [%d, %d) z %d: y[%d, %d] = %a, ref %a\n",
+                        k->name, pass ? " packed" : "", N, I, O, p0, o1, (int)z, i / O, o,
+                        (double)y[i], (double)want);
+                bad = 1;
+            }
         }
     }
     free(x);
@@ -92,6 +105,7 @@ static int i8_case(const struct evrt_kernels *k, int N, int I, int O, int o0, in
     free(xq);
     free(xp);
     free(wsum);
+    free(wp);
     return !bad;
 }
 
@@ -150,6 +164,14 @@ static void the_largest_int8_sums_stay_exact(void)
         k->quant(buf, x, N, I, 1.0f, -128);
         k->i8(y, buf, -128, 1.0f, w, wsum, ws, NULL, N, I, O, 0, O);
         CHECK(memcmp(y, yr, sizeof y) == 0);
+        if (k->i8p) { /* and the packed-panel kernel */
+            void *wp = malloc(evrt_pack_i8_bytes(isa, O, I));
+            k->pack_i8(wp, w, O, I);
+            memset(y, 0, sizeof y);
+            k->i8p(y, buf, -128, 1.0f, wp, wsum, ws, NULL, N, I, O, 0, O);
+            CHECK(memcmp(y, yr, sizeof y) == 0);
+            free(wp);
+        }
         free(buf);
     }
 }
@@ -170,23 +192,43 @@ static void every_float32_variant_is_within_rounding_of_the_reference(void)
             float *x = malloc(sizeof(float) * N * ldx), *w = malloc(sizeof(float) * O * ldw),
                   *b = malloc(sizeof(float) * O), *y = malloc(sizeof(float) * N * ldy),
                   *yr = malloc(sizeof(float) * N * ldy);
-            int i, n, o, bad = 0;
+            int i, n, o, bad = 0, pass;
             for (i = 0; i < (int)(N * ldx); i++) x[i] = rng_sym();
             for (i = 0; i < (int)(O * ldw); i++) w[i] = rng_sym();
             for (i = 0; i < O; i++) b[i] = rng_sym();
             evrt_f32_cols_ref(yr, ldy, x, ldx, w, ldw, b, N, I, 0, O);
             k->f32(y, ldy, x, ldx, w, ldw, b, N, I, 0, O);
-            for (n = 0; n < N && !bad; n++)
-                for (o = 0; o < O; o++) {
-                    double s = 0; /* error bound: I ulps of sum |x w| */
-                    for (i = 0; i < I; i++) s += fabs((double)x[n * ldx + i] * (double)w[o * ldw + i]);
-                    if (!(fabs((double)y[n * ldy + o] - (double)yr[n * ldy + o]) <= 1e-6 * (s + 1.0) * 4)) {
-                        fprintf(stderr, "  %s N %d I %d O %d: y[%d, %d] %g ref %g\n", k->name, N, I,
-                                O, n, o, (double)y[n * ldy + o], (double)yr[n * ldy + o]);
-                        bad = 1;
+            for (pass = 0; pass < 2; pass++) {
+                if (pass) { /* the panel kernel on packed weights */
+                    float *wc = malloc(sizeof(float) * O * I);
+                    float *pk = malloc(evrt_pack_f32_bytes(O, I));
+                    if (!k->f32p) {
+                        free(wc);
+                        free(pk);
                         break;
                     }
+                    for (n = 0; n < O; n++)
+                        memcpy(wc + (size_t)n * I, w + n * ldw, sizeof(float) * I);
+                    evrt_pack_f32(pk, wc, O, I);
+                    k->f32p(y, ldy, x, ldx, pk, 16, (size_t)16 * I, b, N, I, 0, O);
+                    free(wc);
+                    free(pk);
                 }
+                for (n = 0; n < N && !bad; n++)
+                    for (o = 0; o < O; o++) {
+                        double s = 0, e; /* error bound: I ulps of sum |x w| */
+                        for (i = 0; i < I; i++)
+                            s += fabs((double)x[n * ldx + i] * (double)w[o * ldw + i]);
+                        e = fabs((double)y[n * ldy + o] - (double)yr[n * ldy + o]);
+                        if (!(e <= 1e-6 * (s + 1.0) * 4)) {
+                            fprintf(stderr, "  %s%s N %d I %d O %d: y[%d, %d] %g ref %g\n", k->name,
+                                    pass ? " packed" : "", N, I, O, n, o, (double)y[n * ldy + o],
+                                    (double)yr[n * ldy + o]);
+                            bad = 1;
+                            break;
+                        }
+                    }
+            }
             CHECK(!bad);
             free(x);
             free(w);
@@ -195,6 +237,55 @@ static void every_float32_variant_is_within_rounding_of_the_reference(void)
             free(yr);
         }
     }
+}
+
+static void fast_layernorm_and_softmax_are_within_rounding_of_the_reference(void)
+{
+    enum { N = 5, D = 203 };
+    static float x[N * D], w[D], b[D], y[N * D], yr[N * D], s[N * D];
+    double worst_ln = 0, worst_sm = 0;
+    int i, n, isa;
+    rng_seed(11);
+    for (i = 0; i < N * D; i++) x[i] = 3.0f * rng_sym() + 0.5f;
+    for (i = 0; i < D; i++) {
+        w[i] = rng_sym();
+        b[i] = rng_sym();
+    }
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        const struct evrt_kernels *k = evrt_isa_available(isa) ? evrt_kernels_get(isa) : NULL;
+        if (!k) continue;
+        for (n = 1; n <= N; n++) { /* every row count; D not a multiple of 16 */
+            evrt_layernorm_ref(yr, x, w, b, n, D);
+            k->layernorm(y, x, w, b, n, D);
+            for (i = 0; i < n * D; i++) {
+                double e = fabs((double)y[i] - (double)yr[i]);
+                worst_ln = e > worst_ln ? e : worst_ln;
+            }
+        }
+    }
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        const struct evrt_kernels *k = evrt_isa_available(isa) ? evrt_kernels_get(isa) : NULL;
+        if (!k) continue;
+        memcpy(s, x, sizeof s);
+        k->softmax(s, N, D, 0.7f);
+        for (n = 0; n < N; n++) {
+            double mx = -1e300, sum = 0, total = 0;
+            static double a[D];
+            for (i = 0; i < D; i++) a[i] = (double)(x[n * D + i] * 0.7f);
+            for (i = 0; i < D; i++) mx = a[i] > mx ? a[i] : mx;
+            for (i = 0; i < D; i++) sum += exp(a[i] - mx);
+            for (i = 0; i < D; i++) {
+                double want = exp(a[i] - mx) / sum;
+                double e = fabs((double)s[n * D + i] - want) / want;
+                worst_sm = e > worst_sm ? e : worst_sm;
+                total += (double)s[n * D + i];
+            }
+            CHECK(fabs(total - 1.0) < 1e-5);
+        }
+    }
+    printf("# layernorm max |fast - ref| %.3g, softmax max relative error %.3g\n", worst_ln, worst_sm);
+    CHECK(worst_ln < 1e-5);
+    CHECK(worst_sm < 2e-6);
 }
 
 static void fast_gelu_and_exp_are_within_their_documented_errors(void)
@@ -404,6 +495,7 @@ int main(int argc, char **argv)
     RUN(the_largest_int8_sums_stay_exact);
     RUN(every_float32_variant_is_within_rounding_of_the_reference);
     RUN(fast_gelu_and_exp_are_within_their_documented_errors);
+    RUN(fast_layernorm_and_softmax_are_within_rounding_of_the_reference);
     RUN(int8_models_give_the_same_logits_for_any_thread_count_on_every_variant);
     RUN(unknown_kernels_and_thread_counts_are_refused);
     return test_summary();
