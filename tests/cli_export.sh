@@ -102,7 +102,10 @@ succeeds "$R" "$T/q.evit" --bench --runs 20 --warmup 2
 for w in mean median p99 "peak memory" maxrss; do stdout_has "$w"; done
 succeeds "$T/evit-run-alone" "$T/q.evit" --bench --runs 5 --warmup 1
 stdout_has "p99"
-ok "evit-run --bench prints mean, median, p99 latency and peak memory"
+succeeds "$R" "$T/q.evit" --bench --runs 5 --warmup 1 --threads 2
+stdout_has "2 threads"
+fails_with 2 "$R" "$T/q.evit" --bench --threads 0
+ok "evit-run --bench prints mean, median, p99 latency and peak memory, at any thread count"
 
 # --- refusals: one line
 fails_with 1 "$R" "$T/missing.evit" "$T/img.pgm"; stderr_has "missing.evit"
