@@ -12,26 +12,9 @@
 #include "prune.h"
 #include "rng.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 #include "vit.h"
-
-/* img 8, patch 4 (T 5), 2 channels, D 12, 5 classes;
- * block 0: 3 heads of 4, mlp 20; block 1: 2 heads of 4, mlp 8. */
-static struct evit_vit_config tiny_config(void)
-{
-    struct evit_vit_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "tiny");
-    c.img_size = 8;
-    c.channels = 2;
-    c.patch = 4;
-    c.classes = 5;
-    c.dim = 12;
-    c.depth = 2;
-    c.blocks[0] = (struct evit_block_shape){3, 4, 20};
-    c.blocks[1] = (struct evit_block_shape){2, 4, 8};
-    return c;
-}
 
 /* Weights of order one, so that every head and channel matters. */
 static void randomise(struct evit_vit *m, uint64_t seed)

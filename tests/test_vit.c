@@ -9,26 +9,9 @@
 #include "config.h"
 #include "rng.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 #include "vit.h"
-
-/* img 8, patch 4 (2x2 grid, T 5), 2 channels, D 12, 5 classes;
- * block 0: 3 heads of 4 (I 12), mlp 20; block 1: 2 heads of 4 (I 8), mlp 8. */
-static struct evit_vit_config tiny_config(void)
-{
-    struct evit_vit_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "tiny");
-    c.img_size = 8;
-    c.channels = 2;
-    c.patch = 4;
-    c.classes = 5;
-    c.dim = 12;
-    c.depth = 2;
-    c.blocks[0] = (struct evit_block_shape){3, 4, 20};
-    c.blocks[1] = (struct evit_block_shape){2, 4, 8};
-    return c;
-}
 
 /* A pruned-style model: three blocks of unrelated shapes, one of them a
  * single head, one with inner width (15) unrelated to D (16). */
@@ -83,16 +66,6 @@ static void randomise(struct evit_vit *m, uint64_t seed)
         m->mean[c] = 0.4f + 0.05f * (float)c;
         m->std[c] = 0.2f + 0.05f * (float)c;
     }
-}
-
-static uint8_t *random_images(const struct evit_vit_config *c, int B, uint64_t seed)
-{
-    struct evit_rng r;
-    evit_rng_seed(&r, seed);
-    size_t n = (size_t)B * c->img_size * c->img_size * c->channels;
-    uint8_t *img = evit_malloc(n);
-    for (size_t i = 0; i < n; i++) img[i] = (uint8_t)evit_rng_below(&r, 256);
-    return img;
 }
 
 static float max_abs(const float *x, size_t n)

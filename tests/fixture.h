@@ -1,0 +1,45 @@
+/* fixture.h: the small models and inputs several unit tests share.
+ * Header-only (static inline), included after test.h by tests that need a
+ * ViT. */
+#ifndef EVIT_TEST_FIXTURE_H
+#define EVIT_TEST_FIXTURE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "rng.h"
+#include "util.h"
+
+/* img 8, patch 4 (2x2 grid, T 5), 2 channels, D 12, 5 classes;
+ * block 0: 3 heads of 4 (I 12), mlp 20; block 1: 2 heads of 4 (I 8), mlp 8:
+ * per-block shapes, as a pruned model has. */
+static inline struct evit_vit_config tiny_config(void)
+{
+    struct evit_vit_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.name, sizeof c.name, "tiny");
+    c.img_size = 8;
+    c.channels = 2;
+    c.patch = 4;
+    c.classes = 5;
+    c.dim = 12;
+    c.depth = 2;
+    c.blocks[0] = (struct evit_block_shape){3, 4, 20};
+    c.blocks[1] = (struct evit_block_shape){2, 4, 8};
+    return c;
+}
+
+/* B random images of c's size, from a seed; caller frees. */
+static inline uint8_t *random_images(const struct evit_vit_config *c, int B, uint64_t seed)
+{
+    struct evit_rng r;
+    evit_rng_seed(&r, seed);
+    size_t n = (size_t)B * c->img_size * c->img_size * c->channels;
+    uint8_t *img = evit_malloc(n);
+    for (size_t i = 0; i < n; i++) img[i] = (uint8_t)evit_rng_below(&r, 256);
+    return img;
+}
+
+#endif
