@@ -4,13 +4,16 @@
 #ifndef EVIT_TEST_FIXTURE_H
 #define EVIT_TEST_FIXTURE_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "rng.h"
 #include "util.h"
+#include "vit.h"
 
 /* img 8, patch 4 (2x2 grid, T 5), 2 channels, D 12, 5 classes;
  * block 0: 3 heads of 4 (I 12), mlp 20; block 1: 2 heads of 4 (I 8), mlp 8:
@@ -40,6 +43,36 @@ static inline uint8_t *random_images(const struct evit_vit_config *c, int B, uin
     uint8_t *img = evit_malloc(n);
     for (size_t i = 0; i < n; i++) img[i] = (uint8_t)evit_rng_below(&r, 256);
     return img;
+}
+
+/* Every parameter drawn from one generator, in tensor order: weights
+ * N(0, weight_std^2) (weight_std 0: N(0, 1/fan_in), so activations keep
+ * their size through the layers), class token and positions N(0, 0.5^2),
+ * biases N(0, bias_std^2), norm weights 1 + N(0, norm_std^2).  Mean and std
+ * are left to the caller. */
+static inline void randomise_params(struct evit_vit *m, uint64_t seed, double weight_std,
+                                    double bias_std, double norm_std)
+{
+    struct evit_rng r;
+    int n;
+    evit_rng_seed(&r, seed);
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    for (int i = 0; i < n; i++) {
+        double wstd = weight_std > 0.0 ? weight_std
+                      : t[i].ndim >= 2 ? 1.0 / sqrt((double)(t[i].numel / (size_t)t[i].shape[0]))
+                                       : 0.0;
+        for (size_t j = 0; j < t[i].numel; j++) {
+            double z = evit_rng_normal(&r);
+            switch (t[i].kind) {
+            case EVIT_T_WEIGHT: t[i].data[j] = (float)(wstd * z); break;
+            case EVIT_T_EMBED: t[i].data[j] = (float)(0.5 * z); break;
+            case EVIT_T_BIAS:
+            case EVIT_T_NORM_B: t[i].data[j] = (float)(bias_std * z); break;
+            case EVIT_T_NORM_W: t[i].data[j] = (float)(1.0 + norm_std * z); break;
+            }
+        }
+    }
+    free(t);
 }
 
 #endif

@@ -46,24 +46,7 @@ static struct evit_vit_config depth1_config(void)
  * norm weights 1 + N(0, 0.3^2), embeddings N(0, 0.5^2). */
 static void randomise(struct evit_vit *m, uint64_t seed)
 {
-    struct evit_rng r;
-    int n;
-    evit_rng_seed(&r, seed);
-    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
-    for (int i = 0; i < n; i++) {
-        double wstd = t[i].ndim >= 2 ? 1.0 / sqrt((double)(t[i].numel / (size_t)t[i].shape[0])) : 0.0;
-        for (size_t j = 0; j < t[i].numel; j++) {
-            double z = evit_rng_normal(&r);
-            switch (t[i].kind) {
-            case EVIT_T_WEIGHT: t[i].data[j] = (float)(wstd * z); break;
-            case EVIT_T_EMBED: t[i].data[j] = (float)(0.5 * z); break;
-            case EVIT_T_BIAS:
-            case EVIT_T_NORM_B: t[i].data[j] = (float)(0.2 * z); break;
-            case EVIT_T_NORM_W: t[i].data[j] = (float)(1.0 + 0.3 * z); break;
-            }
-        }
-    }
-    free(t);
+    randomise_params(m, seed, 0.0, 0.2, 0.3);
     for (int c = 0; c < 4; c++) {
         m->mean[c] = 0.4f + 0.05f * (float)c;
         m->std[c] = 0.2f + 0.05f * (float)c;

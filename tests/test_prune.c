@@ -19,23 +19,7 @@
 /* Weights of order one, so that every head and channel matters. */
 static void randomise(struct evit_vit *m, uint64_t seed)
 {
-    struct evit_rng r;
-    int n;
-    evit_rng_seed(&r, seed);
-    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
-    for (int i = 0; i < n; i++) {
-        for (size_t j = 0; j < t[i].numel; j++) {
-            double z = evit_rng_normal(&r);
-            switch (t[i].kind) {
-            case EVIT_T_WEIGHT: t[i].data[j] = (float)(0.3 * z); break;
-            case EVIT_T_EMBED: t[i].data[j] = (float)(0.5 * z); break;
-            case EVIT_T_BIAS:
-            case EVIT_T_NORM_B: t[i].data[j] = (float)(0.2 * z); break;
-            case EVIT_T_NORM_W: t[i].data[j] = (float)(1.0 + 0.3 * z); break;
-            }
-        }
-    }
-    free(t);
+    randomise_params(m, seed, 0.3, 0.2, 0.3);
 }
 
 static void make_model(struct evit_vit *m, uint64_t seed)

@@ -13,6 +13,7 @@
 #include "quantize.h"
 #include "rng.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 #include "vit.h"
 
@@ -183,24 +184,7 @@ static struct evit_vit_config fm_tiny(void)
  * through the blocks, as in a trained model. */
 static void randomise(struct evit_vit *m, uint64_t seed)
 {
-    struct evit_rng r;
-    int n;
-    evit_rng_seed(&r, seed);
-    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
-    for (int i = 0; i < n; i++) {
-        double wstd = t[i].ndim >= 2 ? 1.0 / sqrt((double)(t[i].numel / (size_t)t[i].shape[0])) : 0.0;
-        for (size_t j = 0; j < t[i].numel; j++) {
-            double z = evit_rng_normal(&r);
-            switch (t[i].kind) {
-            case EVIT_T_WEIGHT: t[i].data[j] = (float)(wstd * z); break;
-            case EVIT_T_EMBED: t[i].data[j] = (float)(0.5 * z); break;
-            case EVIT_T_BIAS:
-            case EVIT_T_NORM_B: t[i].data[j] = (float)(0.1 * z); break;
-            case EVIT_T_NORM_W: t[i].data[j] = (float)(1.0 + 0.2 * z); break;
-            }
-        }
-    }
-    free(t);
+    randomise_params(m, seed, 0.0, 0.1, 0.2);
     m->mean[0] = 0.29f;
     m->std[0] = 0.35f;
 }

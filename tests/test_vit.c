@@ -45,23 +45,7 @@ static struct evit_tensor_ref *tensors_of(const struct evit_vit *m, int *n)
  * class token and positions N(0, 0.5^2). */
 static void randomise(struct evit_vit *m, uint64_t seed)
 {
-    struct evit_rng r;
-    evit_rng_seed(&r, seed);
-    int n;
-    struct evit_tensor_ref *t = tensors_of(m, &n);
-    for (int i = 0; i < n; i++) {
-        for (size_t j = 0; j < t[i].numel; j++) {
-            double z = evit_rng_normal(&r);
-            switch (t[i].kind) {
-            case EVIT_T_WEIGHT: t[i].data[j] = (float)(0.3 * z); break;
-            case EVIT_T_EMBED: t[i].data[j] = (float)(0.5 * z); break;
-            case EVIT_T_BIAS:
-            case EVIT_T_NORM_B: t[i].data[j] = (float)(0.2 * z); break;
-            case EVIT_T_NORM_W: t[i].data[j] = (float)(1.0 + 0.3 * z); break;
-            }
-        }
-    }
-    free(t);
+    randomise_params(m, seed, 0.3, 0.2, 0.3);
     for (int c = 0; c < 4; c++) {
         m->mean[c] = 0.4f + 0.05f * (float)c;
         m->std[c] = 0.2f + 0.05f * (float)c;
