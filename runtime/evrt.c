@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "kernels.h"
 
 /* A persistent pool: threads - 1 workers plus the caller.  Each parallel
@@ -92,6 +93,7 @@ struct evrt_ctx {
     const void **pk_of;     /* (layers) the weights pk[l] holds, NULL none */
     int *pk_isa;            /* (layers) the variant that packed them */
     size_t *pk_bytes;       /* (layers) the size of pk[l] */
+    const evrt_file *src;   /* the file the model maps (evrt_ctx_create_file), or NULL */
     struct pool pool;
     struct worker *workers;
 };
@@ -418,11 +420,46 @@ static const void *packed(evrt_ctx *c, int layer)
     return c->pk[layer];
 }
 
+/* The layer's per-output-channel weight sums for the variant's int8
+ * kernels, computed once per weight tensor (its pointer may change). */
+static const int32_t *wsum_of(evrt_ctx *c, int layer)
+{
+    const struct evrt_linear *L = evrt_model_layer(c->m, layer);
+    int32_t *ws = c->wsum + c->wsum_off[layer];
+    if (!c->k->needs_wsum) return NULL;
+    if (c->wsum_of[layer] != L->wq) {
+        evrt_wsum(ws, L->wq, L->out, L->in);
+        c->wsum_of[layer] = L->wq;
+    }
+    return ws;
+}
+
+/* Packs every layer (and its int8 weight sums).  With a source file, a
+ * packed layer's weights are then dropped from memory: inference reads
+ * only the packed copy, so without this the weights of a mapped file would
+ * be resident twice (a deit-tiny INT8 file is 5.8 MiB of its 16 MB). */
+static void drop_source(evrt_ctx *c, int layer)
+{
+    const struct evrt_linear *L = evrt_model_layer(c->m, layer);
+    if (L->dtype == EVRT_I8)
+        evrt_file_drop(c->src, L->wq, (size_t)L->out * (size_t)L->in);
+    else
+        evrt_file_drop(c->src, L->w, sizeof(float) * (size_t)L->out * (size_t)L->in);
+}
+
 static void pack_all(evrt_ctx *c)
 {
-    int i;
+    int i, L = evrt_layer_count(c->m);
     if (!c->pk) return;
-    for (i = 0; i < evrt_layer_count(c->m); i++) (void)packed(c, i);
+    for (i = 0; i < L; i++) {
+        if (!packed(c, i) || !c->src) continue;
+        if (evrt_model_layer(c->m, i)->dtype == EVRT_I8) (void)wsum_of(c, i);
+        drop_source(c, i); /* keeps the peak to about one layer's weights */
+    }
+    /* again: the kernel maps a fault's neighbours too (fault-around, up to
+     * 64 KiB), so packing one layer brought back pages of the one before */
+    for (i = 0; c->src && i < L; i++)
+        if (c->pk[i] && c->pk_of[i]) drop_source(c, i);
 }
 
 int evrt_ctx_set_kernels(evrt_ctx *c, const char *name)
@@ -440,7 +477,7 @@ const char *evrt_ctx_kernels(const evrt_ctx *c) { return c->k->name; }
 
 /* ---------------------------------------------------------------- context */
 
-int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
+static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch, const evrt_file *src)
 {
     evrt_ctx *c = calloc(1, sizeof *c);
     size_t B = (size_t)max_batch, T, D, I = 0, M = 0, in = 0, outs = 0, qb;
@@ -449,6 +486,7 @@ int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
     *out = c;
     if (!c) return EVRT_ENOMEM;
     c->m = m;
+    c->src = src;
     c->max_batch = max_batch;
     c->pool.n = 1;
     c->k = evrt_kernels_get(EVRT_ISA_REF);
@@ -532,6 +570,16 @@ int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
     }
     pack_all(c);
     return EVRT_OK;
+}
+
+int evrt_ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch)
+{
+    return ctx_create(out, m, max_batch, NULL);
+}
+
+int evrt_ctx_create_file(evrt_ctx **out, const evrt_file *f, int max_batch)
+{
+    return ctx_create(out, evrt_file_model(f), max_batch, f);
 }
 
 void evrt_ctx_destroy(evrt_ctx *c)
@@ -639,15 +687,7 @@ static void linear(evrt_ctx *c, int layer, float *y, const float *x, int rows)
     j.wsum = NULL;
     j.wp = packed(c, layer);
     if (L->dtype == EVRT_I8) {
-        if (c->k->needs_wsum) {
-            int32_t *ws = c->wsum + c->wsum_off[layer];
-            /* once per weight tensor (the pointer may change between calls) */
-            if (c->wsum_of[layer] != L->wq) {
-                evrt_wsum(ws, L->wq, L->out, L->in);
-                c->wsum_of[layer] = L->wq;
-            }
-            j.wsum = ws;
-        }
+        j.wsum = wsum_of(c, layer);
         if (serial) {
             quant_job(&j, 0, 1);
             i8_job(&j, 0, 1);

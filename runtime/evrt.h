@@ -288,6 +288,13 @@ const char *evrt_file_class_name(const evrt_file *f, int k);
 const struct evrt_lineage *evrt_file_lineage(const evrt_file *f);
 /* Bytes mapped or held for the file. */
 size_t evrt_file_bytes(const evrt_file *f);
+/* evrt_ctx_create on evrt_file_model(f), for a device short of memory:
+ * where f maps its file, each layer's weights are handed back to the kernel
+ * once the context has packed them for its kernels (inference reads only
+ * the packed copy), so they are not resident twice; they are read from the
+ * file again if they are ever needed (another evrt_ctx_set_kernels).  f must
+ * outlive the context. */
+int evrt_ctx_create_file(evrt_ctx **ctx, const evrt_file *f, int max_batch);
 
 /* CRC-32 (IEEE 802.3, reflected 0xEDB88320, as zlib's crc32): pass 0 first,
  * then the previous value to continue. */

@@ -7,6 +7,9 @@
 #if !defined(_POSIX_C_SOURCE) && !defined(_WIN32)
 #define _POSIX_C_SOURCE 200809L /* open, fstat, mmap */
 #endif
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE /* madvise */
+#endif
 
 #include "file.h"
 
@@ -608,7 +611,31 @@ int evrt_open(evrt_file **out, const char *path, char *err, size_t n)
         release(f);
         return rc;
     }
-    return finish(out, f, err, n);
+    if ((rc = finish(out, f, err, n)) != EVRT_OK) return rc;
+    /* the checksums have just read every page: let them go, so that a
+     * context packing the weights does not find them all still resident */
+    evrt_file_drop(f, f->data, f->len);
+    return EVRT_OK;
+}
+
+void evrt_file_drop(const evrt_file *f, const void *p, size_t bytes)
+{
+#if EVRT_HAVE_MMAP && defined(__linux__) && defined(MADV_DONTNEED)
+    /* A private read-only file mapping that was never written: dropping
+     * its pages loses nothing, a later read faults them in from the page
+     * cache.  Only whole pages inside [p, p + bytes) go. */
+    uintptr_t a = (uintptr_t)p, e, lo = (uintptr_t)f->map, pg;
+    long ps = sysconf(_SC_PAGESIZE);
+    if (!f->map || ps <= 0 || a < lo || bytes > f->len || a - lo > f->len - bytes) return;
+    pg = (uintptr_t)ps;
+    e = (a + bytes) / pg * pg;
+    a = (a + pg - 1) / pg * pg;
+    if (a < e) (void)madvise((void *)a, (size_t)(e - a), MADV_DONTNEED);
+#else
+    (void)f;
+    (void)p;
+    (void)bytes;
+#endif
 }
 
 const struct evrt_model *evrt_file_model(const evrt_file *f) { return &f->model; }

@@ -66,4 +66,9 @@ size_t evrt_file_layers_at(int depth);
 size_t evrt_file_tensors_at(int depth);
 size_t evrt_file_strings_at(int depth, uint32_t tensors);
 
+/* Where f maps its file, hands the whole pages inside [p, p + bytes) back
+ * to the kernel (they are read again from the file when next touched);
+ * nothing otherwise.  Memory use only: contents never change. */
+void evrt_file_drop(const evrt_file *f, const void *p, size_t bytes);
+
 #endif

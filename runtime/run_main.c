@@ -365,7 +365,7 @@ int main(int argc, char **argv)
     if (threads < 1 || threads > 256) return usage_error("--threads: expected 1..256", NULL);
     rc = evrt_open(&f, model, err, sizeof err);
     if (rc != EVRT_OK) return errorf(model, err);
-    rc = evrt_ctx_create(&ctx, evrt_file_model(f), 1);
+    rc = evrt_ctx_create_file(&ctx, f, 1);
     if (rc == EVRT_OK) rc = evrt_ctx_set_threads(ctx, threads);
     if (rc != EVRT_OK) {
         errorf(model, ctx ? evrt_ctx_error(ctx) : "out of memory");

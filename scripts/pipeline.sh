@@ -74,7 +74,7 @@ if fresh "$out/student.report.json" "$out/teacher.logits.h5" "$out/test.h5" "$cf
         --val "$out/test.h5" -o "$out/student.h5" --report "$out/student.report.json" --resume $threads
 fi
 
-stage "prune: mild recipe (a quarter of the heads and MLP channels)"
+stage "prune: mild recipe (a quarter of the heads, 30% of the MLP channels)"
 if fresh "$out/pruned.report.json" "$out/student.h5" "$cfg/prune-mild.json"; then echo "up to date" >&2; else
     "$bin/evit-prune" "$cfg/prune-mild.json" "$out/student.h5" --data "$out/train.h5" --val "$out/test.h5" \
         -o "$out/pruned.h5" --report "$out/pruned.report.json" $threads

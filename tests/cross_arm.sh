@@ -12,7 +12,7 @@ XCC=${XCC:-aarch64-linux-gnu-gcc}
 command -v "$XCC" >/dev/null 2>&1 || skip "$XCC not installed (apt-get install gcc-aarch64-linux-gnu)"
 command -v qemu-aarch64 >/dev/null 2>&1 || skip "qemu-aarch64 not installed (apt-get install qemu-user)"
 
-for f in evrt kernels kernels_x86 kernels_arm; do
+for f in evrt file kernels kernels_x86 kernels_arm; do
     "$XCC" -mcpu=cortex-a57 -std=c99 -pedantic -O2 -ffp-contract=off -fno-trapping-math -Wall -Wextra -Werror \
         -I"$EVIT_SRC/runtime" -c "$EVIT_SRC/runtime/$f.c" -o "$T/$f.o" 2>"$T/err" \
         || fail "runtime/$f.c does not cross-compile for AArch64"

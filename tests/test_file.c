@@ -11,6 +11,7 @@
 #include "evrt.h"
 #include "export.h"
 #include "file.h"
+#include "kernels.h"
 #include "qmodel.h"
 #include "rng.h"
 #include "test.h"
@@ -158,6 +159,122 @@ static void round_trip(int mixed)
 
 static void a_float_model_round_trips_to_bit_identical_logits(void) { round_trip(0); }
 static void a_mixed_int8_model_round_trips_to_bit_identical_logits(void) { round_trip(1); }
+
+/* ---- memory ---- */
+
+/* Resident kB of the mapping holding p, from /proc/self/smaps; -1 where
+ * there is none (not Linux). */
+static long resident_kb(const void *p)
+{
+    FILE *fp = fopen("/proc/self/smaps", "r");
+    char line[512];
+    int in = 0;
+    long kb = -1;
+    if (!fp) return -1;
+    while (fgets(line, sizeof line, fp)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && sscanf(line, "Rss: %ld kB", &kb) == 1) {
+            break;
+        }
+    }
+    fclose(fp);
+    return kb;
+}
+
+/* An int8 model with layers of several pages: img 16, patch 4, D 64, two
+ * blocks of 4 heads and MLP 512, 5 classes. */
+static void paged_model(struct evit_vit *m, struct evit_qmodel *q)
+{
+    struct evit_vit_config c;
+    struct evit_rng r;
+    int n;
+    memset(&c, 0, sizeof c);
+    snprintf(c.name, sizeof c.name, "paged");
+    c.img_size = 16;
+    c.channels = 1;
+    c.patch = 4;
+    c.classes = 5; /* test_info's names */
+    c.dim = 64;
+    c.depth = 2;
+    c.blocks[0] = c.blocks[1] = (struct evit_block_shape){4, 16, 512};
+    evit_vit_alloc(m, &c);
+    evit_rng_seed(&r, 99);
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    for (int i = 0; i < n; i++)
+        for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] = (float)(0.1 * evit_rng_normal(&r));
+    free(t);
+    m->mean[0] = 0.5f;
+    m->std[0] = 0.25f;
+    evit_qmodel_from_vit(q, m);
+    for (int i = 0; i < evrt_layer_count(&q->rt); i++) {
+        struct evrt_linear *L = evrt_model_layer(&q->rt, i);
+        L->dtype = EVRT_I8;
+        L->in_scale = 0.03f;
+        L->in_zero = i % 3 == 1 ? 5 : 0;
+    }
+}
+
+static int infer_on(evrt_ctx *ctx, float *out /* (3, 5) */)
+{
+    uint8_t img[3 * 16 * 16];
+    images(img, (int)sizeof img);
+    return evrt_infer(ctx, img, 3, out);
+}
+
+/* evit-run's peak memory: a context made with evrt_ctx_create_file leaves
+ * the mapped weights it packed to the kernel, where evrt_ctx_create keeps
+ * them resident beside the packed copy; logits are the same either way,
+ * also after a kernel change that must read the dropped weights again. */
+static void a_file_context_lets_packed_weights_go_and_stays_exact(void)
+{
+    struct evit_vit m;
+    struct evit_qmodel q;
+    struct evit_export_info info = test_info();
+    float want[15], got[15];
+    char err[EVRT_ERR_MAX], path[512];
+    evrt_file *f = NULL;
+    evrt_ctx *ctx = NULL;
+    size_t wbytes = 0;
+    paged_model(&m, &q);
+    for (int i = 0; i < evrt_layer_count(&q.rt); i++)
+        wbytes += (size_t)evrt_model_layer(&q.rt, i)->in * (size_t)evrt_model_layer(&q.rt, i)->out;
+    REQUIRE(evrt_ctx_create(&ctx, &q.rt, 3) == EVRT_OK);
+    REQUIRE(infer_on(ctx, want) == EVRT_OK);
+    evrt_ctx_destroy(ctx);
+    snprintf(path, sizeof path, "%s/paged.evit", test_tmpdir());
+    REQUIRE(evit_export_write(path, &q.rt, &info, NULL) == EVIT_OK);
+
+    int packs = evrt_kernels_get(evrt_isa_best())->i8p != NULL;
+    for (int use_file = 0; use_file < 2; use_file++) {
+        REQUIRE(evrt_open(&f, path, err, sizeof err) == EVRT_OK);
+        const void *inside = evrt_file_model(f)->cls_token;
+        int rc = use_file ? evrt_ctx_create_file(&ctx, f, 3) : evrt_ctx_create(&ctx, evrt_file_model(f), 3);
+        REQUIRE(rc == EVRT_OK);
+        long kb = resident_kb(inside);
+        CHECK(infer_on(ctx, got) == EVRT_OK);
+        CHECK(memcmp(want, got, sizeof want) == 0);
+        if (kb >= 0 && packs) {
+            /* int8 weights are wbytes of the file; the pages they share
+             * with other tensors at either end stay (60 kB of 188 here) */
+            if (use_file)
+                CHECK(kb * 1024 < (long)wbytes / 2);
+            else
+                CHECK(kb * 1024 >= (long)wbytes);
+        }
+        CHECK(evrt_ctx_set_kernels(ctx, "ref") == EVRT_OK);
+        CHECK(infer_on(ctx, got) == EVRT_OK);
+        CHECK(memcmp(want, got, sizeof want) == 0);
+        CHECK(evrt_ctx_set_kernels(ctx, "best") == EVRT_OK);
+        CHECK(infer_on(ctx, got) == EVRT_OK);
+        CHECK(memcmp(want, got, sizeof want) == 0);
+        evrt_ctx_destroy(ctx);
+        evrt_close(f);
+    }
+    evit_qmodel_free(&q);
+    evit_vit_free(&m);
+}
 
 /* ---- damage ---- */
 
@@ -406,6 +523,7 @@ int main(void)
     RUN(the_crc_is_the_ieee_one);
     RUN(a_float_model_round_trips_to_bit_identical_logits);
     RUN(a_mixed_int8_model_round_trips_to_bit_identical_logits);
+    RUN(a_file_context_lets_packed_weights_go_and_stays_exact);
     RUN(the_sample_file_itself_loads);
     RUN(any_flipped_header_byte_is_a_checksum_error);
     RUN(a_flipped_tensor_byte_is_a_checksum_error_naming_the_tensor);
