@@ -3,7 +3,8 @@
 # pipeline's teacher and its logits exist in the run folder, trains three
 # fm-tiny students on the same budget -- soft distillation, hard
 # distillation, labels only -- and prints their validation top-1 beside the
-# teacher's.  docs/RESULTS.md records the full profile's table.
+# teacher's.  The soft one is the pipeline's own student when that is up to
+# date (same recipe).  docs/RESULTS.md records the full profile's table.
 #
 #   scripts/distill_study.sh [--profile quick|full] [--out DIR] [--threads N]
 set -eu
@@ -33,6 +34,14 @@ for kind in soft hard labels; do
     case $kind in soft) r=student ;; hard) r=student-hard ;; labels) r=student-labels ;; esac
     name=study-$kind
     if [ -e "$out/$name.report.json" ] && [ "$out/$name.report.json" -nt "$cfg/$r.json" ]; then continue; fi
+    # the pipeline's student is the soft twin (same recipe, seed and data):
+    # reuse it rather than train it again
+    if [ $kind = soft ] && [ -e "$out/student.report.json" ] && [ "$out/student.report.json" -nt "$cfg/student.json" ] \
+        && [ "$out/student.report.json" -nt "$out/teacher.logits.h5" ]; then
+        echo "study-soft: the pipeline's student ($out/student.report.json), same recipe" >&2
+        cp "$out/student.report.json" "$out/$name.report.json"
+        continue
+    fi
     printf '\n== %s\n' "$name" >&2
     # shellcheck disable=SC2086
     "$bin/evit-distill" "$cfg/$r.json" $prof --data "$out/train.h5" --teacher "$out/teacher.logits.h5" \
