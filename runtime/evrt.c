@@ -434,10 +434,8 @@ static const int32_t *wsum_of(evrt_ctx *c, int layer)
     return ws;
 }
 
-/* Packs every layer (and its int8 weight sums).  With a source file, a
- * packed layer's weights are then dropped from memory: inference reads
- * only the packed copy, so without this the weights of a mapped file would
- * be resident twice (a deit-tiny INT8 file is 5.8 MiB of its 16 MB). */
+/* Hands a packed layer's source weights in the mapped file back to the
+ * kernel: inference reads only the packed copy. */
 static void drop_source(evrt_ctx *c, int layer)
 {
     const struct evrt_linear *L = evrt_model_layer(c->m, layer);
@@ -447,6 +445,10 @@ static void drop_source(evrt_ctx *c, int layer)
         evrt_file_drop(c->src, L->w, sizeof(float) * (size_t)L->out * (size_t)L->in);
 }
 
+/* Packs every layer.  With a source file, each packed layer's weights (and
+ * int8 weight sums, computed now) are then dropped from memory, so that the
+ * weights of a mapped file are not resident twice (a deit-tiny INT8 file is
+ * 5.8 MiB of its 16 MB). */
 static void pack_all(evrt_ctx *c)
 {
     int i, L = evrt_layer_count(c->m);
@@ -456,10 +458,11 @@ static void pack_all(evrt_ctx *c)
         if (evrt_model_layer(c->m, i)->dtype == EVRT_I8) (void)wsum_of(c, i);
         drop_source(c, i); /* keeps the peak to about one layer's weights */
     }
+    if (!c->src) return;
     /* again: the kernel maps a fault's neighbours too (fault-around, up to
      * 64 KiB), so packing one layer brought back pages of the one before */
-    for (i = 0; c->src && i < L; i++)
-        if (c->pk[i] && c->pk_of[i]) drop_source(c, i);
+    for (i = 0; i < L; i++)
+        if (packed(c, i)) drop_source(c, i);
 }
 
 int evrt_ctx_set_kernels(evrt_ctx *c, const char *name)

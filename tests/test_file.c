@@ -35,17 +35,23 @@ static struct evit_vit_config tiny_config(void)
     return c;
 }
 
-static void random_model(struct evit_vit *m, uint64_t seed)
+/* Every parameter of m drawn from N(0, std^2), in tensor order. */
+static void fill_normal(struct evit_vit *m, uint64_t seed, double std)
 {
-    struct evit_vit_config c = tiny_config();
     struct evit_rng r;
     int n;
-    evit_vit_alloc(m, &c);
     evit_rng_seed(&r, seed);
     struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
     for (int i = 0; i < n; i++)
-        for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] = (float)(0.3 * evit_rng_normal(&r));
+        for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] = (float)(std * evit_rng_normal(&r));
     free(t);
+}
+
+static void random_model(struct evit_vit *m, uint64_t seed)
+{
+    struct evit_vit_config c = tiny_config();
+    evit_vit_alloc(m, &c);
+    fill_normal(m, seed, 0.3);
     m->mean[0] = 0.4f;
     m->mean[1] = 0.5f;
     m->std[0] = 0.25f;
@@ -188,8 +194,6 @@ static long resident_kb(const void *p)
 static void paged_model(struct evit_vit *m, struct evit_qmodel *q)
 {
     struct evit_vit_config c;
-    struct evit_rng r;
-    int n;
     memset(&c, 0, sizeof c);
     snprintf(c.name, sizeof c.name, "paged");
     c.img_size = 16;
@@ -200,11 +204,7 @@ static void paged_model(struct evit_vit *m, struct evit_qmodel *q)
     c.depth = 2;
     c.blocks[0] = c.blocks[1] = (struct evit_block_shape){4, 16, 512};
     evit_vit_alloc(m, &c);
-    evit_rng_seed(&r, 99);
-    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
-    for (int i = 0; i < n; i++)
-        for (size_t j = 0; j < t[i].numel; j++) t[i].data[j] = (float)(0.1 * evit_rng_normal(&r));
-    free(t);
+    fill_normal(m, 99, 0.1);
     m->mean[0] = 0.5f;
     m->std[0] = 0.25f;
     evit_qmodel_from_vit(q, m);
