@@ -139,7 +139,8 @@ def main():
         betas = tuple(o.get("betas", [0.9, 0.999]))
         opt = torch.optim.AdamW(param_groups(model, wd), lr=lr, betas=betas, eps=float(o.get("eps", 1e-8)))
     elif kind == "sgd":
-        opt = torch.optim.SGD(param_groups(model, wd), lr=lr, momentum=float(o.get("momentum", 0.9)))
+        opt = torch.optim.SGD(param_groups(model, wd), lr=lr, momentum=float(o.get("momentum", 0.9)),
+                              nesterov=bool(o.get("nesterov", False)))
     else:
         sys.exit(f"{a.recipe}: optimizer {kind!r} not supported")
     sch = r.get("schedule", {})
