@@ -10,7 +10,7 @@
 # INT8, export the flat file the device maps, measure its accuracy and
 # latency through the runtime, and compare every stage's report (table and
 # chart).  Configuration comes from configs/fmnist/.  The quick profile takes
-# about twelve minutes on 2 cores; full gives the headline numbers
+# about ten minutes on 2 cores; full gives the headline numbers
 # (docs/RESULTS.md).  A stage whose outputs are newer than its
 # inputs is skipped; a failing stage stops the chain with its message.
 set -eu
