@@ -122,6 +122,9 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (smoke tests)")
     a = ap.parse_args()
 
+    for path in (a.recipe, a.init, a.data, a.val):
+        if not os.path.isfile(path):
+            sys.exit(f"torch_fit.py: {path}: no such file")
     r = load_recipe(a.recipe, a.profile)
     torch.set_num_threads(a.threads)
     g = torch.Generator().manual_seed(int(r.get("seed", 0)))
