@@ -101,12 +101,17 @@ def param_groups(model, wd):
     return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
 
 
+def normalise(x, mean, std):
+    """uint8 (B, C, H, W) -> float (B, C, H, W): (pixel/255 - mean) / std."""
+    return (x.float() / 255 - mean) / std
+
+
 def top1(model, x, y, mean, std):
     model.eval()
     hits = 0
     with torch.no_grad():
         for i in range(0, len(x), 512):
-            hits += (model((x[i:i + 512].float() / 255 - mean) / std).argmax(1) == y[i:i + 512]).sum().item()
+            hits += (model(normalise(x[i:i + 512], mean, std)).argmax(1) == y[i:i + 512]).sum().item()
     model.train()
     return 100.0 * hits / len(x)
 
@@ -162,10 +167,10 @@ def main():
         order = torch.randperm(len(xtr), generator=g)
         for s in range(0, len(xtr), B):
             idx = order[s:s + B]
-            x = augment(xtr[idx], pad, flip, g)
-            x = (x.float() / 255 - mean) / std
+            x = normalise(augment(xtr[idx], pad, flip, g), mean, std)
+            cur = lr_at(step, lr, min_lr, warmup, total)
             for grp in opt.param_groups:
-                grp["lr"] = lr_at(step, lr, min_lr, warmup, total)
+                grp["lr"] = cur
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), ytr[idx], label_smoothing=ls)
             loss.backward()

@@ -5,6 +5,8 @@
 #   ok MSG                 prints "ok - MSG"
 #   fail MSG               prints "FAIL: MSG" and the last command's stderr, exits 1
 #   skip MSG               exits 77, which automake reports as SKIP
+#   needs_torch            sets PY=/usr/bin/python3, or skips when it lacks torch,
+#                          h5py or numpy
 #   succeeds CMD...        CMD must exit 0; its stdout/stderr land in $T/out, $T/err
 #   fails_with CODE CMD... CMD must exit CODE; for 1 (a failure), stderr must be
 #                          exactly one line starting "error:"
@@ -68,4 +70,9 @@ stderr_has() {
 
 stdout_has() {
     grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1'"
+}
+
+needs_torch() {
+    PY=/usr/bin/python3
+    [ -x "$PY" ] && "$PY" -c "import torch, h5py, numpy" 2>/dev/null || skip "no torch/h5py in /usr/bin/python3"
 }

@@ -6,8 +6,7 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-PY=/usr/bin/python3
-[ -x "$PY" ] && "$PY" -c "import torch, h5py, numpy" 2>/dev/null || skip "no torch/h5py in /usr/bin/python3"
+needs_torch
 
 "$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 64 28 10
 succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
