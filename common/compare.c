@@ -64,6 +64,7 @@ int evit_compare_parse(const cJSON *root, const char *path, struct evit_compare_
         get_number(root, path, "model_bytes", &t.model_bytes) < 0 ||
         get_number(root, path, "mflops", &t.mflops) < 0 ||
         get_number(root, path, "images_per_s", &t.images_per_s) < 0 ||
+        get_number(root, path, "threads", &t.threads) < 0 ||
         get_number(root, path, "latency_ms", &t.latency_ms) < 0)
         return EVIT_ERR;
     t.path = evit_strdup(path);
@@ -472,6 +473,23 @@ int evit_compare_build(struct evit_compare *c)
                   format_note("%s: its parent report %s was not found; the chain starts there",
                               r->path, r->parent_field));
     }
+    /* images_per_s grows with threads: a ratio between evaluations at
+     * different counts measures the machine, not the model */
+    for (int k = 0; k < c->n_chains; k++) {
+        struct evit_compare_chain *ch = &c->chains[k];
+        const struct evit_compare_report *first = &c->reports[ch->rows[0].report];
+        for (int i = 1; i < ch->n_rows; i++) {
+            const struct evit_compare_report *r = &c->reports[ch->rows[i].report];
+            if (ch->rows[i].basis != EVIT_COMPARE_THROUGHPUT || !positive(first->threads) ||
+                !positive(r->threads) || r->threads == first->threads)
+                continue;
+            push_note(&ch->notes, &ch->n_notes,
+                      format_note("%s (%s) was evaluated at %g threads, %s (%s) at %g: its speed "
+                                  "ratio compares thread counts as well as models",
+                                  r->path, r->stage, r->threads, first->path, first->stage,
+                                  first->threads));
+        }
+    }
     if (c->n_chains > 1)
         push_note(&c->notes, &c->n_notes,
                   format_note("%d separate chains: reports with no common lineage, or evaluated "
@@ -787,6 +805,7 @@ cJSON *evit_compare_to_json(const struct evit_compare *c)
             cJSON_AddItemToObject(x, "mflops", number_or_null(r->mflops));
             cJSON_AddItemToObject(x, "latency_ms", number_or_null(r->latency_ms));
             cJSON_AddItemToObject(x, "images_per_s", number_or_null(r->images_per_s));
+            cJSON_AddItemToObject(x, "threads", number_or_null(r->threads));
             cJSON_AddItemToObject(x, "size_ratio", number_or_null(w->size_ratio));
             cJSON_AddItemToObject(x, "speed_ratio", number_or_null(w->speed_ratio));
             cJSON_AddItemToObject(x, "speed_basis",

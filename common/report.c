@@ -71,6 +71,9 @@ void evit_report_add_eval(cJSON *r, const struct evit_eval_result *e, char *cons
         cJSON_AddItemToArray(cm, row);
     }
     cJSON_AddNumberToObject(r, "images_per_s", e->images_per_s);
+    /* images_per_s scales with this: evit-report compares throughputs only
+     * between evaluations run at the same count */
+    cJSON_AddNumberToObject(r, "threads", evit_get_threads());
 }
 
 int evit_report_save(cJSON *r, const char *path, double wall_s)

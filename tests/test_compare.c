@@ -35,10 +35,11 @@ struct rep {
     double top1, bytes, ips, latency; /* latency NAN: not written */
 };
 
-/* Writes a report as evit-eval would (the fields compare reads). */
-static const char *write_report(const char *name, struct rep r)
+/* Writes a report as evit-eval would (the fields compare reads); threads 0
+ * leaves the field out, as reports before it did. */
+static const char *write_report_at(const char *name, struct rep r, int threads_n)
 {
-    char text[2048], parent[600], dataset[600], latency[64] = "";
+    char text[2048], parent[600], dataset[600], latency[64] = "", threads[32] = "";
     const char *path = tmp_path(name);
     if (r.parent)
         snprintf(parent, sizeof parent, "\"%s\"", r.parent);
@@ -46,16 +47,19 @@ static const char *write_report(const char *name, struct rep r)
         snprintf(parent, sizeof parent, "null");
     snprintf(dataset, sizeof dataset, "\"%s\"", r.dataset ? r.dataset : "/data/test.h5");
     if (!isnan(r.latency)) snprintf(latency, sizeof latency, "\"latency_ms\": %.6g,", r.latency);
+    if (threads_n) snprintf(threads, sizeof threads, "\"threads\": %d,", threads_n);
     snprintf(text, sizeof text,
              "{\"report_version\": 1, \"stage\": \"%s\", \"created\": \"%s\",\n"
-             " \"model\": \"/m/%s.h5\", \"dataset\": %s, \"parent\": %s, %s\n"
+             " \"model\": \"/m/%s.h5\", \"dataset\": %s, \"parent\": %s, %s%s\n"
              " \"top1\": %.6g, \"top5\": 99, \"params\": %.0f, \"model_bytes\": %.0f,\n"
              " \"mflops\": 22.3, \"images_per_s\": %.6g}\n",
              r.stage, r.created ? r.created : "2026-01-01T00:00:00Z", name, dataset, parent,
-             latency, r.top1, r.bytes / 4, r.bytes, r.ips);
+             latency, threads, r.top1, r.bytes / 4, r.bytes, r.ips);
     write_text(path, text);
     return path;
 }
+
+static const char *write_report(const char *name, struct rep r) { return write_report_at(name, r, 0); }
 
 static int build(struct evit_compare *c, const char *const *paths, int n)
 {
@@ -167,6 +171,36 @@ static void latency_is_preferred_to_throughput_when_both_ends_have_it(void)
     CHECK(strstr(t, "2.5x faster") != NULL);
     CHECK(strstr(t, "3.0x faster *") != NULL);
     CHECK(strstr(t, "1.60") != NULL); /* the latency column */
+    free(t);
+    evit_compare_free(&c);
+}
+
+static int count_notes_with(const struct evit_compare_chain *ch, const char *needle)
+{
+    int n = 0;
+    for (int i = 0; i < ch->n_notes; i++) n += strstr(ch->notes[i], needle) != NULL;
+    return n;
+}
+
+static void a_throughput_ratio_between_unlike_thread_counts_gets_a_note(void)
+{
+    const char *a = write_report_at("t-a.json", (struct rep){"distill", NULL, 0, 0, 90, 8e5, 100, NAN}, 2);
+    write_report_at("t-b.json", (struct rep){"prune", "t-a.json", 0, 0, 89, 4e5, 150, NAN}, 2);
+    write_report_at("t-c.json", (struct rep){"finetune", "t-b.json", 0, 0, 89, 4e5, 80, NAN}, 1);
+    const char *d = write_report_at("t-d.json", (struct rep){"quantize", "t-c.json", 0, 0, 89, 1e5, 300, NAN}, 0);
+    const char *in[] = {a, d};
+    struct evit_compare c;
+    REQUIRE(build(&c, in, 2) == EVIT_OK);
+    REQUIRE(c.n_chains == 1 && c.chains[0].n_rows == 4);
+    /* the ratio is still given; only the 1-thread row is flagged: same
+     * count (prune) is like for like, and no count (an older report)
+     * cannot be judged */
+    CHECK_NEAR(c.chains[0].rows[2].speed_ratio, 0.8, 1e-12);
+    CHECK(count_notes_with(&c.chains[0], "at 1 threads") == 1);
+    CHECK(count_notes_with(&c.chains[0], "thread counts") == 1);
+    CHECK(count_notes_with(&c.chains[0], "t-c.json (finetune)") == 1);
+    char *t = written(&c, EVIT_COMPARE_TEXT);
+    CHECK(strstr(t, "compares thread counts as well as models") != NULL);
     free(t);
     evit_compare_free(&c);
 }
@@ -402,6 +436,7 @@ int main(void)
     RUN(json_without_version_or_stage_or_with_wrong_types_is_refused);
     RUN(a_chain_links_through_relative_parents_and_gives_drops_and_ratios);
     RUN(latency_is_preferred_to_throughput_when_both_ends_have_it);
+    RUN(a_throughput_ratio_between_unlike_thread_counts_gets_a_note);
     RUN(a_dataset_change_starts_a_separate_chain_with_notes_in_both);
     RUN(unrelated_lineages_are_separate_chains_in_creation_order);
     RUN(siblings_follow_their_parent_in_creation_order);
