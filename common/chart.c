@@ -316,6 +316,43 @@ void evit_chart_tick_label(char *buf, int n, double v, double step, enum evit_ch
         snprintf(buf, (size_t)n, "%.3g%s", v / div, suffix);
 }
 
+int evit_chart_place_labels(const int *x, const int *w, const int *rank, int n, int lo, int hi,
+                            int gap, int *shown)
+{
+    int count = 0, max_rank = 0;
+    for (int i = 0; i < n; i++) {
+        shown[i] = 0;
+        if (rank[i] > max_rank) max_rank = rank[i];
+    }
+    for (int r = 0; r <= max_rank; r++)
+        for (int i = 0; i < n; i++) {
+            if (rank[i] != r) continue;
+            int l = x[i] - w[i] / 2, rt = l + w[i];
+            int fits = l >= lo && rt <= hi;
+            for (int j = 0; j < n && fits; j++) {
+                if (!shown[j]) continue;
+                int lj = x[j] - w[j] / 2, rj = lj + w[j];
+                fits = rt + gap <= lj || rj + gap <= l;
+            }
+            if (fits) {
+                shown[i] = 1;
+                count++;
+            }
+        }
+    return count;
+}
+
+int evit_chart_log_rank(double v)
+{
+    EVIT_ASSERT(v > 0);
+    double m = v / pow(10.0, floor(log10(v)));
+    long mi = lround(m);
+    if (fabs(m - (double)mi) > 1e-6 * m) return 2;
+    /* floor(log10) can land one decade low for an exact power of ten */
+    if (mi == 1 || mi == 10) return 0;
+    return mi == 2 || mi == 5 ? 1 : 2;
+}
+
 /* ---------------------------------------------------------------- plots */
 
 #define SCALE 2       /* text scale: 12 x 22 pixel cells */
@@ -457,18 +494,21 @@ static void draw_axes(struct evit_image *img, const struct evit_chart_panel *p,
     } else {
         n = evit_chart_ticks_linear(f->x0, f->x1, max_x, ticks, MAX_TICKS, &step);
     }
-    int last_right = -1000;
+    int xs[MAX_TICKS] = {0}, ws[MAX_TICKS] = {0}, rank[MAX_TICKS] = {0}, shown[MAX_TICKS];
     for (int i = 0; i < n; i++) {
-        int x = (int)lround(to_px(f, ticks[i]));
-        evit_chart_line(img, x, f->r.y0, x, f->r.y1, 1, grid);
-        evit_chart_line(img, x, f->r.y1, x, f->r.y1 + 6, 1, frame);
+        xs[i] = (int)lround(to_px(f, ticks[i]));
+        evit_chart_line(img, xs[i], f->r.y0, xs[i], f->r.y1, 1, grid);
+        evit_chart_line(img, xs[i], f->r.y1, xs[i], f->r.y1 + 6, 1, frame);
         evit_chart_tick_label(label, sizeof label, ticks[i], step, p->x_unit);
-        int w = evit_chart_text_width(label, SCALE);
-        if (x - w / 2 < last_right + 14 || x - w / 2 < f->r.x0 - MARGIN_L + 40 ||
-            x + w / 2 > f->r.x1 + MARGIN_R - 2)
-            continue;
-        evit_chart_text(img, x - w / 2, f->r.y1 + 12, label, SCALE, ink);
-        last_right = x - w / 2 + w;
+        ws[i] = evit_chart_text_width(label, SCALE);
+        rank[i] = f->x_log ? evit_chart_log_rank(ticks[i]) : 0;
+    }
+    evit_chart_place_labels(xs, ws, rank, n, f->r.x0 - MARGIN_L + 40, f->r.x1 + MARGIN_R - 2, 14,
+                            shown);
+    for (int i = 0; i < n; i++) {
+        if (!shown[i]) continue;
+        evit_chart_tick_label(label, sizeof label, ticks[i], step, p->x_unit);
+        evit_chart_text(img, xs[i] - ws[i] / 2, f->r.y1 + 12, label, SCALE, ink);
     }
 
     /* frame and titles */

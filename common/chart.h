@@ -83,6 +83,19 @@ enum evit_chart_unit {
 /* A tick label; step > 0 fixes the decimals of a linear axis, 0 means %g. */
 void evit_chart_tick_label(char *buf, int n, double v, double step, enum evit_chart_unit unit);
 
+/* Which tick labels fit on an axis: label i is centred at x[i] and w[i]
+ * wide; it is shown (shown[i] = 1) when it stays inside [lo, hi] and keeps
+ * gap pixels from every label shown before it.  Labels are taken by rank
+ * (0 first; ties left to right), so on a log axis a power of ten is never
+ * hidden by a crowding 9 x 10^k beside it.  Returns how many are shown. */
+int evit_chart_place_labels(const int *x /* (n) */, const int *w /* (n) */,
+                            const int *rank /* (n) */, int n, int lo, int hi, int gap,
+                            int *shown /* (n) */);
+
+/* A log-axis tick's rank for evit_chart_place_labels: 0 for 10^k, 1 for
+ * 2 or 5 x 10^k, 2 for the other multiples. */
+int evit_chart_log_rank(double v);
+
 /* ------------------------------------------------------------ plots */
 
 struct evit_chart_point {

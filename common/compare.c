@@ -48,7 +48,7 @@ static int is_report(const cJSON *root)
 
 int evit_compare_parse(const cJSON *root, const char *path, struct evit_compare_report *r)
 {
-    const char *model, *created, *dataset, *parent;
+    const char *model, *created, *dataset, *dataset_real, *parent;
     struct evit_compare_report t = {.parent = -1};
     if (!is_report(root))
         return evit_error("%s: not an evit report (no report_version or stage)", path);
@@ -58,6 +58,7 @@ int evit_compare_parse(const cJSON *root, const char *path, struct evit_compare_
     if (get_string(root, path, "model", &model) < 0 ||
         get_string(root, path, "created", &created) < 0 ||
         get_string(root, path, "dataset", &dataset) < 0 ||
+        get_string(root, path, "dataset_real", &dataset_real) < 0 ||
         get_string(root, path, "parent", &parent) < 0 ||
         get_number(root, path, "top1", &t.top1) < 0 || get_number(root, path, "top5", &t.top5) < 0 ||
         get_number(root, path, "params", &t.params) < 0 ||
@@ -72,6 +73,7 @@ int evit_compare_parse(const cJSON *root, const char *path, struct evit_compare_
     t.model = dup_or_empty(model);
     t.created = dup_or_empty(created);
     t.dataset = dataset ? evit_strdup(dataset) : NULL;
+    t.dataset_real = dataset && dataset_real ? evit_strdup(dataset_real) : NULL;
     t.parent_field = parent && parent[0] ? evit_strdup(parent) : NULL;
     *r = t;
     return EVIT_OK;
@@ -85,6 +87,7 @@ static void report_free(struct evit_compare_report *r)
     free(r->model);
     free(r->created);
     free(r->dataset);
+    free(r->dataset_real);
     free(r->parent_field);
 }
 
@@ -332,6 +335,13 @@ static int link_parents(struct evit_compare *c)
     for (int i = 0; i < c->n_reports; i++) {
         struct evit_compare_report *r = &c->reports[i];
         if (r->parent < 0) continue;
+        const struct evit_compare_report *p = &c->reports[r->parent];
+        /* canonical paths recorded at writing time settle it wherever this
+         * runs; older reports are resolved from here */
+        if (r->dataset_real && p->dataset_real) {
+            r->linked = strcmp(r->dataset_real, p->dataset_real) == 0;
+            continue;
+        }
         char *a = dataset_file(r->path, r->dataset);
         char *b = dataset_file(c->reports[r->parent].path, c->reports[r->parent].dataset);
         r->linked = same_dataset(a, b);

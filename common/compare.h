@@ -44,6 +44,7 @@ struct evit_compare_report {
     char *real;    /* canonical path: the report's identity */
     char *stage, *model, *created; /* model and created: "" when absent */
     char *dataset; /* NULL when the report names none */
+    char *dataset_real; /* its canonical path when the report was written, or NULL (older reports) */
     char *parent_field; /* "parent" as recorded, or NULL */
     double top1, top5, params, model_bytes, mflops, images_per_s, latency_ms; /* NAN: absent */
     double threads; /* the evaluation's thread count; NAN: absent (older reports) */

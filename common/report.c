@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -27,10 +28,16 @@ cJSON *evit_report_new(const char *stage, const char *model_path, const char *da
     cJSON_AddStringToObject(r, "model", model_path);
     struct stat st;
     if (stat(model_path, &st) == 0) cJSON_AddNumberToObject(r, "model_file_bytes", (double)st.st_size);
-    if (dataset_path)
+    if (dataset_path) {
         cJSON_AddStringToObject(r, "dataset", dataset_path);
-    else
+        /* "dataset" is as typed, relative to where this ran; the canonical
+         * path lets evit-report tell datasets apart from anywhere */
+        char *real = realpath(dataset_path, NULL);
+        if (real) cJSON_AddStringToObject(r, "dataset_real", real);
+        free(real);
+    } else {
         cJSON_AddNullToObject(r, "dataset");
+    }
     cJSON_AddStringToObject(r, "evit_version", PACKAGE_VERSION);
     cJSON_AddStringToObject(r, "git_revision", EVIT_GIT_REV);
     if (parent_report)

@@ -64,7 +64,8 @@ ok "the report names its parent and stage"
 # the thread count the throughput was measured at is recorded
 succeeds "$EVAL" "$T/m.h5" "$T/d.h5" --report "$T/r3.json" --threads 1 -q
 grep -q '"threads":[[:space:]]*1,\{0,1\}$' "$T/r3.json" || fail "threads not recorded"
-ok "the report records the thread count of its throughput"
+grep -qF "\"dataset_real\":	\"$(realpath "$T/d.h5")\"" "$T/r3.json" || fail "canonical dataset path not recorded"
+ok "the report records the thread count of its throughput and the dataset's canonical path"
 
 # --- bad inputs: one line naming the file, exit 1, no output left behind
 fails_with 1 "$EVAL" "$T/missing.h5" "$T/d.h5"; stderr_has "missing.h5"

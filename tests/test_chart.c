@@ -155,6 +155,29 @@ static void log_ticks_prefer_1_2_5_and_thin_out_wide_ranges(void)
     for (int i = 0; i < n; i++) CHECK(t[i] >= 820e3 && t[i] <= 840e3);
 }
 
+static void a_crowded_log_axis_labels_its_power_of_ten_first(void)
+{
+    /* 0.07, 0.08, 0.09, 0.1 on a log axis: 0.09 and 0.1 sit close; left to
+     * right, 0.09 would take the place and 0.1 go unlabelled */
+    int x[] = {100, 170, 240, 286}, w[] = {48, 48, 48, 36}, shown[4];
+    int rank[4];
+    const double v[] = {0.07, 0.08, 0.09, 0.1};
+    for (int i = 0; i < 4; i++) rank[i] = evit_chart_log_rank(v[i]);
+    CHECK(rank[0] == 2 && rank[3] == 0);
+    CHECK(evit_chart_place_labels(x, w, rank, 4, 0, 1000, 14, shown) == 3);
+    CHECK(shown[0] && shown[1] && !shown[2] && shown[3]);
+    /* equal ranks: left to right, as a linear axis wants */
+    int flat[4] = {0, 0, 0, 0};
+    CHECK(evit_chart_place_labels(x, w, flat, 4, 0, 1000, 14, shown) == 3);
+    CHECK(shown[0] && shown[1] && shown[2] && !shown[3]);
+    /* a label that would leave the panel is dropped */
+    CHECK(evit_chart_place_labels(x, w, flat, 4, 0, 250, 14, shown) == 2);
+    CHECK(!shown[2] && !shown[3]);
+    CHECK(evit_chart_log_rank(1000) == 0 && evit_chart_log_rank(2e5) == 1 &&
+          evit_chart_log_rank(5e-3) == 1 && evit_chart_log_rank(3e6) == 2 &&
+          evit_chart_log_rank(0.25) == 2);
+}
+
 static void tick_labels_use_si_prefixes_and_enough_decimals(void)
 {
     char b[32];
@@ -241,6 +264,7 @@ int main(void)
     RUN(a_line_joins_its_end_points);
     RUN(linear_ticks_are_round_steps_inside_the_range);
     RUN(log_ticks_prefer_1_2_5_and_thin_out_wide_ranges);
+    RUN(a_crowded_log_axis_labels_its_power_of_ten_first);
     RUN(tick_labels_use_si_prefixes_and_enough_decimals);
     RUN(a_chart_survives_a_png_round_trip);
     RUN(two_panels_are_twice_as_wide_and_an_empty_panel_still_renders);

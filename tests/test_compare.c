@@ -35,11 +35,11 @@ struct rep {
     double top1, bytes, ips, latency; /* latency NAN: not written */
 };
 
-/* Writes a report as evit-eval would (the fields compare reads); threads 0
- * leaves the field out, as reports before it did. */
-static const char *write_report_at(const char *name, struct rep r, int threads_n)
+/* Writes a report as evit-eval would (the fields compare reads); extra: more
+ * members, each followed by a comma (fields older reports lack). */
+static const char *write_report_with(const char *name, struct rep r, const char *extra)
 {
-    char text[2048], parent[600], dataset[600], latency[64] = "", threads[32] = "";
+    char text[2048], parent[600], dataset[600], latency[64] = "";
     const char *path = tmp_path(name);
     if (r.parent)
         snprintf(parent, sizeof parent, "\"%s\"", r.parent);
@@ -47,19 +47,18 @@ static const char *write_report_at(const char *name, struct rep r, int threads_n
         snprintf(parent, sizeof parent, "null");
     snprintf(dataset, sizeof dataset, "\"%s\"", r.dataset ? r.dataset : "/data/test.h5");
     if (!isnan(r.latency)) snprintf(latency, sizeof latency, "\"latency_ms\": %.6g,", r.latency);
-    if (threads_n) snprintf(threads, sizeof threads, "\"threads\": %d,", threads_n);
     snprintf(text, sizeof text,
              "{\"report_version\": 1, \"stage\": \"%s\", \"created\": \"%s\",\n"
              " \"model\": \"/m/%s.h5\", \"dataset\": %s, \"parent\": %s, %s%s\n"
              " \"top1\": %.6g, \"top5\": 99, \"params\": %.0f, \"model_bytes\": %.0f,\n"
              " \"mflops\": 22.3, \"images_per_s\": %.6g}\n",
              r.stage, r.created ? r.created : "2026-01-01T00:00:00Z", name, dataset, parent,
-             latency, threads, r.top1, r.bytes / 4, r.bytes, r.ips);
+             latency, extra, r.top1, r.bytes / 4, r.bytes, r.ips);
     write_text(path, text);
     return path;
 }
 
-static const char *write_report(const char *name, struct rep r) { return write_report_at(name, r, 0); }
+static const char *write_report(const char *name, struct rep r) { return write_report_with(name, r, ""); }
 
 static int build(struct evit_compare *c, const char *const *paths, int n)
 {
@@ -184,10 +183,10 @@ static int count_notes_with(const struct evit_compare_chain *ch, const char *nee
 
 static void a_throughput_ratio_between_unlike_thread_counts_gets_a_note(void)
 {
-    const char *a = write_report_at("t-a.json", (struct rep){"distill", NULL, 0, 0, 90, 8e5, 100, NAN}, 2);
-    write_report_at("t-b.json", (struct rep){"prune", "t-a.json", 0, 0, 89, 4e5, 150, NAN}, 2);
-    write_report_at("t-c.json", (struct rep){"finetune", "t-b.json", 0, 0, 89, 4e5, 80, NAN}, 1);
-    const char *d = write_report_at("t-d.json", (struct rep){"quantize", "t-c.json", 0, 0, 89, 1e5, 300, NAN}, 0);
+    const char *a = write_report_with("t-a.json", (struct rep){"distill", NULL, 0, 0, 90, 8e5, 100, NAN}, "\"threads\": 2,");
+    write_report_with("t-b.json", (struct rep){"prune", "t-a.json", 0, 0, 89, 4e5, 150, NAN}, "\"threads\": 2,");
+    write_report_with("t-c.json", (struct rep){"finetune", "t-b.json", 0, 0, 89, 4e5, 80, NAN}, "\"threads\": 1,");
+    const char *d = write_report_with("t-d.json", (struct rep){"quantize", "t-c.json", 0, 0, 89, 1e5, 300, NAN}, "");
     const char *in[] = {a, d};
     struct evit_compare c;
     REQUIRE(build(&c, in, 2) == EVIT_OK);
@@ -347,6 +346,27 @@ static void a_parent_path_relative_to_the_working_directory_is_found(void)
     evit_compare_free(&c);
 }
 
+static void recorded_canonical_dataset_paths_decide_the_chain_from_any_folder(void)
+{
+    /* one report names the dataset absolutely, its child relatively (run
+     * elsewhere); neither path exists here, so only dataset_real can tell */
+    const char *a = write_report_with("r-a.json", (struct rep){"distill", NULL, "/nowhere/run/test.h5", 0, 90, 8e5, 100, NAN},
+                      "\"dataset_real\": \"/nowhere/run/test.h5\",");
+    const char *b = write_report_with("r-b.json", (struct rep){"prune", "r-a.json", "run/test.h5", 0, 89, 4e5, 150, NAN},
+                      "\"dataset_real\": \"/nowhere/run/test.h5\",");
+    /* the same relative name, but another file when it was written */
+    const char *c3 = write_report_with("r-c.json", (struct rep){"eval", "r-b.json", "run/test.h5", 0, 80, 4e5, 150, NAN},
+                                       "\"dataset_real\": \"/elsewhere/run/test.h5\",");
+    const char *in[] = {a, b, c3};
+    struct evit_compare c;
+    REQUIRE(build(&c, in, 3) == EVIT_OK);
+    REQUIRE(c.n_chains == 2);
+    CHECK(c.chains[0].n_rows == 2 && c.chains[1].n_rows == 1);
+    CHECK(strcmp(row_report(&c, 0, 1)->stage, "prune") == 0);
+    CHECK(strcmp(row_report(&c, 1, 0)->stage, "eval") == 0);
+    evit_compare_free(&c);
+}
+
 static void every_format_carries_the_rows(void)
 {
     const char *a = write_report("f-teacher.json", (struct rep){"distill", NULL, 0, 0, 91.25, 4.8e6, 1000, NAN});
@@ -444,6 +464,7 @@ int main(void)
     RUN(a_lineage_loop_is_an_error);
     RUN(a_folder_gives_its_reports_and_skips_other_json);
     RUN(a_parent_path_relative_to_the_working_directory_is_found);
+    RUN(recorded_canonical_dataset_paths_decide_the_chain_from_any_folder);
     RUN(every_format_carries_the_rows);
     RUN(ratios_read_as_smaller_or_larger);
     RUN(the_chart_is_a_png_and_needs_something_to_plot);
