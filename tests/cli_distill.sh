@@ -106,8 +106,10 @@ recipe "$T/k.json" none 4
 succeeds "$D" "$T/k.json" --data "$T/big.h5" -o "$T/kfull.h5" -q --threads 2
 "$D" "$T/k.json" --data "$T/big.h5" -o "$T/kill.h5" -q --threads 2 2>/dev/null &
 pid=$!
+# wait for the first epoch's state however slow the machine (a sanitizer
+# build on a loaded machine takes minutes), as long as the run is alive
 i=0
-while [ ! -e "$T/kill.state.h5" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+while [ ! -e "$T/kill.state.h5" ] && kill -0 $pid 2>/dev/null && [ $i -lt 12000 ]; do sleep 0.05; i=$((i + 1)); done
 kill -9 $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
 [ -e "$T/kill.state.h5" ] || fail "no state file appeared before the kill"
