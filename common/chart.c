@@ -495,20 +495,19 @@ static void draw_axes(struct evit_image *img, const struct evit_chart_panel *p,
         n = evit_chart_ticks_linear(f->x0, f->x1, max_x, ticks, MAX_TICKS, &step);
     }
     int xs[MAX_TICKS] = {0}, ws[MAX_TICKS] = {0}, rank[MAX_TICKS] = {0}, shown[MAX_TICKS];
+    char xlabel[MAX_TICKS][48];
     for (int i = 0; i < n; i++) {
         xs[i] = (int)lround(to_px(f, ticks[i]));
         evit_chart_line(img, xs[i], f->r.y0, xs[i], f->r.y1, 1, grid);
         evit_chart_line(img, xs[i], f->r.y1, xs[i], f->r.y1 + 6, 1, frame);
-        evit_chart_tick_label(label, sizeof label, ticks[i], step, p->x_unit);
-        ws[i] = evit_chart_text_width(label, SCALE);
+        evit_chart_tick_label(xlabel[i], sizeof xlabel[i], ticks[i], step, p->x_unit);
+        ws[i] = evit_chart_text_width(xlabel[i], SCALE);
         rank[i] = f->x_log ? evit_chart_log_rank(ticks[i]) : 0;
     }
     evit_chart_place_labels(xs, ws, rank, n, f->r.x0 - MARGIN_L + 40, f->r.x1 + MARGIN_R - 2, 14,
                             shown);
     for (int i = 0; i < n; i++) {
-        if (!shown[i]) continue;
-        evit_chart_tick_label(label, sizeof label, ticks[i], step, p->x_unit);
-        evit_chart_text(img, xs[i] - ws[i] / 2, f->r.y1 + 12, label, SCALE, ink);
+        if (shown[i]) evit_chart_text(img, xs[i] - ws[i] / 2, f->r.y1 + 12, xlabel[i], SCALE, ink);
     }
 
     /* frame and titles */

@@ -289,15 +289,18 @@ static int same_dataset(const char *a, const char *b)
     return same;
 }
 
-/* The dataset file a report names, canonical where it exists: a relative
+/* The dataset file a report names, canonical: the path recorded when the
+ * report was written, else (older reports) resolved here, where a relative
  * path was relative to where the evaluating command ran, which is usually
- * the report's folder or the working directory here.  NULL stays NULL. */
-static char *dataset_file(const char *report_path, const char *ds)
+ * the report's folder or the working directory.  NULL stays NULL. */
+static char *dataset_file(const struct evit_compare_report *r)
 {
+    const char *ds = r->dataset;
     if (!ds) return NULL;
+    if (r->dataset_real) return evit_strdup(r->dataset_real);
     char *found = NULL;
     if (ds[0] != '/') {
-        char *p = resolve_parent(report_path, ds);
+        char *p = resolve_parent(r->path, ds);
         if (p) found = realpath(p, NULL);
         free(p);
     } else {
@@ -335,15 +338,8 @@ static int link_parents(struct evit_compare *c)
     for (int i = 0; i < c->n_reports; i++) {
         struct evit_compare_report *r = &c->reports[i];
         if (r->parent < 0) continue;
-        const struct evit_compare_report *p = &c->reports[r->parent];
-        /* canonical paths recorded at writing time settle it wherever this
-         * runs; older reports are resolved from here */
-        if (r->dataset_real && p->dataset_real) {
-            r->linked = strcmp(r->dataset_real, p->dataset_real) == 0;
-            continue;
-        }
-        char *a = dataset_file(r->path, r->dataset);
-        char *b = dataset_file(c->reports[r->parent].path, c->reports[r->parent].dataset);
+        char *a = dataset_file(r);
+        char *b = dataset_file(&c->reports[r->parent]);
         r->linked = same_dataset(a, b);
         free(a);
         free(b);
