@@ -234,6 +234,7 @@ size_t evrt_pack_i8_bytes(int isa, int O, int I)
     size_t o = (size_t)(O + 15) / 16 * 16;
     if (isa == EVRT_ISA_AVX2) return o * (size_t)((I + 1) / 2 * 2) * 2; /* int16 pairs */
     if (isa == EVRT_ISA_AVX512VNNI) return o * (size_t)((I + 3) / 4 * 4);
+    if (isa == EVRT_ISA_NEON || isa == EVRT_ISA_DOTPROD) return o * (size_t)((I + 15) / 16 * 16);
     return 0;
 }
 
@@ -274,6 +275,7 @@ size_t evrt_quant_bytes(int isa, int N, int I)
     size_t n = (size_t)N;
     if (isa == EVRT_ISA_AVX2) return n * (size_t)((I + 15) / 16 * 16) * 2;
     if (isa == EVRT_ISA_AVX512VNNI) return n * (size_t)((I + 63) / 64 * 64);
+    if (isa == EVRT_ISA_NEON || isa == EVRT_ISA_DOTPROD) return n * (size_t)((I + 15) / 16 * 16);
     return n * (size_t)I;
 }
 

@@ -54,7 +54,8 @@ enum evrt_isa {
 
 /* Quantizes x (N, I) exactly as evrt_quantize_act_ref and stores it in the
  * variant's layout (the ref's: int8 xq rows of I; AVX2: int16 xq - zero,
- * rows of ld; VNNI: uint8 xq + 128, rows of ld, padding zero). */
+ * rows of ld; VNNI: uint8 xq + 128, rows of ld; NEON and dotprod: int8 xq,
+ * rows of I rounded up to 16; padding zero). */
 typedef void (*evrt_quant_fn)(void *dst, const float *x, int N, int I, float scale,
                               int32_t zero);
 /* Columns [o0, o1) of y (N, O) = the int8 linear of evrt_linear_i8_ref on

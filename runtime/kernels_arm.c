@@ -1,12 +1,15 @@
 /* kernels_arm.c: the AArch64 variants of the linear kernels (kernels.h).
  *
- * INT8 works on xq itself (the ref's layout) and subtracts the zero point
- * afterwards: sum_i (xq - zero) w = sum_i xq w - zero sum_i w (wsum per
+ * INT8 works on xq itself (the ref's values, rows padded with zeros to a
+ * multiple of 16 bytes) and subtracts the zero point afterwards: sum_i (xq - zero) w = sum_i xq w - zero sum_i w (wsum per
  * channel).
  *   NEON (ARMv8.0, the Jetson Nano's Cortex-A57): smull + smlal put two
  *   products into each int16 lane, |xq w| <= 128 * 127 = 16256, so the pair
  *   is at most 32512 < 2^15: exact; sadalp then widens pairs into int32.
  *   dotprod (ARMv8.2, HWCAP_ASIMDDP): sdot adds four products into int32.
+ * The packed kernels (i8p_neon, i8p_dot: what evrt_infer uses) read
+ * weights packed once at context create; the unpacked ones (i8_neon,
+ * i8_dot) read them in place.
  * Float32 uses 4-lane fused multiply-adds on tiles of 4 rows by 4 channels.
  * Activation quantization is the ref's plain C (vcvtnq would round alike). */
 #include "kernels.h"
@@ -18,11 +21,15 @@
 #ifdef EVRT_HAVE_ARM
 #include <arm_neon.h>
 #include <math.h>
+#include <string.h>
 #include <sys/auxv.h>
 
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
+
+/* Quantized rows are padded to a multiple of 16 bytes (quant_pad). */
+static size_t ld16(int I) { return (size_t)(I + 15) / 16 * 16; }
 
 static float rescale(int32_t acc, float x_scale, const float *w_scale, const float *b, int o)
 {
@@ -65,7 +72,7 @@ static inline __attribute__((always_inline)) void i8_tile_neon(int32_t *acc, con
                           const float *b, int N, int I, int O, int o0, int o1)                    \
     {                                                                                             \
         const int8_t *x = xp;                                                                     \
-        size_t ld = (size_t)I;                                                                    \
+        size_t ld = ld16(I);                                                                      \
         int64_t z = x_zero;                                                                       \
         int32_t acc[16];                                                                          \
         int n, o, r, c;                                                                           \
@@ -233,12 +240,156 @@ static void f32p_neon(float *y, size_t ldy, const float *x, size_t ldx, const fl
     }
 }
 
-static const struct evrt_kernels neon_kernels = {EVRT_ISA_NEON, "neon", evrt_quant_ref, i8_neon,
-                                                 f32_neon, 1, f32p_neon, NULL, NULL, evrt_softmax_fast,
-                                                 evrt_layernorm_fast};
-static const struct evrt_kernels dot_kernels = {EVRT_ISA_DOTPROD, "dotprod", evrt_quant_ref,
-                                                i8_dot, f32_neon, 1, f32p_neon, NULL, NULL, evrt_softmax_fast,
-                                                 evrt_layernorm_fast};
+/* ---------------------------------------------------------------- packed INT8
+ *
+ * Activations: the ref's int8 xq, each row padded with zeros to ld16(I)
+ * (quant_pad below), so a 16-byte load never leaves the row.
+ * Weights (pack_i8_arm): groups of 4 output channels; for group q and depth
+ * block g of 16 inputs, 64 bytes at p + (q G + g) 64: channel 4q + c's
+ * inputs 16g..16g+15 at 16c.  Zero beyond O and I, so the padded products
+ * add nothing.
+ *
+ * A tile is MR <= 4 rows by the 4 channels of a group: 16 int32x4
+ * accumulators, 4 activation and 4 weight vectors per depth block.  Per
+ * (row, channel) and block, NEON does smull (inputs 0..7) and smlal2 (8..15)
+ * into one int16x8, two products a lane (<= 2 * 128 * 127 = 32512: exact),
+ * and sadalp widens the pairs into the int32 lanes: 16 MACs in three
+ * instructions, two of them on the A57's multiply pipe.  dotprod does the
+ * same 16 in one sdot.  At the end, pairwise adds (addp) fold the four lanes
+ * of each accumulator: row r's four channel sums in one vector. */
+
+static void quant_pad(void *dst, const float *x, int N, int I, float scale, int32_t zero)
+{
+    int8_t *q = dst;
+    size_t ld = ld16(I);
+    int n;
+    for (n = 0; n < N; n++) {
+        evrt_quantize_act_ref(q + (size_t)n * ld, x + (size_t)n * I, (size_t)I, scale, zero);
+        memset(q + (size_t)n * ld + I, 0, ld - (size_t)I);
+    }
+}
+
+static void pack_i8_arm(void *dst, const int8_t *wq, int O, int I)
+{
+    int8_t *p = dst;
+    int G = (I + 15) / 16, q, g, c, k;
+    for (q = 0; q < (O + 15) / 16 * 4; q++)
+        for (g = 0; g < G; g++)
+            for (c = 0; c < 4; c++)
+                for (k = 0; k < 16; k++) {
+                    int o = 4 * q + c, i = 16 * g + k;
+                    *p++ = o < O && i < I ? wq[(size_t)o * I + i] : 0;
+                }
+}
+
+#define SMLAL_STEP(acc, x, w)                                                \
+    do {                                                                     \
+        int16x8_t p_ = vmull_s8(vget_low_s8(x), vget_low_s8(w));             \
+        p_ = vmlal_high_s8(p_, (x), (w));                                    \
+        (acc) = vpadalq_s16((acc), p_);                                      \
+    } while (0)
+#define SDOT_STEP(acc, x, w) ((acc) = vdotq_s32((acc), (x), (w)))
+
+/* The tiles' loops must unroll completely, or the accumulator arrays
+ * live on the stack; and GCC's first scheduling pass, which hoists all
+ * sixteen products of a step ahead of their sadalp, spills two
+ * accumulators of the 4-row tile (32 vector registers: 16 accumulators,
+ * 8 inputs, products) unless it is off for the drivers. */
+#define UNROLL4 _Pragma("GCC unroll 4")
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_SCHED1 __attribute__((optimize("no-schedule-insns")))
+#else
+#define NO_SCHED1
+#endif
+
+/* Sums of rows [0, MR) of x against the group's 4 channels: s[r] lane c. */
+#define I8P_TILE(NAME, STEP, ATTR)                                                              \
+    static inline __attribute__((always_inline)) ATTR void NAME(int32x4_t *s, const int8_t *x,   \
+                                                                size_t ld, const int8_t *p,      \
+                                                                int G, const int MR)             \
+    {                                                                                           \
+        int32x4_t a[4][4];                                                                      \
+        int r, c, g;                                                                            \
+        UNROLL4 for (r = 0; r < MR; r++)                                                        \
+            UNROLL4 for (c = 0; c < 4; c++) a[r][c] = vdupq_n_s32(0);                           \
+        for (g = 0; g < G; g++) {                                                               \
+            int8x16_t w[4], xv[4];                                                              \
+            UNROLL4 for (c = 0; c < 4; c++) w[c] = vld1q_s8(p + (size_t)g * 64 + 16 * c);      \
+            UNROLL4 for (r = 0; r < MR; r++) xv[r] = vld1q_s8(x + (size_t)r * ld + (size_t)g * 16); \
+            UNROLL4 for (r = 0; r < MR; r++)                                                    \
+                UNROLL4 for (c = 0; c < 4; c++) STEP(a[r][c], xv[r], w[c]);                     \
+        }                                                                                       \
+        UNROLL4 for (r = 0; r < MR; r++)                                                        \
+            s[r] = vpaddq_s32(vpaddq_s32(a[r][0], a[r][1]), vpaddq_s32(a[r][2], a[r][3]));      \
+    }
+
+/* The group's channels [o, o + nc) of rows [n, n + MR): the _ref's
+ * (float)acc * (x_scale * w_scale[o]) + b[o], separately rounded.  acc is
+ * the sum on xq minus zero * wsum, exact in int32 (mod 2^32 on the way). */
+#define I8P_DRIVER(NAME, TILE, ATTR)                                                              \
+    ATTR static void NAME(float *y, const void *xp, int32_t x_zero, float x_scale, const void *wp, \
+                          const int32_t *wsum, const float *w_scale, const float *b, int N, int I, \
+                          int O, int o0, int o1)                                                  \
+    {                                                                                             \
+        const int8_t *x = xp;                                                                     \
+        size_t ld = ld16(I);                                                                      \
+        int G = (I + 15) / 16, o, n, r, c;                                                        \
+        for (o = o0; o < o1; o += 4) {                                                            \
+            const int8_t *p = (const int8_t *)wp + (size_t)(o / 4) * G * 64;                      \
+            int nc = o1 - o < 4 ? o1 - o : 4;                                                     \
+            int32x4_t s[4], zc;                                                                   \
+            float32x4_t ms, bv;                                                                   \
+            if (nc == 4) {                                                                        \
+                zc = vmulq_n_s32(vld1q_s32(wsum + o), x_zero);                                    \
+                ms = vmulq_n_f32(vld1q_f32(w_scale + o), x_scale);                                \
+                bv = b ? vld1q_f32(b + o) : vdupq_n_f32(0.0f);                                    \
+            } else {                                                                              \
+                int32_t zt[4] = {0, 0, 0, 0};                                                     \
+                float mt[4] = {0, 0, 0, 0}, bt[4] = {0, 0, 0, 0};                                 \
+                for (c = 0; c < nc; c++) {                                                        \
+                    zt[c] = (int32_t)((uint32_t)wsum[o + c] * (uint32_t)x_zero);                  \
+                    mt[c] = x_scale * w_scale[o + c];                                             \
+                    bt[c] = b ? b[o + c] : 0.0f;                                                  \
+                }                                                                                 \
+                zc = vld1q_s32(zt);                                                               \
+                ms = vld1q_f32(mt);                                                               \
+                bv = vld1q_f32(bt);                                                               \
+            }                                                                                     \
+            for (n = 0; n < N; n += 4) {                                                          \
+                int mr = N - n < 4 ? N - n : 4;                                                   \
+                const int8_t *xn = x + (size_t)n * ld;                                            \
+                switch (mr) {                                                                     \
+                case 4: TILE(s, xn, ld, p, G, 4); break;                                          \
+                case 3: TILE(s, xn, ld, p, G, 3); break;                                          \
+                case 2: TILE(s, xn, ld, p, G, 2); break;                                          \
+                default: TILE(s, xn, ld, p, G, 1); break;                                         \
+                }                                                                                 \
+                for (r = 0; r < mr; r++) {                                                        \
+                    float32x4_t v = vaddq_f32(vmulq_f32(vcvtq_f32_s32(vsubq_s32(s[r], zc)), ms), bv); \
+                    float *yr = y + (size_t)(n + r) * O + o;                                      \
+                    if (nc == 4) {                                                                \
+                        vst1q_f32(yr, v);                                                         \
+                    } else {                                                                      \
+                        float t[4];                                                               \
+                        vst1q_f32(t, v);                                                          \
+                        for (c = 0; c < nc; c++) yr[c] = t[c];                                    \
+                    }                                                                             \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+    }
+
+I8P_TILE(i8p_tile_neon, SMLAL_STEP, )
+I8P_DRIVER(i8p_neon, i8p_tile_neon, NO_SCHED1)
+I8P_TILE(i8p_tile_dot, SDOT_STEP, DOTPROD)
+I8P_DRIVER(i8p_dot, i8p_tile_dot, DOTPROD NO_SCHED1)
+
+static const struct evrt_kernels neon_kernels = {EVRT_ISA_NEON, "neon", quant_pad, i8_neon,
+                                                 f32_neon, 1, f32p_neon, pack_i8_arm, i8p_neon,
+                                                 evrt_softmax_fast, evrt_layernorm_fast};
+static const struct evrt_kernels dot_kernels = {EVRT_ISA_DOTPROD, "dotprod", quant_pad, i8_dot,
+                                                f32_neon, 1, f32p_neon, pack_i8_arm, i8p_dot,
+                                                evrt_softmax_fast, evrt_layernorm_fast};
 
 const struct evrt_kernels *evrt_kernels_arm(int isa)
 {
