@@ -79,6 +79,7 @@ struct evrt_ctx {
     float *tmp;     /* (B, T, D) branch output */
     float *h;       /* (B, T, Mmax) */
     float *scores;  /* (threads, T * T + dmax * T) attention scratch */
+    void *att8;     /* (threads, att8_bytes) INT8 attention scratch */
     void *xq;       /* quantized activations, any variant's layout */
     int dmax;       /* largest head_dim */
     const struct evrt_kernels *k;
@@ -149,7 +150,7 @@ size_t evrt_model_bytes(const struct evrt_model *m)
     size_t D = (size_t)m->dim, f = 0, q = 0;
     int l, i;
     f += D + (size_t)evrt_model_tokens(m) * D + 2 * D; /* cls, pos, final norm */
-    for (l = 0; l < m->depth; l++) f += 4 * D;         /* ln1, ln2 */
+    for (l = 0; l < m->depth; l++) f += 4 * D + (m->blocks[l].attn_dtype == EVRT_I8 ? 4 : 0);
     for (i = 0; i < evrt_layer_count(m); i++) {
         const struct evrt_linear *L = evrt_model_layer(m, i);
         size_t w = (size_t)L->in * L->out;
@@ -206,6 +207,18 @@ int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
             return fail(err, n, "block %d: heads, head_dim and mlp must be positive", l);
         if (!b->ln1_w || !b->ln1_b || !b->ln2_w || !b->ln2_b)
             return fail(err, n, "block %d: missing LayerNorm parameters", l);
+        if (b->attn_dtype != EVRT_F32 && b->attn_dtype != EVRT_I8)
+            return fail(err, n, "block %d: unknown attention dtype %d", l, b->attn_dtype);
+        if (b->attn_dtype == EVRT_I8) {
+            const float sc[4] = {b->q_scale, b->k_scale, b->v_scale, b->p_scale};
+            for (i = 0; i < 4; i++)
+                if (!(sc[i] > 0.0f) || sc[i] > 1e30f)
+                    return fail(err, n, "block %d: INT8 attention scale %g is not positive and finite",
+                                l, (double)sc[i]);
+            /* |q.k| <= 127^2 d stays an exact float; sum_u E < 2^31 */
+            if (b->head_dim > 512 || evrt_model_tokens(m) > 65535)
+                return fail(err, n, "block %d: INT8 attention takes head_dim <= 512 and < 65536 tokens", l);
+        }
     }
     PI = m->channels * m->patch * m->patch;
     for (i = 0; i < evrt_layer_count(m); i++) {
@@ -356,16 +369,73 @@ static void share(int n, int align, int tid, int nt, int *lo, int *hi)
 
 static size_t scratch_floats(const evrt_ctx *c) { return (size_t)c->T * c->T + (size_t)c->dmax * c->T; }
 
+#define ATT_ROWS 24 /* query rows per attention work item (panel kernels) */
+
+/* One thread's INT8 attention scratch (att_i8_run), carved from c->att8:
+ * one head's quantized K (T, d) and V^T (d, T), both packed for the
+ * variant's int8 panel kernel with their weight sums, and a chunk of
+ * ATT_ROWS queries: q, scores, probabilities, output.  Sized for every
+ * variant and the largest head, so evrt_ctx_set_kernels needs no new
+ * memory. */
+struct att8 {
+    int8_t *kq, *vt;
+    void *kp, *vp, *xq;
+    int32_t *kws, *vws, *E;
+    float *ones, *vs, *qf, *S, *os;
+};
+
+static size_t a64(size_t n) { return (n + 63) / 64 * 64; }
+
+static size_t att8_layout(const evrt_ctx *c, char *base, struct att8 *a)
+{
+    size_t T = (size_t)c->T, d = (size_t)c->dmax, kp = 0, vp = 0, xq = 0, at = 0;
+    int isa;
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        size_t k = evrt_pack_i8_bytes(isa, c->T, c->dmax), v = evrt_pack_i8_bytes(isa, c->dmax, c->T);
+        size_t q = evrt_quant_bytes(isa, ATT_ROWS, imax(c->T, c->dmax));
+        kp = k > kp ? k : kp;
+        vp = v > vp ? v : vp;
+        xq = q > xq ? q : xq;
+    }
+#define CARVE(field, type, bytes) (a->field = (type)(base ? base + at : NULL), at += a64(bytes))
+    CARVE(kq, int8_t *, T * d);
+    CARVE(vt, int8_t *, T * d);
+    CARVE(kp, void *, kp);
+    CARVE(vp, void *, vp);
+    CARVE(xq, void *, xq);
+    CARVE(kws, int32_t *, 4 * T);
+    CARVE(vws, int32_t *, 4 * d);
+    CARVE(E, int32_t *, 4 * T);
+    CARVE(ones, float *, 4 * T);
+    CARVE(vs, float *, 4 * d);
+    CARVE(qf, float *, 4 * ATT_ROWS * d);
+    CARVE(S, float *, 4 * ATT_ROWS * T);
+    CARVE(os, float *, 4 * ATT_ROWS * d);
+#undef CARVE
+    /* the ref variant runs evrt_attention_i8_ref in the same space */
+    return at > evrt_attention_i8_scratch(c->T, c->dmax) ? at : a64(evrt_attention_i8_scratch(c->T, c->dmax));
+}
+
+static size_t att8_bytes(const evrt_ctx *c)
+{
+    struct att8 a;
+    return att8_layout(c, NULL, &a);
+}
+
 int evrt_ctx_set_threads(evrt_ctx *c, int n)
 {
     struct pool *p = &c->pool;
     float *scores;
+    void *att8;
     int i;
     if (n < 1 || n > 256) return fail(c->err, sizeof c->err, "threads %d outside [1, 256]", n);
     pool_stop(c);
     scores = realloc(c->scores, sizeof(float) * scratch_floats(c) * (size_t)n);
     if (!scores) return EVRT_ENOMEM;
     c->scores = scores;
+    att8 = realloc(c->att8, att8_bytes(c) * (size_t)n);
+    if (!att8) return EVRT_ENOMEM;
+    c->att8 = att8;
     if (n == 1) return EVRT_OK;
     p->th = calloc((size_t)n, sizeof *p->th);
     c->workers = calloc((size_t)n, sizeof *c->workers);
@@ -523,14 +593,15 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
     c->tmp = malloc(sizeof(float) * B * T * D);
     c->h = malloc(sizeof(float) * B * T * M);
     c->scores = malloc(sizeof(float) * scratch_floats(c));
+    c->att8 = malloc(att8_bytes(c));
     c->xq = malloc(qb);
     c->wsum = malloc(sizeof(int32_t) * outs);
     c->wsum_off = malloc(sizeof(size_t) * (size_t)L);
     c->wsum_of = calloc((size_t)L, sizeof *c->wsum_of);
     c->bytes = sizeof(float) * (B * c->N * c->PI + 3 * B * T * D + 4 * B * T * I + B * T * M +
                                 scratch_floats(c)) +
-               qb + sizeof(int32_t) * outs;
-    if (!c->patches || !c->x || !c->ln || !c->qkv || !c->attv || !c->tmp || !c->h || !c->scores ||
+               att8_bytes(c) + qb + sizeof(int32_t) * outs;
+    if (!c->patches || !c->x || !c->ln || !c->qkv || !c->attv || !c->tmp || !c->h || !c->scores || !c->att8 ||
         !c->xq || !c->wsum || !c->wsum_off || !c->wsum_of) {
         evrt_ctx_destroy(c);
         *out = NULL;
@@ -598,6 +669,7 @@ void evrt_ctx_destroy(evrt_ctx *c)
     free(c->tmp);
     free(c->h);
     free(c->scores);
+    free(c->att8);
     free(c->xq);
     free(c->wsum);
     free(c->wsum_off);
@@ -710,12 +782,11 @@ static void linear(evrt_ctx *c, int layer, float *y, const float *x, int rows)
  * S = q k^T * scale (nq, T), softmax rows, out = S v through v^T. */
 struct att_job {
     evrt_ctx *c;
+    const struct evrt_block *blk;
     float *out;
     const float *qkv;
     int B, nq, H, d;
 };
-
-#define ATT_ROWS 24 /* query rows per attention work item (panel kernels) */
 
 static void att_job_run(void *arg, int tid, int nt)
 {
@@ -774,14 +845,74 @@ static void att_job_run(void *arg, int tid, int nt)
     }
 }
 
-static void attention(evrt_ctx *c, float *out, const float *qkv, int B, int nq, int H, int d)
+/* INT8 attention (evrt.h) with the variant's int8 panel kernel: per head,
+ * K and V^T are quantized and packed as if they were weights (K: T
+ * "channels" of d inputs; V^T: d of T); per chunk of queries, S = q K^T
+ * with unit scales gives the int32 sums as exact floats, the softmax step
+ * turns them into integer probabilities P, and P V^T is rescaled by
+ * p_scale * v_scale, the _ref's expression.  Items as att_job_run's. */
+static void att_i8_run(void *arg, int tid, int nt)
+{
+    struct att_job *j = arg;
+    evrt_ctx *c = j->c;
+    const struct evrt_kernels *k = c->k;
+    const struct evrt_block *blk = j->blk;
+    int T = c->T, I = j->H * j->d, d = j->d, Q = (j->nq + ATT_ROWS - 1) / ATT_ROWS, last = -1;
+    int lo, hi, p, u, i, r;
+    float iq = 1.0f / blk->q_scale, ik = 1.0f / blk->k_scale, iv = 1.0f / blk->v_scale;
+    float sc = (blk->q_scale * blk->k_scale) / sqrtf((float)d);
+    struct att8 a;
+    att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
+    for (u = 0; u < T; u++) a.ones[u] = 1.0f;
+    for (i = 0; i < d; i++) a.vs[i] = blk->v_scale;
+    share(j->B * j->H * Q, 1, tid, nt, &lo, &hi);
+    for (p = lo; p < hi; p++) {
+        int bh = p / Q, q0 = p % Q * ATT_ROWS, nr = j->nq - q0 < ATT_ROWS ? j->nq - q0 : ATT_ROWS;
+        int b = bh / j->H, h = bh % j->H;
+        const float *base = j->qkv + (size_t)b * T * 3 * I;
+        if (bh != last) {
+            for (u = 0; u < T; u++)
+                for (i = 0; i < d; i++) {
+                    a.kq[(size_t)u * d + i] = evrt_qsym(base[(size_t)u * 3 * I + I + h * d + i], ik);
+                    a.vt[(size_t)i * T + u] = evrt_qsym(base[(size_t)u * 3 * I + 2 * I + h * d + i], iv);
+                }
+            k->pack_i8(a.kp, a.kq, T, d);
+            k->pack_i8(a.vp, a.vt, d, T);
+            evrt_wsum(a.kws, a.kq, T, d);
+            evrt_wsum(a.vws, a.vt, d, T);
+            last = bh;
+        }
+        for (r = 0; r < nr; r++)
+            for (i = 0; i < d; i++)
+                a.qf[r * d + i] = (float)evrt_qsym(base[(size_t)(q0 + r) * 3 * I + h * d + i], iq);
+        k->quant(a.xq, a.qf, nr, d, 1.0f, 0);
+        k->i8p(a.S, a.xq, 0, 1.0f, a.kp, a.kws, a.ones, NULL, nr, d, T, 0, T);
+        evrt_softmax_i8(a.S, nr, T, sc, blk->p_scale, a.E);
+        k->quant(a.xq, a.S, nr, T, 1.0f, 0);
+        k->i8p(a.os, a.xq, 0, blk->p_scale, a.vp, a.vws, a.vs, NULL, nr, T, d, 0, d);
+        for (r = 0; r < nr; r++)
+            memcpy(j->out + ((size_t)b * j->nq + q0 + r) * I + h * d, a.os + (size_t)r * d,
+                   sizeof(float) * (size_t)d);
+    }
+}
+
+static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, const float *qkv, int B,
+                      int nq)
 {
     struct att_job j;
+    int H = blk->heads, d = blk->head_dim;
+    int int8 = blk->attn_dtype == EVRT_I8;
+    if (int8 && !c->k->i8p) {
+        const float sc[4] = {blk->q_scale, blk->k_scale, blk->v_scale, blk->p_scale};
+        evrt_attention_i8_ref(out, c->att8, qkv, B, c->T, nq, H, d, sc);
+        return;
+    }
     if (c->k->isa == EVRT_ISA_REF) {
         evrt_attention_ref(out, c->scores, qkv, B, c->T, nq, H, d);
         return;
     }
     j.c = c;
+    j.blk = blk;
     j.out = out;
     j.qkv = qkv;
     j.B = B;
@@ -789,7 +920,9 @@ static void attention(evrt_ctx *c, float *out, const float *qkv, int B, int nq, 
     j.H = H;
     j.d = d;
     if ((B * H > 1 || nq > ATT_ROWS) && (double)nq * c->T * d * H > 16384.0)
-        parallel(c, att_job_run, &j);
+        parallel(c, int8 ? att_i8_run : att_job_run, &j);
+    else if (int8)
+        att_i8_run(&j, 0, 1);
     else
         att_job_run(&j, 0, 1);
 }
@@ -841,7 +974,7 @@ static void block(evrt_ctx *c, int l, int B, int last)
     int rows = B * nq;
     layernorm(c, c->ln, c->x, b->ln1_w, b->ln1_b, B * T, D);
     linear(c, 1 + 4 * l, c->qkv, c->ln, B * T);
-    attention(c, c->attv, c->qkv, B, nq, b->heads, b->head_dim);
+    attention(c, b, c->attv, c->qkv, B, nq);
     if (last)
         for (k = 1; k < B; k++) memmove(c->x + (size_t)k * D, c->x + (size_t)k * T * D, sizeof(float) * D);
     linear(c, 2 + 4 * l, c->tmp, c->attv, rows);

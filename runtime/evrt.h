@@ -35,9 +35,30 @@
  *           multiply-add; libevrt is built with -std=c99 -ffp-contract=off)
  *
  * Symmetric activations have in_zero 0; asymmetric ones a zero point in
- * [-128, 127].  LayerNorm, softmax, GELU and the residual adds stay float32.
- * The attention matmuls (q k^T, att v) are float32 too: INT8 attention is
- * not implemented.
+ * [-128, 127].  LayerNorm, GELU and the residual adds stay float32.
+ *
+ * INT8 attention (per block, struct evrt_block.attn_dtype == EVRT_I8):
+ * q k^T and p v in int8 with per-tensor symmetric scales for q, k, v and
+ * the softmax output p; the softmax itself is specified to the bit so that
+ * every variant and thread count gives the same logits.  For each image,
+ * head (width d <= 512) and query t, over keys u and channels i, j of the
+ * head:
+ *
+ *   sq(x, s) = clamp(rint(x * (1.0f / s)), -127, 127)          (int8, NaN 0;
+ *              -128 is never used, so two products fit an int16 lane)
+ *   a[u]  = sum_i sq(q[t, i], q_scale) sq(k[u, i], k_scale)     (int32)
+ *   c     = (q_scale * k_scale) / sqrtf((float)d)               (float)
+ *   e[u]  = exp_poly((float)(a[u] - max_u a) * c)               (float)
+ *           exp_poly: the runtime's polynomial exp (kernels.c exp_neg:
+ *           Cody-Waite reduction and a degree-6 polynomial, separately
+ *           rounded float operations, argument clamped to [-87.3, 0])
+ *   E[u]  = (int32)rint(e[u] * 32768.0f)                        in [0, 32768]
+ *   r     = 1.0f / ((float)(sum_u E[u]) * p_scale)
+ *   P[u]  = min(rint((float)E[u] * r), 127)                     in [0, 127]
+ *   out[t, j] = (float)(sum_u P[u] sq(v[u, j], v_scale)) * (p_scale * v_scale)
+ *
+ * p_scale near 1/127 keeps the largest probabilities; a calibrated smaller
+ * one spends the 128 levels on the range that occurs (and saturates above).
  *
  * Errors: functions return EVRT_OK or a negative EVRT_E* code; the message
  * of the last error on a context is evrt_ctx_error().  The library never
@@ -78,6 +99,9 @@ struct evrt_linear {
 
 struct evrt_block {
     int heads, head_dim, mlp;        /* I = heads * head_dim */
+    int attn_dtype;                  /* EVRT_F32, or EVRT_I8: INT8 attention (above) */
+    float q_scale, k_scale, v_scale; /* for EVRT_I8 attention: q ~ qi * q_scale, ... */
+    float p_scale;                   /* ... and softmax output p ~ P * p_scale */
     const float *ln1_w, *ln1_b;      /* (D) */
     struct evrt_linear qkv;          /* D -> 3I, rows q | k | v, each head-major */
     struct evrt_linear proj;         /* I -> D */
@@ -193,6 +217,14 @@ void evrt_linear_i8_ref(float *y /* (N, O) */, const int8_t *xq /* (N, I) */, in
                         float x_scale, const int8_t *wq /* (O, I) */,
                         const float *w_scale /* (O) */, const float *b /* (O) or NULL */,
                         int N, int I, int O);
+
+/* INT8 attention as specified above, for the first nq tokens as queries
+ * (nq = T, or 1 in the last block); scales = {q, k, v, p}; scratch of
+ * evrt_attention_i8_scratch(T, d) bytes. */
+void evrt_attention_i8_ref(float *out /* (B, nq, H*d) */, void *scratch,
+                           const float *qkv /* (B, T, 3*H*d) */, int B, int T, int nq, int H,
+                           int d, const float *scales /* (4) */);
+size_t evrt_attention_i8_scratch(int T, int d);
 
 /* Symmetric per-output-channel weights: scale[o] = max_i |w[o, i]| / 127,
  * wq = clamp(rint(w / scale[o]), -127, 127).  An all-zero row gets scale

@@ -354,6 +354,88 @@ ELEMENTWISE void evrt_exp_fast(float *x, size_t n)
     for (i = 0; i < n; i++) x[i] = exp_neg(x[i]);
 }
 
+/* ---------------------------------------------------------------- INT8 attention */
+
+size_t evrt_attention_i8_scratch(int T, int d)
+{
+    size_t q = ((size_t)2 * T * d + (size_t)d + 15) / 16 * 16;
+    return q + 3 * sizeof(int32_t) * (size_t)T;
+}
+
+/* The specification of evrt.h, written plainly: K and V of each head are
+ * quantized once, then one query at a time. */
+void evrt_attention_i8_ref(float *out, void *scratch, const float *qkv, int B, int T, int nq, int H,
+                           int d, const float *scales)
+{
+    int I = H * d, b, h, t, u, i;
+    int8_t *kq = scratch, *vq = kq + (size_t)T * d, *qq = vq + (size_t)T * d;
+    int32_t *a = (int32_t *)((char *)scratch + ((size_t)2 * T * d + (size_t)d + 15) / 16 * 16),
+            *E = a + T, *P = E + T;
+    float iq = 1.0f / scales[0], ik = 1.0f / scales[1], iv = 1.0f / scales[2];
+    float c = (scales[0] * scales[1]) / sqrtf((float)d), m2 = scales[3] * scales[2];
+    for (b = 0; b < B; b++) {
+        const float *base = qkv + (size_t)b * T * 3 * I;
+        for (h = 0; h < H; h++) {
+            for (u = 0; u < T; u++)
+                for (i = 0; i < d; i++) {
+                    kq[(size_t)u * d + i] = evrt_qsym(base[(size_t)u * 3 * I + I + h * d + i], ik);
+                    vq[(size_t)u * d + i] = evrt_qsym(base[(size_t)u * 3 * I + 2 * I + h * d + i], iv);
+                }
+            for (t = 0; t < nq; t++) {
+                float *o = out + ((size_t)b * nq + t) * I + h * d, r;
+                int32_t mx = INT32_MIN, sum = 0;
+                for (i = 0; i < d; i++) qq[i] = evrt_qsym(base[(size_t)t * 3 * I + h * d + i], iq);
+                for (u = 0; u < T; u++) {
+                    int32_t s = 0;
+                    for (i = 0; i < d; i++) s += (int32_t)qq[i] * kq[(size_t)u * d + i];
+                    a[u] = s;
+                    mx = s > mx ? s : mx;
+                }
+                for (u = 0; u < T; u++) {
+                    E[u] = (int32_t)rintf(exp_neg((float)(a[u] - mx) * c) * 32768.0f);
+                    sum += E[u];
+                }
+                r = 1.0f / ((float)sum * scales[3]);
+                for (u = 0; u < T; u++) {
+                    float p = rintf((float)E[u] * r);
+                    P[u] = p < 127.0f ? (int32_t)p : 127;
+                }
+                for (i = 0; i < d; i++) {
+                    int32_t s = 0;
+                    for (u = 0; u < T; u++) s += P[u] * vq[(size_t)u * d + i];
+                    o[i] = (float)s * m2;
+                }
+            }
+        }
+    }
+}
+
+/* The softmax step of the specification on n rows of exact integer
+ * scores, with vector lanes: integer max and sum are exact in any order,
+ * and every float operation is the ref's, element by element. */
+ELEMENTWISE void evrt_softmax_i8(float *S, int n, int T, float c, float p_scale, int32_t *E)
+{
+    int t, u;
+    for (t = 0; t < n; t++) {
+        float *s = S + (size_t)t * T, r;
+        int32_t mx = INT32_MIN, sum = 0;
+        for (u = 0; u < T; u++) {
+            E[u] = (int32_t)s[u];
+            mx = E[u] > mx ? E[u] : mx;
+        }
+        for (u = 0; u < T; u++) s[u] = exp_neg((float)(E[u] - mx) * c);
+        for (u = 0; u < T; u++) {
+            E[u] = (int32_t)rintf(s[u] * 32768.0f);
+            sum += E[u];
+        }
+        r = 1.0f / ((float)sum * p_scale);
+        for (u = 0; u < T; u++) {
+            float p = rintf((float)E[u] * r);
+            s[u] = p < 127.0f ? p : 127.0f;
+        }
+    }
+}
+
 /* LayerNorm with sixteen partial sums per reduction (vectorisable without
  * reassociation by the compiler); the float path is tolerance-checked. */
 ELEMENTWISE void evrt_layernorm_fast(float *out, const float *x, const float *w, const float *b,

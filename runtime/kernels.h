@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <math.h>
+
 #include "evrt.h"
 
 /* out[b, gy*G+gx, c*P*P + py*P + px] = (img[b, gy*P+py, gx*P+px, c]/255 - mean[c]) / std[c] */
@@ -40,6 +42,23 @@ void evrt_attention_ref(float *out /* (B, nq, H*d) */, float *scores /* (T) */,
 
 /* x += y */
 void evrt_add_ref(float *x /* (n) */, const float *y /* (n) */, size_t n);
+
+/* sq(x, s) of evrt.h's INT8 attention with inv = 1.0f / s:
+ * clamp(rint(x * inv), -127, 127), NaN 0 (clamped before rounding: the
+ * bounds are integers, so the same). */
+static inline int8_t evrt_qsym(float x, float inv)
+{
+    float t = x * inv;
+    if (t != t) t = 0.0f;
+    t = t < -127.0f ? -127.0f : t > 127.0f ? 127.0f : t;
+    return (int8_t)rintf(t);
+}
+
+/* The softmax step of INT8 attention (evrt.h) on rows of S (n, T) holding
+ * the exact int32 sums a as floats (|a| < 2^24): replaced by P, integers in
+ * [0, 127] as floats; c = (q_scale * k_scale) / sqrtf(d); E is scratch. */
+void evrt_softmax_i8(float *S /* (n, T) */, int n, int T, float c, float p_scale,
+                     int32_t *E /* (T) */);
 
 /* ---- instruction-set variants ---- */
 

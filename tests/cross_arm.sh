@@ -53,4 +53,4 @@ for cpu_k in "cortex-a57 ref" "cortex-a57 neon" "max dotprod"; do
         fail "AArch64 $2 INT8 logits differ from x86's"
     fi
 done
-ok "INT8 logits are bit-identical on AArch64 (ref, neon, dotprod) and x86 (ref, avx2, avx512vnni)"
+ok "INT8 logits, with float and with INT8 attention, are bit-identical on AArch64 (ref, neon, dotprod) and x86 (ref, avx2, avx512vnni)"

@@ -8,7 +8,9 @@
  *
  *   test_kernels                 the tests
  *   test_kernels --logits NAME   prints the INT8 logits of a fixed model,
- *                                run with kernels NAME, as hex floats */
+ *                                run with kernels NAME, as hex floats, then
+ *                                those of the same model with INT8
+ *                                attention */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -329,18 +331,18 @@ struct tmodel {
     float *s;  /* all scales */
 };
 
-/* A fixed random model: img 16, patch 4 (T 17), 3 channels, D 40, three
- * blocks of different shapes, 7 classes; every layer INT8 with crude fixed
- * activation scales (half asymmetric). */
-static void tmodel_make(struct tmodel *t, uint64_t seed)
+/* A fixed random model: img 16 (T 17) or another multiple of 4, patch 4,
+ * 3 channels, D 40, three blocks of different shapes, 7 classes; every
+ * layer INT8 with crude fixed activation scales (half asymmetric). */
+static void tmodel_make_img(struct tmodel *t, uint64_t seed, int img)
 {
     static const int heads[3] = {2, 3, 1}, hd[3] = {12, 8, 20}, mlp[3] = {70, 33, 96};
     size_t nf = 0, nq = 0, ns = 0, fo = 0, qo = 0, so = 0;
-    int D = 40, T = 17, l, i, L;
+    int D = 40, T = 1 + (img / 4) * (img / 4), l, i, L;
     struct evrt_model *m = &t->m;
     memset(t, 0, sizeof *t);
     rng_seed(seed);
-    m->img_size = 16;
+    m->img_size = img;
     m->channels = 3;
     m->patch = 4;
     m->dim = D;
@@ -407,6 +409,23 @@ static void tmodel_make(struct tmodel *t, uint64_t seed)
     }
 }
 
+static void tmodel_make(struct tmodel *t, uint64_t seed) { tmodel_make_img(t, seed, 16); }
+
+/* INT8 attention in every block, with scales that saturate some q, k, v
+ * and (block 1) some probabilities. */
+static void tmodel_int8_attention(struct tmodel *t)
+{
+    static const float p[3] = {1.0f / 127.0f, 0.3f / 127.0f, 1.0f / 127.0f};
+    int l;
+    for (l = 0; l < 3; l++) {
+        t->blk[l].attn_dtype = EVRT_I8;
+        t->blk[l].q_scale = 2.0f / 127.0f;
+        t->blk[l].k_scale = 1.5f / 127.0f;
+        t->blk[l].v_scale = 2.5f / 127.0f;
+        t->blk[l].p_scale = p[l];
+    }
+}
+
 static void tmodel_free(struct tmodel *t)
 {
     free(t->f);
@@ -423,13 +442,14 @@ static uint8_t *test_images(int B)
     return img;
 }
 
-static int run_model(const char *kern, int threads, int B, float *logits)
+static int run_model_att(const char *kern, int threads, int B, float *logits, int int8_attention)
 {
     struct tmodel t;
     evrt_ctx *c = NULL;
     uint8_t *img = test_images(B);
     int rc;
     tmodel_make(&t, 5);
+    if (int8_attention) tmodel_int8_attention(&t);
     rc = evrt_ctx_create(&c, &t.m, B);
     if (!rc) rc = evrt_ctx_set_kernels(c, kern);
     if (!rc) rc = evrt_ctx_set_threads(c, threads);
@@ -440,6 +460,11 @@ static int run_model(const char *kern, int threads, int B, float *logits)
     tmodel_free(&t);
     free(img);
     return rc;
+}
+
+static int run_model(const char *kern, int threads, int B, float *logits)
+{
+    return run_model_att(kern, threads, B, logits, 0);
 }
 
 static void int8_models_give_the_same_logits_for_any_thread_count_on_every_variant(void)
@@ -466,6 +491,128 @@ static void int8_models_give_the_same_logits_for_any_thread_count_on_every_varia
     }
 }
 
+/* Each block's qkv output and attention output (the proj layer's input),
+ * as the runtime computed them. */
+struct att_capture {
+    float *qkv[3], *att[3];
+};
+
+static void capture_attention(void *user, int layer, int phase, const float *x, int rows, int cols)
+{
+    struct att_capture *c = user;
+    int l = (layer - 1) / 4, k = (layer - 1) % 4;
+    float **dst;
+    if (layer < 1 || l >= 3 || k > 1 || phase != (k == 0 ? EVRT_OBSERVE_OUTPUT : EVRT_OBSERVE_INPUT)) return;
+    dst = k == 0 ? &c->qkv[l] : &c->att[l];
+    free(*dst);
+    *dst = malloc(sizeof(float) * (size_t)rows * cols);
+    memcpy(*dst, x, sizeof(float) * (size_t)rows * cols);
+}
+
+/* Runs the INT8-attention model on kernels kern with nt threads and checks
+ * every block's attention output against evrt_attention_i8_ref on the qkv
+ * the runtime produced; logits (B, 7) and, when sqnr is not NULL, each
+ * block's SQNR of INT8 against float attention (dB) come back. */
+static int attention_case(const char *kern, int nt, int img, int B, float *logits, double *sqnr)
+{
+    struct tmodel t;
+    struct att_capture cap = {{NULL}, {NULL}};
+    evrt_ctx *c = NULL;
+    uint8_t *img_b;
+    int T = 1 + (img / 4) * (img / 4), l, bad = 0;
+    size_t n;
+    tmodel_make_img(&t, 7, img);
+    tmodel_int8_attention(&t);
+    n = (size_t)B * img * img * 3;
+    img_b = malloc(n);
+    rng_seed(1234);
+    for (n = 0; n < (size_t)B * img * img * 3; n++) img_b[n] = (uint8_t)rng_below(256);
+    if (evrt_ctx_create(&c, &t.m, B) || evrt_ctx_set_kernels(c, kern) || evrt_ctx_set_threads(c, nt)) {
+        fprintf(stderr, "  %s: %s\n", kern, evrt_ctx_error(c));
+        bad = 1;
+    }
+    evrt_set_observer(c, capture_attention, &cap);
+    if (!bad && evrt_infer(c, img_b, B, logits)) bad = 1;
+    for (l = 0; l < 3 && !bad; l++) {
+        const struct evrt_block *b = &t.blk[l];
+        int nq = l == 2 ? 1 : T, I = b->heads * b->head_dim;
+        size_t m = (size_t)B * nq * I, i;
+        float *ref = malloc(sizeof(float) * m), *fl = malloc(sizeof(float) * m), *sc = malloc(sizeof(float) * T);
+        void *scratch = malloc(evrt_attention_i8_scratch(T, b->head_dim));
+        const float s4[4] = {b->q_scale, b->k_scale, b->v_scale, b->p_scale};
+        double ee = 0, aa = 0;
+        evrt_attention_i8_ref(ref, scratch, cap.qkv[l], B, T, nq, b->heads, b->head_dim, s4);
+        evrt_attention_ref(fl, sc, cap.qkv[l], B, T, nq, b->heads, b->head_dim);
+        for (i = 0; i < m; i++) {
+            double d = (double)ref[i] - (double)fl[i];
+            ee += d * d;
+            aa += (double)fl[i] * (double)fl[i];
+        }
+        if (sqnr) sqnr[l] = 10.0 * log10(aa / ee);
+        if (memcmp(ref, cap.att[l], sizeof(float) * m)) {
+            for (i = 0; i < m && ref[i] == cap.att[l][i]; i++) continue;
+            fprintf(stderr, "  %s, %d threads, img %d: block %d attention[%zu] = %a, ref %a\n", kern, nt,
+                    img, l, i, (double)cap.att[l][i], (double)ref[i]);
+            bad = 1;
+        }
+        free(ref);
+        free(fl);
+        free(sc);
+        free(scratch);
+    }
+    for (l = 0; l < 3; l++) {
+        free(cap.qkv[l]);
+        free(cap.att[l]);
+    }
+    evrt_ctx_destroy(c);
+    tmodel_free(&t);
+    free(img_b);
+    return !bad;
+}
+
+static void int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count(void)
+{
+    static const int imgs[2] = {16, 28}; /* T 17 and 50: one and three chunks of queries */
+    float first[5 * 7], other[5 * 7];
+    double sqnr[3];
+    int isa, nt, k;
+    for (k = 0; k < 2; k++) {
+        REQUIRE(attention_case("ref", 1, imgs[k], 5, first, sqnr));
+        printf("# img %d: INT8 attention SQNR against float attention %.1f, %.1f, %.1f dB\n", imgs[k],
+               sqnr[0], sqnr[1], sqnr[2]);
+        /* the crude scales still make it attention, not noise */
+        CHECK(sqnr[0] > 15.0 && sqnr[1] > 5.0 && sqnr[2] > 15.0);
+        for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+            if (!evrt_isa_available(isa)) continue;
+            for (nt = 1; nt <= 3; nt++) {
+                CHECK(attention_case(isa_name(isa), nt, imgs[k], 5, other, NULL));
+                if (isa == EVRT_ISA_REF) CHECK(memcmp(first, other, sizeof first) == 0);
+            }
+        }
+    }
+}
+
+static void int8_attention_needs_positive_scales_and_head_dims_up_to_512(void)
+{
+    struct tmodel t;
+    evrt_ctx *c = NULL;
+    char err[256];
+    tmodel_make(&t, 1);
+    tmodel_int8_attention(&t);
+    CHECK(evrt_model_check(&t.m, err, sizeof err) == EVRT_OK);
+    t.blk[1].p_scale = 0.0f;
+    CHECK(evrt_model_check(&t.m, err, sizeof err) == EVRT_EINVAL && strstr(err, "block 1") != NULL);
+    t.blk[1].p_scale = NAN;
+    CHECK(evrt_model_check(&t.m, err, sizeof err) == EVRT_EINVAL);
+    t.blk[1].p_scale = 0.01f;
+    t.blk[2].attn_dtype = 7;
+    CHECK(evrt_model_check(&t.m, err, sizeof err) == EVRT_EINVAL && strstr(err, "attention dtype") != NULL);
+    t.blk[2].attn_dtype = EVRT_I8;
+    CHECK(evrt_ctx_create(&c, &t.m, 1) == EVRT_OK);
+    evrt_ctx_destroy(c);
+    tmodel_free(&t);
+}
+
 static void unknown_kernels_and_thread_counts_are_refused(void)
 {
     struct tmodel t;
@@ -489,6 +636,9 @@ int main(int argc, char **argv)
         int i;
         if (run_model(argv[2], 1, 3, l)) return 1;
         for (i = 0; i < 21; i++) printf("%a\n", (double)l[i]);
+        /* then with INT8 attention */
+        if (run_model_att(argv[2], 1, 3, l, 1)) return 1;
+        for (i = 0; i < 21; i++) printf("%a\n", (double)l[i]);
         return 0;
     }
     RUN(every_int8_variant_equals_the_reference_bit_for_bit_on_random_shapes);
@@ -497,6 +647,8 @@ int main(int argc, char **argv)
     RUN(fast_gelu_and_exp_are_within_their_documented_errors);
     RUN(fast_layernorm_and_softmax_are_within_rounding_of_the_reference);
     RUN(int8_models_give_the_same_logits_for_any_thread_count_on_every_variant);
+    RUN(int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count);
+    RUN(int8_attention_needs_positive_scales_and_head_dims_up_to_512);
     RUN(unknown_kernels_and_thread_counts_are_refused);
     return test_summary();
 }
