@@ -1,16 +1,21 @@
-/* bench/runtime: libevrt batch-1 latency of random-weight models, float32
- * and INT8, at 1 and 2 threads, with the memory it needs.
+/* bench/runtime: libevrt batch-1 latency of random-weight models, float32,
+ * INT8 and INT8 with INT8 attention, at 1 and 2 threads, with the memory it
+ * needs.
  *
  *   bench/runtime [--reps N] [--threads LIST] [--kernels NAME] [CONFIG ...]
  *
  * CONFIG defaults to fm-tiny fm-small deit-tiny deit-small.  INT8 models get
  * every linear layer in int8 with symmetric per-tensor activation scales
- * calibrated crudely (max |x| / 127 over a random batch of 4).  Each
+ * calibrated crudely (max |x| / 127 over a random batch of 4); "int8a" adds
+ * INT8 attention (q, k, v scales likewise from the qkv outputs, p 1/127).
+ * Each
  * measurement: 3 warm-up runs, then N (default 50, fewer for the deit
  * configs) timed runs of one image; the median is reported (the machine may
  * be shared).  One line per measurement:
  *
- *   evit CONFIG DTYPE threads=T kernels=K median_ms=X min_ms=Y model_mb=M ctx_mb=C */
+ *   evit CONFIG DTYPE threads=T kernels=K median_ms=X min_ms=Y model_mb=M ctx_mb=C
+ *
+ * DTYPE is f32, int8 or int8a. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,16 +29,20 @@
 
 struct calib {
     float amax[4 * EVIT_MAX_DEPTH + 2];
+    float qkv[EVIT_MAX_DEPTH][3]; /* max |q|, |k|, |v| per block */
+    int depth;
 };
 
 static void observe(void *user, int layer, int phase, const float *x, int rows, int cols)
 {
     struct calib *c = user;
     size_t i, n = (size_t)rows * cols;
-    if (phase != EVRT_OBSERVE_INPUT) return;
     for (i = 0; i < n; i++) {
         float a = x[i] < 0 ? -x[i] : x[i];
-        if (a > c->amax[layer]) c->amax[layer] = a;
+        float *m = phase == EVRT_OBSERVE_INPUT ? &c->amax[layer]
+                   : layer % 4 == 1 && layer / 4 < c->depth ? &c->qkv[layer / 4][i % cols / (cols / 3)]
+                                                            : NULL;
+        if (m && a > *m) *m = a;
     }
 }
 
@@ -86,6 +95,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < 4 * img_n; i++) img[i] = (uint8_t)evit_rng_below(&r, 256);
         /* calibrate on a batch of 4 in float32 */
         memset(&cal, 0, sizeof cal);
+        cal.depth = cfg.depth;
         if (evrt_ctx_create(&ctx, &q.rt, 4)) {
             fprintf(stderr, "error: %s: %s\n", names[k], evrt_ctx_error(ctx));
             return 1;
@@ -94,12 +104,19 @@ int main(int argc, char **argv)
         evrt_infer(ctx, img, 4, logits);
         evrt_ctx_destroy(ctx);
         int R = reps > 0 ? reps : cfg.img_size > 100 ? 15 : 200;
-        for (int dt = 0; dt < 2; dt++) {
+        static const char *const dtname[3] = {"f32", "int8", "int8a"};
+        for (int dt = 0; dt < 3; dt++) {
             for (int i = 0; i < evrt_layer_count(&q.rt); i++) {
                 struct evrt_linear *L = evrt_model_layer(&q.rt, i);
                 L->dtype = dt ? EVRT_I8 : EVRT_F32;
                 L->in_scale = cal.amax[i] > 0 ? cal.amax[i] / 127.0f : 1.0f;
                 L->in_zero = 0;
+            }
+            for (int l = 0; l < q.rt.depth; l++) {
+                struct evrt_block *b = &q.rt.blocks[l];
+                b->attn_dtype = dt == 2 ? EVRT_I8 : EVRT_F32;
+                for (int j = 0; j < 3; j++) b->attn_scale[j] = cal.qkv[l][j] > 0 ? cal.qkv[l][j] / 127.0f : 1.0f;
+                b->attn_scale[3] = 1.0f / 127.0f;
             }
             for (int t = 0; t < nthreads; t++) {
                 double *ms = evit_malloc(sizeof(double) * R);
@@ -117,7 +134,7 @@ int main(int argc, char **argv)
                 qsort(ms, (size_t)R, sizeof *ms, cmp_double);
                 printf("evit %s %s threads=%d kernels=%s median_ms=%.4f min_ms=%.4f model_mb=%.2f "
                        "ctx_mb=%.2f\n",
-                       names[k], dt ? "int8" : "f32", threads[t], evrt_ctx_kernels(ctx), ms[R / 2],
+                       names[k], dtname[dt], threads[t], evrt_ctx_kernels(ctx), ms[R / 2],
                        ms[0], (double)evrt_model_bytes(&q.rt) / 1048576.0,
                        (double)evrt_ctx_bytes(ctx) / 1048576.0);
                 fflush(stdout);

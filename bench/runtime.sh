@@ -79,13 +79,13 @@ cat "$W/evit.txt" "$W/peers.txt" | awk '
 { key = $1 " " $2 " " $3 " " $4; for (i = 5; i <= NF; i++) if ($i ~ /^median_ms=/) { split($i, a, "="); t[key] = a[2] } }
 $1 == "evit" { order[n++] = $2 " " $4; if ($3 == "int8") for (i = 5; i <= NF; i++) if ($i ~ /^model_mb=|^ctx_mb=/) { split($i, a, "="); mem[$2 " " $4] += a[2] } }
 END {
-  printf "%-11s %-10s %9s %9s %9s %9s %9s %10s %11s %8s\n", "config", "threads", "evit f32", "evit int8", "torch f32", "torch i8", "ort f32", "int8/ort", "f32/ort", "mem MB";
+  printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8s\n", "config", "threads", "evit f32", "evit int8", "evit i8+a", "torch f32", "torch i8", "ort f32", "int8/ort", "i8+a/ort", "f32/ort", "mem MB";
   for (k = 0; k < n; k++) {
     split(order[k], p, " "); if (seen[order[k]]++) continue; c = p[1]; th = p[2];
-    ef = t["evit " c " f32 " th]; ei = t["evit " c " int8 " th]; tf = t["torch " c " f32 " th];
+    ef = t["evit " c " f32 " th]; ei = t["evit " c " int8 " th]; ea = t["evit " c " int8a " th]; tf = t["torch " c " f32 " th];
     ti = t["torch " c " int8 " th]; of = t["ort " c " f32 " th];
-    printf "%-11s %-10s %9s %9s %9s %9s %9s %10s %11s %8.2f\n", c, th, ef, ei, tf == "" ? "-" : tf, ti == "" ? "-" : ti, of == "" ? "-" : of,
-      of == "" ? "-" : sprintf("%.2fx", of / ei), of == "" ? "-" : sprintf("%.2fx", of / ef), mem[order[k]];
+    printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8.2f\n", c, th, ef, ei, ea, tf == "" ? "-" : tf, ti == "" ? "-" : ti, of == "" ? "-" : of,
+      of == "" ? "-" : sprintf("%.2fx", of / ei), of == "" ? "-" : sprintf("%.2fx", of / ea), of == "" ? "-" : sprintf("%.2fx", of / ef), mem[order[k]];
   }
-  print "times: batch-1 median ms; int8/ort and f32/ort: ONNX Runtime time over evit time (above 1: evit faster); mem: INT8 model + context bytes (weights as stored, working memory), not process RSS"
+  print "times: batch-1 median ms; evit i8+a: INT8 linears and INT8 attention; x/ort: ONNX Runtime f32 time over evit time (above 1: evit faster); mem: INT8 model + context bytes (weights as stored, working memory), not process RSS"
 }'

@@ -133,7 +133,8 @@ static int write_meta(hid_t f, const char *path, const struct evit_qmodel *q,
 {
     int n8 = evit_qmodel_int8_layers(q), nl = evrt_layer_count(&q->rt), nf = 0;
     char *names[2 + 4 * EVIT_MAX_DEPTH];
-    if (evit_h5_write_format(f, "evit-quantized", EVIT_QMODEL_VERSION) < 0 ||
+    int version = evit_qmodel_int8_attention(q) ? EVIT_QMODEL_VERSION_ATT : 1;
+    if (evit_h5_write_format(f, "evit-quantized", version) < 0 ||
         evit_ckpt_write_header(f, path, &q->vit, meta, "quantize") < 0)
         return EVIT_ERR;
     int ok = evit_h5_attr_write_string(f, "calibrator", q->calibrator[0] ? q->calibrator : "none") == 0 &&
@@ -205,6 +206,12 @@ int evit_qmodel_save(const char *path, const struct evit_qmodel *q, const struct
     }
     for (int i = 0; ok && i < evrt_layer_count(&q->rt); i++)
         ok = write_layer(f, path, q, i, layer_weight_ref(t, n, i, &q->rt)) == 0;
+    for (int l = 0; ok && l < q->rt.depth; l++) {
+        int64_t four = 4;
+        if (q->rt.blocks[l].attn_dtype != EVRT_I8) continue;
+        snprintf(h5path, sizeof h5path, "blocks/%d/attn/act_scale", l);
+        ok = evit_h5_write(f, path, h5path, H5T_NATIVE_FLOAT, 1, &four, q->rt.blocks[l].attn_scale) == 0;
+    }
     rc = evit_h5_finish(f, tmp, path, ok);
 out:
     free(t);
@@ -326,6 +333,15 @@ int evit_qmodel_load(const char *path, struct evit_qmodel *q, struct evit_ckpt_m
     }
     for (int i = 0; i < evrt_layer_count(&q->rt); i++)
         if (read_layer(f, path, q, i, layer_weight_ref(t, n, i, &q->rt)) < 0) goto fail;
+    for (int l = 0; l < cfg.depth; l++) {
+        int64_t four = 4;
+        snprintf(h5path, sizeof h5path, "blocks/%d/attn/act_scale", l);
+        if (!evit_h5_exists(f, h5path)) continue;
+        /* an evrt_model_check below names a bad scale */
+        q->rt.blocks[l].attn_dtype = EVRT_I8;
+        if (evit_h5_read(f, path, h5path, H5T_NATIVE_FLOAT, 1, &four, q->rt.blocks[l].attn_scale) < 0)
+            goto fail;
+    }
     if (evit_vit_check_finite(&q->vit, path) < 0) goto fail;
     if (evrt_model_check(&q->rt, err, sizeof err) != EVRT_OK) {
         evit_error("%s: %s", path, err);
@@ -340,6 +356,13 @@ fail:
     evit_qmodel_free(q);
     if (meta) evit_ckpt_meta_free(meta);
     return EVIT_ERR;
+}
+
+int evit_qmodel_int8_attention(const struct evit_qmodel *q)
+{
+    int n = 0;
+    for (int l = 0; l < q->rt.depth; l++) n += q->rt.blocks[l].attn_dtype == EVRT_I8;
+    return n;
 }
 
 int evit_qmodel_runner_init(struct evit_qmodel_runner *r, const struct evit_qmodel *q, int max_batch,

@@ -18,7 +18,10 @@
 #include "evrt.h"
 #include "vit.h"
 
-#define EVIT_QMODEL_VERSION 1
+#define EVIT_QMODEL_VERSION 2     /* the newest read */
+#define EVIT_QMODEL_VERSION_ATT 2 /* the first with INT8 attention
+                                     (blocks/L/attn/act_scale: q, k, v, p);
+                                     files without it are written as 1 */
 
 struct evit_qmodel {
     struct evit_vit vit; /* float parameters (owned after load) */
@@ -56,6 +59,8 @@ int evit_qmodel_is_quantized(const char *path);
 
 /* Number of EVRT_I8 layers. */
 int evit_qmodel_int8_layers(const struct evit_qmodel *q);
+/* Number of blocks with INT8 attention. */
+int evit_qmodel_int8_attention(const struct evit_qmodel *q);
 
 /* Runs a qmodel through libevrt as an evit_forward_fn: one runtime context
  * per thread, each on its share of the batch (libevrt itself is

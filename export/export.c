@@ -78,6 +78,10 @@ static struct tlist list_tensors(const struct evrt_model *m)
         snprintf(name, sizeof name, "blocks.%d.norm1.bias", b);
         add(&l, name, 0, B->ln1_b, D, 0);
         add_linear(&l, m, 1 + 4 * b);
+        if (B->attn_dtype == EVRT_I8) {
+            snprintf(name, sizeof name, "blocks.%d.attn.act_scale", b);
+            add(&l, name, 0, B->attn_scale, 4, 0);
+        }
         add_linear(&l, m, 2 + 4 * b);
         snprintf(name, sizeof name, "blocks.%d.norm2.weight", b);
         add(&l, name, 0, B->ln2_w, D, 0);
@@ -135,7 +139,12 @@ void evit_export_build(const struct evrt_model *m, const struct evit_export_info
     }
     uint8_t *b = evit_calloc((size_t)end, 1);
     memcpy(b + EVRT_FH_MAGIC, EVRT_FILE_MAGIC, 8);
-    put32(b + EVRT_FH_VERSION, EVRT_FILE_VERSION);
+    /* version 1 unless INT8 attention needs version 2: older runtimes
+     * keep reading every file they can run */
+    uint32_t version = 1;
+    for (int d = 0; d < m->depth; d++)
+        if (m->blocks[d].attn_dtype == EVRT_I8) version = EVRT_FILE_VERSION_ATT;
+    put32(b + EVRT_FH_VERSION, version);
     put32(b + EVRT_FH_ENDIAN, EVRT_FILE_ENDIAN);
     put32(b + EVRT_FH_HEADER_BYTES, (uint32_t)header);
     put64(b + EVRT_FH_FILE_BYTES, end);
@@ -158,6 +167,7 @@ void evit_export_build(const struct evrt_model *m, const struct evit_export_info
         put32(e, (uint32_t)m->blocks[d].heads);
         put32(e + 4, (uint32_t)m->blocks[d].head_dim);
         put32(e + 8, (uint32_t)m->blocks[d].mlp);
+        put32(e + 12, (uint32_t)m->blocks[d].attn_dtype);
     }
     for (int i = 0; i < evrt_layer_count(m); i++) {
         const struct evrt_linear *L = evrt_model_layer(m, i);

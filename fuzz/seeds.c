@@ -61,6 +61,10 @@ int main(int argc, char **argv)
             blk[l].proj = (struct evrt_linear){2 * (2 + l), 8, 0, 0, 0, 0, 0, 1, 0};
             blk[l].fc1 = (struct evrt_linear){8, 6, 0, 0, 0, 0, 0, 1, 0};
             blk[l].fc2 = (struct evrt_linear){6, 8, 0, 0, 0, 0, 0, 1, 0};
+            if (variant == 3 && l == 1) { /* INT8 attention: a version 2 file */
+                blk[l].attn_dtype = EVRT_I8;
+                for (int k = 0; k < 4; k++) blk[l].attn_scale[k] = 0.01f * (float)(k + 1);
+            }
         }
         m.patch_embed = (struct evrt_linear){m.channels * 4, 8, 0, 0, 0, 0, 0, 1, 0};
         m.head = (struct evrt_linear){8, 3, 0, 0, 0, 0, 0, 1, 0};

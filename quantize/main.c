@@ -134,17 +134,27 @@ static double linear_weight_bytes(const struct evrt_model *m, int as_float)
     return b;
 }
 
-static cJSON *layers_json(const struct evit_qmodel *q, const struct evit_quant_layer_err *err)
+static cJSON *layers_json(const struct evit_qmodel *q, const struct evit_quant_layer_err *err,
+                          int with_attention)
 {
     cJSON *a = cJSON_CreateArray();
     char name[64];
-    for (int i = 0; i < evrt_layer_count(&q->rt); i++) {
-        const struct evrt_linear *L = evrt_model_layer(&q->rt, i);
+    int nl = evrt_layer_count(&q->rt), ne = with_attention ? evit_quant_entries(q) : nl;
+    for (int i = 0; i < ne; i++) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", evrt_layer_name(&q->rt, i, name, sizeof name));
-        cJSON_AddStringToObject(o, "dtype", L->dtype == EVRT_I8 ? "int8" : "float32");
-        cJSON_AddNumberToObject(o, "input_scale", L->in_scale);
-        cJSON_AddNumberToObject(o, "input_zero", L->in_zero);
+        cJSON_AddStringToObject(o, "name", evit_quant_entry_name(q, i, name, sizeof name));
+        cJSON_AddStringToObject(o, "dtype", evit_quant_dtype(q, i) == EVRT_I8 ? "int8" : "float32");
+        if (i < nl) {
+            const struct evrt_linear *L = evrt_model_layer(&q->rt, i);
+            cJSON_AddNumberToObject(o, "input_scale", L->in_scale);
+            cJSON_AddNumberToObject(o, "input_zero", L->in_zero);
+        } else {
+            const float *sc = q->rt.blocks[i - nl].attn_scale;
+            cJSON_AddNumberToObject(o, "q_scale", sc[0]);
+            cJSON_AddNumberToObject(o, "k_scale", sc[1]);
+            cJSON_AddNumberToObject(o, "v_scale", sc[2]);
+            cJSON_AddNumberToObject(o, "p_scale", sc[3]);
+        }
         /* JSON has no infinity: an exact layer reports null */
         if (isfinite(err[i].sqnr_db)) cJSON_AddNumberToObject(o, "sqnr_db", err[i].sqnr_db);
         else cJSON_AddNullToObject(o, "sqnr_db");
@@ -157,13 +167,12 @@ static cJSON *layers_json(const struct evit_qmodel *q, const struct evit_quant_l
     return a;
 }
 
-/* The int8 layer with the lowest isolated SQNR, or -1. */
-static int worst_int8_layer(const struct evit_qmodel *q, const struct evit_quant_layer_err *err)
+/* The int8 entry (layer or attention) with the lowest isolated SQNR, or -1. */
+static int worst_int8_entry(const struct evit_qmodel *q, const struct evit_quant_layer_err *err)
 {
     int worst = -1;
-    for (int i = 0; i < evrt_layer_count(&q->rt); i++)
-        if (evrt_model_layer(&q->rt, i)->dtype == EVRT_I8 &&
-            (worst < 0 || err[i].sqnr_db < err[worst].sqnr_db))
+    for (int i = 0; i < evit_quant_entries(q); i++)
+        if (evit_quant_dtype(q, i) == EVRT_I8 && (worst < 0 || err[i].sqnr_db < err[worst].sqnr_db))
             worst = i;
     return worst;
 }
@@ -178,7 +187,7 @@ int main(int argc, char **argv)
     struct evit_qmodel q = {0};
     struct evit_eval_result ef = {0}, eq = {0};
     struct evit_quant_stats *stats = NULL;
-    struct evit_quant_layer_err err[2 + 4 * EVIT_MAX_DEPTH];
+    struct evit_quant_layer_err err[2 + 5 * EVIT_MAX_DEPTH];
     uint8_t *cimg = NULL;
     cJSON *history = NULL;
     int rc = EVIT_EXIT_FAIL, have_q = 0;
@@ -225,8 +234,8 @@ int main(int argc, char **argv)
     snprintf(q.calibrator, sizeof q.calibrator, "%s", evit_calibrator_name(qc.calibrator));
     q.percentile = qc.calibrator == EVIT_CAL_PERCENTILE ? qc.percentile : 0.0;
     q.symmetric = qc.symmetric;
-    int nl = evrt_layer_count(&q.rt);
-    stats = evit_malloc(sizeof *stats * (size_t)nl);
+    int nl = evrt_layer_count(&q.rt), ne = evit_quant_entries(&q);
+    stats = evit_malloc(sizeof *stats * (size_t)evit_quant_stat_count(&q));
     if (!a.quiet) evit_info("calibrating %d layers on %d images of %s (%s)", nl, ncal, a.calib, q.calibrator);
     if (evit_quant_collect(&q, cimg, ncal, qc.batch, stats) < 0) goto fail;
     evit_quant_apply(&q, stats, &qc);
@@ -243,19 +252,19 @@ int main(int argc, char **argv)
         cJSON_AddItemToArray(history, h);
     }
     while (qc.max_drop >= 0 && ef.top1 - eq.top1 > qc.max_drop) {
-        int w = worst_int8_layer(&q, err);
+        int w = worst_int8_entry(&q, err);
         if (w < 0) break;
-        evrt_model_layer(&q.rt, w)->dtype = EVRT_F32;
+        evit_quant_set_dtype(&q, w, EVRT_F32);
         evit_eval_result_free(&eq);
         if (eval_int8(&q, &val, qc.batch, 0, a.out, &eq) < 0) goto fail;
-        evrt_layer_name(&q.rt, w, name, sizeof name);
+        evit_quant_entry_name(&q, w, name, sizeof name);
         if (!a.quiet) evit_info("kept %s in float32: top-1 %.2f%% (drop %.2f)", name, eq.top1, ef.top1 - eq.top1);
         cJSON *h = cJSON_CreateObject();
         cJSON_AddStringToObject(h, "kept_float", name);
         cJSON_AddNumberToObject(h, "top1", eq.top1);
         cJSON_AddItemToArray(history, h);
     }
-    if (evit_qmodel_int8_layers(&q) < nl && evit_quant_measure(&q, cimg, nmeasure, qc.batch, err) < 0)
+    if (cJSON_GetArraySize(history) > 1 && evit_quant_measure(&q, cimg, nmeasure, qc.batch, err) < 0)
         goto fail;
 
     const char *parent = a.parent ? a.parent : meta.report ? meta.report : meta.parent_report;
@@ -265,9 +274,10 @@ int main(int argc, char **argv)
 
     double fbytes = 4.0 * (double)evit_config_params(&m.cfg), qbytes = (double)evrt_model_bytes(&q.rt);
     printf("%s: float top-1 %.2f%%, INT8 top-1 %.2f%% (drop %.2f, budget %.2f), %s, %d/%d layers int8, "
-           "%.0f -> %.0f bytes (%.2fx)\n",
+           "%d/%d attentions int8, %.0f -> %.0f bytes (%.2fx)\n",
            a.out, ef.top1, eq.top1, ef.top1 - eq.top1, qc.max_drop, q.calibrator,
-           evit_qmodel_int8_layers(&q), nl, fbytes, qbytes, fbytes / qbytes);
+           evit_qmodel_int8_layers(&q), nl, evit_qmodel_int8_attention(&q), q.rt.depth, fbytes, qbytes,
+           fbytes / qbytes);
     if (a.report) {
         cJSON *rep = evit_report_new("quantize", a.out, a.val, parent);
         evit_report_add_model(rep, &m.cfg, qbytes);
@@ -293,13 +303,14 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(o, "float_linear_weight_bytes", linear_weight_bytes(&q.rt, 1));
         cJSON_AddNumberToObject(o, "int8_linear_weight_bytes", linear_weight_bytes(&q.rt, 0));
         cJSON_AddNumberToObject(o, "int8_layers", evit_qmodel_int8_layers(&q));
+        cJSON_AddNumberToObject(o, "int8_attention", evit_qmodel_int8_attention(&q));
         cJSON *kf = cJSON_AddArrayToObject(o, "float_layers");
-        for (int i = 0; i < nl; i++)
-            if (evrt_model_layer(&q.rt, i)->dtype == EVRT_F32)
-                cJSON_AddItemToArray(kf, cJSON_CreateString(evrt_layer_name(&q.rt, i, name, sizeof name)));
+        for (int i = 0; i < (qc.quantize_attention ? ne : nl); i++)
+            if (evit_quant_dtype(&q, i) == EVRT_F32)
+                cJSON_AddItemToArray(kf, cJSON_CreateString(evit_quant_entry_name(&q, i, name, sizeof name)));
         cJSON_AddItemToObject(o, "budget_history", history);
         history = NULL;
-        cJSON_AddItemToObject(o, "layers", layers_json(&q, err));
+        cJSON_AddItemToObject(o, "layers", layers_json(&q, err, qc.quantize_attention));
         int bad = evit_report_save(rep, a.report, evit_now() - t0) < 0;
         cJSON_Delete(rep);
         if (bad) goto fail;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "ops.h"
 #include "util.h"
 
 #define NB EVIT_QUANT_BINS
@@ -67,10 +68,6 @@ int evit_quant_config_load(const char *path, struct evit_quant_config *c)
     }
     if (c->calibrator == EVIT_CAL_ENTROPY && !c->symmetric) {
         evit_error("%s: calibrator: entropy needs symmetric ranges (set symmetric true or pick another calibrator)", path);
-        goto fail;
-    }
-    if (c->quantize_attention) {
-        evit_error("%s: quantize_attention: INT8 attention matmuls are not implemented yet", path);
         goto fail;
     }
     return EVIT_OK;
@@ -325,15 +322,35 @@ void evit_quant_params(const struct evit_quant_stats *s, const struct evit_quant
     }
 }
 
+int evit_quant_stat_count(const struct evit_qmodel *q)
+{
+    return evrt_layer_count(&q->rt) + 4 * q->rt.depth;
+}
+
 void evit_quant_apply(struct evit_qmodel *q, const struct evit_quant_stats *stats,
                       const struct evit_quant_config *c)
 {
-    struct evit_quant_config pixels = *c;
+    struct evit_quant_config pixels = *c, att = *c, prob = *c;
+    int nl = evrt_layer_count(&q->rt);
+    int32_t zero;
     pixels.calibrator = EVIT_CAL_MINMAX;
-    for (int i = 0; i < evrt_layer_count(&q->rt); i++) {
+    for (int i = 0; i < nl; i++) {
         struct evrt_linear *L = evrt_model_layer(&q->rt, i);
         evit_quant_params(&stats[i], i == 0 ? &pixels : c, &L->in_scale, &L->in_zero);
         L->dtype = EVRT_I8;
+    }
+    if (!c->quantize_attention) return;
+    /* q, k, v: the config's calibrator, symmetric (the runtime's INT8
+     * attention has no zero points); p: the largest probability seen,
+     * so that a confident head's peak is not clipped */
+    att.symmetric = 1;
+    prob.symmetric = 1;
+    prob.calibrator = EVIT_CAL_MINMAX;
+    for (int l = 0; l < q->rt.depth; l++) {
+        struct evrt_block *b = &q->rt.blocks[l];
+        for (int k = 0; k < 4; k++)
+            evit_quant_params(&stats[nl + 4 * l + k], k == 3 ? &prob : &att, &b->attn_scale[k], &zero);
+        b->attn_dtype = EVRT_I8;
     }
 }
 
@@ -358,45 +375,118 @@ static int run_images(struct evit_qmodel *q, const uint8_t *images, int n, int b
     return rc == EVRT_OK ? EVIT_OK : EVIT_ERR;
 }
 
+/* saved: the dtypes of the linear layers, then of each block's attention
+ * (evit_quant_entries(q) entries). */
+static int *dtype_of(struct evit_qmodel *q, int i)
+{
+    int nl = evrt_layer_count(&q->rt);
+    return i < nl ? &evrt_model_layer(&q->rt, i)->dtype : &q->rt.blocks[i - nl].attn_dtype;
+}
+
 static void save_dtypes(struct evit_qmodel *q, int *saved, int set_float)
 {
-    for (int i = 0; i < evrt_layer_count(&q->rt); i++) {
-        struct evrt_linear *L = evrt_model_layer(&q->rt, i);
-        saved[i] = L->dtype;
-        if (set_float) L->dtype = EVRT_F32;
+    for (int i = 0; i < evit_quant_entries(q); i++) {
+        saved[i] = *dtype_of(q, i);
+        if (set_float) *dtype_of(q, i) = EVRT_F32;
     }
 }
 
 static void restore_dtypes(struct evit_qmodel *q, const int *saved)
 {
-    for (int i = 0; i < evrt_layer_count(&q->rt); i++) evrt_model_layer(&q->rt, i)->dtype = saved[i];
+    for (int i = 0; i < evit_quant_entries(q); i++) *dtype_of(q, i) = saved[i];
+}
+
+int evit_quant_entries(const struct evit_qmodel *q) { return evrt_layer_count(&q->rt) + q->rt.depth; }
+
+void evit_quant_set_dtype(struct evit_qmodel *q, int entry, int dtype) { *dtype_of(q, entry) = dtype; }
+
+int evit_quant_dtype(const struct evit_qmodel *q, int entry)
+{
+    return *dtype_of((struct evit_qmodel *)q, entry);
+}
+
+const char *evit_quant_entry_name(const struct evit_qmodel *q, int entry, char *buf, size_t n)
+{
+    int nl = evrt_layer_count(&q->rt);
+    if (entry < nl) return evrt_layer_name(&q->rt, entry, buf, n);
+    snprintf(buf, n, "blocks.%d.attn.matmul", entry - nl);
+    return buf;
+}
+
+/* Float attention's probabilities (B, H, T, T) and output (B, T, I) for
+ * the widest block. */
+static void attention_buffers(const struct evit_qmodel *q, int B, float **att, float **out)
+{
+    size_t T = (size_t)evrt_model_tokens(&q->rt), H = 1, I = 1;
+    for (int l = 0; l < q->rt.depth; l++) {
+        const struct evrt_block *b = &q->rt.blocks[l];
+        H = (size_t)b->heads > H ? (size_t)b->heads : H;
+        I = (size_t)(b->heads * b->head_dim) > I ? (size_t)(b->heads * b->head_dim) : I;
+    }
+    *att = evit_malloc(sizeof(float) * (size_t)B * H * T * T);
+    *out = evit_malloc(sizeof(float) * (size_t)B * T * I);
 }
 
 struct collect {
     struct evit_quant_stats *stats;
+    const struct evit_qmodel *q;
     int pass;
+    float *att, *out; /* (B, H, T, T), (B, T, Imax): float attention */
 };
 
+static void stats_add(struct collect *c, int i, const float *x, size_t n)
+{
+    if (c->pass == 0)
+        evit_quant_stats_range(&c->stats[i], x, n);
+    else
+        evit_quant_stats_hist(&c->stats[i], x, n);
+}
+
+/* Linear inputs; and from each block's qkv output, q (the rows that are
+ * queries: the class token's alone in the last block), k, v and the
+ * softmax's peak probabilities. */
 static void collect_observer(void *user, int layer, int phase, const float *x, int rows, int cols)
 {
     struct collect *c = user;
-    if (phase != EVRT_OBSERVE_INPUT) return;
-    if (c->pass == 0)
-        evit_quant_stats_range(&c->stats[layer], x, (size_t)rows * cols);
-    else
-        evit_quant_stats_hist(&c->stats[layer], x, (size_t)rows * cols);
+    const struct evrt_model *m = &c->q->rt;
+    int nl = evrt_layer_count(m), l = (layer - 1) / 4;
+    if (phase == EVRT_OBSERVE_INPUT) {
+        stats_add(c, layer, x, (size_t)rows * cols);
+        return;
+    }
+    if (layer < 1 || layer >= nl - 1 || (layer - 1) % 4 != 0) return;
+    const struct evrt_block *b = &m->blocks[l];
+    int T = evrt_model_tokens(m), B = rows / T, I = cols / 3, last = l == m->depth - 1;
+    int s0 = nl + 4 * l; /* stats of q, k, v, p */
+    for (int r = 0; r < rows; r++)
+        for (int k = 0; k < 3; k++)
+            if (k > 0 || !last || r % T == 0)
+                stats_add(c, s0 + k, x + (size_t)r * cols + (size_t)k * I, (size_t)I);
+    /* each row's largest probability, in place of its first */
+    size_t rows_p = (size_t)B * b->heads * (last ? 1 : T);
+    evit_attention_forward_q(c->out, c->att, x, B, T, last ? 1 : T, b->heads, b->head_dim);
+    for (size_t r = 0; r < rows_p; r++) {
+        const float *p = c->att + r * T;
+        float mx = 0.0f;
+        for (int u = 0; u < T; u++) mx = p[u] > mx ? p[u] : mx;
+        c->att[r] = mx;
+    }
+    stats_add(c, s0 + 3, c->att, rows_p);
 }
 
 int evit_quant_collect(struct evit_qmodel *q, const uint8_t *images, int n, int batch,
                        struct evit_quant_stats *stats)
 {
-    int saved[2 + 4 * EVIT_MAX_DEPTH], rc = EVIT_OK;
-    struct collect c = {stats, 0};
-    for (int i = 0; i < evrt_layer_count(&q->rt); i++) evit_quant_stats_init(&stats[i]);
+    int saved[2 + 5 * EVIT_MAX_DEPTH], rc = EVIT_OK;
+    struct collect c = {stats, q, 0, NULL, NULL};
+    attention_buffers(q, batch, &c.att, &c.out);
+    for (int i = 0; i < evit_quant_stat_count(q); i++) evit_quant_stats_init(&stats[i]);
     save_dtypes(q, saved, 1);
     for (c.pass = 0; c.pass < 2 && rc == EVIT_OK; c.pass++)
         rc = run_images(q, images, n, batch, collect_observer, &c);
     restore_dtypes(q, saved);
+    free(c.att);
+    free(c.out);
     return rc;
 }
 
@@ -429,12 +519,54 @@ static double cosine(const struct err_sums *s)
 struct measure {
     struct evit_qmodel *q;
     int pass;               /* 0: float model, 1: current model */
+    const int *saved;       /* the current model's dtypes (save_dtypes) */
     struct err_sums *iso, *mod;
-    float **ref;            /* per layer: the float model's output, this batch */
+    float **ref;            /* per entry: the float model's output, this batch */
     size_t *ref_n;
     float *yq;              /* isolated int8 output of the layer being run */
     int8_t *xq;
+    float *att_p, *att_out; /* float attention, for the isolated error */
+    void *scratch;          /* for evrt_attention_i8_ref */
 };
+
+static void keep_ref(struct measure *m, int e, const float *x, size_t n)
+{
+    if (m->ref_n[e] < n) {
+        free(m->ref[e]);
+        m->ref[e] = evit_malloc(sizeof(float) * n);
+    }
+    m->ref_n[e] = n;
+    memcpy(m->ref[e], x, sizeof(float) * n);
+}
+
+/* Attention entries: isolated, the runtime's INT8 attention (the _ref
+ * specification) against float attention on the float model's qkv; in the
+ * model, the attention output (the proj layer's input) of the current
+ * model against the float model's. */
+static void measure_attention(struct measure *m, int layer, int phase, const float *x, int rows, int cols)
+{
+    const struct evrt_model *rt = &m->q->rt;
+    int nl = evrt_layer_count(rt), l = (layer - 1) / 4, e = nl + l, k = (layer - 1) % 4;
+    if (layer < 1 || layer >= nl - 1 || k > 1) return;
+    const struct evrt_block *b = &rt->blocks[l];
+    int T = evrt_model_tokens(rt), nq = l == rt->depth - 1 ? 1 : T;
+    if (k == 0 && phase == EVRT_OBSERVE_OUTPUT && m->pass == 0 && m->saved[e] == EVRT_I8) {
+        int B = rows / T;
+        size_t n = (size_t)B * nq * b->heads * b->head_dim;
+        evit_attention_forward_q(m->att_out, m->att_p, x, B, T, nq, b->heads, b->head_dim);
+        evrt_attention_i8_ref(m->yq, m->scratch, x, B, T, nq, b->heads, b->head_dim, b->attn_scale);
+        err_add(&m->iso[e], m->att_out, m->yq, n);
+    } else if (k == 1 && phase == EVRT_OBSERVE_INPUT) {
+        size_t n = (size_t)rows * cols;
+        if (m->pass == 0) {
+            keep_ref(m, e, x, n);
+        } else {
+            EVIT_ASSERT(m->ref_n[e] == n);
+            err_add(&m->mod[e], m->ref[e], x, n);
+        }
+    }
+    (void)cols;
+}
 
 static void measure_observer(void *user, int layer, int phase, const float *x, int rows, int cols)
 {
@@ -447,31 +579,29 @@ static void measure_observer(void *user, int layer, int phase, const float *x, i
                            L->in, L->out);
     } else if (m->pass == 0) {
         err_add(&m->iso[layer], x, m->yq, n);
-        if (m->ref_n[layer] < n) {
-            free(m->ref[layer]);
-            m->ref[layer] = evit_malloc(sizeof(float) * n);
-        }
-        m->ref_n[layer] = n;
-        memcpy(m->ref[layer], x, sizeof(float) * n);
+        keep_ref(m, layer, x, n);
     } else if (phase == EVRT_OBSERVE_OUTPUT) {
         EVIT_ASSERT(m->ref_n[layer] == n);
         err_add(&m->mod[layer], m->ref[layer], x, n);
     }
+    /* after the layer's own error: it reuses m->yq */
+    measure_attention(m, layer, phase, x, rows, cols);
 }
 
 int evit_quant_measure(struct evit_qmodel *q, const uint8_t *images, int n, int batch,
                        struct evit_quant_layer_err *err)
 {
-    int nl = evrt_layer_count(&q->rt), saved[2 + 4 * EVIT_MAX_DEPTH], rc = EVIT_OK;
+    int nl = evit_quant_entries(q), saved[2 + 5 * EVIT_MAX_DEPTH], rc = EVIT_OK, dmax = 1;
     size_t img = (size_t)q->rt.img_size * q->rt.img_size * q->rt.channels, most = 0;
     int T = evrt_model_tokens(&q->rt);
-    struct measure m = {.q = q};
-    for (int i = 0; i < nl; i++) {
+    struct measure m = {.q = q, .saved = saved};
+    for (int i = 0; i < evrt_layer_count(&q->rt); i++) {
         const struct evrt_linear *L = evrt_model_layer(&q->rt, i);
         size_t a = (size_t)L->in * T, b = (size_t)L->out * T;
         most = a > most ? a : most;
         most = b > most ? b : most;
     }
+    for (int l = 0; l < q->rt.depth; l++) dmax = q->rt.blocks[l].head_dim > dmax ? q->rt.blocks[l].head_dim : dmax;
     most *= (size_t)batch;
     m.iso = evit_calloc((size_t)nl, sizeof *m.iso);
     m.mod = evit_calloc((size_t)nl, sizeof *m.mod);
@@ -479,10 +609,11 @@ int evit_quant_measure(struct evit_qmodel *q, const uint8_t *images, int n, int 
     m.ref_n = evit_calloc((size_t)nl, sizeof *m.ref_n);
     m.yq = evit_malloc(sizeof(float) * most);
     m.xq = evit_malloc(most);
-    save_dtypes(q, saved, 0);
+    attention_buffers(q, batch, &m.att_p, &m.att_out);
+    m.scratch = evit_malloc(evrt_attention_i8_scratch(T, dmax));
     for (int s = 0; s < n && rc == EVIT_OK; s += batch) {
         int b = n - s < batch ? n - s : batch;
-        for (int i = 0; i < nl; i++) evrt_model_layer(&q->rt, i)->dtype = EVRT_F32;
+        save_dtypes(q, saved, 1);
         m.pass = 0;
         rc = run_images(q, images + (size_t)s * img, b, b, measure_observer, &m);
         restore_dtypes(q, saved);
@@ -502,5 +633,8 @@ int evit_quant_measure(struct evit_qmodel *q, const uint8_t *images, int n, int 
     free(m.ref_n);
     free(m.yq);
     free(m.xq);
+    free(m.att_p);
+    free(m.att_out);
+    free(m.scratch);
     return rc;
 }

@@ -35,7 +35,7 @@ struct evit_quant_config {
     int calib_images;       /* training images used for statistics */
     int symmetric;          /* activations: zero point 0, or asymmetric */
     double max_drop;        /* accuracy budget in points; negative: no budget */
-    int quantize_attention; /* not implemented: must be false */
+    int quantize_attention; /* INT8 attention matmuls too (evrt.h) */
     int seed;               /* which training images calibrate */
     int measure_images;     /* calibration images for the per-layer errors */
     int batch;              /* images per runtime call */
@@ -75,16 +75,29 @@ void evit_quant_range(const struct evit_quant_stats *s, enum evit_calibrator c, 
 void evit_quant_params(const struct evit_quant_stats *s, const struct evit_quant_config *c,
                        float *scale, int32_t *zero);
 
+/* Entries that can be int8 or float: the linear layers in evrt_model_layer
+ * order, then each block's attention matmuls ("blocks.L.attn.matmul"). */
+int evit_quant_entries(const struct evit_qmodel *q);
+int evit_quant_dtype(const struct evit_qmodel *q, int entry);
+void evit_quant_set_dtype(struct evit_qmodel *q, int entry, int dtype);
+const char *evit_quant_entry_name(const struct evit_qmodel *q, int entry, char *buf, size_t n);
+
 /* Sets every layer's activation scale and zero point from its statistics
- * and makes it int8.  The patch embedding's input is normalised pixels: 256
+ * and makes it int8; with quantize_attention, also each block's attention
+ * scales (q, k, v by the calibrator, symmetric; p the largest probability
+ * seen / 127) and makes it int8.  The patch embedding's input is normalised pixels: 256
  * values per channel, all of which occur, so clipping any of them never
  * helps; it always gets the observed range (minmax), whatever the config's
  * calibrator (entropy, on that spiky histogram, clips away the bright end). */
 void evit_quant_apply(struct evit_qmodel *q, const struct evit_quant_stats *stats,
                       const struct evit_quant_config *c);
 
+/* Statistics kept per model: each linear layer's input, then per block
+ * the attention's q, k, v and peak softmax probability. */
+int evit_quant_stat_count(const struct evit_qmodel *q);
+
 /* Runs q's float path over n images (H*W*C bytes each) with an observer, in
- * batches, both passes; stats has evrt_layer_count(&q->rt) entries.  q's
+ * batches, both passes; stats has evit_quant_stat_count(q) entries.  q's
  * dtypes are set to EVRT_F32 for the duration and restored. */
 int evit_quant_collect(struct evit_qmodel *q, const uint8_t *images, int n, int batch,
                        struct evit_quant_stats *stats);
@@ -98,6 +111,8 @@ struct evit_quant_layer_err {
     double sqnr_db, cosine;             /* isolated */
     double sqnr_db_model, cosine_model; /* in the current model */
 };
+/* err has evit_quant_entries(q) entries; an attention's output is its
+ * attention result (the proj layer's input), isolated only when int8. */
 int evit_quant_measure(struct evit_qmodel *q, const uint8_t *images, int n, int batch,
                        struct evit_quant_layer_err *err);
 

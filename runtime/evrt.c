@@ -210,11 +210,10 @@ int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
         if (b->attn_dtype != EVRT_F32 && b->attn_dtype != EVRT_I8)
             return fail(err, n, "block %d: unknown attention dtype %d", l, b->attn_dtype);
         if (b->attn_dtype == EVRT_I8) {
-            const float sc[4] = {b->q_scale, b->k_scale, b->v_scale, b->p_scale};
             for (i = 0; i < 4; i++)
-                if (!(sc[i] > 0.0f) || sc[i] > 1e30f)
+                if (!(b->attn_scale[i] > 0.0f) || b->attn_scale[i] > 1e30f)
                     return fail(err, n, "block %d: INT8 attention scale %g is not positive and finite",
-                                l, (double)sc[i]);
+                                l, (double)b->attn_scale[i]);
             /* |q.k| <= 127^2 d stays an exact float; sum_u E < 2^31 */
             if (b->head_dim > 512 || evrt_model_tokens(m) > 65535)
                 return fail(err, n, "block %d: INT8 attention takes head_dim <= 512 and < 65536 tokens", l);
@@ -859,12 +858,13 @@ static void att_i8_run(void *arg, int tid, int nt)
     const struct evrt_block *blk = j->blk;
     int T = c->T, I = j->H * j->d, d = j->d, Q = (j->nq + ATT_ROWS - 1) / ATT_ROWS, last = -1;
     int lo, hi, p, u, i, r;
-    float iq = 1.0f / blk->q_scale, ik = 1.0f / blk->k_scale, iv = 1.0f / blk->v_scale;
-    float sc = (blk->q_scale * blk->k_scale) / sqrtf((float)d);
+    const float *s4 = blk->attn_scale; /* q, k, v, p */
+    float iq = 1.0f / s4[0], ik = 1.0f / s4[1], iv = 1.0f / s4[2];
+    float sc = (s4[0] * s4[1]) / sqrtf((float)d);
     struct att8 a;
     att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
     for (u = 0; u < T; u++) a.ones[u] = 1.0f;
-    for (i = 0; i < d; i++) a.vs[i] = blk->v_scale;
+    for (i = 0; i < d; i++) a.vs[i] = s4[2];
     share(j->B * j->H * Q, 1, tid, nt, &lo, &hi);
     for (p = lo; p < hi; p++) {
         int bh = p / Q, q0 = p % Q * ATT_ROWS, nr = j->nq - q0 < ATT_ROWS ? j->nq - q0 : ATT_ROWS;
@@ -887,9 +887,9 @@ static void att_i8_run(void *arg, int tid, int nt)
                 a.qf[r * d + i] = (float)evrt_qsym(base[(size_t)(q0 + r) * 3 * I + h * d + i], iq);
         k->quant(a.xq, a.qf, nr, d, 1.0f, 0);
         k->i8p(a.S, a.xq, 0, 1.0f, a.kp, a.kws, a.ones, NULL, nr, d, T, 0, T);
-        evrt_softmax_i8(a.S, nr, T, sc, blk->p_scale, a.E);
+        evrt_softmax_i8(a.S, nr, T, sc, s4[3], a.E);
         k->quant(a.xq, a.S, nr, T, 1.0f, 0);
-        k->i8p(a.os, a.xq, 0, blk->p_scale, a.vp, a.vws, a.vs, NULL, nr, T, d, 0, d);
+        k->i8p(a.os, a.xq, 0, s4[3], a.vp, a.vws, a.vs, NULL, nr, T, d, 0, d);
         for (r = 0; r < nr; r++)
             memcpy(j->out + ((size_t)b * j->nq + q0 + r) * I + h * d, a.os + (size_t)r * d,
                    sizeof(float) * (size_t)d);
@@ -903,8 +903,7 @@ static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, con
     int H = blk->heads, d = blk->head_dim;
     int int8 = blk->attn_dtype == EVRT_I8;
     if (int8 && !c->k->i8p) {
-        const float sc[4] = {blk->q_scale, blk->k_scale, blk->v_scale, blk->p_scale};
-        evrt_attention_i8_ref(out, c->att8, qkv, B, c->T, nq, H, d, sc);
+        evrt_attention_i8_ref(out, c->att8, qkv, B, c->T, nq, H, d, blk->attn_scale);
         return;
     }
     if (c->k->isa == EVRT_ISA_REF) {

@@ -100,8 +100,8 @@ struct evrt_linear {
 struct evrt_block {
     int heads, head_dim, mlp;        /* I = heads * head_dim */
     int attn_dtype;                  /* EVRT_F32, or EVRT_I8: INT8 attention (above) */
-    float q_scale, k_scale, v_scale; /* for EVRT_I8 attention: q ~ qi * q_scale, ... */
-    float p_scale;                   /* ... and softmax output p ~ P * p_scale */
+    float attn_scale[4];             /* for EVRT_I8 attention: q_scale, k_scale, v_scale,
+                                        p_scale (q ~ sq(q) * q_scale, ...) */
     const float *ln1_w, *ln1_b;      /* (D) */
     struct evrt_linear qkv;          /* D -> 3I, rows q | k | v, each head-major */
     struct evrt_linear proj;         /* I -> D */
@@ -241,7 +241,8 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *
  *   offset  size  field
  *   0       8     magic "EVITMODL"
- *   8       4     u32 format version (1)
+ *   8       4     u32 format version: 1, or 2 when some block has INT8
+ *                 attention (this runtime reads both)
  *   12      4     u32 endianness marker 0x01020304 (bytes 04 03 02 01)
  *   16      4     u32 header_bytes H: bytes [0, H) are the header; a
  *                 multiple of 64
@@ -259,7 +260,8 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   88      16    f32 mean[4] \ per channel on pixel/255, unused channels 0;
  *   104     16    f32 std[4]  / std > 0
  *   120     8     zero
- *   128     16*depth       blocks: u32 heads, head_dim, mlp, 0
+ *   128     16*depth       blocks: u32 heads, head_dim, mlp, attention dtype
+ *                 (0 float32, 1 int8: version 2 only)
  *   then    16*(2+4depth)  linear layers in evrt_model_layer order:
  *                 u32 dtype (enum evrt_dtype), f32 in_scale, i32 in_zero, 0
  *   then    96*n_tensors   tensor table:
@@ -282,7 +284,8 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   blocks.L.norm2.weight / .bias (D), norm.weight / norm.bias (D);
  *   X.weight float32 (out, in) for a float32 layer, X.weight_int8 int8
  *   (out, in) and X.weight_scale float32 (out) for an int8 layer; X.bias
- *   float32 (out), optional.  No other tensor, none twice.  float32
+ *   float32 (out), optional; blocks.L.attn.act_scale float32 (4), the
+ *   q, k, v, p scales of a block with INT8 attention.  No other tensor, none twice.  float32
  *   tensors must be finite.
  *
  * The loader checks all of it before use and never reads outside the

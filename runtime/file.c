@@ -39,6 +39,7 @@ struct evrt_file {
     const char *name;
     const char **classes; /* (classes) or NULL */
     struct evrt_lineage lineage;
+    uint32_t version;
 };
 
 static const uint32_t crc_table[256] = {
@@ -188,12 +189,16 @@ static int read_blocks(struct evrt_file *f, char *err, size_t n)
     m->blocks = f->blocks;
     for (l = 0; l < m->depth; l++) {
         const uint8_t *e = f->data + evrt_file_blocks_at() + (size_t)l * EVRT_BLOCK_ENTRY;
-        uint32_t heads = rd32(e), hd = rd32(e + 4), mlp = rd32(e + 8);
+        uint32_t heads = rd32(e), hd = rd32(e + 4), mlp = rd32(e + 8), att = rd32(e + 12);
         struct evrt_block *b = &f->blocks[l];
         if (heads < 1 || hd < 1 || heads > EVRT_FILE_MAX_DIM || hd > EVRT_FILE_MAX_DIM ||
-            (uint64_t)heads * hd > EVRT_FILE_MAX_DIM / 4 || mlp < 1 || mlp > EVRT_FILE_MAX_DIM || rd32(e + 12))
+            (uint64_t)heads * hd > EVRT_FILE_MAX_DIM / 4 || mlp < 1 || mlp > EVRT_FILE_MAX_DIM)
             return ferr(err, n, EVRT_EFORMAT, "block %d: %lu heads of %lu, MLP %lu out of range", l,
                         (unsigned long)heads, (unsigned long)hd, (unsigned long)mlp);
+        if (att > EVRT_I8 || (att && f->version < EVRT_FILE_VERSION_ATT))
+            return ferr(err, n, EVRT_EFORMAT, "block %d: attention dtype %lu invalid in format version %lu",
+                        l, (unsigned long)att, (unsigned long)f->version);
+        b->attn_dtype = (int)att;
         b->heads = (int)heads;
         b->head_dim = (int)hd;
         b->mlp = (int)mlp;
@@ -399,6 +404,12 @@ static int bind_all(struct evrt_file *f, struct tensor *t, uint32_t nt, char *er
         BIND(name, D, 0, b->ln2_w);
         sprintf(name, "blocks.%d.norm2.bias", l);
         BIND(name, D, 0, b->ln2_b);
+        if (b->attn_dtype == EVRT_I8) {
+            const uint8_t *sc;
+            sprintf(name, "blocks.%d.attn.act_scale", l);
+            BIND(name, 4, 0, sc);
+            for (k = 0; k < 4; k++) b->attn_scale[k] = rdf32(sc + 4 * k);
+        }
     }
 #undef BIND
     for (i = 0; i < evrt_layer_count(m); i++)
@@ -429,9 +440,10 @@ static int parse(struct evrt_file *f, char *err, size_t n)
         memcpy(&b, &one, 1);
         if (b != 1) return ferr(err, n, EVRT_EFORMAT, "this host is big-endian; model files are little-endian");
     }
-    if (rd32(h + EVRT_FH_VERSION) != EVRT_FILE_VERSION)
-        return ferr(err, n, EVRT_EFORMAT, "format version %lu, this runtime reads %u",
-                    (unsigned long)rd32(h + EVRT_FH_VERSION), EVRT_FILE_VERSION);
+    f->version = rd32(h + EVRT_FH_VERSION);
+    if (f->version < 1 || f->version > EVRT_FILE_VERSION)
+        return ferr(err, n, EVRT_EFORMAT, "format version %lu, this runtime reads 1 to %u",
+                    (unsigned long)f->version, EVRT_FILE_VERSION);
     header = rd32(h + EVRT_FH_HEADER_BYTES);
     file_bytes = rd64(h + EVRT_FH_FILE_BYTES);
     if (header < EVRT_FH_BYTES || header % EVRT_FILE_ALIGN || header > f->len)

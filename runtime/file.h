@@ -15,7 +15,9 @@
 #include "evrt.h"
 
 #define EVRT_FILE_MAGIC "EVITMODL" /* 8 bytes, no terminator */
-#define EVRT_FILE_VERSION 1u
+#define EVRT_FILE_VERSION 2u   /* the newest this runtime reads */
+#define EVRT_FILE_VERSION_ATT 2u /* the first with INT8 attention; a file
+                                    without it is written as version 1 */
 #define EVRT_FILE_ENDIAN 0x01020304u /* stored as 04 03 02 01 */
 #define EVRT_FILE_ALIGN 64u
 
@@ -38,7 +40,7 @@
 #define EVRT_FH_RESERVED 120   /* u32[2], zero */
 #define EVRT_FH_BYTES 128
 
-#define EVRT_BLOCK_ENTRY 16  /* u32 heads, head_dim, mlp, reserved 0 */
+#define EVRT_BLOCK_ENTRY 16  /* u32 heads, head_dim, mlp, attention dtype (0 in version 1) */
 #define EVRT_LAYER_ENTRY 16  /* u32 dtype, f32 in_scale, i32 in_zero, u32 reserved 0 */
 #define EVRT_TENSOR_ENTRY 96 /* see below */
 #define EVRT_TENSOR_NAME 48  /* name bytes, NUL-terminated, zero-padded */

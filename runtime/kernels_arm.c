@@ -24,6 +24,18 @@
 #include <string.h>
 #include <sys/auxv.h>
 
+/* The tiles' loops must unroll completely, or the accumulator arrays
+ * live on the stack; and GCC's first scheduling pass, which hoists all
+ * sixteen products of a step ahead of their sadalp, spills two
+ * accumulators of the 4-row tile (32 vector registers: 16 accumulators,
+ * 8 inputs, products) unless it is off for the drivers. */
+#define UNROLL4 _Pragma("GCC unroll 4")
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_SCHED1 __attribute__((optimize("no-schedule-insns")))
+#else
+#define NO_SCHED1
+#endif
+
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
@@ -191,13 +203,13 @@ static inline __attribute__((always_inline)) void f32p_tile_neon(float *y, size_
 {
     float32x4_t a[4][4];
     int r, c, k;
-    for (r = 0; r < MR; r++)
-        for (c = 0; c < 4; c++) a[r][c] = vdupq_n_f32(0.0f);
+    UNROLL4 for (r = 0; r < MR; r++)
+        UNROLL4 for (c = 0; c < 4; c++) a[r][c] = vdupq_n_f32(0.0f);
     for (k = 0; k < K; k++) {
         const float *w = p + (size_t)k * ldb;
         float32x4_t w0 = vld1q_f32(w), w1 = vld1q_f32(w + 4), w2 = vld1q_f32(w + 8),
                     w3 = vld1q_f32(w + 12);
-        for (r = 0; r < MR; r++) {
+        UNROLL4 for (r = 0; r < MR; r++) {
             float32x4_t xb = vdupq_n_f32(x[(size_t)r * ldx + k]);
             a[r][0] = vfmaq_f32(a[r][0], xb, w0);
             a[r][1] = vfmaq_f32(a[r][1], xb, w1);
@@ -205,8 +217,8 @@ static inline __attribute__((always_inline)) void f32p_tile_neon(float *y, size_
             a[r][3] = vfmaq_f32(a[r][3], xb, w3);
         }
     }
-    for (r = 0; r < MR; r++)
-        for (c = 0; c < 4; c++) {
+    UNROLL4 for (r = 0; r < MR; r++)
+        UNROLL4 for (c = 0; c < 4; c++) {
             float32x4_t v = a[r][c];
             if (b) v = vaddq_f32(v, vld1q_f32(b + 4 * c));
             vst1q_f32(y + (size_t)r * ldy + 4 * c, v);
@@ -290,17 +302,6 @@ static void pack_i8_arm(void *dst, const int8_t *wq, int O, int I)
     } while (0)
 #define SDOT_STEP(acc, x, w) ((acc) = vdotq_s32((acc), (x), (w)))
 
-/* The tiles' loops must unroll completely, or the accumulator arrays
- * live on the stack; and GCC's first scheduling pass, which hoists all
- * sixteen products of a step ahead of their sadalp, spills two
- * accumulators of the 4-row tile (32 vector registers: 16 accumulators,
- * 8 inputs, products) unless it is off for the drivers. */
-#define UNROLL4 _Pragma("GCC unroll 4")
-#if defined(__GNUC__) && !defined(__clang__)
-#define NO_SCHED1 __attribute__((optimize("no-schedule-insns")))
-#else
-#define NO_SCHED1
-#endif
 
 /* Sums of rows [0, MR) of x against the group's 4 channels: s[r] lane c. */
 #define I8P_TILE(NAME, STEP, ATTR)                                                              \

@@ -11,11 +11,12 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$top/build}
 
 # Build tools and libraries, the Fashion-MNIST data, the Python pieces the
-# PyTorch parity checks use, and the aarch64 cross compiler and qemu that
-# run the runtime's ARM tests (those checks skip without them).
+# PyTorch parity checks use, the aarch64 cross compiler and qemu that run
+# the runtime's ARM tests, and llvm (llvm-mca) for the Cortex-A57 cycle
+# model (those checks skip without them).
 pkgs="build-essential autoconf automake pkg-config libopenblas-openmp-dev libopenblas-dev
       libhdf5-dev hdf5-tools libcjson-dev libpng-dev zlib1g-dev dataset-fashion-mnist
-      python3 python3-numpy python3-h5py gcc-aarch64-linux-gnu qemu-user"
+      python3 python3-numpy python3-h5py gcc-aarch64-linux-gnu qemu-user llvm"
 [ -n "${EVIT_NO_TORCH:-}" ] || pkgs="$pkgs python3-torch"
 
 missing=""

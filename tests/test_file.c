@@ -99,6 +99,18 @@ static int logits_of(const struct evrt_model *m, float *out)
     return rc;
 }
 
+/* INT8 attention in block 0, with scales that are not round numbers. */
+static void make_int8_attention(struct evit_qmodel *q)
+{
+    struct evrt_block *b = &q->rt.blocks[0];
+    b->attn_dtype = EVRT_I8;
+    b->attn_scale[0] = 0.031f;
+    b->attn_scale[1] = 0.027f;
+    b->attn_scale[2] = 0.019f;
+    b->attn_scale[3] = 0.0071f;
+}
+
+/* mixed: 0 float, 1 some int8 layers, 2 those and INT8 attention */
 static void round_trip(int mixed)
 {
     struct evit_vit m;
@@ -112,8 +124,11 @@ static void round_trip(int mixed)
     random_model(&m, 7 + (uint64_t)mixed);
     evit_qmodel_from_vit(&q, &m);
     if (mixed) make_mixed(&q);
+    if (mixed == 2) make_int8_attention(&q);
     CHECK(logits_of(&q.rt, want) == EVRT_OK);
     evit_export_build(&q.rt, &info, &buf, &len);
+    /* version 2 only where INT8 attention needs it */
+    CHECK(buf[EVRT_FH_VERSION] == (mixed == 2 ? 2 : 1));
     /* from a file (mmap) */
     snprintf(path, sizeof path, "%s/m%d.evit", test_tmpdir(), mixed);
     CHECK(evit_export_write(path, &q.rt, &info, NULL) == EVIT_OK);
@@ -131,6 +146,11 @@ static void round_trip(int mixed)
         CHECK(evrt_file_lineage(f)->source_fnv == 0x1234567890abcdefULL);
         CHECK(evrt_file_lineage(f)->config_fnv == 42);
         CHECK(evrt_model_bytes(fm) == evrt_model_bytes(&q.rt));
+        for (int l = 0; l < fm->depth; l++) {
+            CHECK(fm->blocks[l].attn_dtype == q.rt.blocks[l].attn_dtype);
+            if (fm->blocks[l].attn_dtype == EVRT_I8)
+                CHECK(memcmp(fm->blocks[l].attn_scale, q.rt.blocks[l].attn_scale, 4 * sizeof(float)) == 0);
+        }
         for (int i = 0; i < evrt_layer_count(fm); i++) {
             const struct evrt_linear *a = evrt_model_layer(fm, i), *b = evrt_model_layer(&q.rt, i);
             CHECK(a->dtype == b->dtype && a->in_scale == b->in_scale && a->in_zero == b->in_zero);
@@ -165,6 +185,7 @@ static void round_trip(int mixed)
 
 static void a_float_model_round_trips_to_bit_identical_logits(void) { round_trip(0); }
 static void a_mixed_int8_model_round_trips_to_bit_identical_logits(void) { round_trip(1); }
+static void a_model_with_int8_attention_round_trips_to_bit_identical_logits(void) { round_trip(2); }
 
 /* ---- memory ---- */
 
@@ -390,9 +411,12 @@ static void wrong_magic_version_or_endianness_is_refused(void)
     s.buf[0] = 'X';
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "magic"));
     s.buf[0] = 'E';
-    put32(s.buf + EVRT_FH_VERSION, 2);
+    put32(s.buf + EVRT_FH_VERSION, 3);
     fix_crc(&s);
-    CHECK(expect(&s, s.len, EVRT_EFORMAT, "version 2"));
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "version 3"));
+    put32(s.buf + EVRT_FH_VERSION, 0);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "version 0"));
     put32(s.buf + EVRT_FH_VERSION, 1);
     put32(s.buf + EVRT_FH_ENDIAN, 0x04030201u);
     fix_crc(&s);
@@ -402,6 +426,27 @@ static void wrong_magic_version_or_endianness_is_refused(void)
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "header size"));
     put32(s.buf + EVRT_FH_HEADER_BYTES, 100);
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "header size"));
+    free(s.raw);
+}
+
+static void int8_attention_needs_version_2_and_its_scales(void)
+{
+    struct sample s;
+    uint8_t *blk;
+    sample_make(&s);
+    blk = s.buf + evrt_file_blocks_at();
+    put32(blk + 12, 1); /* block 0: INT8 attention, in a version 1 file */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "attention dtype 1 invalid in format version 1"));
+    put32(s.buf + EVRT_FH_VERSION, 2); /* allowed now, but its scales are missing */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "tensor blocks.0.attn.act_scale is missing"));
+    put32(blk + 12, 2);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "attention dtype 2"));
+    put32(blk + 12, 0); /* a version 2 file with float attention is fine */
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_OK, ""));
     free(s.raw);
 }
 
@@ -523,12 +568,14 @@ int main(void)
     RUN(the_crc_is_the_ieee_one);
     RUN(a_float_model_round_trips_to_bit_identical_logits);
     RUN(a_mixed_int8_model_round_trips_to_bit_identical_logits);
+    RUN(a_model_with_int8_attention_round_trips_to_bit_identical_logits);
     RUN(a_file_context_lets_packed_weights_go_and_stays_exact);
     RUN(the_sample_file_itself_loads);
     RUN(any_flipped_header_byte_is_a_checksum_error);
     RUN(a_flipped_tensor_byte_is_a_checksum_error_naming_the_tensor);
     RUN(a_file_truncated_anywhere_is_refused);
     RUN(wrong_magic_version_or_endianness_is_refused);
+    RUN(int8_attention_needs_version_2_and_its_scales);
     RUN(offsets_outside_the_file_or_misaligned_are_refused);
     RUN(shapes_dtypes_and_config_inconsistent_with_each_other_are_refused);
     RUN(strings_must_be_terminated_and_counted);

@@ -419,10 +419,10 @@ static void tmodel_int8_attention(struct tmodel *t)
     int l;
     for (l = 0; l < 3; l++) {
         t->blk[l].attn_dtype = EVRT_I8;
-        t->blk[l].q_scale = 2.0f / 127.0f;
-        t->blk[l].k_scale = 1.5f / 127.0f;
-        t->blk[l].v_scale = 2.5f / 127.0f;
-        t->blk[l].p_scale = p[l];
+        t->blk[l].attn_scale[0] = 2.0f / 127.0f;
+        t->blk[l].attn_scale[1] = 1.5f / 127.0f;
+        t->blk[l].attn_scale[2] = 2.5f / 127.0f;
+        t->blk[l].attn_scale[3] = p[l];
     }
 }
 
@@ -539,9 +539,8 @@ static int attention_case(const char *kern, int nt, int img, int B, float *logit
         size_t m = (size_t)B * nq * I, i;
         float *ref = malloc(sizeof(float) * m), *fl = malloc(sizeof(float) * m), *sc = malloc(sizeof(float) * T);
         void *scratch = malloc(evrt_attention_i8_scratch(T, b->head_dim));
-        const float s4[4] = {b->q_scale, b->k_scale, b->v_scale, b->p_scale};
         double ee = 0, aa = 0;
-        evrt_attention_i8_ref(ref, scratch, cap.qkv[l], B, T, nq, b->heads, b->head_dim, s4);
+        evrt_attention_i8_ref(ref, scratch, cap.qkv[l], B, T, nq, b->heads, b->head_dim, b->attn_scale);
         evrt_attention_ref(fl, sc, cap.qkv[l], B, T, nq, b->heads, b->head_dim);
         for (i = 0; i < m; i++) {
             double d = (double)ref[i] - (double)fl[i];
@@ -600,11 +599,11 @@ static void int8_attention_needs_positive_scales_and_head_dims_up_to_512(void)
     tmodel_make(&t, 1);
     tmodel_int8_attention(&t);
     CHECK(evrt_model_check(&t.m, err, sizeof err) == EVRT_OK);
-    t.blk[1].p_scale = 0.0f;
+    t.blk[1].attn_scale[3] = 0.0f;
     CHECK(evrt_model_check(&t.m, err, sizeof err) == EVRT_EINVAL && strstr(err, "block 1") != NULL);
-    t.blk[1].p_scale = NAN;
+    t.blk[1].attn_scale[3] = NAN;
     CHECK(evrt_model_check(&t.m, err, sizeof err) == EVRT_EINVAL);
-    t.blk[1].p_scale = 0.01f;
+    t.blk[1].attn_scale[3] = 0.01f;
     t.blk[2].attn_dtype = 7;
     CHECK(evrt_model_check(&t.m, err, sizeof err) == EVRT_EINVAL && strstr(err, "attention dtype") != NULL);
     t.blk[2].attn_dtype = EVRT_I8;

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "config.h"
 #include "evrt.h"
+#include "h5.h"
 #include "qmodel.h"
 #include "quantize.h"
 #include "rng.h"
@@ -238,7 +239,8 @@ static void calibration_sees_what_the_device_computes_class_token_only_in_the_la
     evit_qmodel_from_vit(&q, &m);
     uint8_t *img = real_looking_images(10, 5);
     int nl = evrt_layer_count(&q.rt);
-    struct evit_quant_stats *st = evit_malloc(sizeof *st * (size_t)nl);
+    struct evit_quant_stats *st = evit_malloc(sizeof *st * (size_t)evit_quant_stat_count(&q));
+    REQUIRE(evit_quant_stat_count(&q) == nl + 4 * 4);
     REQUIRE(evit_quant_collect(&q, img, 10, 4, st) == 0);
     CHECK(st[0].count == 10.0 * 49 * 16);        /* patch embedding */
     CHECK(st[3].count == 10.0 * 50 * 64);        /* block 0 fc1: every token */
@@ -248,6 +250,15 @@ static void calibration_sees_what_the_device_computes_class_token_only_in_the_la
     CHECK(st[17].count == 10.0 * 64);            /* head */
     CHECK(st[0].min >= (0.0 - 0.29) / 0.35 - 1e-5 && st[0].max <= (1.0 - 0.29) / 0.35 + 1e-5);
     CHECK(st[4].min >= -0.17 - 1e-3); /* fc2 takes GELU output, >= -0.17 */
+    /* attention: q, k, v per block (q of the class token alone in the last
+     * block), and each (image, head, query) row's peak probability */
+    CHECK(st[nl + 0].count == 10.0 * 50 * 64 && st[nl + 1].count == 10.0 * 50 * 64);
+    CHECK(st[nl + 3].count == 10.0 * 4 * 50);
+    CHECK(st[nl + 12].count == 10.0 * 1 * 64);  /* block 3 q */
+    CHECK(st[nl + 13].count == 10.0 * 50 * 64); /* block 3 k */
+    CHECK(st[nl + 15].count == 10.0 * 4 * 1);   /* block 3 p */
+    for (int l = 0; l < 4; l++)
+        CHECK(st[nl + 4 * l + 3].min >= 1.0 / 50 - 1e-6 && st[nl + 4 * l + 3].max <= 1.0 + 1e-6);
     for (int i = 0; i < nl; i++) CHECK(evrt_model_layer(&q.rt, i)->dtype == EVRT_F32);
     free(st);
     evit_qmodel_free(&q);
@@ -258,8 +269,7 @@ static void calibration_sees_what_the_device_computes_class_token_only_in_the_la
 /* Calibrates q on img with config c and makes every layer int8. */
 static void quantize_all(struct evit_qmodel *q, const uint8_t *img, int n, const struct evit_quant_config *c)
 {
-    int nl = evrt_layer_count(&q->rt);
-    struct evit_quant_stats *st = evit_malloc(sizeof *st * (size_t)nl);
+    struct evit_quant_stats *st = evit_malloc(sizeof *st * (size_t)evit_quant_stat_count(q));
     EVIT_ASSERT(evit_quant_collect(q, img, n, 16, st) == 0);
     evit_quant_apply(q, st, c);
     free(st);
@@ -292,6 +302,25 @@ static void a_quantized_fm_tiny_model_gives_logits_close_to_float(void)
             evit_qmodel_free(&q);
         }
     }
+    /* INT8 attention as well: every block's q k^T and p v in int8 */
+    for (int cal_i = EVIT_CAL_ENTROPY; cal_i <= EVIT_CAL_MSE; cal_i++) {
+        struct evit_quant_config qc = {.calibrator = (enum evit_calibrator)cal_i, .symmetric = 1,
+                                       .quantize_attention = 1};
+        evit_qmodel_from_vit(&q, &m);
+        REQUIRE(infer(&q, test, NT, lf) == 0);
+        quantize_all(&q, cal, NC, &qc);
+        CHECK(evit_qmodel_int8_attention(&q) == 4);
+        float *l8 = malloc(sizeof(float) * NT * 10);
+        REQUIRE(infer(&q, test, NT, l8) == 0);
+        for (int l = 0; l < 4; l++) q.rt.blocks[l].attn_dtype = EVRT_F32;
+        REQUIRE(infer(&q, test, NT, lq) == 0);
+        double cs = cosine(lf, l8, NT * 10);
+        fprintf(stderr, "  # %s with INT8 attention: cosine %.5f\n", evit_calibrator_name(qc.calibrator), cs);
+        CHECK(cs > 0.99);
+        CHECK(memcmp(l8, lq, sizeof(float) * NT * 10) != 0); /* INT8 attention really ran */
+        free(l8);
+        evit_qmodel_free(&q);
+    }
     /* a badly calibrated model is not close: the check can fail */
     struct evit_quant_config qc = {.calibrator = EVIT_CAL_PERCENTILE, .percentile = 50, .symmetric = 1};
     evit_qmodel_from_vit(&q, &m);
@@ -307,34 +336,48 @@ static void a_quantized_fm_tiny_model_gives_logits_close_to_float(void)
     evit_vit_free(&m);
 }
 
-static void layer_errors_rank_a_badly_scaled_layer_last(void)
+static void layer_and_attention_errors_rank_a_badly_scaled_one_last(void)
 {
     struct evit_vit_config c = fm_tiny();
     struct evit_vit m;
     struct evit_qmodel q;
-    struct evit_quant_layer_err err[18];
-    struct evit_quant_config qc = {.calibrator = EVIT_CAL_MSE, .symmetric = 1};
+    struct evit_quant_layer_err err[22];
+    struct evit_quant_config qc = {.calibrator = EVIT_CAL_MSE, .symmetric = 1, .quantize_attention = 1};
     evit_vit_alloc(&m, &c);
     randomise(&m, 9);
     uint8_t *cal = real_looking_images(32, 10);
     evit_qmodel_from_vit(&q, &m);
     quantize_all(&q, cal, 32, &qc);
     evrt_model_layer(&q.rt, 7)->in_scale *= 30.0f; /* block 1 fc1: coarse steps */
+    REQUIRE(evit_quant_entries(&q) == 22);
     REQUIRE(evit_quant_measure(&q, cal, 32, 16, err) == 0);
     int worst = 0;
-    for (int i = 0; i < 18; i++) {
+    for (int i = 0; i < 22; i++) {
         CHECK(err[i].cosine > 0.5 && err[i].cosine <= 1.0 + 1e-12);
         CHECK(err[i].sqnr_db_model <= err[i].sqnr_db + 1e-9 || i == 0); /* errors accumulate */
         if (err[i].sqnr_db < err[worst].sqnr_db) worst = i;
     }
     CHECK(worst == 7);
     CHECK(err[0].sqnr_db > 20.0); /* a well-calibrated layer is good */
+    for (int l = 0; l < 4; l++) CHECK(err[18 + l].sqnr_db > 20.0); /* and so is each INT8 attention */
+    /* then block 2's attention with a p scale so coarse (0.5) that most
+     * probabilities round to 0: now the worst entry */
+    q.rt.blocks[2].attn_scale[3] = 0.5f;
+    REQUIRE(evit_quant_measure(&q, cal, 32, 16, err) == 0);
+    worst = 0;
+    for (int i = 0; i < 22; i++)
+        if (err[i].sqnr_db < err[worst].sqnr_db) worst = i;
+    CHECK(worst == 18 + 2);
+    char name[64];
+    CHECK(strcmp(evit_quant_entry_name(&q, 20, name, sizeof name), "blocks.2.attn.matmul") == 0);
+    evit_quant_set_dtype(&q, 20, EVRT_F32);
+    CHECK(q.rt.blocks[2].attn_dtype == EVRT_F32 && evit_quant_dtype(&q, 19) == EVRT_I8);
     evit_qmodel_free(&q);
     evit_vit_free(&m);
     free(cal);
 }
 
-static void a_quantized_model_saved_and_loaded_gives_identical_logits(void)
+static void a_quantized_model_with_int8_attention_saved_and_loaded_gives_identical_logits(void)
 {
     struct evit_vit_config c = fm_tiny();
     struct evit_vit m;
@@ -352,8 +395,10 @@ static void a_quantized_model_saved_and_loaded_gives_identical_logits(void)
     uint8_t *img = real_looking_images(16, 12);
     float l1[160], l2[160];
     evit_qmodel_from_vit(&q, &m);
+    qc.quantize_attention = 1;
     quantize_all(&q, img, 16, &qc);
     evrt_model_layer(&q.rt, 5)->dtype = EVRT_F32; /* one layer kept float */
+    q.rt.blocks[1].attn_dtype = EVRT_F32;         /* and one attention */
     snprintf(q.calibrator, sizeof q.calibrator, "percentile");
     q.percentile = 99.9;
     q.symmetric = 0;
@@ -365,9 +410,18 @@ static void a_quantized_model_saved_and_loaded_gives_identical_logits(void)
     snprintf(path, sizeof path, "%s/m.q8.h5", test_tmpdir());
     REQUIRE(evit_qmodel_save(path, &q, &meta) == 0);
     CHECK(evit_qmodel_is_quantized(path));
+    {
+        hid_t f;
+        int version = 0;
+        REQUIRE(evit_h5_open(path, &f) == 0);
+        CHECK(evit_h5_attr_read_ints(f, path, "format_version", &version, 1) == 0 && version == 2);
+        H5Fclose(f);
+    }
     REQUIRE(evit_qmodel_load(path, &r, &back) == 0);
     CHECK(evit_qmodel_int8_layers(&r) == 17);
     CHECK(evrt_model_layer(&r.rt, 5)->dtype == EVRT_F32);
+    CHECK(evit_qmodel_int8_attention(&r) == 3 && r.rt.blocks[1].attn_dtype == EVRT_F32);
+    CHECK(memcmp(r.rt.blocks[2].attn_scale, q.rt.blocks[2].attn_scale, sizeof q.rt.blocks[2].attn_scale) == 0);
     CHECK(strcmp(r.calibrator, "percentile") == 0 && r.percentile == 99.9 && r.symmetric == 0);
     CHECK(back.stage && strcmp(back.stage, "quantize") == 0);
     CHECK(back.report && strcmp(back.report, "r.json") == 0);
@@ -393,7 +447,7 @@ int main(void)
     RUN(the_config_is_read_strictly);
     RUN(calibration_sees_what_the_device_computes_class_token_only_in_the_last_block);
     RUN(a_quantized_fm_tiny_model_gives_logits_close_to_float);
-    RUN(layer_errors_rank_a_badly_scaled_layer_last);
-    RUN(a_quantized_model_saved_and_loaded_gives_identical_logits);
+    RUN(layer_and_attention_errors_rank_a_badly_scaled_one_last);
+    RUN(a_quantized_model_with_int8_attention_saved_and_loaded_gives_identical_logits);
     return test_summary();
 }
