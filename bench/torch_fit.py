@@ -4,7 +4,11 @@ compare the accuracy evit-distill reaches with PyTorch's on an identical
 recipe (bench/accuracy.sh runs both).
 
     torch_fit.py RECIPE.json --init INIT.h5 --data TRAIN.h5 --val TEST.h5
-                 [--profile NAME] [--threads N] [--limit N]
+                 [--profile NAME] [--threads N] [--limit N] [--save OUT.h5]
+
+--save writes the trained weights as an evit checkpoint (INIT.h5 with every
+tensor replaced), so evit's later stages (evit-quantize, evit-export) can
+take a PyTorch-trained model.
 
 What "identical" means here, each point as evit-distill does it
 (docs/DISTILL.md):
@@ -31,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -116,6 +121,22 @@ def top1(model, x, y, mean, std):
     return 100.0 * hits / len(x)
 
 
+def save_checkpoint(model, init, out):
+    """INIT's file (config, attributes, dataset layout) with every tensor
+    replaced by the trained one of the same timm name; written to a
+    temporary name and renamed."""
+    state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    tmp = out + ".tmp"
+    shutil.copyfile(init, tmp)
+    with h5py.File(tmp, "r+") as f:
+        for k, v in state.items():
+            d = f[k.replace(".", "/")]
+            if d.shape != v.shape:
+                sys.exit(f"torch_fit.py: {init}: {k} is {d.shape}, the model's is {v.shape}")
+            d[...] = v
+    os.replace(tmp, out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("recipe")
@@ -125,6 +146,7 @@ def main():
     ap.add_argument("--profile", default="")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N images only (smoke tests)")
+    ap.add_argument("--save", default="", help="write the trained weights as an evit checkpoint (INIT's layout)")
     a = ap.parse_args()
 
     for path in (a.recipe, a.init, a.data, a.val):
@@ -184,6 +206,8 @@ def main():
         best = max(best, final)
         print(f"epoch {ep + 1}/{epochs}: loss {loss_sum / len(xtr):.4f}, val {final:.2f}% (best {best:.2f}%), "
               f"{len(xtr) / dt:.0f} img/s", file=sys.stderr, flush=True)
+    if a.save:
+        save_checkpoint(model, a.init, a.save)
     print(json.dumps({"final_val_top1": round(final, 2), "best_val_top1": round(best, 2),
                       "final_loss": round(loss_sum / len(xtr), 4), "epochs": epochs, "steps": step}))
     return 0

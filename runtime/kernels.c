@@ -232,7 +232,7 @@ void evrt_pack_f32(float *p, const float *w, int O, int I)
 size_t evrt_pack_i8_bytes(int isa, int O, int I)
 {
     size_t o = (size_t)(O + 15) / 16 * 16;
-    if (isa == EVRT_ISA_AVX2) return o * (size_t)((I + 1) / 2 * 2) * 2; /* int16 pairs */
+    if (isa == EVRT_ISA_AVX2) return o * (size_t)((I + 1) / 2 * 2); /* int8 pairs */
     if (isa == EVRT_ISA_AVX512VNNI) return o * (size_t)((I + 3) / 4 * 4);
     if (isa == EVRT_ISA_NEON || isa == EVRT_ISA_DOTPROD) return o * (size_t)((I + 15) / 16 * 16);
     return 0;

@@ -45,13 +45,15 @@ void evrt_add_ref(float *x /* (n) */, const float *y /* (n) */, size_t n);
 
 /* sq(x, s) of evrt.h's INT8 attention with inv = 1.0f / s:
  * clamp(rint(x * inv), -127, 127), NaN 0 (clamped before rounding: the
- * bounds are integers, so the same). */
+ * bounds are integers, so the same).  rint as (t + 1.5 * 2^23) - 1.5 * 2^23,
+ * exact for |t| <= 127 and rounding ties to even like rintf, which a
+ * baseline x86-64 build would call in libm for every element. */
 static inline int8_t evrt_qsym(float x, float inv)
 {
     float t = x * inv;
     if (t != t) t = 0.0f;
     t = t < -127.0f ? -127.0f : t > 127.0f ? 127.0f : t;
-    return (int8_t)rintf(t);
+    return (int8_t)(int)((t + 12582912.0f) - 12582912.0f);
 }
 
 /* The softmax step of INT8 attention (evrt.h) on rows of S (n, T) holding
