@@ -28,7 +28,7 @@
 #define EXIT_USAGE 2
 
 static const char *usage_text =
-    "usage: evit-run MODEL.evit IMAGE\n"
+    "usage: evit-run MODEL.evit IMAGE [--logits] [--threads N]\n"
     "       evit-run MODEL.evit --bench [--runs N] [--warmup N] [--threads N]\n"
     "\n"
     "Classifies IMAGE (PGM/PPM"
@@ -44,7 +44,12 @@ static const char *usage_text =
     "  --runs N       timed runs (default 50)\n"
     "  --warmup N     untimed runs first (default 5)\n"
     "  --threads N    inference threads (default 1; a Nano has 4 cores)\n"
-    "  -h, --help     this text\n";
+    "  --logits       print every class's logit instead, as an exact hex\n"
+    "                 float (to compare devices bit for bit)\n"
+    "  -h, --help     this text\n"
+    "\n"
+    "EVRT_KERNELS=ref|avx2|avx512vnni|neon|dotprod picks the kernels (default:\n"
+    "the fastest this CPU runs).\n";
 
 static int usage_error(const char *msg, const char *arg)
 {
@@ -210,7 +215,7 @@ static void to_model_input(unsigned char *out /* (S, S, C) */, const struct imag
 
 /* ---------------------------------------------------------------- commands */
 
-static int classify(const char *mpath, evrt_file *f, evrt_ctx *ctx, const char *ipath)
+static int classify(const char *mpath, evrt_file *f, evrt_ctx *ctx, const char *ipath, int raw)
 {
     const struct evrt_model *m = evrt_file_model(f);
     struct image im;
@@ -237,6 +242,11 @@ static int classify(const char *mpath, evrt_file *f, evrt_ctx *ctx, const char *
     to_model_input(in, &im, m->img_size, m->channels);
     if (evrt_infer(ctx, in, 1, logits) != EVRT_OK) {
         errorf(mpath, evrt_ctx_error(ctx));
+        goto out;
+    }
+    if (raw) {
+        for (k = 0; k < K; k++) printf("%d %a\n", k, (double)logits[k]);
+        rc = 0;
         goto out;
     }
     /* softmax in double, max subtracted */
@@ -334,7 +344,7 @@ static int parse_count(const char *s, long lo, long hi, int *out)
 int main(int argc, char **argv)
 {
     const char *model = NULL, *image = NULL;
-    int do_bench = 0, runs = 50, warmup = 5, threads = 1, i, rc;
+    int do_bench = 0, raw = 0, runs = 50, warmup = 5, threads = 1, i, rc;
     char err[EVRT_ERR_MAX];
     evrt_file *f = NULL;
     evrt_ctx *ctx = NULL;
@@ -345,6 +355,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--bench")) {
             do_bench = 1;
+        } else if (!strcmp(a, "--logits")) {
+            raw = 1;
         } else if (!strcmp(a, "--runs") || !strcmp(a, "--warmup") || !strcmp(a, "--threads")) {
             int *dst = a[2] == 'r' ? &runs : a[2] == 'w' ? &warmup : &threads;
             long lo = a[2] == 'w' ? 0 : 1, hi = a[2] == 't' ? 256 : 1000000;
@@ -362,6 +374,7 @@ int main(int argc, char **argv)
     }
     if (!model) return usage_error("expected MODEL.evit", NULL);
     if (do_bench == !!image) return usage_error("expected an IMAGE or --bench (not both)", NULL);
+    if (do_bench && raw) return usage_error("--logits needs an IMAGE", NULL);
     if (threads < 1 || threads > 256) return usage_error("--threads: expected 1..256", NULL);
     rc = evrt_open(&f, model, err, sizeof err);
     if (rc != EVRT_OK) return errorf(model, err);
@@ -371,7 +384,7 @@ int main(int argc, char **argv)
         errorf(model, ctx ? evrt_ctx_error(ctx) : "out of memory");
         rc = 1;
     } else {
-        rc = do_bench ? bench(model, f, ctx, runs, warmup) : classify(model, f, ctx, image);
+        rc = do_bench ? bench(model, f, ctx, runs, warmup) : classify(model, f, ctx, image, raw);
     }
     evrt_ctx_destroy(ctx);
     evrt_close(f);

@@ -31,6 +31,7 @@ fails_with 2 "$R"
 fails_with 2 "$R" m.evit
 fails_with 2 "$R" m.evit --bench --runs 0
 fails_with 2 "$R" m.evit --bogus
+fails_with 2 "$R" m.evit --bench --logits
 ok "help exits 0 and usage errors exit 2"
 
 # --- a small trained model, quantized

@@ -2,8 +2,10 @@
 # cross_arm.sh: libevrt on AArch64 (the Jetson Nano's Cortex-A57), under
 # qemu-user: runtime/ cross-compiles as strict C99 for -mcpu=cortex-a57,
 # tests/test_kernels passes there on the NEON variant (qemu -cpu cortex-a57)
-# and the dotprod one (-cpu max), and a fixed INT8 model gives bit-identical
-# logits on AArch64 and on this machine with every kernel variant of both.
+# and the dotprod one (-cpu max), a fixed INT8 model (with float and with
+# INT8 attention) gives bit-identical logits on AArch64 and on this machine
+# with every kernel variant of both, and so does evit-run, cross-built from
+# runtime/ alone, on an exported INT8-attention model.
 # Skips without gcc-aarch64-linux-gnu and qemu-user.
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
@@ -54,3 +56,38 @@ for cpu_k in "cortex-a57 ref" "cortex-a57 neon" "max dotprod"; do
     fi
 done
 ok "INT8 logits, with float and with INT8 attention, are bit-identical on AArch64 (ref, neon, dotprod) and x86 (ref, avx2, avx512vnni)"
+
+# evit-run itself, built for the A57 from runtime/ alone: an exported INT8
+# model with INT8 attention gives the same logits, bit for bit, under qemu
+# (neon, dotprod, ref) as on this machine (every x86 variant)
+PY=/usr/bin/python3
+[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+"$XCC" -O2 -mcpu=cortex-a57 -std=c99 -I"$EVIT_SRC/runtime" "$EVIT_SRC"/runtime/*.c -lm -lpthread -static \
+    -o "$T/evit-run-arm" 2>"$T/err" || fail "evit-run does not cross-build for AArch64"
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 64 28 10
+succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+succeeds "$EVIT_BIN/evit-init" fm-tiny --data "$T/d.h5" --seed 4 -o "$T/m.h5"
+printf '{"calibrator":"minmax","calib_images":64,"max_drop":-1,"measure_images":8,"quantize_attention":true}\n' >"$T/q.json"
+succeeds "$EVIT_BIN/evit-quantize" "$T/q.json" "$T/m.h5" --calib "$T/d.h5" --val "$T/d.h5" -o "$T/q.h5" -q
+succeeds "$EVIT_BIN/evit-export" "$T/q.h5" -o "$T/q.evit" -q
+{ printf 'P5\n28 28\n255\n'; head -c 784 "$EVIT_SRC/tests/mkdata.py"; } >"$T/x.pgm"
+succeeds env EVRT_KERNELS=ref "$EVIT_BIN/evit-run" "$T/q.evit" "$T/x.pgm" --logits
+cp "$T/out" "$T/run-x86-ref"
+[ "$(wc -l <"$T/run-x86-ref")" -eq 10 ] || fail "evit-run --logits printed $(wc -l <"$T/run-x86-ref") lines, not 10"
+for k in avx2 avx512vnni; do
+    if env EVRT_KERNELS=$k "$EVIT_BIN/evit-run" "$T/q.evit" "$T/x.pgm" --logits >"$T/run-x86-$k" 2>/dev/null; then
+        cmp -s "$T/run-x86-ref" "$T/run-x86-$k" || fail "evit-run: x86 $k logits differ from x86 ref"
+    fi
+done
+for cpu_k in "cortex-a57 ref" "cortex-a57 neon" "max dotprod"; do
+    set -- $cpu_k
+    env EVRT_KERNELS="$2" qemu-aarch64 -cpu "$1" "$T/evit-run-arm" "$T/q.evit" "$T/x.pgm" --logits >"$T/run-arm-$2" 2>"$T/err" || {
+        [ "$2" = dotprod ] && continue
+        fail "AArch64 evit-run with $2 failed: $(cat "$T/err")"
+    }
+    if ! cmp -s "$T/run-x86-ref" "$T/run-arm-$2"; then
+        paste "$T/run-x86-ref" "$T/run-arm-$2" >&2
+        fail "AArch64 evit-run ($2) logits differ from x86's"
+    fi
+done
+ok "evit-run built for the A57 prints the logits of an INT8-attention model bit-identical to x86 (ref, neon, dotprod under qemu)"
