@@ -12,6 +12,7 @@
 
 #include "file.h"
 #include "kernels.h"
+#include "model.h"
 
 /* A persistent pool: threads - 1 workers plus the caller.  Each parallel
  * region bumps a generation number; workers spin on it a while, then sleep
@@ -98,150 +99,6 @@ struct evrt_ctx {
     struct pool pool;
     struct worker *workers;
 };
-
-static int fail(char *err, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    if (n) {
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return EVRT_EINVAL;
-}
-
-int evrt_layer_count(const struct evrt_model *m) { return 2 + 4 * m->depth; }
-
-struct evrt_linear *evrt_model_layer(const struct evrt_model *m, int layer)
-{
-    int l, k;
-    if (layer < 0 || layer >= evrt_layer_count(m)) return NULL;
-    /* like strchr: the model is const to the runtime, not to its owner */
-    if (layer == 0) return (struct evrt_linear *)&m->patch_embed;
-    if (layer == 1 + 4 * m->depth) return (struct evrt_linear *)&m->head;
-    l = (layer - 1) / 4;
-    k = (layer - 1) % 4;
-    return k == 0 ? &m->blocks[l].qkv : k == 1 ? &m->blocks[l].proj : k == 2 ? &m->blocks[l].fc1
-                                                                             : &m->blocks[l].fc2;
-}
-
-const char *evrt_layer_name(const struct evrt_model *m, int layer, char *buf, size_t n)
-{
-    static const char *const part[4] = {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
-    if (layer == 0)
-        snprintf(buf, n, "patch_embed.proj");
-    else if (layer == 1 + 4 * m->depth)
-        snprintf(buf, n, "head");
-    else if (layer > 0 && layer < 1 + 4 * m->depth)
-        snprintf(buf, n, "blocks.%d.%s", (layer - 1) / 4, part[(layer - 1) % 4]);
-    else
-        snprintf(buf, n, "?");
-    return buf;
-}
-
-int evrt_model_tokens(const struct evrt_model *m)
-{
-    int g = m->patch > 0 ? m->img_size / m->patch : 0;
-    return 1 + g * g;
-}
-
-size_t evrt_model_bytes(const struct evrt_model *m)
-{
-    size_t D = (size_t)m->dim, f = 0, q = 0;
-    int l, i;
-    f += D + (size_t)evrt_model_tokens(m) * D + 2 * D; /* cls, pos, final norm */
-    for (l = 0; l < m->depth; l++) f += 4 * D + (m->blocks[l].attn_dtype == EVRT_I8 ? 4 : 0);
-    for (i = 0; i < evrt_layer_count(m); i++) {
-        const struct evrt_linear *L = evrt_model_layer(m, i);
-        size_t w = (size_t)L->in * L->out;
-        if (L->bias) f += (size_t)L->out;
-        if (L->dtype == EVRT_I8) {
-            q += w + 4 * (size_t)L->out + 8; /* int8 weights, scales, in_scale, in_zero */
-        } else {
-            f += w;
-        }
-    }
-    return 4 * f + q;
-}
-
-static int check_linear(const struct evrt_linear *L, const char *name, int in, int out, char *err,
-                        size_t n)
-{
-    if (L->in != in || L->out != out)
-        return fail(err, n, "%s is %d -> %d, expected %d -> %d", name, L->in, L->out, in, out);
-    if (L->dtype == EVRT_F32) {
-        if (!L->w) return fail(err, n, "%s: float32 layer without weights", name);
-    } else if (L->dtype == EVRT_I8) {
-        if (!L->wq || !L->w_scale) return fail(err, n, "%s: int8 layer without weights or scales", name);
-        if (!(L->in_scale > 0.0f) || L->in_scale > 1e30f)
-            return fail(err, n, "%s: activation scale %g is not positive and finite", name,
-                        (double)L->in_scale);
-        if (L->in_zero < -128 || L->in_zero > 127)
-            return fail(err, n, "%s: activation zero point %ld outside [-128, 127]", name,
-                        (long)L->in_zero);
-        if (in > 65536) return fail(err, n, "%s: %d inputs could overflow int32", name, in);
-    } else {
-        return fail(err, n, "%s: unknown dtype %d", name, L->dtype);
-    }
-    return EVRT_OK;
-}
-
-int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
-{
-    int l, i, D = m->dim, PI;
-    char name[64];
-    if (m->img_size < 1 || m->patch < 1 || m->img_size % m->patch)
-        return fail(err, n, "patch %d must divide img_size %d", m->patch, m->img_size);
-    if (m->channels < 1 || m->channels > EVRT_MAX_CHANNELS)
-        return fail(err, n, "channels %d outside [1, %d]", m->channels, EVRT_MAX_CHANNELS);
-    if (D < 1 || m->depth < 1 || m->classes < 1 || !m->blocks)
-        return fail(err, n, "dim %d, depth %d and classes %d must be positive", D, m->depth,
-                    m->classes);
-    for (i = 0; i < m->channels; i++)
-        if (!(m->std[i] > 0.0f)) return fail(err, n, "std[%d] must be positive", i);
-    if (!m->cls_token || !m->pos_embed || !m->norm_w || !m->norm_b)
-        return fail(err, n, "missing class token, position embedding or final norm");
-    for (l = 0; l < m->depth; l++) {
-        const struct evrt_block *b = &m->blocks[l];
-        if (b->heads < 1 || b->head_dim < 1 || b->mlp < 1)
-            return fail(err, n, "block %d: heads, head_dim and mlp must be positive", l);
-        if (!b->ln1_w || !b->ln1_b || !b->ln2_w || !b->ln2_b)
-            return fail(err, n, "block %d: missing LayerNorm parameters", l);
-        if (b->attn_dtype != EVRT_F32 && b->attn_dtype != EVRT_I8)
-            return fail(err, n, "block %d: unknown attention dtype %d", l, b->attn_dtype);
-        if (b->attn_dtype == EVRT_I8) {
-            for (i = 0; i < 4; i++)
-                if (!(b->attn_scale[i] > 0.0f) || b->attn_scale[i] > 1e30f)
-                    return fail(err, n, "block %d: INT8 attention scale %g is not positive and finite",
-                                l, (double)b->attn_scale[i]);
-            /* |q.k| <= 127^2 d stays an exact float; sum_u E < 2^31 */
-            if (b->head_dim > 512 || evrt_model_tokens(m) > 65535)
-                return fail(err, n, "block %d: INT8 attention takes head_dim <= 512 and < 65536 tokens", l);
-        }
-    }
-    PI = m->channels * m->patch * m->patch;
-    for (i = 0; i < evrt_layer_count(m); i++) {
-        int in = D, out = D, rc;
-        l = (i - 1) / 4;
-        if (i == 0) {
-            in = PI;
-        } else if (i == 1 + 4 * m->depth) {
-            out = m->classes;
-        } else {
-            int I = m->blocks[l].heads * m->blocks[l].head_dim, M = m->blocks[l].mlp;
-            switch ((i - 1) % 4) {
-            case 0: out = 3 * I; break;
-            case 1: in = I; break;
-            case 2: out = M; break;
-            default: in = M; break;
-            }
-        }
-        rc = check_linear(evrt_model_layer(m, i), evrt_layer_name(m, i, name, sizeof name), in, out,
-                          err, n);
-        if (rc) return rc;
-    }
-    return EVRT_OK;
-}
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
@@ -427,7 +284,7 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     float *scores;
     void *att8;
     int i;
-    if (n < 1 || n > 256) return fail(c->err, sizeof c->err, "threads %d outside [1, 256]", n);
+    if (n < 1 || n > 256) return evrt_errf(c->err, sizeof c->err, "threads %d outside [1, 256]", n);
     pool_stop(c);
     scores = realloc(c->scores, sizeof(float) * scratch_floats(c) * (size_t)n);
     if (!scores) return EVRT_ENOMEM;
@@ -459,7 +316,7 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
         if (pthread_create(&p->th[i], NULL, worker_main, &c->workers[i])) {
             p->n = i; /* join the ones started */
             pool_stop(c);
-            return fail(c->err, sizeof c->err, "could not start thread %d", i);
+            return evrt_errf(c->err, sizeof c->err, "could not start thread %d", i);
         }
     }
     return EVRT_OK;
@@ -538,7 +395,7 @@ int evrt_ctx_set_kernels(evrt_ctx *c, const char *name)
 {
     int isa = name ? evrt_isa_parse(name) : -1;
     if (isa < 0 || !evrt_isa_available(isa))
-        return fail(c->err, sizeof c->err, "kernels '%s' unknown or not supported by this CPU",
+        return evrt_errf(c->err, sizeof c->err, "kernels '%s' unknown or not supported by this CPU",
                     name ? name : "(null)");
     c->k = evrt_kernels_get(isa);
     pack_all(c);
@@ -562,7 +419,7 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
     c->max_batch = max_batch;
     c->pool.n = 1;
     c->k = evrt_kernels_get(EVRT_ISA_REF);
-    if (max_batch < 1) return fail(c->err, sizeof c->err, "max_batch %d must be positive", max_batch);
+    if (max_batch < 1) return evrt_errf(c->err, sizeof c->err, "max_batch %d must be positive", max_batch);
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
     c->k = evrt_kernels_get(evrt_isa_best());
     env = getenv("EVRT_KERNELS");
@@ -990,8 +847,8 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
     const struct evrt_model *m = c->m;
     int T = c->T, N = c->N, D = m->dim, b, t, i, l;
     if (B < 1 || B > c->max_batch)
-        return fail(c->err, sizeof c->err, "batch %d outside [1, %d]", B, c->max_batch);
-    if (!images || !logits) return fail(c->err, sizeof c->err, "images and logits must not be NULL");
+        return evrt_errf(c->err, sizeof c->err, "batch %d outside [1, %d]", B, c->max_batch);
+    if (!images || !logits) return evrt_errf(c->err, sizeof c->err, "images and logits must not be NULL");
     /* dtypes and scales may have changed since the last call */
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
     evrt_patchify_ref(c->patches, images, m->mean, m->std, B, m->img_size, m->channels, m->patch);

@@ -14,7 +14,7 @@ XCC=${XCC:-aarch64-linux-gnu-gcc}
 command -v "$XCC" >/dev/null 2>&1 || skip "$XCC not installed (apt-get install gcc-aarch64-linux-gnu)"
 command -v qemu-aarch64 >/dev/null 2>&1 || skip "qemu-aarch64 not installed (apt-get install qemu-user)"
 
-for f in evrt file kernels kernels_x86 kernels_arm; do
+for f in evrt model file kernels kernels_x86 kernels_arm; do
     "$XCC" -mcpu=cortex-a57 -std=c99 -pedantic -O2 -ffp-contract=off -fno-trapping-math -Wall -Wextra -Werror \
         -I"$EVIT_SRC/runtime" -c "$EVIT_SRC/runtime/$f.c" -o "$T/$f.o" 2>"$T/err" \
         || fail "runtime/$f.c does not cross-compile for AArch64"
@@ -24,17 +24,14 @@ done
     || fail "tests/test_kernels.c does not cross-build"
 ok "runtime/ cross-compiles for -mcpu=cortex-a57 as strict C99"
 
-succeeds qemu-aarch64 -cpu cortex-a57 "$T/test_kernels"
-grep -q '^# neon: not available' "$T/out" && fail "the NEON variant is missing on AArch64"
-grep -q '^# 0 failed\|[1-9][0-9]* passed, 0 failed' "$T/out" || fail "test_kernels failed under qemu: $(cat "$T/out")"
+# EVRT_TEST_REQUIRE: test_kernels fails unless these variants really ran
+succeeds env EVRT_TEST_REQUIRE=neon qemu-aarch64 -cpu cortex-a57 "$T/test_kernels"
+grep -q '^# [1-9][0-9]* passed, 0 failed' "$T/out" || fail "test_kernels failed under qemu: $(cat "$T/out")"
 ok "test_kernels passes on the NEON variant (qemu -cpu cortex-a57)"
 
-succeeds qemu-aarch64 -cpu max "$T/test_kernels"
-if grep -q '^# dotprod: not available' "$T/out"; then
-    echo "# qemu -cpu max does not expose dotprod here: not tested"
-else
-    ok "test_kernels passes with the dotprod variant (qemu -cpu max)"
-fi
+succeeds env EVRT_TEST_REQUIRE=neon,dotprod qemu-aarch64 -cpu max "$T/test_kernels"
+grep -q '^# [1-9][0-9]* passed, 0 failed' "$T/out" || fail "test_kernels failed under qemu: $(cat "$T/out")"
+ok "test_kernels passes with the dotprod variant (qemu -cpu max)"
 
 # the same INT8 model, every variant on both targets: the same bits
 succeeds "$EVIT_BIN/tests/test_kernels" --logits ref

@@ -612,6 +612,34 @@ static void int8_attention_needs_positive_scales_and_head_dims_up_to_512(void)
     tmodel_free(&t);
 }
 
+/* EVRT_TEST_REQUIRE=avx2,vnni (or neon,dotprod under qemu): the variants
+ * that must have run here; a comma-separated list of kernel names, "vnni"
+ * for avx512vnni.  Unset, nothing is required. */
+static void every_required_instruction_set_ran(void)
+{
+    const char *req = getenv("EVRT_TEST_REQUIRE");
+    char name[32];
+    size_t n;
+    if (!req) return;
+    while (*req) {
+        n = strcspn(req, ",");
+        if (n > 0 && n < sizeof name) {
+            int isa;
+            memcpy(name, req, n);
+            name[n] = '\0';
+            isa = evrt_isa_parse(strcmp(name, "vnni") ? name : "avx512vnni");
+            if (isa >= 0 && evrt_isa_available(isa))
+                printf("# required %s: ran\n", name);
+            else
+                fprintf(stderr, "  required kernels %s did not run\n", name);
+            CHECK(isa >= 0 && evrt_isa_available(isa));
+        } else {
+            CHECK(n == 0);
+        }
+        req += n + (req[n] == ',');
+    }
+}
+
 static void unknown_kernels_and_thread_counts_are_refused(void)
 {
     struct tmodel t;
@@ -649,5 +677,6 @@ int main(int argc, char **argv)
     RUN(int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count);
     RUN(int8_attention_needs_positive_scales_and_head_dims_up_to_512);
     RUN(unknown_kernels_and_thread_counts_are_refused);
+    RUN(every_required_instruction_set_ran);
     return test_summary();
 }
