@@ -75,6 +75,19 @@ const ort = require(process.env.SRC + '/bench/node_modules/onnxruntime-node');
 JSEOF
     SRC="$SRC" W="$W" node "$W/ort.js" $CONFIGS >>"$W/peers.txt"
 fi
+# the conditions each side ran under, printed with the table
+{
+    echo "conditions (the same thread count per row for every runtime; inter-op threads 1):"
+    echo "  evit: libevrt, no BLAS; kernels $(sed -n 's/.* kernels=\([a-z0-9]*\) .*/\1/p' "$W/evit.txt" | sort -u | tr '\n' ' ')"
+    if [ $HAVE_TORCH = 1 ]; then
+        "$PY" -c 'import torch; print("  torch", torch.__version__, "- linears through oneDNN or BLAS; intra-op threads set per row (torch.set_num_threads)")'
+        echo "  torch BLAS: libblas.so.3 -> $(readlink -f /usr/lib/"$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"/libblas.so.3 2>/dev/null || echo unknown)"
+    fi
+    if [ $HAVE_ORT = 1 ]; then
+        echo "  onnxruntime-node $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$SRC/bench/node_modules/onnxruntime-node/package.json" | head -1), CPU provider, intraOpNumThreads per row, graph optimisation all"
+    fi
+    echo "  CPU: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores; flags:$(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx_vnni|fma)$' | tr '\n' ' ')"
+} >"$W/conditions.txt"
 cat "$W/evit.txt" "$W/peers.txt" | awk '
 { key = $1 " " $2 " " $3 " " $4; for (i = 5; i <= NF; i++) if ($i ~ /^median_ms=/) { split($i, a, "="); t[key] = a[2] } }
 $1 == "evit" { order[n++] = $2 " " $4; if ($3 == "int8") for (i = 5; i <= NF; i++) if ($i ~ /^model_mb=|^ctx_mb=/) { split($i, a, "="); mem[$2 " " $4] += a[2] } }
@@ -89,3 +102,4 @@ END {
   }
   print "times: batch-1 median ms; evit i8+a: INT8 linears and INT8 attention; x/ort: ONNX Runtime f32 time over evit time (above 1: evit faster); mem: INT8 model + context bytes (weights as stored, working memory), not process RSS"
 }'
+cat "$W/conditions.txt"
