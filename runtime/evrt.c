@@ -225,30 +225,18 @@ static void share(int n, int align, int tid, int nt, int *lo, int *hi)
 
 static size_t scratch_floats(const evrt_ctx *c) { return (size_t)c->T * c->T + (size_t)c->dmax * c->T; }
 
-#define ATT_ROWS 24 /* query rows per attention work item (panel kernels) */
-
-/* One thread's INT8 attention scratch (att_i8_run), carved from c->att8:
- * one head's quantized K (T, d) and V^T (d, T), both packed for the
- * variant's int8 panel kernel with their weight sums, and a chunk of
- * ATT_ROWS queries: q, scores, probabilities, output.  Sized for every
- * variant and the largest head, so evrt_ctx_set_kernels needs no new
- * memory. */
-struct att8 {
-    int8_t *kq, *vt;
-    void *kp, *vp, *xq;
-    int32_t *kws, *vws, *E;
-    float *ones, *vs, *qf, *S, *os;
-};
-
+/* One thread's INT8 attention scratch (struct evrt_att8, kernels.h),
+ * carved from c->att8: sized for every variant and the largest head, so
+ * evrt_ctx_set_kernels needs no new memory. */
 static size_t a64(size_t n) { return (n + 63) / 64 * 64; }
 
-static size_t att8_layout(const evrt_ctx *c, char *base, struct att8 *a)
+static size_t att8_layout(const evrt_ctx *c, char *base, struct evrt_att8 *a)
 {
     size_t T = (size_t)c->T, d = (size_t)c->dmax, kp = 0, vp = 0, xq = 0, at = 0;
     int isa;
     for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
         size_t k = evrt_pack_i8_bytes(isa, c->T, c->dmax), v = evrt_pack_i8_bytes(isa, c->dmax, c->T);
-        size_t q = evrt_quant_bytes(isa, ATT_ROWS, imax(c->T, c->dmax));
+        size_t q = evrt_quant_bytes(isa, EVRT_ATT_ROWS, imax(c->T, c->dmax));
         kp = k > kp ? k : kp;
         vp = v > vp ? v : vp;
         xq = q > xq ? q : xq;
@@ -261,20 +249,20 @@ static size_t att8_layout(const evrt_ctx *c, char *base, struct att8 *a)
     CARVE(xq, void *, xq);
     CARVE(kws, int32_t *, 4 * T);
     CARVE(vws, int32_t *, 4 * d);
+    CARVE(acc, int32_t *, 4 * T);
     CARVE(E, int32_t *, 4 * T);
     CARVE(ones, float *, 4 * T);
     CARVE(vs, float *, 4 * d);
-    CARVE(qf, float *, 4 * ATT_ROWS * d);
-    CARVE(S, float *, 4 * ATT_ROWS * T);
-    CARVE(os, float *, 4 * ATT_ROWS * d);
+    CARVE(qf, float *, 4 * EVRT_ATT_ROWS * d);
+    CARVE(S, float *, 4 * EVRT_ATT_ROWS * T);
+    CARVE(os, float *, 4 * EVRT_ATT_ROWS * d);
 #undef CARVE
-    /* the ref variant runs evrt_attention_i8_ref in the same space */
-    return at > evrt_attention_i8_scratch(c->T, c->dmax) ? at : a64(evrt_attention_i8_scratch(c->T, c->dmax));
+    return at;
 }
 
 static size_t att8_bytes(const evrt_ctx *c)
 {
-    struct att8 a;
+    struct evrt_att8 a;
     return att8_layout(c, NULL, &a);
 }
 
@@ -634,122 +622,40 @@ static void linear(evrt_ctx *c, int layer, float *y, const float *x, int rows)
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_OUTPUT, y, rows, L->out);
 }
 
-/* Attention for one (image, head) with the variant's float kernel:
- * S = q k^T * scale (nq, T), softmax rows, out = S v through v^T. */
+/* Attention in work items of (image, head, EVRT_ATT_ROWS queries), so that
+ * two threads share three heads evenly; the variant's attention (or INT8
+ * attention) kernel does each item, the per-head work once per run of
+ * items of the same head. */
 struct att_job {
     evrt_ctx *c;
     const struct evrt_block *blk;
     float *out;
     const float *qkv;
-    int B, nq, H, d;
+    int B, nq;
 };
 
-static void att_job_run(void *arg, int tid, int nt)
-{
-    struct att_job *j = arg;
-    evrt_ctx *c = j->c;
-    int T = c->T, I = j->H * j->d, d = j->d, lo, hi, p, t, i, u;
-    float *S = c->scores + scratch_floats(c) * (size_t)tid, *vt = S + (size_t)T * T;
-    float scale = 1.0f / sqrtf((float)d);
-    if (c->k->f32p) {
-        /* items: (image, head, chunk of ATT_ROWS queries), so that two
-         * threads share three heads evenly; K^T is made once per head run */
-        int Q = (j->nq + ATT_ROWS - 1) / ATT_ROWS, last = -1;
-        share(j->B * j->H * Q, 1, tid, nt, &lo, &hi);
-        for (p = lo; p < hi; p++) {
-            int bh = p / Q, q0 = p % Q * ATT_ROWS, nr = j->nq - q0 < ATT_ROWS ? j->nq - q0 : ATT_ROWS;
-            int b = bh / j->H, h = bh % j->H;
-            const float *base = j->qkv + (size_t)b * T * 3 * I;
-            float *o = j->out + ((size_t)b * j->nq + q0) * I + h * d;
-            if (bh != last) {
-                /* K^T (d, T) row-major, scaled by 1/sqrt(d) */
-                const float *K = base + I + h * d;
-                for (u = 0; u < T; u++)
-                    for (i = 0; i < d; i++) vt[(size_t)i * T + u] = K[(size_t)u * 3 * I + i] * scale;
-                last = bh;
-            }
-            /* S = q K^T, softmax, out = S V with V read in place (row stride 3I) */
-            c->k->f32p(S, (size_t)T, base + (size_t)q0 * 3 * I + h * d, (size_t)3 * I, vt, (size_t)T,
-                       16, NULL, nr, d, 0, T);
-            c->k->softmax(S, nr, T, 1.0f);
-            c->k->f32p(o, (size_t)I, S, (size_t)T, base + 2 * I + h * d, (size_t)3 * I, 16, NULL, nr,
-                       T, 0, d);
-        }
-        return;
-    }
-    share(j->B * j->H, 1, tid, nt, &lo, &hi);
-    for (p = lo; p < hi; p++) {
-        int b = p / j->H, h = p % j->H;
-        const float *base = j->qkv + (size_t)b * T * 3 * I;
-        float *o = j->out + (size_t)b * j->nq * I + h * d;
-        for (u = 0; u < T; u++)
-            for (i = 0; i < d; i++) vt[(size_t)i * T + u] = base[(size_t)u * 3 * I + 2 * I + h * d + i];
-        c->k->f32(S, (size_t)T, base + h * d, (size_t)3 * I, base + I + h * d, (size_t)3 * I, NULL,
-                  j->nq, d, 0, T);
-        for (t = 0; t < j->nq; t++) {
-            float *s = S + (size_t)t * T, mx = -INFINITY, sum = 0.0f;
-            for (u = 0; u < T; u++) {
-                s[u] *= scale;
-                mx = s[u] > mx ? s[u] : mx;
-            }
-            for (u = 0; u < T; u++) s[u] -= mx;
-            evrt_exp_fast(s, (size_t)T);
-            for (u = 0; u < T; u++) sum += s[u];
-            for (u = 0; u < T; u++) s[u] /= sum;
-        }
-        c->k->f32(o, (size_t)I, S, (size_t)T, vt, (size_t)T, NULL, j->nq, T, 0, d);
-    }
-}
-
-/* INT8 attention (evrt.h) with the variant's int8 panel kernel: per head,
- * K and V^T are quantized and packed as if they were weights (K: T
- * "channels" of d inputs; V^T: d of T); per chunk of queries, S = q K^T
- * with unit scales gives the int32 sums as exact floats, the softmax step
- * turns them into integer probabilities P, and P V^T is rescaled by
- * p_scale * v_scale, the _ref's expression.  Items as att_job_run's. */
-static void att_i8_run(void *arg, int tid, int nt)
+static void att_run(void *arg, int tid, int nt)
 {
     struct att_job *j = arg;
     evrt_ctx *c = j->c;
     const struct evrt_kernels *k = c->k;
     const struct evrt_block *blk = j->blk;
-    int T = c->T, I = j->H * j->d, d = j->d, Q = (j->nq + ATT_ROWS - 1) / ATT_ROWS, last = -1;
-    int lo, hi, p, u, i, r;
-    const float *s4 = blk->attn_scale; /* q, k, v, p */
-    float iq = 1.0f / s4[0], ik = 1.0f / s4[1], iv = 1.0f / s4[2];
-    float sc = (s4[0] * s4[1]) / sqrtf((float)d);
-    struct att8 a;
-    att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
-    for (u = 0; u < T; u++) a.ones[u] = 1.0f;
-    for (i = 0; i < d; i++) a.vs[i] = s4[2];
-    share(j->B * j->H * Q, 1, tid, nt, &lo, &hi);
+    int T = c->T, H = blk->heads, d = blk->head_dim, I = H * d, last = -1, lo, hi, p;
+    int Q = (j->nq + EVRT_ATT_ROWS - 1) / EVRT_ATT_ROWS, int8 = blk->attn_dtype == EVRT_I8;
+    float *scratch = c->scores + scratch_floats(c) * (size_t)tid;
+    struct evrt_att8 a;
+    if (int8) att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
+    share(j->B * H * Q, 1, tid, nt, &lo, &hi);
     for (p = lo; p < hi; p++) {
-        int bh = p / Q, q0 = p % Q * ATT_ROWS, nr = j->nq - q0 < ATT_ROWS ? j->nq - q0 : ATT_ROWS;
-        int b = bh / j->H, h = bh % j->H;
+        int bh = p / Q, q0 = p % Q * EVRT_ATT_ROWS, nr = j->nq - q0 < EVRT_ATT_ROWS ? j->nq - q0 : EVRT_ATT_ROWS;
+        int b = bh / H, h = bh % H;
         const float *base = j->qkv + (size_t)b * T * 3 * I;
-        if (bh != last) {
-            for (u = 0; u < T; u++)
-                for (i = 0; i < d; i++) {
-                    a.kq[(size_t)u * d + i] = evrt_qsym(base[(size_t)u * 3 * I + I + h * d + i], ik);
-                    a.vt[(size_t)i * T + u] = evrt_qsym(base[(size_t)u * 3 * I + 2 * I + h * d + i], iv);
-                }
-            k->pack_i8(a.kp, a.kq, T, d);
-            k->pack_i8(a.vp, a.vt, d, T);
-            evrt_wsum(a.kws, a.kq, T, d);
-            evrt_wsum(a.vws, a.vt, d, T);
-            last = bh;
-        }
-        for (r = 0; r < nr; r++)
-            for (i = 0; i < d; i++)
-                a.qf[r * d + i] = (float)evrt_qsym(base[(size_t)(q0 + r) * 3 * I + h * d + i], iq);
-        k->quant(a.xq, a.qf, nr, d, 1.0f, 0);
-        k->i8p(a.S, a.xq, 0, 1.0f, a.kp, a.kws, a.ones, NULL, nr, d, T, 0, T);
-        evrt_softmax_i8(a.S, nr, T, sc, s4[3], a.E);
-        k->quant(a.xq, a.S, nr, T, 1.0f, 0);
-        k->i8p(a.os, a.xq, 0, s4[3], a.vp, a.vws, a.vs, NULL, nr, T, d, 0, d);
-        for (r = 0; r < nr; r++)
-            memcpy(j->out + ((size_t)b * j->nq + q0 + r) * I + h * d, a.os + (size_t)r * d,
-                   sizeof(float) * (size_t)d);
+        float *o = j->out + ((size_t)b * j->nq + q0) * I + h * d;
+        if (int8)
+            k->attention_i8(k, o, (size_t)I, &a, base, T, I, h, d, q0, nr, bh != last, blk->attn_scale);
+        else
+            k->attention(k, o, (size_t)I, scratch, base, T, I, h, d, q0, nr, bh != last);
+        last = bh;
     }
 }
 
@@ -757,33 +663,21 @@ static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, con
                       int nq)
 {
     struct att_job j;
-    int H = blk->heads, d = blk->head_dim;
-    int int8 = blk->attn_dtype == EVRT_I8;
-    if (int8 && !c->k->i8p) {
-        evrt_attention_i8_ref(out, c->att8, qkv, B, c->T, nq, H, d, blk->attn_scale);
-        return;
-    }
-    if (c->k->isa == EVRT_ISA_REF) {
-        evrt_attention_ref(out, c->scores, qkv, B, c->T, nq, H, d);
-        return;
-    }
     j.c = c;
     j.blk = blk;
     j.out = out;
     j.qkv = qkv;
     j.B = B;
     j.nq = nq;
-    j.H = H;
-    j.d = d;
-    if ((B * H > 1 || nq > ATT_ROWS) && (double)nq * c->T * d * H > 16384.0)
-        parallel(c, int8 ? att_i8_run : att_job_run, &j);
-    else if (int8)
-        att_i8_run(&j, 0, 1);
+    if ((B * blk->heads > 1 || nq > EVRT_ATT_ROWS) &&
+        (double)nq * c->T * blk->head_dim * blk->heads > 16384.0)
+        parallel(c, att_run, &j);
     else
-        att_job_run(&j, 0, 1);
+        att_run(&j, 0, 1);
 }
 
 struct gelu_job {
+    const struct evrt_kernels *k;
     float *x;
     size_t n;
 };
@@ -792,31 +686,20 @@ static void gelu_job_run(void *arg, int tid, int nt)
 {
     struct gelu_job *j = arg;
     size_t lo = j->n * (size_t)tid / (size_t)nt, hi = j->n * (size_t)(tid + 1) / (size_t)nt;
-    evrt_gelu_fast(j->x + lo, hi - lo);
+    j->k->gelu(j->x + lo, hi - lo);
 }
 
+/* Element-wise: any split gives the same bits. */
 static void gelu(evrt_ctx *c, float *x, size_t n)
 {
     struct gelu_job j;
-    if (c->k->isa == EVRT_ISA_REF) {
-        evrt_gelu_ref(x, n);
-        return;
-    }
+    j.k = c->k;
     j.x = x;
     j.n = n;
     if (n >= 8192)
         parallel(c, gelu_job_run, &j);
     else
         gelu_job_run(&j, 0, 1);
-}
-
-static void layernorm(evrt_ctx *c, float *out, const float *x, const float *w, const float *b,
-                      int N, int D)
-{
-    if (c->k->isa == EVRT_ISA_REF)
-        evrt_layernorm_ref(out, x, w, b, N, D);
-    else
-        c->k->layernorm(out, x, w, b, N, D);
 }
 
 /* Block l on the residual stream c->x (B, T, D).  In the last block only the
@@ -828,14 +711,14 @@ static void block(evrt_ctx *c, int l, int B, int last)
     const struct evrt_block *b = &c->m->blocks[l];
     int T = c->T, D = c->m->dim, nq = last ? 1 : T, k;
     int rows = B * nq;
-    layernorm(c, c->ln, c->x, b->ln1_w, b->ln1_b, B * T, D);
+    c->k->layernorm(c->ln, c->x, b->ln1_w, b->ln1_b, B * T, D);
     linear(c, 1 + 4 * l, c->qkv, c->ln, B * T);
     attention(c, b, c->attv, c->qkv, B, nq);
     if (last)
         for (k = 1; k < B; k++) memmove(c->x + (size_t)k * D, c->x + (size_t)k * T * D, sizeof(float) * D);
     linear(c, 2 + 4 * l, c->tmp, c->attv, rows);
     evrt_add_fast(c->x, c->tmp, (size_t)rows * D);
-    layernorm(c, c->ln, c->x, b->ln2_w, b->ln2_b, rows, D);
+    c->k->layernorm(c->ln, c->x, b->ln2_w, b->ln2_b, rows, D);
     linear(c, 3 + 4 * l, c->h, c->ln, rows);
     gelu(c, c->h, (size_t)rows * b->mlp);
     linear(c, 4 + 4 * l, c->tmp, c->h, rows);
@@ -863,7 +746,7 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
     }
     for (l = 0; l < m->depth; l++) block(c, l, B, l == m->depth - 1);
     /* c->x is now (B, D): the class tokens */
-    layernorm(c, c->ln, c->x, m->norm_w, m->norm_b, B, D);
+    c->k->layernorm(c->ln, c->x, m->norm_w, m->norm_b, B, D);
     linear(c, 1 + 4 * m->depth, logits, c->ln, B);
     c->err[0] = '\0';
     return EVRT_OK;

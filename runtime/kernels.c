@@ -136,36 +136,63 @@ void evrt_gelu_ref(float *x, size_t n)
     for (i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
+/* The float specification, one query at a time. */
+void evrt_att_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
+                       const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh)
+{
+    float scale = 1.0f / sqrtf((float)d), *scores = scratch;
+    int t, j, i;
+    (void)k;
+    (void)fresh;
+    for (t = q0; t < q0 + nr; t++) {
+        const float *q = qkv + (size_t)t * 3 * I + h * d;
+        float *o = out + (size_t)(t - q0) * ldo;
+        float mx = -INFINITY, sum = 0.0f;
+        for (j = 0; j < T; j++) {
+            const float *kr = qkv + (size_t)j * 3 * I + I + h * d;
+            scores[j] = dot_f32(q, kr, d) * scale;
+            mx = scores[j] > mx ? scores[j] : mx;
+        }
+        for (j = 0; j < T; j++) {
+            scores[j] = expf(scores[j] - mx);
+            sum += scores[j];
+        }
+        for (i = 0; i < d; i++) o[i] = 0.0f;
+        for (j = 0; j < T; j++) {
+            const float *v = qkv + (size_t)j * 3 * I + 2 * I + h * d;
+            float p = scores[j] / sum;
+            for (i = 0; i < d; i++) o[i] += p * v[i];
+        }
+    }
+}
+
 void evrt_attention_ref(float *out, float *scores, const float *qkv, int B, int T, int nq, int H,
                         int d)
 {
-    int I = H * d, b, h, t, j, i;
-    float scale = 1.0f / sqrtf((float)d);
-    for (b = 0; b < B; b++) {
-        const float *base = qkv + (size_t)b * T * 3 * I;
-        for (t = 0; t < nq; t++) {
-            for (h = 0; h < H; h++) {
-                const float *q = base + (size_t)t * 3 * I + h * d;
-                float *o = out + ((size_t)b * nq + t) * I + h * d;
-                float mx = -INFINITY, sum = 0.0f;
-                for (j = 0; j < T; j++) {
-                    const float *k = base + (size_t)j * 3 * I + I + h * d;
-                    scores[j] = dot_f32(q, k, d) * scale;
-                    mx = scores[j] > mx ? scores[j] : mx;
-                }
-                for (j = 0; j < T; j++) {
-                    scores[j] = expf(scores[j] - mx);
-                    sum += scores[j];
-                }
-                for (i = 0; i < d; i++) o[i] = 0.0f;
-                for (j = 0; j < T; j++) {
-                    const float *v = base + (size_t)j * 3 * I + 2 * I + h * d;
-                    float p = scores[j] / sum;
-                    for (i = 0; i < d; i++) o[i] += p * v[i];
-                }
-            }
-        }
+    int I = H * d, b, h;
+    for (b = 0; b < B; b++)
+        for (h = 0; h < H; h++)
+            evrt_att_rows_ref(NULL, out + (size_t)b * nq * I + h * d, (size_t)I, scores,
+                              qkv + (size_t)b * T * 3 * I, T, I, h, d, 0, nq, 1);
+}
+
+/* With the variant's panel kernels: S = q (K^T / sqrt(d)), softmax rows,
+ * out = S V with V read in place (row stride 3I).  K^T (d, T), scaled,
+ * is made once per head. */
+void evrt_att_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
+                        const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh)
+{
+    float *vt = scratch, *S = scratch + (size_t)d * T, scale = 1.0f / sqrtf((float)d);
+    int u, i;
+    if (fresh) {
+        const float *K = qkv + I + h * d;
+        for (u = 0; u < T; u++)
+            for (i = 0; i < d; i++) vt[(size_t)i * T + u] = K[(size_t)u * 3 * I + i] * scale;
     }
+    k->f32p(S, (size_t)T, qkv + (size_t)q0 * 3 * I + h * d, (size_t)3 * I, vt, (size_t)T, 16, NULL, nr, d,
+            0, T);
+    k->softmax(S, nr, T, 1.0f);
+    k->f32p(out, ldo, S, (size_t)T, qkv + 2 * I + h * d, (size_t)3 * I, 16, NULL, nr, T, 0, d);
 }
 
 void evrt_add_ref(float *x, const float *y, size_t n)
@@ -212,9 +239,17 @@ void evrt_wsum(int32_t *wsum, const int8_t *wq, int O, int I)
     }
 }
 
+/* The plain kernels, the specification: no panels, no packing. */
 static const struct evrt_kernels ref_kernels = {
-    EVRT_ISA_REF, "ref", evrt_quant_ref, evrt_i8_cols_ref, evrt_f32_cols_ref, 0, NULL, NULL, NULL, evrt_softmax_fast,
-    evrt_layernorm_fast};
+    .isa = EVRT_ISA_REF,
+    .name = "ref",
+    .quant = evrt_quant_ref,
+    .i8 = evrt_i8_cols_ref,
+    .f32 = evrt_f32_cols_ref,
+    .layernorm = evrt_layernorm_ref,
+    .gelu = evrt_gelu_ref,
+    .attention = evrt_att_rows_ref,
+    .attention_i8 = evrt_att_i8_rows_ref};
 
 size_t evrt_pack_f32_bytes(int O, int I) { return (size_t)(O + 15) / 16 * 16 * (size_t)I * sizeof(float); }
 
@@ -356,58 +391,106 @@ ELEMENTWISE void evrt_exp_fast(float *x, size_t n)
 
 /* ---------------------------------------------------------------- INT8 attention */
 
+/* The head's K (T, d) and V^T (d, T), quantized: sq of evrt.h. */
+static void att_i8_kv(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, float ik, float iv)
+{
+    int u, i;
+    for (u = 0; u < T; u++)
+        for (i = 0; i < d; i++) {
+            a->kq[(size_t)u * d + i] = evrt_qsym(qkv[(size_t)u * 3 * I + I + h * d + i], ik);
+            a->vt[(size_t)i * T + u] = evrt_qsym(qkv[(size_t)u * 3 * I + 2 * I + h * d + i], iv);
+        }
+}
+
+/* The specification of evrt.h, written plainly, one query at a time. */
+void evrt_att_i8_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
+                          const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
+                          const float *scales)
+{
+    int8_t *qq = a->xq;
+    int32_t *acc = a->acc, *E = a->E;
+    float iq = 1.0f / scales[0], c = (scales[0] * scales[1]) / sqrtf((float)d), m2 = scales[3] * scales[2];
+    int t, u, i;
+    (void)k;
+    if (fresh) att_i8_kv(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2]);
+    for (t = q0; t < q0 + nr; t++) {
+        float *o = out + (size_t)(t - q0) * ldo, r;
+        int32_t mx = INT32_MIN, sum = 0;
+        for (i = 0; i < d; i++) qq[i] = evrt_qsym(qkv[(size_t)t * 3 * I + h * d + i], iq);
+        for (u = 0; u < T; u++) {
+            int32_t s = 0;
+            for (i = 0; i < d; i++) s += (int32_t)qq[i] * a->kq[(size_t)u * d + i];
+            acc[u] = s;
+            mx = s > mx ? s : mx;
+        }
+        for (u = 0; u < T; u++) {
+            E[u] = (int32_t)rintf(exp_neg((float)(acc[u] - mx) * c) * 32768.0f);
+            sum += E[u];
+        }
+        r = 1.0f / ((float)sum * scales[3]);
+        for (u = 0; u < T; u++) { /* E becomes P */
+            float p = rintf((float)E[u] * r);
+            E[u] = p < 127.0f ? (int32_t)p : 127;
+        }
+        for (i = 0; i < d; i++) {
+            int32_t s = 0;
+            for (u = 0; u < T; u++) s += E[u] * a->vt[(size_t)i * T + u];
+            o[i] = (float)s * m2;
+        }
+    }
+}
+
 size_t evrt_attention_i8_scratch(int T, int d)
 {
     size_t q = ((size_t)2 * T * d + (size_t)d + 15) / 16 * 16;
-    return q + 3 * sizeof(int32_t) * (size_t)T;
+    return q + 2 * sizeof(int32_t) * (size_t)T;
 }
 
-/* The specification of evrt.h, written plainly: K and V of each head are
- * quantized once, then one query at a time. */
 void evrt_attention_i8_ref(float *out, void *scratch, const float *qkv, int B, int T, int nq, int H,
                            int d, const float *scales)
 {
-    int I = H * d, b, h, t, u, i;
-    int8_t *kq = scratch, *vq = kq + (size_t)T * d, *qq = vq + (size_t)T * d;
-    int32_t *a = (int32_t *)((char *)scratch + ((size_t)2 * T * d + (size_t)d + 15) / 16 * 16),
-            *E = a + T, *P = E + T;
-    float iq = 1.0f / scales[0], ik = 1.0f / scales[1], iv = 1.0f / scales[2];
-    float c = (scales[0] * scales[1]) / sqrtf((float)d), m2 = scales[3] * scales[2];
-    for (b = 0; b < B; b++) {
-        const float *base = qkv + (size_t)b * T * 3 * I;
-        for (h = 0; h < H; h++) {
-            for (u = 0; u < T; u++)
-                for (i = 0; i < d; i++) {
-                    kq[(size_t)u * d + i] = evrt_qsym(base[(size_t)u * 3 * I + I + h * d + i], ik);
-                    vq[(size_t)u * d + i] = evrt_qsym(base[(size_t)u * 3 * I + 2 * I + h * d + i], iv);
-                }
-            for (t = 0; t < nq; t++) {
-                float *o = out + ((size_t)b * nq + t) * I + h * d, r;
-                int32_t mx = INT32_MIN, sum = 0;
-                for (i = 0; i < d; i++) qq[i] = evrt_qsym(base[(size_t)t * 3 * I + h * d + i], iq);
-                for (u = 0; u < T; u++) {
-                    int32_t s = 0;
-                    for (i = 0; i < d; i++) s += (int32_t)qq[i] * kq[(size_t)u * d + i];
-                    a[u] = s;
-                    mx = s > mx ? s : mx;
-                }
-                for (u = 0; u < T; u++) {
-                    E[u] = (int32_t)rintf(exp_neg((float)(a[u] - mx) * c) * 32768.0f);
-                    sum += E[u];
-                }
-                r = 1.0f / ((float)sum * scales[3]);
-                for (u = 0; u < T; u++) {
-                    float p = rintf((float)E[u] * r);
-                    P[u] = p < 127.0f ? (int32_t)p : 127;
-                }
-                for (i = 0; i < d; i++) {
-                    int32_t s = 0;
-                    for (u = 0; u < T; u++) s += P[u] * vq[(size_t)u * d + i];
-                    o[i] = (float)s * m2;
-                }
-            }
-        }
+    struct evrt_att8 a;
+    int I = H * d, b, h;
+    memset(&a, 0, sizeof a);
+    a.kq = scratch;
+    a.vt = a.kq + (size_t)T * d;
+    a.xq = a.vt + (size_t)T * d;
+    a.acc = (int32_t *)(void *)((char *)scratch + ((size_t)2 * T * d + (size_t)d + 15) / 16 * 16);
+    a.E = a.acc + T;
+    for (b = 0; b < B; b++)
+        for (h = 0; h < H; h++)
+            evrt_att_i8_rows_ref(NULL, out + (size_t)b * nq * I + h * d, (size_t)I, &a,
+                                 qkv + (size_t)b * T * 3 * I, T, I, h, d, 0, nq, 1, scales);
+}
+
+/* With the variant's int8 panel kernel: K and V^T quantized and packed as
+ * if they were weights (K: T "channels" of d inputs; V^T: d of T); per
+ * item, S = q K^T with unit scales gives the int32 sums as exact floats,
+ * evrt_softmax_i8 turns them into the integer probabilities P, and P V^T
+ * is rescaled by p_scale * v_scale: the _ref's expression. */
+void evrt_att_i8_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
+                           const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
+                           const float *scales)
+{
+    float iq = 1.0f / scales[0], sc = (scales[0] * scales[1]) / sqrtf((float)d);
+    int u, i, r;
+    if (fresh) {
+        att_i8_kv(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2]);
+        k->pack_i8(a->kp, a->kq, T, d);
+        k->pack_i8(a->vp, a->vt, d, T);
+        evrt_wsum(a->kws, a->kq, T, d);
+        evrt_wsum(a->vws, a->vt, d, T);
+        for (u = 0; u < T; u++) a->ones[u] = 1.0f;
+        for (i = 0; i < d; i++) a->vs[i] = scales[2];
     }
+    for (r = 0; r < nr; r++)
+        for (i = 0; i < d; i++) a->qf[r * d + i] = (float)evrt_qsym(qkv[(size_t)(q0 + r) * 3 * I + h * d + i], iq);
+    k->quant(a->xq, a->qf, nr, d, 1.0f, 0);
+    k->i8p(a->S, a->xq, 0, 1.0f, a->kp, a->kws, a->ones, NULL, nr, d, T, 0, T);
+    evrt_softmax_i8(a->S, nr, T, sc, scales[3], a->E);
+    k->quant(a->xq, a->S, nr, T, 1.0f, 0);
+    k->i8p(a->os, a->xq, 0, scales[3], a->vp, a->vws, a->vs, NULL, nr, T, d, 0, d);
+    for (r = 0; r < nr; r++) memcpy(out + (size_t)r * ldo, a->os + (size_t)r * d, sizeof(float) * (size_t)d);
 }
 
 /* The softmax step of the specification on n rows of exact integer

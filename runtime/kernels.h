@@ -109,6 +109,37 @@ typedef void (*evrt_i8p_fn)(float *y, const void *xp, int32_t x_zero, float x_sc
                             const void *wp, const int32_t *wsum, const float *w_scale,
                             const float *b, int N, int I, int O, int o0, int o1);
 
+/* Attention, one work item: queries [q0, q0 + nr) of head h of one image
+ * (qkv: that image's (T, 3I) rows), output rows of d floats at out, row
+ * stride ldo.  fresh: the first item of this (image, head) on this
+ * scratch; the per-head work (K^T; or K and V^T quantized and packed) is
+ * done then and reused by the items that follow.  Every output element is
+ * computed the same way whatever the item it falls in. */
+struct evrt_kernels;
+#define EVRT_ATT_ROWS 24 /* query rows per work item */
+
+/* float32: scratch of d*T + EVRT_ATT_ROWS*T floats (K^T, then scores; the
+ * ref uses T). */
+typedef void (*evrt_att_fn)(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
+                            const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh);
+
+/* INT8 attention's scratch, one per thread (carved by evrt.c; the ref
+ * uses kq, vt, xq, acc and E only). */
+struct evrt_att8 {
+    int8_t *kq;         /* (T, d) the head's quantized K */
+    int8_t *vt;         /* (d, T) its quantized V, transposed */
+    void *kp, *vp;      /* kq and vt packed for the variant's i8p */
+    void *xq;           /* quantized rows of an item, the variant's layout */
+    int32_t *kws, *vws; /* (T), (d) weight sums of kq and vt */
+    int32_t *acc, *E;   /* (T) */
+    float *ones, *vs;   /* (T) ones, (d) v_scale */
+    float *qf, *S, *os; /* (ATT_ROWS, d), (ATT_ROWS, T), (ATT_ROWS, d) */
+};
+/* INT8 attention (evrt.h) with scales {q, k, v, p}. */
+typedef void (*evrt_att8_fn)(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
+                             const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
+                             const float *scales);
+
 struct evrt_kernels {
     int isa;              /* enum evrt_isa */
     const char *name;     /* "ref", "avx2", "avx512vnni", "neon", "dotprod" */
@@ -120,11 +151,29 @@ struct evrt_kernels {
     evrt_pack_i8_fn pack_i8;
     evrt_i8p_fn i8p;      /* NULL: no packed int8 kernel (use i8) */
     /* rows of S (n, T) = softmax(S * scale) in place (evrt_softmax_fast or
-     * an explicit SIMD twin) */
+     * an explicit SIMD twin; NULL in the ref, whose attention has its own) */
     void (*softmax)(float *S, int n, int T, float scale);
-    /* LayerNorm (N, D) rows (evrt_layernorm_fast or a SIMD twin) */
+    /* LayerNorm (N, D) rows (evrt_layernorm_ref, _fast or a SIMD twin) */
     void (*layernorm)(float *out, const float *x, const float *w, const float *b, int N, int D);
+    /* GELU in place (evrt_gelu_ref or evrt_gelu_fast) */
+    void (*gelu)(float *x, size_t n);
+    evrt_att_fn attention;     /* evrt_att_rows_ref or _fast */
+    evrt_att8_fn attention_i8; /* evrt_att_i8_rows_ref or _fast */
 };
+
+/* The attention items: the _ref ones compute the specification plainly;
+ * the _fast ones run k's panel kernels (f32p and softmax; quant, pack_i8
+ * and i8p with the integer softmax evrt_softmax_i8). */
+void evrt_att_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
+                       const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh);
+void evrt_att_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
+                        const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh);
+void evrt_att_i8_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
+                          const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
+                          const float *scales);
+void evrt_att_i8_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
+                           const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
+                           const float *scales);
 
 /* Panel packing for evrt_f32p_fn: panel j (outputs 16j..16j+15, zero
  * padded) at p + 16 j I, element (i, c) at i * 16 + c. */
