@@ -267,7 +267,7 @@ static void fast_layernorm_and_softmax_are_within_rounding_of_the_reference(void
     }
     for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
         const struct evrt_kernels *k = evrt_isa_available(isa) ? evrt_kernels_get(isa) : NULL;
-        if (!k) continue;
+        if (!k || !k->softmax) continue; /* the ref's attention has its own */
         memcpy(s, x, sizeof s);
         k->softmax(s, N, D, 0.7f);
         for (n = 0; n < N; n++) {
