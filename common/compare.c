@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "chart.h"
+#include "json.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------- reading */
@@ -91,20 +92,6 @@ static void report_free(struct evit_compare_report *r)
     free(r->parent_field);
 }
 
-static void line_col(const char *text, const char *at, int *line, int *col)
-{
-    *line = 1;
-    *col = 1;
-    for (const char *p = text; p < at && *p; p++) {
-        if (*p == '\n') {
-            (*line)++;
-            *col = 1;
-        } else {
-            (*col)++;
-        }
-    }
-}
-
 static int find_real(const struct evit_compare *c, const char *real)
 {
     for (int i = 0; i < c->n_reports; i++)
@@ -117,8 +104,6 @@ static int find_real(const struct evit_compare *c, const char *real)
  * (folder scans). */
 static int load(struct evit_compare *c, const char *path, int named, int skip_other, int *index)
 {
-    uint8_t *text = NULL;
-    size_t n = 0;
     cJSON *root = NULL;
     int rc = EVIT_ERR;
     char *real = realpath(path, NULL);
@@ -130,16 +115,7 @@ static int load(struct evit_compare *c, const char *path, int named, int skip_ot
         free(real);
         return EVIT_OK;
     }
-    if (evit_read_file(path, &text, &n) < 0) goto fail;
-    text[n] = '\0';
-    const char *end = NULL;
-    root = cJSON_ParseWithOpts((const char *)text, &end, 1);
-    if (!root) {
-        int line, col;
-        line_col((const char *)text, end ? end : (const char *)text, &line, &col);
-        evit_error("%s: invalid JSON near line %d, column %d", path, line, col);
-        goto fail;
-    }
+    if (evit_json_read(path, &root) < 0) goto fail;
     if (skip_other && !is_report(root)) {
         rc = 1;
         goto fail;
@@ -160,7 +136,6 @@ static int load(struct evit_compare *c, const char *path, int named, int skip_ot
     rc = EVIT_OK;
 fail:
     cJSON_Delete(root);
-    free(text);
     free(real);
     return rc;
 }

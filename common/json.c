@@ -22,7 +22,7 @@ static void line_col(const char *text, const char *at, int *line, int *col)
     }
 }
 
-int evit_json_load(const char *path, cJSON **out)
+int evit_json_read(const char *path, cJSON **out)
 {
     uint8_t *text = NULL;
     size_t n = 0;
@@ -37,6 +37,14 @@ int evit_json_load(const char *path, cJSON **out)
         return evit_error("%s: invalid JSON near line %d, column %d", path, line, col);
     }
     free(text);
+    *out = root;
+    return EVIT_OK;
+}
+
+int evit_json_load(const char *path, cJSON **out)
+{
+    cJSON *root;
+    if (evit_json_read(path, &root) < 0) return EVIT_ERR;
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return evit_error("%s: top level must be a JSON object", path);

@@ -15,6 +15,8 @@
 
 /* Parses path; on a syntax error names the line and column. */
 int evit_json_load(const char *path, cJSON **out);
+/* The same for any JSON value, not only an object. */
+int evit_json_read(const char *path, cJSON **out);
 
 /* Fails on any member of obj whose key is not in the NULL-terminated list.
  * where is the dotted prefix ("" at top level). */

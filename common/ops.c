@@ -192,7 +192,7 @@ static void layernorm_row(float *y, float *mean, float *rstd, const float *x, co
 #pragma omp simd reduction(+ : v)
     for (int i = 0; i < D; i++) v += (x[i] - m) * (x[i] - m);
     v /= (float)D;
-    float r = 1.0f / sqrtf(v + 1e-6f);
+    float r = 1.0f / sqrtf(v + EVIT_LN_EPS);
 #pragma omp simd
     for (int i = 0; i < D; i++) y[i] = (x[i] - m) * r * w[i] + b[i];
     if (mean) *mean = m;

@@ -10,6 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "evrt.h"
+
+/* LayerNorm's eps: timm's, and the runtime's (one number for both). */
+#define EVIT_LN_EPS EVRT_LN_EPS
+
 /* Image batch to patch rows, normalising on the way:
  *   out[b, gy*G+gx, c*P*P + py*P + px] = (img[b, gy*P+py, gx*P+px, c]/255 - mean[c]) / std[c]
  * The column order matches a flattened PyTorch conv weight (D, C, P, P). */

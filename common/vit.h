@@ -21,7 +21,6 @@
 
 #include "config.h"
 
-#define EVIT_LN_EPS 1e-6f
 
 struct evit_block_params {
     float *ln1_w, *ln1_b; /* (D) */
