@@ -145,11 +145,10 @@ i2=$(num int8_top1 "$T/qn.json")
 awk -v f="$f" -v i="$i2" 'BEGIN { exit !(f - i > 0.5) }' || fail "clipping half of every input cost nothing ($i2%): the budget test proves nothing"
 ok "over budget ($i2% without it), layers are kept float until INT8 is within 0.5 points ($i%, $n layers int8)"
 
-# --- INT8 attention: q k^T and p v of every block in int8, calibrated
-# scales in the report, the runtime's exact accuracy in evit-eval and in the
+# --- INT8 attention (the shipped configs/fmnist/quantize-attention.json):
+# q k^T and p v of every block in int8, calibrated scales in the report, the runtime's exact accuracy in evit-eval and in the
 # exported file (format version 2)
-printf '{"calibrator":"entropy","calib_images":300,"quantize_attention":true}\n' >"$T/attn.json"
-succeeds "$Q" "$T/attn.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/qt.h5" --report "$T/qt.json" -q --threads 2
+succeeds "$Q" "$EVIT_SRC/configs/fmnist/quantize-attention.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/qt.h5" --report "$T/qt.json" -q --threads 2
 stdout_has "2/2 attentions int8"
 f=$(num float_top1 "$T/qt.json")
 i=$(num int8_top1 "$T/qt.json")
