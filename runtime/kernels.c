@@ -391,15 +391,19 @@ ELEMENTWISE void evrt_exp_fast(float *x, size_t n)
 
 /* ---------------------------------------------------------------- INT8 attention */
 
-/* The head's K (T, d) and V^T (d, T), quantized: sq of evrt.h. */
-static void att_i8_kv(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, float ik, float iv)
+/* The head's K (T, d) and V^T (d, T), quantized: sq of evrt.h.  K's rows
+ * are contiguous and vectorise; V^T's stores stride by T. */
+ELEMENTWISE static void att_i8_kv(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d,
+                                  float ik, float iv)
 {
     int u, i;
+    for (u = 0; u < T; u++) {
+        const float *k = qkv + (size_t)u * 3 * I + I + h * d;
+        int8_t *kq = a->kq + (size_t)u * d;
+        for (i = 0; i < d; i++) kq[i] = evrt_qsym(k[i], ik);
+    }
     for (u = 0; u < T; u++)
-        for (i = 0; i < d; i++) {
-            a->kq[(size_t)u * d + i] = evrt_qsym(qkv[(size_t)u * 3 * I + I + h * d + i], ik);
-            a->vt[(size_t)i * T + u] = evrt_qsym(qkv[(size_t)u * 3 * I + 2 * I + h * d + i], iv);
-        }
+        for (i = 0; i < d; i++) a->vt[(size_t)i * T + u] = evrt_qsym(qkv[(size_t)u * 3 * I + 2 * I + h * d + i], iv);
 }
 
 /* The specification of evrt.h, written plainly, one query at a time. */
