@@ -13,21 +13,19 @@ bin=${EVIT_BIN:-$top/build}
 profile=quick
 out=""
 threads=""
+common_opts="profile out threads"
+. "$top/scripts/lib.sh"
 while [ $# -gt 0 ]; do
-    case "$1" in
-        --profile) profile=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
-        --threads) threads="--threads $2"; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "distill_study.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-    esac
+    if common_opt "$@"; then shift "$nshift"; continue; fi
+    usage_fail "unknown argument $1 (see --help)"
 done
+case "$profile" in quick|full) ;; *) usage_fail "--profile is quick or full" ;; esac
 out=${out:-$top/run/fmnist-$profile}
 prof=""
 [ "$profile" = quick ] || prof="--profile $profile"
 cfg=$top/configs/fmnist
 for f in train.h5 test.h5 teacher.h5 teacher.logits.h5 teacher.report.json; do
-    [ -e "$out/$f" ] || { echo "distill_study.sh: $out/$f is missing: run scripts/pipeline.sh --profile $profile first" >&2; exit 1; }
+    [ -e "$out/$f" ] || { echo "error: $out/$f: missing (run scripts/pipeline.sh --profile $profile first)" >&2; exit 1; }
 done
 
 for kind in soft hard labels; do
@@ -42,7 +40,7 @@ for kind in soft hard labels; do
         cp "$out/student.report.json" "$out/$name.report.json"
         continue
     fi
-    printf '\n== %s\n' "$name" >&2
+    stage "$name"
     # shellcheck disable=SC2086
     "$bin/evit-distill" "$cfg/$r.json" $prof --data "$out/train.h5" --teacher "$out/teacher.logits.h5" \
         --val "$out/test.h5" -o "$out/$name.h5" --report "$out/$name.report.json" --stage "$name" --resume $threads

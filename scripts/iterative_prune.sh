@@ -22,34 +22,29 @@ run=$top/run/fmnist-quick
 out=""
 steps=""
 threads=""
+common_opts="out threads"
+. "$top/scripts/lib.sh"
 while [ $# -gt 0 ]; do
+    if common_opt "$@"; then shift "$nshift"; continue; fi
     case "$1" in
-        --rounds) rounds=$2; shift 2 ;;
-        --config) config=$2; shift 2 ;;
-        --recipe) recipe=$2; shift 2 ;;
-        --steps) steps="--steps $2"; shift 2 ;;
-        --run) run=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
-        --threads) threads="--threads $2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "iterative_prune.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+        --rounds | --config | --recipe | --steps | --run) [ $# -ge 2 ] || usage_fail "$1 needs a value" ;;
+        *) usage_fail "unknown argument $1 (see --help)" ;;
     esac
+    case "$1" in
+        --rounds) rounds=$2 ;;
+        --config) config=$2 ;;
+        --recipe) recipe=$2 ;;
+        --steps) steps="--steps $2" ;;
+        --run) run=$2 ;;
+    esac
+    shift 2
 done
-case "$rounds" in ''|*[!0-9]*|0) echo "iterative_prune.sh: --rounds wants a positive count" >&2; exit 2 ;; esac
+case "$rounds" in ''|*[!0-9]*|0) usage_fail "--rounds wants a positive count" ;; esac
 out=${out:-$run/iterative}
 for f in "$run/student.h5" "$run/train.h5" "$run/test.h5" "$run/teacher.logits.h5" "$config" "$recipe"; do
-    [ -e "$f" ] || { echo "iterative_prune.sh: $f is missing (run scripts/pipeline.sh first)" >&2; exit 1; }
+    [ -e "$f" ] || { echo "error: $f: missing (run scripts/pipeline.sh first)" >&2; exit 1; }
 done
 mkdir -p "$out"
-
-# fresh OUT IN...: true when OUT exists and is newer than every IN
-fresh() {
-    o=$1; shift
-    [ -e "$o" ] || return 1
-    for i in "$@"; do [ "$o" -nt "$i" ] || return 1; done
-    return 0
-}
-stage() { printf '\n== %s\n' "$*" >&2; }
 
 model=$run/student.h5
 r=1

@@ -19,30 +19,18 @@ bin=${EVIT_BIN:-$top/build}
 profile=quick
 out=""
 threads=""
+common_opts="profile out threads"
+. "$top/scripts/lib.sh"
 while [ $# -gt 0 ]; do
-    case "$1" in
-        --profile) profile=$2; shift 2 ;;
-        --out) out=$2; shift 2 ;;
-        --threads) threads="--threads $2"; shift 2 ;;
-        -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "pipeline.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
-    esac
+    if common_opt "$@"; then shift "$nshift"; continue; fi
+    usage_fail "unknown argument $1 (see --help)"
 done
-case "$profile" in quick|full) ;; *) echo "pipeline.sh: --profile is quick or full" >&2; exit 2 ;; esac
+case "$profile" in quick|full) ;; *) usage_fail "--profile is quick or full" ;; esac
 out=${out:-$top/run/fmnist-$profile}
 prof=""
 [ "$profile" = quick ] || prof="--profile $profile"
 fm=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 mkdir -p "$out"
-
-# fresh OUT IN...: true when OUT exists and is newer than every IN
-fresh() {
-    o=$1; shift
-    [ -e "$o" ] || return 1
-    for i in "$@"; do [ "$o" -nt "$i" ] || return 1; done
-    return 0
-}
-stage() { printf '\n== %s\n' "$*" >&2; }
 
 stage "import Fashion-MNIST"
 if fresh "$out/train.h5" "$fm/train-images-idx3-ubyte.gz"; then echo "up to date" >&2; else
