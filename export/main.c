@@ -1,5 +1,6 @@
 /* evit-export: a float checkpoint or a quantized model to the flat file
- * libevrt maps (.evit, runtime/evrt.h "Model files"). */
+ * libevrt maps (.evit, runtime/evrt.h "Model files"), or to ONNX
+ * (export/onnx.h) for ONNX Runtime and TensorRT. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -9,19 +10,29 @@
 #include "ckpt.h"
 #include "cli.h"
 #include "export.h"
+#ifdef EVIT_ONNX
+#include "onnx.h"
+#endif
 #include "qmodel.h"
 #include "report.h"
 #include "util.h"
 
 static const char *usage =
-    "usage: evit-export MODEL -o OUT.evit [--report R.json] [options]\n"
+    "usage: evit-export MODEL -o OUT.evit|OUT.onnx [--format evit|onnx] [options]\n"
     "\n"
     "Writes MODEL as one flat file that evit-run and libevrt map and run in\n"
     "place: a float checkpoint as a float32 model, a quantized model (from\n"
-    "evit-quantize) with its int8 layers, scales and zero points.\n"
+    "evit-quantize) with its int8 layers, scales and zero points.  Or as an\n"
+    "ONNX model (opset 13, dynamic batch) for ONNX Runtime and TensorRT: a\n"
+    "float checkpoint as float32, a quantized model as QDQ (int8 weights with\n"
+    "per-channel scales, QuantizeLinear/DequantizeLinear on activations).\n"
+    "The ONNX input is float32 (batch, C, H, W) holding pixel/255; the graph\n"
+    "applies the model's mean/std.\n"
     "\n"
     "  MODEL                  checkpoint (.h5) or quantized model (.h5)\n"
     "  -o, --output F         file to write (atomically)\n"
+    "  -f, --format FMT       evit or onnx (default: onnx when F ends in\n"
+    "                         .onnx, else evit)\n"
     "  -r, --report F         also write a JSON report of the export\n"
     "  -c, --quantize-config F  the quantize config MODEL came from: its\n"
     "                         FNV-1a 64 is recorded as lineage\n"
@@ -31,7 +42,7 @@ static const char *usage =
 
 struct export_args {
     const char *model, *out, *report, *qconfig;
-    int quiet;
+    int quiet, onnx;
 };
 
 static int parse_args(int argc, char **argv, struct export_args *a)
@@ -39,16 +50,19 @@ static int parse_args(int argc, char **argv, struct export_args *a)
     static const struct option opts[] = {{"output", required_argument, 0, 'o'},
                                          {"report", required_argument, 0, 'r'},
                                          {"quantize-config", required_argument, 0, 'c'},
+                                         {"format", required_argument, 0, 'f'},
                                          {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
                                          {"version", no_argument, 0, 'V'},
                                          {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "o:r:c:qhV", opts, NULL)) != -1) {
+    const char *format = NULL;
+    while ((c = getopt_long(argc, argv, "o:r:c:f:qhV", opts, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'r': a->report = optarg; break;
         case 'c': a->qconfig = optarg; break;
+        case 'f': format = optarg; break;
         case 'q': a->quiet = 1; break;
         case 'h': fputs(usage, stdout); return -1;
         case 'V': puts(evit_cli_version()); return -1;
@@ -57,6 +71,16 @@ static int parse_args(int argc, char **argv, struct export_args *a)
     }
     if (argc - optind != 1) return evit_cli_usage_error("evit-export", "expected one MODEL");
     if (!a->out) return evit_cli_usage_error("evit-export", "-o OUT.evit is required");
+    size_t n = strlen(a->out);
+    if (!format) format = n > 5 && !strcmp(a->out + n - 5, ".onnx") ? "onnx" : "evit";
+    if (strcmp(format, "evit") && strcmp(format, "onnx"))
+        return evit_cli_usage_error("evit-export", "--format: evit or onnx, not %s", format);
+    a->onnx = !strcmp(format, "onnx");
+#ifndef EVIT_ONNX
+    if (a->onnx)
+        return evit_cli_usage_error("evit-export", "this build has no ONNX output: apt-get install "
+                                    "protobuf-c-compiler libprotobuf-c-dev libonnx-dev, then rebuild");
+#endif
     a->model = argv[optind];
     return EVIT_EXIT_OK;
 }
@@ -78,6 +102,7 @@ static int write_report(const struct export_args *a, const struct evit_qmodel *q
     cJSON *r = evit_report_new("export", a->model, NULL, parent);
     evit_report_add_model(r, &q->vit.cfg, (double)evrt_model_bytes(&q->rt));
     cJSON_AddStringToObject(r, "output", a->out);
+    cJSON_AddStringToObject(r, "format", a->onnx ? "onnx" : "evit");
     cJSON_AddNumberToObject(r, "file_bytes", (double)bytes);
     cJSON_AddNumberToObject(r, "tensors", evit_export_tensor_count(&q->rt));
     cJSON_AddNumberToObject(r, "int8_layers", evit_qmodel_int8_layers(q));
@@ -119,10 +144,17 @@ int main(int argc, char **argv)
     info.lineage.source_kind = quantized ? EVRT_SOURCE_QUANTIZED : EVRT_SOURCE_FLOAT;
     if (file_fnv(a.model, &info.lineage.source_fnv) < 0) goto fail;
     if (a.qconfig && file_fnv(a.qconfig, &info.lineage.config_fnv) < 0) goto fail;
-    if (evit_export_write(a.out, &q.rt, &info, &bytes) < 0) goto fail;
+    if (a.onnx) {
+#ifdef EVIT_ONNX
+        struct evit_onnx_info oi = {.name = q.vit.cfg.name, .class_names = info.class_names, .source = a.model};
+        if (evit_onnx_write(a.out, &q, &oi, &bytes) < 0) goto fail;
+#endif
+    } else if (evit_export_write(a.out, &q.rt, &info, &bytes) < 0) {
+        goto fail;
+    }
     if (!a.quiet)
-        printf("%s: %s, %d of %d layers int8, %zu bytes (%zu of weights)\n", a.out,
-               quantized ? "int8" : "float32", evit_qmodel_int8_layers(&q), evrt_layer_count(&q.rt), bytes,
+        printf("%s: %s%s, %d of %d layers int8, %zu bytes (%zu of weights)\n", a.out,
+               quantized ? (a.onnx ? "QDQ " : "") : "", quantized ? "int8" : "float32", evit_qmodel_int8_layers(&q), evrt_layer_count(&q.rt), bytes,
                evrt_model_bytes(&q.rt));
     if (a.report) {
         const char *parent = meta.report ? meta.report : meta.parent_report;

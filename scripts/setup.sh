@@ -12,11 +12,13 @@ build=${BUILD:-$top/build}
 
 # Build tools and libraries, the Fashion-MNIST data, the Python pieces the
 # PyTorch parity checks use, the aarch64 cross compiler and qemu that run
-# the runtime's ARM tests, and llvm (llvm-mca) for the Cortex-A57 cycle
-# model (those checks skip without them).
+# the runtime's ARM tests, llvm (llvm-mca) for the Cortex-A57 cycle model,
+# protobuf-c and onnx.proto for evit-export's ONNX output, and the ONNX
+# checker (python3-onnx) that its test runs (those checks skip without them).
 pkgs="build-essential autoconf automake pkg-config libopenblas-openmp-dev libopenblas-dev
       libhdf5-dev hdf5-tools libcjson-dev libpng-dev zlib1g-dev dataset-fashion-mnist
-      python3 python3-numpy python3-h5py gcc-aarch64-linux-gnu qemu-user llvm"
+      python3 python3-numpy python3-h5py gcc-aarch64-linux-gnu qemu-user llvm
+      libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-onnx"
 [ -n "${EVIT_NO_TORCH:-}" ] || pkgs="$pkgs python3-torch"
 
 missing=""
@@ -29,6 +31,15 @@ if [ -n "$missing" ]; then
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+fi
+
+# ONNX Runtime for the ONNX export's test and the benchmarks' peer: the npm
+# package carries its CPU binaries; --ignore-scripts skips its CUDA download.
+# Optional: without node, npm or the registry those checks skip.
+if [ -z "${EVIT_NO_ORT:-}" ] && [ ! -d "$top/bench/node_modules/onnxruntime-node" ] && command -v npm >/dev/null; then
+    echo "setup: installing onnxruntime-node into bench/node_modules" >&2
+    (cd "$top/bench" && npm install --no-save --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null 2>&1) ||
+        echo "setup: could not install onnxruntime-node (its checks will skip)" >&2
 fi
 
 cd "$top"

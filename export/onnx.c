@@ -1,0 +1,549 @@
+/* onnx.c: see onnx.h.  The model is built as protobuf-c messages (the C
+ * code protoc-c generates from onnx.proto at build time) and packed by
+ * libprotobuf-c.
+ *
+ * Ownership: every string, array and sub-message hanging off the model is
+ * malloc'd here, so one protobuf_c_message_free_unpacked() releases it all. */
+#include "onnx.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx.pb-c.h"
+#include "util.h"
+
+#define ONNX_OPSET 13
+#define ONNX_IR_VERSION 7 /* the IR that opset 13 came with */
+#define LN_EPS 1e-6f      /* timm's LayerNorm eps, as vit.h and evrt.h */
+
+struct graph {
+    Onnx__GraphProto *g;
+    size_t cap_node, cap_init;
+    const char *eps, *one, *half, *sqrt2, *i0, *i1, *i2; /* shared constants */
+};
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int n = vsnprintf(NULL, 0, f, ap);
+    va_end(ap);
+    char *s = evit_malloc((size_t)n + 1);
+    va_start(ap, f);
+    vsnprintf(s, (size_t)n + 1, f, ap);
+    va_end(ap);
+    return s;
+}
+
+static void *grow(void *p, size_t *cap, size_t n, size_t elem)
+{
+    if (n < *cap) return p;
+    *cap = *cap ? 2 * *cap : 64;
+    p = realloc(p, *cap * elem);
+    EVIT_ASSERT(p);
+    return p;
+}
+
+/* ---------------------------------------------------------- initializers */
+
+static const char *init_tensor(struct graph *b, const char *name, int dtype, const int64_t *dims, int ndim,
+                               const void *data, size_t bytes)
+{
+    Onnx__TensorProto *t = evit_malloc(sizeof *t);
+    onnx__tensor_proto__init(t);
+    t->name = evit_strdup(name);
+    t->has_data_type = 1;
+    t->data_type = dtype;
+    t->n_dims = (size_t)ndim;
+    t->dims = evit_malloc(sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
+    if (ndim) memcpy(t->dims, dims, sizeof(int64_t) * (size_t)ndim);
+    /* raw_data is little-endian: the host's on x86 and AArch64 */
+    t->has_raw_data = 1;
+    t->raw_data.len = bytes;
+    t->raw_data.data = evit_malloc(bytes ? bytes : 1);
+    memcpy(t->raw_data.data, data, bytes);
+    Onnx__GraphProto *g = b->g;
+    g->initializer = grow(g->initializer, &b->cap_init, g->n_initializer, sizeof *g->initializer);
+    g->initializer[g->n_initializer++] = t;
+    return t->name;
+}
+
+static const char *init_f32(struct graph *b, const char *name, const int64_t *dims, int ndim, const float *v)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)dims[i];
+    return init_tensor(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, dims, ndim, v, 4 * n);
+}
+
+static const char *scalar_f32(struct graph *b, const char *name, float v)
+{
+    return init_f32(b, name, NULL, 0, &v);
+}
+
+static const char *scalar_i8(struct graph *b, const char *name, int v)
+{
+    int8_t x = (int8_t)v;
+    return init_tensor(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, NULL, 0, &x, 1);
+}
+
+static const char *ints(struct graph *b, const char *name, const int64_t *v, int n)
+{
+    int64_t d = n;
+    return init_tensor(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, &d, 1, v, 8 * (size_t)n);
+}
+
+static const char *scalar_i64(struct graph *b, const char *name, int64_t v)
+{
+    return init_tensor(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, NULL, 0, &v, 8);
+}
+
+/* ------------------------------------------------------------------ nodes */
+
+/* A node with up to three inputs (NULL ends them) and one output, named
+ * out; returns the node so attributes can be added. */
+static Onnx__NodeProto *node(struct graph *b, const char *type, char *out /* taken */, const char *in0,
+                             const char *in1, const char *in2)
+{
+    const char *in[3] = {in0, in1, in2};
+    Onnx__NodeProto *n = evit_malloc(sizeof *n);
+    onnx__node_proto__init(n);
+    n->op_type = evit_strdup(type);
+    n->input = evit_malloc(sizeof(char *) * 3);
+    while (n->n_input < 3 && in[n->n_input]) {
+        n->input[n->n_input] = evit_strdup(in[n->n_input]);
+        n->n_input++;
+    }
+    n->n_output = 1;
+    n->output = evit_malloc(sizeof(char *));
+    n->output[0] = out;
+    n->name = evit_strdup(out);
+    Onnx__GraphProto *g = b->g;
+    g->node = grow(g->node, &b->cap_node, g->n_node, sizeof *g->node);
+    g->node[g->n_node++] = n;
+    return n;
+}
+
+static const char *out(const Onnx__NodeProto *n)
+{
+    return n->output[0];
+}
+
+/* node() for the common case: the output's name is "prefix/what". */
+static const char *op(struct graph *b, const char *type, const char *prefix, const char *what, const char *in0,
+                      const char *in1)
+{
+    return out(node(b, type, fmt("%s/%s", prefix, what), in0, in1, NULL));
+}
+
+static Onnx__AttributeProto *attr(Onnx__NodeProto *n, const char *name, Onnx__AttributeProto__AttributeType t)
+{
+    Onnx__AttributeProto *a = evit_malloc(sizeof *a);
+    onnx__attribute_proto__init(a);
+    a->name = evit_strdup(name);
+    a->has_type = 1;
+    a->type = t;
+    n->attribute = realloc(n->attribute, sizeof *n->attribute * (n->n_attribute + 1));
+    EVIT_ASSERT(n->attribute);
+    n->attribute[n->n_attribute++] = a;
+    return a;
+}
+
+static void attr_int(Onnx__NodeProto *n, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    a->has_i = 1;
+    a->i = v;
+}
+
+static void attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v, int k)
+{
+    Onnx__AttributeProto *a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    a->n_ints = (size_t)k;
+    a->ints = evit_malloc(sizeof(int64_t) * (size_t)k);
+    memcpy(a->ints, v, sizeof(int64_t) * (size_t)k);
+}
+
+static const char *transpose(struct graph *b, const char *prefix, const char *what, const char *x,
+                             const int64_t *perm, int k)
+{
+    Onnx__NodeProto *n = node(b, "Transpose", fmt("%s/%s", prefix, what), x, NULL, NULL);
+    attr_ints(n, "perm", perm, k);
+    return out(n);
+}
+
+/* ------------------------------------------------------------------ layers */
+
+/* x -> QuantizeLinear -> DequantizeLinear with a per-tensor scale and
+ * zero point: the rounding the int8 kernel applies to its input. */
+static const char *qdq(struct graph *b, const char *prefix, const char *x, float scale, int zero)
+{
+    char *sn = fmt("%s.scale", prefix), *zn = fmt("%s.zero_point", prefix);
+    const char *s = scalar_f32(b, sn, scale), *z = scalar_i8(b, zn, zero);
+    free(sn);
+    free(zn);
+    const char *q = out(node(b, "QuantizeLinear", fmt("%s/quantized", prefix), x, s, z));
+    return out(node(b, "DequantizeLinear", fmt("%s/dequantized", prefix), q, s, z));
+}
+
+/* The weight as the graph uses it: (in, out) float32, or int8 dequantized
+ * per output channel (along axis).  transpose: store W^T of the (out, in)
+ * matrix; otherwise keep dims as given (the conv). */
+static const char *weight(struct graph *b, const char *prefix, const struct evrt_linear *L, const int64_t *dims,
+                          int ndim, int transposed)
+{
+    size_t n = (size_t)L->in * (size_t)L->out, i, o;
+    int64_t tdims[2] = {L->in, L->out}, odims[1] = {L->out};
+    const int64_t *d = transposed ? tdims : dims;
+    int nd = transposed ? 2 : ndim;
+    char *name;
+    const char *w;
+    if (L->dtype != EVRT_I8) {
+        float *t = evit_malloc(4 * n);
+        for (o = 0; o < (size_t)L->out; o++)
+            for (i = 0; i < (size_t)L->in; i++) t[transposed ? i * (size_t)L->out + o : o * (size_t)L->in + i] =
+                L->w[o * (size_t)L->in + i];
+        name = fmt("%s.weight", prefix);
+        w = init_f32(b, name, d, nd, t);
+        free(t);
+        free(name);
+        return w;
+    }
+    int8_t *t = evit_malloc(n), *zeros = evit_calloc((size_t)L->out, 1);
+    for (o = 0; o < (size_t)L->out; o++)
+        for (i = 0; i < (size_t)L->in; i++)
+            t[transposed ? i * (size_t)L->out + o : o * (size_t)L->in + i] = L->wq[o * (size_t)L->in + i];
+    char *qn = fmt("%s.weight_quantized", prefix), *sn = fmt("%s.weight_scale", prefix),
+         *zn = fmt("%s.weight_zero_point", prefix);
+    const char *q = init_tensor(b, qn, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, d, nd, t, n);
+    const char *s = init_f32(b, sn, odims, 1, L->w_scale);
+    const char *z = init_tensor(b, zn, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, odims, 1, zeros, (size_t)L->out);
+    Onnx__NodeProto *dq = node(b, "DequantizeLinear", fmt("%s.weight_dequantized", prefix), q, s, z);
+    attr_int(dq, "axis", transposed ? 1 : 0);
+    free(t);
+    free(zeros);
+    free(qn);
+    free(sn);
+    free(zn);
+    return out(dq);
+}
+
+static const char *input_of(struct graph *b, const char *prefix, const char *x, const struct evrt_linear *L)
+{
+    if (L->dtype != EVRT_I8) return x;
+    char *p = fmt("%s.input", prefix);
+    const char *r = qdq(b, p, x, L->in_scale, L->in_zero);
+    free(p);
+    return r;
+}
+
+static const char *bias(struct graph *b, const char *prefix, const float *v, int n)
+{
+    int64_t d = n;
+    char *name = fmt("%s.bias", prefix);
+    const char *r = init_f32(b, name, &d, 1, v);
+    free(name);
+    return r;
+}
+
+/* y = x W^T + b over the last axis; final names the output (or NULL). */
+static const char *linear(struct graph *b, const char *prefix, const char *x, const struct evrt_linear *L,
+                          const char *final)
+{
+    const char *xin = input_of(b, prefix, x, L);
+    const char *w = weight(b, prefix, L, NULL, 0, 1);
+    const char *y = op(b, "MatMul", prefix, "matmul", xin, w);
+    if (!L->bias) return final ? out(node(b, "Identity", evit_strdup(final), y, NULL, NULL)) : y;
+    const char *bn = bias(b, prefix, L->bias, L->out);
+    return out(node(b, "Add", final ? evit_strdup(final) : fmt("%s/out", prefix), y, bn, NULL));
+}
+
+/* LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * w + b. */
+static const char *layernorm(struct graph *b, const char *prefix, const char *x, const float *w, const float *bv,
+                             int D)
+{
+    int64_t axes[1] = {-1}, d = D;
+    Onnx__NodeProto *m = node(b, "ReduceMean", fmt("%s/mean", prefix), x, NULL, NULL);
+    attr_ints(m, "axes", axes, 1);
+    const char *c = op(b, "Sub", prefix, "centred", x, out(m));
+    const char *sq = op(b, "Mul", prefix, "squared", c, c);
+    Onnx__NodeProto *v = node(b, "ReduceMean", fmt("%s/var", prefix), sq, NULL, NULL);
+    attr_ints(v, "axes", axes, 1);
+    const char *ve = op(b, "Add", prefix, "var_eps", out(v), b->eps);
+    const char *sd = op(b, "Sqrt", prefix, "std", ve, NULL);
+    const char *nrm = op(b, "Div", prefix, "normalised", c, sd);
+    char *wn = fmt("%s.weight", prefix), *bn = fmt("%s.bias", prefix);
+    const char *wi = init_f32(b, wn, &d, 1, w), *bi = init_f32(b, bn, &d, 1, bv);
+    free(wn);
+    free(bn);
+    const char *s = op(b, "Mul", prefix, "scaled", nrm, wi);
+    return op(b, "Add", prefix, "out", s, bi);
+}
+
+/* GELU, exact: 0.5 x (1 + erf(x / sqrt 2)). */
+static const char *gelu(struct graph *b, const char *prefix, const char *x)
+{
+    const char *t = op(b, "Div", prefix, "gelu_arg", x, b->sqrt2);
+    const char *e = op(b, "Erf", prefix, "gelu_erf", t, NULL);
+    const char *p = op(b, "Add", prefix, "gelu_1p", e, b->one);
+    const char *m = op(b, "Mul", prefix, "gelu_x1p", x, p);
+    return op(b, "Mul", prefix, "gelu", m, b->half);
+}
+
+static const char *gather(struct graph *b, const char *prefix, const char *what, const char *x, const char *index,
+                          int axis)
+{
+    Onnx__NodeProto *n = node(b, "Gather", fmt("%s/%s", prefix, what), x, index, NULL);
+    attr_int(n, "axis", axis);
+    return out(n);
+}
+
+static const char *sym_qdq(struct graph *b, const char *prefix, const char *what, const char *x, float scale)
+{
+    char *p = fmt("%s.%s", prefix, what);
+    const char *r = qdq(b, p, x, scale, 0);
+    free(p);
+    return r;
+}
+
+/* x + proj(MHSA(qkv(LN1(x)))) for block l. */
+static const char *attention(struct graph *b, const struct evrt_model *m, int l, const char *x)
+{
+    const struct evrt_block *blk = &m->blocks[l];
+    int H = blk->heads, d = blk->head_dim, I = H * d, i8 = blk->attn_dtype == EVRT_I8;
+    char pre[64], pn[64], pq[64], pp[64];
+    snprintf(pre, sizeof pre, "blocks.%d.attn", l);
+    snprintf(pn, sizeof pn, "blocks.%d.norm1", l);
+    snprintf(pq, sizeof pq, "blocks.%d.attn.qkv", l);
+    snprintf(pp, sizeof pp, "blocks.%d.attn.proj", l);
+    const char *h = layernorm(b, pn, x, blk->ln1_w, blk->ln1_b, m->dim);
+    const char *qkv = linear(b, pq, h, &blk->qkv, NULL);
+    int64_t s5[5] = {0, 0, 3, H, d}, p5[5] = {2, 0, 3, 1, 4}, pk[4] = {0, 1, 3, 2}, po[4] = {0, 2, 1, 3},
+            s3[3] = {0, 0, I};
+    char *sn = fmt("%s.qkv_shape", pre), *on = fmt("%s.out_shape", pre), *cn = fmt("%s.scale", pre);
+    const char *r = op(b, "Reshape", pre, "qkv_split", qkv, ints(b, sn, s5, 5));
+    const char *t = transpose(b, pre, "qkv_heads", r, p5, 5); /* (3, B, H, T, d) */
+    const char *q = gather(b, pre, "q", t, b->i0, 0), *k = gather(b, pre, "k", t, b->i1, 0),
+               *v = gather(b, pre, "v", t, b->i2, 0);
+    if (i8) {
+        q = sym_qdq(b, pre, "q", q, blk->attn_scale[0]);
+        k = sym_qdq(b, pre, "k", k, blk->attn_scale[1]);
+        v = sym_qdq(b, pre, "v", v, blk->attn_scale[2]);
+    }
+    const char *kt = transpose(b, pre, "k_t", k, pk, 4);
+    const char *a = op(b, "MatMul", pre, "scores", q, kt);
+    const char *as = op(b, "Mul", pre, "scaled_scores", a, scalar_f32(b, cn, 1.0f / sqrtf((float)d)));
+    Onnx__NodeProto *sm = node(b, "Softmax", fmt("%s/probs", pre), as, NULL, NULL);
+    attr_int(sm, "axis", -1);
+    const char *p = out(sm);
+    if (i8) p = sym_qdq(b, pre, "p", p, blk->attn_scale[3]);
+    const char *o = op(b, "MatMul", pre, "heads", p, v);
+    const char *ot = transpose(b, pre, "heads_t", o, po, 4);
+    const char *oc = op(b, "Reshape", pre, "concat", ot, ints(b, on, s3, 3));
+    free(sn);
+    free(on);
+    free(cn);
+    const char *y = linear(b, pp, oc, &blk->proj, NULL);
+    return op(b, "Add", pre, "residual", x, y);
+}
+
+/* x + fc2(GELU(fc1(LN2(x)))) for block l. */
+static const char *mlp(struct graph *b, const struct evrt_model *m, int l, const char *x)
+{
+    const struct evrt_block *blk = &m->blocks[l];
+    char pn[64], p1[64], p2[64], pre[64];
+    snprintf(pn, sizeof pn, "blocks.%d.norm2", l);
+    snprintf(p1, sizeof p1, "blocks.%d.mlp.fc1", l);
+    snprintf(p2, sizeof p2, "blocks.%d.mlp.fc2", l);
+    snprintf(pre, sizeof pre, "blocks.%d.mlp", l);
+    const char *h = layernorm(b, pn, x, blk->ln2_w, blk->ln2_b, m->dim);
+    const char *f = linear(b, p1, h, &blk->fc1, NULL);
+    const char *g = gelu(b, p1, f);
+    const char *y = linear(b, p2, g, &blk->fc2, NULL);
+    return op(b, "Add", pre, "residual", x, y);
+}
+
+/* input (B, C, H, W) -> tokens (B, T, D) */
+static const char *embed(struct graph *b, const struct evrt_model *m)
+{
+    int C = m->channels, P = m->patch, D = m->dim, T = evrt_model_tokens(m);
+    int64_t cdims[4] = {1, C, 1, 1}, wdims[4] = {D, C, P, P}, k[2] = {P, P}, s3[3] = {0, D, -1},
+            pt[3] = {0, 2, 1}, one[1] = {0}, endb[1] = {1}, tail[2] = {1, D}, cls[3] = {1, 1, D},
+            pos[3] = {1, T, D};
+    const char *pre = "patch_embed";
+    const char *x = op(b, "Sub", pre, "centred", "input", init_f32(b, "mean", cdims, 4, m->mean));
+    x = op(b, "Div", pre, "normalised", x, init_f32(b, "std", cdims, 4, m->std));
+    const struct evrt_linear *L = &m->patch_embed;
+    const char *xin = input_of(b, "patch_embed.proj", x, L);
+    const char *w = weight(b, "patch_embed.proj", L, wdims, 4, 0);
+    const char *bn = L->bias ? bias(b, "patch_embed.proj", L->bias, D) : NULL;
+    Onnx__NodeProto *conv = node(b, "Conv", fmt("%s/conv", pre), xin, w, bn);
+    attr_ints(conv, "kernel_shape", k, 2);
+    attr_ints(conv, "strides", k, 2);
+    const char *r = op(b, "Reshape", pre, "flat", out(conv), ints(b, "patch_embed.flat_shape", s3, 3));
+    const char *pe = transpose(b, pre, "tokens", r, pt, 3); /* (B, N, D) */
+    /* the class token, expanded to (B, 1, D) */
+    const char *shp = op(b, "Shape", "cls_token", "input_shape", "input", NULL);
+    Onnx__NodeProto *sl = node(b, "Slice", fmt("cls_token/batch"), shp, ints(b, "cls_token.slice_start", one, 1),
+                               ints(b, "cls_token.slice_end", endb, 1));
+    Onnx__NodeProto *cat = node(b, "Concat", fmt("cls_token/shape"), out(sl),
+                                ints(b, "cls_token.shape_tail", tail, 2), NULL);
+    attr_int(cat, "axis", 0);
+    const char *ce = op(b, "Expand", "cls_token", "expanded", init_f32(b, "cls_token", cls, 3, m->cls_token),
+                        out(cat));
+    Onnx__NodeProto *tok = node(b, "Concat", fmt("tokens/concat"), ce, pe, NULL);
+    attr_int(tok, "axis", 1);
+    return op(b, "Add", "tokens", "positioned", out(tok), init_f32(b, "pos_embed", pos, 3, m->pos_embed));
+}
+
+static Onnx__ValueInfoProto *value_info(const char *name, const int64_t *dims, int n /* dims[0]: "batch" */)
+{
+    Onnx__ValueInfoProto *v = evit_malloc(sizeof *v);
+    Onnx__TypeProto *tp = evit_malloc(sizeof *tp);
+    Onnx__TypeProto__Tensor *tt = evit_malloc(sizeof *tt);
+    Onnx__TensorShapeProto *sh = evit_malloc(sizeof *sh);
+    onnx__value_info_proto__init(v);
+    onnx__type_proto__init(tp);
+    onnx__type_proto__tensor__init(tt);
+    onnx__tensor_shape_proto__init(sh);
+    sh->n_dim = (size_t)n;
+    sh->dim = evit_malloc(sizeof *sh->dim * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        Onnx__TensorShapeProto__Dimension *d = evit_malloc(sizeof *d);
+        onnx__tensor_shape_proto__dimension__init(d);
+        if (i == 0) {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->dim_param = evit_strdup("batch");
+        } else {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            d->dim_value = dims[i];
+        }
+        sh->dim[i] = d;
+    }
+    tt->has_elem_type = 1;
+    tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt->shape = sh;
+    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    tp->tensor_type = tt;
+    v->name = evit_strdup(name);
+    v->type = tp;
+    return v;
+}
+
+static void constants(struct graph *b)
+{
+    b->eps = scalar_f32(b, "layernorm_eps", LN_EPS);
+    b->one = scalar_f32(b, "one", 1.0f);
+    b->half = scalar_f32(b, "half", 0.5f);
+    b->sqrt2 = scalar_f32(b, "sqrt2", sqrtf(2.0f));
+    b->i0 = scalar_i64(b, "index0", 0);
+    b->i1 = scalar_i64(b, "index1", 1);
+    b->i2 = scalar_i64(b, "index2", 2);
+}
+
+static void graph_build(struct graph *b, const struct evrt_model *m, const char *name)
+{
+    int64_t in[4] = {0, m->channels, m->img_size, m->img_size}, outd[2] = {0, m->classes};
+    Onnx__GraphProto *g = b->g;
+    g->name = evit_strdup(name);
+    constants(b);
+    const char *x = embed(b, m);
+    for (int l = 0; l < m->depth; l++) x = mlp(b, m, l, attention(b, m, l, x));
+    x = layernorm(b, "norm", x, m->norm_w, m->norm_b, m->dim);
+    const char *c = gather(b, "head", "cls", x, b->i0, 1); /* (B, D) */
+    linear(b, "head", c, &m->head, "logits");
+    g->n_input = g->n_output = 1;
+    g->input = evit_malloc(sizeof *g->input);
+    g->output = evit_malloc(sizeof *g->output);
+    g->input[0] = value_info("input", in, 4);
+    g->output[0] = value_info("logits", outd, 2);
+}
+
+static void add_meta(Onnx__ModelProto *mp, const char *key, char *value /* taken */)
+{
+    Onnx__StringStringEntryProto *e = evit_malloc(sizeof *e);
+    onnx__string_string_entry_proto__init(e);
+    e->key = evit_strdup(key);
+    e->value = value;
+    mp->metadata_props = realloc(mp->metadata_props, sizeof *mp->metadata_props * (mp->n_metadata_props + 1));
+    EVIT_ASSERT(mp->metadata_props);
+    mp->metadata_props[mp->n_metadata_props++] = e;
+}
+
+static Onnx__ModelProto *model_build(const struct evit_qmodel *q, const struct evit_onnx_info *info)
+{
+    const struct evrt_model *m = &q->rt;
+    Onnx__ModelProto *mp = evit_malloc(sizeof *mp);
+    Onnx__OperatorSetIdProto *os = evit_malloc(sizeof *os);
+    struct graph b = {0};
+    onnx__model_proto__init(mp);
+    onnx__operator_set_id_proto__init(os);
+    os->domain = evit_strdup("");
+    os->has_version = 1;
+    os->version = ONNX_OPSET;
+    mp->has_ir_version = 1;
+    mp->ir_version = ONNX_IR_VERSION;
+    mp->n_opset_import = 1;
+    mp->opset_import = evit_malloc(sizeof *mp->opset_import);
+    mp->opset_import[0] = os;
+    mp->producer_name = evit_strdup("evit");
+    mp->producer_version = evit_strdup(PACKAGE_VERSION);
+    mp->doc_string = evit_strdup("input: float32 (batch, C, H, W), pixel/255; the graph normalises with the "
+                                 "model's mean/std. output: logits (batch, classes).");
+    b.g = evit_malloc(sizeof *b.g);
+    onnx__graph_proto__init(b.g);
+    graph_build(&b, m, info->name ? info->name : "evit");
+    mp->graph = b.g;
+    if (info->source) add_meta(mp, "evit_source", evit_strdup(info->source));
+    if (info->class_names) {
+        size_t n = 1;
+        for (int i = 0; i < m->classes; i++) n += strlen(info->class_names[i]) + 1;
+        char *s = evit_calloc(n, 1);
+        for (int i = 0; i < m->classes; i++) {
+            if (i) strcat(s, ",");
+            strcat(s, info->class_names[i]);
+        }
+        add_meta(mp, "classes", s);
+    }
+    return mp;
+}
+
+int evit_onnx_write(const char *path, const struct evit_qmodel *q, const struct evit_onnx_info *info,
+                    size_t *bytes)
+{
+    int rc = EVIT_ERR;
+    Onnx__ModelProto *mp = model_build(q, info);
+    size_t n = onnx__model_proto__get_packed_size(mp);
+    uint8_t *buf = evit_malloc(n ? n : 1);
+    char *tmp = evit_temp_path(path);
+    FILE *f = NULL;
+    if (onnx__model_proto__pack(mp, buf) != n) {
+        evit_error("%s: protobuf-c packed a different size than it measured", path);
+        goto fail;
+    }
+    f = fopen(tmp, "wb");
+    if (!f) {
+        evit_error("%s: cannot create: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    int ok = fwrite(buf, 1, n, f) == n;
+    ok = fclose(f) == 0 && ok;
+    f = NULL;
+    if (!ok) {
+        remove(tmp);
+        evit_error("%s: write failed (disk full?)", tmp);
+        goto fail;
+    }
+    if (evit_commit_file(tmp, path) < 0) goto fail;
+    *bytes = n;
+    rc = EVIT_OK;
+fail:
+    free(tmp);
+    free(buf);
+    protobuf_c_message_free_unpacked(&mp->base, NULL);
+    return rc;
+}
