@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "dist.h"
 #include "ops.h"
 #include "util.h"
 #include "vit.h"
@@ -123,5 +124,50 @@ int evit_eval_check_compat(const struct evit_vit *m, const char *mpath,
     if (d->classes != c->classes)
         return evit_error("%s: model has %d classes but %s has %d", mpath, c->classes, dpath,
                           d->classes);
+    return EVIT_OK;
+}
+
+/* Shards are whole batches: rank r evaluates batches [nb r / N, nb (r+1) / N)
+ * of the nb = ceil(n / max_batch) that one process would run, so every
+ * image meets the same batch composition as in a single-process run and
+ * its logits are the same bits. */
+int evit_eval_run_dist(evit_forward_fn fn, void *ctx, int max_batch, int k, const struct evit_dataset *d,
+                       int keep_logits, int progress, struct evit_eval_result *r)
+{
+    int size = evit_dist_size(), rank = evit_dist_rank();
+    if (size == 1) return evit_eval_run(fn, ctx, max_batch, k, d, keep_logits, progress, r);
+    size_t img = (size_t)d->h * d->w * d->c;
+    long nb = (d->n + max_batch - 1) / max_batch, blo, bhi;
+    int *counts = evit_malloc(sizeof(int) * (size_t)size);
+    for (int q = 0; q < size; q++) {
+        evit_dist_share(nb, q, size, &blo, &bhi);
+        long lo = blo * max_batch, hi = bhi * max_batch < d->n ? bhi * max_batch : d->n;
+        counts[q] = (int)((hi > lo ? hi - lo : 0) * k);
+    }
+    evit_dist_share(nb, rank, size, &blo, &bhi);
+    struct evit_dataset part = *d;
+    long lo = blo * max_batch;
+    part.n = counts[rank] / k;
+    part.images = d->images + (size_t)lo * img;
+    part.labels = d->labels + lo;
+    double t0 = evit_now();
+    struct evit_eval_result mine;
+    if (evit_eval_run(fn, ctx, max_batch, k, &part, 1, progress && rank == 0, &mine) < 0) {
+        free(counts);
+        return EVIT_ERR;
+    }
+    float *all = rank == 0 ? evit_malloc(sizeof(float) * (size_t)d->n * k) : NULL;
+    evit_dist_gather_floats(all, mine.logits, counts);
+    evit_eval_result_free(&mine);
+    free(counts);
+    memset(r, 0, sizeof *r);
+    if (rank > 0) return EVIT_OK; /* rank 0 alone holds the result */
+    evit_eval_score(r, all, d->labels, d->n, k);
+    r->seconds = evit_now() - t0;
+    r->images_per_s = r->seconds > 0 ? d->n / r->seconds : 0.0; /* the whole job's */
+    if (keep_logits)
+        r->logits = all;
+    else
+        free(all);
     return EVIT_OK;
 }

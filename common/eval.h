@@ -29,6 +29,13 @@ int evit_eval_run(evit_forward_fn fn, void *ctx, int max_batch, int k,
                   const struct evit_dataset *d, int keep_logits, int progress,
                   struct evit_eval_result *r);
 
+/* The same in an MPI job (dist.h): each rank runs whole batches of its own
+ * share, rank 0 gathers the logits and alone fills r (logits identical to
+ * a single-process run's, bit for bit).  One process: evit_eval_run. */
+int evit_eval_run_dist(evit_forward_fn fn, void *ctx, int max_batch, int k,
+                       const struct evit_dataset *d, int keep_logits, int progress,
+                       struct evit_eval_result *r);
+
 void evit_eval_result_free(struct evit_eval_result *r);
 
 /* Fills top1/top5/loss/confusion of r from logits already computed. */

@@ -8,6 +8,7 @@
 #include "ckpt.h"
 #include "cli.h"
 #include "dataset.h"
+#include "dist.h"
 #include "eval.h"
 #include "logits.h"
 #include "qmodel.h"
@@ -168,7 +169,7 @@ fail:
     return rc;
 }
 
-int main(int argc, char **argv)
+static int eval_main(int argc, char **argv)
 {
     struct eval_args a = {.batch = 64};
     struct evit_vit m = {0};
@@ -204,10 +205,14 @@ int main(int argc, char **argv)
     } else {
         evit_vit_runner_init(&run, &m, a.batch);
     }
-    if (evit_eval_run(quantized ? evit_qmodel_runner_forward : evit_vit_runner_forward,
-                      quantized ? (void *)&qrun : (void *)&run, a.batch, mv->cfg.classes, &d,
-                      a.logits != NULL, !a.quiet, &r) < 0)
+    if (evit_eval_run_dist(quantized ? evit_qmodel_runner_forward : evit_vit_runner_forward,
+                           quantized ? (void *)&qrun : (void *)&run, a.batch, mv->cfg.classes, &d,
+                           a.logits != NULL, !a.quiet, &r) < 0)
         goto fail;
+    if (evit_dist_rank() > 0) { /* rank 0 reports and writes */
+        rc = EVIT_EXIT_OK;
+        goto fail;
+    }
     printf("%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.0f img/s)\n", a.model,
            a.data, r.top1, r.top5, r.loss, r.n, r.images_per_s);
     double lat[3] = {0.0, 0.0, 0.0};
@@ -234,6 +239,7 @@ int main(int argc, char **argv)
                                                        : 4.0 * (double)evit_config_params(&m.cfg));
         evit_report_add_eval(rep, &r, d.class_names);
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a.batch);
+        cJSON_AddNumberToObject(rep, "ranks", evit_dist_size());
         if (a.latency) {
             cJSON_AddNumberToObject(rep, "latency_ms", lat[0]);
             cJSON_AddNumberToObject(rep, "latency_mean_ms", lat[1]);
@@ -254,5 +260,14 @@ fail:
     evit_dataset_free(&d);
     evit_ckpt_meta_free(&meta);
     evit_vit_free(&m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    evit_dist_init(&argc, &argv);
+    int rc = eval_main(argc, argv);
+    /* a failed rank leaves without MPI_Finalize: mpirun then ends the job */
+    if (rc == EVIT_EXIT_OK) evit_dist_finalize();
     return rc;
 }

@@ -9,6 +9,7 @@
 #include "ckpt.h"
 #include "cli.h"
 #include "dataset.h"
+#include "dist.h"
 #include "eval.h"
 #include "logits.h"
 #include "recipe.h"
@@ -159,7 +160,8 @@ static cJSON *train_section(const struct evit_train_result *tr, const struct evi
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "train_s", tr->train_s);
-    cJSON_AddNumberToObject(o, "images_per_s", tr->images_per_s);
+    cJSON_AddNumberToObject(o, "images_per_s", tr->images_per_s); /* the whole job's */
+    cJSON_AddNumberToObject(o, "ranks", evit_dist_size());
     cJSON_AddNumberToObject(o, "epochs", tr->epochs_done);
     cJSON_AddNumberToObject(o, "steps", (double)tr->steps);
     cJSON_AddNumberToObject(o, "final_loss", tr->last_loss);
@@ -178,7 +180,7 @@ static cJSON *train_section(const struct evit_train_result *tr, const struct evi
     return o;
 }
 
-int main(int argc, char **argv)
+static int distill_main(int argc, char **argv)
 {
     struct args a = {.shuffle = 1};
     struct evit_recipe r = {0};
@@ -194,6 +196,9 @@ int main(int argc, char **argv)
     int pa = parse_args(argc, argv, &a);
     if (pa == -1) return EVIT_EXIT_OK;
     if (pa) return pa;
+    /* in an MPI job rank 0 alone talks, validates and writes */
+    int rank = evit_dist_rank();
+    if (rank > 0) a.quiet = 1;
 
     if (evit_recipe_load(a.recipe, a.profile, &r) < 0) return EVIT_EXIT_FAIL;
     if (r.kd != EVIT_KD_NONE && !a.teacher) {
@@ -211,24 +216,34 @@ int main(int argc, char **argv)
     if (make_model(&a, &r, &train, &m, &init_report) < 0) goto fail;
     if (evit_eval_check_compat(&m, a.init ? a.init : a.recipe, &train, a.data) < 0) goto fail;
     if (a.val && evit_eval_check_compat(&m, a.init ? a.init : a.recipe, &val, a.val) < 0) goto fail;
-    double teacher_top1 = have_teacher ? teacher_val_top1(&teacher, a.val ? &val : NULL, &teacher_report) : (double)NAN;
+    double teacher_top1 = have_teacher && rank == 0 ? teacher_val_top1(&teacher, a.val ? &val : NULL, &teacher_report) : (double)NAN;
 
     best = evit_train_sibling(a.out, ".best");
     state = evit_train_sibling(a.out, ".state");
     const char *parent = a.parent ? a.parent : init_report ? init_report : teacher_report;
     struct evit_train_opts o = {
-        .recipe = &r, .train = &train, .train_path = a.data, .val = a.val ? &val : NULL,
-        .teacher = have_teacher ? &teacher : NULL, .out_path = a.out, .best_path = a.val ? best : NULL,
+        .recipe = &r, .train = &train, .train_path = a.data, .val = a.val && rank == 0 ? &val : NULL,
+        .teacher = have_teacher ? &teacher : NULL, .out_path = a.out,
+        .best_path = a.val && rank == 0 ? best : NULL,
         .state_path = state, .resume = a.resume, .max_steps = a.steps, .shuffle = a.shuffle,
         .progress = !a.quiet,
         .meta = {.stage = a.stage ? a.stage : "distill", .parent_report = parent, .report = a.report,
                  .classes = train.classes, .class_names = train.class_names}};
-    if (!a.quiet)
-        evit_info("training %s (%ld parameters) on %s: %d images, %d epochs of batch %d, %s%s%s",
-                  m.cfg.name, evit_config_params(&m.cfg), a.data, train.n, r.epochs, r.batch,
+    if (!a.quiet) {
+        char ranks[64] = "";
+        if (evit_dist_size() > 1)
+            snprintf(ranks, sizeof ranks, " (global: %d ranks, about %d each)", evit_dist_size(),
+                     r.batch / evit_dist_size());
+        evit_info("training %s (%ld parameters) on %s: %d images, %d epochs of batch %d%s, %s%s%s",
+                  m.cfg.name, evit_config_params(&m.cfg), a.data, train.n, r.epochs, r.batch, ranks,
                   r.kd == EVIT_KD_NONE ? "labels only" : "distilling (",
                   r.kd == EVIT_KD_NONE ? "" : evit_recipe_kd_name(r.kd), r.kd == EVIT_KD_NONE ? "" : ")");
+    }
     if (evit_train_run(&m, &o, &tr) < 0) goto fail;
+    if (rank > 0) {
+        rc = EVIT_EXIT_OK;
+        goto fail; /* the cleanup */
+    }
 
     cJSON *rep = evit_report_new(o.meta.stage, a.out, a.val, parent);
     evit_report_add_model(rep, &m.cfg, 4.0 * (double)evit_config_params(&m.cfg));
@@ -277,5 +292,14 @@ fail:
     evit_dataset_free(&train);
     evit_dataset_free(&val);
     evit_recipe_free(&r);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    evit_dist_init(&argc, &argv);
+    int rc = distill_main(argc, argv);
+    /* a failed rank leaves without MPI_Finalize: mpirun then ends the job */
+    if (rc == EVIT_EXIT_OK) evit_dist_finalize();
     return rc;
 }

@@ -10,6 +10,7 @@
 
 #include "augment.h"
 #include "dataset.h"
+#include "dist.h"
 #include "eval.h"
 #include "h5.h"
 #include "logits.h"
@@ -177,25 +178,65 @@ fail_open:
     return EVIT_ERR;
 }
 
-/* Loss of one batch and its gradient w.r.t. the logits (into t->dlogits). */
+/* Rank 0 read the state; every other rank takes the same training state
+ * from it (the history stays with rank 0, the only one that writes). */
+static void share_state(struct evit_trainer *t, struct progress_state *p)
+{
+    double d[5] = {(double)p->step, p->next_epoch, p->best_epoch, p->best_top1, (double)t->opt.step};
+    evit_dist_bcast(d, sizeof d, 0);
+    p->step = (int64_t)d[0];
+    p->next_epoch = (int)d[1];
+    p->best_epoch = (int)d[2];
+    p->best_top1 = d[3];
+    t->opt.step = (int64_t)d[4];
+    evit_dist_bcast(t->m->mem, sizeof(float) * t->n, 0);
+    evit_dist_bcast(t->opt.m, sizeof(float) * t->n, 0);
+    if (t->opt.v) evit_dist_bcast(t->opt.v, sizeof(float) * t->n, 0);
+    evit_dist_bcast(t->rng.s, sizeof t->rng.s, 0);
+}
+
+/* --resume: rank 0 looks for the state and reads it, then every rank
+ * learns the outcome (and the state), so all go on or all stop. */
+static int resume(const struct evit_train_opts *o, struct evit_trainer *t, struct progress_state *p, uint64_t fp)
+{
+    int st[2] = {0, 1}; /* exists, ok */
+    int rank0 = evit_dist_rank() == 0;
+    if (rank0) {
+        st[0] = access(o->state_path, F_OK) == 0;
+        if (st[0]) st[1] = load_state(o, t, p, fp) == 0;
+    }
+    evit_dist_bcast(st, sizeof st, 0);
+    if (!st[1]) return EVIT_ERR;
+    if (st[0] && evit_dist_size() > 1) share_state(t, p);
+    if (o->progress && st[0])
+        evit_info("resuming from %s: epoch %d of %d done, step %" PRId64, o->state_path, p->next_epoch,
+                  o->recipe->epochs, p->step);
+    else if (o->progress)
+        evit_info("no training state at %s: starting from the beginning", o->state_path);
+    return EVIT_OK;
+}
+
+/* Loss of one batch and its gradient w.r.t. the logits (into t->dlogits),
+ * for the B images whose labels and teacher logits start at labels and
+ * tlogits. */
 static double batch_loss(struct evit_trainer *t, const struct evit_recipe *r, const float *z, int B, int K,
-                         int have_teacher)
+                         int have_teacher, const int32_t *labels, const float *tlogits)
 {
     float ls = (float)r->label_smoothing;
     float alpha = r->kd == EVIT_KD_NONE || !have_teacher ? 1.0f : (float)r->alpha;
     double loss = 0.0;
     memset(t->dlogits, 0, sizeof(float) * (size_t)B * K);
     if (alpha > 0.0f) {
-        loss += (double)alpha * evit_xent_smooth_forward(z, t->labels, ls, B, K);
-        evit_xent_smooth_backward(t->dlogits, z, t->labels, ls, alpha, B, K);
+        loss += (double)alpha * evit_xent_smooth_forward(z, labels, ls, B, K);
+        evit_xent_smooth_backward(t->dlogits, z, labels, ls, alpha, B, K);
     }
     if (alpha < 1.0f && r->kd == EVIT_KD_SOFT) {
         float tau = (float)r->temperature;
-        loss += (double)(1.0f - alpha) * evit_kd_forward(z, t->tlogits, tau, B, K);
-        evit_kd_backward(t->dlogits, z, t->tlogits, tau, 1.0f - alpha, B, K);
+        loss += (double)(1.0f - alpha) * evit_kd_forward(z, tlogits, tau, B, K);
+        evit_kd_backward(t->dlogits, z, tlogits, tau, 1.0f - alpha, B, K);
     } else if (alpha < 1.0f && r->kd == EVIT_KD_HARD) {
         for (int b = 0; b < B; b++) {
-            const float *tz = t->tlogits + (size_t)b * K;
+            const float *tz = tlogits + (size_t)b * K;
             int best = 0;
             for (int k = 1; k < K; k++)
                 if (tz[k] > tz[best]) best = k;
@@ -241,15 +282,61 @@ static double validate(const struct evit_train_opts *o, struct evit_vit_runner *
     return top1;
 }
 
+static int64_t count_hits(const float *z /* (B, K) */, const int32_t *labels, int B, int K)
+{
+    int64_t hits = 0;
+    for (int b = 0; b < B; b++) {
+        const float *zb = z + (size_t)b * K;
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (zb[k] > zb[best]) best = k;
+        hits += best == labels[b];
+    }
+    return hits;
+}
+
+/* Data parallel over the ranks of an MPI job (dist.h): every rank holds the
+ * whole global batch (same order, same augmentation: the generator state is
+ * identical everywhere) and computes the images [lo, hi) of it.  The loss is
+ * the batch mean, so rank r's share of the gradient is
+ *   g_r = (n_r / B) * (mean gradient over its n_r images)
+ * and sum_r g_r, an Allreduce, is the gradient one process computes over
+ * the B images, up to float summation order.  Clipping and the optimiser
+ * then run on identical gradients on every rank.  With one rank nothing
+ * is scaled or summed: the single-process step, bit for bit. */
 double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, const uint8_t *x,
                          int B, int have_teacher, double lr)
 {
-    int K = t->m->cfg.classes;
-    evit_vit_forward(t->m, &t->acts, x, B);
-    double loss = batch_loss(t, r, t->acts.logits, B, K, have_teacher);
+    const struct evit_vit_config *c = &t->m->cfg;
+    int K = c->classes, ranks = evit_dist_size();
+    size_t img = (size_t)c->img_size * c->img_size * c->channels;
+    long lo = 0, hi = B;
+    evit_dist_share(B, evit_dist_rank(), ranks, &lo, &hi);
+    int n = (int)(hi - lo);
+    double loss = 0.0;
+    t->hits = 0;
+    if (n > 0) {
+        evit_vit_forward(t->m, &t->acts, x + (size_t)lo * img, n);
+        loss = batch_loss(t, r, t->acts.logits, n, K, have_teacher, t->labels + lo,
+                          t->tlogits + (size_t)lo * K);
+        t->hits = count_hits(t->acts.logits, t->labels + lo, n, K);
+    }
+    if (ranks > 1) {
+        double s[2] = {loss * n, (double)t->hits};
+        evit_dist_sum_doubles(s, 2);
+        loss = s[0] / B;
+        t->hits = (int64_t)s[1];
+    }
     if (!isfinite(loss)) return loss;
     memset(t->gmem, 0, sizeof(float) * t->n);
-    evit_vit_backward(&t->g, &t->scratch, t->m, &t->acts, t->dlogits, B);
+    if (n > 0) {
+        if (ranks > 1) {
+            float share = (float)n / (float)B;
+            for (size_t i = 0; i < (size_t)n * K; i++) t->dlogits[i] *= share;
+        }
+        evit_vit_backward(&t->g, &t->scratch, t->m, &t->acts, t->dlogits, n);
+    }
+    if (ranks > 1) evit_dist_sum_floats(t->gmem, t->n);
     evit_optim_clip(t->gmem, t->n, r->clip_grad);
     evit_optim_step(&t->opt, t->m->mem, t->gmem, lr);
     return loss;
@@ -279,7 +366,7 @@ static int64_t run_epoch(struct evit_trainer *t, const struct evit_train_opts *o
 {
     const struct evit_recipe *r = o->recipe;
     const struct evit_dataset *d = o->train;
-    int K = t->m->cfg.classes, Bmax = r->batch;
+    int Bmax = r->batch;
     int tty = o->progress && isatty(2);
     double t0 = evit_now(), last = 0.0;
     int64_t done = 0;
@@ -304,14 +391,7 @@ static int64_t run_epoch(struct evit_trainer *t, const struct evit_train_opts *o
                        have ? o->out_path : "");
             return -1;
         }
-        const float *z = t->acts.logits;
-        for (int b = 0; b < B; b++) {
-            const float *zb = z + (size_t)b * K;
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (zb[k] > zb[best]) best = k;
-            st->hits += best == t->labels[b];
-        }
+        st->hits += t->hits;
         st->loss_sum += loss * B;
         st->seen += B;
         st->lr = lr;
@@ -338,7 +418,7 @@ int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct e
     struct evit_trainer t;
     struct evit_vit_runner run = {0};
     struct progress_state p = {.best_top1 = -1.0, .best_epoch = -1, .history = cJSON_CreateArray()};
-    int rc = EVIT_ERR;
+    int rc = EVIT_ERR, rank0 = evit_dist_rank() == 0;
     struct schedule sc;
     uint64_t fp;
     sc.spe = (o->train->n + r->batch - 1) / r->batch;
@@ -352,16 +432,7 @@ int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct e
     evit_trainer_init(&t, m, r, o->train->n);
     fp = run_fingerprint(o, m);
     if (o->val) evit_vit_runner_init(&run, m, 256);
-    if (o->resume) {
-        if (access(o->state_path, F_OK) == 0) {
-            if (load_state(o, &t, &p, fp) < 0) goto out;
-            if (o->progress)
-                evit_info("resuming from %s: epoch %d of %d done, step %" PRId64, o->state_path,
-                          p.next_epoch, r->epochs, p.step);
-        } else if (o->progress) {
-            evit_info("no training state at %s: starting from the beginning", o->state_path);
-        }
-    }
+    if (o->resume && resume(o, &t, &p, fp) < 0) goto out;
     double t_start = evit_now();
     int64_t steps_here = 0, images_here = 0;
     double busy = 0.0;
@@ -405,13 +476,14 @@ int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct e
                       r->epochs, res->last_loss, 100.0 * (double)st.hits / seen, vs,
                       seen / st.busy, st.lr, secs);
         }
-        if (evit_ckpt_save(o->out_path, m, &o->meta) < 0) goto out;
+        /* in an MPI job rank 0 alone writes (the others hold the same model) */
+        if (rank0 && evit_ckpt_save(o->out_path, m, &o->meta) < 0) goto out;
         p.next_epoch = epoch + 1;
-        if (complete && save_state(o, &t, &p, fp) < 0) goto out;
+        if (rank0 && complete && save_state(o, &t, &p, fp) < 0) goto out;
     }
     if (epoch == p.next_epoch && steps_here == 0 && o->progress)
         evit_info("nothing to do: all %d epochs are done (state in %s)", r->epochs, o->state_path);
-    if (steps_here == 0 && evit_ckpt_save(o->out_path, m, &o->meta) < 0) goto out;
+    if (rank0 && steps_here == 0 && evit_ckpt_save(o->out_path, m, &o->meta) < 0) goto out;
     res->train_s = evit_now() - t_start;
     /* throughput of the steps alone, without validation and checkpoints */
     res->images_per_s = busy > 0 ? (double)images_here / busy : 0.0;

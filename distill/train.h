@@ -72,6 +72,7 @@ struct evit_trainer {
     int32_t *labels, *tlabels;      /* (B) labels, teacher argmax */
     float *tlogits;                 /* (B, K) */
     float *dlogits;                 /* (B, K) */
+    int64_t hits;                   /* images of the last step classified right */
 };
 
 void evit_trainer_init(struct evit_trainer *t, struct evit_vit *m, const struct evit_recipe *r,
@@ -80,7 +81,8 @@ void evit_trainer_free(struct evit_trainer *t);
 
 /* Forward, loss, backward, clipping and an optimiser step at lr on B images
  * x (B, H, W, C).  Returns the batch's mean loss; when it is not finite no
- * update is made and the caller stops the run. */
+ * update is made and the caller stops the run.  In an MPI job every rank
+ * passes the same global batch and computes its share of it (train.c). */
 double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, const uint8_t *x,
                          int B, int have_teacher, double lr);
 

@@ -14,11 +14,12 @@ build=${BUILD:-$top/build}
 # PyTorch parity checks use, the aarch64 cross compiler and qemu that run
 # the runtime's ARM tests, llvm (llvm-mca) for the Cortex-A57 cycle model,
 # protobuf-c and onnx.proto for evit-export's ONNX output, and the ONNX
-# checker (python3-onnx) that its test runs (those checks skip without them).
+# checker (python3-onnx) that its test runs, and Open MPI for multi-process
+# evit-distill and evit-eval (those checks skip without them).
 pkgs="build-essential autoconf automake pkg-config libopenblas-openmp-dev libopenblas-dev
       libhdf5-dev hdf5-tools libcjson-dev libpng-dev zlib1g-dev dataset-fashion-mnist
       python3 python3-numpy python3-h5py gcc-aarch64-linux-gnu qemu-user llvm
-      libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-onnx"
+      libprotobuf-c-dev protobuf-c-compiler libonnx-dev python3-onnx libopenmpi-dev openmpi-bin"
 [ -n "${EVIT_NO_TORCH:-}" ] || pkgs="$pkgs python3-torch"
 
 missing=""
