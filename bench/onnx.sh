@@ -28,9 +28,9 @@ num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" 
 "$PY" "$SRC/tests/onnx_check.py" images "$P/test.h5" "$W/test.u8"
 n=$("$PY" -c "import h5py; print(len(h5py.File('$P/test.h5')['labels']))")
 "$B/evit-quantize" "$cfg/quantize.json" "$P/student.h5" --calib "$P/train.h5" --val "$P/test.h5" \
-    -o "$W/sq.h5" --report "$W/sq.json" -q
+    -o "$W/sq.h5" --report "$W/sq.json" -q >/dev/null
 "$B/evit-quantize" "$cfg/quantize-attention.json" "$P/student.h5" --calib "$P/train.h5" --val "$P/test.h5" \
-    -o "$W/sqa.h5" --report "$W/sqa.json" -q
+    -o "$W/sqa.h5" --report "$W/sqa.json" -q >/dev/null
 cp "$P/quantized.report.json" "$W/pq.json"
 
 ort() {
@@ -42,10 +42,10 @@ echo "ONNX Runtime $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$ORT/package.j
 printf '| model | evit top-1 | ONNX Runtime top-1 | difference | max logit difference |\n|---|---|---|---|---|\n'
 for m in student finetuned; do
     ort "$P/$m.h5" "$m"
-    "$B/evit-eval" "$P/$m.h5" "$P/test.h5" --save-logits "$W/$m.l.h5" --report "$W/$m.e.json" -q
+    "$B/evit-eval" "$P/$m.h5" "$P/test.h5" --save-logits "$W/$m.l.h5" --report "$W/$m.e.json" -q >/dev/null
     a=$(num top1 "$W/$m.e.json")
     b=$("$PY" "$SRC/tests/onnx_check.py" top1 "$W/$m.f32" "$P/test.h5")
-    d=$("$PY" "$SRC/tests/onnx_check.py" compare "$W/$m.f32" "$W/$m.l.h5" --tol 1e-4 | sed 's/.*difference \([^ ]*\) .*/\1/')
+    d=$("$PY" "$SRC/tests/onnx_check.py" compare "$W/$m.f32" "$W/$m.l.h5" --tol 1e-4 | sed 's/.*difference| \([^ ]*\) .*/\1/')
     printf '| %s float32 | %.2f | %s | %+.2f | %s |\n' "$m" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { print b - a }')" "$d"
 done
 for m in sq:student.int8 sqa:student.int8+attention pq:pruned.int8; do

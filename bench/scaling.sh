@@ -42,16 +42,17 @@ awk -v a="$a" -v b="$b" -v c="$c" 'BEGIN {
 
 # projection: per-node batch fixed, compute from the 1-thread measurement
 # (fm-small) and bench/train (deit-tiny), no overlap of the all-reduce with
-# the backward pass (evit does not overlap), per-message latency ignored
+# the backward pass (evit does not overlap), 50 us per ring step (TCP)
 deit=$("$B/bench/train" --batch 8 --seconds 20 --threads 1 deit-tiny | awk 'NR == 2 { print $3 }')
-printf '\nprojection (model, not a measurement): per-node batch b, step = b / (images/s of one core) + 2 (N-1)/N x 4 x params / bandwidth\n'
+printf '\nprojection (model, not a measurement): per-node batch b, step = b / (images/s of one core) + 2 (N-1)/N x 4 x params / bandwidth + 2 (N-1) x 50 us\n'
 printf '| model | params | b | compute s/step | N | 10 Gbit/s step s | eff. | 25 Gbit/s step s | eff. |\n|---|---|---|---|---|---|---|---|---|\n'
 for spec in "fm-small 1199882 128 $a" "deit-tiny 5717416 64 $deit"; do
     set -- $spec
     for n in 2 4 8 16 32 64; do
         awk -v m="$1" -v p="$2" -v bb="$3" -v r="$4" -v n="$n" 'BEGIN {
             t = bb / r; v = 2 * (n - 1) / n * 4 * p
-            s10 = t + v * 8 / 10e9; s25 = t + v * 8 / 25e9
+            lat = 2 * (n - 1) * 50e-6
+            s10 = t + v * 8 / 10e9 + lat; s25 = t + v * 8 / 25e9 + lat
             printf "| %s | %d | %d | %.3f | %d | %.3f | %.1f%% | %.3f | %.1f%% |\n", m, p, bb, t, n, s10, 100 * t / s10, s25, 100 * t / s25 }'
     done
 done
