@@ -160,3 +160,11 @@ void evit_dist_share(long n, int r, int size, long *lo, long *hi)
     *lo = (long)((int64_t)n * r / size);
     *hi = (long)((int64_t)n * (r + 1) / size);
 }
+
+int evit_dist_main(int (*body)(int, char **), int argc, char **argv)
+{
+    evit_dist_init(&argc, &argv);
+    int rc = body(argc, argv);
+    if (rc == 0) evit_dist_finalize();
+    return rc;
+}

@@ -33,6 +33,11 @@ void evit_dist_bcast(void *buf, size_t bytes, int root);
  * back to back; out is only used on rank 0. */
 void evit_dist_gather_floats(float *out, const float *part, const int *counts);
 
+/* main() of a program that may run as an MPI job: initialises, runs
+ * body(argc, argv) and finalizes when it succeeded.  A failed rank leaves
+ * without MPI_Finalize, so mpirun ends the whole job. */
+int evit_dist_main(int (*body)(int, char **), int argc, char **argv);
+
 /* The contiguous share [lo, hi) of n items that rank r of size gets:
  * lo = n r / size, as even as integers allow. */
 void evit_dist_share(long n, int r, int size, long *lo, long *hi);

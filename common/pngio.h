@@ -28,13 +28,4 @@ void evit_image_resize(struct evit_image *out, const struct evit_image *in, int 
 
 void evit_image_free(struct evit_image *img);
 
-/* Imports root/<class>/<*.png> (classes sorted by name, files sorted by
- * name, byte order; entries starting with '.' skipped) into a dataset of
- * size x size x channels, source = root.  At least 2 class folders, each
- * with a PNG, are required.  An image of another size is an error naming it
- * unless resize is set.  *out is untouched on error. */
-struct evit_dataset;
-int evit_png_import_folder(const char *root, int channels, int size, int resize,
-                           struct evit_dataset *out);
-
 #endif

@@ -61,6 +61,20 @@ char *evit_strdup(const char *s)
     return p;
 }
 
+char *evit_strfmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    EVIT_ASSERT(n >= 0);
+    char *s = evit_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 float *evit_alloc_floats(size_t n)
 {
     void *p = NULL;

@@ -35,6 +35,9 @@ void *evit_malloc(size_t n);
 void *evit_calloc(size_t n, size_t size);
 char *evit_strdup(const char *s);
 
+/* printf into a new string (caller frees). */
+char *evit_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* 64-byte aligned, zeroed; free with evit_free_aligned. */
 float *evit_alloc_floats(size_t n);
 void evit_free_aligned(void *p);

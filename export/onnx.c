@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,20 +24,6 @@ struct graph {
     size_t cap_node, cap_init;
     const char *eps, *one, *half, *sqrt2, *i0, *i1, *i2; /* shared constants */
 };
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    int n = vsnprintf(NULL, 0, f, ap);
-    va_end(ap);
-    char *s = evit_malloc((size_t)n + 1);
-    va_start(ap, f);
-    vsnprintf(s, (size_t)n + 1, f, ap);
-    va_end(ap);
-    return s;
-}
 
 static void *grow(void *p, size_t *cap, size_t n, size_t elem)
 {
@@ -137,7 +122,7 @@ static const char *out(const Onnx__NodeProto *n)
 static const char *op(struct graph *b, const char *type, const char *prefix, const char *what, const char *in0,
                       const char *in1)
 {
-    return out(node(b, type, fmt("%s/%s", prefix, what), in0, in1, NULL));
+    return out(node(b, type, evit_strfmt("%s/%s", prefix, what), in0, in1, NULL));
 }
 
 static Onnx__AttributeProto *attr(Onnx__NodeProto *n, const char *name, Onnx__AttributeProto__AttributeType t)
@@ -171,7 +156,7 @@ static void attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v, in
 static const char *transpose(struct graph *b, const char *prefix, const char *what, const char *x,
                              const int64_t *perm, int k)
 {
-    Onnx__NodeProto *n = node(b, "Transpose", fmt("%s/%s", prefix, what), x, NULL, NULL);
+    Onnx__NodeProto *n = node(b, "Transpose", evit_strfmt("%s/%s", prefix, what), x, NULL, NULL);
     attr_ints(n, "perm", perm, k);
     return out(n);
 }
@@ -182,12 +167,12 @@ static const char *transpose(struct graph *b, const char *prefix, const char *wh
  * zero point: the rounding the int8 kernel applies to its input. */
 static const char *qdq(struct graph *b, const char *prefix, const char *x, float scale, int zero)
 {
-    char *sn = fmt("%s.scale", prefix), *zn = fmt("%s.zero_point", prefix);
+    char *sn = evit_strfmt("%s.scale", prefix), *zn = evit_strfmt("%s.zero_point", prefix);
     const char *s = scalar_f32(b, sn, scale), *z = scalar_i8(b, zn, zero);
     free(sn);
     free(zn);
-    const char *q = out(node(b, "QuantizeLinear", fmt("%s/quantized", prefix), x, s, z));
-    return out(node(b, "DequantizeLinear", fmt("%s/dequantized", prefix), q, s, z));
+    const char *q = out(node(b, "QuantizeLinear", evit_strfmt("%s/quantized", prefix), x, s, z));
+    return out(node(b, "DequantizeLinear", evit_strfmt("%s/dequantized", prefix), q, s, z));
 }
 
 /* The weight as the graph uses it: (in, out) float32, or int8 dequantized
@@ -207,7 +192,7 @@ static const char *weight(struct graph *b, const char *prefix, const struct evrt
         for (o = 0; o < (size_t)L->out; o++)
             for (i = 0; i < (size_t)L->in; i++) t[transposed ? i * (size_t)L->out + o : o * (size_t)L->in + i] =
                 L->w[o * (size_t)L->in + i];
-        name = fmt("%s.weight", prefix);
+        name = evit_strfmt("%s.weight", prefix);
         w = init_f32(b, name, d, nd, t);
         free(t);
         free(name);
@@ -217,12 +202,12 @@ static const char *weight(struct graph *b, const char *prefix, const struct evrt
     for (o = 0; o < (size_t)L->out; o++)
         for (i = 0; i < (size_t)L->in; i++)
             t[transposed ? i * (size_t)L->out + o : o * (size_t)L->in + i] = L->wq[o * (size_t)L->in + i];
-    char *qn = fmt("%s.weight_quantized", prefix), *sn = fmt("%s.weight_scale", prefix),
-         *zn = fmt("%s.weight_zero_point", prefix);
+    char *qn = evit_strfmt("%s.weight_quantized", prefix), *sn = evit_strfmt("%s.weight_scale", prefix),
+         *zn = evit_strfmt("%s.weight_zero_point", prefix);
     const char *q = init_tensor(b, qn, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, d, nd, t, n);
     const char *s = init_f32(b, sn, odims, 1, L->w_scale);
     const char *z = init_tensor(b, zn, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, odims, 1, zeros, (size_t)L->out);
-    Onnx__NodeProto *dq = node(b, "DequantizeLinear", fmt("%s.weight_dequantized", prefix), q, s, z);
+    Onnx__NodeProto *dq = node(b, "DequantizeLinear", evit_strfmt("%s.weight_dequantized", prefix), q, s, z);
     attr_int(dq, "axis", transposed ? 1 : 0);
     free(t);
     free(zeros);
@@ -235,7 +220,7 @@ static const char *weight(struct graph *b, const char *prefix, const struct evrt
 static const char *input_of(struct graph *b, const char *prefix, const char *x, const struct evrt_linear *L)
 {
     if (L->dtype != EVRT_I8) return x;
-    char *p = fmt("%s.input", prefix);
+    char *p = evit_strfmt("%s.input", prefix);
     const char *r = qdq(b, p, x, L->in_scale, L->in_zero);
     free(p);
     return r;
@@ -244,7 +229,7 @@ static const char *input_of(struct graph *b, const char *prefix, const char *x, 
 static const char *bias(struct graph *b, const char *prefix, const float *v, int n)
 {
     int64_t d = n;
-    char *name = fmt("%s.bias", prefix);
+    char *name = evit_strfmt("%s.bias", prefix);
     const char *r = init_f32(b, name, &d, 1, v);
     free(name);
     return r;
@@ -259,7 +244,7 @@ static const char *linear(struct graph *b, const char *prefix, const char *x, co
     const char *y = op(b, "MatMul", prefix, "matmul", xin, w);
     if (!L->bias) return final ? out(node(b, "Identity", evit_strdup(final), y, NULL, NULL)) : y;
     const char *bn = bias(b, prefix, L->bias, L->out);
-    return out(node(b, "Add", final ? evit_strdup(final) : fmt("%s/out", prefix), y, bn, NULL));
+    return out(node(b, "Add", final ? evit_strdup(final) : evit_strfmt("%s/out", prefix), y, bn, NULL));
 }
 
 /* LayerNorm over the last axis: (x - mean) / sqrt(var + eps) * w + b. */
@@ -267,16 +252,16 @@ static const char *layernorm(struct graph *b, const char *prefix, const char *x,
                              int D)
 {
     int64_t axes[1] = {-1}, d = D;
-    Onnx__NodeProto *m = node(b, "ReduceMean", fmt("%s/mean", prefix), x, NULL, NULL);
+    Onnx__NodeProto *m = node(b, "ReduceMean", evit_strfmt("%s/mean", prefix), x, NULL, NULL);
     attr_ints(m, "axes", axes, 1);
     const char *c = op(b, "Sub", prefix, "centred", x, out(m));
     const char *sq = op(b, "Mul", prefix, "squared", c, c);
-    Onnx__NodeProto *v = node(b, "ReduceMean", fmt("%s/var", prefix), sq, NULL, NULL);
+    Onnx__NodeProto *v = node(b, "ReduceMean", evit_strfmt("%s/var", prefix), sq, NULL, NULL);
     attr_ints(v, "axes", axes, 1);
     const char *ve = op(b, "Add", prefix, "var_eps", out(v), b->eps);
     const char *sd = op(b, "Sqrt", prefix, "std", ve, NULL);
     const char *nrm = op(b, "Div", prefix, "normalised", c, sd);
-    char *wn = fmt("%s.weight", prefix), *bn = fmt("%s.bias", prefix);
+    char *wn = evit_strfmt("%s.weight", prefix), *bn = evit_strfmt("%s.bias", prefix);
     const char *wi = init_f32(b, wn, &d, 1, w), *bi = init_f32(b, bn, &d, 1, bv);
     free(wn);
     free(bn);
@@ -297,14 +282,14 @@ static const char *gelu(struct graph *b, const char *prefix, const char *x)
 static const char *gather(struct graph *b, const char *prefix, const char *what, const char *x, const char *index,
                           int axis)
 {
-    Onnx__NodeProto *n = node(b, "Gather", fmt("%s/%s", prefix, what), x, index, NULL);
+    Onnx__NodeProto *n = node(b, "Gather", evit_strfmt("%s/%s", prefix, what), x, index, NULL);
     attr_int(n, "axis", axis);
     return out(n);
 }
 
 static const char *sym_qdq(struct graph *b, const char *prefix, const char *what, const char *x, float scale)
 {
-    char *p = fmt("%s.%s", prefix, what);
+    char *p = evit_strfmt("%s.%s", prefix, what);
     const char *r = qdq(b, p, x, scale, 0);
     free(p);
     return r;
@@ -324,7 +309,7 @@ static const char *attention(struct graph *b, const struct evrt_model *m, int l,
     const char *qkv = linear(b, pq, h, &blk->qkv, NULL);
     int64_t s5[5] = {0, 0, 3, H, d}, p5[5] = {2, 0, 3, 1, 4}, pk[4] = {0, 1, 3, 2}, po[4] = {0, 2, 1, 3},
             s3[3] = {0, 0, I};
-    char *sn = fmt("%s.qkv_shape", pre), *on = fmt("%s.out_shape", pre), *cn = fmt("%s.scale", pre);
+    char *sn = evit_strfmt("%s.qkv_shape", pre), *on = evit_strfmt("%s.out_shape", pre), *cn = evit_strfmt("%s.scale", pre);
     const char *r = op(b, "Reshape", pre, "qkv_split", qkv, ints(b, sn, s5, 5));
     const char *t = transpose(b, pre, "qkv_heads", r, p5, 5); /* (3, B, H, T, d) */
     const char *q = gather(b, pre, "q", t, b->i0, 0), *k = gather(b, pre, "k", t, b->i1, 0),
@@ -337,7 +322,7 @@ static const char *attention(struct graph *b, const struct evrt_model *m, int l,
     const char *kt = transpose(b, pre, "k_t", k, pk, 4);
     const char *a = op(b, "MatMul", pre, "scores", q, kt);
     const char *as = op(b, "Mul", pre, "scaled_scores", a, scalar_f32(b, cn, 1.0f / sqrtf((float)d)));
-    Onnx__NodeProto *sm = node(b, "Softmax", fmt("%s/probs", pre), as, NULL, NULL);
+    Onnx__NodeProto *sm = node(b, "Softmax", evit_strfmt("%s/probs", pre), as, NULL, NULL);
     attr_int(sm, "axis", -1);
     const char *p = out(sm);
     if (i8) p = sym_qdq(b, pre, "p", p, blk->attn_scale[3]);
@@ -381,21 +366,21 @@ static const char *embed(struct graph *b, const struct evrt_model *m)
     const char *xin = input_of(b, "patch_embed.proj", x, L);
     const char *w = weight(b, "patch_embed.proj", L, wdims, 4, 0);
     const char *bn = L->bias ? bias(b, "patch_embed.proj", L->bias, D) : NULL;
-    Onnx__NodeProto *conv = node(b, "Conv", fmt("%s/conv", pre), xin, w, bn);
+    Onnx__NodeProto *conv = node(b, "Conv", evit_strfmt("%s/conv", pre), xin, w, bn);
     attr_ints(conv, "kernel_shape", k, 2);
     attr_ints(conv, "strides", k, 2);
     const char *r = op(b, "Reshape", pre, "flat", out(conv), ints(b, "patch_embed.flat_shape", s3, 3));
     const char *pe = transpose(b, pre, "tokens", r, pt, 3); /* (B, N, D) */
     /* the class token, expanded to (B, 1, D) */
     const char *shp = op(b, "Shape", "cls_token", "input_shape", "input", NULL);
-    Onnx__NodeProto *sl = node(b, "Slice", fmt("cls_token/batch"), shp, ints(b, "cls_token.slice_start", one, 1),
+    Onnx__NodeProto *sl = node(b, "Slice", evit_strfmt("cls_token/batch"), shp, ints(b, "cls_token.slice_start", one, 1),
                                ints(b, "cls_token.slice_end", endb, 1));
-    Onnx__NodeProto *cat = node(b, "Concat", fmt("cls_token/shape"), out(sl),
+    Onnx__NodeProto *cat = node(b, "Concat", evit_strfmt("cls_token/shape"), out(sl),
                                 ints(b, "cls_token.shape_tail", tail, 2), NULL);
     attr_int(cat, "axis", 0);
     const char *ce = op(b, "Expand", "cls_token", "expanded", init_f32(b, "cls_token", cls, 3, m->cls_token),
                         out(cat));
-    Onnx__NodeProto *tok = node(b, "Concat", fmt("tokens/concat"), ce, pe, NULL);
+    Onnx__NodeProto *tok = node(b, "Concat", evit_strfmt("tokens/concat"), ce, pe, NULL);
     attr_int(tok, "axis", 1);
     return op(b, "Add", "tokens", "positioned", out(tok), init_f32(b, "pos_embed", pos, 3, m->pos_embed));
 }

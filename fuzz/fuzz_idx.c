@@ -1,5 +1,5 @@
 /* fuzz_idx.c: libFuzzer target for the IDX reader behind evit-data import
- * --idx (common/idx.c: raw or gzip, ranks 1..4, sizes checked against the
+ * --idx (data/idx.c: raw or gzip, ranks 1..4, sizes checked against the
  * file).  Any file must be read or refused with an error, never crash,
  * over-read or leak. */
 #include <stdint.h>

@@ -54,15 +54,15 @@ build_safetensors() {
     echo 16384
 }
 
-# libevit's sources (no mains) and the recipe reader, for the targets that
-# fuzz libevit's readers
+# libevit's sources, the recipe reader (distill/) and the IDX reader
+# (data/), for the targets that fuzz them
 build_libevit() { # target-file output
     c="$src/common"
-    lib=$(ls "$c"/*.c | grep -v '/main_')
+    lib=$(ls "$c"/*.c)
     # shellcheck disable=SC2086
-    clang $san -std=gnu11 -fopenmp -I"$c" -I"$src/distill" -I"$src/runtime" -DH5_USE_110_API \
+    clang $san -std=gnu11 -fopenmp -I"$c" -I"$src/distill" -I"$src/data" -I"$src/runtime" -DH5_USE_110_API \
         -DEVIT_CONFIG_DIR='"."' -DEVIT_SRC_CONFIG_DIR='"."' -DEVIT_GIT_REV='"fuzz"' -DPACKAGE_VERSION='"fuzz"' \
-        "$src/fuzz/$1" $lib "$src/distill/recipe.c" $rt \
+        "$src/fuzz/$1" $lib "$src/distill/recipe.c" "$src/distill/optim.c" "$src/data/idx.c" $rt \
         $(pkg-config --cflags --libs hdf5 libcjson libpng zlib) $blas -lpthread -lm -o "$2"
 }
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "dataset.h"
+#include "pngdir.h"
 #include "pngio.h"
 #include "test.h"
 #include "util.h"
@@ -263,7 +264,7 @@ static void folder_import_sorts_classes_and_files_by_name(void)
     put_image(make_dir("tree/.cache"), "y.png", 4, 99);
 
     struct evit_dataset d;
-    REQUIRE(evit_png_import_folder(tmp_path("tree"), 1, 4, 0, &d) == EVIT_OK);
+    REQUIRE(evit_pngdir_import(tmp_path("tree"), 1, 4, 0, &d) == EVIT_OK);
     CHECK(d.n == 6 && d.h == 4 && d.w == 4 && d.c == 1);
     REQUIRE(d.classes == 2);
     CHECK(strcmp(d.class_names[0], "a_class") == 0);
@@ -285,8 +286,8 @@ static void an_image_of_another_size_needs_resize(void)
     put_image(make_dir("sizes/one"), "a.png", 4, 80);
     put_image(make_dir("sizes/two"), "b.png", 6, 90);
     struct evit_dataset d;
-    CHECK(evit_png_import_folder(tmp_path("sizes"), 1, 4, 0, &d) == EVIT_ERR);
-    REQUIRE(evit_png_import_folder(tmp_path("sizes"), 3, 4, 1, &d) == EVIT_OK);
+    CHECK(evit_pngdir_import(tmp_path("sizes"), 1, 4, 0, &d) == EVIT_ERR);
+    REQUIRE(evit_pngdir_import(tmp_path("sizes"), 3, 4, 1, &d) == EVIT_OK);
     CHECK(d.n == 2 && d.c == 3 && d.classes == 2);
     CHECK(d.images[16 * 3] == 90 && d.images[2 * 16 * 3 - 1] == 90);
     evit_dataset_free(&d);
@@ -295,13 +296,13 @@ static void an_image_of_another_size_needs_resize(void)
 static void an_empty_root_one_class_or_an_empty_class_is_an_error(void)
 {
     struct evit_dataset d;
-    CHECK(evit_png_import_folder(make_dir("empty"), 1, 4, 0, &d) == EVIT_ERR);
+    CHECK(evit_pngdir_import(make_dir("empty"), 1, 4, 0, &d) == EVIT_ERR);
     make_dir("hollow");
     put_image(make_dir("hollow/full"), "a.png", 4, 1);
-    CHECK(evit_png_import_folder(tmp_path("hollow"), 1, 4, 0, &d) == EVIT_ERR);
+    CHECK(evit_pngdir_import(tmp_path("hollow"), 1, 4, 0, &d) == EVIT_ERR);
     make_dir("hollow/none");
-    CHECK(evit_png_import_folder(tmp_path("hollow"), 1, 4, 0, &d) == EVIT_ERR);
-    CHECK(evit_png_import_folder(tmp_path("no-such-dir"), 1, 4, 0, &d) == EVIT_ERR);
+    CHECK(evit_pngdir_import(tmp_path("hollow"), 1, 4, 0, &d) == EVIT_ERR);
+    CHECK(evit_pngdir_import(tmp_path("no-such-dir"), 1, 4, 0, &d) == EVIT_ERR);
 }
 
 int main(void)

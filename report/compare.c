@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -207,21 +206,6 @@ int evit_compare_add(struct evit_compare *c, const char *path)
 }
 
 /* ---------------------------------------------------------------- lineage */
-
-static char *format_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *format_note(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    EVIT_ASSERT(n >= 0);
-    char *s = evit_malloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 static void push_note(char ***notes, int *n, char *note)
 {
@@ -432,17 +416,17 @@ int evit_compare_build(struct evit_compare *c)
         int ci = chain_of(c, i), cp = chain_of(c, r->parent);
         if (ci >= 0)
             push_note(&c->chains[ci].notes, &c->chains[ci].n_notes,
-                      cp >= 0 ? format_note("%s (%s) descends from %s (%s, chain %d), evaluated on "
+                      cp >= 0 ? evit_strfmt("%s (%s) descends from %s (%s, chain %d), evaluated on "
                                             "another dataset (%s): not compared with it",
                                             r->path, r->stage, p->path, p->stage, cp + 1,
                                             or_none(p->dataset))
-                              : format_note("%s (%s) descends from %s (%s), evaluated on another "
+                              : evit_strfmt("%s (%s) descends from %s (%s), evaluated on another "
                                             "dataset (%s): not compared with it",
                                             r->path, r->stage, p->path, p->stage,
                                             or_none(p->dataset)));
         if (cp >= 0 && ci >= 0)
             push_note(&c->chains[cp].notes, &c->chains[cp].n_notes,
-                      format_note("%s (%s) continues in chain %d, on another dataset (%s)", p->path,
+                      evit_strfmt("%s (%s) continues in chain %d, on another dataset (%s)", p->path,
                                   p->stage, ci + 1, or_none(r->dataset)));
     }
     /* a parent named but not on disk: the chain starts at its child */
@@ -451,7 +435,7 @@ int evit_compare_build(struct evit_compare *c)
         int ci = chain_of(c, i);
         if (!r->parent_missing || ci < 0) continue;
         push_note(&c->chains[ci].notes, &c->chains[ci].n_notes,
-                  format_note("%s: its parent report %s was not found; the chain starts there",
+                  evit_strfmt("%s: its parent report %s was not found; the chain starts there",
                               r->path, r->parent_field));
     }
     /* images_per_s grows with threads: a ratio between evaluations at
@@ -465,7 +449,7 @@ int evit_compare_build(struct evit_compare *c)
                 !positive(r->threads) || r->threads == first->threads)
                 continue;
             push_note(&ch->notes, &ch->n_notes,
-                      format_note("%s (%s) was evaluated at %g threads, %s (%s) at %g: its speed "
+                      evit_strfmt("%s (%s) was evaluated at %g threads, %s (%s) at %g: its speed "
                                   "ratio compares thread counts as well as models",
                                   r->path, r->stage, r->threads, first->path, first->stage,
                                   first->threads));
@@ -473,7 +457,7 @@ int evit_compare_build(struct evit_compare *c)
     }
     if (c->n_chains > 1)
         push_note(&c->notes, &c->n_notes,
-                  format_note("%d separate chains: reports with no common lineage, or evaluated "
+                  evit_strfmt("%d separate chains: reports with no common lineage, or evaluated "
                               "on different datasets, are compared only within their chain",
                               c->n_chains));
     return EVIT_OK;
@@ -518,7 +502,7 @@ static const char *base_name(const char *path)
 static char *grouped(double v)
 {
     if (!isfinite(v)) return evit_strdup("-");
-    if (v != floor(v) || fabs(v) >= 1e15) return format_note("%.1f", v);
+    if (v != floor(v) || fabs(v) >= 1e15) return evit_strfmt("%.1f", v);
     char digits[32], out[48];
     snprintf(digits, sizeof digits, "%.0f", fabs(v));
     int n = (int)strlen(digits), o = 0;
@@ -533,7 +517,7 @@ static char *grouped(double v)
 
 static char *fixed(double v, int decimals)
 {
-    return isfinite(v) ? format_note("%.*f", decimals, v) : evit_strdup("-");
+    return isfinite(v) ? evit_strfmt("%.*f", decimals, v) : evit_strdup("-");
 }
 
 enum column { C_ROW, C_FROM, C_STAGE, C_MODEL, C_TOP1, C_DROP_P, C_DROP_F, C_PARAMS, C_BYTES,
@@ -565,8 +549,8 @@ static char **chain_cells(const struct evit_compare *c, const struct evit_compar
         const struct evit_compare_row *w = &ch->rows[i];
         const struct evit_compare_report *r = &c->reports[w->report];
         char **row = cells + (size_t)(i + 1) * N_COLS;
-        row[C_ROW] = format_note("%d", i + 1);
-        row[C_FROM] = w->parent_row >= 0 ? format_note("%d", w->parent_row + 1) : evit_strdup("-");
+        row[C_ROW] = evit_strfmt("%d", i + 1);
+        row[C_FROM] = w->parent_row >= 0 ? evit_strfmt("%d", w->parent_row + 1) : evit_strdup("-");
         row[C_STAGE] = evit_strdup(r->stage);
         row[C_MODEL] = evit_strdup(r->model[0] ? base_name(r->model) : "-");
         row[C_TOP1] = fixed(r->top1, 2);
@@ -579,7 +563,7 @@ static char **chain_cells(const struct evit_compare *c, const struct evit_compar
         evit_compare_ratio_text(buf, sizeof buf, w->size_ratio, "smaller", "larger");
         row[C_SIZE] = evit_strdup(buf);
         evit_compare_ratio_text(buf, sizeof buf, w->speed_ratio, "faster", "slower");
-        row[C_SPEED] = mixed && w->basis == EVIT_COMPARE_THROUGHPUT ? format_note("%s *", buf)
+        row[C_SPEED] = mixed && w->basis == EVIT_COMPARE_THROUGHPUT ? evit_strfmt("%s *", buf)
                                                                     : evit_strdup(buf);
     }
     return cells;
@@ -856,7 +840,7 @@ static char *point_label(const struct evit_compare *c, const struct evit_compare
     const char *base = base_name(r->model);
     size_t n = strlen(base);
     if (n > 3 && !strcmp(base + n - 3, ".h5")) n -= 3;
-    return format_note("%s (%.*s)", r->stage, (int)n, base);
+    return evit_strfmt("%s (%.*s)", r->stage, (int)n, base);
 }
 
 int evit_compare_chart(const struct evit_compare *c, const char *png_path)
@@ -882,7 +866,7 @@ int evit_compare_chart(const struct evit_compare *c, const char *png_path)
         }
         const char *first = c->reports[ch->rows[0].report].model;
         const char *ds = chain_dataset(c, ch);
-        names[k] = format_note("chain %d: from %s on %s", k + 1, first[0] ? base_name(first) : "?",
+        names[k] = evit_strfmt("chain %d: from %s on %s", k + 1, first[0] ? base_name(first) : "?",
                                ds ? dataset_name(c, ds) : "(no dataset)");
         for (int j = 0; j < k; j++) {
             const char *other = chain_dataset(c, &c->chains[j]);

@@ -10,6 +10,7 @@
 #include "dataset.h"
 #include "h5.h"
 #include "idx.h"
+#include "pngdir.h"
 #include "pngio.h"
 #include "util.h"
 
@@ -215,7 +216,7 @@ static int cmd_import(int argc, char **argv)
     if (a.idx_images)
         rc = import_idx(&a, &d);
     else
-        rc = evit_png_import_folder(a.png_dir, (int)a.channels, (int)a.size, a.resize, &d);
+        rc = evit_pngdir_import(a.png_dir, (int)a.channels, (int)a.size, a.resize, &d);
     if (rc == 0) rc = evit_dataset_save(&d, a.out);
     if (rc == 0)
         evit_info("imported %d images %dx%dx%d, %d classes -> %s (%.1f s)", d.n, d.h, d.w, d.c,

@@ -265,9 +265,5 @@ fail:
 
 int main(int argc, char **argv)
 {
-    evit_dist_init(&argc, &argv);
-    int rc = eval_main(argc, argv);
-    /* a failed rank leaves without MPI_Finalize: mpirun then ends the job */
-    if (rc == EVIT_EXIT_OK) evit_dist_finalize();
-    return rc;
+    return evit_dist_main(eval_main, argc, argv);
 }
