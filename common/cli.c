@@ -31,6 +31,19 @@ int evit_cli_threads(const char *arg)
     return EVIT_OK;
 }
 
+int evit_cli_common_option(int c, const char *arg, const char *prog, const char *usage, int *quiet)
+{
+    switch (c) {
+    case 't':
+        if (evit_cli_threads(arg) < 0) return evit_cli_usage_error(prog, "--threads: expected 1..256, got %s", arg);
+        return EVIT_CLI_NEXT;
+    case 'q': *quiet = 1; return EVIT_CLI_NEXT;
+    case 'h': fputs(usage, stdout); return EVIT_CLI_DONE;
+    case 'V': puts(evit_cli_version()); return EVIT_CLI_DONE;
+    default: return evit_cli_usage_error(prog, "unknown option");
+    }
+}
+
 void evit_cli_init(void)
 {
     setvbuf(stderr, NULL, _IOLBF, 0);

@@ -171,3 +171,12 @@ int evit_eval_run_dist(evit_forward_fn fn, void *ctx, int max_batch, int k, cons
         free(all);
     return EVIT_OK;
 }
+
+int evit_eval_top1(const struct evit_vit *m, const struct evit_dataset *d, int batch, struct evit_eval_result *e)
+{
+    struct evit_vit_runner run;
+    evit_vit_runner_init(&run, m, batch);
+    int rc = evit_eval_run(evit_vit_runner_forward, &run, batch, m->cfg.classes, d, 0, 0, e);
+    evit_vit_runner_free(&run);
+    return rc;
+}

@@ -52,6 +52,12 @@ void evit_vit_runner_init(struct evit_vit_runner *r, const struct evit_vit *m, i
 void evit_vit_runner_free(struct evit_vit_runner *r);
 void evit_vit_runner_forward(void *ctx, const uint8_t *images, int B, float *logits);
 
+/* A float ViT's evaluation on d in batches of batch (threaded by the
+ * training engine), what every stage reports as float top-1; e as
+ * evit_eval_run fills it (no logits kept). */
+int evit_eval_top1(const struct evit_vit *m, const struct evit_dataset *d, int batch,
+                   struct evit_eval_result *e);
+
 /* The model's input (size, channels) and class count must match the data. */
 int evit_eval_check_compat(const struct evit_vit *m, const char *mpath,
                            const struct evit_dataset *d, const char *dpath);

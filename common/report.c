@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -88,4 +89,12 @@ int evit_report_save(cJSON *r, const char *path, double wall_s)
     cJSON_DeleteItemFromObject(r, "wall_s");
     cJSON_AddNumberToObject(r, "wall_s", wall_s);
     return evit_json_save(r, path);
+}
+
+const char *evit_report_parent(const char *explicit_parent, const char *model_report, const char *model_parent,
+                               const char *writing)
+{
+    if (explicit_parent) return explicit_parent;
+    if (model_report && !(writing && strcmp(model_report, writing) == 0)) return model_report;
+    return model_parent;
 }

@@ -30,6 +30,13 @@ void evit_report_add_model(cJSON *r, const struct evit_vit_config *cfg, double m
 void evit_report_add_eval(cJSON *r, const struct evit_eval_result *e,
                           char *const *class_names /* k names or NULL */);
 
+/* The one rule for the report a new report derives from ("parent"): the
+ * explicit --parent when given; else the model's own report (the one that
+ * describes the checkpoint), unless that is the report being written; else
+ * the report the model itself derives from; else NULL. */
+const char *evit_report_parent(const char *explicit_parent, const char *model_report, const char *model_parent,
+                               const char *writing /* or NULL */);
+
 /* Sets wall_s and writes atomically. */
 int evit_report_save(cJSON *r, const char *path, double wall_s);
 

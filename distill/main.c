@@ -64,11 +64,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"profile", required_argument, 0, 'P'}, {"resume", no_argument, 0, OPT_RESUME},
         {"steps", required_argument, 0, OPT_STEPS}, {"no-shuffle", no_argument, 0, OPT_NOSHUFFLE},
         {"parent", required_argument, 0, OPT_PARENT}, {"stage", required_argument, 0, OPT_STAGE},
-        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "d:T:v:o:r:i:P:t:qhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:T:v:o:r:i:P:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'd': a->data = optarg; break;
         case 'T': a->teacher = optarg; break;
@@ -85,14 +84,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_NOSHUFFLE: a->shuffle = 0; break;
         case OPT_PARENT: a->parent = optarg; break;
         case OPT_STAGE: a->stage = optarg; break;
-        case 't':
-            if (evit_cli_threads(optarg) < 0)
-                return evit_cli_usage_error("evit-distill", "--threads: expected 1..256, got %s", optarg);
-            break;
-        case 'q': a->quiet = 1; break;
-        case 'h': fputs(usage, stdout); return -1;
-        case 'V': puts(evit_cli_version()); return -1;
-        default: return evit_cli_usage_error("evit-distill", "unknown option");
+        default: {
+            int r = evit_cli_common_option(c, optarg, "evit-distill", usage, &a->quiet);
+            if (r != EVIT_CLI_NEXT) return r;
+        }
         }
     }
     if (argc - optind != 1) return evit_cli_usage_error("evit-distill", "expected one RECIPE argument");
@@ -111,7 +106,8 @@ static int make_model(const struct args *a, const struct evit_recipe *r, const s
     if (a->init) {
         struct evit_ckpt_meta meta;
         if (evit_ckpt_load(a->init, m, &meta) < 0) return EVIT_ERR;
-        if (meta.report) *init_report = evit_strdup(meta.report);
+        const char *p = evit_report_parent(NULL, meta.report, meta.parent_report, a->report);
+        if (p) *init_report = evit_strdup(p);
         evit_ckpt_meta_free(&meta);
         return EVIT_OK;
     }
@@ -132,7 +128,6 @@ static double teacher_val_top1(const struct evit_logits *l, const struct evit_da
 {
     struct evit_vit t;
     struct evit_ckpt_meta meta;
-    struct evit_vit_runner run;
     struct evit_eval_result e;
     double top1 = NAN;
     *report = NULL;
@@ -141,14 +136,13 @@ static double teacher_val_top1(const struct evit_logits *l, const struct evit_da
     if (!f) return NAN;
     fclose(f);
     if (evit_ckpt_load(l->model, &t, &meta) < 0) return NAN;
-    if (meta.report) *report = evit_strdup(meta.report);
+    const char *p = evit_report_parent(NULL, meta.report, meta.parent_report, NULL);
+    if (p) *report = evit_strdup(p);
     if (t.cfg.img_size == val->h && t.cfg.channels == val->c && t.cfg.classes == val->classes) {
-        evit_vit_runner_init(&run, &t, 256);
-        if (evit_eval_run(evit_vit_runner_forward, &run, 256, t.cfg.classes, val, 0, 0, &e) == 0) {
+        if (evit_eval_top1(&t, val, 256, &e) == 0) {
             top1 = e.top1;
             evit_eval_result_free(&e);
         }
-        evit_vit_runner_free(&run);
     }
     evit_ckpt_meta_free(&meta);
     evit_vit_free(&t);
@@ -254,11 +248,7 @@ static int distill_main(int argc, char **argv)
     cJSON_AddStringToObject(conf, "train_data", a.data);
     if (a.init) cJSON_AddStringToObject(conf, "init", a.init);
     if (a.val) {
-        struct evit_vit_runner run;
-        evit_vit_runner_init(&run, &m, 256);
-        int bad = evit_eval_run(evit_vit_runner_forward, &run, 256, m.cfg.classes, &val, 0, 0, &e) < 0;
-        evit_vit_runner_free(&run);
-        if (bad) {
+        if (evit_eval_top1(&m, &val, 256, &e) < 0) {
             cJSON_Delete(rep);
             goto fail;
         }

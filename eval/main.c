@@ -54,13 +54,12 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
     static const struct option opts[] = {
         {"report", required_argument, 0, 'r'}, {"save-logits", required_argument, 0, 'l'},
         {"parent", required_argument, 0, 'p'}, {"stage", required_argument, 0, 'S'},
-        {"batch", required_argument, 0, 'b'},  {"threads", required_argument, 0, 't'},
-        {"quiet", no_argument, 0, 'q'},        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},      {"latency", required_argument, 0, OPT_LATENCY},
+        {"batch", required_argument, 0, 'b'},  {"latency", required_argument, 0, OPT_LATENCY},
+        EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
     long v;
-    while ((c = getopt_long(argc, argv, "r:l:p:b:t:qhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:l:p:b:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'r': a->report = optarg; break;
         case 'l': a->logits = optarg; break;
@@ -76,14 +75,10 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
                 return evit_cli_usage_error("evit-eval", "--batch: expected 1..65536, got %s", optarg);
             a->batch = (int)v;
             break;
-        case 't':
-            if (evit_cli_threads(optarg) < 0)
-                return evit_cli_usage_error("evit-eval", "--threads: expected 1..256, got %s", optarg);
-            break;
-        case 'q': a->quiet = 1; break;
-        case 'h': fputs(usage, stdout); return -1;
-        case 'V': puts(evit_cli_version()); return -1;
-        default: return evit_cli_usage_error("evit-eval", "unknown option");
+        default: {
+            int r = evit_cli_common_option(c, optarg, "evit-eval", usage, &a->quiet);
+            if (r != EVIT_CLI_NEXT) return r;
+        }
         }
     }
     if (argc - optind != 2) return evit_cli_usage_error("evit-eval", "expected MODEL and DATA");
@@ -232,8 +227,7 @@ static int eval_main(int argc, char **argv)
         const char *stage = a.stage ? a.stage : meta.stage ? meta.stage : "eval";
         /* an evaluation of a checkpoint descends from the report that
          * describes it, else from that model's own parent */
-        const char *parent = a.parent ? a.parent : meta.report ? meta.report : meta.parent_report;
-        if (!a.parent && meta.report && strcmp(meta.report, a.report) == 0) parent = meta.parent_report;
+        const char *parent = evit_report_parent(a.parent, meta.report, meta.parent_report, a.report);
         cJSON *rep = evit_report_new(stage, a.model, a.data, parent);
         evit_report_add_model(rep, &mv->cfg, quantized ? (double)evrt_model_bytes(&q.rt)
                                                        : 4.0 * (double)evit_config_params(&m.cfg));

@@ -63,10 +63,10 @@ static int parse_args(int argc, char **argv, struct export_args *a)
         case 'r': a->report = optarg; break;
         case 'c': a->qconfig = optarg; break;
         case 'f': format = optarg; break;
-        case 'q': a->quiet = 1; break;
-        case 'h': fputs(usage, stdout); return -1;
-        case 'V': puts(evit_cli_version()); return -1;
-        default: return evit_cli_usage_error("evit-export", "unknown option");
+        default: {
+            int r = evit_cli_common_option(c, optarg, "evit-export", usage, &a->quiet);
+            if (r != EVIT_CLI_NEXT) return r;
+        }
         }
     }
     if (argc - optind != 1) return evit_cli_usage_error("evit-export", "expected one MODEL");
@@ -157,7 +157,7 @@ int main(int argc, char **argv)
                quantized ? (a.onnx ? "QDQ " : "") : "", quantized ? "int8" : "float32", evit_qmodel_int8_layers(&q), evrt_layer_count(&q.rt), bytes,
                evrt_model_bytes(&q.rt));
     if (a.report) {
-        const char *parent = meta.report ? meta.report : meta.parent_report;
+        const char *parent = evit_report_parent(NULL, meta.report, meta.parent_report, a.report);
         if (write_report(&a, &q, parent, &info, bytes, t0) < 0) goto fail;
     }
     rc = EVIT_EXIT_OK;

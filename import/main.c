@@ -96,10 +96,10 @@ static int parse_args(int argc, char **argv, struct import_args *a)
         case 'd': a->data = optarg; break;
         case 'n': a->name = optarg; break;
         case 'r': a->report = optarg; break;
-        case 'q': a->quiet = 1; break;
-        case 'h': fputs(usage, stdout); return -1;
-        case 'V': puts(evit_cli_version()); return -1;
-        default: return evit_cli_usage_error("evit-import", "unknown option");
+        default: {
+            int r = evit_cli_common_option(c, optarg, "evit-import", usage, &a->quiet);
+            if (r != EVIT_CLI_NEXT) return r;
+        }
         }
     }
     if (argc - optind != 1) return evit_cli_usage_error("evit-import", "expected one MODEL.safetensors");

@@ -46,24 +46,19 @@ static int parse_args(int argc, char **argv, struct args *a)
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
         {"data", required_argument, 0, 'd'},   {"val", required_argument, 0, 'v'},
-        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "o:r:d:v:t:qhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:r:d:v:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'r': a->report = optarg; break;
         case 'd': a->data = optarg; break;
         case 'v': a->val = optarg; break;
-        case 't':
-            if (evit_cli_threads(optarg) < 0)
-                return evit_cli_usage_error("evit-prune", "--threads: expected 1..256, got %s", optarg);
-            break;
-        case 'q': a->quiet = 1; break;
-        case 'h': fputs(usage, stdout); return -1;
-        case 'V': puts(evit_cli_version()); return -1;
-        default: return evit_cli_usage_error("evit-prune", "unknown option");
+        default: {
+            int r = evit_cli_common_option(c, optarg, "evit-prune", usage, &a->quiet);
+            if (r != EVIT_CLI_NEXT) return r;
+        }
         }
     }
     if (argc - optind != 2) return evit_cli_usage_error("evit-prune", "expected CONFIG.json and MODEL.h5");
@@ -78,12 +73,8 @@ static int parse_args(int argc, char **argv, struct args *a)
 static int top1_of(const struct evit_vit *m, const struct evit_dataset *d, struct evit_eval_result *keep,
                    double *top1)
 {
-    struct evit_vit_runner run;
     struct evit_eval_result e;
-    evit_vit_runner_init(&run, m, 256);
-    int rc = evit_eval_run(evit_vit_runner_forward, &run, 256, m->cfg.classes, d, 0, 0, &e);
-    evit_vit_runner_free(&run);
-    if (rc < 0) return EVIT_ERR;
+    if (evit_eval_top1(m, d, 256, &e) < 0) return EVIT_ERR;
     *top1 = e.top1;
     if (keep)
         *keep = e;
@@ -178,12 +169,13 @@ int main(int argc, char **argv)
         if (top1_of(&m, &val, NULL, &top1_before) < 0 || top1_of(&p, &val, &e, &top1_after) < 0) goto fail;
     }
 
-    struct evit_ckpt_meta out_meta = {.stage = "prune", .parent_report = meta.report,
+    const char *parent = evit_report_parent(NULL, meta.report, meta.parent_report, a.report);
+    struct evit_ckpt_meta out_meta = {.stage = "prune", .parent_report = parent,
                                       .report = a.report, .classes = meta.classes,
                                       .class_names = meta.class_names};
     if (evit_ckpt_save(a.out, &p, &out_meta) < 0) goto fail;
     saved = 1;
-    rep = evit_report_new("prune", a.out, a.val, meta.report);
+    rep = evit_report_new("prune", a.out, a.val, parent);
     evit_report_add_model(rep, &p.cfg, 4.0 * (double)evit_config_params(&p.cfg));
     if (a.val) evit_report_add_eval(rep, &e, val.class_names);
     cJSON *conf = cJSON_GetObjectItemCaseSensitive(rep, "config");

@@ -55,12 +55,11 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"calib", required_argument, 0, 'c'},  {"val", required_argument, 0, 'v'},
         {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
         {"calibrator", required_argument, 0, 'C'}, {"parent", required_argument, 0, OPT_PARENT},
-        {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
+        EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
     enum evit_calibrator cal;
-    while ((c = getopt_long(argc, argv, "c:v:o:r:C:t:qhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:v:o:r:C:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'c': a->calib = optarg; break;
         case 'v': a->val = optarg; break;
@@ -72,14 +71,10 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->calibrator = optarg;
             break;
         case OPT_PARENT: a->parent = optarg; break;
-        case 't':
-            if (evit_cli_threads(optarg) < 0)
-                return evit_cli_usage_error("evit-quantize", "--threads: expected 1..256, got %s", optarg);
-            break;
-        case 'q': a->quiet = 1; break;
-        case 'h': fputs(usage, stdout); return -1;
-        case 'V': puts(evit_cli_version()); return -1;
-        default: return evit_cli_usage_error("evit-quantize", "unknown option");
+        default: {
+            int r = evit_cli_common_option(c, optarg, "evit-quantize", usage, &a->quiet);
+            if (r != EVIT_CLI_NEXT) return r;
+        }
         }
     }
     if (argc - optind != 2) return evit_cli_usage_error("evit-quantize", "expected CONFIG and MODEL");
@@ -220,13 +215,7 @@ int main(int argc, char **argv)
     cimg = pick_images(&calib, ncal, qc.seed);
 
     /* the float model, on the training engine (fast, threaded) */
-    {
-        struct evit_vit_runner run;
-        evit_vit_runner_init(&run, &m, qc.batch);
-        int bad = evit_eval_run(evit_vit_runner_forward, &run, qc.batch, m.cfg.classes, &val, 0, 0, &ef) < 0;
-        evit_vit_runner_free(&run);
-        if (bad) goto fail;
-    }
+    if (evit_eval_top1(&m, &val, qc.batch, &ef) < 0) goto fail;
     if (!a.quiet) evit_info("float model: top-1 %.2f%% on %s", ef.top1, a.val);
 
     evit_qmodel_from_vit(&q, &m);
@@ -267,7 +256,7 @@ int main(int argc, char **argv)
     if (cJSON_GetArraySize(history) > 1 && evit_quant_measure(&q, cimg, nmeasure, qc.batch, err) < 0)
         goto fail;
 
-    const char *parent = a.parent ? a.parent : meta.report ? meta.report : meta.parent_report;
+    const char *parent = evit_report_parent(a.parent, meta.report, meta.parent_report, a.report);
     struct evit_ckpt_meta qmeta = {.stage = "quantize", .parent_report = parent, .report = a.report,
                                    .classes = val.classes, .class_names = val.class_names};
     if (evit_qmodel_save(a.out, &q, &qmeta) < 0) goto fail;
