@@ -44,6 +44,13 @@ def measure(model, opt, x, y, seconds):
             return n * x.shape[0] / el
 
 
+def blas_in_use():
+    """The BLAS libraries this process has mapped (after a first matmul)."""
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in line.rsplit("/", 1)[-1].lower()}
+    return ", ".join(sorted(libs)) or "none mapped"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
@@ -61,6 +68,7 @@ def main():
         for t in a.threads:
             torch.set_num_threads(t)
             print(f"{cfg['name']} {t} {measure(model, opt, x, y, a.seconds):.1f}", flush=True)
+    print(f"torch BLAS in use: {blas_in_use()}; threads per row: torch.set_num_threads", file=sys.stderr)
 
 
 if __name__ == "__main__":

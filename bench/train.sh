@@ -5,8 +5,11 @@
 #
 #   bench/train.sh [BUILD-DIR]      (default: build)
 #
-# PyTorch runs with OMP_WAIT_POLICY=PASSIVE, as the figures in the issue
-# were taken; it is skipped when /usr/bin/python3 has no torch.
+# PyTorch gets evit's BLAS conditions: the same OpenBLAS build evit links
+# (its folder first on LD_LIBRARY_PATH, so Debian's libblas.so.3 resolves
+# there whatever the system alternative says), the same thread count per
+# row, OMP_WAIT_POLICY=PASSIVE; both BLAS libraries are printed.  PyTorch
+# is skipped when /usr/bin/python3 has no torch.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$top/build}
@@ -16,12 +19,15 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
 "$build/bench/train" --seconds "$secs" $models | tee "$out"
+blasdir=$(sed -n 's/^OPENBLAS_LIBS = -L\([^ ]*\).*/\1/p' "$build/Makefile" | sed 's:/$::')
+echo "evit BLAS: OpenBLAS from ${blasdir:-the default search path} (threads = the row's count, OpenMP)"
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then
     cfgs=""
     for m in $models; do cfgs="$cfgs $top/configs/models/$m.json"; done
     echo
     echo "PyTorch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)'), same step:"
-    OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 "$top/bench/torch_train.py" --seconds "$secs" $cfgs >"$out.torch"
+    LD_LIBRARY_PATH="${blasdir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" OMP_WAIT_POLICY=PASSIVE \
+        /usr/bin/python3 "$top/bench/torch_train.py" --seconds "$secs" $cfgs >"$out.torch"
     echo
     printf '%-10s %8s %12s %12s %8s\n' model threads "evit img/s" "torch img/s" ratio
     while read -r name th ips; do
