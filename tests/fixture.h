@@ -18,20 +18,27 @@
 /* img 8, patch 4 (2x2 grid, T 5), 2 channels, D 12, 5 classes;
  * block 0: 3 heads of 4 (I 12), mlp 20; block 1: 2 heads of 4 (I 8), mlp 8:
  * per-block shapes, as a pruned model has. */
-static inline struct evit_vit_config tiny_config(void)
+/* A config from its numbers, with blocks[0 .. depth) as given. */
+static inline struct evit_vit_config make_config(const char *name, int img, int channels, int patch, int classes,
+                                                 int dim, int depth, const struct evit_block_shape *blocks)
 {
     struct evit_vit_config c;
     memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "tiny");
-    c.img_size = 8;
-    c.channels = 2;
-    c.patch = 4;
-    c.classes = 5;
-    c.dim = 12;
-    c.depth = 2;
-    c.blocks[0] = (struct evit_block_shape){3, 4, 20};
-    c.blocks[1] = (struct evit_block_shape){2, 4, 8};
+    snprintf(c.name, sizeof c.name, "%s", name);
+    c.img_size = img;
+    c.channels = channels;
+    c.patch = patch;
+    c.classes = classes;
+    c.dim = dim;
+    c.depth = depth;
+    for (int l = 0; l < depth; l++) c.blocks[l] = blocks[l];
     return c;
+}
+
+static inline struct evit_vit_config tiny_config(void)
+{
+    static const struct evit_block_shape b[] = {{3, 4, 20}, {2, 4, 8}};
+    return make_config("tiny", 8, 2, 4, 5, 12, 2, b);
 }
 
 /* B random images of c's size, from a seed; caller frees. */

@@ -94,4 +94,14 @@ static inline const char *test_tmpdir(void)
     return dir;
 }
 
+/* name inside test_tmpdir(); the last 8 results stay valid. */
+static inline char *test_path(const char *name)
+{
+    static char buf[8][512];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, sizeof buf[0], "%s/%s", test_tmpdir(), name);
+    return p;
+}
+
 #endif

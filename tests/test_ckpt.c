@@ -7,21 +7,14 @@
 #include "config.h"
 #include "h5.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 #include "vit.h"
 
-static void tiny_config(struct evit_vit_config *c)
+static void small_config(struct evit_vit_config *c)
 {
-    memset(c, 0, sizeof *c);
-    snprintf(c->name, sizeof c->name, "tiny");
-    c->img_size = 8;
-    c->channels = 2;
-    c->patch = 4;
-    c->classes = 5;
-    c->dim = 12;
-    c->depth = 2;
-    c->blocks[0] = (struct evit_block_shape){3, 4, 20};
-    c->blocks[1] = (struct evit_block_shape){2, 5, 8};
+    static const struct evit_block_shape b[] = {{3, 4, 20}, {2, 5, 8}};
+    *c = make_config("tiny", 8, 2, 4, 5, 12, 2, b);
 }
 
 static void path_in_tmp(char *buf, size_t n, const char *name)
@@ -37,7 +30,7 @@ static void save_then_load_gives_identical_bits_config_and_metadata(void)
     char path[512];
     char n0[] = "a", n1[] = "b", n2[] = "c", n3[] = "d", n4[] = "e";
     char *names[5] = {n0, n1, n2, n3, n4};
-    tiny_config(&c);
+    small_config(&c);
     evit_vit_alloc(&m, &c);
     evit_vit_init(&m, 42);
     m.mean[0] = 0.25f;
@@ -68,7 +61,7 @@ static void tensors_are_stored_under_timm_names_in_pytorch_shapes(void)
     hid_t f;
     int rank;
     int64_t dims[8];
-    tiny_config(&c);
+    small_config(&c);
     evit_vit_alloc(&m, &c);
     path_in_tmp(path, sizeof path, "names.h5");
     REQUIRE(evit_ckpt_save(path, &m, NULL) == 0);
@@ -92,7 +85,7 @@ static void no_temporary_file_is_left_after_saving(void)
     struct evit_vit_config c;
     struct evit_vit m;
     char path[512], cmd[600];
-    tiny_config(&c);
+    small_config(&c);
     evit_vit_alloc(&m, &c);
     path_in_tmp(path, sizeof path, "clean/x.h5");
     snprintf(cmd, sizeof cmd, "mkdir -p %s/clean", test_tmpdir());
@@ -108,7 +101,7 @@ static void saving_into_a_missing_folder_fails_and_writes_nothing(void)
     struct evit_vit_config c;
     struct evit_vit m;
     char path[512];
-    tiny_config(&c);
+    small_config(&c);
     evit_vit_alloc(&m, &c);
     path_in_tmp(path, sizeof path, "nope/x.h5");
     CHECK(evit_ckpt_save(path, &m, NULL) == EVIT_ERR);
@@ -121,7 +114,7 @@ static void truncated_and_missing_checkpoints_are_refused(void)
     struct evit_vit_config c;
     struct evit_vit m, back;
     char path[512], trunc[512], cmd[1200];
-    tiny_config(&c);
+    small_config(&c);
     evit_vit_alloc(&m, &c);
     path_in_tmp(path, sizeof path, "full.h5");
     path_in_tmp(trunc, sizeof trunc, "trunc.h5");
@@ -140,7 +133,7 @@ static void a_nan_weight_is_refused_on_load(void)
     struct evit_vit_config c;
     struct evit_vit m, back;
     char path[512];
-    tiny_config(&c);
+    small_config(&c);
     evit_vit_alloc(&m, &c);
     m.p.blocks[1].fc1_b[3] = NAN;
     path_in_tmp(path, sizeof path, "nan.h5");
@@ -154,7 +147,7 @@ static void load_config_reads_per_block_shapes_without_tensors(void)
     struct evit_vit_config c, got;
     struct evit_vit m;
     char path[512];
-    tiny_config(&c);
+    small_config(&c);
     evit_vit_alloc(&m, &c);
     path_in_tmp(path, sizeof path, "cfg.h5");
     REQUIRE(evit_ckpt_save(path, &m, NULL) == 0);

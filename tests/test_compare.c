@@ -13,14 +13,6 @@
 #include "test.h"
 #include "util.h"
 
-static char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", test_tmpdir(), name);
-    return p;
-}
 
 static void write_text(const char *path, const char *text)
 {
@@ -40,7 +32,7 @@ struct rep {
 static const char *write_report_with(const char *name, struct rep r, const char *extra)
 {
     char text[2048], parent[600], dataset[600], latency[64] = "";
-    const char *path = tmp_path(name);
+    const char *path = test_path(name);
     if (r.parent)
         snprintf(parent, sizeof parent, "\"%s\"", r.parent);
     else
@@ -293,7 +285,7 @@ static void a_lineage_loop_is_an_error(void)
 
 static void a_folder_gives_its_reports_and_skips_other_json(void)
 {
-    const char *dir = tmp_path("folder");
+    const char *dir = test_path("folder");
     char p[600];
     REQUIRE(mkdir(dir, 0755) == 0);
     snprintf(p, sizeof p, "%s/recipe.json", dir);
@@ -310,7 +302,7 @@ static void a_folder_gives_its_reports_and_skips_other_json(void)
     CHECK(c.n_chains == 1 && c.chains[0].n_rows == 2);
     evit_compare_free(&c);
 
-    const char *empty = tmp_path("empty");
+    const char *empty = test_path("empty");
     REQUIRE(mkdir(empty, 0755) == 0);
     const char *in2[] = {empty};
     fprintf(stderr, "  (3 error lines are expected next)\n");
@@ -331,7 +323,7 @@ static void a_parent_path_relative_to_the_working_directory_is_found(void)
 {
     char old[1024];
     REQUIRE(getcwd(old, sizeof old) != NULL);
-    const char *sub = tmp_path("cwd");
+    const char *sub = test_path("cwd");
     REQUIRE(mkdir(sub, 0755) == 0);
     write_report("cwd/w-a.json", (struct rep){"distill", NULL, 0, 0, 90, 8e5, 100, NAN});
     /* as evit-eval --parent cwd/w-a.json records it, run from the tmpdir */
@@ -430,7 +422,7 @@ static void the_chart_is_a_png_and_needs_something_to_plot(void)
     const char *in[] = {a, b};
     struct evit_compare c;
     REQUIRE(build(&c, in, 2) == EVIT_OK);
-    const char *png = tmp_path("ch.png");
+    const char *png = test_path("ch.png");
     REQUIRE(evit_compare_chart(&c, png) == EVIT_OK);
     struct evit_image img;
     REQUIRE(evit_png_read(png, 3, &img) == EVIT_OK);
@@ -438,12 +430,12 @@ static void the_chart_is_a_png_and_needs_something_to_plot(void)
     evit_image_free(&img);
     evit_compare_free(&c);
 
-    const char *n = tmp_path("nothing.json");
+    const char *n = test_path("nothing.json");
     write_text(n, "{\"report_version\": 1, \"stage\": \"export\"}\n");
     const char *in2[] = {n};
     REQUIRE(build(&c, in2, 1) == EVIT_OK);
     fprintf(stderr, "  (an error line is expected next)\n");
-    CHECK(evit_compare_chart(&c, tmp_path("none.png")) == EVIT_ERR);
+    CHECK(evit_compare_chart(&c, test_path("none.png")) == EVIT_ERR);
     char *t = written(&c, EVIT_COMPARE_TEXT);
     CHECK(strstr(t, "export") != NULL); /* absent numbers are "-" */
     free(t);

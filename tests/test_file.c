@@ -15,24 +15,15 @@
 #include "qmodel.h"
 #include "rng.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 #include "vit.h"
 
 /* img 8, patch 4, 2 channels, D 12, 5 classes, blocks of different shapes */
-static struct evit_vit_config tiny_config(void)
+static struct evit_vit_config file_config(void)
 {
-    struct evit_vit_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "tiny");
-    c.img_size = 8;
-    c.channels = 2;
-    c.patch = 4;
-    c.classes = 5;
-    c.dim = 12;
-    c.depth = 2;
-    c.blocks[0] = (struct evit_block_shape){3, 4, 20};
-    c.blocks[1] = (struct evit_block_shape){1, 5, 7};
-    return c;
+    static const struct evit_block_shape b[] = {{3, 4, 20}, {1, 5, 7}};
+    return make_config("tiny", 8, 2, 4, 5, 12, 2, b);
 }
 
 /* Every parameter of m drawn from N(0, std^2), in tensor order. */
@@ -49,7 +40,7 @@ static void fill_normal(struct evit_vit *m, uint64_t seed, double std)
 
 static void random_model(struct evit_vit *m, uint64_t seed)
 {
-    struct evit_vit_config c = tiny_config();
+    struct evit_vit_config c = file_config();
     evit_vit_alloc(m, &c);
     fill_normal(m, seed, 0.3);
     m->mean[0] = 0.4f;

@@ -22,6 +22,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 #include "vit.h"
 
@@ -517,20 +518,10 @@ static void kd_forward_is_zero_for_equal_logits_and_positive_otherwise(void)
 
 /* img 8, patch 4 (T 5), 2 channels, D 8, 5 classes; block 0: 2 heads of 4,
  * mlp 12; block 1: 1 head of 3, mlp 6 (inner widths unrelated to D). */
-static struct evit_vit_config tiny_config(int depth)
+static struct evit_vit_config grad_config(int depth)
 {
-    struct evit_vit_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "tiny-grad");
-    c.img_size = 8;
-    c.channels = 2;
-    c.patch = 4;
-    c.classes = 5;
-    c.dim = 8;
-    c.depth = depth;
-    c.blocks[0] = (struct evit_block_shape){2, 4, 12};
-    c.blocks[1] = (struct evit_block_shape){1, 3, 6};
-    return c;
+    static const struct evit_block_shape b[] = {{2, 4, 12}, {1, 3, 6}};
+    return make_config("tiny-grad", 8, 2, 4, 5, 8, depth, b);
 }
 
 /* Parameters of order one so that every op shapes the logits. */
@@ -575,7 +566,7 @@ static double model_loss(void *p)
 static void model_setup(struct model_ctx *c, int depth, uint64_t seed)
 {
     evit_rng_seed(&rng, seed);
-    struct evit_vit_config cfg = tiny_config(depth);
+    struct evit_vit_config cfg = grad_config(depth);
     c->B = 2;
     evit_vit_alloc(&c->m, &cfg);
     randomise(&c->m);

@@ -16,14 +16,6 @@
 #define H 3
 #define W 4
 
-static char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", test_tmpdir(), name);
-    return p;
-}
 
 /* An IDX header for uint8 data of the given dims, then the data. */
 static size_t make_idx(uint8_t *out, int rank, const uint32_t *dims, const uint8_t *data)
@@ -90,7 +82,7 @@ static void gzip_and_raw_files_read_the_same_pixels(void)
 {
     uint8_t buf[256];
     size_t n = image_file(buf);
-    const char *raw = tmp_path("img.idx"), *gz = tmp_path("img.idx.gz");
+    const char *raw = test_path("img.idx"), *gz = test_path("img.idx.gz");
     write_raw(raw, buf, n);
     write_gz(gz, buf, n);
     uint8_t *a = NULL, *b = NULL;
@@ -110,7 +102,7 @@ static void import_builds_a_one_channel_dataset_with_numeric_names(void)
 {
     uint8_t img[256], lab[64];
     size_t ni = image_file(img), nl = label_file(lab, N, 3);
-    const char *ip = tmp_path("imp-img.gz"), *lp = tmp_path("imp-lab");
+    const char *ip = test_path("imp-img.gz"), *lp = test_path("imp-lab");
     write_gz(ip, img, ni);
     write_raw(lp, lab, nl);
     struct evit_dataset d;
@@ -129,14 +121,14 @@ static void import_builds_a_one_channel_dataset_with_numeric_names(void)
 
 static void a_missing_file_is_an_error(void)
 {
-    CHECK(read_fails(tmp_path("does-not-exist.idx")));
+    CHECK(read_fails(test_path("does-not-exist.idx")));
 }
 
 static void a_truncated_header_is_an_error(void)
 {
     uint8_t buf[256];
     image_file(buf);
-    const char *p = tmp_path("short-head.idx");
+    const char *p = test_path("short-head.idx");
     write_raw(p, buf, 6); /* magic and part of the first dimension */
     CHECK(read_fails(p));
     write_raw(p, buf, 2);
@@ -149,7 +141,7 @@ static void truncated_data_is_an_error_raw_or_gzip(void)
 {
     uint8_t buf[256];
     size_t n = image_file(buf);
-    const char *raw = tmp_path("short.idx"), *gz = tmp_path("short.idx.gz");
+    const char *raw = test_path("short.idx"), *gz = test_path("short.idx.gz");
     write_raw(raw, buf, n - 1);
     write_gz(gz, buf, n - 1);
     CHECK(read_fails(raw));
@@ -161,7 +153,7 @@ static void trailing_bytes_after_the_data_are_an_error(void)
     uint8_t buf[256];
     size_t n = image_file(buf);
     buf[n] = 0;
-    const char *raw = tmp_path("long.idx"), *gz = tmp_path("long.idx.gz");
+    const char *raw = test_path("long.idx"), *gz = test_path("long.idx.gz");
     write_raw(raw, buf, n + 1);
     write_gz(gz, buf, n + 1);
     CHECK(read_fails(raw));
@@ -173,7 +165,7 @@ static void a_wrong_magic_is_an_error(void)
     uint8_t buf[256];
     size_t n = image_file(buf);
     buf[1] = 0x01;
-    const char *p = tmp_path("magic.idx");
+    const char *p = test_path("magic.idx");
     write_raw(p, buf, n);
     CHECK(read_fails(p));
 }
@@ -183,7 +175,7 @@ static void a_type_other_than_uint8_is_an_error(void)
     uint8_t buf[256];
     size_t n = image_file(buf);
     buf[2] = 0x0D; /* float32 */
-    const char *p = tmp_path("type.idx");
+    const char *p = test_path("type.idx");
     write_raw(p, buf, n);
     CHECK(read_fails(p));
 }
@@ -191,7 +183,7 @@ static void a_type_other_than_uint8_is_an_error(void)
 static void a_zero_or_overflowing_dimension_is_an_error(void)
 {
     uint8_t buf[64] = {0, 0, 0x08, 4};
-    const char *p = tmp_path("dims.idx");
+    const char *p = test_path("dims.idx");
     /* 4 dims of 0x7fffffff: their product overflows 64 bits */
     for (int i = 0; i < 4; i++) {
         buf[4 + 4 * i] = 0x7f;
@@ -208,7 +200,7 @@ static void a_corrupt_gzip_stream_is_an_error(void)
 {
     uint8_t buf[256];
     size_t n = image_file(buf);
-    const char *p = tmp_path("corrupt.gz");
+    const char *p = test_path("corrupt.gz");
     write_gz(p, buf, n);
     uint8_t *gz;
     size_t len;
@@ -230,7 +222,7 @@ static void a_label_outside_the_classes_is_an_error(void)
 {
     uint8_t img[256], lab[64];
     size_t ni = image_file(img), nl = label_file(lab, N, 10);
-    const char *ip = tmp_path("range-img"), *lp = tmp_path("range-lab");
+    const char *ip = test_path("range-img"), *lp = test_path("range-lab");
     write_raw(ip, img, ni);
     write_raw(lp, lab, nl);
     struct evit_dataset d;
@@ -243,7 +235,7 @@ static void image_and_label_counts_must_agree(void)
 {
     uint8_t img[256], lab[64];
     size_t ni = image_file(img), nl = label_file(lab, N + 1, 0);
-    const char *ip = tmp_path("count-img"), *lp = tmp_path("count-lab");
+    const char *ip = test_path("count-img"), *lp = test_path("count-lab");
     write_raw(ip, img, ni);
     write_raw(lp, lab, nl);
     struct evit_dataset d;
@@ -254,7 +246,7 @@ static void labels_and_images_must_have_the_right_rank(void)
 {
     uint8_t img[256], lab[64];
     size_t ni = image_file(img), nl = label_file(lab, N, 0);
-    const char *ip = tmp_path("rank-img"), *lp = tmp_path("rank-lab");
+    const char *ip = test_path("rank-img"), *lp = test_path("rank-lab");
     write_raw(ip, img, ni);
     write_raw(lp, lab, nl);
     struct evit_dataset d;

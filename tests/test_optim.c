@@ -6,21 +6,14 @@
 #include "config.h"
 #include "optim.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 #include "vit.h"
 
-static void tiny_config(struct evit_vit_config *c)
+static void small_config(struct evit_vit_config *c)
 {
-    memset(c, 0, sizeof *c);
-    snprintf(c->name, sizeof c->name, "tiny");
-    c->img_size = 8;
-    c->channels = 2;
-    c->patch = 4;
-    c->classes = 5;
-    c->dim = 12;
-    c->depth = 2;
-    c->blocks[0] = (struct evit_block_shape){3, 4, 20};
-    c->blocks[1] = (struct evit_block_shape){2, 5, 8};
+    static const struct evit_block_shape b[] = {{3, 4, 20}, {2, 5, 8}};
+    *c = make_config("tiny", 8, 2, 4, 5, 12, 2, b);
 }
 
 /* Deterministic values in [-scale, scale], varying with i and the step. */
@@ -55,7 +48,7 @@ static void run_adamw_against_double(int steps)
     struct evit_vit_config mc;
     struct evit_optim o;
     const struct evit_optim_config *c = &adamw_cfg;
-    tiny_config(&mc);
+    small_config(&mc);
     evit_optim_init(&o, c, &mc);
     size_t n = o.n;
     float *p = evit_alloc_floats(n), *g = evit_alloc_floats(n); /* (n) */
@@ -105,7 +98,7 @@ static void only_weight_matrices_are_in_the_decay_mask(void)
     struct evit_vit_config mc;
     struct evit_optim o;
     struct evit_vit_params q;
-    tiny_config(&mc);
+    small_config(&mc);
     evit_optim_init(&o, &adamw_cfg, &mc);
     REQUIRE(o.n == (size_t)evit_config_params(&mc));
     float *mem = evit_alloc_floats(o.n); /* (n) only for the offsets */
@@ -140,7 +133,7 @@ static void a_zero_gradient_step_decays_a_qkv_weight_but_not_a_bias_norm_or_pos_
     struct evit_vit_config mc;
     struct evit_optim o;
     struct evit_vit_params q;
-    tiny_config(&mc);
+    small_config(&mc);
     evit_optim_init(&o, &adamw_cfg, &mc);
     float *p = evit_alloc_floats(o.n), *g = evit_alloc_floats(o.n); /* (n), g = 0 */
     evit_vit_bind(&q, &mc, p);
@@ -166,7 +159,7 @@ static void run_sgd_against_double(int nesterov)
     struct evit_optim o;
     const struct evit_optim_config c = {.type = EVIT_OPTIM_SGD, .lr = 0.1, .weight_decay = 1e-2,
                                         .momentum = 0.9, .nesterov = nesterov};
-    tiny_config(&mc);
+    small_config(&mc);
     evit_optim_init(&o, &c, &mc);
     CHECK(o.v == NULL);
     size_t n = o.n;
@@ -208,7 +201,7 @@ static void nesterov_and_plain_sgd_differ(void)
     struct evit_vit_config mc;
     struct evit_optim a, b;
     struct evit_optim_config c = {.type = EVIT_OPTIM_SGD, .lr = 0.1, .momentum = 0.9};
-    tiny_config(&mc);
+    small_config(&mc);
     evit_optim_init(&a, &c, &mc);
     c.nesterov = 1;
     evit_optim_init(&b, &c, &mc);

@@ -14,14 +14,6 @@
 #include "test.h"
 #include "util.h"
 
-static char *tmp_path(const char *name)
-{
-    static char buf[8][512];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", test_tmpdir(), name);
-    return p;
-}
 
 struct raw_png {
     int w, h, color, depth;
@@ -74,7 +66,7 @@ static void gray_8_bit_decodes_exactly(void)
     static const uint8_t rgb[12] = {0, 0, 0, 50, 50, 50, 128, 128, 128, 255, 255, 255};
     struct raw_png p = {.w = 2, .h = 2, .color = PNG_COLOR_TYPE_GRAY, .depth = 8,
                         .rows = px, .stride = 2};
-    const char *path = tmp_path("g8.png");
+    const char *path = test_path("g8.png");
     write_png_raw(path, &p);
     CHECK(decodes_to(path, 1, px, 2, 2));
     CHECK(decodes_to(path, 3, rgb, 2, 2));
@@ -88,7 +80,7 @@ static void gray_16_bit_scales_to_8_bit(void)
     static const uint8_t rgb[12] = {0, 0, 0, 1, 1, 1, 200, 200, 200, 255, 255, 255};
     struct raw_png p = {.w = 4, .h = 1, .color = PNG_COLOR_TYPE_GRAY, .depth = 16,
                         .rows = be16, .stride = 8};
-    const char *path = tmp_path("g16.png");
+    const char *path = test_path("g16.png");
     write_png_raw(path, &p);
     CHECK(decodes_to(path, 1, want, 4, 1));
     CHECK(decodes_to(path, 3, rgb, 4, 1));
@@ -101,7 +93,7 @@ static void one_bit_gray_expands_to_black_and_white(void)
     static const uint8_t want[10] = {255, 0, 255, 255, 0, 0, 0, 255, 255, 0};
     struct raw_png p = {.w = 10, .h = 1, .color = PNG_COLOR_TYPE_GRAY, .depth = 1,
                         .rows = bits, .stride = 2};
-    const char *path = tmp_path("g1.png");
+    const char *path = test_path("g1.png");
     write_png_raw(path, &p);
     CHECK(decodes_to(path, 1, want, 10, 1));
 }
@@ -115,7 +107,7 @@ static void gray_alpha_is_composited_over_black(void)
     static const uint8_t rgba[12] = {200, 200, 200, 255, 200, 200, 200, 0, 100, 100, 100, 128};
     struct raw_png p = {.w = 3, .h = 1, .color = PNG_COLOR_TYPE_GRAY_ALPHA, .depth = 8,
                         .rows = ga, .stride = 6};
-    const char *path = tmp_path("ga.png");
+    const char *path = test_path("ga.png");
     write_png_raw(path, &p);
     CHECK(decodes_to(path, 1, gray, 3, 1));
     CHECK(decodes_to(path, 2, ga, 3, 1));
@@ -131,7 +123,7 @@ static void rgb_converts_to_rounded_luminance(void)
     static const uint8_t gray[4] = {76, 150, 29, 18};
     struct raw_png p = {.w = 2, .h = 2, .color = PNG_COLOR_TYPE_RGB, .depth = 8,
                         .rows = rgb, .stride = 6};
-    const char *path = tmp_path("rgb.png");
+    const char *path = test_path("rgb.png");
     write_png_raw(path, &p);
     CHECK(decodes_to(path, 3, rgb, 2, 2));
     CHECK(decodes_to(path, 1, gray, 2, 2));
@@ -145,7 +137,7 @@ static void rgba_is_composited_over_black(void)
     static const uint8_t gray[3] = {76, 0, 77};
     struct raw_png p = {.w = 3, .h = 1, .color = PNG_COLOR_TYPE_RGB_ALPHA, .depth = 8,
                         .rows = rgba, .stride = 12};
-    const char *path = tmp_path("rgba.png");
+    const char *path = test_path("rgba.png");
     write_png_raw(path, &p);
     CHECK(decodes_to(path, 4, rgba, 3, 1));
     CHECK(decodes_to(path, 3, rgb, 3, 1));
@@ -162,7 +154,7 @@ static void a_4_bit_palette_with_trns_becomes_rgba(void)
     struct raw_png p = {.w = 3, .h = 1, .color = PNG_COLOR_TYPE_PALETTE, .depth = 4,
                         .rows = idx, .stride = 2, .palette = pal, .npalette = 3,
                         .trns = trns, .ntrns = 2};
-    const char *path = tmp_path("pal.png");
+    const char *path = test_path("pal.png");
     write_png_raw(path, &p);
     CHECK(decodes_to(path, 4, rgba, 3, 1));
     CHECK(decodes_to(path, 3, rgb, 3, 1));
@@ -176,7 +168,7 @@ static void written_images_read_back_identically(void)
         for (int i = 0; i < 5 * 3 * c; i++) img.px[i] = (uint8_t)(i * 37 + c);
         char name[32];
         snprintf(name, sizeof name, "round%d.png", c);
-        const char *path = tmp_path(name);
+        const char *path = test_path(name);
         CHECK(evit_png_write(path, &img) == EVIT_OK);
         CHECK(decodes_to(path, c, img.px, 5, 3));
         evit_image_free(&img);
@@ -205,26 +197,26 @@ static void a_truncated_png_or_a_non_png_is_an_error(void)
     struct evit_image img = {.w = 32, .h = 32, .c = 3}, got;
     img.px = evit_malloc(32 * 32 * 3);
     for (int i = 0; i < 32 * 32 * 3; i++) img.px[i] = (uint8_t)(i * 7919 >> 3);
-    const char *path = tmp_path("whole.png");
+    const char *path = test_path("whole.png");
     REQUIRE(evit_png_write(path, &img) == EVIT_OK);
     evit_image_free(&img);
     uint8_t *buf;
     size_t len;
     REQUIRE(evit_read_file(path, &buf, &len) == EVIT_OK);
-    const char *cut = tmp_path("cut.png");
+    const char *cut = test_path("cut.png");
     FILE *f = fopen(cut, "wb");
     REQUIRE(f != NULL);
     fwrite(buf, 1, len / 2, f);
     fclose(f);
     free(buf);
     CHECK(evit_png_read(cut, 3, &got) == EVIT_ERR);
-    const char *text = tmp_path("text.png");
+    const char *text = test_path("text.png");
     f = fopen(text, "w");
     REQUIRE(f != NULL);
     fputs("this is not a PNG\n", f);
     fclose(f);
     CHECK(evit_png_read(text, 1, &got) == EVIT_ERR);
-    CHECK(evit_png_read(tmp_path("missing.png"), 1, &got) == EVIT_ERR);
+    CHECK(evit_png_read(test_path("missing.png"), 1, &got) == EVIT_ERR);
 }
 
 /* A w x w gray PNG filled with v. */
@@ -241,7 +233,7 @@ static void put_image(const char *dir, const char *name, int w, uint8_t v)
 
 static const char *make_dir(const char *name)
 {
-    const char *p = tmp_path(name);
+    const char *p = test_path(name);
     mkdir(p, 0755);
     return p;
 }
@@ -259,12 +251,12 @@ static void folder_import_sorts_classes_and_files_by_name(void)
     put_image(a, "x0.png", 4, 0);
     put_image(a, "x2.png", 4, 2);
     put_image(a, ".hidden.png", 4, 99);
-    FILE *f = fopen(tmp_path("tree/a_class/notes.txt"), "w");
+    FILE *f = fopen(test_path("tree/a_class/notes.txt"), "w");
     if (f) fclose(f);
     put_image(make_dir("tree/.cache"), "y.png", 4, 99);
 
     struct evit_dataset d;
-    REQUIRE(evit_pngdir_import(tmp_path("tree"), 1, 4, 0, &d) == EVIT_OK);
+    REQUIRE(evit_pngdir_import(test_path("tree"), 1, 4, 0, &d) == EVIT_OK);
     CHECK(d.n == 6 && d.h == 4 && d.w == 4 && d.c == 1);
     REQUIRE(d.classes == 2);
     CHECK(strcmp(d.class_names[0], "a_class") == 0);
@@ -286,8 +278,8 @@ static void an_image_of_another_size_needs_resize(void)
     put_image(make_dir("sizes/one"), "a.png", 4, 80);
     put_image(make_dir("sizes/two"), "b.png", 6, 90);
     struct evit_dataset d;
-    CHECK(evit_pngdir_import(tmp_path("sizes"), 1, 4, 0, &d) == EVIT_ERR);
-    REQUIRE(evit_pngdir_import(tmp_path("sizes"), 3, 4, 1, &d) == EVIT_OK);
+    CHECK(evit_pngdir_import(test_path("sizes"), 1, 4, 0, &d) == EVIT_ERR);
+    REQUIRE(evit_pngdir_import(test_path("sizes"), 3, 4, 1, &d) == EVIT_OK);
     CHECK(d.n == 2 && d.c == 3 && d.classes == 2);
     CHECK(d.images[16 * 3] == 90 && d.images[2 * 16 * 3 - 1] == 90);
     evit_dataset_free(&d);
@@ -299,10 +291,10 @@ static void an_empty_root_one_class_or_an_empty_class_is_an_error(void)
     CHECK(evit_pngdir_import(make_dir("empty"), 1, 4, 0, &d) == EVIT_ERR);
     make_dir("hollow");
     put_image(make_dir("hollow/full"), "a.png", 4, 1);
-    CHECK(evit_pngdir_import(tmp_path("hollow"), 1, 4, 0, &d) == EVIT_ERR);
+    CHECK(evit_pngdir_import(test_path("hollow"), 1, 4, 0, &d) == EVIT_ERR);
     make_dir("hollow/none");
-    CHECK(evit_pngdir_import(tmp_path("hollow"), 1, 4, 0, &d) == EVIT_ERR);
-    CHECK(evit_pngdir_import(tmp_path("no-such-dir"), 1, 4, 0, &d) == EVIT_ERR);
+    CHECK(evit_pngdir_import(test_path("hollow"), 1, 4, 0, &d) == EVIT_ERR);
+    CHECK(evit_pngdir_import(test_path("no-such-dir"), 1, 4, 0, &d) == EVIT_ERR);
 }
 
 int main(void)

@@ -168,17 +168,8 @@ static void the_config_is_read_strictly(void)
 
 static struct evit_vit_config fm_tiny(void)
 {
-    struct evit_vit_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "fm-tiny");
-    c.img_size = 28;
-    c.channels = 1;
-    c.patch = 4;
-    c.classes = 10;
-    c.dim = 64;
-    c.depth = 4;
-    for (int l = 0; l < 4; l++) c.blocks[l] = (struct evit_block_shape){4, 16, 256};
-    return c;
+    static const struct evit_block_shape b[] = {{4, 16, 256}, {4, 16, 256}, {4, 16, 256}, {4, 16, 256}};
+    return make_config("fm-tiny", 28, 1, 4, 10, 64, 4, b);
 }
 
 /* Weights N(0, 1/in) and order-one embeddings: activations keep their size

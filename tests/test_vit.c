@@ -17,19 +17,8 @@
  * single head, one with inner width (15) unrelated to D (16). */
 static struct evit_vit_config pruned_config(void)
 {
-    struct evit_vit_config c;
-    memset(&c, 0, sizeof c);
-    snprintf(c.name, sizeof c.name, "pruned");
-    c.img_size = 12;
-    c.channels = 3;
-    c.patch = 4;
-    c.classes = 3;
-    c.dim = 16;
-    c.depth = 3;
-    c.blocks[0] = (struct evit_block_shape){1, 16, 5};
-    c.blocks[1] = (struct evit_block_shape){5, 3, 40};
-    c.blocks[2] = (struct evit_block_shape){2, 8, 1};
-    return c;
+    static const struct evit_block_shape b[] = {{1, 16, 5}, {5, 3, 40}, {2, 8, 1}};
+    return make_config("pruned", 12, 3, 4, 3, 16, 3, b);
 }
 
 static struct evit_tensor_ref *tensors_of(const struct evit_vit *m, int *n)
