@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "augment.h"
 #include "dataset.h"
 #include "dist.h"
 #include "ops.h"
@@ -179,4 +180,31 @@ int evit_eval_top1(const struct evit_vit *m, const struct evit_dataset *d, int b
     int rc = evit_eval_run(evit_vit_runner_forward, &run, batch, m->cfg.classes, d, 0, 0, e);
     evit_vit_runner_free(&run);
     return rc;
+}
+
+/* The model's logits of E augmented views of every image: view e of image
+ * i is evit_augment_view(seed, e, i), whatever the batch. */
+int evit_eval_views(evit_forward_fn fn, void *ctx, int batch, int k, const struct evit_dataset *d,
+                      const struct evit_augment_config *aug, uint64_t seed, int epochs, int progress,
+                      float *views /* (epochs, n, k) */)
+{
+    size_t img = (size_t)d->h * d->w * d->c;
+    uint8_t *x = evit_malloc(img * (size_t)batch);
+    double t0 = evit_now();
+    for (int e = 0; e < epochs; e++) {
+        for (int s = 0; s < d->n; s += batch) {
+            int B = d->n - s < batch ? d->n - s : batch;
+            for (int b = 0; b < B; b++)
+                evit_augment_view(x + (size_t)b * img, d->images + (size_t)(s + b) * img, d->h, d->w, d->c, aug, seed,
+                                  e, s + b);
+            fn(ctx, x, B, views + ((size_t)e * d->n + (size_t)s) * k);
+        }
+        if (progress)
+            evit_info("views: epoch %d/%d done, %.0f img/s", e + 1, epochs,
+                      (double)(e + 1) * d->n / (evit_now() - t0));
+    }
+    free(x);
+    for (size_t i = 0; i < (size_t)epochs * d->n * k; i++)
+        if (!isfinite(views[i])) return evit_error("model produced NaN or Inf logits on an augmented view");
+    return EVIT_OK;
 }

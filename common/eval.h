@@ -36,6 +36,15 @@ int evit_eval_run_dist(evit_forward_fn fn, void *ctx, int max_batch, int k,
                        const struct evit_dataset *d, int keep_logits, int progress,
                        struct evit_eval_result *r);
 
+/* The model's logits of `epochs` augmented views of every image of d, in
+ * batches of `batch` in dataset order: view e of image i is
+ * evit_augment_view(seed, e, i) (augment.h), whatever the batch, so
+ * evit-distill can replay it.  Refuses NaN or Inf logits. */
+struct evit_augment_config;
+int evit_eval_views(evit_forward_fn fn, void *ctx, int batch, int k, const struct evit_dataset *d,
+                    const struct evit_augment_config *aug, uint64_t seed, int epochs, int progress,
+                    float *views /* (epochs, n, k) */);
+
 void evit_eval_result_free(struct evit_eval_result *r);
 
 /* Fills top1/top5/loss/confusion of r from logits already computed. */

@@ -11,29 +11,133 @@
 #include "h5.h"
 #include "util.h"
 
-int evit_logits_save(const char *path, const float *logits, int n, int k, uint64_t fingerprint,
-                     const char *dataset, const char *model, double top1)
+static int write_header(hid_t f, const char *path, int n, int k, uint64_t fingerprint, const char *dataset,
+                        const char *model, double top1, int version)
 {
-    hid_t f;
     char fp[32];
-    int rc = EVIT_ERR;
-    char *tmp = evit_temp_path(path);
     snprintf(fp, sizeof fp, "%016" PRIx64, fingerprint);
-    if (evit_h5_create(tmp, &f) < 0) goto out;
-    int ok = evit_h5_write_format(f, "evit-logits", EVIT_LOGITS_VERSION) == 0 &&
-             evit_h5_attr_write_ints(f, "count", &n, 1) == 0 &&
+    int ok = evit_h5_write_format(f, "evit-logits", version) == 0 && evit_h5_attr_write_ints(f, "count", &n, 1) == 0 &&
              evit_h5_attr_write_ints(f, "num_classes", &k, 1) == 0 &&
              evit_h5_attr_write_string(f, "label_fingerprint", fp) == 0 &&
              (!dataset || evit_h5_attr_write_string(f, "dataset", dataset) == 0) &&
              (!model || evit_h5_attr_write_string(f, "model", model) == 0) &&
              (isnan(top1) || evit_h5_attr_write_double(f, "top1", top1) == 0);
-    if (!ok) evit_error("%s: cannot write attributes", path);
+    return ok ? EVIT_OK : evit_error("%s: cannot write attributes", path);
+}
+
+int evit_logits_save(const char *path, const float *logits, int n, int k, uint64_t fingerprint,
+                     const char *dataset, const char *model, double top1)
+{
+    hid_t f;
+    int rc = EVIT_ERR;
+    char *tmp = evit_temp_path(path);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    int ok = write_header(f, path, n, k, fingerprint, dataset, model, top1, 1) == 0;
     int64_t dims[2] = {n, k};
     if (ok) ok = evit_h5_write(f, path, "logits", H5T_NATIVE_FLOAT, 2, dims, logits) == 0;
     rc = evit_h5_finish(f, tmp, path, ok);
 out:
     free(tmp);
     return rc;
+}
+
+/* Top-k of softmax(z) for every row: indices by decreasing probability
+ * (ties: the lower class first), probabilities as round(p * 65535). */
+static void topk_rows(uint16_t *idx /* (rows, kk) */, uint16_t *val /* (rows, kk) */, const float *z /* (rows, k) */,
+                      size_t rows, int k, int kk)
+{
+    double *p = evit_malloc(sizeof(double) * (size_t)k);
+    uint8_t *taken = evit_malloc((size_t)k);
+    for (size_t r = 0; r < rows; r++) {
+        const float *zr = z + r * (size_t)k;
+        double mx = (double)zr[0], sum = 0.0;
+        for (int j = 1; j < k; j++) mx = (double)zr[j] > mx ? (double)zr[j] : mx;
+        for (int j = 0; j < k; j++) sum += p[j] = exp((double)zr[j] - mx);
+        memset(taken, 0, (size_t)k);
+        for (int t = 0; t < kk; t++) {
+            int best = -1;
+            for (int j = 0; j < k; j++)
+                if (!taken[j] && (best < 0 || p[j] > p[best])) best = j;
+            taken[best] = 1;
+            idx[r * (size_t)kk + (size_t)t] = (uint16_t)best;
+            val[r * (size_t)kk + (size_t)t] = (uint16_t)lrint(p[best] / sum * 65535.0);
+        }
+    }
+    free(p);
+    free(taken);
+}
+
+static int write_views(hid_t f, const char *path, const float *views, int n, int k, const struct evit_logit_views *v,
+                       double *bytes_per_view)
+{
+    char seed[32];
+    int ok;
+    snprintf(seed, sizeof seed, "%016" PRIx64, v->seed);
+    ok = evit_h5_attr_write_ints(f, "views", &v->epochs, 1) == 0 &&
+         evit_h5_attr_write_ints(f, "views_topk", &v->topk, 1) == 0 &&
+         evit_h5_attr_write_string(f, "views_seed", seed) == 0 &&
+         evit_h5_attr_write_ints(f, "views_crop_padding", &v->crop_padding, 1) == 0 &&
+         evit_h5_attr_write_ints(f, "views_hflip", &v->hflip, 1) == 0 &&
+         evit_h5_attr_write_string(f, "views_scheme", "view e of image i: evit_augment_view(seed, e, i): "
+                                                      "xoshiro256** seeded by FNV-1a 64 of (seed u64, e u32, "
+                                                      "i u64) little-endian; crop offsets, then the flip bit") == 0;
+    if (!ok) return evit_error("%s: cannot write attributes", path);
+    size_t rows = (size_t)v->epochs * (size_t)n;
+    if (v->topk == 0) {
+        int64_t d3[3] = {v->epochs, n, k};
+        *bytes_per_view = 4.0 * k;
+        return evit_h5_write(f, path, "views/logits", H5T_NATIVE_FLOAT, 3, d3, views);
+    }
+    int64_t d3[3] = {v->epochs, n, v->topk};
+    uint16_t *idx = evit_malloc(sizeof *idx * rows * (size_t)v->topk);
+    uint16_t *val = evit_malloc(sizeof *val * rows * (size_t)v->topk);
+    topk_rows(idx, val, views, rows, k, v->topk);
+    int rc;
+    if (k <= 256) {
+        uint8_t *i8 = evit_malloc(rows * (size_t)v->topk);
+        for (size_t i = 0; i < rows * (size_t)v->topk; i++) i8[i] = (uint8_t)idx[i];
+        rc = evit_h5_write(f, path, "views/topk/indices", H5T_NATIVE_UINT8, 3, d3, i8);
+        free(i8);
+        *bytes_per_view = 3.0 * v->topk;
+    } else {
+        rc = evit_h5_write(f, path, "views/topk/indices", H5T_NATIVE_UINT16, 3, d3, idx);
+        *bytes_per_view = 4.0 * v->topk;
+    }
+    if (rc == 0) rc = evit_h5_write(f, path, "views/topk/values", H5T_NATIVE_UINT16, 3, d3, val);
+    free(idx);
+    free(val);
+    return rc;
+}
+
+int evit_logits_save_views(const char *path, const float *logits, int n, int k, uint64_t fingerprint,
+                           const char *dataset, const char *model, double top1, const float *views,
+                           const struct evit_logit_views *v, double *bytes_per_view)
+{
+    hid_t f;
+    int rc = EVIT_ERR;
+    char *tmp = evit_temp_path(path);
+    EVIT_ASSERT(v->epochs > 0 && v->topk >= 0 && v->topk <= k);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    int ok = write_header(f, path, n, k, fingerprint, dataset, model, top1, 2) == 0;
+    int64_t dims[2] = {n, k};
+    if (ok) ok = evit_h5_write(f, path, "logits", H5T_NATIVE_FLOAT, 2, dims, logits) == 0;
+    if (ok) ok = write_views(f, path, views, n, k, v, bytes_per_view) == 0;
+    rc = evit_h5_finish(f, tmp, path, ok);
+out:
+    free(tmp);
+    return rc;
+}
+
+/* log-probabilities from top-k probabilities p (kept classes) and the rest
+ * spread evenly, floored at 1e-8 so that log stays finite */
+static void rebuild_row(float *row, const int32_t *ix, const double *p, int kk, int k)
+{
+    double mass = 0.0;
+    for (int j = 0; j < kk; j++) mass += p[j];
+    double rest = kk < k ? (1.0 - mass) / (k - kk) : 0.0;
+    float fill = (float)log(rest > 1e-8 ? rest : 1e-8);
+    for (int j = 0; j < k; j++) row[j] = fill;
+    for (int j = 0; j < kk; j++) row[ix[j]] = (float)log(p[j] > 1e-8 ? p[j] : 1e-8);
 }
 
 /* Dense log-probabilities from a top-k file: kept classes get log(value),
@@ -45,6 +149,7 @@ static int read_topk(hid_t f, const char *path, struct evit_logits *l)
     int32_t *idx = NULL;
     float *val = NULL;
     uint8_t *seen = NULL;
+    double *p = NULL;
     if (evit_h5_shape(f, path, "topk/values", &rank, dims) < 0) return EVIT_ERR;
     if (rank != 2 || dims[0] != l->n || dims[1] < 1 || dims[1] > l->k)
         return evit_error("%s: topk/values must have shape (%d, k) with 1 <= k <= %d", path, l->n, l->k);
@@ -52,6 +157,7 @@ static int read_topk(hid_t f, const char *path, struct evit_logits *l)
     idx = evit_malloc(sizeof *idx * (size_t)l->n * (size_t)k);
     val = evit_malloc(sizeof *val * (size_t)l->n * (size_t)k);
     seen = evit_calloc((size_t)l->k, 1);
+    p = evit_malloc(sizeof *p * (size_t)k);
     if (evit_h5_read(f, path, "topk/indices", H5T_NATIVE_INT32, 2, dims, idx) < 0 ||
         evit_h5_read(f, path, "topk/values", H5T_NATIVE_FLOAT, 2, dims, val) < 0)
         goto fail;
@@ -76,13 +182,8 @@ static int read_topk(hid_t f, const char *path, struct evit_logits *l)
             evit_error("%s: topk/values row %d sums to %.4f, more than 1", path, i, mass);
             goto fail;
         }
-        /* a floor keeps log finite when the top-k hold all the mass */
-        double rest = k < l->k ? (1.0 - mass) / (l->k - k) : 0.0;
-        float fill = (float)log(rest > 1e-8 ? rest : 1e-8);
-        float *row = l->logits + (size_t)i * l->k;
-        for (int j = 0; j < l->k; j++) row[j] = fill;
-        for (int j = 0; j < k; j++)
-            row[ix[j]] = (float)log((double)v[j] > 1e-8 ? (double)v[j] : 1e-8);
+        for (int j = 0; j < k; j++) p[j] = (double)v[j];
+        rebuild_row(l->logits + (size_t)i * l->k, ix, p, k, l->k);
     }
     l->topk = k;
     rc = EVIT_OK;
@@ -90,7 +191,85 @@ fail:
     free(idx);
     free(val);
     free(seen);
+    free(p);
     return rc;
+}
+
+static int read_view_topk(hid_t f, const char *path, struct evit_logits *l)
+{
+    struct evit_logit_views *v = &l->views;
+    size_t rows = (size_t)v->epochs * (size_t)l->n, kk = (size_t)v->topk;
+    int64_t d3[3] = {v->epochs, l->n, v->topk};
+    uint16_t *idx = evit_malloc(sizeof *idx * rows * kk), *val = evit_malloc(sizeof *val * rows * kk);
+    int32_t *ix = evit_malloc(sizeof *ix * kk);
+    double *p = evit_malloc(sizeof *p * kk);
+    uint8_t *seen = evit_malloc((size_t)l->k);
+    int rc = EVIT_ERR;
+    if (l->k <= 256) { /* indices stored as bytes (write_views) */
+        uint8_t *i8 = evit_malloc(rows * kk);
+        int bad = evit_h5_read(f, path, "views/topk/indices", H5T_NATIVE_UINT8, 3, d3, i8) < 0;
+        for (size_t i = 0; !bad && i < rows * kk; i++) idx[i] = i8[i];
+        free(i8);
+        if (bad) goto fail;
+    } else if (evit_h5_read(f, path, "views/topk/indices", H5T_NATIVE_UINT16, 3, d3, idx) < 0) {
+        goto fail;
+    }
+    if (evit_h5_read(f, path, "views/topk/values", H5T_NATIVE_UINT16, 3, d3, val) < 0) goto fail;
+    for (size_t r = 0; r < rows; r++) {
+        double mass = 0.0;
+        memset(seen, 0, (size_t)l->k);
+        for (size_t j = 0; j < kk; j++) {
+            ix[j] = idx[r * kk + j];
+            if (ix[j] >= l->k || seen[ix[j]]) {
+                evit_error("%s: views/topk/indices row %zu holds %d: out of range or repeated", path, r, (int)ix[j]);
+                goto fail;
+            }
+            seen[ix[j]] = 1;
+            mass += p[j] = val[r * kk + j] / 65535.0;
+        }
+        if (mass > 1.0 + 1e-3 * (double)kk) {
+            evit_error("%s: views/topk/values row %zu sums to %.4f, more than 1", path, r, mass);
+            goto fail;
+        }
+        rebuild_row(v->logits + r * (size_t)l->k, ix, p, (int)kk, l->k);
+    }
+    rc = EVIT_OK;
+fail:
+    free(idx);
+    free(val);
+    free(ix);
+    free(p);
+    free(seen);
+    return rc;
+}
+
+static int read_views(hid_t f, const char *path, struct evit_logits *l)
+{
+    struct evit_logit_views *v = &l->views;
+    char *seed = NULL, *end = NULL;
+    if (evit_h5_attr_read_ints(f, path, "views", &v->epochs, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "views_topk", &v->topk, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "views_crop_padding", &v->crop_padding, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "views_hflip", &v->hflip, 1) < 0 ||
+        evit_h5_attr_read_string(f, path, "views_seed", &seed) < 0)
+        return EVIT_ERR;
+    v->seed = strtoull(seed, &end, 16);
+    int bad_seed = strlen(seed) != 16 || *end;
+    free(seed);
+    if (bad_seed) return evit_error("%s: views_seed must be 16 hex digits", path);
+    if (v->epochs < 1 || v->epochs > 100000 || v->topk < 0 || v->topk > l->k || v->crop_padding < 0 ||
+        v->crop_padding > 1024 || (v->hflip != 0 && v->hflip != 1))
+        return evit_error("%s: views attributes out of range (views %d, views_topk %d, crop_padding %d, hflip %d)",
+                          path, v->epochs, v->topk, v->crop_padding, v->hflip);
+    size_t total = (size_t)v->epochs * (size_t)l->n * (size_t)l->k;
+    if (total > ((size_t)1 << 32)) return evit_error("%s: %d views of %d images are too many to hold", path, v->epochs, l->n);
+    v->logits = evit_malloc(sizeof(float) * total);
+    if (v->topk) return read_view_topk(f, path, l);
+    int64_t d3[3] = {v->epochs, l->n, l->k};
+    if (evit_h5_read(f, path, "views/logits", H5T_NATIVE_FLOAT, 3, d3, v->logits) < 0) return EVIT_ERR;
+    for (size_t i = 0; i < total; i++)
+        if (!isfinite(v->logits[i])) return evit_error("%s: views/logits hold NaN or Inf", path);
+    return EVIT_OK;
 }
 
 int evit_logits_load(const char *path, struct evit_logits *l)
@@ -133,6 +312,7 @@ int evit_logits_load(const char *path, struct evit_logits *l)
             goto fail;
         }
     }
+    if (evit_h5_attr_exists(f, "views") && read_views(f, path, l) < 0) goto fail;
     free(fp);
     H5Fclose(f);
     return EVIT_OK;
@@ -159,6 +339,7 @@ int evit_logits_check(const struct evit_logits *l, const char *lpath,
 void evit_logits_free(struct evit_logits *l)
 {
     free(l->logits);
+    free(l->views.logits);
     free(l->dataset);
     free(l->model);
     memset(l, 0, sizeof *l);

@@ -12,6 +12,14 @@
  *     FNV-1a 64 over the labels as little-endian int32), and optionally
  *     dataset, model (paths they came from) and top1 (percent, the model's
  *     accuracy on that dataset).
+ * Version 2 adds the teacher's logits of augmented views (evit-eval
+ * --augment, TinyViT-style consistent distillation), for E epochs:
+ *   /views/logits float32 (E, N, K), dense, or
+ *   /views/topk/indices uint8 (E, N, k) (uint16 when K > 256) and
+ *   /views/topk/values uint16 (E, N, k): round(p * 65535) of the softmax
+ *   attributes views (E), views_topk (k, 0 dense), views_seed (16 hex
+ *     digits), views_crop_padding, views_hflip, views_scheme (text)
+ * view e of image i being evit_augment_view(seed, e, i) (augment.h).
  * Ownership: evit_logits_load fills a struct released by evit_logits_free. */
 #ifndef EVIT_LOGITS_H
 #define EVIT_LOGITS_H
@@ -20,7 +28,17 @@
 
 struct evit_dataset;
 
-#define EVIT_LOGITS_VERSION 1
+#define EVIT_LOGITS_VERSION 2 /* the newest read; files without views are written as 1 */
+
+/* The teacher's logits of augmented views. */
+struct evit_logit_views {
+    int epochs;        /* E; 0 when the file has none */
+    int topk;          /* k kept per view; 0 dense */
+    uint64_t seed;     /* the augmentation's seed */
+    int crop_padding;  /* the augmentation they were made with */
+    int hflip;
+    float *logits;     /* (E, n, k): logits, or log-probabilities rebuilt from the top-k */
+};
 
 struct evit_logits {
     int n, k;
@@ -31,10 +49,19 @@ struct evit_logits {
     char *dataset; /* may be NULL */
     char *model;   /* may be NULL */
     double top1;   /* NaN when unknown */
+    struct evit_logit_views views;
 };
 
 int evit_logits_save(const char *path, const float *logits /* (n, k) */, int n, int k,
                      uint64_t fingerprint, const char *dataset, const char *model, double top1);
+
+/* The same plus E views: views (E, n, k) dense logits, kept dense
+ * (topk 0) or as their top-k probabilities; *bytes_per_view receives the
+ * storage of one image's view. */
+int evit_logits_save_views(const char *path, const float *logits /* (n, k) */, int n, int k,
+                           uint64_t fingerprint, const char *dataset, const char *model, double top1,
+                           const float *views /* (E, n, k) */, const struct evit_logit_views *v,
+                           double *bytes_per_view);
 
 int evit_logits_load(const char *path, struct evit_logits *out);
 

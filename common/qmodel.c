@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataset.h"
 #include "h5.h"
 #include "util.h"
 
@@ -407,4 +408,59 @@ void evit_qmodel_runner_forward(void *ctx, const uint8_t *images, int B, float *
                             logits + (size_t)s * r->classes);
         EVIT_ASSERT(rc == EVRT_OK); /* the model was checked when the contexts were made */
     }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Batch-1 latency of rt through libevrt on one thread: n inferences on the
+ * dataset's images in turn, after 5 untimed ones.  ms[0..2] = median, mean,
+ * p99 (milliseconds). */
+int evit_qmodel_latency(const struct evrt_model *rt, const struct evit_dataset *d, int n, const char *path,
+                        double ms[3])
+{
+    evrt_ctx *ctx = NULL;
+    size_t img = (size_t)d->h * d->w * d->c;
+    float *logits = evit_malloc(sizeof(float) * (size_t)rt->classes);
+    double *t = evit_malloc(sizeof(double) * (size_t)n), sum = 0.0;
+    int rc = EVIT_ERR;
+    if (evrt_ctx_create(&ctx, rt, 1) != EVRT_OK) {
+        evit_error("%s: runtime: %s", path, ctx ? evrt_ctx_error(ctx) : "out of memory");
+        goto fail;
+    }
+    for (int i = -5; i < n; i++) {
+        const uint8_t *x = d->images + (size_t)((i + 5) % d->n) * img;
+        double t0 = evit_now();
+        if (evrt_infer(ctx, x, 1, logits) != EVRT_OK) {
+            evit_error("%s: runtime: %s", path, evrt_ctx_error(ctx));
+            goto fail;
+        }
+        if (i >= 0) {
+            t[i] = 1e3 * (evit_now() - t0);
+            sum += t[i];
+        }
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    ms[0] = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    ms[1] = sum / n;
+    ms[2] = t[(size_t)(0.99 * (n - 1) + 0.5)];
+    rc = EVIT_OK;
+fail:
+    if (ctx) evrt_ctx_destroy(ctx);
+    free(t);
+    free(logits);
+    return rc;
+}
+
+int evit_qmodel_vit_latency(const struct evit_vit *m, const struct evit_dataset *d, int n, const char *path,
+                            double ms[3])
+{
+    struct evit_qmodel q;
+    evit_qmodel_from_vit(&q, m);
+    int rc = evit_qmodel_latency(&q.rt, d, n, path, ms);
+    evit_qmodel_free(&q);
+    return rc;
 }

@@ -76,4 +76,15 @@ int evit_qmodel_runner_init(struct evit_qmodel_runner *r, const struct evit_qmod
 void evit_qmodel_runner_free(struct evit_qmodel_runner *r);
 void evit_qmodel_runner_forward(void *ctx, const uint8_t *images, int B, float *logits);
 
+/* Batch-1 latency of rt through libevrt on one thread, the device's
+ * measure: n inferences on d's images in turn after 5 untimed ones;
+ * ms[0..2] = median, mean, p99 in milliseconds.  path names rt in errors. */
+struct evit_dataset;
+int evit_qmodel_latency(const struct evrt_model *rt, const struct evit_dataset *d, int n, const char *path,
+                        double ms[3]);
+
+/* The same for a float ViT, through libevrt's float32 path. */
+int evit_qmodel_vit_latency(const struct evit_vit *m, const struct evit_dataset *d, int n, const char *path,
+                            double ms[3]);
+
 #endif

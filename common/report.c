@@ -98,3 +98,11 @@ const char *evit_report_parent(const char *explicit_parent, const char *model_re
     if (model_report && !(writing && strcmp(model_report, writing) == 0)) return model_report;
     return model_parent;
 }
+
+void evit_report_add_latency(cJSON *r, const double ms[3], int runs)
+{
+    cJSON_AddNumberToObject(r, "latency_ms", ms[0]);
+    cJSON_AddNumberToObject(r, "latency_mean_ms", ms[1]);
+    cJSON_AddNumberToObject(r, "latency_p99_ms", ms[2]);
+    cJSON_AddNumberToObject(r, "latency_runs", runs);
+}

@@ -37,6 +37,10 @@ void evit_report_add_eval(cJSON *r, const struct evit_eval_result *e,
 const char *evit_report_parent(const char *explicit_parent, const char *model_report, const char *model_parent,
                                const char *writing /* or NULL */);
 
+/* latency_ms (median), latency_mean_ms, latency_p99_ms, latency_runs:
+ * batch-1 latency through libevrt (evit_qmodel_latency). */
+void evit_report_add_latency(cJSON *r, const double ms[3], int runs);
+
 /* Sets wall_s and writes atomically. */
 int evit_report_save(cJSON *r, const char *path, double wall_s);
 

@@ -13,6 +13,7 @@
 #include "eval.h"
 #include "logits.h"
 #include "recipe.h"
+#include "qmodel.h"
 #include "report.h"
 #include "train.h"
 #include "util.h"
@@ -44,16 +45,19 @@ static const char *usage =
     "      --stage NAME     stage named in the report and checkpoint (default distill)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress output\n"
+    "      --latency N      also time N batch-1 inferences of the result through\n"
+    "                       libevrt (1 thread) and report latency_ms (the\n"
+    "                       comparison chart's latency panel)\n"
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n";
 
 struct args {
     const char *recipe, *data, *teacher, *val, *out, *report, *init, *profile, *parent, *stage;
-    int resume, shuffle, quiet;
+    int resume, shuffle, quiet, latency;
     long steps;
 };
 
-enum { OPT_RESUME = 256, OPT_STEPS, OPT_NOSHUFFLE, OPT_PARENT, OPT_STAGE };
+enum { OPT_RESUME = 256, OPT_STEPS, OPT_NOSHUFFLE, OPT_PARENT, OPT_STAGE, OPT_LATENCY };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -64,9 +68,11 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"profile", required_argument, 0, 'P'}, {"resume", no_argument, 0, OPT_RESUME},
         {"steps", required_argument, 0, OPT_STEPS}, {"no-shuffle", no_argument, 0, OPT_NOSHUFFLE},
         {"parent", required_argument, 0, OPT_PARENT}, {"stage", required_argument, 0, OPT_STAGE},
+        {"latency", required_argument, 0, OPT_LATENCY},
         EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
+    long lv;
     while ((c = getopt_long(argc, argv, "d:T:v:o:r:i:P:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'd': a->data = optarg; break;
@@ -84,6 +90,11 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_NOSHUFFLE: a->shuffle = 0; break;
         case OPT_PARENT: a->parent = optarg; break;
         case OPT_STAGE: a->stage = optarg; break;
+        case OPT_LATENCY:
+            if (evit_parse_int(optarg, 1, 1000000, &lv) < 0)
+                return evit_cli_usage_error("evit-distill", "--latency: expected 1..1000000, got %s", optarg);
+            a->latency = (int)lv;
+            break;
         default: {
             int r = evit_cli_common_option(c, optarg, "evit-distill", usage, &a->quiet);
             if (r != EVIT_CLI_NEXT) return r;
@@ -205,6 +216,10 @@ static int distill_main(int argc, char **argv)
         if (evit_logits_load(a.teacher, &teacher) < 0) goto fail;
         have_teacher = 1;
         if (evit_logits_check(&teacher, a.teacher, &train, a.data) < 0) goto fail;
+        if (evit_train_check_views(&r, &teacher, a.teacher, a.recipe) < 0) goto fail;
+        if (teacher.views.epochs && !a.quiet)
+            evit_info("replaying %d augmented view%s per image from %s (epoch e uses view e mod %d)",
+                      teacher.views.epochs, teacher.views.epochs > 1 ? "s" : "", a.teacher, teacher.views.epochs);
     }
     if (a.val && evit_dataset_load(a.val, &val) < 0) goto fail;
     if (make_model(&a, &r, &train, &m, &init_report) < 0) goto fail;
@@ -239,6 +254,8 @@ static int distill_main(int argc, char **argv)
         goto fail; /* the cleanup */
     }
 
+    double lat[3];
+    if (a.latency && evit_qmodel_vit_latency(&m, a.val ? &val : &train, a.latency, a.out, lat) < 0) goto fail;
     cJSON *rep = evit_report_new(o.meta.stage, a.out, a.val, parent);
     evit_report_add_model(rep, &m.cfg, 4.0 * (double)evit_config_params(&m.cfg));
     cJSON *conf = cJSON_GetObjectItemCaseSensitive(rep, "config");
@@ -247,6 +264,7 @@ static int distill_main(int argc, char **argv)
     if (a.profile) cJSON_AddStringToObject(conf, "profile", a.profile);
     cJSON_AddStringToObject(conf, "train_data", a.data);
     if (a.init) cJSON_AddStringToObject(conf, "init", a.init);
+    if (a.latency) evit_report_add_latency(rep, lat, a.latency);
     if (a.val) {
         if (evit_eval_top1(&m, &val, 256, &e) < 0) {
             cJSON_Delete(rep);

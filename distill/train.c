@@ -248,18 +248,47 @@ static double batch_loss(struct evit_trainer *t, const struct evit_recipe *r, co
     return loss;
 }
 
-static void gather(struct evit_trainer *t, const struct evit_train_opts *o, int start, int B)
+const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_opts *o, int epoch, int start, int B)
 {
     const struct evit_dataset *d = o->train;
+    const struct evit_recipe *r = o->recipe;
+    const struct evit_logit_views *v = o->teacher && o->teacher->views.epochs ? &o->teacher->views : NULL;
     size_t img = (size_t)d->h * d->w * d->c;
     int K = t->m->cfg.classes;
+    /* with views, epoch e replays view e mod E: its image and its logits */
+    const float *tz = o->teacher ? o->teacher->logits : NULL;
+    if (v) tz = v->logits + (size_t)(epoch % v->epochs) * (size_t)d->n * K;
     for (int b = 0; b < B; b++) {
         int i = t->order[start + b];
         memcpy(t->batch + (size_t)b * img, d->images + (size_t)i * img, img);
         t->labels[b] = d->labels[i];
-        if (o->teacher)
-            memcpy(t->tlogits + (size_t)b * K, o->teacher->logits + (size_t)i * K, sizeof(float) * (size_t)K);
+        if (tz) memcpy(t->tlogits + (size_t)b * K, tz + (size_t)i * K, sizeof(float) * (size_t)K);
     }
+    if (v) {
+        for (int b = 0; b < B; b++)
+            evit_augment_view(t->aug + (size_t)b * img, t->batch + (size_t)b * img, d->h, d->w, d->c, &r->augment,
+                              v->seed, epoch % v->epochs, t->order[start + b]);
+        return t->aug;
+    }
+    if (r->augment.crop_padding > 0 || r->augment.hflip) {
+        evit_augment_batch(t->aug, t->batch, B, d->h, d->w, d->c, &r->augment, &t->rng);
+        return t->aug;
+    }
+    return t->batch;
+}
+
+int evit_train_check_views(const struct evit_recipe *r, const struct evit_logits *l, const char *lpath,
+                           const char *rpath)
+{
+    const struct evit_logit_views *v = &l->views;
+    if (!v->epochs) return EVIT_OK;
+    if (v->crop_padding != r->augment.crop_padding || v->hflip != r->augment.hflip || v->seed != (uint64_t)r->seed)
+        return evit_error("%s: its views were drawn with crop_padding %d, hflip %d, seed %llu; %s asks for "
+                          "crop_padding %d, hflip %d, seed %lld (make the views with this recipe, or use its "
+                          "augmentation)",
+                          lpath, v->crop_padding, v->hflip, (unsigned long long)v->seed, rpath,
+                          r->augment.crop_padding, r->augment.hflip, r->seed);
+    return EVIT_OK;
 }
 
 static void format_eta(char *buf, size_t n, double s)
@@ -374,12 +403,7 @@ static int64_t run_epoch(struct evit_trainer *t, const struct evit_train_opts *o
     if (o->shuffle) evit_shuffle(t->order, d->n, &t->rng);
     for (int s = 0; s < d->n && p->step < sc->stop_at; s += Bmax, done++) {
         int B = d->n - s < Bmax ? d->n - s : Bmax;
-        gather(t, o, s, B);
-        const uint8_t *x = t->batch;
-        if (r->augment.crop_padding > 0 || r->augment.hflip) {
-            evit_augment_batch(t->aug, t->batch, B, d->h, d->w, d->c, &r->augment, &t->rng);
-            x = t->aug;
-        }
+        const uint8_t *x = evit_train_batch(t, o, epoch, s, B);
         double lr = evit_optim_lr(r->optim.lr, r->min_lr, p->step, sc->warmup, sc->total);
         double ts = evit_now();
         double loss = evit_trainer_step(t, r, x, B, o->teacher != NULL, lr);

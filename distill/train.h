@@ -25,8 +25,9 @@
 #include "rng.h"
 #include "vit.h"
 
+#include "logits.h"
+
 struct evit_dataset;
-struct evit_logits;
 
 struct evit_train_opts {
     const struct evit_recipe *recipe;
@@ -85,6 +86,22 @@ void evit_trainer_free(struct evit_trainer *t);
  * passes the same global batch and computes its share of it (train.c). */
 double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, const uint8_t *x,
                          int B, int have_teacher, double lr);
+
+/* The images of the batch of this epoch's order from position start: B
+ * images gathered, with their labels and teacher logits, and augmented.
+ * When the teacher's file has views (evit-eval --augment), epoch e replays
+ * view e mod E of each image -- evit_augment_view(seed, e mod E, index),
+ * the very pixels the teacher saw -- with that view's logits; otherwise the
+ * recipe's augmentation draws from the run's generator.  Returns the
+ * images to train on (t->aug or t->batch). */
+const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_opts *o, int epoch, int start,
+                                int B);
+
+/* A logits file with views agrees with the recipe's augmentation (crop
+ * padding, flip, seed), or the run is refused: the student would see other
+ * images than the ones the teacher's logits describe. */
+int evit_train_check_views(const struct evit_recipe *r, const struct evit_logits *l, const char *lpath,
+                           const char *rpath);
 
 /* "dir/student.h5" + ".best" -> "dir/student.best.h5"; caller frees. */
 char *evit_train_sibling(const char *path, const char *tag);

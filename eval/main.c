@@ -7,11 +7,13 @@
 
 #include "ckpt.h"
 #include "cli.h"
+#include "augment.h"
 #include "dataset.h"
 #include "dist.h"
 #include "eval.h"
 #include "logits.h"
 #include "qmodel.h"
+#include "recipe.h"
 #include "report.h"
 #include "util.h"
 #include "vit.h"
@@ -37,17 +39,26 @@ static const char *usage =
     "                       (the device runtime, 1 thread; a float checkpoint runs\n"
     "                       its float32 path) and report latency_ms (median),\n"
     "                       latency_mean_ms and latency_p99_ms\n"
+    "      --augment RECIPE with --save-logits: also save the logits of\n"
+    "                       augmented views, --epochs of them per image, view e\n"
+    "                       of image i drawn from (recipe seed, e, i) alone with\n"
+    "                       the recipe's augmentation; evit-distill replays the\n"
+    "                       same views (docs/DISTILL.md, consistent distillation)\n"
+    "      --epochs E       views per image (default 1)\n"
+    "      --topk K         keep each view's K most likely classes (as\n"
+    "                       probabilities, 3 bytes each up to 256 classes);\n"
+    "                       0 keeps dense float32 logits (default)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress lines\n"
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n";
 
 struct eval_args {
-    const char *model, *data, *report, *logits, *parent, *stage;
-    int batch, quiet, latency;
+    const char *model, *data, *report, *logits, *parent, *stage, *augment;
+    int batch, quiet, latency, epochs, topk;
 };
 
-enum { OPT_LATENCY = 256 };
+enum { OPT_LATENCY = 256, OPT_AUGMENT, OPT_EPOCHS, OPT_TOPK };
 
 static int parse_args(int argc, char **argv, struct eval_args *a)
 {
@@ -55,6 +66,8 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         {"report", required_argument, 0, 'r'}, {"save-logits", required_argument, 0, 'l'},
         {"parent", required_argument, 0, 'p'}, {"stage", required_argument, 0, 'S'},
         {"batch", required_argument, 0, 'b'},  {"latency", required_argument, 0, OPT_LATENCY},
+        {"augment", required_argument, 0, OPT_AUGMENT}, {"epochs", required_argument, 0, OPT_EPOCHS},
+        {"topk", required_argument, 0, OPT_TOPK},
         EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
@@ -65,6 +78,17 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         case 'l': a->logits = optarg; break;
         case 'p': a->parent = optarg; break;
         case 'S': a->stage = optarg; break;
+        case OPT_AUGMENT: a->augment = optarg; break;
+        case OPT_EPOCHS:
+            if (evit_parse_int(optarg, 1, 10000, &v) < 0)
+                return evit_cli_usage_error("evit-eval", "--epochs: expected 1..10000, got %s", optarg);
+            a->epochs = (int)v;
+            break;
+        case OPT_TOPK:
+            if (evit_parse_int(optarg, 0, 100000, &v) < 0)
+                return evit_cli_usage_error("evit-eval", "--topk: expected 0 or more, got %s", optarg);
+            a->topk = (int)v;
+            break;
         case OPT_LATENCY:
             if (evit_parse_int(optarg, 1, 1000000, &v) < 0)
                 return evit_cli_usage_error("evit-eval", "--latency: expected 1..1000000, got %s", optarg);
@@ -82,6 +106,9 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
         }
     }
     if (argc - optind != 2) return evit_cli_usage_error("evit-eval", "expected MODEL and DATA");
+    if (a->augment && !a->logits) return evit_cli_usage_error("evit-eval", "--augment needs --save-logits");
+    if (!a->augment && (a->epochs || a->topk))
+        return evit_cli_usage_error("evit-eval", "--epochs and --topk go with --augment");
     a->model = argv[optind];
     a->data = argv[optind + 1];
     return EVIT_EXIT_OK;
@@ -119,50 +146,6 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
     return EVIT_OK;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Batch-1 latency of rt through libevrt on one thread: n inferences on the
- * dataset's images in turn, after 5 untimed ones.  ms[0..2] = median, mean,
- * p99 (milliseconds). */
-static int measure_latency(const struct evrt_model *rt, const struct evit_dataset *d, int n,
-                           const char *path, double ms[3])
-{
-    evrt_ctx *ctx = NULL;
-    size_t img = (size_t)d->h * d->w * d->c;
-    float *logits = evit_malloc(sizeof(float) * (size_t)rt->classes);
-    double *t = evit_malloc(sizeof(double) * (size_t)n), sum = 0.0;
-    int rc = EVIT_ERR;
-    if (evrt_ctx_create(&ctx, rt, 1) != EVRT_OK) {
-        evit_error("%s: runtime: %s", path, ctx ? evrt_ctx_error(ctx) : "out of memory");
-        goto fail;
-    }
-    for (int i = -5; i < n; i++) {
-        const uint8_t *x = d->images + (size_t)((i + 5) % d->n) * img;
-        double t0 = evit_now();
-        if (evrt_infer(ctx, x, 1, logits) != EVRT_OK) {
-            evit_error("%s: runtime: %s", path, evrt_ctx_error(ctx));
-            goto fail;
-        }
-        if (i >= 0) {
-            t[i] = 1e3 * (evit_now() - t0);
-            sum += t[i];
-        }
-    }
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    ms[0] = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    ms[1] = sum / n;
-    ms[2] = t[(size_t)(0.99 * (n - 1) + 0.5)];
-    rc = EVIT_OK;
-fail:
-    if (ctx) evrt_ctx_destroy(ctx);
-    free(t);
-    free(logits);
-    return rc;
-}
 
 static int eval_main(int argc, char **argv)
 {
@@ -210,19 +193,47 @@ static int eval_main(int argc, char **argv)
     }
     printf("%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.0f img/s)\n", a.model,
            a.data, r.top1, r.top5, r.loss, r.n, r.images_per_s);
-    double lat[3] = {0.0, 0.0, 0.0};
+    double lat[3] = {0.0, 0.0, 0.0}, view_bytes = 0.0;
+    int view_epochs = 0;
     if (a.latency) {
         /* a float checkpoint runs the runtime's float32 path */
         if (!quantized) evit_qmodel_from_vit(&q, &m);
-        int bad = measure_latency(&q.rt, &d, a.latency, a.model, lat) < 0;
+        int bad = evit_qmodel_latency(&q.rt, &d, a.latency, a.model, lat) < 0;
         if (!quantized) evit_qmodel_free(&q);
         if (bad) goto fail;
         printf("%s: batch-1 latency through libevrt (1 thread): median %.3f ms, mean %.3f ms, p99 %.3f ms\n",
                a.model, lat[0], lat[1], lat[2]);
     }
-    if (a.logits && evit_logits_save(a.logits, r.logits, r.n, r.k, evit_dataset_fingerprint(&d),
-                                     a.data, a.model, r.top1) < 0)
+    if (a.logits && !a.augment &&
+        evit_logits_save(a.logits, r.logits, r.n, r.k, evit_dataset_fingerprint(&d), a.data, a.model, r.top1) < 0)
         goto fail;
+    if (a.augment) {
+        struct evit_recipe rec = {0};
+        struct evit_logit_views v = {.epochs = a.epochs ? a.epochs : 1, .topk = a.topk};
+        if (evit_recipe_load(a.augment, NULL, &rec) < 0) goto fail;
+        v.seed = (uint64_t)rec.seed;
+        v.crop_padding = rec.augment.crop_padding;
+        v.hflip = rec.augment.hflip;
+        evit_recipe_free(&rec);
+        if (v.topk > r.k) {
+            evit_error("--topk %d: the model has only %d classes", v.topk, r.k);
+            goto fail;
+        }
+        struct evit_augment_config aug = {.crop_padding = v.crop_padding, .hflip = v.hflip};
+        float *views = evit_malloc(sizeof(float) * (size_t)v.epochs * r.n * r.k);
+        int bad = evit_eval_views(quantized ? evit_qmodel_runner_forward : evit_vit_runner_forward,
+                             quantized ? (void *)&qrun : (void *)&run, a.batch, r.k, &d, &aug, v.seed, v.epochs,
+                             !a.quiet, views) < 0 ||
+                  evit_logits_save_views(a.logits, r.logits, r.n, r.k, evit_dataset_fingerprint(&d), a.data, a.model,
+                                         r.top1, views, &v, &view_bytes) < 0;
+        free(views);
+        if (bad) goto fail;
+        view_epochs = v.epochs;
+        printf("%s: %d views of %d images (crop_padding %d, hflip %d, seed %llu), %s, %.0f bytes per image per "
+               "epoch\n",
+               a.logits, v.epochs, r.n, v.crop_padding, v.hflip, (unsigned long long)v.seed,
+               v.topk ? "top-k" : "dense", view_bytes);
+    }
     if (a.report) {
         const char *stage = a.stage ? a.stage : meta.stage ? meta.stage : "eval";
         /* an evaluation of a checkpoint descends from the report that
@@ -234,12 +245,14 @@ static int eval_main(int argc, char **argv)
         evit_report_add_eval(rep, &r, d.class_names);
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a.batch);
         cJSON_AddNumberToObject(rep, "ranks", evit_dist_size());
-        if (a.latency) {
-            cJSON_AddNumberToObject(rep, "latency_ms", lat[0]);
-            cJSON_AddNumberToObject(rep, "latency_mean_ms", lat[1]);
-            cJSON_AddNumberToObject(rep, "latency_p99_ms", lat[2]);
-            cJSON_AddNumberToObject(rep, "latency_runs", a.latency);
+        if (view_epochs) {
+            cJSON *vj = cJSON_AddObjectToObject(rep, "views");
+            cJSON_AddStringToObject(vj, "recipe", a.augment);
+            cJSON_AddNumberToObject(vj, "epochs", view_epochs);
+            cJSON_AddNumberToObject(vj, "topk", a.topk);
+            cJSON_AddNumberToObject(vj, "bytes_per_image_per_epoch", view_bytes);
         }
+        if (a.latency) evit_report_add_latency(rep, lat, a.latency);
         int bad = evit_report_save(rep, a.report, evit_now() - t0) < 0;
         cJSON_Delete(rep);
         if (bad) goto fail;

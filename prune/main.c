@@ -13,6 +13,7 @@
 #include "dataset.h"
 #include "eval.h"
 #include "prune.h"
+#include "qmodel.h"
 #include "report.h"
 #include "util.h"
 #include "vit.h"
@@ -33,28 +34,39 @@ static const char *usage =
     "  -v, --val F          validation dataset: top-1 before and after pruning\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress output\n"
+    "      --latency N      also time N batch-1 inferences of the result through\n"
+    "                       libevrt (1 thread) and report latency_ms (the\n"
+    "                       comparison chart's latency panel)\n"
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n";
 
 struct args {
     const char *config, *model, *out, *report, *data, *val;
-    int quiet;
+    int quiet, latency;
 };
+
+enum { OPT_LATENCY = 256 };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
         {"data", required_argument, 0, 'd'},   {"val", required_argument, 0, 'v'},
-        EVIT_CLI_COMMON_OPTIONS,
+        {"latency", required_argument, 0, OPT_LATENCY}, EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
+    long lv;
     while ((c = getopt_long(argc, argv, "o:r:d:v:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'r': a->report = optarg; break;
         case 'd': a->data = optarg; break;
         case 'v': a->val = optarg; break;
+        case OPT_LATENCY:
+            if (evit_parse_int(optarg, 1, 1000000, &lv) < 0)
+                return evit_cli_usage_error("evit-prune", "--latency: expected 1..1000000, got %s", optarg);
+            a->latency = (int)lv;
+            break;
         default: {
             int r = evit_cli_common_option(c, optarg, "evit-prune", usage, &a->quiet);
             if (r != EVIT_CLI_NEXT) return r;
@@ -175,9 +187,17 @@ int main(int argc, char **argv)
                                       .class_names = meta.class_names};
     if (evit_ckpt_save(a.out, &p, &out_meta) < 0) goto fail;
     saved = 1;
+    double lat[3];
+    const struct evit_dataset *ld = a.val ? &val : &train;
+    if (a.latency && !ld->images) {
+        evit_error("--latency needs images to run on: give --val or --data");
+        goto fail;
+    }
+    if (a.latency && evit_qmodel_vit_latency(&p, ld, a.latency, a.out, lat) < 0) goto fail;
     rep = evit_report_new("prune", a.out, a.val, parent);
     evit_report_add_model(rep, &p.cfg, 4.0 * (double)evit_config_params(&p.cfg));
     if (a.val) evit_report_add_eval(rep, &e, val.class_names);
+    if (a.latency) evit_report_add_latency(rep, lat, a.latency);
     cJSON *conf = cJSON_GetObjectItemCaseSensitive(rep, "config");
     cJSON_AddItemToObject(conf, "prune", cJSON_Duplicate(pc.json, 1));
     cJSON_AddStringToObject(conf, "prune_config_file", a.config);

@@ -39,15 +39,18 @@ static const char *usage =
     "                       checkpoint's own report)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress output\n"
+    "      --latency N      also time N batch-1 inferences of the result through\n"
+    "                       libevrt (1 thread) and report latency_ms (the\n"
+    "                       comparison chart's latency panel)\n"
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n";
 
 struct args {
     const char *config, *model, *calib, *val, *out, *report, *parent, *calibrator;
-    int quiet;
+    int quiet, latency;
 };
 
-enum { OPT_PARENT = 256 };
+enum { OPT_PARENT = 256, OPT_LATENCY };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -55,10 +58,12 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"calib", required_argument, 0, 'c'},  {"val", required_argument, 0, 'v'},
         {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
         {"calibrator", required_argument, 0, 'C'}, {"parent", required_argument, 0, OPT_PARENT},
+        {"latency", required_argument, 0, OPT_LATENCY},
         EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
     enum evit_calibrator cal;
+    long lv;
     while ((c = getopt_long(argc, argv, "c:v:o:r:C:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'c': a->calib = optarg; break;
@@ -71,6 +76,11 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->calibrator = optarg;
             break;
         case OPT_PARENT: a->parent = optarg; break;
+        case OPT_LATENCY:
+            if (evit_parse_int(optarg, 1, 1000000, &lv) < 0)
+                return evit_cli_usage_error("evit-quantize", "--latency: expected 1..1000000, got %s", optarg);
+            a->latency = (int)lv;
+            break;
         default: {
             int r = evit_cli_common_option(c, optarg, "evit-quantize", usage, &a->quiet);
             if (r != EVIT_CLI_NEXT) return r;
@@ -267,10 +277,13 @@ int main(int argc, char **argv)
            a.out, ef.top1, eq.top1, ef.top1 - eq.top1, qc.max_drop, q.calibrator,
            evit_qmodel_int8_layers(&q), nl, evit_qmodel_int8_attention(&q), q.rt.depth, fbytes, qbytes,
            fbytes / qbytes);
+    double lat[3];
+    if (a.latency && evit_qmodel_latency(&q.rt, &val, a.latency, a.out, lat) < 0) goto fail;
     if (a.report) {
         cJSON *rep = evit_report_new("quantize", a.out, a.val, parent);
         evit_report_add_model(rep, &m.cfg, qbytes);
         evit_report_add_eval(rep, &eq, val.class_names);
+        if (a.latency) evit_report_add_latency(rep, lat, a.latency);
         cJSON *conf = cJSON_GetObjectItemCaseSensitive(rep, "config");
         cJSON_AddItemToObject(conf, "quantize", cJSON_Duplicate(qc.json, 1));
         cJSON_AddStringToObject(conf, "quantize_file", a.config);

@@ -24,6 +24,16 @@ void evit_augment_batch(uint8_t *out /* (B, H, W, C) */, const uint8_t *in /* (B
                         int B, int H, int W, int C, const struct evit_augment_config *cfg,
                         struct evit_rng *rng);
 
+/* View number `epoch` of image `index` in a run seeded `seed`, as
+ * evit_augment_batch draws it for one image from its own generator:
+ * xoshiro256** seeded by FNV-1a 64 over (seed, epoch, index), each as
+ * little-endian bytes (u64, u32, u64).  The view depends on those three
+ * numbers alone, not on the batch, the order or the process, so a teacher's
+ * logits of a view (evit-eval --augment) and the student's replay of it
+ * (evit-distill) see the same pixels. */
+void evit_augment_view(uint8_t *out /* (H, W, C) */, const uint8_t *in /* (H, W, C) */, int H, int W, int C,
+                       const struct evit_augment_config *cfg, uint64_t seed, int epoch, int64_t index);
+
 /* Fisher-Yates shuffle of idx[0..n) with rng: for i = n-1 down to 1, swap
  * idx[i] with idx[j], j uniform in [0, i]. */
 void evit_shuffle(int32_t *idx /* (n) */, int n, struct evit_rng *rng);

@@ -68,6 +68,18 @@ void evit_augment_batch(uint8_t *out, const uint8_t *in, int B, int H, int W, in
     free(d);
 }
 
+void evit_augment_view(uint8_t *out, const uint8_t *in, int H, int W, int C, const struct evit_augment_config *cfg,
+                       uint64_t seed, int epoch, int64_t index)
+{
+    uint8_t key[20];
+    struct evit_rng r;
+    for (int i = 0; i < 8; i++) key[i] = (uint8_t)(seed >> (8 * i));
+    for (int i = 0; i < 4; i++) key[8 + i] = (uint8_t)((uint32_t)epoch >> (8 * i));
+    for (int i = 0; i < 8; i++) key[12 + i] = (uint8_t)((uint64_t)index >> (8 * i));
+    evit_rng_seed(&r, evit_fnv1a64(key, sizeof key, EVIT_FNV_SEED));
+    evit_augment_batch(out, in, 1, H, W, C, cfg, &r);
+}
+
 void evit_shuffle(int32_t *idx, int n, struct evit_rng *rng)
 {
     for (int i = n - 1; i > 0; i--) {
