@@ -47,7 +47,7 @@ cfg=$top/configs/fmnist
 stage "teacher: fm-small on labels ($profile profile)"
 if fresh "$out/teacher.report.json" "$out/train.h5" "$out/test.h5" "$cfg/teacher.json"; then echo "up to date" >&2; else
     "$bin/evit-distill" "$cfg/teacher.json" $prof --data "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/teacher.h5" --report "$out/teacher.report.json" --stage teacher --resume $threads
+        -o "$out/teacher.h5" --report "$out/teacher.report.json" --stage teacher --resume --latency 200 $threads
 fi
 
 stage "teacher logits over the training set"
@@ -59,26 +59,26 @@ fi
 stage "student: fm-tiny distilled from the teacher's logits"
 if fresh "$out/student.report.json" "$out/teacher.logits.h5" "$out/test.h5" "$cfg/student.json"; then echo "up to date" >&2; else
     "$bin/evit-distill" "$cfg/student.json" $prof --data "$out/train.h5" --teacher "$out/teacher.logits.h5" \
-        --val "$out/test.h5" -o "$out/student.h5" --report "$out/student.report.json" --resume $threads
+        --val "$out/test.h5" -o "$out/student.h5" --report "$out/student.report.json" --resume --latency 200 $threads
 fi
 
 stage "prune: mild recipe (a quarter of the heads, 30% of the MLP channels)"
 if fresh "$out/pruned.report.json" "$out/student.h5" "$cfg/prune-mild.json"; then echo "up to date" >&2; else
     "$bin/evit-prune" "$cfg/prune-mild.json" "$out/student.h5" --data "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/pruned.h5" --report "$out/pruned.report.json" $threads
+        -o "$out/pruned.h5" --report "$out/pruned.report.json" --latency 200 $threads
 fi
 
 stage "fine-tune the pruned student from the teacher's logits"
 if fresh "$out/finetuned.report.json" "$out/pruned.h5" "$cfg/finetune.json"; then echo "up to date" >&2; else
     "$bin/evit-distill" "$cfg/finetune.json" $prof --init "$out/pruned.h5" --data "$out/train.h5" \
         --teacher "$out/teacher.logits.h5" --val "$out/test.h5" -o "$out/finetuned.h5" \
-        --report "$out/finetuned.report.json" --stage finetune --resume $threads
+        --report "$out/finetuned.report.json" --stage finetune --resume --latency 200 $threads
 fi
 
 stage "quantize to INT8 (accuracy measured by the runtime's integer kernels)"
 if fresh "$out/quantized.report.json" "$out/finetuned.h5" "$cfg/quantize.json"; then echo "up to date" >&2; else
     "$bin/evit-quantize" "$cfg/quantize.json" "$out/finetuned.h5" --calib "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/student.q8.h5" --report "$out/quantized.report.json" $threads
+        -o "$out/student.q8.h5" --report "$out/quantized.report.json" --latency 200 $threads
 fi
 
 stage "export the INT8 model for the device"
