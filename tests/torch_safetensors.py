@@ -2,8 +2,16 @@
 """PyTorch's logits of a timm-named ViT stored as safetensors, against the
 logits evit-eval saved for the model evit-import made of the same file.
 
+    torch_safetensors.py --write OUT.safetensors --dtype F32|F16|BF16
+        [--img 28 --chans 1 --patch 4 --dim 48 --depth 3 --heads 3 --mlp 96
+         --classes 10 --scale 0.15 --seed 7]
     torch_safetensors.py MODEL.safetensors DATASET.h5 EVIT_LOGITS.h5 --heads H
         [--mean M] [--std S] [--tol 1e-4]
+
+The first form builds tests/torch_vit.py's VisionTransformer in PyTorch,
+draws its parameters (N(0, scale), LayerNorm weights around 1), and writes
+its state_dict as safetensors by hand from the format's definition: an
+8-byte little-endian header length, the JSON header, the raw tensors.
 
 Reads the file with its own parser (numpy on the raw bytes, not evit's),
 builds tests/torch_vit.py's VisionTransformer from the shapes, loads the
@@ -48,7 +56,42 @@ def read_safetensors(path):
     return state
 
 
+def write(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--write", required=True)
+    ap.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"])
+    for k, v in [("img", 28), ("chans", 1), ("patch", 4), ("dim", 48), ("depth", 3), ("heads", 3), ("mlp", 96),
+                 ("classes", 10), ("seed", 7)]:
+        ap.add_argument("--" + k, type=int, default=v)
+    ap.add_argument("--scale", type=float, default=0.15)
+    a = ap.parse_args(argv)
+    torch.manual_seed(a.seed)
+    model = VisionTransformer(a.img, a.chans, a.patch, a.classes, a.dim, [a.heads] * a.depth,
+                              [a.dim // a.heads] * a.depth, [a.mlp] * a.depth)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            base = 1.0 if "norm" in name and name.endswith("weight") else 0.0
+            p.copy_(base + a.scale * torch.randn_like(p))
+    tdtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[a.dtype]
+    header, blobs, at = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, t in model.state_dict().items():
+        t = t.to(tdtype).contiguous()
+        # raw little-endian bytes of the tensor (bfloat16 has no numpy type: view as int16)
+        raw = t.view(torch.int16).numpy().tobytes() if a.dtype == "BF16" else t.numpy().astype(
+            "<f4" if a.dtype == "F32" else "<f2").tobytes()
+        header[name] = {"dtype": a.dtype, "shape": list(t.shape), "data_offsets": [at, at + len(raw)]}
+        blobs.append(raw)
+        at += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(a.write, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    return 0
+
+
 def main():
+    if "--write" in sys.argv:
+        return write(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
     ap.add_argument("dataset")
