@@ -24,13 +24,25 @@ int evit_cli_threads(const char *arg);
         {"help", no_argument, 0, 'h'}, { "version", no_argument, 0, 'V' }
 #define EVIT_CLI_COMMON_SHORT "t:qhV"
 
+/* --latency N for the commands that time their model through libevrt
+ * (getopt value EVIT_CLI_OPT_LATENCY, above every command's own). */
+#define EVIT_CLI_OPT_LATENCY 1000
+#define EVIT_CLI_LATENCY_OPTION { "latency", required_argument, 0, EVIT_CLI_OPT_LATENCY }
+#define EVIT_CLI_LATENCY_HELP                                                         \
+    "      --latency N      also time N batch-1 inferences through libevrt (the\n"    \
+    "                       device runtime, 1 thread; a float model runs its\n"      \
+    "                       float32 path) and report latency_ms (median),\n"         \
+    "                       latency_mean_ms and latency_p99_ms\n"
+
 #define EVIT_CLI_NEXT 0   /* go on parsing */
 #define EVIT_CLI_DONE (-1) /* --help or --version was printed: exit 0 */
 
 /* Handles getopt's answer c when it is a common option (threads applied,
- * *quiet set, usage or version printed); anything else is an unknown option
- * of prog.  Returns EVIT_CLI_NEXT, EVIT_CLI_DONE or EVIT_EXIT_USAGE. */
-int evit_cli_common_option(int c, const char *arg, const char *prog, const char *usage, int *quiet);
+ * *quiet set, *latency set (1..1000000) for a command that takes it, usage
+ * or version printed); anything else is an unknown option of prog.
+ * Returns EVIT_CLI_NEXT, EVIT_CLI_DONE or EVIT_EXIT_USAGE. */
+int evit_cli_common_option(int c, const char *arg, const char *prog, const char *usage, int *quiet,
+                           int *latency /* or NULL */);
 
 /* Makes HDF5 quiet (we report errors ourselves) and line-buffers stderr. */
 void evit_cli_init(void);

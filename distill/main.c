@@ -45,9 +45,7 @@ static const char *usage =
     "      --stage NAME     stage named in the report and checkpoint (default distill)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress output\n"
-    "      --latency N      also time N batch-1 inferences of the result through\n"
-    "                       libevrt (1 thread) and report latency_ms (the\n"
-    "                       comparison chart's latency panel)\n"
+    EVIT_CLI_LATENCY_HELP
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n";
 
@@ -57,7 +55,7 @@ struct args {
     long steps;
 };
 
-enum { OPT_RESUME = 256, OPT_STEPS, OPT_NOSHUFFLE, OPT_PARENT, OPT_STAGE, OPT_LATENCY };
+enum { OPT_RESUME = 256, OPT_STEPS, OPT_NOSHUFFLE, OPT_PARENT, OPT_STAGE };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -68,11 +66,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"profile", required_argument, 0, 'P'}, {"resume", no_argument, 0, OPT_RESUME},
         {"steps", required_argument, 0, OPT_STEPS}, {"no-shuffle", no_argument, 0, OPT_NOSHUFFLE},
         {"parent", required_argument, 0, OPT_PARENT}, {"stage", required_argument, 0, OPT_STAGE},
-        {"latency", required_argument, 0, OPT_LATENCY},
+        EVIT_CLI_LATENCY_OPTION,
         EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
-    long lv;
     while ((c = getopt_long(argc, argv, "d:T:v:o:r:i:P:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'd': a->data = optarg; break;
@@ -90,13 +87,8 @@ static int parse_args(int argc, char **argv, struct args *a)
         case OPT_NOSHUFFLE: a->shuffle = 0; break;
         case OPT_PARENT: a->parent = optarg; break;
         case OPT_STAGE: a->stage = optarg; break;
-        case OPT_LATENCY:
-            if (evit_parse_int(optarg, 1, 1000000, &lv) < 0)
-                return evit_cli_usage_error("evit-distill", "--latency: expected 1..1000000, got %s", optarg);
-            a->latency = (int)lv;
-            break;
         default: {
-            int r = evit_cli_common_option(c, optarg, "evit-distill", usage, &a->quiet);
+            int r = evit_cli_common_option(c, optarg, "evit-distill", usage, &a->quiet, &a->latency);
             if (r != EVIT_CLI_NEXT) return r;
         }
         }

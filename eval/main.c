@@ -35,10 +35,7 @@ static const char *usage =
     "                       own, else its parent's)\n"
     "      --stage NAME     stage named in the report (default: the checkpoint's)\n"
     "  -b, --batch N        images per forward pass (default 64)\n"
-    "      --latency N      also time N single-image inferences through libevrt\n"
-    "                       (the device runtime, 1 thread; a float checkpoint runs\n"
-    "                       its float32 path) and report latency_ms (median),\n"
-    "                       latency_mean_ms and latency_p99_ms\n"
+    EVIT_CLI_LATENCY_HELP
     "      --augment RECIPE with --save-logits: also save the logits of\n"
     "                       augmented views, --epochs of them per image, view e\n"
     "                       of image i drawn from (recipe seed, e, i) alone with\n"
@@ -58,14 +55,14 @@ struct eval_args {
     int batch, quiet, latency, epochs, topk;
 };
 
-enum { OPT_LATENCY = 256, OPT_AUGMENT, OPT_EPOCHS, OPT_TOPK };
+enum { OPT_AUGMENT = 256, OPT_EPOCHS, OPT_TOPK };
 
 static int parse_args(int argc, char **argv, struct eval_args *a)
 {
     static const struct option opts[] = {
         {"report", required_argument, 0, 'r'}, {"save-logits", required_argument, 0, 'l'},
         {"parent", required_argument, 0, 'p'}, {"stage", required_argument, 0, 'S'},
-        {"batch", required_argument, 0, 'b'},  {"latency", required_argument, 0, OPT_LATENCY},
+        {"batch", required_argument, 0, 'b'},  EVIT_CLI_LATENCY_OPTION,
         {"augment", required_argument, 0, OPT_AUGMENT}, {"epochs", required_argument, 0, OPT_EPOCHS},
         {"topk", required_argument, 0, OPT_TOPK},
         EVIT_CLI_COMMON_OPTIONS,
@@ -89,18 +86,13 @@ static int parse_args(int argc, char **argv, struct eval_args *a)
                 return evit_cli_usage_error("evit-eval", "--topk: expected 0 or more, got %s", optarg);
             a->topk = (int)v;
             break;
-        case OPT_LATENCY:
-            if (evit_parse_int(optarg, 1, 1000000, &v) < 0)
-                return evit_cli_usage_error("evit-eval", "--latency: expected 1..1000000, got %s", optarg);
-            a->latency = (int)v;
-            break;
         case 'b':
             if (evit_parse_int(optarg, 1, 65536, &v) < 0)
                 return evit_cli_usage_error("evit-eval", "--batch: expected 1..65536, got %s", optarg);
             a->batch = (int)v;
             break;
         default: {
-            int r = evit_cli_common_option(c, optarg, "evit-eval", usage, &a->quiet);
+            int r = evit_cli_common_option(c, optarg, "evit-eval", usage, &a->quiet, &a->latency);
             if (r != EVIT_CLI_NEXT) return r;
         }
         }

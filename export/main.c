@@ -64,7 +64,7 @@ static int parse_args(int argc, char **argv, struct export_args *a)
         case 'c': a->qconfig = optarg; break;
         case 'f': format = optarg; break;
         default: {
-            int r = evit_cli_common_option(c, optarg, "evit-export", usage, &a->quiet);
+            int r = evit_cli_common_option(c, optarg, "evit-export", usage, &a->quiet, NULL);
             if (r != EVIT_CLI_NEXT) return r;
         }
         }

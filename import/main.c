@@ -97,7 +97,7 @@ static int parse_args(int argc, char **argv, struct import_args *a)
         case 'n': a->name = optarg; break;
         case 'r': a->report = optarg; break;
         default: {
-            int r = evit_cli_common_option(c, optarg, "evit-import", usage, &a->quiet);
+            int r = evit_cli_common_option(c, optarg, "evit-import", usage, &a->quiet, NULL);
             if (r != EVIT_CLI_NEXT) return r;
         }
         }

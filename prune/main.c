@@ -34,9 +34,7 @@ static const char *usage =
     "  -v, --val F          validation dataset: top-1 before and after pruning\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress output\n"
-    "      --latency N      also time N batch-1 inferences of the result through\n"
-    "                       libevrt (1 thread) and report latency_ms (the\n"
-    "                       comparison chart's latency panel)\n"
+    EVIT_CLI_LATENCY_HELP
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n";
 
@@ -45,30 +43,23 @@ struct args {
     int quiet, latency;
 };
 
-enum { OPT_LATENCY = 256 };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
         {"data", required_argument, 0, 'd'},   {"val", required_argument, 0, 'v'},
-        {"latency", required_argument, 0, OPT_LATENCY}, EVIT_CLI_COMMON_OPTIONS,
+        EVIT_CLI_LATENCY_OPTION, EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
-    long lv;
     while ((c = getopt_long(argc, argv, "o:r:d:v:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'r': a->report = optarg; break;
         case 'd': a->data = optarg; break;
         case 'v': a->val = optarg; break;
-        case OPT_LATENCY:
-            if (evit_parse_int(optarg, 1, 1000000, &lv) < 0)
-                return evit_cli_usage_error("evit-prune", "--latency: expected 1..1000000, got %s", optarg);
-            a->latency = (int)lv;
-            break;
         default: {
-            int r = evit_cli_common_option(c, optarg, "evit-prune", usage, &a->quiet);
+            int r = evit_cli_common_option(c, optarg, "evit-prune", usage, &a->quiet, &a->latency);
             if (r != EVIT_CLI_NEXT) return r;
         }
         }

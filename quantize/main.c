@@ -39,9 +39,7 @@ static const char *usage =
     "                       checkpoint's own report)\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress output\n"
-    "      --latency N      also time N batch-1 inferences of the result through\n"
-    "                       libevrt (1 thread) and report latency_ms (the\n"
-    "                       comparison chart's latency panel)\n"
+    EVIT_CLI_LATENCY_HELP
     "  -h, --help           this text\n"
     "  -V, --version        print the version\n";
 
@@ -50,7 +48,7 @@ struct args {
     int quiet, latency;
 };
 
-enum { OPT_PARENT = 256, OPT_LATENCY };
+enum { OPT_PARENT = 256 };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -58,12 +56,11 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"calib", required_argument, 0, 'c'},  {"val", required_argument, 0, 'v'},
         {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
         {"calibrator", required_argument, 0, 'C'}, {"parent", required_argument, 0, OPT_PARENT},
-        {"latency", required_argument, 0, OPT_LATENCY},
+        EVIT_CLI_LATENCY_OPTION,
         EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
     int c;
     enum evit_calibrator cal;
-    long lv;
     while ((c = getopt_long(argc, argv, "c:v:o:r:C:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'c': a->calib = optarg; break;
@@ -76,13 +73,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->calibrator = optarg;
             break;
         case OPT_PARENT: a->parent = optarg; break;
-        case OPT_LATENCY:
-            if (evit_parse_int(optarg, 1, 1000000, &lv) < 0)
-                return evit_cli_usage_error("evit-quantize", "--latency: expected 1..1000000, got %s", optarg);
-            a->latency = (int)lv;
-            break;
         default: {
-            int r = evit_cli_common_option(c, optarg, "evit-quantize", usage, &a->quiet);
+            int r = evit_cli_common_option(c, optarg, "evit-quantize", usage, &a->quiet, &a->latency);
             if (r != EVIT_CLI_NEXT) return r;
         }
         }
