@@ -39,7 +39,7 @@ fi
 # Optional: without node, npm or the registry those checks skip.
 if [ -z "${EVIT_NO_ORT:-}" ] && [ ! -d "$top/bench/node_modules/onnxruntime-node" ] && command -v npm >/dev/null; then
     echo "setup: installing onnxruntime-node into bench/node_modules" >&2
-    (cd "$top/bench" && npm install --no-save --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null 2>&1) ||
+    (cd "$top/bench" && timeout 300 npm install --no-save --ignore-scripts --no-audit --no-fund onnxruntime-node >/dev/null 2>&1) ||
         echo "setup: could not install onnxruntime-node (its checks will skip)" >&2
 fi
 
