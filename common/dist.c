@@ -7,6 +7,12 @@
 
 #include "util.h"
 
+/* One process: its part is the whole. */
+static void gather_alone(float *out, const float *part, const int *counts)
+{
+    if (out != part) memmove(out, part, sizeof(float) * (size_t)counts[0]);
+}
+
 #ifdef EVIT_MPI
 #include <mpi.h>
 
@@ -94,7 +100,7 @@ void evit_dist_gather_floats(float *out, const float *part, const int *counts)
 {
     int size = evit_dist_size(), rank = evit_dist_rank();
     if (!active()) {
-        if (out != part) memmove(out, part, sizeof(float) * (size_t)counts[0]);
+        gather_alone(out, part, counts);
         return;
     }
     int *displs = evit_malloc(sizeof(int) * (size_t)size);
@@ -150,7 +156,7 @@ void evit_dist_bcast(void *buf, size_t bytes, int root)
 
 void evit_dist_gather_floats(float *out, const float *part, const int *counts)
 {
-    if (out != part) memmove(out, part, sizeof(float) * (size_t)counts[0]);
+    gather_alone(out, part, counts);
 }
 
 #endif

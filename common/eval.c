@@ -26,9 +26,7 @@ void evit_eval_score(struct evit_eval_result *r, const float *logits, const int3
     memset(r->confusion, 0, sizeof *r->confusion * (size_t)k * k);
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * k;
-        int y = labels[i], pred = 0, rank = 0;
-        for (int j = 1; j < k; j++)
-            if (z[j] > z[pred]) pred = j;
+        int y = labels[i], pred = evit_argmax(z, k), rank = 0;
         /* rank of the true class: how many score strictly higher (ties
          * favour the true class, as torch.topk does for equal values) */
         for (int j = 0; j < k; j++)

@@ -166,23 +166,12 @@ int evit_json_save(const cJSON *root, const char *path)
 {
     char *text = cJSON_Print(root);
     EVIT_ASSERT(text != NULL);
-    char *tmp = evit_temp_path(path);
-    int rc = EVIT_ERR;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        evit_error("%s: cannot create file", path);
-        goto fail;
-    }
     size_t n = strlen(text);
-    int ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF;
-    if (fclose(f) != 0 || !ok) {
-        remove(tmp);
-        evit_error("%s: write failed (disk full?)", path);
-        goto fail;
-    }
-    rc = evit_commit_file(tmp, path);
-fail:
-    free(tmp);
+    char *line = evit_malloc(n + 2); /* the text and a final newline */
+    memcpy(line, text, n);
+    line[n] = '\n';
+    int rc = evit_write_file(path, line, n + 1);
+    free(line);
     free(text);
     return rc;
 }

@@ -11,6 +11,14 @@
 #include "h5.h"
 #include "util.h"
 
+/* A 64-bit value written as exactly 16 hex digits. */
+static int parse_hex64(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    *out = strtoull(s, &end, 16);
+    return strlen(s) == 16 && !*end ? EVIT_OK : EVIT_ERR;
+}
+
 static int write_header(hid_t f, const char *path, int n, int k, uint64_t fingerprint, const char *dataset,
                         const char *model, double top1, int version)
 {
@@ -140,6 +148,25 @@ static void rebuild_row(float *row, const int32_t *ix, const double *p, int kk, 
     for (int j = 0; j < kk; j++) row[ix[j]] = (float)log(p[j] > 1e-8 ? p[j] : 1e-8);
 }
 
+/* One top-k row (classes ix, probabilities p) checked -- classes in range
+ * and distinct, total at most max_mass -- and rebuilt into row.  name is
+ * the dataset the row comes from, r its index; seen is k bytes of scratch. */
+static int topk_row(float *row, const int32_t *ix, const double *p, int kk, int k, double max_mass, uint8_t *seen,
+                    const char *path, const char *name, size_t r)
+{
+    double mass = 0.0;
+    memset(seen, 0, (size_t)k);
+    for (int j = 0; j < kk; j++) {
+        if (ix[j] < 0 || ix[j] >= k || seen[ix[j]])
+            return evit_error("%s: %s/indices row %zu holds %d: out of range or repeated", path, name, r, (int)ix[j]);
+        seen[ix[j]] = 1;
+        mass += p[j];
+    }
+    if (mass > max_mass) return evit_error("%s: %s/values row %zu sums to %.4f, more than 1", path, name, r, mass);
+    rebuild_row(row, ix, p, kk, k);
+    return EVIT_OK;
+}
+
 /* Dense log-probabilities from a top-k file: kept classes get log(value),
  * every other class log((1 - sum of values) / (K - k)). */
 static int read_topk(hid_t f, const char *path, struct evit_logits *l)
@@ -162,28 +189,17 @@ static int read_topk(hid_t f, const char *path, struct evit_logits *l)
         evit_h5_read(f, path, "topk/values", H5T_NATIVE_FLOAT, 2, dims, val) < 0)
         goto fail;
     for (int i = 0; i < l->n; i++) {
-        const int32_t *ix = idx + (size_t)i * k;
         const float *v = val + (size_t)i * k;
-        double mass = 0.0;
-        memset(seen, 0, (size_t)l->k);
         for (int j = 0; j < k; j++) {
-            if (ix[j] < 0 || ix[j] >= l->k || seen[ix[j]]) {
-                evit_error("%s: topk/indices row %d holds %d: out of range or repeated", path, i, (int)ix[j]);
-                goto fail;
-            }
             if (!(v[j] >= 0.0f && v[j] <= 1.0f)) {
                 evit_error("%s: topk/values row %d is not a probability in [0, 1]", path, i);
                 goto fail;
             }
-            seen[ix[j]] = 1;
-            mass += (double)v[j];
+            p[j] = (double)v[j];
         }
-        if (mass > 1.001) {
-            evit_error("%s: topk/values row %d sums to %.4f, more than 1", path, i, mass);
+        if (topk_row(l->logits + (size_t)i * l->k, idx + (size_t)i * k, p, k, l->k, 1.001, seen, path, "topk",
+                     (size_t)i) < 0)
             goto fail;
-        }
-        for (int j = 0; j < k; j++) p[j] = (double)v[j];
-        rebuild_row(l->logits + (size_t)i * l->k, ix, p, k, l->k);
     }
     l->topk = k;
     rc = EVIT_OK;
@@ -216,22 +232,14 @@ static int read_view_topk(hid_t f, const char *path, struct evit_logits *l)
     }
     if (evit_h5_read(f, path, "views/topk/values", H5T_NATIVE_UINT16, 3, d3, val) < 0) goto fail;
     for (size_t r = 0; r < rows; r++) {
-        double mass = 0.0;
-        memset(seen, 0, (size_t)l->k);
         for (size_t j = 0; j < kk; j++) {
             ix[j] = idx[r * kk + j];
-            if (ix[j] >= l->k || seen[ix[j]]) {
-                evit_error("%s: views/topk/indices row %zu holds %d: out of range or repeated", path, r, (int)ix[j]);
-                goto fail;
-            }
-            seen[ix[j]] = 1;
-            mass += p[j] = val[r * kk + j] / 65535.0;
+            p[j] = val[r * kk + j] / 65535.0;
         }
-        if (mass > 1.0 + 1e-3 * (double)kk) {
-            evit_error("%s: views/topk/values row %zu sums to %.4f, more than 1", path, r, mass);
+        /* each stored probability is rounded by up to 1/131070 */
+        if (topk_row(v->logits + r * (size_t)l->k, ix, p, (int)kk, l->k, 1.0 + 1e-3 * (double)kk, seen, path,
+                     "views/topk", r) < 0)
             goto fail;
-        }
-        rebuild_row(v->logits + r * (size_t)l->k, ix, p, (int)kk, l->k);
     }
     rc = EVIT_OK;
 fail:
@@ -246,15 +254,14 @@ fail:
 static int read_views(hid_t f, const char *path, struct evit_logits *l)
 {
     struct evit_logit_views *v = &l->views;
-    char *seed = NULL, *end = NULL;
+    char *seed = NULL;
     if (evit_h5_attr_read_ints(f, path, "views", &v->epochs, 1) < 0 ||
         evit_h5_attr_read_ints(f, path, "views_topk", &v->topk, 1) < 0 ||
         evit_h5_attr_read_ints(f, path, "views_crop_padding", &v->crop_padding, 1) < 0 ||
         evit_h5_attr_read_ints(f, path, "views_hflip", &v->hflip, 1) < 0 ||
         evit_h5_attr_read_string(f, path, "views_seed", &seed) < 0)
         return EVIT_ERR;
-    v->seed = strtoull(seed, &end, 16);
-    int bad_seed = strlen(seed) != 16 || *end;
+    int bad_seed = parse_hex64(seed, &v->seed) < 0;
     free(seed);
     if (bad_seed) return evit_error("%s: views_seed must be 16 hex digits", path);
     if (v->epochs < 1 || v->epochs > 100000 || v->topk < 0 || v->topk > l->k || v->crop_padding < 0 ||
@@ -275,7 +282,7 @@ static int read_views(hid_t f, const char *path, struct evit_logits *l)
 int evit_logits_load(const char *path, struct evit_logits *l)
 {
     hid_t f;
-    char *fp = NULL, *end = NULL;
+    char *fp = NULL;
     memset(l, 0, sizeof *l);
     l->top1 = NAN;
     if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
@@ -284,8 +291,7 @@ int evit_logits_load(const char *path, struct evit_logits *l)
         evit_h5_attr_read_ints(f, path, "num_classes", &l->k, 1) < 0 ||
         evit_h5_attr_read_string(f, path, "label_fingerprint", &fp) < 0)
         goto fail;
-    l->fingerprint = strtoull(fp, &end, 16);
-    if (strlen(fp) != 16 || *end) {
+    if (parse_hex64(fp, &l->fingerprint) < 0) {
         evit_error("%s: label_fingerprint must be 16 hex digits, is '%s'", path, fp);
         goto fail;
     }

@@ -851,3 +851,11 @@ void evit_kd_backward(float *dstudent, const float *student, const float *teache
             g[k] += (float)(c * (exp((double)zs[k] / t - lse_s) - exp((double)zt[k] / t - lse_t)));
     }
 }
+
+int evit_argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}

@@ -149,6 +149,9 @@ void evit_attention_backward_q_ref(float *dqkv /* (B, T, 3*H*d) */,
                                    const float *att /* (B, H, nq, T) */, int B, int T, int nq,
                                    int H, int d);
 
+/* The index of the largest of x[0..n), the first one on ties. */
+int evit_argmax(const float *x /* (n) */, int n);
+
 /* Per-row cross-entropy of logits against integer labels; returns the sum. */
 double evit_xent_forward(float *loss /* (B) or NULL */, const float *logits /* (B, K) */,
                          const int32_t *labels /* (B) */, int B, int K);

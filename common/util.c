@@ -127,6 +127,27 @@ int evit_commit_file(const char *tmp, const char *path)
     return EVIT_OK;
 }
 
+int evit_write_file(const char *path, const void *data, size_t n)
+{
+    char *tmp = evit_temp_path(path);
+    int rc = EVIT_ERR;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        evit_error("%s: cannot create a temporary file next to it: %s", path, strerror(errno));
+        goto out;
+    }
+    int ok = fwrite(data, 1, n, f) == n;
+    if (fclose(f) != 0 || !ok) {
+        remove(tmp);
+        evit_error("%s: write failed (disk full?)", path);
+        goto out;
+    }
+    rc = evit_commit_file(tmp, path);
+out:
+    free(tmp);
+    return rc;
+}
+
 int evit_read_file(const char *path, uint8_t **data, size_t *size)
 {
     uint8_t *buf = NULL;

@@ -56,6 +56,10 @@ char *evit_temp_path(const char *path);
 /* Renames tmp to path; on failure removes tmp and reports. */
 int evit_commit_file(const char *tmp, const char *path);
 
+/* Writes n bytes to a temporary file next to path, renamed into place: a
+ * killed or failed write never leaves a partial path.  Errors name path. */
+int evit_write_file(const char *path, const void *data, size_t n);
+
 /* Reads a whole file; returns EVIT_ERR with a message naming path. */
 int evit_read_file(const char *path, uint8_t **data, size_t *size);
 

@@ -235,13 +235,7 @@ static double batch_loss(struct evit_trainer *t, const struct evit_recipe *r, co
         loss += (double)(1.0f - alpha) * evit_kd_forward(z, tlogits, tau, B, K);
         evit_kd_backward(t->dlogits, z, tlogits, tau, 1.0f - alpha, B, K);
     } else if (alpha < 1.0f && r->kd == EVIT_KD_HARD) {
-        for (int b = 0; b < B; b++) {
-            const float *tz = tlogits + (size_t)b * K;
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (tz[k] > tz[best]) best = k;
-            t->tlabels[b] = best;
-        }
+        for (int b = 0; b < B; b++) t->tlabels[b] = evit_argmax(tlogits + (size_t)b * K, K);
         loss += (double)(1.0f - alpha) * evit_xent_smooth_forward(z, t->tlabels, 0.0f, B, K);
         evit_xent_smooth_backward(t->dlogits, z, t->tlabels, 0.0f, 1.0f - alpha, B, K);
     }
@@ -314,13 +308,7 @@ static double validate(const struct evit_train_opts *o, struct evit_vit_runner *
 static int64_t count_hits(const float *z /* (B, K) */, const int32_t *labels, int B, int K)
 {
     int64_t hits = 0;
-    for (int b = 0; b < B; b++) {
-        const float *zb = z + (size_t)b * K;
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            if (zb[k] > zb[best]) best = k;
-        hits += best == labels[b];
-    }
+    for (int b = 0; b < B; b++) hits += evit_argmax(z + (size_t)b * K, K) == labels[b];
     return hits;
 }
 

@@ -208,25 +208,9 @@ int evit_export_write(const char *path, const struct evrt_model *m, const struct
 {
     uint8_t *buf;
     size_t len;
-    char *tmp = evit_temp_path(path);
-    int rc = EVIT_ERR;
     evit_export_build(m, info, &buf, &len);
     if (bytes) *bytes = len;
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        evit_error("%s: cannot create a temporary file next to it", path);
-        goto out;
-    }
-    int bad = fwrite(buf, 1, len, fp) != len;
-    bad |= fclose(fp) != 0;
-    if (bad) {
-        remove(tmp);
-        evit_error("%s: write failed", path);
-        goto out;
-    }
-    rc = evit_commit_file(tmp, path);
-out:
+    int rc = evit_write_file(path, buf, len);
     free(buf);
-    free(tmp);
     return rc;
 }

@@ -6,7 +6,6 @@
  * malloc'd here, so one protobuf_c_message_free_unpacked() releases it all. */
 #include "onnx.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,33 +174,41 @@ static const char *qdq(struct graph *b, const char *prefix, const char *x, float
     return out(node(b, "DequantizeLinear", evit_strfmt("%s/dequantized", prefix), q, s, z));
 }
 
+/* An (out, in) matrix of elem-byte elements as the file stores it: (in,
+ * out) when transposed, else as it is.  Caller frees. */
+static void *stored(const void *src, int out, int in, size_t elem, int transposed)
+{
+    size_t n = (size_t)out * (size_t)in, o, i;
+    uint8_t *t = evit_malloc(elem * (n ? n : 1));
+    const uint8_t *s = src;
+    if (!transposed) {
+        memcpy(t, s, elem * n);
+        return t;
+    }
+    for (o = 0; o < (size_t)out; o++)
+        for (i = 0; i < (size_t)in; i++) memcpy(t + (i * (size_t)out + o) * elem, s + (o * (size_t)in + i) * elem, elem);
+    return t;
+}
+
 /* The weight as the graph uses it: (in, out) float32, or int8 dequantized
  * per output channel (along axis).  transpose: store W^T of the (out, in)
  * matrix; otherwise keep dims as given (the conv). */
 static const char *weight(struct graph *b, const char *prefix, const struct evrt_linear *L, const int64_t *dims,
                           int ndim, int transposed)
 {
-    size_t n = (size_t)L->in * (size_t)L->out, i, o;
+    size_t n = (size_t)L->in * (size_t)L->out;
     int64_t tdims[2] = {L->in, L->out}, odims[1] = {L->out};
     const int64_t *d = transposed ? tdims : dims;
     int nd = transposed ? 2 : ndim;
-    char *name;
-    const char *w;
     if (L->dtype != EVRT_I8) {
-        float *t = evit_malloc(4 * n);
-        for (o = 0; o < (size_t)L->out; o++)
-            for (i = 0; i < (size_t)L->in; i++) t[transposed ? i * (size_t)L->out + o : o * (size_t)L->in + i] =
-                L->w[o * (size_t)L->in + i];
-        name = evit_strfmt("%s.weight", prefix);
-        w = init_f32(b, name, d, nd, t);
+        char *name = evit_strfmt("%s.weight", prefix);
+        float *t = stored(L->w, L->out, L->in, sizeof(float), transposed);
+        const char *w = init_f32(b, name, d, nd, t);
         free(t);
         free(name);
         return w;
     }
-    int8_t *t = evit_malloc(n), *zeros = evit_calloc((size_t)L->out, 1);
-    for (o = 0; o < (size_t)L->out; o++)
-        for (i = 0; i < (size_t)L->in; i++)
-            t[transposed ? i * (size_t)L->out + o : o * (size_t)L->in + i] = L->wq[o * (size_t)L->in + i];
+    int8_t *t = stored(L->wq, L->out, L->in, 1, transposed), *zeros = evit_calloc((size_t)L->out, 1);
     char *qn = evit_strfmt("%s.weight_quantized", prefix), *sn = evit_strfmt("%s.weight_scale", prefix),
          *zn = evit_strfmt("%s.weight_zero_point", prefix);
     const char *q = init_tensor(b, qn, ONNX__TENSOR_PROTO__DATA_TYPE__INT8, d, nd, t, n);
@@ -504,30 +511,11 @@ int evit_onnx_write(const char *path, const struct evit_qmodel *q, const struct 
     Onnx__ModelProto *mp = model_build(q, info);
     size_t n = onnx__model_proto__get_packed_size(mp);
     uint8_t *buf = evit_malloc(n ? n : 1);
-    char *tmp = evit_temp_path(path);
-    FILE *f = NULL;
-    if (onnx__model_proto__pack(mp, buf) != n) {
+    if (onnx__model_proto__pack(mp, buf) != n)
         evit_error("%s: protobuf-c packed a different size than it measured", path);
-        goto fail;
-    }
-    f = fopen(tmp, "wb");
-    if (!f) {
-        evit_error("%s: cannot create: %s", tmp, strerror(errno));
-        goto fail;
-    }
-    int ok = fwrite(buf, 1, n, f) == n;
-    ok = fclose(f) == 0 && ok;
-    f = NULL;
-    if (!ok) {
-        remove(tmp);
-        evit_error("%s: write failed (disk full?)", tmp);
-        goto fail;
-    }
-    if (evit_commit_file(tmp, path) < 0) goto fail;
-    *bytes = n;
-    rc = EVIT_OK;
-fail:
-    free(tmp);
+    else
+        rc = evit_write_file(path, buf, n);
+    if (rc == EVIT_OK) *bytes = n;
     free(buf);
     protobuf_c_message_free_unpacked(&mp->base, NULL);
     return rc;
