@@ -2,7 +2,7 @@
  * INT8 and INT8 with INT8 attention, at 1 and 2 threads, with the memory it
  * needs.
  *
- *   bench/runtime [--reps N] [--threads LIST] [--kernels NAME] [CONFIG ...]
+ *   bench/runtime [--reps N] [--threads LIST] [--kernels NAME] [--dtypes LIST] [CONFIG ...]
  *
  * CONFIG defaults to fm-tiny fm-small deit-tiny deit-small.  INT8 models get
  * every linear layer in int8 with symmetric per-tensor activation scales
@@ -15,7 +15,8 @@
  *
  *   evit CONFIG DTYPE threads=T kernels=K median_ms=X min_ms=Y model_mb=M ctx_mb=C
  *
- * DTYPE is f32, int8 or int8a. */
+ * DTYPE is f32, int8 or int8a; --dtypes picks some ("int8a", "f32,int8"),
+ * for example to profile one path alone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,16 +53,27 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* 1 when the comma-separated list holds word. */
+static int has_word(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *s = list; (s = strstr(s, word)); s += n)
+        if ((s == list || s[-1] == ',') && (s[n] == ',' || s[n] == 0)) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *defaults[] = {"fm-tiny", "fm-small", "deit-tiny", "deit-small"};
-    const char *names[16], *kern = NULL;
+    const char *names[16], *kern = NULL, *dtypes = "f32,int8,int8a";
     int n = 0, reps = 0, threads[8] = {1, 2}, nthreads = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
             kern = argv[++i];
+        else if (!strcmp(argv[i], "--dtypes") && i + 1 < argc)
+            dtypes = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             char *s = argv[++i], *end;
             nthreads = 0;
@@ -70,7 +82,7 @@ int main(int argc, char **argv)
                 s = *end ? end + 1 : end;
             }
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: bench/runtime [--reps N] [--threads 1,2] [--kernels NAME] [CONFIG ...]");
+            puts("usage: bench/runtime [--reps N] [--threads 1,2] [--kernels NAME] [--dtypes f32,int8,int8a] [CONFIG ...]");
             return 0;
         } else if (n < 16)
             names[n++] = argv[i];
@@ -106,6 +118,7 @@ int main(int argc, char **argv)
         int R = reps > 0 ? reps : cfg.img_size > 100 ? 15 : 200;
         static const char *const dtname[3] = {"f32", "int8", "int8a"};
         for (int dt = 0; dt < 3; dt++) {
+            if (!has_word(dtypes, dtname[dt])) continue;
             for (int i = 0; i < evrt_layer_count(&q.rt); i++) {
                 struct evrt_linear *L = evrt_model_layer(&q.rt, i);
                 L->dtype = dt ? EVRT_I8 : EVRT_F32;

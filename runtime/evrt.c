@@ -73,6 +73,9 @@ struct evrt_ctx {
     char err[EVRT_ERR_MAX];
     /* working memory, one allocation each */
     float *patches; /* (B, N, PI) */
+    /* evrt_patchify_lut for the mean and std in lut_key (the model's may
+     * change between calls, like its scales) */
+    float lut[EVRT_MAX_CHANNELS * 256], lut_key[2 * EVRT_MAX_CHANNELS];
     float *x;       /* (B, T, D) residual stream */
     float *ln;      /* (B, T, D) LayerNorm output; patch embeddings first */
     float *qkv;     /* (B, T, 3 Imax) */
@@ -734,7 +737,13 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
     if (!images || !logits) return evrt_errf(c->err, sizeof c->err, "images and logits must not be NULL");
     /* dtypes and scales may have changed since the last call */
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
-    evrt_patchify_ref(c->patches, images, m->mean, m->std, B, m->img_size, m->channels, m->patch);
+    if (memcmp(c->lut_key, m->mean, sizeof(float) * (size_t)m->channels) ||
+        memcmp(c->lut_key + EVRT_MAX_CHANNELS, m->std, sizeof(float) * (size_t)m->channels)) {
+        evrt_patchify_lut(c->lut, m->mean, m->std, m->channels);
+        memcpy(c->lut_key, m->mean, sizeof c->lut_key / 2);
+        memcpy(c->lut_key + EVRT_MAX_CHANNELS, m->std, sizeof c->lut_key / 2);
+    }
+    evrt_patchify_fast(c->patches, images, c->lut, B, m->img_size, m->channels, m->patch);
     linear(c, 0, c->ln, c->patches, B * N);
     for (b = 0; b < B; b++) {
         float *x = c->x + (size_t)b * T * D;

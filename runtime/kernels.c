@@ -114,6 +114,30 @@ void evrt_patchify_ref(float *out, const uint8_t *img, const float *mean, const 
     }
 }
 
+void evrt_patchify_lut(float *lut, const float *mean, const float *std, int C)
+{
+    int c, v;
+    for (c = 0; c < C; c++)
+        for (v = 0; v < 256; v++) lut[c * 256 + v] = ((float)v / 255.0f - mean[c]) / std[c];
+}
+
+void evrt_patchify_fast(float *out, const uint8_t *img, const float *lut, int B, int H, int C, int P)
+{
+    int G = H / P, K = C * P * P, b, g, py, px, c;
+    for (b = 0; b < B; b++) {
+        const uint8_t *src = img + (size_t)b * H * H * C;
+        for (g = 0; g < G * G; g++) {
+            int gy = g / G, gx = g % G;
+            float *row = out + ((size_t)b * G * G + g) * K;
+            for (py = 0; py < P; py++) {
+                const uint8_t *pix = src + ((size_t)(gy * P + py) * H + gx * P) * C;
+                for (px = 0; px < P; px++, pix += C)
+                    for (c = 0; c < C; c++) row[c * P * P + py * P + px] = lut[c * 256 + pix[c]];
+            }
+        }
+    }
+}
+
 void evrt_layernorm_ref(float *out, const float *x, const float *w, const float *b, int N, int D)
 {
     int n, i;

@@ -26,6 +26,14 @@ void evrt_patchify_ref(float *out /* (B, G*G, C*P*P) */, const uint8_t *img /* (
                        const float *mean /* (C) */, const float *std /* (C) */, int B, int H,
                        int C, int P);
 
+/* evrt_patchify_ref's per-pixel value for every byte: lut[c * 256 + v] =
+ * (v / 255 - mean[c]) / std[c], the same float operations. */
+void evrt_patchify_lut(float *lut /* (C, 256) */, const float *mean /* (C) */,
+                       const float *std /* (C) */, int C);
+/* evrt_patchify_ref by table look-up: the same bits, no divisions. */
+void evrt_patchify_fast(float *out /* (B, G*G, C*P*P) */, const uint8_t *img /* (B, H, H, C) */,
+                        const float *lut /* (C, 256) */, int B, int H, int C, int P);
+
 /* out = (x - mean) / sqrt(var + 1e-6) * w + b per row (biased variance). */
 void evrt_layernorm_ref(float *out /* (N, D) */, const float *x /* (N, D) */,
                         const float *w /* (D) */, const float *b /* (D) */, int N, int D);

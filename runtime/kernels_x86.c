@@ -523,6 +523,222 @@ AVX512 static void i8p_vnni(float *y, const void *xp, int32_t x_zero, float x_sc
     }
 }
 
+/* ---- INT8 attention, VNNI (evrt.h's specification, bit for bit) ----
+ *
+ * The generic evrt_att_i8_rows_fast quantizes K and V^T element by element
+ * (V^T's stores stride by T), packs them byte by byte and round-trips
+ * every intermediate through float rows.  Here each step works on vectors
+ * and writes the layout its consumer reads: K's rows are quantized and
+ * stored straight into i8p_vnni's panels (one dword per group of four
+ * dimensions), V's rows four tokens at a time and transposed 4 x 16 bytes
+ * into V^T's panels, q's rows and the probabilities P straight into the
+ * u = x + 128 rows i8p_vnni multiplies.  Every float operation is the
+ * _ref's, lane by lane, in the same order (no fused multiply-add). */
+
+/* sq(x, s) of evrt.h on 16 lanes (evrt_qsym): NaN 0, clamp to +-127, then
+ * vcvtps2dq rounds to nearest even like rintf. */
+INLINE_AVX512 __m512i qsym16(__m512 x, __m512 inv)
+{
+    __m512 t = _mm512_mul_ps(x, inv);
+    t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), t);
+    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
+    return _mm512_cvtps_epi32(t);
+}
+
+/* One row of n floats quantized by qsym16 into int8 q (zero up to a
+ * multiple of 16); the int32 lanes are added into sum (16 per chunk of 16
+ * floats: sum[i] gets element i of each chunk; NULL: none) and their
+ * total is returned. */
+INLINE_AVX512 int32_t qsym_row(int8_t *q, int32_t *sum, const float *x, int n, __m512 inv)
+{
+    __m512i tot = _mm512_setzero_si512();
+    int i;
+    for (i = 0; i < n; i += 16) {
+        __mmask16 m = mask16(n - i);
+        __m512i v = _mm512_maskz_mov_epi32(m, qsym16(_mm512_maskz_loadu_ps(m, x + i), inv));
+        tot = _mm512_add_epi32(tot, v);
+        if (sum) _mm512_mask_storeu_epi32(sum + i, m, _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, sum + i), v));
+        _mm_storeu_si128((__m128i *)(void *)(q + i), _mm512_cvtepi32_epi8(v));
+    }
+    return _mm512_reduce_add_epi32(tot);
+}
+
+/* exp_neg of kernels.c on 16 lanes: the same operations in the same order. */
+INLINE_AVX512 __m512 exp_neg16(__m512 x)
+{
+    const __m512 zero = _mm512_setzero_ps(), big = _mm512_set1_ps(12582912.0f);
+    __m512 v = _mm512_mask_mov_ps(zero, _mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), x);
+    __m512 k, f, p, e;
+    v = _mm512_mask_mov_ps(_mm512_set1_ps(-87.3f), _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ), v);
+    k = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)), big), big);
+    f = _mm512_sub_ps(v, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
+    f = _mm512_sub_ps(f, _mm512_mul_ps(k, _mm512_set1_ps(-2.12194440e-4f)));
+    p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(5.0000001201e-1f));
+    e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(f, f)), f), _mm512_set1_ps(1.0f));
+    return _mm512_mul_ps(e, _mm512_castsi512_ps(_mm512_slli_epi32(
+                                _mm512_add_epi32(_mm512_cvttps_epi32(k), _mm512_set1_epi32(127)), 23)));
+}
+
+/* evrt_softmax_i8 on R rows of S (rows of T) followed by quant_vnni's
+ * u = P + 128 into xq (rows of ld, zero padded).  The rows go through
+ * each pass together: one row's passes depend on each other (max, then
+ * exp and sum, then the division), so a row alone leaves the vector units
+ * waiting on latency.  E = rint(exp * 2^15) is kept in S in place of the
+ * score it came from. */
+INLINE_AVX512 void softmax_i8_rows(uint8_t *xq, size_t ld, float *S, int T, __m512 vc, float p_scale,
+                                   const int R)
+{
+    const __m512 s15 = _mm512_set1_ps(32768.0f), top = _mm512_set1_ps(127.0f);
+    __m512i vmx[4], vsum[4];
+    __m512 r[4];
+    int u, k;
+#pragma GCC unroll 4
+    for (k = 0; k < R; k++) {
+        vmx[k] = _mm512_set1_epi32(INT32_MIN);
+        vsum[k] = _mm512_setzero_si512();
+    }
+    for (u = 0; u < T; u += 16) {
+        __mmask16 m = mask16(T - u);
+#pragma GCC unroll 4
+        for (k = 0; k < R; k++)
+            vmx[k] = _mm512_mask_max_epi32(vmx[k], m, vmx[k],
+                                           _mm512_cvttps_epi32(_mm512_maskz_loadu_ps(m, S + (size_t)k * T + u)));
+    }
+#pragma GCC unroll 4
+    for (k = 0; k < R; k++) vmx[k] = _mm512_set1_epi32(_mm512_reduce_max_epi32(vmx[k]));
+    for (u = 0; u < T; u += 16) {
+        __mmask16 m = mask16(T - u);
+#pragma GCC unroll 4
+        for (k = 0; k < R; k++) {
+            float *s = S + (size_t)k * T + u;
+            __m512i a = _mm512_cvttps_epi32(_mm512_maskz_loadu_ps(m, s));
+            __m512 x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vmx[k])), vc);
+            __m512 e = _mm512_roundscale_ps(_mm512_mul_ps(exp_neg16(x), s15),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m512i ei = _mm512_maskz_mov_epi32(m, _mm512_cvttps_epi32(e));
+            vsum[k] = _mm512_add_epi32(vsum[k], ei);
+            _mm512_mask_storeu_epi32(s, m, ei);
+        }
+    }
+#pragma GCC unroll 4
+    for (k = 0; k < R; k++) r[k] = _mm512_set1_ps(1.0f / ((float)_mm512_reduce_add_epi32(vsum[k]) * p_scale));
+    for (u = 0; u < T; u += 16) {
+        __mmask16 m = mask16(T - u);
+#pragma GCC unroll 4
+        for (k = 0; k < R; k++) {
+            __m512i ei = _mm512_maskz_loadu_epi32(m, S + (size_t)k * T + u);
+            __m512 p = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ei), r[k]),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            /* p < 127 ? p : 127 (NaN: 127); vminps returns its second operand on NaN */
+            __m512i pi = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_min_ps(p, top)), _mm512_set1_epi32(128));
+            _mm_storeu_si128((__m128i *)(void *)(xq + (size_t)k * ld + u), _mm512_maskz_cvtepi32_epi8(m, pi));
+        }
+    }
+#pragma GCC unroll 4
+    for (k = 0; k < R; k++)
+        for (u = (T + 15) / 16 * 16; u < (int)ld; u++) xq[(size_t)k * ld + u] = 0;
+}
+
+/* softmax_i8_rows on the n rows of S, four at a time. */
+AVX512 static void softmax_i8_vnni(uint8_t *xq, float *S, int n, int T, float c, float p_scale)
+{
+    size_t ld = ld64(T);
+    __m512 vc = _mm512_set1_ps(c);
+    int t;
+    for (t = 0; t + 4 <= n; t += 4) softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 4);
+    switch (n - t) {
+    case 3: softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 3); break;
+    case 2: softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 2); break;
+    case 1: softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 1); break;
+    default: break;
+    }
+}
+
+/* The head's K and V quantized and packed as i8p_vnni weights with their
+ * sums: K as T channels of d inputs, V^T as d channels of T inputs. */
+AVX512 static void att_i8_kv_vnni(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d,
+                                  float ik, float iv)
+{
+    int G = (d + 3) / 4, GT = (T + 3) / 4, u, g, j, r;
+    size_t ps = (size_t)GT * 64;
+    __m512 vik = _mm512_set1_ps(ik), viv = _mm512_set1_ps(iv);
+    /* four rows of d rounded up to 16, zero padded (INT8 attention
+     * allows d <= 512: evrt_model_check) */
+    int8_t row[4 * 512];
+    size_t ldr = (size_t)(d + 15) / 16 * 16;
+    int8_t *kp = a->kp, *vp = a->vp;
+    memset(row, 0, 4 * ldr);
+    for (u = 0; u < (T + 15) / 16 * 16; u++) {
+        int8_t *dst = kp + (size_t)(u / 16) * G * 64 + (u % 16) * 4;
+        if (u < T)
+            a->kws[u] = qsym_row(row, NULL, qkv + (size_t)u * 3 * I + I + h * d, d, vik);
+        else
+            memset(row, 0, ldr);
+        for (g = 0; g < G; g++) memcpy(dst + (size_t)g * 64, row + 4 * g, 4);
+    }
+    memset(a->vws, 0, sizeof(int32_t) * (size_t)d);
+    for (g = 0; g < GT; g++) {
+        for (r = 0; r < 4; r++) {
+            u = 4 * g + r;
+            if (u < T)
+                qsym_row(row + r * ldr, a->vws, qkv + (size_t)u * 3 * I + 2 * I + h * d, d, viv);
+            else
+                memset(row + r * ldr, 0, ldr);
+        }
+        for (j = 0; j < (d + 15) / 16; j++) {
+            /* bytes c*4 + k of the 64 = row k, dimension 16 j + c */
+            __m128i r0 = _mm_loadu_si128((const __m128i *)(const void *)(row + 16 * j));
+            __m128i r1 = _mm_loadu_si128((const __m128i *)(const void *)(row + ldr + 16 * j));
+            __m128i r2 = _mm_loadu_si128((const __m128i *)(const void *)(row + 2 * ldr + 16 * j));
+            __m128i r3 = _mm_loadu_si128((const __m128i *)(const void *)(row + 3 * ldr + 16 * j));
+            __m128i t0 = _mm_unpacklo_epi8(r0, r1), t1 = _mm_unpackhi_epi8(r0, r1);
+            __m128i t2 = _mm_unpacklo_epi8(r2, r3), t3 = _mm_unpackhi_epi8(r2, r3);
+            __m128i *dst = (__m128i *)(void *)(vp + (size_t)j * ps + (size_t)g * 64);
+            _mm_storeu_si128(dst, _mm_unpacklo_epi16(t0, t2));
+            _mm_storeu_si128(dst + 1, _mm_unpackhi_epi16(t0, t2));
+            _mm_storeu_si128(dst + 2, _mm_unpacklo_epi16(t1, t3));
+            _mm_storeu_si128(dst + 3, _mm_unpackhi_epi16(t1, t3));
+        }
+    }
+}
+
+/* evrt_att8_fn: one item of queries [q0, q0 + nr) of head h. */
+AVX512 static void att_i8_rows_vnni(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
+                                    const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
+                                    const float *scales)
+{
+    size_t ld = ld64(d);
+    __m512 iq = _mm512_set1_ps(1.0f / scales[0]);
+    __m512i off = _mm512_set1_epi32(128);
+    uint8_t *xq = a->xq;
+    int u, i, r;
+    (void)k;
+    if (fresh) {
+        att_i8_kv_vnni(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2]);
+        for (u = 0; u < T; u++) a->ones[u] = 1.0f;
+        for (i = 0; i < d; i++) a->vs[i] = scales[2];
+    }
+    for (r = 0; r < nr; r++) {
+        const float *x = qkv + (size_t)(q0 + r) * 3 * I + h * d;
+        uint8_t *q = xq + (size_t)r * ld;
+        for (i = 0; i < d; i += 16) {
+            __mmask16 m = mask16(d - i);
+            __m512i v = _mm512_add_epi32(qsym16(_mm512_maskz_loadu_ps(m, x + i), iq), off);
+            _mm_storeu_si128((__m128i *)(void *)(q + i), _mm512_maskz_cvtepi32_epi8(m, v));
+        }
+        for (i = (d + 15) / 16 * 16; i < (int)ld; i++) q[i] = 0;
+    }
+    i8p_vnni(a->S, xq, 0, 1.0f, a->kp, a->kws, a->ones, NULL, nr, d, T, 0, T);
+    softmax_i8_vnni(xq, a->S, nr, T, (scales[0] * scales[1]) / sqrtf((float)d), scales[3]);
+    i8p_vnni(a->os, xq, 0, scales[3], a->vp, a->vws, a->vs, NULL, nr, T, d, 0, d);
+    for (r = 0; r < nr; r++) memcpy(out + (size_t)r * ldo, a->os + (size_t)r * d, sizeof(float) * (size_t)d);
+}
+
 /* AVX2 float32: MR rows by one panel of 16 (two vectors). */
 INLINE_AVX2 void f32p_tile_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *p0,
                                 size_t ldb, const float *b, int K, __m256i m0, __m256i m1, int full,
@@ -782,7 +998,7 @@ static const struct evrt_kernels vnni_kernels = {
     .isa = EVRT_ISA_AVX512VNNI, .name = "avx512vnni", .quant = quant_vnni, .i8 = i8_vnni, .f32 = f32_512,
     .needs_wsum = 1, .f32p = f32p_512, .pack_i8 = pack_i8_vnni, .i8p = i8p_vnni,
     .softmax = softmax_512, .layernorm = layernorm_512, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast};
+    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_vnni};
 
 const struct evrt_kernels *evrt_kernels_x86(int isa)
 {

@@ -241,6 +241,30 @@ static void every_float32_variant_is_within_rounding_of_the_reference(void)
     }
 }
 
+static void table_patchify_equals_the_reference_bit_for_bit(void)
+{
+    enum { B = 2, H = 12 };
+    static uint8_t img[B * H * H * EVRT_MAX_CHANNELS];
+    static float ref[B * H * H * EVRT_MAX_CHANNELS], fast[B * H * H * EVRT_MAX_CHANNELS];
+    float mean[EVRT_MAX_CHANNELS], std[EVRT_MAX_CHANNELS], lut[EVRT_MAX_CHANNELS * 256];
+    int C, P, i;
+    rng_seed(5);
+    for (i = 0; i < (int)sizeof img; i++) img[i] = (uint8_t)rng_below(256);
+    for (C = 1; C <= EVRT_MAX_CHANNELS; C++)
+        for (P = 1; P <= H; P++) {
+            if (H % P) continue;
+            for (i = 0; i < C; i++) {
+                mean[i] = 0.5f * rng_sym() + 0.4f;
+                std[i] = 0.2f * rng_sym() + 0.3f;
+            }
+            evrt_patchify_ref(ref, img, mean, std, B, H, C, P);
+            evrt_patchify_lut(lut, mean, std, C);
+            memset(fast, 0xff, sizeof fast);
+            evrt_patchify_fast(fast, img, lut, B, H, C, P);
+            CHECK(memcmp(ref, fast, sizeof(float) * B * H * H * (size_t)C) == 0);
+        }
+}
+
 static void fast_layernorm_and_softmax_are_within_rounding_of_the_reference(void)
 {
     enum { N = 5, D = 203 };
@@ -571,11 +595,13 @@ static int attention_case(const char *kern, int nt, int img, int B, float *logit
 
 static void int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count(void)
 {
-    static const int imgs[2] = {16, 28}; /* T 17 and 50: one and three chunks of queries */
+    /* T 17, 50 and 101: one, three and five chunks of queries; 101 also
+     * takes two 64-byte blocks per quantized row */
+    static const int imgs[3] = {16, 28, 40};
     float first[5 * 7], other[5 * 7];
     double sqnr[3];
     int isa, nt, k;
-    for (k = 0; k < 2; k++) {
+    for (k = 0; k < 3; k++) {
         REQUIRE(attention_case("ref", 1, imgs[k], 5, first, sqnr));
         printf("# img %d: INT8 attention SQNR against float attention %.1f, %.1f, %.1f dB\n", imgs[k],
                sqnr[0], sqnr[1], sqnr[2]);
@@ -673,6 +699,7 @@ int main(int argc, char **argv)
     RUN(every_float32_variant_is_within_rounding_of_the_reference);
     RUN(fast_gelu_and_exp_are_within_their_documented_errors);
     RUN(fast_layernorm_and_softmax_are_within_rounding_of_the_reference);
+    RUN(table_patchify_equals_the_reference_bit_for_bit);
     RUN(int8_models_give_the_same_logits_for_any_thread_count_on_every_variant);
     RUN(int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count);
     RUN(int8_attention_needs_positive_scales_and_head_dims_up_to_512);
