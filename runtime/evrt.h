@@ -180,7 +180,8 @@ int evrt_ctx_set_threads(evrt_ctx *ctx, int n);
 int evrt_ctx_threads(const evrt_ctx *ctx);
 
 /* Kernel variant: "ref" (the plain C kernels: the exact pre-SIMD float
- * path), "avx2", "avx512vnni", "neon", "dotprod" or "best" (the default:
+ * path), "avx2", "avx512vnni", "amx" (avx512vnni with the linear layers
+ * on AMX tiles, where Linux grants them), "neon", "dotprod" or "best" (the default:
  * the fastest the CPU runs, checked at run time; environment variable
  * EVRT_KERNELS overrides it at create).  Every variant gives INT8 linear
  * outputs bit-identical to the _ref kernels; the others also use a

@@ -293,18 +293,19 @@ size_t evrt_pack_i8_bytes(int isa, int O, int I)
     size_t o = (size_t)(O + 15) / 16 * 16;
     if (isa == EVRT_ISA_AVX2) return o * (size_t)((I + 1) / 2 * 2); /* int8 pairs */
     if (isa == EVRT_ISA_AVX512VNNI) return o * (size_t)((I + 3) / 4 * 4);
+    if (isa == EVRT_ISA_AMX) return o * (size_t)((I + 63) / 64 * 64); /* whole tiles */
     if (isa == EVRT_ISA_NEON || isa == EVRT_ISA_DOTPROD) return o * (size_t)((I + 15) / 16 * 16);
     return 0;
 }
 
 static const char *const isa_names[EVRT_ISA_COUNT] = {"ref", "avx2", "avx512vnni", "neon",
-                                                      "dotprod"};
+                                                      "dotprod", "amx"};
 
 const struct evrt_kernels *evrt_kernels_get(int isa)
 {
     const struct evrt_kernels *k = NULL;
     if (isa == EVRT_ISA_REF) return &ref_kernels;
-    if (isa == EVRT_ISA_AVX2 || isa == EVRT_ISA_AVX512VNNI) k = evrt_kernels_x86(isa);
+    if (isa == EVRT_ISA_AVX2 || isa == EVRT_ISA_AVX512VNNI || isa == EVRT_ISA_AMX) k = evrt_kernels_x86(isa);
     if (isa == EVRT_ISA_NEON || isa == EVRT_ISA_DOTPROD) k = evrt_kernels_arm(isa);
     return k;
 }
@@ -313,7 +314,8 @@ int evrt_isa_available(int isa) { return isa >= 0 && isa < EVRT_ISA_COUNT && evr
 
 int evrt_isa_best(void)
 {
-    static const int order[] = {EVRT_ISA_AVX512VNNI, EVRT_ISA_AVX2, EVRT_ISA_DOTPROD, EVRT_ISA_NEON};
+    static const int order[] = {EVRT_ISA_AMX, EVRT_ISA_AVX512VNNI, EVRT_ISA_AVX2, EVRT_ISA_DOTPROD,
+                                EVRT_ISA_NEON};
     size_t i;
     for (i = 0; i < sizeof order / sizeof order[0]; i++)
         if (evrt_isa_available(order[i])) return order[i];
@@ -333,7 +335,7 @@ size_t evrt_quant_bytes(int isa, int N, int I)
 {
     size_t n = (size_t)N;
     if (isa == EVRT_ISA_AVX2) return n * (size_t)((I + 15) / 16 * 16) * 2;
-    if (isa == EVRT_ISA_AVX512VNNI) return n * (size_t)((I + 63) / 64 * 64);
+    if (isa == EVRT_ISA_AVX512VNNI || isa == EVRT_ISA_AMX) return n * (size_t)((I + 63) / 64 * 64);
     if (isa == EVRT_ISA_NEON || isa == EVRT_ISA_DOTPROD) return n * (size_t)((I + 15) / 16 * 16);
     return n * (size_t)I;
 }

@@ -78,12 +78,13 @@ enum evrt_isa {
     EVRT_ISA_AVX512VNNI,  /* x86-64 AVX-512 F/BW/VNNI: vpdpbusd, u8 x s8 */
     EVRT_ISA_NEON,        /* AArch64 ARMv8.0: smull/smlal + sadalp */
     EVRT_ISA_DOTPROD,     /* AArch64 ARMv8.2 sdot */
+    EVRT_ISA_AMX,         /* x86-64 AVX-512 VNNI with AMX tiles for the packed int8 products */
     EVRT_ISA_COUNT
 };
 
 /* Quantizes x (N, I) exactly as evrt_quantize_act_ref and stores it in the
  * variant's layout (the ref's: int8 xq rows of I; AVX2: int16 xq - zero,
- * rows of ld; VNNI: uint8 xq + 128, rows of ld; NEON and dotprod: int8 xq,
+ * rows of ld; VNNI and AMX: uint8 xq + 128, rows of ld; NEON and dotprod: int8 xq,
  * rows of I rounded up to 16; padding zero). */
 typedef void (*evrt_quant_fn)(void *dst, const float *x, int N, int I, float scale,
                               int32_t zero);
@@ -150,7 +151,7 @@ typedef void (*evrt_att8_fn)(const struct evrt_kernels *k, float *out, size_t ld
 
 struct evrt_kernels {
     int isa;              /* enum evrt_isa */
-    const char *name;     /* "ref", "avx2", "avx512vnni", "neon", "dotprod" */
+    const char *name;     /* "ref", "avx2", "avx512vnni", "neon", "dotprod", "amx" */
     evrt_quant_fn quant;
     evrt_i8_fn i8;
     evrt_f32_fn f32;

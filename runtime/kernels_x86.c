@@ -30,6 +30,7 @@
  * INT8 epilogue is the _ref's expression lane-wise: (float)acc by
  * vcvtdq2ps (round to nearest, like the C conversion), then a separate
  * multiply and add. */
+#define _DEFAULT_SOURCE /* syscall() */
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && \
@@ -38,9 +39,14 @@
 #endif
 
 #ifdef EVRT_HAVE_X86
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
@@ -739,6 +745,179 @@ AVX512 static void att_i8_rows_vnni(const struct evrt_kernels *k, float *out, si
     for (r = 0; r < nr; r++) memcpy(out + (size_t)r * ldo, a->os + (size_t)r * d, sizeof(float) * (size_t)d);
 }
 
+/* ---------------------------------------------------------------- AMX
+ *
+ * Intel AMX (Sapphire Rapids and later): TDPBUSD multiplies a 16 x 64 tile
+ * of u8 activations by a 16 x 64 tile of s8 quadruples into a 16 x 16 tile
+ * of int32 sums, sixteen times the work of one vpdpbusd.  Its B operand is
+ * the VNNI panel layout (row g: 16 channels x four inputs), so the weights
+ * are the VNNI panels with the groups padded to a multiple of 16 (whole
+ * 64-input tiles); activations are quant_vnni's u = xq + 128 rows, already
+ * padded to 64 bytes.  Sums are exact in any order, and the epilogue is
+ * the VNNI one: the results equal the _ref bit for bit.  Blocks of 32 rows
+ * by 32 channels use all eight tiles (four sums, two activation tiles, two
+ * weight tiles); rows after the last multiple of 16 run on the VNNI tile.
+ * Linux gives a process the tile state only on request (arch_prctl
+ * ARCH_REQ_XCOMP_PERM): the variant is available when that succeeds. */
+
+#define AMX __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
+#define INLINE_AMX \
+    static inline __attribute__((always_inline, target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
+
+static size_t groups_amx(int I) { return ld64(I) / 4; }
+
+/* The VNNI panels with groups_amx(I) groups each. */
+static void pack_i8_amx(void *dst, const int8_t *wq, int O, int I)
+{
+    int8_t *p = dst;
+    int G = (int)groups_amx(I), j, g, c, k;
+    for (j = 0; j < (O + 15) / 16; j++)
+        for (g = 0; g < G; g++)
+            for (c = 0; c < 16; c++)
+                for (k = 0; k < 4; k++) {
+                    int o = 16 * j + c, i = 4 * g + k;
+                    *p++ = o < O && i < I ? wq[(size_t)o * I + i] : 0;
+                }
+}
+
+/* The tile configuration: palette 1, tiles 0-7 all 16 rows of 64 bytes. */
+struct amx_config {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+/* Sums of MR blocks of 16 rows (x, rows of ld) by NB panels (p0, p1) over
+ * KC tiles of 64 inputs into cb: tile rb * 2 + nb at cb + (rb * 2 + nb) * 256. */
+INLINE_AMX void amx_block(int32_t *cb, const uint8_t *x, size_t ld, const int8_t *p0, const int8_t *p1,
+                          int KC, const int MR, const int NB)
+{
+    int kc;
+    _tile_zero(0);
+    if (NB == 2) _tile_zero(1);
+    if (MR == 2) _tile_zero(2);
+    if (MR == 2 && NB == 2) _tile_zero(3);
+    for (kc = 0; kc < KC; kc++) {
+        _tile_loadd(4, x + (size_t)kc * 64, ld);
+        _tile_loadd(6, p0 + (size_t)kc * 1024, 64);
+        _tile_dpbusd(0, 4, 6);
+        if (NB == 2) {
+            _tile_loadd(7, p1 + (size_t)kc * 1024, 64);
+            _tile_dpbusd(1, 4, 7);
+        }
+        if (MR == 2) {
+            _tile_loadd(5, x + 16 * ld + (size_t)kc * 64, ld);
+            _tile_dpbusd(2, 5, 6);
+            if (NB == 2) _tile_dpbusd(3, 5, 7);
+        }
+    }
+    _tile_stored(0, cb, 64);
+    if (NB == 2) _tile_stored(1, cb + 256, 64);
+    if (MR == 2) _tile_stored(2, cb + 512, 64);
+    if (MR == 2 && NB == 2) _tile_stored(3, cb + 768, 64);
+}
+
+/* The VNNI epilogue on the sums of amx_block: MR * 16 rows of y. */
+INLINE_AMX void amx_epilogue(float *y, size_t O, const int32_t *cb, __m512 ms0, __m512 ms1, __m512 b0,
+                             __m512 b1, __m512i c0, __m512i c1, __mmask16 m0, __mmask16 m1, const int MR,
+                             const int NB)
+{
+    int r;
+    for (r = 0; r < 16 * MR; r++) {
+        const int32_t *s = cb + (r / 16) * 512 + (r % 16) * 16;
+        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512((const void *)s), c0));
+        _mm512_mask_storeu_ps(y + (size_t)r * O, m0, _mm512_add_ps(_mm512_mul_ps(v, ms0), b0));
+        if (NB == 2) {
+            v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512((const void *)(s + 256)), c1));
+            _mm512_mask_storeu_ps(y + (size_t)r * O + 16, m1, _mm512_add_ps(_mm512_mul_ps(v, ms1), b1));
+        }
+    }
+}
+
+AMX static void i8p_amx(float *y, const void *xp, int32_t x_zero, float x_scale, const void *wp,
+                        const int32_t *wsum, const float *w_scale, const float *b, int N, int I, int O,
+                        int o0, int o1)
+{
+    const uint8_t *x = xp;
+    size_t ld = ld64(I), ps = groups_amx(I) * 64;
+    int KC = (int)(ld / 64), N16 = N / 16 * 16, G = (int)groups_amx(I), o, n;
+    __m512i off = _mm512_set1_epi32(128 + x_zero);
+    __m512 xs = _mm512_set1_ps(x_scale);
+    int32_t cb[4 * 256] __attribute__((aligned(64)));
+    if (N16) {
+        struct amx_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.palette = 1;
+        for (n = 0; n < 8; n++) {
+            cfg.rows[n] = 16;
+            cfg.colsb[n] = 64;
+        }
+        _tile_loadconfig(&cfg);
+    }
+    for (o = o0; o < o1; o += 32) {
+        const int8_t *p0 = (const int8_t *)wp + (size_t)(o / 16) * ps, *p1 = p0 + ps;
+        __mmask16 m0 = mask16(o1 - o), m1 = mask16(o1 - o - 16);
+        __m512 ms0 = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(m0, w_scale + o));
+        __m512 ms1 = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(m1, w_scale + o + 16));
+        __m512 b0 = b ? _mm512_maskz_loadu_ps(m0, b + o) : _mm512_setzero_ps();
+        __m512 b1 = b ? _mm512_maskz_loadu_ps(m1, b + o + 16) : _mm512_setzero_ps();
+        __m512i c0 = _mm512_mullo_epi32(off, _mm512_maskz_loadu_epi32(m0, wsum + o));
+        __m512i c1 = _mm512_mullo_epi32(off, _mm512_maskz_loadu_epi32(m1, wsum + o + 16));
+#define BLOCK(MR, NB)                                                                              \
+    do {                                                                                           \
+        amx_block(cb, x + (size_t)n * ld, ld, p0, p1, KC, MR, NB);                                 \
+        amx_epilogue(y + (size_t)n * O + o, (size_t)O, cb, ms0, ms1, b0, b1, c0, c1, m0, m1, MR, NB); \
+    } while (0)
+#define TV(MR, NB)                                                                                     \
+    i8p_tile_vnni(y + (size_t)n * O + o, (size_t)O, x + (size_t)n * ld, ld, p0, p1, G, ms0, ms1, b0, b1, \
+                  c0, c1, m0, m1, MR, NB)
+#define ALL(NB)                                                    \
+    do {                                                           \
+        for (n = 0; n + 32 <= N16; n += 32) BLOCK(2, NB);          \
+        if (n < N16) {                                             \
+            BLOCK(1, NB);                                          \
+            n += 16;                                               \
+        }                                                          \
+        for (; n + 6 <= N; n += 6) TV(6, NB);                      \
+        switch (N - n) {                                           \
+        case 5: TV(5, NB); break;                                  \
+        case 4: TV(4, NB); break;                                  \
+        case 3: TV(3, NB); break;                                  \
+        case 2: TV(2, NB); break;                                  \
+        case 1: TV(1, NB); break;                                  \
+        default: break;                                            \
+        }                                                          \
+    } while (0)
+        if (m1)
+            ALL(2);
+        else
+            ALL(1);
+#undef ALL
+#undef TV
+#undef BLOCK
+    }
+    if (N16) _tile_release();
+}
+
+/* The process may use the tile registers: CPUID says AMX-TILE and
+ * AMX-INT8, and Linux grants XTILEDATA (asked once; 1 yes, 0 no). */
+static int amx_permitted(void)
+{
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    static int state = -1; /* -1: not asked yet */
+    int s = __atomic_load_n(&state, __ATOMIC_ACQUIRE);
+    if (s < 0) {
+        unsigned a, b, c, d;
+        s = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 24 & 1) && (d >> 25 & 1) &&
+            syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+        __atomic_store_n(&state, s, __ATOMIC_RELEASE);
+    }
+    return s;
+#else
+    return 0;
+#endif
+}
+
 /* AVX2 float32: MR rows by one panel of 16 (two vectors). */
 INLINE_AVX2 void f32p_tile_avx2(float *y, size_t ldy, const float *x, size_t ldx, const float *p0,
                                 size_t ldb, const float *b, int K, __m256i m0, __m256i m1, int full,
@@ -999,18 +1178,26 @@ static const struct evrt_kernels vnni_kernels = {
     .needs_wsum = 1, .f32p = f32p_512, .pack_i8 = pack_i8_vnni, .i8p = i8p_vnni,
     .softmax = softmax_512, .layernorm = layernorm_512, .gelu = evrt_gelu_fast,
     .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_vnni};
+/* VNNI with the linear layers' packed products on AMX tiles */
+static const struct evrt_kernels amx_kernels = {
+    .isa = EVRT_ISA_AMX, .name = "amx", .quant = quant_vnni, .i8 = i8_vnni, .f32 = f32_512,
+    .needs_wsum = 1, .f32p = f32p_512, .pack_i8 = pack_i8_amx, .i8p = i8p_amx,
+    .softmax = softmax_512, .layernorm = layernorm_512, .gelu = evrt_gelu_fast,
+    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_vnni};
 
 const struct evrt_kernels *evrt_kernels_x86(int isa)
 {
     __builtin_cpu_init();
     if (isa == EVRT_ISA_AVX2)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &avx2_kernels : NULL;
-    if (isa == EVRT_ISA_AVX512VNNI)
-        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-                       __builtin_cpu_supports("fma")
-                   ? &vnni_kernels
-                   : NULL;
+    if (isa == EVRT_ISA_AVX512VNNI || isa == EVRT_ISA_AMX) {
+        if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+              __builtin_cpu_supports("fma")))
+            return NULL;
+        if (isa == EVRT_ISA_AVX512VNNI) return &vnni_kernels;
+        return amx_permitted() ? &amx_kernels : NULL;
+    }
     return NULL;
 }
 

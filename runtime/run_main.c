@@ -48,7 +48,7 @@ static const char *usage_text =
     "                 float (to compare devices bit for bit)\n"
     "  -h, --help     this text\n"
     "\n"
-    "EVRT_KERNELS=ref|avx2|avx512vnni|neon|dotprod picks the kernels (default:\n"
+    "EVRT_KERNELS=ref|avx2|avx512vnni|amx|neon|dotprod picks the kernels (default:\n"
     "the fastest this CPU runs).\n";
 
 static int usage_error(const char *msg, const char *arg)

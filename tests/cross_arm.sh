@@ -36,7 +36,7 @@ ok "test_kernels passes with the dotprod variant (qemu -cpu max)"
 # the same INT8 model, every variant on both targets: the same bits
 succeeds "$EVIT_BIN/tests/test_kernels" --logits ref
 cp "$T/out" "$T/x86-ref"
-for k in avx2 avx512vnni; do
+for k in avx2 avx512vnni amx; do
     if "$EVIT_BIN/tests/test_kernels" --logits $k >"$T/x86-$k" 2>/dev/null; then
         cmp -s "$T/x86-ref" "$T/x86-$k" || fail "x86 $k logits differ from x86 ref"
     fi
@@ -52,7 +52,7 @@ for cpu_k in "cortex-a57 ref" "cortex-a57 neon" "max dotprod"; do
         fail "AArch64 $2 INT8 logits differ from x86's"
     fi
 done
-ok "INT8 logits, with float and with INT8 attention, are bit-identical on AArch64 (ref, neon, dotprod) and x86 (ref, avx2, avx512vnni)"
+ok "INT8 logits, with float and with INT8 attention, are bit-identical on AArch64 (ref, neon, dotprod) and x86 (ref, avx2, avx512vnni, amx where the CPU has them)"
 
 # evit-run itself, built for the A57 from runtime/ alone: an exported INT8
 # model with INT8 attention gives the same logits, bit for bit, under qemu
@@ -71,7 +71,7 @@ succeeds "$EVIT_BIN/evit-export" "$T/q.h5" -o "$T/q.evit" -q
 succeeds env EVRT_KERNELS=ref "$EVIT_BIN/evit-run" "$T/q.evit" "$T/x.pgm" --logits
 cp "$T/out" "$T/run-x86-ref"
 [ "$(wc -l <"$T/run-x86-ref")" -eq 10 ] || fail "evit-run --logits printed $(wc -l <"$T/run-x86-ref") lines, not 10"
-for k in avx2 avx512vnni; do
+for k in avx2 avx512vnni amx; do
     if env EVRT_KERNELS=$k "$EVIT_BIN/evit-run" "$T/q.evit" "$T/x.pgm" --logits >"$T/run-x86-$k" 2>/dev/null; then
         cmp -s "$T/run-x86-ref" "$T/run-x86-$k" || fail "evit-run: x86 $k logits differ from x86 ref"
     fi

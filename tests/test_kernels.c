@@ -37,7 +37,7 @@ static float rng_sym(void) { return (float)((int32_t)(rng_u32() >> 8) - (1 << 23
 
 static const char *isa_name(int isa)
 {
-    static const char *const n[EVRT_ISA_COUNT] = {"ref", "avx2", "avx512vnni", "neon", "dotprod"};
+    static const char *const n[EVRT_ISA_COUNT] = {"ref", "avx2", "avx512vnni", "neon", "dotprod", "amx"};
     return n[isa];
 }
 
@@ -144,7 +144,7 @@ static void the_largest_int8_sums_stay_exact(void)
 {
     /* xq - zero = 255 (xq 127, zero -128) against w 127 over I = 4096:
      * 132 million, well inside int32, and every variant must agree */
-    enum { N = 2, I = 4096, O = 3 };
+    enum { N = 34, I = 4096, O = 3 }; /* 34 rows: two AMX blocks of 16 and two more */
     static float x[N * I], y[N * O], yr[N * O];
     static int8_t w[O * I], xq[N * I];
     static int16_t xp[N * I + 64];
