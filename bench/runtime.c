@@ -9,14 +9,25 @@
  * calibrated crudely (max |x| / 127 over a random batch of 4); "int8a" adds
  * INT8 attention (q, k, v scales likewise from the qkv outputs, p 1/127).
  * Each
- * measurement: 3 warm-up runs, then N (default 50, fewer for the deit
- * configs) timed runs of one image; the median is reported (the machine may
+ * measurement: 3 warm-up runs, then N (default 200; 60 for images over 100
+ * pixels) timed runs of one image; the median is reported (the machine may
  * be shared).  One line per measurement:
  *
  *   evit CONFIG DTYPE threads=T kernels=K median_ms=X min_ms=Y model_mb=M ctx_mb=C
  *
  * DTYPE is f32, int8 or int8a; --dtypes picks some ("int8a", "f32,int8"),
- * for example to profile one path alone. */
+ * for example to profile one path alone.  Each config also gets
+ *
+ *   evit CONFIG macs int8_gmac=G
+ *
+ * the multiply-adds of one image's INT8 path (linear layers with the last
+ * block on the class token alone, and INT8 attention), and on x86 with
+ * AVX-512 VNNI one line
+ *
+ *   peak vnni_gmacs=P
+ *
+ * the rate of register-only vpdpbusd on 512-bit vectors (20 independent
+ * accumulators, 1 thread): G / P is the VNNI ceiling of a config. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +57,48 @@ static void observe(void *user, int layer, int phase, const float *x, int rows, 
         if (m && a > *m) *m = a;
     }
 }
+
+/* Multiply-adds of one image: every linear layer (patch embedding on the
+ * patches, the last block's proj and MLP and the head on the class token
+ * alone) and attention (q k^T and P v per head). */
+static double int8_macs(const struct evit_vit_config *c)
+{
+    double T = evit_config_tokens(c), N = evit_config_patches(c), D = c->dim, s;
+    int l;
+    s = N * evit_config_patch_in(c) * D + D * c->classes;
+    for (l = 0; l < c->depth; l++) {
+        const struct evit_block_shape *b = &c->blocks[l];
+        double I = (double)b->heads * b->head_dim, q = l + 1 < c->depth ? T : 1.0;
+        s += T * D * 3.0 * I + q * (I * D + 2.0 * D * b->mlp) + 2.0 * q * T * I;
+    }
+    return s;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PEAK_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#include <immintrin.h>
+/* vpdpbusd zmm per second on 20 independent accumulators, times 64. */
+PEAK_TARGET static double vnni_peak(void)
+{
+    enum { A = 20 };
+    __m512i a[A], x = _mm512_set1_epi32(0x01010101), w = _mm512_set1_epi32(0x02020202);
+    long n = 20000000 / A, k;
+    double t0, best = 0;
+    int i, rep, sink = 0;
+    for (rep = 0; rep < 3; rep++) {
+        for (i = 0; i < A; i++) a[i] = _mm512_set1_epi32(i);
+        t0 = evit_now();
+        for (k = 0; k < n; k++) {
+#pragma GCC unroll 20
+            for (i = 0; i < A; i++) a[i] = _mm512_dpbusd_epi32(a[i], x, w);
+        }
+        t0 = evit_now() - t0;
+        for (i = 0; i < A; i++) sink += _mm512_reduce_add_epi32(a[i]);
+        if ((double)n * A * 64 / t0 > best) best = (double)n * A * 64 / t0;
+    }
+    return sink == 1 ? 0 : best; /* sink keeps the loop */
+}
+#endif
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -89,6 +142,12 @@ int main(int argc, char **argv)
     }
     if (n == 0)
         for (n = 0; n < 4; n++) names[n] = defaults[n];
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vnni"))
+        printf("peak vnni_gmacs=%.1f\n", vnni_peak() / 1e9);
+#endif
     for (int k = 0; k < n; k++) {
         struct evit_vit_config cfg;
         struct evit_vit m;
@@ -96,6 +155,7 @@ int main(int argc, char **argv)
         struct calib cal;
         evrt_ctx *ctx = NULL;
         if (evit_config_load(names[k], &cfg)) return 1;
+        printf("evit %s macs int8_gmac=%.4f\n", names[k], int8_macs(&cfg) / 1e9);
         evit_vit_alloc(&m, &cfg);
         evit_vit_init(&m, 1);
         evit_qmodel_from_vit(&q, &m);
@@ -115,7 +175,7 @@ int main(int argc, char **argv)
         evrt_set_observer(ctx, observe, &cal);
         evrt_infer(ctx, img, 4, logits);
         evrt_ctx_destroy(ctx);
-        int R = reps > 0 ? reps : cfg.img_size > 100 ? 15 : 200;
+        int R = reps > 0 ? reps : cfg.img_size > 100 ? 60 : 200;
         static const char *const dtname[3] = {"f32", "int8", "int8a"};
         for (int dt = 0; dt < 3; dt++) {
             if (!has_word(dtypes, dtname[dt])) continue;

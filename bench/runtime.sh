@@ -16,6 +16,12 @@ PY=/usr/bin/python3
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 "$B/bench/runtime" $CONFIGS >"$W/evit.txt"
+# where the default kernels are not avx512vnni but the CPU has it (AMX
+# machines), INT8 with INT8 attention once more on the VNNI kernels alone,
+# the instruction set the issue's ceiling is defined on
+if grep -q ' kernels=amx ' "$W/evit.txt" && EVRT_KERNELS=avx512vnni "$B/bench/runtime" --dtypes int8a $CONFIGS >"$W/vnni.txt" 2>/dev/null; then
+    sed -n 's/^evit \(.* int8a .*\)/vnni \1/p' "$W/vnni.txt" >>"$W/evit.txt"
+fi
 HAVE_TORCH=0
 "$PY" -c 'import torch' 2>/dev/null && HAVE_TORCH=1
 HAVE_ORT=0
@@ -34,7 +40,7 @@ for name in sys.argv[1:]:
     m = VisionTransformer(c["img_size"], c["channels"], c["patch"], c["num_classes"], d,
                           [h] * c["depth"], [d // h] * c["depth"], [c["mlp_hidden"]] * c["depth"]).eval()
     x = torch.rand(1, c["channels"], c["img_size"], c["img_size"])
-    reps = 15 if c["img_size"] > 100 else 200
+    reps = 60 if c["img_size"] > 100 else 200
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for kind, model in (("f32", m), ("int8", torch.ao.quantization.quantize_dynamic(m, {torch.nn.Linear}, dtype=torch.qint8))):
@@ -61,7 +67,7 @@ const ort = require(process.env.SRC + '/bench/node_modules/onnxruntime-node');
       const n = c.channels * c.img_size * c.img_size;
       const x = new ort.Tensor('float32', Float32Array.from({length: n}, () => Math.random()),
                                [1, c.channels, c.img_size, c.img_size]);
-      const reps = c.img_size > 100 ? 15 : 200, ts = [];
+      const reps = c.img_size > 100 ? 60 : 200, ts = [];
       for (let i = 0; i < 3; i++) await s.run({x});
       for (let i = 0; i < reps; i++) {
         const t0 = process.hrtime.bigint(); await s.run({x});
@@ -90,16 +96,28 @@ fi
 } >"$W/conditions.txt"
 cat "$W/evit.txt" "$W/peers.txt" | awk '
 { key = $1 " " $2 " " $3 " " $4; for (i = 5; i <= NF; i++) if ($i ~ /^median_ms=/) { split($i, a, "="); t[key] = a[2] } }
+$1 == "peak" { split($2, a, "="); peak = a[2] }
+$1 == "evit" && $3 == "macs" { split($4, a, "="); macs[$2] = a[2]; next }
 $1 == "evit" { order[n++] = $2 " " $4; if ($3 == "int8") for (i = 5; i <= NF; i++) if ($i ~ /^model_mb=|^ctx_mb=/) { split($i, a, "="); mem[$2 " " $4] += a[2] } }
 END {
-  printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8s\n", "config", "threads", "evit f32", "evit int8", "evit i8+a", "torch f32", "torch i8", "ort f32", "int8/ort", "i8+a/ort", "f32/ort", "mem MB";
+  printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8s\n", "config", "threads", "evit f32", "evit int8", "evit i8+a", "vnni i8+a", "torch f32", "torch i8", "ort f32", "int8/ort", "i8+a/ort", "f32/ort", "mem MB";
   for (k = 0; k < n; k++) {
     split(order[k], p, " "); if (seen[order[k]]++) continue; c = p[1]; th = p[2];
     ef = t["evit " c " f32 " th]; ei = t["evit " c " int8 " th]; ea = t["evit " c " int8a " th]; tf = t["torch " c " f32 " th];
-    ti = t["torch " c " int8 " th]; of = t["ort " c " f32 " th];
-    printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8.2f\n", c, th, ef, ei, ea, tf == "" ? "-" : tf, ti == "" ? "-" : ti, of == "" ? "-" : of,
+    ti = t["torch " c " int8 " th]; of = t["ort " c " f32 " th]; ev = t["vnni " c " int8a " th];
+    printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8.2f\n", c, th, ef, ei, ea, ev == "" ? "-" : ev, tf == "" ? "-" : tf, ti == "" ? "-" : ti, of == "" ? "-" : of,
       of == "" ? "-" : sprintf("%.2fx", of / ei), of == "" ? "-" : sprintf("%.2fx", of / ea), of == "" ? "-" : sprintf("%.2fx", of / ef), mem[order[k]];
   }
-  print "times: batch-1 median ms; evit i8+a: INT8 linears and INT8 attention; x/ort: ONNX Runtime f32 time over evit time (above 1: evit faster); mem: INT8 model + context bytes (weights as stored, working memory), not process RSS"
+  if (peak != "") {
+    printf "VNNI ceiling at 1 thread (INT8 multiply-adds of one image / measured vpdpbusd peak %.1f GMAC/s):\n", peak;
+    for (k = 0; k < n; k++) {
+      split(order[k], p, " "); c = p[1]; if (p[2] != "threads=1" || done[c]++) continue;
+      ceil_ms = 1e3 * macs[c] / peak; ea = t["evit " c " int8a threads=1"]; ev = t["vnni " c " int8a threads=1"];
+      printf "  %-11s %.4f GMAC -> %.3f ms; evit i8+a %.2fx the ceiling", c, macs[c], ceil_ms, ea / ceil_ms;
+      if (ev != "") printf ", on the VNNI kernels alone %.2fx", ev / ceil_ms;
+      printf "\n";
+    }
+  }
+  print "times: batch-1 median ms; evit i8+a: INT8 linears and INT8 attention (vnni i8+a: the same on the avx512vnni kernels, where the default is amx); x/ort: ONNX Runtime f32 time over evit time (above 1: evit faster); mem: INT8 model + context bytes (weights as stored, working memory), not process RSS"
 }'
 cat "$W/conditions.txt"

@@ -125,7 +125,7 @@ typedef void (*evrt_i8p_fn)(float *y, const void *xp, int32_t x_zero, float x_sc
  * done then and reused by the items that follow.  Every output element is
  * computed the same way whatever the item it falls in. */
 struct evrt_kernels;
-#define EVRT_ATT_ROWS 24 /* query rows per work item */
+#define EVRT_ATT_ROWS 32 /* query rows per work item (two AMX row tiles) */
 
 /* float32: scratch of d*T + EVRT_ATT_ROWS*T floats (K^T, then scores; the
  * ref uses T). */

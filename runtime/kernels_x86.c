@@ -665,30 +665,32 @@ AVX512 static void softmax_i8_vnni(uint8_t *xq, float *S, int n, int T, float c,
     }
 }
 
-/* The head's K and V quantized and packed as i8p_vnni weights with their
- * sums: K as T channels of d inputs, V^T as d channels of T inputs. */
-AVX512 static void att_i8_kv_vnni(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d,
-                                  float ik, float iv)
+/* The head's K and V quantized and packed as the variant's i8p weights
+ * with their sums: K as T channels of d inputs, V^T as d channels of T
+ * inputs, panels of gk and gv groups of four inputs (VNNI: the inputs
+ * rounded up to 4; AMX: to whole tiles of 64), padding zero. */
+AVX512 static void att_i8_kv_x86(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d,
+                                 float ik, float iv, int gk, int gv)
 {
-    int G = (d + 3) / 4, GT = (T + 3) / 4, u, g, j, r;
-    size_t ps = (size_t)GT * 64;
+    int u, g, j, r;
+    size_t ps = (size_t)gv * 64;
     __m512 vik = _mm512_set1_ps(ik), viv = _mm512_set1_ps(iv);
-    /* four rows of d rounded up to 16, zero padded (INT8 attention
-     * allows d <= 512: evrt_model_check) */
+    /* four rows of d rounded up to 64, zero padded (INT8 attention allows
+     * d <= 512: evrt_model_check) */
     int8_t row[4 * 512];
-    size_t ldr = (size_t)(d + 15) / 16 * 16;
+    size_t ldr = ld64(d);
     int8_t *kp = a->kp, *vp = a->vp;
     memset(row, 0, 4 * ldr);
     for (u = 0; u < (T + 15) / 16 * 16; u++) {
-        int8_t *dst = kp + (size_t)(u / 16) * G * 64 + (u % 16) * 4;
+        int8_t *dst = kp + (size_t)(u / 16) * gk * 64 + (u % 16) * 4;
         if (u < T)
             a->kws[u] = qsym_row(row, NULL, qkv + (size_t)u * 3 * I + I + h * d, d, vik);
         else
             memset(row, 0, ldr);
-        for (g = 0; g < G; g++) memcpy(dst + (size_t)g * 64, row + 4 * g, 4);
+        for (g = 0; g < gk; g++) memcpy(dst + (size_t)g * 64, row + 4 * g, 4);
     }
     memset(a->vws, 0, sizeof(int32_t) * (size_t)d);
-    for (g = 0; g < GT; g++) {
+    for (g = 0; g < gv; g++) {
         for (r = 0; r < 4; r++) {
             u = 4 * g + r;
             if (u < T)
@@ -713,8 +715,9 @@ AVX512 static void att_i8_kv_vnni(struct evrt_att8 *a, const float *qkv, int T, 
     }
 }
 
-/* evrt_att8_fn: one item of queries [q0, q0 + nr) of head h. */
-AVX512 static void att_i8_rows_vnni(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
+/* evrt_att8_fn: one item of queries [q0, q0 + nr) of head h, on k's i8p
+ * (VNNI or AMX). */
+AVX512 static void att_i8_rows_x86(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
                                     const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
                                     const float *scales)
 {
@@ -722,10 +725,10 @@ AVX512 static void att_i8_rows_vnni(const struct evrt_kernels *k, float *out, si
     __m512 iq = _mm512_set1_ps(1.0f / scales[0]);
     __m512i off = _mm512_set1_epi32(128);
     uint8_t *xq = a->xq;
-    int u, i, r;
-    (void)k;
+    int u, i, r, amx = k->isa == EVRT_ISA_AMX;
     if (fresh) {
-        att_i8_kv_vnni(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2]);
+        att_i8_kv_x86(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2],
+                      amx ? (int)ld64(d) / 4 : (d + 3) / 4, amx ? (int)ld64(T) / 4 : (T + 3) / 4);
         for (u = 0; u < T; u++) a->ones[u] = 1.0f;
         for (i = 0; i < d; i++) a->vs[i] = scales[2];
     }
@@ -739,9 +742,9 @@ AVX512 static void att_i8_rows_vnni(const struct evrt_kernels *k, float *out, si
         }
         for (i = (d + 15) / 16 * 16; i < (int)ld; i++) q[i] = 0;
     }
-    i8p_vnni(a->S, xq, 0, 1.0f, a->kp, a->kws, a->ones, NULL, nr, d, T, 0, T);
+    k->i8p(a->S, xq, 0, 1.0f, a->kp, a->kws, a->ones, NULL, nr, d, T, 0, T);
     softmax_i8_vnni(xq, a->S, nr, T, (scales[0] * scales[1]) / sqrtf((float)d), scales[3]);
-    i8p_vnni(a->os, xq, 0, scales[3], a->vp, a->vws, a->vs, NULL, nr, T, d, 0, d);
+    k->i8p(a->os, xq, 0, scales[3], a->vp, a->vws, a->vs, NULL, nr, T, d, 0, d);
     for (r = 0; r < nr; r++) memcpy(out + (size_t)r * ldo, a->os + (size_t)r * d, sizeof(float) * (size_t)d);
 }
 
@@ -1177,13 +1180,13 @@ static const struct evrt_kernels vnni_kernels = {
     .isa = EVRT_ISA_AVX512VNNI, .name = "avx512vnni", .quant = quant_vnni, .i8 = i8_vnni, .f32 = f32_512,
     .needs_wsum = 1, .f32p = f32p_512, .pack_i8 = pack_i8_vnni, .i8p = i8p_vnni,
     .softmax = softmax_512, .layernorm = layernorm_512, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_vnni};
+    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_x86};
 /* VNNI with the linear layers' packed products on AMX tiles */
 static const struct evrt_kernels amx_kernels = {
     .isa = EVRT_ISA_AMX, .name = "amx", .quant = quant_vnni, .i8 = i8_vnni, .f32 = f32_512,
     .needs_wsum = 1, .f32p = f32p_512, .pack_i8 = pack_i8_amx, .i8p = i8p_amx,
     .softmax = softmax_512, .layernorm = layernorm_512, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_vnni};
+    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_x86};
 
 const struct evrt_kernels *evrt_kernels_x86(int isa)
 {

@@ -595,7 +595,7 @@ static int attention_case(const char *kern, int nt, int img, int B, float *logit
 
 static void int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count(void)
 {
-    /* T 17, 50 and 101: one, three and five chunks of queries; 101 also
+    /* T 17, 50 and 101: one, two and four chunks of queries; 101 also
      * takes two 64-byte blocks per quantized row */
     static const int imgs[3] = {16, 28, 40};
     float first[5 * 7], other[5 * 7];
