@@ -446,25 +446,61 @@ AVX512 static void f32p_512(float *y, size_t ldy, const float *x, size_t ldx, co
     }
 }
 
-/* VNNI: panel j holds, for each group g of 4 inputs, 64 bytes: output c's
- * four weights at 4c..4c+3 (vpdpbusd's layout). */
-static void pack_i8_vnni(void *dst, const int8_t *wq, int O, int I)
+/* Int8 panels: panel j (outputs 16j..16j+15) holds G groups of K inputs,
+ * 16 K bytes each: output c's K weights at K c..K c + K-1; zero past O
+ * and I. */
+static void pack_i8_panels(int8_t *p, const int8_t *wq, int O, int I, int G, int K)
 {
-    int8_t *p = dst;
-    int G = (I + 3) / 4, j, g, c, k;
+    int j, g, c, k;
     for (j = 0; j < (O + 15) / 16; j++)
         for (g = 0; g < G; g++)
             for (c = 0; c < 16; c++)
-                for (k = 0; k < 4; k++) {
-                    int o = 16 * j + c, i = 4 * g + k;
+                for (k = 0; k < K; k++) {
+                    int o = 16 * j + c, i = K * g + k;
                     *p++ = o < O && i < I ? wq[(size_t)o * I + i] : 0;
                 }
 }
 
+/* VNNI: groups of 4 inputs, 64 bytes (vpdpbusd's layout). */
+static void pack_i8_vnni(void *dst, const int8_t *wq, int O, int I)
+{
+    pack_i8_panels(dst, wq, O, I, (I + 3) / 4, 4);
+}
+
+/* The INT8 epilogue of the 32 channels [o, o + 32) (two halves of 16; a
+ * half past o1 is masked off): acc - (128 + zero) wsum wraps mod 2^32 to
+ * the exact int32 sum; then the _ref's (float)acc * (x_scale * w_scale) +
+ * b, unfused. */
+struct epi512 {
+    __m512 ms[2], b[2];
+    __m512i c[2];
+    __mmask16 m[2];
+};
+
+INLINE_AVX512 struct epi512 epi512_make(int32_t x_zero, float x_scale, const int32_t *wsum, const float *w_scale,
+                                        const float *b, int o, int o1)
+{
+    struct epi512 e;
+    int h;
+    for (h = 0; h < 2; h++) {
+        int c = o + 16 * h;
+        e.m[h] = mask16(o1 - c);
+        e.ms[h] = _mm512_mul_ps(_mm512_set1_ps(x_scale), _mm512_maskz_loadu_ps(e.m[h], w_scale + c));
+        e.b[h] = b ? _mm512_maskz_loadu_ps(e.m[h], b + c) : _mm512_setzero_ps();
+        e.c[h] = _mm512_mullo_epi32(_mm512_set1_epi32(128 + x_zero), _mm512_maskz_loadu_epi32(e.m[h], wsum + c));
+    }
+    return e;
+}
+
+/* y[16 h .. 16 h + 16) from the sums acc of half h. */
+INLINE_AVX512 void epi512_store(float *y, __m512i acc, const struct epi512 *e, const int h)
+{
+    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, e->c[h]));
+    _mm512_mask_storeu_ps(y + 16 * h, e->m[h], _mm512_add_ps(_mm512_mul_ps(v, e->ms[h]), e->b[h]));
+}
+
 INLINE_AVX512 void i8p_tile_vnni(float *y, size_t O, const uint8_t *x, size_t ld, const int8_t *p0,
-                                 const int8_t *p1, int G, __m512 ms0, __m512 ms1, __m512 b0,
-                                 __m512 b1, __m512i c0, __m512i c1, __mmask16 m0, __mmask16 m1,
-                                 const int MR, const int NB)
+                                 const int8_t *p1, int G, const struct epi512 *e, const int MR, const int NB)
 {
     __m512i a[6][2];
     int r, g;
@@ -486,16 +522,10 @@ INLINE_AVX512 void i8p_tile_vnni(float *y, size_t O, const uint8_t *x, size_t ld
             if (NB == 2) a[r][1] = _mm512_dpbusd_epi32(a[r][1], xb, w1);
         }
     }
-    /* acc - (128 + zero) wsum wraps mod 2^32 to the exact int32 sum; then
-     * the _ref's (float)acc * (x_scale * w_scale) + b, unfused */
 #pragma GCC unroll 6
     for (r = 0; r < MR; r++) {
-        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][0], c0)), ms0), b0);
-        _mm512_mask_storeu_ps(y + (size_t)r * O, m0, v);
-        if (NB == 2) {
-            v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a[r][1], c1)), ms1), b1);
-            _mm512_mask_storeu_ps(y + (size_t)r * O + 16, m1, v);
-        }
+        epi512_store(y + (size_t)r * O, a[r][0], e, 0);
+        if (NB == 2) epi512_store(y + (size_t)r * O, a[r][1], e, 1);
     }
 }
 
@@ -507,21 +537,11 @@ AVX512 static void i8p_vnni(float *y, const void *xp, int32_t x_zero, float x_sc
     size_t ld = ld64(I);
     int G = (I + 3) / 4, o;
     size_t ps = (size_t)G * 64;
-    __m512i off = _mm512_set1_epi32(128 + x_zero);
-    __m512 xs = _mm512_set1_ps(x_scale);
     for (o = o0; o < o1; o += 32) {
         const int8_t *p0 = (const int8_t *)wp + (size_t)(o / 16) * ps, *p1 = p0 + ps;
-        __mmask16 m0 = mask16(o1 - o), m1 = mask16(o1 - o - 16);
-        __m512 ms0 = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(m0, w_scale + o));
-        __m512 ms1 = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(m1, w_scale + o + 16));
-        __m512 b0 = b ? _mm512_maskz_loadu_ps(m0, b + o) : _mm512_setzero_ps();
-        __m512 b1 = b ? _mm512_maskz_loadu_ps(m1, b + o + 16) : _mm512_setzero_ps();
-        __m512i c0 = _mm512_mullo_epi32(off, _mm512_maskz_loadu_epi32(m0, wsum + o));
-        __m512i c1 = _mm512_mullo_epi32(off, _mm512_maskz_loadu_epi32(m1, wsum + o + 16));
-#define TV(n, MR, NB)                                                                             \
-    i8p_tile_vnni(y + (size_t)(n) * O + o, (size_t)O, x + (size_t)(n) * ld, ld, p0, p1, G, ms0, ms1, b0, \
-                  b1, c0, c1, m0, m1, MR, NB)
-        if (m1)
+        struct epi512 e = epi512_make(x_zero, x_scale, wsum, w_scale, b, o, o1);
+#define TV(n, MR, NB) i8p_tile_vnni(y + (size_t)(n) * O + o, (size_t)O, x + (size_t)(n) * ld, ld, p0, p1, G, &e, MR, NB)
+        if (e.m[1])
             ROWS_SWITCH(TV, 6, 2);
         else
             ROWS_SWITCH(TV, 6, 1);
@@ -772,15 +792,7 @@ static size_t groups_amx(int I) { return ld64(I) / 4; }
 /* The VNNI panels with groups_amx(I) groups each. */
 static void pack_i8_amx(void *dst, const int8_t *wq, int O, int I)
 {
-    int8_t *p = dst;
-    int G = (int)groups_amx(I), j, g, c, k;
-    for (j = 0; j < (O + 15) / 16; j++)
-        for (g = 0; g < G; g++)
-            for (c = 0; c < 16; c++)
-                for (k = 0; k < 4; k++) {
-                    int o = 16 * j + c, i = 4 * g + k;
-                    *p++ = o < O && i < I ? wq[(size_t)o * I + i] : 0;
-                }
+    pack_i8_panels(dst, wq, O, I, (int)groups_amx(I), 4);
 }
 
 /* The tile configuration: palette 1, tiles 0-7 all 16 rows of 64 bytes. */
@@ -821,19 +833,14 @@ INLINE_AMX void amx_block(int32_t *cb, const uint8_t *x, size_t ld, const int8_t
 }
 
 /* The VNNI epilogue on the sums of amx_block: MR * 16 rows of y. */
-INLINE_AMX void amx_epilogue(float *y, size_t O, const int32_t *cb, __m512 ms0, __m512 ms1, __m512 b0,
-                             __m512 b1, __m512i c0, __m512i c1, __mmask16 m0, __mmask16 m1, const int MR,
+INLINE_AMX void amx_epilogue(float *y, size_t O, const int32_t *cb, const struct epi512 *e, const int MR,
                              const int NB)
 {
     int r;
     for (r = 0; r < 16 * MR; r++) {
         const int32_t *s = cb + (r / 16) * 512 + (r % 16) * 16;
-        __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512((const void *)s), c0));
-        _mm512_mask_storeu_ps(y + (size_t)r * O, m0, _mm512_add_ps(_mm512_mul_ps(v, ms0), b0));
-        if (NB == 2) {
-            v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512((const void *)(s + 256)), c1));
-            _mm512_mask_storeu_ps(y + (size_t)r * O + 16, m1, _mm512_add_ps(_mm512_mul_ps(v, ms1), b1));
-        }
+        epi512_store(y + (size_t)r * O, _mm512_load_si512((const void *)s), e, 0);
+        if (NB == 2) epi512_store(y + (size_t)r * O, _mm512_load_si512((const void *)(s + 256)), e, 1);
     }
 }
 
@@ -844,8 +851,6 @@ AMX static void i8p_amx(float *y, const void *xp, int32_t x_zero, float x_scale,
     const uint8_t *x = xp;
     size_t ld = ld64(I), ps = groups_amx(I) * 64;
     int KC = (int)(ld / 64), N16 = N / 16 * 16, G = (int)groups_amx(I), o, n;
-    __m512i off = _mm512_set1_epi32(128 + x_zero);
-    __m512 xs = _mm512_set1_ps(x_scale);
     int32_t cb[4 * 256] __attribute__((aligned(64)));
     if (N16) {
         struct amx_config cfg;
@@ -859,21 +864,13 @@ AMX static void i8p_amx(float *y, const void *xp, int32_t x_zero, float x_scale,
     }
     for (o = o0; o < o1; o += 32) {
         const int8_t *p0 = (const int8_t *)wp + (size_t)(o / 16) * ps, *p1 = p0 + ps;
-        __mmask16 m0 = mask16(o1 - o), m1 = mask16(o1 - o - 16);
-        __m512 ms0 = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(m0, w_scale + o));
-        __m512 ms1 = _mm512_mul_ps(xs, _mm512_maskz_loadu_ps(m1, w_scale + o + 16));
-        __m512 b0 = b ? _mm512_maskz_loadu_ps(m0, b + o) : _mm512_setzero_ps();
-        __m512 b1 = b ? _mm512_maskz_loadu_ps(m1, b + o + 16) : _mm512_setzero_ps();
-        __m512i c0 = _mm512_mullo_epi32(off, _mm512_maskz_loadu_epi32(m0, wsum + o));
-        __m512i c1 = _mm512_mullo_epi32(off, _mm512_maskz_loadu_epi32(m1, wsum + o + 16));
-#define BLOCK(MR, NB)                                                                              \
-    do {                                                                                           \
-        amx_block(cb, x + (size_t)n * ld, ld, p0, p1, KC, MR, NB);                                 \
-        amx_epilogue(y + (size_t)n * O + o, (size_t)O, cb, ms0, ms1, b0, b1, c0, c1, m0, m1, MR, NB); \
+        struct epi512 e = epi512_make(x_zero, x_scale, wsum, w_scale, b, o, o1);
+#define BLOCK(MR, NB)                                                          \
+    do {                                                                       \
+        amx_block(cb, x + (size_t)n * ld, ld, p0, p1, KC, MR, NB);             \
+        amx_epilogue(y + (size_t)n * O + o, (size_t)O, cb, &e, MR, NB);        \
     } while (0)
-#define TV(MR, NB)                                                                                     \
-    i8p_tile_vnni(y + (size_t)n * O + o, (size_t)O, x + (size_t)n * ld, ld, p0, p1, G, ms0, ms1, b0, b1, \
-                  c0, c1, m0, m1, MR, NB)
+#define TV(MR, NB) i8p_tile_vnni(y + (size_t)n * O + o, (size_t)O, x + (size_t)n * ld, ld, p0, p1, G, &e, MR, NB)
 #define ALL(NB)                                                    \
     do {                                                           \
         for (n = 0; n + 32 <= N16; n += 32) BLOCK(2, NB);          \
@@ -891,7 +888,7 @@ AMX static void i8p_amx(float *y, const void *xp, int32_t x_zero, float x_scale,
         default: break;                                            \
         }                                                          \
     } while (0)
-        if (m1)
+        if (e.m[1])
             ALL(2);
         else
             ALL(1);
@@ -993,15 +990,7 @@ AVX2 static void f32p_avx2(float *y, size_t ldy, const float *x, size_t ldx, con
  * would otherwise take twice. */
 static void pack_i8_avx2(void *dst, const int8_t *wq, int O, int I)
 {
-    int8_t *p = dst;
-    int G = (I + 1) / 2, j, g, c, k;
-    for (j = 0; j < (O + 15) / 16; j++)
-        for (g = 0; g < G; g++)
-            for (c = 0; c < 16; c++)
-                for (k = 0; k < 2; k++) {
-                    int o = 16 * j + c, i = 2 * g + k;
-                    *p++ = o < O && i < I ? wq[(size_t)o * I + i] : 0;
-                }
+    pack_i8_panels(dst, wq, O, I, (I + 1) / 2, 2);
 }
 
 INLINE_AVX2 void i8p_tile_avx2(float *y, size_t O, const int16_t *x, size_t ld, const int8_t *p0,
