@@ -310,6 +310,11 @@ int evit_h5_attr_write_floats(hid_t file, const char *key, const float *v, int n
     return attr_write_1d(file, key, H5T_NATIVE_FLOAT, v, n);
 }
 
+int evit_h5_attr_write_doubles(hid_t file, const char *key, const double *v, int n)
+{
+    return attr_write_1d(file, key, H5T_NATIVE_DOUBLE, v, n);
+}
+
 int evit_h5_attr_write_double(hid_t file, const char *key, double v)
 {
     hid_t s = H5Screate(H5S_SCALAR);
@@ -429,9 +434,14 @@ int evit_h5_attr_read_floats(hid_t file, const char *path, const char *key, floa
     return attr_read_n(file, path, key, H5T_NATIVE_FLOAT, v, n, "a number");
 }
 
+int evit_h5_attr_read_doubles(hid_t file, const char *path, const char *key, double *v, int n)
+{
+    return attr_read_n(file, path, key, H5T_NATIVE_DOUBLE, v, n, "a number");
+}
+
 int evit_h5_attr_read_double(hid_t file, const char *path, const char *key, double *v)
 {
-    return attr_read_n(file, path, key, H5T_NATIVE_DOUBLE, v, 1, "a number");
+    return evit_h5_attr_read_doubles(file, path, key, v, 1);
 }
 
 int evit_h5_check_format(hid_t file, const char *path, const char *expect, int max_version)

@@ -54,6 +54,7 @@ int evit_h5_attr_write_strings(hid_t file, const char *key, char *const *values,
 int evit_h5_attr_write_ints(hid_t file, const char *key, const int *v, int n);
 int evit_h5_attr_write_floats(hid_t file, const char *key, const float *v, int n);
 int evit_h5_attr_write_double(hid_t file, const char *key, double v);
+int evit_h5_attr_write_doubles(hid_t file, const char *key, const double *v, int n);
 
 int evit_h5_attr_exists(hid_t file, const char *key);
 /* Reads a string; caller frees *out. Absent -> error naming path and key. */
@@ -65,6 +66,7 @@ int evit_h5_attr_read_strings(hid_t file, const char *path, const char *key, cha
 int evit_h5_attr_read_ints(hid_t file, const char *path, const char *key, int *v, int n);
 int evit_h5_attr_read_floats(hid_t file, const char *path, const char *key, float *v, int n);
 int evit_h5_attr_read_double(hid_t file, const char *path, const char *key, double *v);
+int evit_h5_attr_read_doubles(hid_t file, const char *path, const char *key, double *v, int n);
 /* Number of elements of a 1-D (or scalar) attribute. */
 int evit_h5_attr_len(hid_t file, const char *path, const char *key, int *n);
 

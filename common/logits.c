@@ -75,6 +75,28 @@ static void topk_rows(uint16_t *idx /* (rows, kk) */, uint16_t *val /* (rows, kk
     free(taken);
 }
 
+static int write_erase(hid_t f, const struct evit_augment_config *a)
+{
+    double e[5] = {a->erase_prob, a->erase_area[0], a->erase_area[1], a->erase_ratio[0], a->erase_ratio[1]};
+    return evit_h5_attr_write_doubles(f, "views_erase", e, 5);
+}
+
+/* views_erase, when present: the ranges augment.h accepts. */
+static int read_erase(hid_t f, const char *path, struct evit_augment_config *a)
+{
+    double e[5];
+    if (!evit_h5_attr_exists(f, "views_erase")) return EVIT_OK;
+    if (evit_h5_attr_read_doubles(f, path, "views_erase", e, 5) < 0) return EVIT_ERR;
+    if (!(e[0] > 0 && e[0] <= 1 && e[1] > 0 && e[1] <= e[2] && e[2] <= 1 && e[3] > 0 && e[3] <= e[4] && e[4] <= 100))
+        return evit_error("%s: views_erase [%g, %g, %g, %g, %g] out of range", path, e[0], e[1], e[2], e[3], e[4]);
+    a->erase_prob = e[0];
+    a->erase_area[0] = e[1];
+    a->erase_area[1] = e[2];
+    a->erase_ratio[0] = e[3];
+    a->erase_ratio[1] = e[4];
+    return EVIT_OK;
+}
+
 static int write_views(hid_t f, const char *path, const float *views, int n, int k, const struct evit_logit_views *v,
                        double *bytes_per_view)
 {
@@ -84,11 +106,13 @@ static int write_views(hid_t f, const char *path, const float *views, int n, int
     ok = evit_h5_attr_write_ints(f, "views", &v->epochs, 1) == 0 &&
          evit_h5_attr_write_ints(f, "views_topk", &v->topk, 1) == 0 &&
          evit_h5_attr_write_string(f, "views_seed", seed) == 0 &&
-         evit_h5_attr_write_ints(f, "views_crop_padding", &v->crop_padding, 1) == 0 &&
-         evit_h5_attr_write_ints(f, "views_hflip", &v->hflip, 1) == 0 &&
+         evit_h5_attr_write_ints(f, "views_crop_padding", &v->aug.crop_padding, 1) == 0 &&
+         evit_h5_attr_write_ints(f, "views_hflip", &v->aug.hflip, 1) == 0 &&
+         (!(v->aug.erase_prob > 0) || write_erase(f, &v->aug) == 0) &&
          evit_h5_attr_write_string(f, "views_scheme", "view e of image i: evit_augment_view(seed, e, i): "
                                                       "xoshiro256** seeded by FNV-1a 64 of (seed u64, e u32, "
-                                                      "i u64) little-endian; crop offsets, then the flip bit") == 0;
+                                                      "i u64) little-endian; crop offsets, then the flip bit, "
+                                                      "then the erasing draws") == 0;
     if (!ok) return evit_error("%s: cannot write attributes", path);
     size_t rows = (size_t)v->epochs * (size_t)n;
     if (v->topk == 0) {
@@ -257,17 +281,17 @@ static int read_views(hid_t f, const char *path, struct evit_logits *l)
     char *seed = NULL;
     if (evit_h5_attr_read_ints(f, path, "views", &v->epochs, 1) < 0 ||
         evit_h5_attr_read_ints(f, path, "views_topk", &v->topk, 1) < 0 ||
-        evit_h5_attr_read_ints(f, path, "views_crop_padding", &v->crop_padding, 1) < 0 ||
-        evit_h5_attr_read_ints(f, path, "views_hflip", &v->hflip, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "views_crop_padding", &v->aug.crop_padding, 1) < 0 ||
+        evit_h5_attr_read_ints(f, path, "views_hflip", &v->aug.hflip, 1) < 0 || read_erase(f, path, &v->aug) < 0 ||
         evit_h5_attr_read_string(f, path, "views_seed", &seed) < 0)
         return EVIT_ERR;
     int bad_seed = parse_hex64(seed, &v->seed) < 0;
     free(seed);
     if (bad_seed) return evit_error("%s: views_seed must be 16 hex digits", path);
-    if (v->epochs < 1 || v->epochs > 100000 || v->topk < 0 || v->topk > l->k || v->crop_padding < 0 ||
-        v->crop_padding > 1024 || (v->hflip != 0 && v->hflip != 1))
+    if (v->epochs < 1 || v->epochs > 100000 || v->topk < 0 || v->topk > l->k || v->aug.crop_padding < 0 ||
+        v->aug.crop_padding > 1024 || (v->aug.hflip != 0 && v->aug.hflip != 1))
         return evit_error("%s: views attributes out of range (views %d, views_topk %d, crop_padding %d, hflip %d)",
-                          path, v->epochs, v->topk, v->crop_padding, v->hflip);
+                          path, v->epochs, v->topk, v->aug.crop_padding, v->aug.hflip);
     size_t total = (size_t)v->epochs * (size_t)l->n * (size_t)l->k;
     if (total > ((size_t)1 << 32)) return evit_error("%s: %d views of %d images are too many to hold", path, v->epochs, l->n);
     v->logits = evit_malloc(sizeof(float) * total);

@@ -18,13 +18,17 @@
  *   /views/topk/indices uint8 (E, N, k) (uint16 when K > 256) and
  *   /views/topk/values uint16 (E, N, k): round(p * 65535) of the softmax
  *   attributes views (E), views_topk (k, 0 dense), views_seed (16 hex
- *     digits), views_crop_padding, views_hflip, views_scheme (text)
+ *     digits), views_crop_padding, views_hflip, views_scheme (text), and
+ *     with random erasing views_erase (float64 [prob, area lo, area hi,
+ *     ratio lo, ratio hi]; absent: no erasing)
  * view e of image i being evit_augment_view(seed, e, i) (augment.h).
  * Ownership: evit_logits_load fills a struct released by evit_logits_free. */
 #ifndef EVIT_LOGITS_H
 #define EVIT_LOGITS_H
 
 #include <stdint.h>
+
+#include "augment.h"
 
 struct evit_dataset;
 
@@ -35,8 +39,7 @@ struct evit_logit_views {
     int epochs;        /* E; 0 when the file has none */
     int topk;          /* k kept per view; 0 dense */
     uint64_t seed;     /* the augmentation's seed */
-    int crop_padding;  /* the augmentation they were made with */
-    int hflip;
+    struct evit_augment_config aug; /* the augmentation they were made with */
     float *logits;     /* (E, n, k): logits, or log-probabilities rebuilt from the top-k */
 };
 

@@ -99,14 +99,51 @@ static int parse_distill(const cJSON *o, const char *file, struct evit_recipe *r
     return EVIT_OK;
 }
 
+/* key: [lo, hi] with min <= lo <= hi <= max (min < lo when open_min). */
+static int get_range(const cJSON *o, const char *file, const char *where, const char *key, double min, int open_min,
+                     double max, double out[2])
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) return EVIT_OK;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(v, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(v, 1)))
+        return evit_error("%s: %s.%s: must be an array of two numbers [lo, hi]", file, where, key);
+    double lo = cJSON_GetArrayItem(v, 0)->valuedouble, hi = cJSON_GetArrayItem(v, 1)->valuedouble;
+    if (!(open_min ? lo > min : lo >= min) || !(lo <= hi) || !(hi <= max))
+        return evit_error("%s: %s.%s: [%g, %g] must satisfy %g %s lo <= hi <= %g", file, where, key, lo, hi, min,
+                          open_min ? "<" : "<=", max);
+    out[0] = lo;
+    out[1] = hi;
+    return EVIT_OK;
+}
+
+/* "erase": {"prob": p, "area": [lo, hi], "ratio": [lo, hi]} (augment.h);
+ * the ranges default to the paper's. */
+static int parse_erase(const cJSON *e, const char *file, struct evit_augment_config *a)
+{
+    static const char *const keys[] = {"prob", "area", "ratio", NULL};
+    a->erase_area[0] = EVIT_ERASE_AREA_LO;
+    a->erase_area[1] = EVIT_ERASE_AREA_HI;
+    a->erase_ratio[0] = EVIT_ERASE_RATIO_LO;
+    a->erase_ratio[1] = EVIT_ERASE_RATIO_HI;
+    if (!e) return EVIT_OK;
+    if (!cJSON_IsObject(e)) return evit_error("%s: augment.erase: must be an object", file);
+    if (evit_json_check_keys(e, file, "augment.erase", keys) < 0 ||
+        evit_json_get_double(e, file, "augment.erase", "prob", 1, 0.0, 1.0, &a->erase_prob) < 0 ||
+        get_range(e, file, "augment.erase", "area", 0.0, 1, 1.0, a->erase_area) < 0 ||
+        get_range(e, file, "augment.erase", "ratio", 0.0, 1, 100.0, a->erase_ratio) < 0)
+        return EVIT_ERR;
+    return EVIT_OK;
+}
+
 static int parse(const cJSON *j, const char *file, struct evit_recipe *r)
 {
     static const char *const keys[] = {"model", "epochs", "batch_size", "seed", "optimizer",
                                        "schedule", "clip_grad", "label_smoothing", "augment",
                                        "distill", "profiles", "description", NULL};
     static const char *const skeys[] = {"warmup_epochs", "min_lr", NULL};
-    static const char *const akeys[] = {"crop_padding", "hflip", NULL};
-    double seed = 0;
+    static const char *const akeys[] = {"crop_padding", "hflip", "erase", "seed", NULL};
+    double seed = 0, aseed = -1;
     const char *desc = NULL;
     if (evit_json_check_keys(j, file, "", keys) < 0 ||
         evit_json_get_string(j, file, "", "description", 0, &desc) < 0 ||
@@ -127,8 +164,11 @@ static int parse(const cJSON *j, const char *file, struct evit_recipe *r)
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(j, "augment");
     if (a && (evit_json_check_keys(a, file, "augment", akeys) < 0 ||
               evit_json_get_int(a, file, "augment", "crop_padding", 0, 0, 64, &r->augment.crop_padding) < 0 ||
-              evit_json_get_bool(a, file, "augment", "hflip", 0, &r->augment.hflip) < 0))
+              evit_json_get_bool(a, file, "augment", "hflip", 0, &r->augment.hflip) < 0 ||
+              parse_erase(cJSON_GetObjectItemCaseSensitive(a, "erase"), file, &r->augment) < 0 ||
+              evit_json_get_double(a, file, "augment", "seed", 0, 0, 9007199254740991.0, &aseed) < 0))
         return EVIT_ERR;
+    r->augment_seed = aseed >= 0 ? (long long)aseed : r->seed;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
     if (m) {
         if (cJSON_IsString(m)) {

@@ -8,7 +8,9 @@
  *     "schedule": { "warmup_epochs": 1, "min_lr": 1e-5 },
  *     "clip_grad": 0,               0 = off, else max global L2 norm
  *     "label_smoothing": 0.1,
- *     "augment": { "crop_padding": 2, "hflip": true },
+ *     "augment": { "crop_padding": 2, "hflip": true,
+ *                  "erase": { "prob": 0.25, "area": [0.02, 0.33], "ratio": [0.3, 3.3] },
+ *                  "seed": 0 },     the views' seed (evit-eval --augment); default: seed
  *     "distill": { "type": "soft"|"hard"|"none", "alpha": 0.5, "temperature": 4 },
  *     "profiles": { "full": { "epochs": 60, ... } } }
  *
@@ -32,6 +34,7 @@ struct evit_recipe {
     int epochs;
     int batch;
     long long seed;
+    long long augment_seed; /* the seed of saved views (augment.seed, else seed) */
     struct evit_optim_config optim;
     double warmup_epochs;
     double min_lr;

@@ -264,7 +264,7 @@ const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_
                               v->seed, epoch % v->epochs, t->order[start + b]);
         return t->aug;
     }
-    if (r->augment.crop_padding > 0 || r->augment.hflip) {
+    if (r->augment.crop_padding > 0 || r->augment.hflip || r->augment.erase_prob > 0) {
         evit_augment_batch(t->aug, t->batch, B, d->h, d->w, d->c, &r->augment, &t->rng);
         return t->aug;
     }
@@ -276,12 +276,14 @@ int evit_train_check_views(const struct evit_recipe *r, const struct evit_logits
 {
     const struct evit_logit_views *v = &l->views;
     if (!v->epochs) return EVIT_OK;
-    if (v->crop_padding != r->augment.crop_padding || v->hflip != r->augment.hflip || v->seed != (uint64_t)r->seed)
-        return evit_error("%s: its views were drawn with crop_padding %d, hflip %d, seed %llu; %s asks for "
-                          "crop_padding %d, hflip %d, seed %lld (make the views with this recipe, or use its "
-                          "augmentation)",
-                          lpath, v->crop_padding, v->hflip, (unsigned long long)v->seed, rpath,
-                          r->augment.crop_padding, r->augment.hflip, r->seed);
+    if (!evit_augment_same(&v->aug, &r->augment) || v->seed != (uint64_t)r->augment_seed) {
+        char have[160], want[160];
+        evit_augment_describe(have, sizeof have, &v->aug);
+        evit_augment_describe(want, sizeof want, &r->augment);
+        return evit_error("%s: its views were drawn with %s, seed %llu; %s asks for %s, seed %lld (make the views "
+                          "with this recipe, or use its augmentation)",
+                          lpath, have, (unsigned long long)v->seed, rpath, want, r->augment_seed);
+    }
     return EVIT_OK;
 }
 

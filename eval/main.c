@@ -38,9 +38,10 @@ static const char *usage =
     EVIT_CLI_LATENCY_HELP
     "      --augment RECIPE with --save-logits: also save the logits of\n"
     "                       augmented views, --epochs of them per image, view e\n"
-    "                       of image i drawn from (recipe seed, e, i) alone with\n"
-    "                       the recipe's augmentation; evit-distill replays the\n"
-    "                       same views (docs/DISTILL.md, consistent distillation)\n"
+    "                       of image i drawn from (seed, e, i) alone with\n"
+    "                       the recipe's augmentation, seed its augment.seed\n"
+    "                       (else its seed); evit-distill replays the same\n"
+    "                       views (docs/DISTILL.md, consistent distillation)\n"
     "      --epochs E       views per image (default 1)\n"
     "      --topk K         keep each view's K most likely classes (as\n"
     "                       probabilities, 3 bytes each up to 256 classes);\n"
@@ -203,27 +204,26 @@ static int eval_main(int argc, char **argv)
         struct evit_recipe rec = {0};
         struct evit_logit_views v = {.epochs = a.epochs ? a.epochs : 1, .topk = a.topk};
         if (evit_recipe_load(a.augment, NULL, &rec) < 0) goto fail;
-        v.seed = (uint64_t)rec.seed;
-        v.crop_padding = rec.augment.crop_padding;
-        v.hflip = rec.augment.hflip;
+        v.seed = (uint64_t)rec.augment_seed;
+        v.aug = rec.augment;
         evit_recipe_free(&rec);
         if (v.topk > r.k) {
             evit_error("--topk %d: the model has only %d classes", v.topk, r.k);
             goto fail;
         }
-        struct evit_augment_config aug = {.crop_padding = v.crop_padding, .hflip = v.hflip};
         float *views = evit_malloc(sizeof(float) * (size_t)v.epochs * r.n * r.k);
         int bad = evit_eval_views(quantized ? evit_qmodel_runner_forward : evit_vit_runner_forward,
-                             quantized ? (void *)&qrun : (void *)&run, a.batch, r.k, &d, &aug, v.seed, v.epochs,
+                             quantized ? (void *)&qrun : (void *)&run, a.batch, r.k, &d, &v.aug, v.seed, v.epochs,
                              !a.quiet, views) < 0 ||
                   evit_logits_save_views(a.logits, r.logits, r.n, r.k, evit_dataset_fingerprint(&d), a.data, a.model,
                                          r.top1, views, &v, &view_bytes) < 0;
         free(views);
         if (bad) goto fail;
         view_epochs = v.epochs;
-        printf("%s: %d views of %d images (crop_padding %d, hflip %d, seed %llu), %s, %.0f bytes per image per "
-               "epoch\n",
-               a.logits, v.epochs, r.n, v.crop_padding, v.hflip, (unsigned long long)v.seed,
+        char desc[160];
+        evit_augment_describe(desc, sizeof desc, &v.aug);
+        printf("%s: %d views of %d images (%s, seed %llu), %s, %.0f bytes per image per epoch\n", a.logits,
+               v.epochs, r.n, desc, (unsigned long long)v.seed,
                v.topk ? "top-k" : "dense", view_bytes);
     }
     if (a.report) {

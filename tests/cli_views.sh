@@ -48,7 +48,22 @@ stderr_has "dense.h5: its views were drawn with crop_padding 2"
 recipe "$T/reseeded.json" soft 2 6
 fails_with 1 "$D" "$T/reseeded.json" --data "$T/all.h5" --teacher "$T/dense.h5" -o "$T/x.h5" -q
 [ ! -e "$T/x.h5" ] || fail "a refused run wrote a model"
-ok "a recipe with another augmentation or seed than the views' is refused before training"
+# another run seed replays the same views when augment.seed names theirs
+sed 's/"hflip":true}/"hflip":true,"seed":5}/' "$T/reseeded.json" >"$T/seed6.json"
+succeeds "$D" "$T/seed6.json" --data "$T/all.h5" --teacher "$T/dense.h5" -o "$T/s6.h5" -q --threads 2 --steps 3
+ok "a recipe with another augmentation or views seed than the views' is refused before training; augment.seed lets another run seed replay them"
+
+# random erasing: recorded with the views, replayed, and a recipe without it refused
+sed 's/"hflip":true}/"hflip":true,"erase":{"prob":0.5}}/' "$T/student.json" >"$T/erase.json"
+succeeds "$EVAL" "$T/teacher.h5" "$T/all.h5" --save-logits "$T/erase.h5" --augment "$T/erase.json" --epochs 1 \
+    --topk 5 -q --threads 2
+stdout_has "(crop_padding 2, hflip 1, erase 0.5 area [0.02, 0.33] ratio [0.3, 3.3], seed 5)"
+h5dump -a views_erase "$T/erase.h5" >/dev/null 2>&1 || fail "the views file lacks views_erase"
+succeeds "$D" "$T/erase.json" --data "$T/all.h5" --teacher "$T/erase.h5" -o "$T/s_erase.h5" --threads 2 --steps 3
+stderr_has "replaying 1 augmented view per image"
+fails_with 1 "$D" "$T/student.json" --data "$T/all.h5" --teacher "$T/erase.h5" -o "$T/x.h5" -q
+stderr_has "erase.h5: its views were drawn with crop_padding 2, hflip 1, erase 0.5"
+ok "views with random erasing record it, replay, and refuse a recipe without it"
 
 # --- every stage can put its batch-1 latency in its report (the chart's latency panel)
 succeeds "$D" "$T/teacher.json" --data "$T/all.h5" -o "$T/lt.h5" -q --threads 2 --steps 3 --latency 5 --report "$T/lt.json"

@@ -1,6 +1,7 @@
 /* test_augment.c: random crop with zero padding and horizontal flip are exact
  * shifted / mirrored copies drawn reproducibly from the seed; the shuffle is a
  * reproducible permutation. */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -57,7 +58,7 @@ static void no_padding_and_no_flip_copies_the_batch_and_draws_nothing(void)
 {
     enum { B = 3, H = 5, W = 4, C = 3 };
     uint8_t in[B * H * W * C], out[B * H * W * C];
-    struct evit_augment_config cfg = {0, 0};
+    struct evit_augment_config cfg = {.crop_padding = 0, .hflip = 0};
     struct evit_rng r, r0;
     fill(in, B, H, W, C);
     memset(out, 0xAA, sizeof out);
@@ -72,7 +73,7 @@ static void a_flip_is_an_exact_mirror(void)
 {
     enum { B = 16, H = 3, W = 5, C = 2 };
     uint8_t in[B * H * W * C], out[B * H * W * C], mirror[H * W * C];
-    struct evit_augment_config cfg = {0, 1};
+    struct evit_augment_config cfg = {.crop_padding = 0, .hflip = 1};
     struct evit_rng r;
     int flipped = 0, kept = 0;
     fill(in, B, H, W, C);
@@ -95,7 +96,7 @@ static void padded_crops_are_shifted_copies_drawn_in_the_documented_order(void)
 {
     enum { B = 12, H = 5, W = 6, C = 3, P = 2 };
     uint8_t in[B * H * W * C], out[B * H * W * C];
-    struct evit_augment_config cfg = {P, 1};
+    struct evit_augment_config cfg = {.crop_padding = P, .hflip = 1};
     struct evit_rng r, mirror;
     int zero_seen = 0;
     fill(in, B, H, W, C);
@@ -121,7 +122,7 @@ static void the_same_seed_gives_the_same_batch_and_another_seed_a_different_one(
 {
     enum { B = 8, H = 6, W = 6, C = 3 };
     uint8_t in[B * H * W * C], a[B * H * W * C], b[B * H * W * C], c[B * H * W * C];
-    struct evit_augment_config cfg = {3, 1};
+    struct evit_augment_config cfg = {.crop_padding = 3, .hflip = 1};
     struct evit_rng r;
     fill(in, B, H, W, C);
     evit_rng_seed(&r, 99);
@@ -138,7 +139,7 @@ static void over_many_draws_every_shift_and_both_flips_occur(void)
 {
     enum { B = 600, H = 4, W = 4, C = 1, P = 2 };
     uint8_t *in = evit_malloc(B * H * W * C), *out = evit_malloc(B * H * W * C);
-    struct evit_augment_config cfg = {P, 1};
+    struct evit_augment_config cfg = {.crop_padding = P, .hflip = 1};
     struct evit_rng r;
     int seen[2][2 * P + 1][2 * P + 1];
     memset(seen, 0, sizeof seen);
@@ -159,6 +160,54 @@ static void over_many_draws_every_shift_and_both_flips_occur(void)
     CHECK(missing == 0); /* 50 outcomes, 12 expected draws each */
     free(in);
     free(out);
+}
+
+/* Erasing with probability 1 on distinct pixels: the pixels that changed
+ * lie in one rectangle whose area and aspect are in the configured ranges
+ * (up to the rounding of h and w), nearly all of it changed (a random byte
+ * equals the old one 1 time in 256); with probability 1/2 about half the
+ * images are erased; the same seed erases the same. */
+static void erasing_fills_one_rectangle_of_the_configured_size_at_the_configured_rate(void)
+{
+    enum { B = 400, H = 28, W = 28, C = 1 };
+    static uint8_t in[B * H * W * C], out[B * H * W * C], again[B * H * W * C];
+    struct evit_augment_config cfg = {.erase_prob = 1.0, .erase_area = {0.1, 0.2}, .erase_ratio = {0.5, 2.0}};
+    struct evit_rng r;
+    int erased = 0, bad = 0;
+    fill(in, B, H, W, C);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) cfg.erase_prob = 0.5;
+        evit_rng_seed(&r, 21 + pass);
+        evit_augment_batch(out, in, B, H, W, C, &cfg, &r);
+        erased = 0;
+        for (int b = 0; b < B; b++) {
+            const uint8_t *x = in + (size_t)b * H * W, *y = out + (size_t)b * H * W;
+            int y0 = H, y1 = -1, x0 = W, x1 = -1, changed = 0;
+            for (int i = 0; i < H; i++)
+                for (int j = 0; j < W; j++)
+                    if (x[i * W + j] != y[i * W + j]) {
+                        changed++;
+                        y0 = i < y0 ? i : y0, y1 = i > y1 ? i : y1;
+                        x0 = j < x0 ? j : x0, x1 = j > x1 ? j : x1;
+                    }
+            if (!changed) continue;
+            erased++;
+            int h = y1 - y0 + 1, w = x1 - x0 + 1;
+            double area = (double)h * w / (H * W);
+            /* h and w are rounded: allow half a pixel on each */
+            double lo = (sqrt(0.1 * H * W * 0.5) - 1.0) * (sqrt(0.1 * H * W / 2.0) - 1.0) / (H * W);
+            double hi = (sqrt(0.2 * H * W * 2.0) + 1.0) * (sqrt(0.2 * H * W / 0.5) + 1.0) / (H * W);
+            if (area < lo || area > hi || (double)h / w < 0.5 * 0.5 || (double)h / w > 2.0 * 2.0 ||
+                changed < 0.9 * h * w)
+                bad++;
+        }
+        if (!pass) CHECK(erased >= B - 3); /* a whole rectangle can match by chance only 1 in 256^k */
+        if (pass) CHECK(erased > 0.42 * B && erased < 0.58 * B);
+        CHECK(bad == 0);
+    }
+    evit_rng_seed(&r, 22);
+    evit_augment_batch(again, in, B, H, W, C, &cfg, &r);
+    CHECK(memcmp(out, again, sizeof out) == 0);
 }
 
 static void shuffle_is_a_reproducible_permutation(void)
@@ -222,6 +271,7 @@ int main(void)
     RUN(padded_crops_are_shifted_copies_drawn_in_the_documented_order);
     RUN(the_same_seed_gives_the_same_batch_and_another_seed_a_different_one);
     RUN(over_many_draws_every_shift_and_both_flips_occur);
+    RUN(erasing_fills_one_rectangle_of_the_configured_size_at_the_configured_rate);
     RUN(shuffle_is_a_reproducible_permutation);
     RUN(every_order_of_four_is_about_equally_likely);
     return test_summary();

@@ -26,7 +26,8 @@ static void a_full_recipe_fills_every_field(void)
     const char *p = write_json("full.json", "{" BASE ", \"epochs\": 7, \"batch_size\": 32, \"seed\": 9,"
         "\"optimizer\": {\"type\": \"sgd\", \"lr\": 0.1, \"weight_decay\": 0.0001, \"momentum\": 0.8,"
         " \"nesterov\": true}, \"schedule\": {\"warmup_epochs\": 0.5, \"min_lr\": 0.001},"
-        "\"clip_grad\": 2.5, \"label_smoothing\": 0.1, \"augment\": {\"crop_padding\": 3, \"hflip\": true},"
+        "\"clip_grad\": 2.5, \"label_smoothing\": 0.1, \"augment\": {\"crop_padding\": 3, \"hflip\": true,"
+        " \"erase\": {\"prob\": 0.25, \"area\": [0.05, 0.3], \"ratio\": [0.5, 2]}},"
         "\"distill\": {\"type\": \"hard\", \"alpha\": 0.25, \"temperature\": 2}}");
     REQUIRE(evit_recipe_load(p, NULL, &r) == 0);
     CHECK(r.has_model && r.model.dim == 8 && r.model.blocks[0].heads == 2);
@@ -34,7 +35,19 @@ static void a_full_recipe_fills_every_field(void)
     CHECK(r.optim.type == EVIT_OPTIM_SGD && r.optim.lr == 0.1 && r.optim.momentum == 0.8 && r.optim.nesterov);
     CHECK(r.warmup_epochs == 0.5 && r.min_lr == 0.001 && r.clip_grad == 2.5 && r.label_smoothing == 0.1);
     CHECK(r.augment.crop_padding == 3 && r.augment.hflip == 1);
+    CHECK(r.augment.erase_prob == 0.25 && r.augment.erase_area[0] == 0.05 && r.augment.erase_area[1] == 0.3 &&
+          r.augment.erase_ratio[0] == 0.5 && r.augment.erase_ratio[1] == 2.0);
     CHECK(r.kd == EVIT_KD_HARD && r.alpha == 0.25 && r.temperature == 2.0);
+    evit_recipe_free(&r);
+}
+
+static void erasing_takes_the_papers_ranges_unless_given(void)
+{
+    struct evit_recipe r;
+    const char *p = write_json("erase.json", "{" BASE ", \"augment\": {\"erase\": {\"prob\": 0.5}}}");
+    REQUIRE(evit_recipe_load(p, NULL, &r) == 0);
+    CHECK(r.augment.erase_prob == 0.5 && r.augment.erase_area[0] == 0.02 && r.augment.erase_area[1] == 0.33 &&
+          r.augment.erase_ratio[0] == 0.3 && r.augment.erase_ratio[1] == 3.3);
     evit_recipe_free(&r);
 }
 
@@ -64,6 +77,12 @@ static void bad_recipes_are_refused(void)
         "{" BASE ", \"distill\": {\"type\": \"soft\", \"alpha\": 2}}", /* out of range */
         "{" BASE ", \"distill\": {\"kind\": \"soft\"}}",               /* unknown nested key */
         "{" BASE ", \"augment\": {\"hflip\": 1}}",                    /* wrong type */
+        "{" BASE ", \"augment\": {\"erase\": {\"area\": [0.1, 0.2]}}}",  /* erase without prob */
+        "{" BASE ", \"augment\": {\"erase\": {\"prob\": 1.5}}}",        /* out of range */
+        "{" BASE ", \"augment\": {\"erase\": {\"prob\": 0.5, \"area\": [0.3, 0.1]}}}", /* lo > hi */
+        "{" BASE ", \"augment\": {\"erase\": {\"prob\": 0.5, \"area\": [0, 0.1]}}}",   /* empty area */
+        "{" BASE ", \"augment\": {\"erase\": {\"prob\": 0.5, \"ratio\": [1]}}}",      /* wrong shape */
+        "{" BASE ", \"augment\": {\"erase\": {\"prob\": 0.5, \"size\": 3}}}",         /* unknown key */
         "{" BASE ", \"batch_size\": 0}",
         "{" BASE ", \"schedule\": {\"min_lr\": 0.5}}",                /* above lr */
         "{\"model\": \"no-such-model\"}",
@@ -103,6 +122,7 @@ static void the_shipped_recipes_load_with_and_without_the_full_profile(void)
 int main(void)
 {
     RUN(a_full_recipe_fills_every_field);
+    RUN(erasing_takes_the_papers_ranges_unless_given);
     RUN(a_profile_overrides_keys_and_merges_objects);
     RUN(bad_recipes_are_refused);
     RUN(the_shipped_recipes_load_with_and_without_the_full_profile);

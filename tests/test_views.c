@@ -12,7 +12,8 @@
 #include "recipe.h"
 #include "train.h"
 
-static const struct evit_augment_config aug = {.crop_padding = 2, .hflip = 1};
+static const struct evit_augment_config aug = {
+    .crop_padding = 2, .hflip = 1, .erase_prob = 0.5, .erase_area = {0.02, 0.33}, .erase_ratio = {0.3, 3.3}};
 
 static void a_view_depends_on_seed_epoch_and_index_alone(void)
 {
@@ -60,19 +61,19 @@ static void replayed_views_are_the_pixels_and_logits_the_teacher_saw(void)
     evit_vit_runner_init(&run, &teacher, B);
     float *views = evit_malloc(sizeof(float) * (size_t)E * N * K), *plain = evit_calloc((size_t)N * K, sizeof(float));
     REQUIRE(evit_eval_views(evit_vit_runner_forward, &run, B, K, &d, &aug, 11, E, 0, views) == 0);
-    struct evit_logit_views v = {.epochs = E, .topk = 0, .seed = 11, .crop_padding = 2, .hflip = 1};
+    struct evit_logit_views v = {.epochs = E, .topk = 0, .seed = 11, .aug = aug};
     double bytes;
     const char *path = test_path("views.h5");
     REQUIRE(evit_logits_save_views(path, plain, N, K, evit_dataset_fingerprint(&d), NULL, NULL, 50.0, views, &v,
                                    &bytes) == 0);
     CHECK(bytes == 4.0 * K);
     REQUIRE(evit_logits_load(path, &l) == 0);
-    CHECK(l.views.epochs == E && l.views.seed == 11 && l.views.crop_padding == 2 && l.views.hflip == 1);
+    CHECK(l.views.epochs == E && l.views.seed == 11 && evit_augment_same(&l.views.aug, &aug));
     CHECK(!memcmp(l.views.logits, views, sizeof(float) * (size_t)E * N * K));
 
     /* the student's batches: epoch 4 replays view 1 */
     memset(&r, 0, sizeof r);
-    r.model = c, r.batch = B, r.seed = 11, r.augment = aug, r.kd = EVIT_KD_SOFT;
+    r.model = c, r.batch = B, r.seed = 11, r.augment_seed = 11, r.augment = aug, r.kd = EVIT_KD_SOFT;
     r.optim = (struct evit_optim_config){.type = EVIT_OPTIM_ADAMW, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
     CHECK(evit_train_check_views(&r, &l, path, "r.json") == 0);
     evit_vit_alloc(&student, &c);
@@ -104,8 +105,20 @@ static void replayed_views_are_the_pixels_and_logits_the_teacher_saw(void)
     r.augment.crop_padding = 4;
     CHECK(evit_train_check_views(&r, &l, path, "r.json") < 0);
     r.augment = aug;
-    r.seed = 12;
+    r.augment.erase_prob = 0.25;
     CHECK(evit_train_check_views(&r, &l, path, "r.json") < 0);
+    r.augment.erase_prob = 0;
+    CHECK(evit_train_check_views(&r, &l, path, "r.json") < 0);
+    r.augment = aug;
+    r.augment.erase_area[1] = 0.4;
+    CHECK(evit_train_check_views(&r, &l, path, "r.json") < 0);
+    r.augment = aug;
+    r.augment_seed = 12;
+    CHECK(evit_train_check_views(&r, &l, path, "r.json") < 0);
+    /* another run seed (initialisation, order) with the views' augment seed is fine */
+    r.seed = 12;
+    r.augment_seed = 11;
+    CHECK(evit_train_check_views(&r, &l, path, "r.json") == 0);
     evit_logits_free(&l);
     free(views);
     free(plain);
@@ -120,7 +133,7 @@ static void top_k_views_take_three_bytes_a_class_and_keep_the_ranking(void)
     const int N = 5, E = 2, K = 10, k = 4;
     float views[2 * 5 * 10], plain[5 * 10] = {0};
     for (int i = 0; i < E * N * K; i++) views[i] = (float)((i * 7) % 11) / 3.0f;
-    struct evit_logit_views v = {.epochs = E, .topk = k, .seed = 3, .crop_padding = 1, .hflip = 0};
+    struct evit_logit_views v = {.epochs = E, .topk = k, .seed = 3, .aug = {.crop_padding = 1}};
     double bytes;
     struct evit_logits l;
     const char *path = test_path("topk-views.h5");
