@@ -40,6 +40,9 @@ static const char *usage =
     "      --resume         continue from STUDENT.state.h5 if it exists\n"
     "      --steps N        stop after N optimiser steps\n"
     "      --no-shuffle     take images in dataset order\n"
+    "      --seed N         the run's seed instead of the recipe's (initial\n"
+    "                       weights, order, augmentation; saved views keep\n"
+    "                       the recipe's augment.seed when it has one)\n"
     "      --parent F       report this model derives from (default: the --init\n"
     "                       checkpoint's or the teacher's report)\n"
     "      --stage NAME     stage named in the report and checkpoint (default distill)\n"
@@ -52,10 +55,10 @@ static const char *usage =
 struct args {
     const char *recipe, *data, *teacher, *val, *out, *report, *init, *profile, *parent, *stage;
     int resume, shuffle, quiet, latency;
-    long steps;
+    long steps, seed; /* seed -1: the recipe's */
 };
 
-enum { OPT_RESUME = 256, OPT_STEPS, OPT_NOSHUFFLE, OPT_PARENT, OPT_STAGE };
+enum { OPT_RESUME = 256, OPT_STEPS, OPT_NOSHUFFLE, OPT_PARENT, OPT_STAGE, OPT_SEED };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -66,6 +69,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         {"profile", required_argument, 0, 'P'}, {"resume", no_argument, 0, OPT_RESUME},
         {"steps", required_argument, 0, OPT_STEPS}, {"no-shuffle", no_argument, 0, OPT_NOSHUFFLE},
         {"parent", required_argument, 0, OPT_PARENT}, {"stage", required_argument, 0, OPT_STAGE},
+        {"seed", required_argument, 0, OPT_SEED},
         EVIT_CLI_LATENCY_OPTION,
         EVIT_CLI_COMMON_OPTIONS,
         {0, 0, 0, 0}};
@@ -85,6 +89,10 @@ static int parse_args(int argc, char **argv, struct args *a)
                 return evit_cli_usage_error("evit-distill", "--steps: expected a positive count, got %s", optarg);
             break;
         case OPT_NOSHUFFLE: a->shuffle = 0; break;
+        case OPT_SEED:
+            if (evit_parse_int(optarg, 0, 2147483647L, &a->seed) < 0)
+                return evit_cli_usage_error("evit-distill", "--seed: expected a count from 0, got %s", optarg);
+            break;
         case OPT_PARENT: a->parent = optarg; break;
         case OPT_STAGE: a->stage = optarg; break;
         default: {
@@ -179,7 +187,7 @@ static cJSON *train_section(const struct evit_train_result *tr, const struct evi
 
 static int distill_main(int argc, char **argv)
 {
-    struct args a = {.shuffle = 1};
+    struct args a = {.shuffle = 1, .seed = -1};
     struct evit_recipe r = {0};
     struct evit_dataset train = {0}, val = {0};
     struct evit_logits teacher = {0};
@@ -198,6 +206,10 @@ static int distill_main(int argc, char **argv)
     if (rank > 0) a.quiet = 1;
 
     if (evit_recipe_load(a.recipe, a.profile, &r) < 0) return EVIT_EXIT_FAIL;
+    if (a.seed >= 0) {
+        r.seed = a.seed;
+        if (!r.augment_seed_set) r.augment_seed = a.seed;
+    }
     if (r.kd != EVIT_KD_NONE && !a.teacher) {
         evit_error("%s: distill.type is %s but no --teacher logits were given", a.recipe,
                    evit_recipe_kd_name(r.kd));
@@ -254,6 +266,7 @@ static int distill_main(int argc, char **argv)
     cJSON_AddItemToObject(conf, "recipe", cJSON_Duplicate(r.json, 1));
     cJSON_AddStringToObject(conf, "recipe_file", a.recipe);
     if (a.profile) cJSON_AddStringToObject(conf, "profile", a.profile);
+    if (a.seed >= 0) cJSON_AddNumberToObject(conf, "seed", (double)a.seed);
     cJSON_AddStringToObject(conf, "train_data", a.data);
     if (a.init) cJSON_AddStringToObject(conf, "init", a.init);
     if (a.latency) evit_report_add_latency(rep, lat, a.latency);

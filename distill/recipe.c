@@ -168,6 +168,7 @@ static int parse(const cJSON *j, const char *file, struct evit_recipe *r)
               parse_erase(cJSON_GetObjectItemCaseSensitive(a, "erase"), file, &r->augment) < 0 ||
               evit_json_get_double(a, file, "augment", "seed", 0, 0, 9007199254740991.0, &aseed) < 0))
         return EVIT_ERR;
+    r->augment_seed_set = aseed >= 0;
     r->augment_seed = aseed >= 0 ? (long long)aseed : r->seed;
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "model");
     if (m) {

@@ -35,6 +35,7 @@ struct evit_recipe {
     int batch;
     long long seed;
     long long augment_seed; /* the seed of saved views (augment.seed, else seed) */
+    int augment_seed_set;   /* 1 when augment.seed was given */
     struct evit_optim_config optim;
     double warmup_epochs;
     double min_lr;

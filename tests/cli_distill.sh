@@ -99,6 +99,17 @@ succeeds "$EVAL" "$T/part.h5" "$T/val.h5" --save-logits "$T/lp.h5" -q
 h5diff -q "$T/full.h5" "$T/part.h5" /blocks /blocks >/dev/null 2>&1 || fail "resumed weights differ from an uninterrupted run"
 ok "a run stopped after an epoch and resumed ends with the same weights"
 
+# --- --seed N is the recipe with "seed": N
+succeeds "$D" "$T/r.json" --data "$T/all.h5" -o "$T/s5.h5" -q --threads 2 --steps 3 --seed 5 --report "$T/s5.json"
+sed 's/"seed":3/"seed":5/' "$T/r.json" >"$T/r5.json"
+succeeds "$D" "$T/r5.json" --data "$T/all.h5" -o "$T/r5.h5" -q --threads 2 --steps 3
+h5diff -q "$T/s5.h5" "$T/r5.h5" /blocks /blocks >/dev/null 2>&1 || fail "--seed 5 differs from a recipe with seed 5"
+succeeds "$D" "$T/r.json" --data "$T/all.h5" -o "$T/s3.h5" -q --threads 2 --steps 3
+h5diff -q "$T/s5.h5" "$T/s3.h5" /blocks /blocks >/dev/null 2>&1 && fail "--seed 5 trained the recipe's seed 3"
+grep -q '"seed":[[:space:]]*5' "$T/s5.json" || fail "the report does not record --seed"
+fails_with 2 "$D" "$T/r.json" --data "$T/all.h5" -o "$T/x.h5" --seed -1
+ok "--seed N trains exactly what the recipe with seed N trains, and the report says so"
+
 # --- SIGKILL in the middle, then --resume
 "$PY" "$EVIT_SRC/tests/mkdata.py" "$T/bimg.gz" "$T/blab.gz" 6000 28 10
 succeeds "$DATA" import --idx "$T/bimg.gz" "$T/blab.gz" -o "$T/big.h5"

@@ -7,7 +7,7 @@ set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
 S="$EVIT_SRC/scripts"
-for s in pipeline distill_study iterative_prune; do
+for s in pipeline distill_study iterative_prune kd_study; do
     succeeds sh "$S/$s.sh" --help
     stdout_has "$s.sh"
     fails_with 2 sh "$S/$s.sh" --bogus

@@ -105,8 +105,8 @@ static void bad_recipes_are_refused(void)
 static void the_shipped_recipes_load_with_and_without_the_full_profile(void)
 {
     const char *src = getenv("EVIT_SRC");
-    const char *names[] = {"teacher", "student", "student-hard", "student-labels", "finetune"};
-    for (int i = 0; i < 5; i++) {
+    const char *names[] = {"teacher", "student", "student-hard", "student-labels", "finetune", "student-consistent"};
+    for (int i = 0; i < 6; i++) {
         char path[512];
         struct evit_recipe r;
         snprintf(path, sizeof path, "%s/configs/fmnist/%s.json", src ? src : ".", names[i]);

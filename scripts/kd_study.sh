@@ -1,0 +1,150 @@
+#!/bin/sh
+# kd_study.sh: consistent distillation against plain soft distillation,
+# several seeds each (issue 16).  In a run folder that holds the
+# pipeline's teacher, its logits and the datasets (scripts/pipeline.sh
+# --profile P first), it
+#   1. saves the teacher's top-10 logits of E augmented views per image
+#      (evit-eval --augment configs/fmnist/student-consistent.json, E the
+#      recipe's epochs in the profile),
+#   2. trains an fm-tiny student per seed with configs/fmnist/student.json
+#      (soft, plain logits: the pipeline's student) and one with
+#      student-consistent.json (the views), each job on one thread, --jobs
+#      of them at a time,
+#   3. quantizes every student to INT8 (configs/fmnist/quantize.json) and
+#      with INT8 attention (quantize-attention.json), and takes every
+#      consistent student through the pipeline's device chain (mild prune,
+#      5-epoch fine-tune, INT8, export, evaluated through libevrt),
+#   4. prints top-1 per seed with mean, standard deviation and range, and
+#      writes the table to DIR/kd/summary.md.
+# Every step is skipped when its report is newer than its inputs, and
+# training resumes from its state: an interrupted study continues where
+# it stopped.
+#
+#   scripts/kd_study.sh [--profile quick|full] [--out DIR] [--seeds "0 1 2"] [--jobs N]
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin=${EVIT_BIN:-$top/build}
+profile=quick
+out=""
+threads=""
+seeds="0 1 2"
+jobs=2
+common_opts="profile out"
+. "$top/scripts/lib.sh"
+
+# one job: KIND SEED (run by xargs, below)
+if [ "${1:-}" = --job ]; then
+    kind=$2 seed=$3
+    cfg=$top/configs/fmnist
+    k=$KD_OUT/kd
+    name=$kind-s$seed
+    case $kind in
+    soft) recipe=$cfg/student.json logits=$KD_OUT/teacher.logits.h5 ;;
+    consistent) recipe=$cfg/student-consistent.json logits=$k/views.h5 ;;
+    *) usage_fail "unknown job kind $kind" ;;
+    esac
+    log=$k/$name.log
+    {
+        # shellcheck disable=SC2086
+        fresh "$k/$name.report.json" "$recipe" "$logits" ||
+            "$bin/evit-distill" "$recipe" $KD_PROF --seed "$seed" --data "$KD_OUT/train.h5" --teacher "$logits" \
+                --val "$KD_OUT/test.h5" -o "$k/$name.h5" --report "$k/$name.report.json" --stage "$name" \
+                --resume --threads 1 -q
+        for q in quantize quantize-attention; do
+            fresh "$k/$name.$q.report.json" "$k/$name.report.json" "$cfg/$q.json" ||
+                "$bin/evit-quantize" "$cfg/$q.json" "$k/$name.h5" --calib "$KD_OUT/train.h5" --val "$KD_OUT/test.h5" \
+                    -o "$k/$name.$q.h5" --report "$k/$name.$q.report.json" --threads 1 -q
+        done
+        if [ "$kind" = consistent ]; then
+            fresh "$k/$name.pruned.report.json" "$k/$name.report.json" "$cfg/prune-mild.json" ||
+                "$bin/evit-prune" "$cfg/prune-mild.json" "$k/$name.h5" --data "$KD_OUT/train.h5" --val "$KD_OUT/test.h5" \
+                    -o "$k/$name.pruned.h5" --report "$k/$name.pruned.report.json" --threads 1 -q
+            # shellcheck disable=SC2086
+            fresh "$k/$name.finetuned.report.json" "$k/$name.pruned.report.json" "$cfg/finetune.json" ||
+                "$bin/evit-distill" "$cfg/finetune.json" $KD_PROF --init "$k/$name.pruned.h5" --data "$KD_OUT/train.h5" \
+                    --teacher "$KD_OUT/teacher.logits.h5" --val "$KD_OUT/test.h5" -o "$k/$name.finetuned.h5" \
+                    --report "$k/$name.finetuned.report.json" --stage finetune --resume --threads 1 -q
+            fresh "$k/$name.device.report.json" "$k/$name.finetuned.report.json" "$cfg/quantize.json" || {
+                "$bin/evit-quantize" "$cfg/quantize.json" "$k/$name.finetuned.h5" --calib "$KD_OUT/train.h5" \
+                    --val "$KD_OUT/test.h5" -o "$k/$name.device.h5" --report "$k/$name.device.q8.report.json" \
+                    --threads 1 -q
+                "$bin/evit-export" "$k/$name.device.h5" -o "$k/$name.device.evit" -q
+                "$bin/evit-eval" "$k/$name.device.evit" "$KD_OUT/test.h5" --stage export \
+                    --parent "$k/$name.device.q8.report.json" --report "$k/$name.device.report.json" -q
+            }
+        fi
+    } >"$log" 2>&1 || { echo "error: $name failed, see $log" >&2; exit 1; }
+    echo "$name done" >&2
+    exit 0
+fi
+
+while [ $# -gt 0 ]; do
+    if common_opt "$@"; then shift "$nshift"; continue; fi
+    case "$1" in
+    --seeds) [ $# -ge 2 ] || usage_fail "--seeds needs a value"; seeds=$2; shift 2 ;;
+    --jobs) [ $# -ge 2 ] || usage_fail "--jobs needs a value"; jobs=$2; shift 2 ;;
+    *) usage_fail "unknown argument $1 (see --help)" ;;
+    esac
+done
+case "$profile" in quick|full) ;; *) usage_fail "--profile is quick or full" ;; esac
+case "$jobs" in '' | *[!0-9]* | 0) usage_fail "--jobs takes a positive count" ;; esac
+for s in $seeds; do case "$s" in *[!0-9]*) usage_fail "--seeds takes whole numbers" ;; esac; done
+out=${out:-$top/run/fmnist-$profile}
+prof=""
+[ "$profile" = quick ] || prof="--profile $profile"
+cfg=$top/configs/fmnist
+for f in train.h5 test.h5 teacher.h5 teacher.logits.h5 teacher.report.json; do
+    [ -e "$out/$f" ] || { echo "error: $out/$f: missing (run scripts/pipeline.sh --profile $profile first)" >&2; exit 1; }
+done
+mkdir -p "$out/kd"
+
+# the views: one per epoch of the consistent recipe in this profile
+epochs=$(/usr/bin/python3 -c 'import json, sys
+r = json.load(open(sys.argv[1])); p = r.get("profiles", {}).get(sys.argv[2], {})
+print(p.get("epochs", r["epochs"]))' "$cfg/student-consistent.json" "$profile")
+stage "teacher logits of $epochs augmented views per image (top-10)"
+if fresh "$out/kd/views.h5" "$out/teacher.h5" "$cfg/student-consistent.json"; then echo "up to date" >&2; else
+    "$bin/evit-eval" "$out/teacher.h5" "$out/train.h5" --save-logits "$out/kd/views.h5" \
+        --augment "$cfg/student-consistent.json" --epochs "$epochs" --topk 10 --threads "$jobs" \
+        --report "$out/kd/views.report.json"
+fi
+
+stage "students: soft and consistent, seeds $seeds, $jobs at a time (logs in $out/kd/*.log)"
+export KD_OUT="$out" KD_PROF="$prof"
+for s in $seeds; do printf 'consistent %s\n' "$s"; done >"$out/kd/jobs"
+for s in $seeds; do printf 'soft %s\n' "$s"; done >>"$out/kd/jobs"
+xargs -P "$jobs" -L 1 "$0" --job <"$out/kd/jobs"
+
+# the table
+top1() { sed -n 's/^[[:space:]]*"top1":[[:space:]]*\([0-9.]*\).*/\1/p' "$1" 2>/dev/null | head -n 1; }
+row() { # LABEL FILE-PATTERN (with SEED in place of the seed)
+    vals=""
+    for s in $seeds; do
+        f=$(echo "$2" | sed "s/SEED/$s/")
+        v=$(top1 "$out/kd/$f")
+        vals="$vals ${v:--}"
+    done
+    echo "$vals" | awk -v label="$1" '{
+        n = 0; s = 0; ss = 0; lo = 1e9; hi = -1e9; cells = "";
+        for (i = 1; i <= NF; i++) { cells = cells ($i == "-" ? " - |" : sprintf(" %.2f |", $i)); if ($i == "-") continue;
+            n++; s += $i; ss += $i * $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i }
+        if (n == 0) { printf "| %s |%s - | - | - |\n", label, cells; next }
+        m = s / n; sd = n > 1 ? sqrt((ss - n * m * m) / (n - 1)) : 0;
+        printf "| %s |%s %.2f | %.2f | %.2f |\n", label, cells, m, sd, hi - lo }'
+}
+{
+    printf '| model | %s | mean | sd | range |\n' "$(echo $seeds | sed 's/ / | /g; s/[0-9][0-9]*/seed &/g')"
+    printf '|---|%s---:|---:|---:|\n' "$(for s in $seeds; do printf -- '---:|'; done)"
+    row "teacher" "../teacher.report.json"
+    row "soft (student.json)" "soft-sSEED.report.json"
+    row "soft, INT8" "soft-sSEED.quantize.report.json"
+    row "soft, INT8 + INT8 attention" "soft-sSEED.quantize-attention.report.json"
+    row "consistent (student-consistent.json)" "consistent-sSEED.report.json"
+    row "consistent, INT8" "consistent-sSEED.quantize.report.json"
+    row "consistent, INT8 + INT8 attention" "consistent-sSEED.quantize-attention.report.json"
+    row "consistent, pruned + fine-tuned" "consistent-sSEED.finetuned.report.json"
+    row "consistent, device file (.evit)" "consistent-sSEED.device.report.json"
+} >"$out/kd/summary.md"
+echo >&2
+cat "$out/kd/summary.md"
+echo "($out/kd/summary.md; views: $(sed -n 's/.*"bytes_per_image_per_epoch":[[:space:]]*\([0-9.]*\).*/\1/p' "$out/kd/views.report.json" | head -n 1) bytes per image per epoch)" >&2
