@@ -92,7 +92,7 @@ fi
     if [ $HAVE_ORT = 1 ]; then
         echo "  onnxruntime-node $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$SRC/bench/node_modules/onnxruntime-node/package.json" | head -1), CPU provider, intraOpNumThreads per row, graph optimisation all"
     fi
-    echo "  CPU: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores; flags:$(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx_vnni|fma)$' | tr '\n' ' ')"
+    echo "  CPU: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores; flags:$(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx_vnni|amx_int8|fma)$' | tr '\n' ' ')"
 } >"$W/conditions.txt"
 cat "$W/evit.txt" "$W/peers.txt" | awk '
 { key = $1 " " $2 " " $3 " " $4; for (i = 5; i <= NF; i++) if ($i ~ /^median_ms=/) { split($i, a, "="); t[key] = a[2] } }

@@ -529,6 +529,32 @@ INLINE_AVX512 void i8p_tile_vnni(float *y, size_t O, const uint8_t *x, size_t ld
     }
 }
 
+/* Rows [n, N) of the 32 channels of panels p0, p1 (G groups each) on VNNI
+ * tiles of up to six rows; y and x at row 0. */
+AVX512 static void vnni_rows(float *y, size_t O, const uint8_t *x, size_t ld, const int8_t *p0, const int8_t *p1,
+                             int G, const struct epi512 *e, int n, int N)
+{
+#define TV(MR, NB) i8p_tile_vnni(y + (size_t)n * O, O, x + (size_t)n * ld, ld, p0, p1, G, e, MR, NB)
+#define ROWS(NB)                                  \
+    do {                                          \
+        for (; n + 6 <= N; n += 6) TV(6, NB);     \
+        switch (N - n) {                          \
+        case 5: TV(5, NB); break;                 \
+        case 4: TV(4, NB); break;                 \
+        case 3: TV(3, NB); break;                 \
+        case 2: TV(2, NB); break;                 \
+        case 1: TV(1, NB); break;                 \
+        default: break;                           \
+        }                                         \
+    } while (0)
+    if (e->m[1])
+        ROWS(2);
+    else
+        ROWS(1);
+#undef ROWS
+#undef TV
+}
+
 AVX512 static void i8p_vnni(float *y, const void *xp, int32_t x_zero, float x_scale, const void *wp,
                             const int32_t *wsum, const float *w_scale, const float *b, int N, int I,
                             int O, int o0, int o1)
@@ -540,12 +566,7 @@ AVX512 static void i8p_vnni(float *y, const void *xp, int32_t x_zero, float x_sc
     for (o = o0; o < o1; o += 32) {
         const int8_t *p0 = (const int8_t *)wp + (size_t)(o / 16) * ps, *p1 = p0 + ps;
         struct epi512 e = epi512_make(x_zero, x_scale, wsum, w_scale, b, o, o1);
-#define TV(n, MR, NB) i8p_tile_vnni(y + (size_t)(n) * O + o, (size_t)O, x + (size_t)(n) * ld, ld, p0, p1, G, &e, MR, NB)
-        if (e.m[1])
-            ROWS_SWITCH(TV, 6, 2);
-        else
-            ROWS_SWITCH(TV, 6, 1);
-#undef TV
+        vnni_rows(y + o, (size_t)O, x, ld, p0, p1, G, &e, 0, N);
     }
 }
 
@@ -670,19 +691,15 @@ INLINE_AVX512 void softmax_i8_rows(uint8_t *xq, size_t ld, float *S, int T, __m5
         for (u = (T + 15) / 16 * 16; u < (int)ld; u++) xq[(size_t)k * ld + u] = 0;
 }
 
-/* softmax_i8_rows on the n rows of S, four at a time. */
+/* softmax_i8_rows on the n rows of S, four at a time (the last few one by
+ * one: the code of every row count would grow the library). */
 AVX512 static void softmax_i8_vnni(uint8_t *xq, float *S, int n, int T, float c, float p_scale)
 {
     size_t ld = ld64(T);
     __m512 vc = _mm512_set1_ps(c);
     int t;
     for (t = 0; t + 4 <= n; t += 4) softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 4);
-    switch (n - t) {
-    case 3: softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 3); break;
-    case 2: softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 2); break;
-    case 1: softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 1); break;
-    default: break;
-    }
+    for (; t < n; t++) softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 1);
 }
 
 /* The head's K and V quantized and packed as the variant's i8p weights
@@ -850,7 +867,9 @@ AMX static void i8p_amx(float *y, const void *xp, int32_t x_zero, float x_scale,
 {
     const uint8_t *x = xp;
     size_t ld = ld64(I), ps = groups_amx(I) * 64;
-    int KC = (int)(ld / 64), N16 = N / 16 * 16, G = (int)groups_amx(I), o, n;
+    /* below 32 rows the tile set-up (configure, release) costs about what
+     * the tiles save: VNNI tiles then */
+    int KC = (int)(ld / 64), N16 = N >= 32 ? N / 16 * 16 : 0, G = (int)groups_amx(I), o, n;
     int32_t cb[4 * 256] __attribute__((aligned(64)));
     if (N16) {
         struct amx_config cfg;
@@ -870,7 +889,6 @@ AMX static void i8p_amx(float *y, const void *xp, int32_t x_zero, float x_scale,
         amx_block(cb, x + (size_t)n * ld, ld, p0, p1, KC, MR, NB);             \
         amx_epilogue(y + (size_t)n * O + o, (size_t)O, cb, &e, MR, NB);        \
     } while (0)
-#define TV(MR, NB) i8p_tile_vnni(y + (size_t)n * O + o, (size_t)O, x + (size_t)n * ld, ld, p0, p1, G, &e, MR, NB)
 #define ALL(NB)                                                    \
     do {                                                           \
         for (n = 0; n + 32 <= N16; n += 32) BLOCK(2, NB);          \
@@ -878,22 +896,13 @@ AMX static void i8p_amx(float *y, const void *xp, int32_t x_zero, float x_scale,
             BLOCK(1, NB);                                          \
             n += 16;                                               \
         }                                                          \
-        for (; n + 6 <= N; n += 6) TV(6, NB);                      \
-        switch (N - n) {                                           \
-        case 5: TV(5, NB); break;                                  \
-        case 4: TV(4, NB); break;                                  \
-        case 3: TV(3, NB); break;                                  \
-        case 2: TV(2, NB); break;                                  \
-        case 1: TV(1, NB); break;                                  \
-        default: break;                                            \
-        }                                                          \
     } while (0)
         if (e.m[1])
             ALL(2);
         else
             ALL(1);
+        vnni_rows(y + o, (size_t)O, x, ld, p0, p1, G, &e, n, N);
 #undef ALL
-#undef TV
 #undef BLOCK
     }
     if (N16) _tile_release();
