@@ -763,9 +763,15 @@ AVX512 static void att_i8_rows_x86(const struct evrt_kernels *k, float *out, siz
     __m512i off = _mm512_set1_epi32(128);
     uint8_t *xq = a->xq;
     int u, i, r, amx = k->isa == EVRT_ISA_AMX;
+    /* AMX takes whole tiles of 64 inputs: q K^T pads d to them, P V pads T;
+     * where the padding would cost more than the tiles save (d not a
+     * multiple of 64, T below 128: fm-tiny's 16 and 50), VNNI tiles on the
+     * unpadded layout */
+    int kamx = amx && d % 64 == 0, vamx = amx && T >= 128;
+    evrt_i8p_fn qk = kamx ? k->i8p : i8p_vnni, pv = vamx ? k->i8p : i8p_vnni;
     if (fresh) {
         att_i8_kv_x86(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2],
-                      amx ? (int)ld64(d) / 4 : (d + 3) / 4, amx ? (int)ld64(T) / 4 : (T + 3) / 4);
+                      kamx ? (int)ld64(d) / 4 : (d + 3) / 4, vamx ? (int)ld64(T) / 4 : (T + 3) / 4);
         for (u = 0; u < T; u++) a->ones[u] = 1.0f;
         for (i = 0; i < d; i++) a->vs[i] = scales[2];
     }
@@ -779,9 +785,9 @@ AVX512 static void att_i8_rows_x86(const struct evrt_kernels *k, float *out, siz
         }
         for (i = (d + 15) / 16 * 16; i < (int)ld; i++) q[i] = 0;
     }
-    k->i8p(a->S, xq, 0, 1.0f, a->kp, a->kws, a->ones, NULL, nr, d, T, 0, T);
+    qk(a->S, xq, 0, 1.0f, a->kp, a->kws, a->ones, NULL, nr, d, T, 0, T);
     softmax_i8_vnni(xq, a->S, nr, T, (scales[0] * scales[1]) / sqrtf((float)d), scales[3]);
-    k->i8p(a->os, xq, 0, scales[3], a->vp, a->vws, a->vs, NULL, nr, T, d, 0, d);
+    pv(a->os, xq, 0, scales[3], a->vp, a->vws, a->vs, NULL, nr, T, d, 0, d);
     for (r = 0; r < nr; r++) memcpy(out + (size_t)r * ldo, a->os + (size_t)r * d, sizeof(float) * (size_t)d);
 }
 

@@ -358,9 +358,11 @@ struct tmodel {
 /* A fixed random model: img 16 (T 17) or another multiple of 4, patch 4,
  * 3 channels, D 40, three blocks of different shapes, 7 classes; every
  * layer INT8 with crude fixed activation scales (half asymmetric). */
-static void tmodel_make_img(struct tmodel *t, uint64_t seed, int img)
+static void tmodel_make_img(struct tmodel *t, uint64_t seed, int img, int wide)
 {
+    /* wide: heads of 64 in the first two blocks, AMX's whole tiles */
     static const int heads[3] = {2, 3, 1}, hd[3] = {12, 8, 20}, mlp[3] = {70, 33, 96};
+    static const int wheads[3] = {1, 1, 1}, whd[3] = {64, 64, 8};
     size_t nf = 0, nq = 0, ns = 0, fo = 0, qo = 0, so = 0;
     int D = 40, T = 1 + (img / 4) * (img / 4), l, i, L;
     struct evrt_model *m = &t->m;
@@ -380,9 +382,9 @@ static void tmodel_make_img(struct tmodel *t, uint64_t seed, int img)
     m->patch_embed.in = 48;
     m->patch_embed.out = D;
     for (l = 0; l < 3; l++) {
-        int I = heads[l] * hd[l];
-        t->blk[l].heads = heads[l];
-        t->blk[l].head_dim = hd[l];
+        int I = (wide ? wheads : heads)[l] * (wide ? whd : hd)[l];
+        t->blk[l].heads = (wide ? wheads : heads)[l];
+        t->blk[l].head_dim = (wide ? whd : hd)[l];
         t->blk[l].mlp = mlp[l];
         t->blk[l].qkv.in = D, t->blk[l].qkv.out = 3 * I;
         t->blk[l].proj.in = I, t->blk[l].proj.out = D;
@@ -433,7 +435,7 @@ static void tmodel_make_img(struct tmodel *t, uint64_t seed, int img)
     }
 }
 
-static void tmodel_make(struct tmodel *t, uint64_t seed) { tmodel_make_img(t, seed, 16); }
+static void tmodel_make(struct tmodel *t, uint64_t seed) { tmodel_make_img(t, seed, 16, 0); }
 
 /* INT8 attention in every block, with scales that saturate some q, k, v
  * and (block 1) some probabilities. */
@@ -537,7 +539,7 @@ static void capture_attention(void *user, int layer, int phase, const float *x, 
  * every block's attention output against evrt_attention_i8_ref on the qkv
  * the runtime produced; logits (B, 7) and, when sqnr is not NULL, each
  * block's SQNR of INT8 against float attention (dB) come back. */
-static int attention_case(const char *kern, int nt, int img, int B, float *logits, double *sqnr)
+static int attention_case(const char *kern, int nt, int img, int wide, int B, float *logits, double *sqnr)
 {
     struct tmodel t;
     struct att_capture cap = {{NULL}, {NULL}};
@@ -545,7 +547,7 @@ static int attention_case(const char *kern, int nt, int img, int B, float *logit
     uint8_t *img_b;
     int T = 1 + (img / 4) * (img / 4), l, bad = 0;
     size_t n;
-    tmodel_make_img(&t, 7, img);
+    tmodel_make_img(&t, 7, img, wide);
     tmodel_int8_attention(&t);
     n = (size_t)B * img * img * 3;
     img_b = malloc(n);
@@ -596,13 +598,14 @@ static int attention_case(const char *kern, int nt, int img, int B, float *logit
 static void int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count(void)
 {
     /* T 17, 50 and 101: one, two and four chunks of queries; 101 also
-     * takes two 64-byte blocks per quantized row */
-    static const int imgs[3] = {16, 28, 40};
+     * takes two 64-byte blocks per quantized row; T 145 with heads of 64
+     * (wide): whole AMX tiles for q K^T and P V */
+    static const int imgs[4] = {16, 28, 40, 48}, wide[4] = {0, 0, 0, 1};
     float first[5 * 7], other[5 * 7];
     double sqnr[3];
     int isa, nt, k;
-    for (k = 0; k < 3; k++) {
-        REQUIRE(attention_case("ref", 1, imgs[k], 5, first, sqnr));
+    for (k = 0; k < 4; k++) {
+        REQUIRE(attention_case("ref", 1, imgs[k], wide[k], 5, first, sqnr));
         printf("# img %d: INT8 attention SQNR against float attention %.1f, %.1f, %.1f dB\n", imgs[k],
                sqnr[0], sqnr[1], sqnr[2]);
         /* the crude scales still make it attention, not noise */
@@ -610,7 +613,7 @@ static void int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and
         for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
             if (!evrt_isa_available(isa)) continue;
             for (nt = 1; nt <= 3; nt++) {
-                CHECK(attention_case(isa_name(isa), nt, imgs[k], 5, other, NULL));
+                CHECK(attention_case(isa_name(isa), nt, imgs[k], wide[k], 5, other, NULL));
                 if (isa == EVRT_ISA_REF) CHECK(memcmp(first, other, sizeof first) == 0);
             }
         }
