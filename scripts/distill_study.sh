@@ -8,25 +8,13 @@
 #
 #   scripts/distill_study.sh [--profile quick|full] [--out DIR] [--threads N]
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${EVIT_BIN:-$top/build}
-profile=quick
-out=""
-threads=""
 common_opts="profile out threads"
-. "$top/scripts/lib.sh"
-while [ $# -gt 0 ]; do
-    if common_opt "$@"; then shift "$nshift"; continue; fi
-    usage_fail "unknown argument $1 (see --help)"
-done
-case "$profile" in quick|full) ;; *) usage_fail "--profile is quick or full" ;; esac
-out=${out:-$top/run/fmnist-$profile}
-prof=""
-[ "$profile" = quick ] || prof="--profile $profile"
+. "$(dirname "$0")/lib.sh"
+only_common_opts "$@"
+profile_args
 cfg=$top/configs/fmnist
-for f in train.h5 test.h5 teacher.h5 teacher.logits.h5 teacher.report.json; do
-    [ -e "$out/$f" ] || { echo "error: $out/$f: missing (run scripts/pipeline.sh --profile $profile first)" >&2; exit 1; }
-done
+need "run scripts/pipeline.sh --profile $profile first" "$out/train.h5" "$out/test.h5" "$out/teacher.h5" \
+    "$out/teacher.logits.h5" "$out/teacher.report.json"
 
 for kind in soft hard labels; do
     case $kind in soft) r=student ;; hard) r=student-hard ;; labels) r=student-labels ;; esac

@@ -13,17 +13,13 @@
 # OUT (default RUN/iterative): roundR.pruned.h5 and roundR.h5 with reports.
 # A step whose output is newer than its inputs is skipped.
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${EVIT_BIN:-$top/build}
+common_opts="out threads"
+. "$(dirname "$0")/lib.sh"
 rounds=2
 config=$top/configs/fmnist/prune-mild.json
 recipe=$top/configs/fmnist/student.json
 run=$top/run/fmnist-quick
-out=""
 steps=""
-threads=""
-common_opts="out threads"
-. "$top/scripts/lib.sh"
 while [ $# -gt 0 ]; do
     if common_opt "$@"; then shift "$nshift"; continue; fi
     case "$1" in
@@ -41,9 +37,8 @@ while [ $# -gt 0 ]; do
 done
 case "$rounds" in ''|*[!0-9]*|0) usage_fail "--rounds wants a positive count" ;; esac
 out=${out:-$run/iterative}
-for f in "$run/student.h5" "$run/train.h5" "$run/test.h5" "$run/teacher.logits.h5" "$config" "$recipe"; do
-    [ -e "$f" ] || { echo "error: $f: missing (run scripts/pipeline.sh first)" >&2; exit 1; }
-done
+need "run scripts/pipeline.sh first" "$run/student.h5" "$run/train.h5" "$run/test.h5" "$run/teacher.logits.h5" \
+    "$config" "$recipe"
 mkdir -p "$out"
 
 model=$run/student.h5

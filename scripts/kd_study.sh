@@ -22,15 +22,10 @@
 #
 #   scripts/kd_study.sh [--profile quick|full] [--out DIR] [--seeds "0 1 2"] [--jobs N]
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${EVIT_BIN:-$top/build}
-profile=quick
-out=""
-threads=""
 seeds="0 1 2"
 jobs=2
 common_opts="profile out"
-. "$top/scripts/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
 # one job: KIND SEED (run by xargs, below)
 if [ "${1:-}" = --job ]; then
@@ -86,16 +81,12 @@ while [ $# -gt 0 ]; do
     *) usage_fail "unknown argument $1 (see --help)" ;;
     esac
 done
-case "$profile" in quick|full) ;; *) usage_fail "--profile is quick or full" ;; esac
+profile_args
 case "$jobs" in '' | *[!0-9]* | 0) usage_fail "--jobs takes a positive count" ;; esac
 for s in $seeds; do case "$s" in *[!0-9]*) usage_fail "--seeds takes whole numbers" ;; esac; done
-out=${out:-$top/run/fmnist-$profile}
-prof=""
-[ "$profile" = quick ] || prof="--profile $profile"
 cfg=$top/configs/fmnist
-for f in train.h5 test.h5 teacher.h5 teacher.logits.h5 teacher.report.json; do
-    [ -e "$out/$f" ] || { echo "error: $out/$f: missing (run scripts/pipeline.sh --profile $profile first)" >&2; exit 1; }
-done
+need "run scripts/pipeline.sh --profile $profile first" "$out/train.h5" "$out/test.h5" "$out/teacher.h5" \
+    "$out/teacher.logits.h5" "$out/teacher.report.json"
 mkdir -p "$out/kd"
 
 # the views: one per epoch of the consistent recipe in this profile

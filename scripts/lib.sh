@@ -1,9 +1,15 @@
 # scripts/lib.sh: what the scripts in scripts/ share; sourced, not run.
-# The sourcing script sets set -eu first and, before common_opt, the
-# variables its options fill (profile, out, threads) and common_opts, the
-# names of the shared options it takes ("profile out threads").
+# The sourcing script sets set -eu first and common_opts, the names of the
+# shared options it takes ("profile out threads"); this file sets top (the
+# source tree), bin (the build tree: $EVIT_BIN, else top/build) and the
+# defaults of those options (profile quick, out and threads empty).
 
 script=$(basename "$0")
+top=$(cd "$(dirname "$0")/.." && pwd)
+bin=${EVIT_BIN:-$top/build}
+profile=quick
+out=""
+threads=""
 
 # help_text: the script's header comment (every comment line after #!),
 # without the comment marks.
@@ -40,6 +46,34 @@ common_opt() {
         ;;
     esac
     return 1
+}
+
+# only_common_opts "$@": for a script whose options are the shared ones alone.
+only_common_opts() {
+    while [ $# -gt 0 ]; do
+        if common_opt "$@"; then shift "$nshift"; continue; fi
+        usage_fail "unknown argument $1 (see --help)"
+    done
+}
+
+# profile_args: after the options: --profile must be quick or full; out
+# defaults to top/run/fmnist-PROFILE; prof becomes "--profile P" for the
+# evit commands (empty for quick).
+profile_args() {
+    case "$profile" in quick | full) ;; *) usage_fail "--profile is quick or full" ;; esac
+    out=${out:-$top/run/fmnist-$profile}
+    prof=""
+    [ "$profile" = quick ] || prof="--profile $profile"
+}
+
+# need HINT FILE...: each FILE must exist, else one line naming it (and
+# HINT, what makes it) and exit 1.
+need() {
+    h=$1
+    shift
+    for f in "$@"; do
+        [ -e "$f" ] || { echo "error: $f: missing ($h)" >&2; exit 1; }
+    done
 }
 
 # fresh OUT IN...: true when OUT exists and is newer than every IN.

@@ -14,21 +14,10 @@
 # (docs/RESULTS.md).  A stage whose outputs are newer than its
 # inputs is skipped; a failing stage stops the chain with its message.
 set -eu
-top=$(cd "$(dirname "$0")/.." && pwd)
-bin=${EVIT_BIN:-$top/build}
-profile=quick
-out=""
-threads=""
 common_opts="profile out threads"
-. "$top/scripts/lib.sh"
-while [ $# -gt 0 ]; do
-    if common_opt "$@"; then shift "$nshift"; continue; fi
-    usage_fail "unknown argument $1 (see --help)"
-done
-case "$profile" in quick|full) ;; *) usage_fail "--profile is quick or full" ;; esac
-out=${out:-$top/run/fmnist-$profile}
-prof=""
-[ "$profile" = quick ] || prof="--profile $profile"
+. "$(dirname "$0")/lib.sh"
+only_common_opts "$@"
+profile_args
 fm=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 mkdir -p "$out"
 
