@@ -17,12 +17,14 @@ int evit_cli_usage_error(const char *prog, const char *fmt, ...)
 /* Parses a --threads value (1..256) and applies it; returns 0 or -1. */
 int evit_cli_threads(const char *arg);
 
-/* The options every stage shares, for its getopt_long table and short
- * string: -t/--threads N, -q/--quiet, -h/--help, -V/--version. */
-#define EVIT_CLI_COMMON_OPTIONS                                                   \
-    {"threads", required_argument, 0, 't'}, {"quiet", no_argument, 0, 'q'},      \
-        {"help", no_argument, 0, 'h'}, { "version", no_argument, 0, 'V' }
-#define EVIT_CLI_COMMON_SHORT "t:qhV"
+/* The options every command shares, for its getopt_long table and short
+ * string: -q/--quiet, -h/--help, -V/--version; and with -t/--threads N
+ * for the commands that compute in parallel (the COMMON pair). */
+#define EVIT_CLI_BASIC_OPTIONS \
+    {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, { "version", no_argument, 0, 'V' }
+#define EVIT_CLI_BASIC_SHORT "qhV"
+#define EVIT_CLI_COMMON_OPTIONS {"threads", required_argument, 0, 't'}, EVIT_CLI_BASIC_OPTIONS
+#define EVIT_CLI_COMMON_SHORT "t:" EVIT_CLI_BASIC_SHORT
 
 /* --latency N for the commands that time their model through libevrt
  * (getopt value EVIT_CLI_OPT_LATENCY, above every command's own). */

@@ -51,13 +51,11 @@ static int parse_args(int argc, char **argv, struct export_args *a)
                                          {"report", required_argument, 0, 'r'},
                                          {"quantize-config", required_argument, 0, 'c'},
                                          {"format", required_argument, 0, 'f'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"version", no_argument, 0, 'V'},
+                                         EVIT_CLI_BASIC_OPTIONS,
                                          {0, 0, 0, 0}};
     int c;
     const char *format = NULL;
-    while ((c = getopt_long(argc, argv, "o:r:c:f:qhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:r:c:f:" EVIT_CLI_BASIC_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'r': a->report = optarg; break;

@@ -66,14 +66,12 @@ static int parse_args(int argc, char **argv, struct import_args *a)
                                          {"data", required_argument, 0, 'd'},
                                          {"name", required_argument, 0, 'n'},
                                          {"report", required_argument, 0, 'r'},
-                                         {"quiet", no_argument, 0, 'q'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"version", no_argument, 0, 'V'},
+                                         EVIT_CLI_BASIC_OPTIONS,
                                          {0, 0, 0, 0}};
     int c;
     long v;
     char *end;
-    while ((c = getopt_long(argc, argv, "o:H:c:k:s:d:n:r:qhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "o:H:c:k:s:d:n:r:" EVIT_CLI_BASIC_SHORT, opts, NULL)) != -1) {
         switch (c) {
         case 'o': a->out = optarg; break;
         case 'H':
