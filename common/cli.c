@@ -1,8 +1,11 @@
 /* cli.c: see cli.h. */
 #include "cli.h"
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "h5.h"
 #include "util.h"
@@ -50,6 +53,70 @@ int evit_cli_common_option(int c, const char *arg, const char *prog, const char 
     default: break;
     }
     return evit_cli_usage_error(prog, "unknown option");
+}
+
+int evit_cli_parse(int argc, char **argv, const char *prog, const char *usage, const struct evit_opt *opts,
+                   int flags, int *quiet, int *latency, int *first)
+{
+    enum { MAX = 40, OWN = 256 }; /* a command's own options take getopt values OWN + index */
+    static const struct option shared[] = {EVIT_CLI_LATENCY_OPTION, EVIT_CLI_COMMON_OPTIONS};
+    struct option table[MAX + 6];
+    char shorts[3 * MAX + 8] = "";
+    int n = 0, k = 0, c;
+    for (; opts[n].name; n++) {
+        const struct evit_opt *o = &opts[n];
+        int arg = o->kind == EVIT_OPT_SET || o->kind == EVIT_OPT_CLEAR ? no_argument : required_argument;
+        EVIT_ASSERT(n < MAX);
+        table[n] = (struct option){o->name, arg, 0, OWN + n};
+        if (o->letter) {
+            size_t l = strlen(shorts);
+            shorts[l] = (char)o->letter;
+            shorts[l + 1] = arg == required_argument ? ':' : 0;
+            shorts[l + 2] = 0;
+        }
+    }
+    for (k = 0; k < 5; k++) {
+        if (k == 0 && !(flags & EVIT_CLI_LATENCY)) continue;
+        if (k == 1 && !(flags & EVIT_CLI_THREADS)) continue;
+        table[n++] = shared[k];
+    }
+    table[n] = (struct option){0, 0, 0, 0};
+    strcat(shorts, flags & EVIT_CLI_THREADS ? EVIT_CLI_COMMON_SHORT : EVIT_CLI_BASIC_SHORT);
+    opterr = 0; /* one line of ours instead of getopt's */
+    while ((c = getopt_long(argc, argv, shorts, table, NULL)) != -1) {
+        const struct evit_opt *o = NULL;
+        if (c == '?' || c == ':')
+            return evit_cli_usage_error(prog, "unknown option or missing value: %s", argv[optind - 1]);
+        for (k = 0; opts[k].name && !o; k++)
+            if (c == OWN + k || (opts[k].letter && c == opts[k].letter)) o = &opts[k];
+        if (!o) {
+            int r = evit_cli_common_option(c, optarg, prog, usage, quiet, flags & EVIT_CLI_LATENCY ? latency : NULL);
+            if (r != EVIT_CLI_NEXT) return r;
+            continue;
+        }
+        long v;
+        char *end;
+        switch (o->kind) {
+        case EVIT_OPT_STR: *(const char **)o->dest = optarg; break;
+        case EVIT_OPT_SET: *(int *)o->dest = 1; break;
+        case EVIT_OPT_CLEAR: *(int *)o->dest = 0; break;
+        case EVIT_OPT_INT:
+        case EVIT_OPT_LONG:
+            if (evit_parse_int(optarg, o->lo, o->hi, &v) < 0)
+                return evit_cli_usage_error(prog, "--%s: expected %ld..%ld, got %s", o->name, o->lo, o->hi, optarg);
+            if (o->kind == EVIT_OPT_INT)
+                *(int *)o->dest = (int)v;
+            else
+                *(long *)o->dest = v;
+            break;
+        case EVIT_OPT_U64:
+            *(unsigned long long *)o->dest = strtoull(optarg, &end, 10);
+            if (*end || !*optarg) return evit_cli_usage_error(prog, "--%s: not a number: %s", o->name, optarg);
+            break;
+        }
+    }
+    *first = optind;
+    return EVIT_CLI_NEXT;
 }
 
 void evit_cli_init(void)

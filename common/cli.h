@@ -46,6 +46,42 @@ int evit_cli_threads(const char *arg);
 int evit_cli_common_option(int c, const char *arg, const char *prog, const char *usage, int *quiet,
                            int *latency /* or NULL */);
 
+/* A command's own options, as a table for evit_cli_parse: name (the long
+ * option), letter (its short form, or 0), what it fills (dest). */
+enum evit_opt_kind {
+    EVIT_OPT_STR,   /* const char **dest = the value */
+    EVIT_OPT_SET,   /* int *dest = 1 (no value) */
+    EVIT_OPT_CLEAR, /* int *dest = 0 (no value) */
+    EVIT_OPT_INT,   /* int *dest = the value, an integer in [lo, hi] */
+    EVIT_OPT_LONG,  /* long *dest, likewise */
+    EVIT_OPT_U64    /* unsigned long long *dest, any decimal number (seeds) */
+};
+struct evit_opt {
+    const char *name;
+    int letter;
+    enum evit_opt_kind kind;
+    void *dest;
+    long lo, hi;
+};
+#define EVIT_OPT_S(name, letter, dest) {name, letter, EVIT_OPT_STR, dest, 0, 0}
+#define EVIT_OPT_ON(name, letter, dest) {name, letter, EVIT_OPT_SET, dest, 0, 0}
+#define EVIT_OPT_OFF(name, letter, dest) {name, letter, EVIT_OPT_CLEAR, dest, 0, 0}
+#define EVIT_OPT_I(name, letter, dest, lo, hi) {name, letter, EVIT_OPT_INT, dest, lo, hi}
+#define EVIT_OPT_L(name, letter, dest, lo, hi) {name, letter, EVIT_OPT_LONG, dest, lo, hi}
+#define EVIT_OPT_U(name, letter, dest) {name, letter, EVIT_OPT_U64, dest, 0, 0}
+#define EVIT_OPT_END {0, 0, EVIT_OPT_STR, 0, 0, 0}
+#define EVIT_CLI_THREADS 1 /* the command takes -t/--threads N */
+#define EVIT_CLI_LATENCY 2 /* and --latency N (into *latency) */
+
+/* Parses argv's options: opts (ended by a NULL name) and the shared ones
+ * (-q into *quiet, -h prints usage, -V the version; with flags, -t and
+ * --latency).  A bad value is one usage line naming the option and the
+ * range ("prog: --steps: expected 1..1000000000, got x").  Returns
+ * EVIT_CLI_NEXT with *first the index of the first operand, EVIT_CLI_DONE
+ * after --help or --version, or EVIT_EXIT_USAGE. */
+int evit_cli_parse(int argc, char **argv, const char *prog, const char *usage, const struct evit_opt *opts,
+                   int flags, int *quiet, int *latency, int *first);
+
 /* Makes HDF5 quiet (we report errors ourselves) and line-buffers stderr. */
 void evit_cli_init(void);
 

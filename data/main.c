@@ -43,7 +43,9 @@ static const char *usage_import =
     "  --resize             scale images of another size instead of rejecting them\n"
     "  -o, --output F       dataset to write\n"
     "  -t, --threads N      threads (1..256)\n"
-    "  -h, --help           this text\n";
+    "  -q, --quiet          no summary line\n"
+    "  -h, --help           this text\n"
+    "  -V, --version        print the version\n";
 
 static const char *usage_info =
     "usage: evit-data info FILE.h5\n"
@@ -63,7 +65,7 @@ static const char *const fashion_names[] = {"T-shirt/top", "Trouser", "Pullover"
 struct import_args {
     const char *idx_images, *idx_labels, *png_dir, *out, *names;
     long size, channels;
-    int resize;
+    int resize, quiet;
 };
 
 /* "fashion-mnist", "mnist" or "a,b,c" -> owned strings; NULL when fewer than
@@ -152,56 +154,22 @@ static int check_import_args(const struct import_args *a)
 
 static int parse_import(int argc, char **argv, struct import_args *a)
 {
-    enum { OPT_IDX = 256, OPT_PNG, OPT_NAMES, OPT_SIZE, OPT_CHANNELS, OPT_RESIZE };
-    static const struct option opts[] = {
-        {"idx", required_argument, 0, OPT_IDX},
-        {"png", required_argument, 0, OPT_PNG},
-        {"names", required_argument, 0, OPT_NAMES},
-        {"size", required_argument, 0, OPT_SIZE},
-        {"channels", required_argument, 0, OPT_CHANNELS},
-        {"resize", no_argument, 0, OPT_RESIZE},
-        {"output", required_argument, 0, 'o'},
-        {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:t:h", opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_IDX: a->idx_images = optarg; break;
-        case OPT_PNG: a->png_dir = optarg; break;
-        case OPT_NAMES: a->names = optarg; break;
-        case OPT_RESIZE: a->resize = 1; break;
-        case 'o': a->out = optarg; break;
-        case OPT_SIZE:
-            if (evit_parse_int(optarg, 1, 4096, &a->size) < 0)
-                return evit_cli_usage_error(PROG " import", "--size: expected 1..4096, got %s",
-                                            optarg);
-            break;
-        case OPT_CHANNELS:
-            if (evit_parse_int(optarg, 1, 4, &a->channels) < 0)
-                return evit_cli_usage_error(PROG " import", "--channels: expected 1..4, got %s",
-                                            optarg);
-            break;
-        case 't':
-            if (evit_cli_threads(optarg) < 0)
-                return evit_cli_usage_error(PROG " import", "--threads: expected 1..256, got %s",
-                                            optarg);
-            break;
-        case 'h': fputs(usage_import, stdout); return -1;
-        default:
-            return evit_cli_usage_error(PROG " import", "unknown option or missing value: %s",
-                                        argv[optind - 1]);
-        }
-    }
+    const struct evit_opt opts[] = {EVIT_OPT_S("idx", 0, &a->idx_images), EVIT_OPT_S("png", 0, &a->png_dir),
+                                    EVIT_OPT_S("names", 0, &a->names),     EVIT_OPT_L("size", 0, &a->size, 1, 4096),
+                                    EVIT_OPT_L("channels", 0, &a->channels, 1, 4),
+                                    EVIT_OPT_ON("resize", 0, &a->resize),  EVIT_OPT_S("output", 'o', &a->out),
+                                    EVIT_OPT_END};
+    int first, r = evit_cli_parse(argc, argv, PROG " import", usage_import, opts, EVIT_CLI_THREADS, &a->quiet, NULL,
+                                  &first);
+    if (r != EVIT_CLI_NEXT) return r;
     /* LABELS is the operand that follows --idx IMAGES; getopt leaves it
      * among the operands */
-    int rest = argc - optind;
+    int rest = argc - first;
     int used = a->idx_images && rest >= 1;
-    if (used) a->idx_labels = argv[optind];
+    if (used) a->idx_labels = argv[first];
     if (rest > used)
         return evit_cli_usage_error(PROG " import", "unexpected argument: %s",
-                                    argv[optind + used]);
+                                    argv[first + used]);
     return check_import_args(a);
 }
 
@@ -218,7 +186,7 @@ static int cmd_import(int argc, char **argv)
     else
         rc = evit_pngdir_import(a.png_dir, (int)a.channels, (int)a.size, a.resize, &d);
     if (rc == 0) rc = evit_dataset_save(&d, a.out);
-    if (rc == 0)
+    if (rc == 0 && !a.quiet)
         evit_info("imported %d images %dx%dx%d, %d classes -> %s (%.1f s)", d.n, d.h, d.w, d.c,
                   d.classes, a.out, evit_now() - t0);
     evit_dataset_free(&d);

@@ -58,51 +58,27 @@ struct args {
     long steps, seed; /* seed -1: the recipe's */
 };
 
-enum { OPT_RESUME = 256, OPT_STEPS, OPT_NOSHUFFLE, OPT_PARENT, OPT_STAGE, OPT_SEED };
-
 static int parse_args(int argc, char **argv, struct args *a)
 {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, 'd'},    {"teacher", required_argument, 0, 'T'},
-        {"val", required_argument, 0, 'v'},     {"output", required_argument, 0, 'o'},
-        {"report", required_argument, 0, 'r'},  {"init", required_argument, 0, 'i'},
-        {"profile", required_argument, 0, 'P'}, {"resume", no_argument, 0, OPT_RESUME},
-        {"steps", required_argument, 0, OPT_STEPS}, {"no-shuffle", no_argument, 0, OPT_NOSHUFFLE},
-        {"parent", required_argument, 0, OPT_PARENT}, {"stage", required_argument, 0, OPT_STAGE},
-        {"seed", required_argument, 0, OPT_SEED},
-        EVIT_CLI_LATENCY_OPTION,
-        EVIT_CLI_COMMON_OPTIONS,
-        {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "d:T:v:o:r:i:P:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': a->data = optarg; break;
-        case 'T': a->teacher = optarg; break;
-        case 'v': a->val = optarg; break;
-        case 'o': a->out = optarg; break;
-        case 'r': a->report = optarg; break;
-        case 'i': a->init = optarg; break;
-        case 'P': a->profile = optarg; break;
-        case OPT_RESUME: a->resume = 1; break;
-        case OPT_STEPS:
-            if (evit_parse_int(optarg, 1, 1000000000L, &a->steps) < 0)
-                return evit_cli_usage_error("evit-distill", "--steps: expected a positive count, got %s", optarg);
-            break;
-        case OPT_NOSHUFFLE: a->shuffle = 0; break;
-        case OPT_SEED:
-            if (evit_parse_int(optarg, 0, 2147483647L, &a->seed) < 0)
-                return evit_cli_usage_error("evit-distill", "--seed: expected a count from 0, got %s", optarg);
-            break;
-        case OPT_PARENT: a->parent = optarg; break;
-        case OPT_STAGE: a->stage = optarg; break;
-        default: {
-            int r = evit_cli_common_option(c, optarg, "evit-distill", usage, &a->quiet, &a->latency);
-            if (r != EVIT_CLI_NEXT) return r;
-        }
-        }
-    }
-    if (argc - optind != 1) return evit_cli_usage_error("evit-distill", "expected one RECIPE argument");
-    a->recipe = argv[optind];
+    const struct evit_opt opts[] = {EVIT_OPT_S("data", 'd', &a->data),
+                                    EVIT_OPT_S("teacher", 'T', &a->teacher),
+                                    EVIT_OPT_S("val", 'v', &a->val),
+                                    EVIT_OPT_S("output", 'o', &a->out),
+                                    EVIT_OPT_S("report", 'r', &a->report),
+                                    EVIT_OPT_S("init", 'i', &a->init),
+                                    EVIT_OPT_S("profile", 'P', &a->profile),
+                                    EVIT_OPT_ON("resume", 0, &a->resume),
+                                    EVIT_OPT_L("steps", 0, &a->steps, 1, 1000000000L),
+                                    EVIT_OPT_OFF("no-shuffle", 0, &a->shuffle),
+                                    EVIT_OPT_L("seed", 0, &a->seed, 0, 2147483647L),
+                                    EVIT_OPT_S("parent", 0, &a->parent),
+                                    EVIT_OPT_S("stage", 0, &a->stage),
+                                    EVIT_OPT_END};
+    int first, r = evit_cli_parse(argc, argv, "evit-distill", usage, opts, EVIT_CLI_THREADS | EVIT_CLI_LATENCY,
+                                  &a->quiet, &a->latency, &first);
+    if (r != EVIT_CLI_NEXT) return r;
+    if (argc - first != 1) return evit_cli_usage_error("evit-distill", "expected one RECIPE argument");
+    a->recipe = argv[first];
     if (!a->data) return evit_cli_usage_error("evit-distill", "missing --data TRAIN.h5");
     if (!a->out) return evit_cli_usage_error("evit-distill", "missing -o STUDENT.h5");
     return 0;

@@ -56,54 +56,26 @@ struct eval_args {
     int batch, quiet, latency, epochs, topk;
 };
 
-enum { OPT_AUGMENT = 256, OPT_EPOCHS, OPT_TOPK };
-
 static int parse_args(int argc, char **argv, struct eval_args *a)
 {
-    static const struct option opts[] = {
-        {"report", required_argument, 0, 'r'}, {"save-logits", required_argument, 0, 'l'},
-        {"parent", required_argument, 0, 'p'}, {"stage", required_argument, 0, 'S'},
-        {"batch", required_argument, 0, 'b'},  EVIT_CLI_LATENCY_OPTION,
-        {"augment", required_argument, 0, OPT_AUGMENT}, {"epochs", required_argument, 0, OPT_EPOCHS},
-        {"topk", required_argument, 0, OPT_TOPK},
-        EVIT_CLI_COMMON_OPTIONS,
-        {0, 0, 0, 0}};
-    int c;
-    long v;
-    while ((c = getopt_long(argc, argv, "r:l:p:b:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
-        switch (c) {
-        case 'r': a->report = optarg; break;
-        case 'l': a->logits = optarg; break;
-        case 'p': a->parent = optarg; break;
-        case 'S': a->stage = optarg; break;
-        case OPT_AUGMENT: a->augment = optarg; break;
-        case OPT_EPOCHS:
-            if (evit_parse_int(optarg, 1, 10000, &v) < 0)
-                return evit_cli_usage_error("evit-eval", "--epochs: expected 1..10000, got %s", optarg);
-            a->epochs = (int)v;
-            break;
-        case OPT_TOPK:
-            if (evit_parse_int(optarg, 0, 100000, &v) < 0)
-                return evit_cli_usage_error("evit-eval", "--topk: expected 0 or more, got %s", optarg);
-            a->topk = (int)v;
-            break;
-        case 'b':
-            if (evit_parse_int(optarg, 1, 65536, &v) < 0)
-                return evit_cli_usage_error("evit-eval", "--batch: expected 1..65536, got %s", optarg);
-            a->batch = (int)v;
-            break;
-        default: {
-            int r = evit_cli_common_option(c, optarg, "evit-eval", usage, &a->quiet, &a->latency);
-            if (r != EVIT_CLI_NEXT) return r;
-        }
-        }
-    }
-    if (argc - optind != 2) return evit_cli_usage_error("evit-eval", "expected MODEL and DATA");
+    const struct evit_opt opts[] = {EVIT_OPT_S("report", 'r', &a->report),
+                                    EVIT_OPT_S("save-logits", 'l', &a->logits),
+                                    EVIT_OPT_S("parent", 'p', &a->parent),
+                                    EVIT_OPT_S("stage", 0, &a->stage),
+                                    EVIT_OPT_I("batch", 'b', &a->batch, 1, 65536),
+                                    EVIT_OPT_S("augment", 0, &a->augment),
+                                    EVIT_OPT_I("epochs", 0, &a->epochs, 1, 10000),
+                                    EVIT_OPT_I("topk", 0, &a->topk, 0, 100000),
+                                    EVIT_OPT_END};
+    int first, r = evit_cli_parse(argc, argv, "evit-eval", usage, opts, EVIT_CLI_THREADS | EVIT_CLI_LATENCY,
+                                   &a->quiet, &a->latency, &first);
+    if (r != EVIT_CLI_NEXT) return r;
+    if (argc - first != 2) return evit_cli_usage_error("evit-eval", "expected MODEL and DATA");
     if (a->augment && !a->logits) return evit_cli_usage_error("evit-eval", "--augment needs --save-logits");
     if (!a->augment && (a->epochs || a->topk))
         return evit_cli_usage_error("evit-eval", "--epochs and --topk go with --augment");
-    a->model = argv[optind];
-    a->data = argv[optind + 1];
+    a->model = argv[first];
+    a->data = argv[first + 1];
     return EVIT_EXIT_OK;
 }
 

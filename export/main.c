@@ -47,27 +47,13 @@ struct export_args {
 
 static int parse_args(int argc, char **argv, struct export_args *a)
 {
-    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
-                                         {"report", required_argument, 0, 'r'},
-                                         {"quantize-config", required_argument, 0, 'c'},
-                                         {"format", required_argument, 0, 'f'},
-                                         EVIT_CLI_BASIC_OPTIONS,
-                                         {0, 0, 0, 0}};
-    int c;
     const char *format = NULL;
-    while ((c = getopt_long(argc, argv, "o:r:c:f:" EVIT_CLI_BASIC_SHORT, opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': a->out = optarg; break;
-        case 'r': a->report = optarg; break;
-        case 'c': a->qconfig = optarg; break;
-        case 'f': format = optarg; break;
-        default: {
-            int r = evit_cli_common_option(c, optarg, "evit-export", usage, &a->quiet, NULL);
-            if (r != EVIT_CLI_NEXT) return r;
-        }
-        }
-    }
-    if (argc - optind != 1) return evit_cli_usage_error("evit-export", "expected one MODEL");
+    const struct evit_opt opts[] = {EVIT_OPT_S("output", 'o', &a->out), EVIT_OPT_S("report", 'r', &a->report),
+                                    EVIT_OPT_S("quantize-config", 'c', &a->qconfig),
+                                    EVIT_OPT_S("format", 'f', &format), EVIT_OPT_END};
+    int first, r = evit_cli_parse(argc, argv, "evit-export", usage, opts, 0, &a->quiet, NULL, &first);
+    if (r != EVIT_CLI_NEXT) return r;
+    if (argc - first != 1) return evit_cli_usage_error("evit-export", "expected one MODEL");
     if (!a->out) return evit_cli_usage_error("evit-export", "-o OUT.evit is required");
     size_t n = strlen(a->out);
     if (!format) format = n > 5 && !strcmp(a->out + n - 5, ".onnx") ? "onnx" : "evit";
@@ -79,7 +65,7 @@ static int parse_args(int argc, char **argv, struct export_args *a)
         return evit_cli_usage_error("evit-export", "this build has no ONNX output: apt-get install "
                                     "protobuf-c-compiler libprotobuf-c-dev libonnx-dev, then rebuild");
 #endif
-    a->model = argv[optind];
+    a->model = argv[first];
     return EVIT_EXIT_OK;
 }
 

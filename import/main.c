@@ -56,57 +56,26 @@ struct import_args {
 
 static int parse_args(int argc, char **argv, struct import_args *a)
 {
-    static const struct option opts[] = {{"output", required_argument, 0, 'o'},
-                                         {"heads", required_argument, 0, 'H'},
-                                         {"config", required_argument, 0, 'c'},
-                                         {"num-classes", required_argument, 0, 'k'},
-                                         {"seed", required_argument, 0, 's'},
-                                         {"mean", required_argument, 0, 'M'},
-                                         {"std", required_argument, 0, 'S'},
-                                         {"data", required_argument, 0, 'd'},
-                                         {"name", required_argument, 0, 'n'},
-                                         {"report", required_argument, 0, 'r'},
-                                         EVIT_CLI_BASIC_OPTIONS,
-                                         {0, 0, 0, 0}};
-    int c;
-    long v;
-    char *end;
-    while ((c = getopt_long(argc, argv, "o:H:c:k:s:d:n:r:" EVIT_CLI_BASIC_SHORT, opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': a->out = optarg; break;
-        case 'H':
-            if (evit_parse_int(optarg, 1, 1024, &v) < 0)
-                return evit_cli_usage_error("evit-import", "--heads: not a count in [1, 1024]: %s", optarg);
-            a->heads = (int)v;
-            break;
-        case 'k':
-            if (evit_parse_int(optarg, 2, 100000, &v) < 0)
-                return evit_cli_usage_error("evit-import", "--num-classes: not in [2, 100000]: %s", optarg);
-            a->classes = (int)v;
-            break;
-        case 's':
-            a->seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg) return evit_cli_usage_error("evit-import", "--seed: not a number: %s", optarg);
-            break;
-        case 'c': a->config = optarg; break;
-        case 'M': a->mean = optarg; break;
-        case 'S': a->std = optarg; break;
-        case 'd': a->data = optarg; break;
-        case 'n': a->name = optarg; break;
-        case 'r': a->report = optarg; break;
-        default: {
-            int r = evit_cli_common_option(c, optarg, "evit-import", usage, &a->quiet, NULL);
-            if (r != EVIT_CLI_NEXT) return r;
-        }
-        }
-    }
-    if (argc - optind != 1) return evit_cli_usage_error("evit-import", "expected one MODEL.safetensors");
+    const struct evit_opt opts[] = {EVIT_OPT_S("output", 'o', &a->out),
+                                    EVIT_OPT_I("heads", 'H', &a->heads, 1, 1024),
+                                    EVIT_OPT_S("config", 'c', &a->config),
+                                    EVIT_OPT_I("num-classes", 'k', &a->classes, 2, 100000),
+                                    EVIT_OPT_U("seed", 's', &a->seed),
+                                    EVIT_OPT_S("mean", 0, &a->mean),
+                                    EVIT_OPT_S("std", 0, &a->std),
+                                    EVIT_OPT_S("data", 'd', &a->data),
+                                    EVIT_OPT_S("name", 'n', &a->name),
+                                    EVIT_OPT_S("report", 'r', &a->report),
+                                    EVIT_OPT_END};
+    int first, r = evit_cli_parse(argc, argv, "evit-import", usage, opts, 0, &a->quiet, NULL, &first);
+    if (r != EVIT_CLI_NEXT) return r;
+    if (argc - first != 1) return evit_cli_usage_error("evit-import", "expected one MODEL.safetensors");
     if (!a->out) return evit_cli_usage_error("evit-import", "-o MODEL.h5 is required");
     if (!a->heads && !a->config)
         return evit_cli_usage_error("evit-import", "the head count is not in the file: give --heads H or --config");
     if (a->name && strlen(a->name) >= EVIT_NAME_MAX)
         return evit_cli_usage_error("evit-import", "--name: longer than %d characters", EVIT_NAME_MAX - 1);
-    a->in = argv[optind];
+    a->in = argv[first];
     return EVIT_EXIT_OK;
 }
 

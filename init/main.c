@@ -22,42 +22,28 @@ static const char *usage =
     "  -s, --seed S      random seed (default 0); same seed, same weights\n"
     "  -d, --data F      dataset whose normalisation (mean/std) and class names\n"
     "                    the model adopts; without it mean 0, std 1\n"
+    "  -q, --quiet       accepted for symmetry (evit-init prints errors only)\n"
     "  -h, --help        this text\n"
     "  -V, --version     print the version\n";
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"output", required_argument, 0, 'o'}, {"seed", required_argument, 0, 's'},
-        {"data", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
     const char *out = NULL, *data = NULL;
     unsigned long long seed = 0;
-    int c;
+    int quiet = 0, first;
+    const struct evit_opt opts[] = {EVIT_OPT_S("output", 'o', &out), EVIT_OPT_U("seed", 's', &seed),
+                                    EVIT_OPT_S("data", 'd', &data), EVIT_OPT_END};
     evit_cli_init();
-    while ((c = getopt_long(argc, argv, "o:s:d:hV", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 'd': data = optarg; break;
-        case 's': {
-            char *end;
-            seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg) return evit_cli_usage_error("evit-init", "--seed: not a number: %s", optarg);
-            break;
-        }
-        case 'h': fputs(usage, stdout); return EVIT_EXIT_OK;
-        case 'V': puts(evit_cli_version()); return EVIT_EXIT_OK;
-        default: return evit_cli_usage_error("evit-init", "unknown option");
-        }
-    }
-    if (optind != argc - 1) return evit_cli_usage_error("evit-init", "expected one CONFIG argument");
+    int r = evit_cli_parse(argc, argv, "evit-init", usage, opts, 0, &quiet, NULL, &first);
+    if (r != EVIT_CLI_NEXT) return r == EVIT_CLI_DONE ? EVIT_EXIT_OK : r;
+    if (first != argc - 1) return evit_cli_usage_error("evit-init", "expected one CONFIG argument");
     if (!out) return evit_cli_usage_error("evit-init", "missing -o MODEL.h5");
 
     struct evit_vit_config cfg;
     struct evit_vit m;
     struct evit_dataset d = {0};
     struct evit_ckpt_meta meta = {.stage = "init"};
-    if (evit_config_load(argv[optind], &cfg) < 0) return EVIT_EXIT_FAIL;
+    if (evit_config_load(argv[first], &cfg) < 0) return EVIT_EXIT_FAIL;
     if (data) {
         if (evit_dataset_load_header(data, &d) < 0) return EVIT_EXIT_FAIL;
         if (d.h != cfg.img_size || d.w != cfg.img_size || d.c != cfg.channels || d.classes != cfg.classes) {

@@ -46,27 +46,14 @@ struct args {
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
-    static const struct option opts[] = {
-        {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
-        {"data", required_argument, 0, 'd'},   {"val", required_argument, 0, 'v'},
-        EVIT_CLI_LATENCY_OPTION, EVIT_CLI_COMMON_OPTIONS,
-        {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "o:r:d:v:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': a->out = optarg; break;
-        case 'r': a->report = optarg; break;
-        case 'd': a->data = optarg; break;
-        case 'v': a->val = optarg; break;
-        default: {
-            int r = evit_cli_common_option(c, optarg, "evit-prune", usage, &a->quiet, &a->latency);
-            if (r != EVIT_CLI_NEXT) return r;
-        }
-        }
-    }
-    if (argc - optind != 2) return evit_cli_usage_error("evit-prune", "expected CONFIG.json and MODEL.h5");
-    a->config = argv[optind];
-    a->model = argv[optind + 1];
+    const struct evit_opt opts[] = {EVIT_OPT_S("output", 'o', &a->out), EVIT_OPT_S("report", 'r', &a->report),
+                                    EVIT_OPT_S("data", 'd', &a->data), EVIT_OPT_S("val", 'v', &a->val), EVIT_OPT_END};
+    int first, r = evit_cli_parse(argc, argv, "evit-prune", usage, opts, EVIT_CLI_THREADS | EVIT_CLI_LATENCY,
+                                  &a->quiet, &a->latency, &first);
+    if (r != EVIT_CLI_NEXT) return r;
+    if (argc - first != 2) return evit_cli_usage_error("evit-prune", "expected CONFIG.json and MODEL.h5");
+    a->config = argv[first];
+    a->model = argv[first + 1];
     if (!a->out) return evit_cli_usage_error("evit-prune", "missing -o PRUNED.h5");
     if (!a->report) return evit_cli_usage_error("evit-prune", "missing --report R.json");
     return 0;

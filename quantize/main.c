@@ -48,40 +48,23 @@ struct args {
     int quiet, latency;
 };
 
-enum { OPT_PARENT = 256 };
 
 static int parse_args(int argc, char **argv, struct args *a)
 {
-    static const struct option opts[] = {
-        {"calib", required_argument, 0, 'c'},  {"val", required_argument, 0, 'v'},
-        {"output", required_argument, 0, 'o'}, {"report", required_argument, 0, 'r'},
-        {"calibrator", required_argument, 0, 'C'}, {"parent", required_argument, 0, OPT_PARENT},
-        EVIT_CLI_LATENCY_OPTION,
-        EVIT_CLI_COMMON_OPTIONS,
-        {0, 0, 0, 0}};
-    int c;
+    const struct evit_opt opts[] = {EVIT_OPT_S("calib", 'c', &a->calib),   EVIT_OPT_S("val", 'v', &a->val),
+                                    EVIT_OPT_S("output", 'o', &a->out),    EVIT_OPT_S("report", 'r', &a->report),
+                                    EVIT_OPT_S("calibrator", 'C', &a->calibrator),
+                                    EVIT_OPT_S("parent", 0, &a->parent),   EVIT_OPT_END};
     enum evit_calibrator cal;
-    while ((c = getopt_long(argc, argv, "c:v:o:r:C:" EVIT_CLI_COMMON_SHORT, opts, NULL)) != -1) {
-        switch (c) {
-        case 'c': a->calib = optarg; break;
-        case 'v': a->val = optarg; break;
-        case 'o': a->out = optarg; break;
-        case 'r': a->report = optarg; break;
-        case 'C':
-            if (evit_calibrator_parse(optarg, &cal) < 0)
-                return evit_cli_usage_error("evit-quantize", "--calibrator: expected minmax, percentile, entropy or mse, got %s", optarg);
-            a->calibrator = optarg;
-            break;
-        case OPT_PARENT: a->parent = optarg; break;
-        default: {
-            int r = evit_cli_common_option(c, optarg, "evit-quantize", usage, &a->quiet, &a->latency);
-            if (r != EVIT_CLI_NEXT) return r;
-        }
-        }
-    }
-    if (argc - optind != 2) return evit_cli_usage_error("evit-quantize", "expected CONFIG and MODEL");
-    a->config = argv[optind];
-    a->model = argv[optind + 1];
+    int first, r = evit_cli_parse(argc, argv, "evit-quantize", usage, opts, EVIT_CLI_THREADS | EVIT_CLI_LATENCY,
+                                  &a->quiet, &a->latency, &first);
+    if (r != EVIT_CLI_NEXT) return r;
+    if (a->calibrator && evit_calibrator_parse(a->calibrator, &cal) < 0)
+        return evit_cli_usage_error("evit-quantize", "--calibrator: expected minmax, percentile, entropy or mse, got %s",
+                                    a->calibrator);
+    if (argc - first != 2) return evit_cli_usage_error("evit-quantize", "expected CONFIG and MODEL");
+    a->config = argv[first];
+    a->model = argv[first + 1];
     if (!a->calib) return evit_cli_usage_error("evit-quantize", "missing --calib TRAIN.h5");
     if (!a->val) return evit_cli_usage_error("evit-quantize", "missing --val TEST.h5");
     if (!a->out) return evit_cli_usage_error("evit-quantize", "missing -o OUT.q8.h5");

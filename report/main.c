@@ -20,6 +20,7 @@ static const char *usage =
     "  -f, --format F   text (aligned table, the default), md, csv or json\n"
     "  -p, --png F      also draw top-1 against model size (and against latency\n"
     "                   when reports have latency_ms) into a PNG\n"
+    "  -q, --quiet      accepted for symmetry (the table is the output)\n"
     "  -h, --help       this text\n"
     "  -V, --version    print the version\n";
 
@@ -31,37 +32,23 @@ struct report_args {
 
 static int parse_args(int argc, char **argv, struct report_args *a)
 {
-    static const struct option opts[] = {{"format", required_argument, 0, 'f'},
-                                         {"png", required_argument, 0, 'p'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {"version", no_argument, 0, 'V'},
-                                         {0, 0, 0, 0}};
     static const char *const formats[] = {"text", "md", "csv", "json"};
-    int c;
-    while ((c = getopt_long(argc, argv, "f:p:hV", opts, NULL)) != -1) {
-        switch (c) {
-        case 'f': {
-            int found = -1;
-            for (int i = 0; i < 4; i++)
-                if (strcmp(optarg, formats[i]) == 0) found = i;
-            if (found < 0)
-                return evit_cli_usage_error("evit-report", "--format: expected text, md, csv or json, got %s",
-                                            optarg);
-            a->format = (enum evit_compare_format)found;
-            break;
-        }
-        case 'p': a->png = optarg; break;
-        case 'h': fputs(usage, stdout); return -EVIT_EXIT_OK - 1;
-        case 'V': puts(evit_cli_version()); return -EVIT_EXIT_OK - 1;
-        default: return evit_cli_usage_error("evit-report", "unknown option");
-        }
-    }
-    if (optind >= argc) return evit_cli_usage_error("evit-report", "expected a command: compare");
-    if (strcmp(argv[optind], "compare") != 0)
+    const char *format = NULL;
+    int quiet = 0, first, found = -1;
+    const struct evit_opt opts[] = {EVIT_OPT_S("format", 'f', &format), EVIT_OPT_S("png", 'p', &a->png), EVIT_OPT_END};
+    int r = evit_cli_parse(argc, argv, "evit-report", usage, opts, 0, &quiet, NULL, &first);
+    if (r != EVIT_CLI_NEXT) return r;
+    for (int i = 0; format && i < 4; i++)
+        if (strcmp(format, formats[i]) == 0) found = i;
+    if (format && found < 0)
+        return evit_cli_usage_error("evit-report", "--format: expected text, md, csv or json, got %s", format);
+    if (format) a->format = (enum evit_compare_format)found;
+    if (first >= argc) return evit_cli_usage_error("evit-report", "expected a command: compare");
+    if (strcmp(argv[first], "compare") != 0)
         return evit_cli_usage_error("evit-report", "unknown command '%s' (expected compare)",
-                                    argv[optind]);
-    if (optind + 1 >= argc) return evit_cli_usage_error("evit-report", "compare: expected reports or folders");
-    a->first_input = optind + 1;
+                                    argv[first]);
+    if (first + 1 >= argc) return evit_cli_usage_error("evit-report", "compare: expected reports or folders");
+    a->first_input = first + 1;
     return EVIT_EXIT_OK;
 }
 
@@ -72,7 +59,7 @@ int main(int argc, char **argv)
     int rc = EVIT_EXIT_FAIL;
     evit_cli_init();
     int pa = parse_args(argc, argv, &a);
-    if (pa == -1) return EVIT_EXIT_OK; /* --help, --version */
+    if (pa == EVIT_CLI_DONE) return EVIT_EXIT_OK; /* --help, --version */
     if (pa != EVIT_EXIT_OK) return pa;
 
     for (int i = a.first_input; i < argc; i++)
