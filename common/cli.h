@@ -36,6 +36,14 @@ int evit_cli_threads(const char *arg);
     "                       float32 path) and report latency_ms (median),\n"         \
     "                       latency_mean_ms and latency_p99_ms\n"
 
+/* The help lines of a stage that trains or evaluates: threads, quiet,
+ * latency, help, version (22-column option field). */
+#define EVIT_CLI_STAGE_HELP                                                 \
+    "  -t, --threads N      threads (default: all cores)\n"                \
+    "  -q, --quiet          no progress output\n" EVIT_CLI_LATENCY_HELP    \
+    "  -h, --help           this text\n"                                   \
+    "  -V, --version        print the version\n"
+
 #define EVIT_CLI_NEXT 0   /* go on parsing */
 #define EVIT_CLI_DONE (-1) /* --help or --version was printed: exit 0 */
 

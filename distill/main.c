@@ -46,11 +46,7 @@ static const char *usage =
     "      --parent F       report this model derives from (default: the --init\n"
     "                       checkpoint's or the teacher's report)\n"
     "      --stage NAME     stage named in the report and checkpoint (default distill)\n"
-    "  -t, --threads N      threads (default: all cores)\n"
-    "  -q, --quiet          no progress output\n"
-    EVIT_CLI_LATENCY_HELP
-    "  -h, --help           this text\n"
-    "  -V, --version        print the version\n";
+    EVIT_CLI_STAGE_HELP;
 
 struct args {
     const char *recipe, *data, *teacher, *val, *out, *report, *init, *profile, *parent, *stage;

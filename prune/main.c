@@ -32,11 +32,7 @@ static const char *usage =
     "  -r, --report F       JSON report\n"
     "  -d, --data F         training dataset; the taylor criterion needs it\n"
     "  -v, --val F          validation dataset: top-1 before and after pruning\n"
-    "  -t, --threads N      threads (default: all cores)\n"
-    "  -q, --quiet          no progress output\n"
-    EVIT_CLI_LATENCY_HELP
-    "  -h, --help           this text\n"
-    "  -V, --version        print the version\n";
+    EVIT_CLI_STAGE_HELP;
 
 struct args {
     const char *config, *model, *out, *report, *data, *val;

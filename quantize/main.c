@@ -37,11 +37,7 @@ static const char *usage =
     "                       entropy, mse)\n"
     "      --parent F       report this model derives from (default: the\n"
     "                       checkpoint's own report)\n"
-    "  -t, --threads N      threads (default: all cores)\n"
-    "  -q, --quiet          no progress output\n"
-    EVIT_CLI_LATENCY_HELP
-    "  -h, --help           this text\n"
-    "  -V, --version        print the version\n";
+    EVIT_CLI_STAGE_HELP;
 
 struct args {
     const char *config, *model, *calib, *val, *out, *report, *parent, *calibrator;
