@@ -84,18 +84,16 @@ int evit_json_check_keys(const cJSON *obj, const char *file, const char *where,
     return EVIT_OK;
 }
 
-static const cJSON *member(const cJSON *obj, const char *file, const char *where,
-                           const char *key, int required, int *err)
+/* obj's member key into *v with its dotted name in name[256]: 1 when
+ * present, 0 when absent and optional, EVIT_ERR (named) when absent and
+ * required. */
+static int member(const cJSON *obj, const char *file, const char *where, const char *key, int required,
+                  char *name, const cJSON **v)
 {
-    char name[256];
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    *err = 0;
-    if (!v && required) {
-        key_name(name, sizeof name, where, key);
-        evit_error("%s: %s: required key is missing", file, name);
-        *err = 1;
-    }
-    return v;
+    *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    key_name(name, 256, where, key);
+    if (*v) return 1;
+    return required ? evit_error("%s: %s: required key is missing", file, name) : 0;
 }
 
 int evit_json_get_double(const cJSON *obj, const char *file, const char *where,
@@ -103,11 +101,9 @@ int evit_json_get_double(const cJSON *obj, const char *file, const char *where,
                          double *out)
 {
     char name[256];
-    int err;
-    const cJSON *v = member(obj, file, where, key, required, &err);
-    if (err) return EVIT_ERR;
-    if (!v) return EVIT_OK;
-    key_name(name, sizeof name, where, key);
+    const cJSON *v;
+    int rc = member(obj, file, where, key, required, name, &v);
+    if (rc <= 0) return rc;
     if (!cJSON_IsNumber(v)) return evit_error("%s: %s: must be a number", file, name);
     double d = v->valuedouble;
     if (!isfinite(d) || d < lo || d > hi)
@@ -120,11 +116,9 @@ int evit_json_get_int(const cJSON *obj, const char *file, const char *where,
                       const char *key, int required, long lo, long hi, int *out)
 {
     char name[256];
-    int err;
-    const cJSON *v = member(obj, file, where, key, required, &err);
-    if (err) return EVIT_ERR;
-    if (!v) return EVIT_OK;
-    key_name(name, sizeof name, where, key);
+    const cJSON *v;
+    int rc = member(obj, file, where, key, required, name, &v);
+    if (rc <= 0) return rc;
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
         return evit_error("%s: %s: must be an integer", file, name);
     double d = v->valuedouble;
@@ -138,11 +132,9 @@ int evit_json_get_bool(const cJSON *obj, const char *file, const char *where,
                        const char *key, int required, int *out)
 {
     char name[256];
-    int err;
-    const cJSON *v = member(obj, file, where, key, required, &err);
-    if (err) return EVIT_ERR;
-    if (!v) return EVIT_OK;
-    key_name(name, sizeof name, where, key);
+    const cJSON *v;
+    int rc = member(obj, file, where, key, required, name, &v);
+    if (rc <= 0) return rc;
     if (!cJSON_IsBool(v)) return evit_error("%s: %s: must be true or false", file, name);
     *out = cJSON_IsTrue(v) ? 1 : 0;
     return EVIT_OK;
@@ -152,11 +144,9 @@ int evit_json_get_string(const cJSON *obj, const char *file, const char *where,
                          const char *key, int required, const char **out)
 {
     char name[256];
-    int err;
-    const cJSON *v = member(obj, file, where, key, required, &err);
-    if (err) return EVIT_ERR;
-    if (!v) return EVIT_OK;
-    key_name(name, sizeof name, where, key);
+    const cJSON *v;
+    int rc = member(obj, file, where, key, required, name, &v);
+    if (rc <= 0) return rc;
     if (!cJSON_IsString(v)) return evit_error("%s: %s: must be a string", file, name);
     *out = v->valuestring;
     return EVIT_OK;
