@@ -4,26 +4,29 @@
 # pipeline's teacher, its logits and the datasets (scripts/pipeline.sh
 # --profile P first), it
 #   1. saves the teacher's top-10 logits of E augmented views per image
-#      (evit-eval --augment configs/fmnist/student-consistent.json, E the
-#      recipe's epochs in the profile),
+#      (evit-eval --augment RECIPE, E the recipe's epochs in the profile;
+#      RECIPE is --recipe, by default configs/fmnist/student-consistent.json),
 #   2. trains an fm-tiny student per seed with configs/fmnist/student.json
-#      (soft, plain logits: the pipeline's student) and one with
-#      student-consistent.json (the views), each job on one thread, --jobs
-#      of them at a time,
+#      (soft, plain logits: the pipeline's student) and one with RECIPE
+#      (the views), each job on one thread, --jobs of them at a time,
 #   3. quantizes every student to INT8 (configs/fmnist/quantize.json) and
 #      with INT8 attention (quantize-attention.json), and takes every
 #      consistent student through the pipeline's device chain (mild prune,
 #      5-epoch fine-tune, INT8, export, evaluated through libevrt),
 #   4. prints top-1 per seed with mean, standard deviation and range, and
-#      writes the table to DIR/kd/summary.md.
+#      writes the table to DIR/kd/summary-NAME.md.
 # Every step is skipped when its report is newer than its inputs, and
 # training resumes from its state: an interrupted study continues where
 # it stopped.
 #
 #   scripts/kd_study.sh [--profile quick|full] [--out DIR] [--seeds "0 1 2"] [--jobs N]
+#                       [--recipe RECIPE]
+# Files land in DIR/kd/, the consistent ones named after RECIPE (views-NAME.h5,
+# NAME-sSEED.*), so several recipes can be compared in one folder.
 set -eu
 seeds="0 1 2"
 jobs=2
+recipe=""
 common_opts="profile out"
 . "$(dirname "$0")/lib.sh"
 
@@ -35,7 +38,7 @@ if [ "${1:-}" = --job ]; then
     name=$kind-s$seed
     case $kind in
     soft) recipe=$cfg/student.json logits=$KD_OUT/teacher.logits.h5 ;;
-    consistent) recipe=$cfg/student-consistent.json logits=$k/views.h5 ;;
+    consistent) recipe=$KD_RECIPE logits=$k/views-$KD_NAME.h5 name=$KD_NAME-s$seed ;;
     *) usage_fail "unknown job kind $kind" ;;
     esac
     log=$k/$name.log
@@ -78,6 +81,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --seeds) [ $# -ge 2 ] || usage_fail "--seeds needs a value"; seeds=$2; shift 2 ;;
     --jobs) [ $# -ge 2 ] || usage_fail "--jobs needs a value"; jobs=$2; shift 2 ;;
+    --recipe) [ $# -ge 2 ] || usage_fail "--recipe needs a value"; recipe=$2; shift 2 ;;
     *) usage_fail "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -85,23 +89,26 @@ profile_args
 case "$jobs" in '' | *[!0-9]* | 0) usage_fail "--jobs takes a positive count" ;; esac
 for s in $seeds; do case "$s" in *[!0-9]*) usage_fail "--seeds takes whole numbers" ;; esac; done
 cfg=$top/configs/fmnist
+recipe=${recipe:-$cfg/student-consistent.json}
 need "run scripts/pipeline.sh --profile $profile first" "$out/train.h5" "$out/test.h5" "$out/teacher.h5" \
     "$out/teacher.logits.h5" "$out/teacher.report.json"
+need "the consistent recipe" "$recipe"
+name=$(basename "$recipe" .json)
 mkdir -p "$out/kd"
 
 # the views: one per epoch of the consistent recipe in this profile
 epochs=$(/usr/bin/python3 -c 'import json, sys
 r = json.load(open(sys.argv[1])); p = r.get("profiles", {}).get(sys.argv[2], {})
-print(p.get("epochs", r["epochs"]))' "$cfg/student-consistent.json" "$profile")
+print(p.get("epochs", r["epochs"]))' "$recipe" "$profile")
 stage "teacher logits of $epochs augmented views per image (top-10)"
-if fresh "$out/kd/views.h5" "$out/teacher.h5" "$cfg/student-consistent.json"; then echo "up to date" >&2; else
-    "$bin/evit-eval" "$out/teacher.h5" "$out/train.h5" --save-logits "$out/kd/views.h5" \
-        --augment "$cfg/student-consistent.json" --epochs "$epochs" --topk 10 --threads "$jobs" \
-        --report "$out/kd/views.report.json"
+if fresh "$out/kd/views-$name.h5" "$out/teacher.h5" "$recipe"; then echo "up to date" >&2; else
+    "$bin/evit-eval" "$out/teacher.h5" "$out/train.h5" --save-logits "$out/kd/views-$name.h5" \
+        --augment "$recipe" --epochs "$epochs" --topk 10 --threads "$jobs" \
+        --report "$out/kd/views-$name.report.json"
 fi
 
-stage "students: soft and consistent, seeds $seeds, $jobs at a time (logs in $out/kd/*.log)"
-export KD_OUT="$out" KD_PROF="$prof"
+stage "students: soft and $name, seeds $seeds, $jobs at a time (logs in $out/kd/*.log)"
+export KD_OUT="$out" KD_PROF="$prof" KD_RECIPE="$recipe" KD_NAME="$name"
 for s in $seeds; do printf 'consistent %s\n' "$s"; done >"$out/kd/jobs"
 for s in $seeds; do printf 'soft %s\n' "$s"; done >>"$out/kd/jobs"
 xargs -P "$jobs" -L 1 "$0" --job <"$out/kd/jobs"
@@ -130,12 +137,12 @@ row() { # LABEL FILE-PATTERN (with SEED in place of the seed)
     row "soft (student.json)" "soft-sSEED.report.json"
     row "soft, INT8" "soft-sSEED.quantize.report.json"
     row "soft, INT8 + INT8 attention" "soft-sSEED.quantize-attention.report.json"
-    row "consistent (student-consistent.json)" "consistent-sSEED.report.json"
-    row "consistent, INT8" "consistent-sSEED.quantize.report.json"
-    row "consistent, INT8 + INT8 attention" "consistent-sSEED.quantize-attention.report.json"
-    row "consistent, pruned + fine-tuned" "consistent-sSEED.finetuned.report.json"
-    row "consistent, device file (.evit)" "consistent-sSEED.device.report.json"
-} >"$out/kd/summary.md"
+    row "consistent ($name)" "$name-sSEED.report.json"
+    row "consistent, INT8" "$name-sSEED.quantize.report.json"
+    row "consistent, INT8 + INT8 attention" "$name-sSEED.quantize-attention.report.json"
+    row "consistent, pruned + fine-tuned" "$name-sSEED.finetuned.report.json"
+    row "consistent, device file (.evit)" "$name-sSEED.device.report.json"
+} >"$out/kd/summary-$name.md"
 echo >&2
-cat "$out/kd/summary.md"
-echo "($out/kd/summary.md; views: $(sed -n 's/.*"bytes_per_image_per_epoch":[[:space:]]*\([0-9.]*\).*/\1/p' "$out/kd/views.report.json" | head -n 1) bytes per image per epoch)" >&2
+cat "$out/kd/summary-$name.md"
+echo "($out/kd/summary-$name.md; views: $(sed -n 's/.*"bytes_per_image_per_epoch":[[:space:]]*\([0-9.]*\).*/\1/p' "$out/kd/views-$name.report.json" | head -n 1) bytes per image per epoch)" >&2

@@ -26,20 +26,29 @@ fails_with 1 "$EVIT_SRC/scripts/kd_study.sh" --out "$T/nowhere"
 ok "bad arguments exit 2 and a run folder without a teacher is refused"
 
 succeeds env EVIT_BIN="$EVIT_BIN" "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --seeds "3 4" --jobs 2
-for f in views.h5 soft-s3.quantize.report.json soft-s4.quantize-attention.report.json \
-    consistent-s3.report.json consistent-s4.device.evit consistent-s4.device.report.json summary.md; do
+for f in views-student-consistent.h5 soft-s3.quantize.report.json soft-s4.quantize-attention.report.json \
+    student-consistent-s3.report.json student-consistent-s4.device.evit student-consistent-s4.device.report.json \
+    summary-student-consistent.md; do
     [ -s "$R/kd/$f" ] || fail "kd_study.sh did not write kd/$f"
 done
-grep -q '"views"' "$R/kd/views.report.json" || fail "the views report lacks its views section"
+grep -q '"views"' "$R/kd/views-student-consistent.report.json" || fail "the views report lacks its views section"
 stdout_has "| consistent, device file (.evit) |"
 # every row has two seeds, a mean, an sd and a range: numbers, no dashes
-grep '^| consistent (student-consistent.json) |' "$R/kd/summary.md" | grep -q -- ' - |' &&
-    fail "a consistent student's top-1 is missing: $(cat "$R/kd/summary.md")"
-grep -q '^| teacher |.*| 0.00 | 0.00 |$' "$R/kd/summary.md" || fail "the teacher row is off: $(cat "$R/kd/summary.md")"
+grep '^| consistent (student-consistent) |' "$R/kd/summary-student-consistent.md" | grep -q -- ' - |' &&
+    fail "a consistent student's top-1 is missing: $(cat "$R/kd/summary-student-consistent.md")"
+grep -q '^| teacher |.*| 0.00 | 0.00 |$' "$R/kd/summary-student-consistent.md" || fail "the teacher row is off: $(cat "$R/kd/summary-student-consistent.md")"
 ok "kd_study.sh saves the views, trains soft and consistent students per seed, quantizes them and tabulates"
 
-touch -d '1 minute ago' "$R/kd/summary.md"
+touch -d '1 minute ago' "$R/kd/summary-student-consistent.md"
 succeeds env EVIT_BIN="$EVIT_BIN" "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --seeds "3 4" --jobs 2
 stderr_has "up to date"
-[ "$R/kd/consistent-s3.report.json" -ot "$R/kd/summary.md" ] || fail "the second run trained again"
+[ "$R/kd/student-consistent-s3.report.json" -ot "$R/kd/summary-student-consistent.md" ] || fail "the second run trained again"
 ok "a second run finds the views and students up to date"
+
+# another recipe: its own views and students beside the first
+sed 's/"prob": 0.25/"prob": 0.5/' "$EVIT_SRC/configs/fmnist/student-consistent.json" >"$T/erase50.json"
+succeeds env EVIT_BIN="$EVIT_BIN" "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --seeds "3" --jobs 2 --recipe "$T/erase50.json"
+[ -s "$R/kd/views-erase50.h5" ] && [ -s "$R/kd/erase50-s3.report.json" ] && [ -s "$R/kd/summary-erase50.md" ] ||
+    fail "--recipe did not write its own views, students and summary"
+stdout_has "| consistent (erase50) |"
+ok "--recipe compares another consistent recipe in the same folder"
