@@ -1,5 +1,5 @@
 /* fuzz_h5attr.c: libFuzzer target for the validation evit applies to its
- * HDF5 files' contents: checkpoints (common/ckpt.c), datasets
+ * HDF5 files' contents: checkpoints (model/ckpt.c), datasets
  * (common/dataset.c) and logits (common/logits.c).  libhdf5's own parser is
  * not the target (it is not hardened against corrupt files); the input is
  * read as edits to a valid file of each kind, made through the HDF5 API:

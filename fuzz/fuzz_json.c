@@ -1,5 +1,5 @@
 /* fuzz_json.c: libFuzzer target for the strict JSON readers: model configs
- * (common/config.c) and training recipes (distill/recipe.c, with and
+ * (model/config.c) and training recipes (distill/recipe.c, with and
  * without a profile).  Any file must load or be refused with one error,
  * never crash or leak; a config that loads round-trips through its JSON
  * form to the same config. */

@@ -33,12 +33,12 @@ build_load() {
 }
 
 build_safetensors() {
-    c="$src/common"
+    c="$src/common" m="$src/model"
     # shellcheck disable=SC2086
-    clang $san -std=gnu11 -fopenmp -I"$c" -I"$src/import" -I"$src/runtime" -DEVIT_CONFIG_DIR='"."' \
+    clang $san -std=gnu11 -fopenmp -I"$c" -I"$m" -I"$src/import" -I"$src/runtime" -DEVIT_CONFIG_DIR='"."' \
         -DEVIT_SRC_CONFIG_DIR='"."' "$src/fuzz/fuzz_safetensors.c" \
-        "$src/import/safetensors.c" "$src/import/import.c" "$c/util.c" "$c/config.c" "$c/json.c" \
-        "$c/vit.c" "$c/ops.c" "$c/rng.c" $rt $(pkg-config --cflags --libs libcjson) $blas -lpthread -lm \
+        "$src/import/safetensors.c" "$src/import/import.c" "$c/util.c" "$m/config.c" "$c/json.c" \
+        "$m/vit.c" "$m/ops.c" "$c/rng.c" $rt $(pkg-config --cflags --libs libcjson) $blas -lpthread -lm \
         -o "$1/fuzz"
     # seeds: tiny timm-named ViTs in each dtype, written from the format's definition
     mk="python3 $src/tests/mksafetensors.py"
@@ -54,13 +54,13 @@ build_safetensors() {
     echo 16384
 }
 
-# libevit's sources, the recipe reader (distill/) and the IDX reader
-# (data/), for the targets that fuzz them
+# libevit's sources (common/ and model/), the recipe reader (distill/) and
+# the IDX reader (data/), for the targets that fuzz them
 build_libevit() { # target-file output
     c="$src/common"
-    lib=$(ls "$c"/*.c)
+    lib=$(ls "$c"/*.c "$src"/model/*.c)
     # shellcheck disable=SC2086
-    clang $san -std=gnu11 -fopenmp -I"$c" -I"$src/distill" -I"$src/data" -I"$src/runtime" -DH5_USE_110_API \
+    clang $san -std=gnu11 -fopenmp -I"$c" -I"$src/model" -I"$src/distill" -I"$src/data" -I"$src/runtime" -DH5_USE_110_API \
         -DEVIT_CONFIG_DIR='"."' -DEVIT_SRC_CONFIG_DIR='"."' -DEVIT_GIT_REV='"fuzz"' -DPACKAGE_VERSION='"fuzz"' \
         "$src/fuzz/$1" $lib "$src/distill/recipe.c" "$src/distill/optim.c" "$src/data/idx.c" $rt \
         $(pkg-config --cflags --libs hdf5 libcjson libpng zlib) $blas -lpthread -lm -o "$2"
