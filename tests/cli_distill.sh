@@ -18,10 +18,8 @@ fails_with 2 "$D" recipe.json --data x.h5
 fails_with 2 "$D" recipe.json -o y.h5 --data x.h5 --steps 0
 ok "help exits 0 and usage errors exit 2"
 
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 1200 28 10
-succeeds "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/all.h5"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/vimg.gz" "$T/vlab.gz" 300 28 10
-succeeds "$DATA" import --idx "$T/vimg.gz" "$T/vlab.gz" -o "$T/val.h5"
+synth_data "$T/all.h5" 1200 28 10
+synth_data "$T/val.h5" 300 28 10
 
 # a small model so each epoch takes a fraction of a second
 model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
@@ -111,8 +109,7 @@ fails_with 2 "$D" "$T/r.json" --data "$T/all.h5" -o "$T/x.h5" --seed -1
 ok "--seed N trains exactly what the recipe with seed N trains, and the report says so"
 
 # --- SIGKILL in the middle, then --resume
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/bimg.gz" "$T/blab.gz" 6000 28 10
-succeeds "$DATA" import --idx "$T/bimg.gz" "$T/blab.gz" -o "$T/big.h5"
+synth_data "$T/big.h5" 6000 28 10
 recipe "$T/k.json" none 4
 succeeds "$D" "$T/k.json" --data "$T/big.h5" -o "$T/kfull.h5" -q --threads 2
 "$D" "$T/k.json" --data "$T/big.h5" -o "$T/kill.h5" -q --threads 2 2>/dev/null &

@@ -19,8 +19,7 @@ fails_with 2 "$EVAL" --batch 0 a b
 ok "help exits 0 and usage errors exit 2"
 
 # --- import, init, evaluate
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 300 28 10
-succeeds "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+synth_data "$T/d.h5" 300 28 10
 succeeds "$INIT" fm-tiny -o "$T/m.h5" --seed 5 --data "$T/d.h5"
 stderr_has "205066 parameters"
 succeeds "$EVAL" "$T/m.h5" "$T/d.h5" --report "$T/r.json" --save-logits "$T/l.h5" -q
@@ -81,8 +80,7 @@ fails_with 1 "$EVAL" "$T/m.h5" "$T/d.h5" --report "$T/no/such/dir/r.json" -q
 ok "missing, truncated, corrupt and mistaken files are refused in one line"
 
 # a dataset whose images do not fit the model
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img16.gz" "$T/lab16.gz" 20 16 10
-succeeds "$DATA" import --idx "$T/img16.gz" "$T/lab16.gz" -o "$T/d16.h5"
+synth_data "$T/d16.h5" 20 16 10
 fails_with 1 "$EVAL" "$T/m.h5" "$T/d16.h5"; stderr_has "28x28x1"
 fails_with 1 "$INIT" fm-tiny -o "$T/m16.h5" --data "$T/d16.h5"
 [ ! -e "$T/m16.h5" ] || fail "a checkpoint was left behind"

@@ -30,8 +30,7 @@ grep -q '"stage":[[:space:]]*"import"' "$T/r.json" || fail "report lacks stage i
 ok "an F32 file imports with its shape inferred and its source recorded in the checkpoint"
 
 # the imported checkpoint goes on through the pipeline
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 64 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+synth_data "$T/d.h5" 64 28 10
 succeeds "$EVIT_BIN/evit-eval" "$T/f32.h5" "$T/d.h5" -q --save-logits "$T/l.h5"
 succeeds "$EVIT_BIN/evit-export" "$T/f32.h5" -o "$T/f32.evit" -q
 ok "an imported checkpoint evaluates and exports"

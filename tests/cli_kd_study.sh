@@ -12,8 +12,7 @@ PY=/usr/bin/python3
 
 R=$T/run
 mkdir -p "$R"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 600 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$R/train.h5"
+synth_data "$R/train.h5" 600 28 10
 cp "$R/train.h5" "$R/test.h5"
 printf '{"model":"fm-tiny","epochs":1,"batch_size":64,"seed":1,"optimizer":{"lr":0.003},"schedule":{"warmup_epochs":0.2},"distill":{"type":"none"}}\n' >"$T/t.json"
 succeeds "$EVIT_BIN/evit-distill" "$T/t.json" --data "$R/train.h5" --val "$R/test.h5" -o "$R/teacher.h5" \

@@ -15,10 +15,8 @@ PY=/usr/bin/python3
 grep -q "no ONNX output" "$T/err" && skip "evit-export was built without ONNX output"
 
 # --- a small trained model, pruned, quantized (with INT8 attention)
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 800 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/all.h5"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/vimg.gz" "$T/vlab.gz" 200 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/vimg.gz" "$T/vlab.gz" -o "$T/val.h5"
+synth_data "$T/all.h5" 800 28 10
+synth_data "$T/val.h5" 200 28 10
 model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":4,"mlp_hidden":64}'
 printf '{"model":%s,"epochs":3,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
     "$model" >"$T/recipe.json"

@@ -20,10 +20,8 @@ fails_with 2 "$P" c.json m.h5 -o p.h5
 fails_with 2 "$P" c.json m.h5 -o p.h5 --report r.json --threads 0
 ok "help exits 0 and usage errors exit 2"
 
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 1200 28 10
-succeeds "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/all.h5"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/vimg.gz" "$T/vlab.gz" 300 28 10
-succeeds "$DATA" import --idx "$T/vimg.gz" "$T/vlab.gz" -o "$T/val.h5"
+synth_data "$T/all.h5" 1200 28 10
+synth_data "$T/val.h5" 300 28 10
 
 # a small model, trained for a few epochs so that pruning has something to lose
 model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":4,"mlp_hidden":64}'
@@ -117,8 +115,7 @@ ok "bad configs are refused naming the file, the key and the problem"
 printf '{"heads_ratio":0.5}\n' >"$T/ok.json"
 fails_with 1 "$P" "$T/missing.json" "$T/m.h5" -o "$T/x.h5" --report "$T/x.json"; stderr_has "missing.json"
 fails_with 1 "$P" "$T/ok.json" "$T/missing.h5" -o "$T/x.h5" --report "$T/x.json"; stderr_has "missing.h5"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/simg.gz" "$T/slab.gz" 50 32 10
-succeeds "$DATA" import --idx "$T/simg.gz" "$T/slab.gz" -o "$T/other.h5"
+synth_data "$T/other.h5" 50 32 10
 fails_with 1 "$P" "$T/ok.json" "$T/m.h5" -o "$T/x.h5" --report "$T/x.json" --val "$T/other.h5"; stderr_has "other.h5"
 fails_with 1 "$P" "$T/ok.json" "$T/m.h5" -o "$T/x.h5" --report "$T/nodir/x.json"
 [ ! -e "$T/x.h5" ] || fail "a checkpoint was left without its report"

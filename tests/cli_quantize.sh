@@ -77,10 +77,8 @@ fails_with 2 "$Q" c.json m.h5 --calib a.h5 --val b.h5 -o q.h5 --calibrator kl
 ok "help exits 0 and usage errors exit 2"
 
 # --- a small trained model
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 1200 28 10
-succeeds "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/all.h5"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/vimg.gz" "$T/vlab.gz" 300 28 10
-succeeds "$DATA" import --idx "$T/vimg.gz" "$T/vlab.gz" -o "$T/val.h5"
+synth_data "$T/all.h5" 1200 28 10
+synth_data "$T/val.h5" 300 28 10
 model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
 printf '{"model":%s,"epochs":6,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
     "$model" >"$T/recipe.json"
@@ -179,8 +177,7 @@ stderr_has "bad.json: bits: unknown key"
 fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/m.h5" -o "$T/x.h5"
 stderr_has "evit-dataset"
 [ ! -e "$T/x.h5" ] || fail "an output was left behind"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img16.gz" "$T/lab16.gz" 20 16 10
-succeeds "$DATA" import --idx "$T/img16.gz" "$T/lab16.gz" -o "$T/d16.h5"
+synth_data "$T/d16.h5" 20 16 10
 fails_with 1 "$EVAL" "$T/q.mse.h5" "$T/d16.h5"; stderr_has "28x28x1"
 head -c 3000 "$T/q.mse.h5" >"$T/trunc.h5"
 fails_with 1 "$EVAL" "$T/trunc.h5" "$T/val.h5"; stderr_has "trunc.h5"

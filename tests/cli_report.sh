@@ -9,7 +9,6 @@ set -eu
 R="$EVIT_BIN/evit-report"
 INIT="$EVIT_BIN/evit-init"
 EVAL="$EVIT_BIN/evit-eval"
-DATA="$EVIT_BIN/evit-data"
 PY=/usr/bin/python3
 [ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
 
@@ -23,10 +22,8 @@ fails_with 2 "$R" compare --bogus x.json
 ok "help exits 0 and usage errors exit 2"
 
 # --- three models in a lineage, evaluated on one dataset, a fourth on another
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 200 28 10
-succeeds "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img2.gz" "$T/lab2.gz" 120 28 10
-succeeds "$DATA" import --idx "$T/img2.gz" "$T/lab2.gz" -o "$T/other.h5"
+synth_data "$T/d.h5" 200 28 10
+synth_data "$T/other.h5" 120 28 10
 cat >"$T/small.json" <<'JSON'
 {"name":"small","img_size":28,"channels":1,"patch":4,"num_classes":10,"embed_dim":64,"depth":2,
  "blocks":[{"num_heads":2,"head_dim":16,"mlp_hidden":96},{"num_heads":2,"head_dim":16,"mlp_hidden":64}]}

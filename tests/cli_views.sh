@@ -11,8 +11,7 @@ EVAL="$EVIT_BIN/evit-eval"
 PY=/usr/bin/python3
 [ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
 
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 600 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/all.h5"
+synth_data "$T/all.h5" 600 28 10
 model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
 recipe() { # FILE TYPE CROP SEED
     printf '{"model":%s,"epochs":3,"batch_size":64,"seed":%s,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"augment":{"crop_padding":%s,"hflip":true},"distill":{"type":"%s","alpha":0.5,"temperature":2}}\n' \

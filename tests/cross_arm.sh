@@ -61,8 +61,7 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
 "$XCC" -O2 -mcpu=cortex-a57 -std=c99 -I"$EVIT_SRC/runtime" "$EVIT_SRC"/runtime/*.c -lm -lpthread -static \
     -o "$T/evit-run-arm" 2>"$T/err" || fail "evit-run does not cross-build for AArch64"
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 64 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+synth_data "$T/d.h5" 64 28 10
 succeeds "$EVIT_BIN/evit-init" fm-tiny --data "$T/d.h5" --seed 4 -o "$T/m.h5"
 printf '{"calibrator":"minmax","calib_images":64,"max_drop":-1,"measure_images":8,"quantize_attention":true}\n' >"$T/q.json"
 succeeds "$EVIT_BIN/evit-quantize" "$T/q.json" "$T/m.h5" --calib "$T/d.h5" --val "$T/d.h5" -o "$T/q.h5" -q

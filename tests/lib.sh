@@ -12,6 +12,9 @@
 #                          exactly one line starting "error:"
 #   stderr_has TEXT        the last command's stderr contains TEXT (fixed string)
 #   stdout_has TEXT        the last command's stdout contains TEXT (fixed string)
+#   synth_data OUT.h5 N SIZE CLASSES
+#                          a dataset of N synthetic SIZE x SIZE images of CLASSES
+#                          classes (tests/mkdata.py, then evit-data import)
 #
 # The first failed check ends the test: later checks usually depend on it.
 
@@ -75,4 +78,9 @@ stdout_has() {
 needs_torch() {
     PY=/usr/bin/python3
     [ -x "$PY" ] && "$PY" -c "import torch, h5py, numpy" 2>/dev/null || skip "no torch/h5py in /usr/bin/python3"
+}
+
+synth_data() {
+    "${PY:-/usr/bin/python3}" "$EVIT_SRC/tests/mkdata.py" "$T/synth-img.gz" "$T/synth-lab.gz" "$2" "$3" "$4"
+    succeeds "$EVIT_BIN/evit-data" import --idx "$T/synth-img.gz" "$T/synth-lab.gz" -o "$1"
 }

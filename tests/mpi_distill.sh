@@ -23,8 +23,7 @@ MPI="env ASAN_OPTIONS=detect_leaks=0 mpirun --oversubscribe -np 2"
 D="$EVIT_BIN/evit-distill"
 W="$PY $EVIT_SRC/tests/wdiff.py"
 
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 1280 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+synth_data "$T/d.h5" 1280 28 10
 recipe() { # optimiser epochs
     printf '{"model":{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64},"epochs":%s,"batch_size":64,"seed":3,"optimizer":{"type":"%s","lr":0.01,"weight_decay":0.05},"schedule":{"warmup_epochs":0.2,"min_lr":0.0001},"augment":{"crop_padding":2,"hflip":true},"distill":{"type":"none"}}\n' "$2" "$1"
 }

@@ -10,8 +10,7 @@ set -eu
 
 needs_torch
 
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 320 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/train.h5"
+synth_data "$T/train.h5" 320 28 10
 cp "$T/train.h5" "$T/test.h5"
 model='{"name":"acc","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
 

@@ -9,8 +9,7 @@ set -eu
 
 needs_torch
 
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 200 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+synth_data "$T/d.h5" 200 28 10
 for dt in F32 F16 BF16; do
     succeeds "$PY" "$EVIT_SRC/tests/torch_safetensors.py" --write "$T/m.safetensors" --dtype $dt --dim 48 \
         --heads 3 --mlp 96 --depth 3 --scale 0.15 --seed 7

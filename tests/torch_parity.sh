@@ -8,8 +8,7 @@ set -eu
 
 needs_torch
 
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 200 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+synth_data "$T/d.h5" 200 28 10
 
 succeeds "$EVIT_BIN/evit-init" fm-tiny -o "$T/m.h5" --seed 11 --data "$T/d.h5"
 succeeds "$EVIT_BIN/evit-eval" "$T/m.h5" "$T/d.h5" --save-logits "$T/l.h5" -q

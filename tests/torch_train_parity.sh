@@ -8,8 +8,7 @@ set -eu
 
 needs_torch
 
-"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/img.gz" "$T/lab.gz" 64 28 10
-succeeds "$EVIT_BIN/evit-data" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/d.h5"
+synth_data "$T/d.h5" 64 28 10
 cat >"$T/m.json" <<'JSON'
 {"name":"step","img_size":28,"channels":1,"patch":4,"num_classes":10,"embed_dim":48,"depth":2,
  "blocks":[{"num_heads":3,"head_dim":16,"mlp_hidden":96},{"num_heads":2,"head_dim":12,"mlp_hidden":64}]}
