@@ -9,8 +9,7 @@ set -eu
 D="$EVIT_BIN/evit-distill"
 EVAL="$EVIT_BIN/evit-eval"
 DATA="$EVIT_BIN/evit-data"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 
 succeeds "$D" --help; stdout_has "usage: evit-distill"
 fails_with 2 "$D"

@@ -7,8 +7,7 @@ set -eu
 INIT="$EVIT_BIN/evit-init"
 EVAL="$EVIT_BIN/evit-eval"
 DATA="$EVIT_BIN/evit-data"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 
 # --- help and usage
 succeeds "$INIT" --help; stdout_has "usage: evit-init"

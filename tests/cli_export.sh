@@ -13,8 +13,7 @@ Q="$EVIT_BIN/evit-quantize"
 D="$EVIT_BIN/evit-distill"
 EVAL="$EVIT_BIN/evit-eval"
 DATA="$EVIT_BIN/evit-data"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 
 # --- evit-run from runtime/ alone, as on the Jetson (docs/JETSON.md)
 CC=${CC:-cc}

@@ -7,8 +7,7 @@ set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
 I="$EVIT_BIN/evit-import"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 MK="$PY $EVIT_SRC/tests/mksafetensors.py"
 
 succeeds "$I" --help; stdout_has "usage: evit-import"

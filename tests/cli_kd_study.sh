@@ -7,8 +7,7 @@
 # that finds everything up to date.
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 
 R=$T/run
 mkdir -p "$R"

@@ -9,8 +9,7 @@ set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
 X="$EVIT_BIN/evit-export"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 "$X" m.h5 -o "$T/x.onnx" 2>"$T/err" || true
 grep -q "no ONNX output" "$T/err" && skip "evit-export was built without ONNX output"
 

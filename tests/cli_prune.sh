@@ -10,8 +10,7 @@ P="$EVIT_BIN/evit-prune"
 D="$EVIT_BIN/evit-distill"
 EVAL="$EVIT_BIN/evit-eval"
 DATA="$EVIT_BIN/evit-data"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 
 succeeds "$P" --help; stdout_has "usage: evit-prune"
 fails_with 2 "$P"

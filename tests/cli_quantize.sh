@@ -10,8 +10,7 @@ Q="$EVIT_BIN/evit-quantize"
 D="$EVIT_BIN/evit-distill"
 EVAL="$EVIT_BIN/evit-eval"
 DATA="$EVIT_BIN/evit-data"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 
 # --- the runtime alone: strict C99, no include path but its own, only libm
 CC=${CC:-cc}

@@ -9,8 +9,7 @@ set -eu
 R="$EVIT_BIN/evit-report"
 INIT="$EVIT_BIN/evit-init"
 EVAL="$EVIT_BIN/evit-eval"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 
 # --- help and usage
 succeeds "$R" --help; stdout_has "usage: evit-report compare"

@@ -8,8 +8,7 @@ set -eu
 
 D="$EVIT_BIN/evit-distill"
 EVAL="$EVIT_BIN/evit-eval"
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 
 synth_data "$T/all.h5" 600 28 10
 model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'

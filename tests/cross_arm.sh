@@ -57,8 +57,7 @@ ok "INT8 logits, with float and with INT8 attention, are bit-identical on AArch6
 # evit-run itself, built for the A57 from runtime/ alone: an exported INT8
 # model with INT8 attention gives the same logits, bit for bit, under qemu
 # (neon, dotprod, ref) as on this machine (every x86 variant)
-PY=/usr/bin/python3
-[ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
+needs_python
 "$XCC" -O2 -mcpu=cortex-a57 -std=c99 -I"$EVIT_SRC/runtime" "$EVIT_SRC"/runtime/*.c -lm -lpthread -static \
     -o "$T/evit-run-arm" 2>"$T/err" || fail "evit-run does not cross-build for AArch64"
 synth_data "$T/d.h5" 64 28 10

@@ -5,6 +5,7 @@
 #   ok MSG                 prints "ok - MSG"
 #   fail MSG               prints "FAIL: MSG" and the last command's stderr, exits 1
 #   skip MSG               exits 77, which automake reports as SKIP
+#   needs_python           sets PY=/usr/bin/python3 (it writes test inputs), or skips
 #   needs_torch            sets PY=/usr/bin/python3, or skips when it lacks torch,
 #                          h5py or numpy
 #   succeeds CMD...        CMD must exit 0; its stdout/stderr land in $T/out, $T/err
@@ -73,6 +74,11 @@ stderr_has() {
 
 stdout_has() {
     grep -qF -- "$1" "$T/out" || fail "stdout lacks '$1'"
+}
+
+needs_python() {
+    PY=/usr/bin/python3
+    [ -x "$PY" ] || skip "/usr/bin/python3 is needed to write test inputs"
 }
 
 needs_torch() {
