@@ -576,10 +576,11 @@ AVX512 static void i8p_vnni(float *y, const void *xp, int32_t x_zero, float x_sc
  * (V^T's stores stride by T), packs them byte by byte and round-trips
  * every intermediate through float rows.  Here each step works on vectors
  * and writes the layout its consumer reads: K's rows are quantized and
- * stored straight into i8p_vnni's panels (one dword per group of four
- * dimensions), V's rows four tokens at a time and transposed 4 x 16 bytes
- * into V^T's panels, q's rows and the probabilities P straight into the
- * u = x + 128 rows i8p_vnni multiplies.  Every float operation is the
+ * stored straight into the int8 panels (one dword per group of four
+ * dimensions; VNNI's, or AMX's padded to whole tiles), V's rows four tokens
+ * at a time and transposed 4 x 16 bytes into V^T's panels, q's rows and
+ * the probabilities P straight into the u = x + 128 rows the products
+ * read.  Every float operation is the
  * _ref's, lane by lane, in the same order (no fused multiply-add). */
 
 /* sq(x, s) of evrt.h on 16 lanes (evrt_qsym): NaN 0, clamp to +-127, then
