@@ -168,6 +168,11 @@ struct evrt_kernels {
     void (*gelu)(float *x, size_t n);
     evrt_att_fn attention;     /* evrt_att_rows_ref or _fast */
     evrt_att8_fn attention_i8; /* evrt_att_i8_rows_ref or _fast */
+    /* For evrt_att_i8_rows_fast: a head's K and V quantized (sq with the
+     * inverse scales ik, iv) straight into kp and vp, the layout pack_i8
+     * gives K (T, d) and V^T (d, T), with their sums kws and vws; NULL:
+     * quantize, then pack_i8 and evrt_wsum. */
+    void (*att8_kv)(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, float ik, float iv);
 };
 
 /* The attention items: the _ref ones compute the specification plainly;

@@ -385,16 +385,96 @@ I8P_DRIVER(i8p_neon, i8p_tile_neon, NO_SCHED1)
 I8P_TILE(i8p_tile_dot, SDOT_STEP, DOTPROD)
 I8P_DRIVER(i8p_dot, i8p_tile_dot, DOTPROD NO_SCHED1)
 
+/* ---------------------------------------------------------------- INT8 attention
+ *
+ * A head's K and V, quantized (sq of evrt.h) four lanes at a time straight
+ * into pack_i8_arm's layout: K's rows are the channels, so each row's
+ * quantized bytes go to their group in 16-byte blocks; V^T's channels are
+ * V's columns, so four columns of 16 tokens are gathered (a 4-byte load a
+ * token) and split by vld4q_s8 into the four channels' 16 inputs.  The
+ * generic path instead stores V^T element by element (strides of T) and
+ * packs byte by byte. */
+
+/* sq on 4 lanes (evrt_qsym): NaN 0, clamp to +-127, fcvtns rounds to
+ * nearest even like rintf. */
+static inline int32x4_t qsym4(float32x4_t x, float32x4_t inv)
+{
+    float32x4_t t = vmulq_f32(x, inv);
+    t = vbslq_f32(vceqq_f32(t, t), t, vdupq_n_f32(0.0f));
+    t = vminq_f32(vmaxq_f32(t, vdupq_n_f32(-127.0f)), vdupq_n_f32(127.0f));
+    return vcvtnq_s32_f32(t);
+}
+
+/* q[0..n) = sq(x, 1 / inv); each value also added into sum[i] (NULL: no);
+ * returns their total. */
+static int32_t qsym_row_arm(int8_t *q, int32_t *sum, const float *x, int n, float inv)
+{
+    float32x4_t vinv = vdupq_n_f32(inv);
+    int32x4_t tot = vdupq_n_s32(0);
+    int32_t s;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        int32x4_t v = qsym4(vld1q_f32(x + i), vinv);
+        int16x4_t v16 = vmovn_s32(v);
+        tot = vaddq_s32(tot, v);
+        if (sum) vst1q_s32(sum + i, vaddq_s32(vld1q_s32(sum + i), v));
+        vst1_lane_s32((int32_t *)(void *)(q + i), vreinterpret_s32_s8(vmovn_s16(vcombine_s16(v16, v16))), 0);
+    }
+    s = vaddvq_s32(tot);
+    for (; i < n; i++) {
+        q[i] = evrt_qsym(x[i], inv);
+        s += q[i];
+        if (sum) sum[i] += q[i];
+    }
+    return s;
+}
+
+static void att8_kv_arm(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, float ik, float iv)
+{
+    int G = (d + 15) / 16, GT = (T + 15) / 16, u, g, q, k, c;
+    int8_t row[512]; /* d <= 512 (evrt_model_check) */
+    int8_t *kp = a->kp, *vp = a->vp, *vq = a->vt; /* vq: V quantized, rows of d */
+    memset(row, 0, sizeof row);
+    for (u = 0; u < (T + 15) / 16 * 16; u++) { /* token u: channel u % 4 of group u / 4 */
+        int8_t *dst = kp + (size_t)(u / 4) * G * 64 + 16 * (u % 4);
+        if (u < T)
+            a->kws[u] = qsym_row_arm(row, NULL, qkv + (size_t)u * 3 * I + I + h * d, d, ik);
+        else
+            memset(row, 0, (size_t)d);
+        for (g = 0; g < G; g++) memcpy(dst + (size_t)g * 64, row + 16 * g, 16);
+    }
+    memset(a->vws, 0, sizeof(int32_t) * (size_t)d);
+    for (u = 0; u < T; u++) qsym_row_arm(vq + (size_t)u * d, a->vws, qkv + (size_t)u * 3 * I + 2 * I + h * d, d, iv);
+    for (q = 0; q < (d + 15) / 16 * 4; q++)
+        for (g = 0; g < GT; g++) {
+            int8_t buf[64];
+            int8x16x4_t v;
+            int8_t *dst = vp + ((size_t)q * GT + g) * 64;
+            for (k = 0; k < 16; k++) {
+                int t = 16 * g + k;
+                if (t < T && 4 * q + 4 <= d)
+                    memcpy(buf + 4 * k, vq + (size_t)t * d + 4 * q, 4);
+                else
+                    for (c = 0; c < 4; c++) buf[4 * k + c] = t < T && 4 * q + c < d ? vq[(size_t)t * d + 4 * q + c] : 0;
+            }
+            v = vld4q_s8(buf);
+            vst1q_s8(dst, v.val[0]);
+            vst1q_s8(dst + 16, v.val[1]);
+            vst1q_s8(dst + 32, v.val[2]);
+            vst1q_s8(dst + 48, v.val[3]);
+        }
+}
+
 static const struct evrt_kernels neon_kernels = {
     .isa = EVRT_ISA_NEON, .name = "neon", .quant = quant_pad, .i8 = i8_neon, .f32 = f32_neon,
     .needs_wsum = 1, .f32p = f32p_neon, .pack_i8 = pack_i8_arm, .i8p = i8p_neon,
     .softmax = evrt_softmax_fast, .layernorm = evrt_layernorm_fast, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast};
+    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm};
 static const struct evrt_kernels dot_kernels = {
     .isa = EVRT_ISA_DOTPROD, .name = "dotprod", .quant = quant_pad, .i8 = i8_dot, .f32 = f32_neon,
     .needs_wsum = 1, .f32p = f32p_neon, .pack_i8 = pack_i8_arm, .i8p = i8p_dot,
     .softmax = evrt_softmax_fast, .layernorm = evrt_layernorm_fast, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast};
+    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm};
 
 const struct evrt_kernels *evrt_kernels_arm(int isa)
 {
