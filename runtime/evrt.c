@@ -104,6 +104,7 @@ struct evrt_ctx {
 };
 
 static int imax(int a, int b) { return a > b ? a : b; }
+static int imin(int a, int b) { return a < b ? a : b; }
 
 /* ---------------------------------------------------------------- pool */
 
@@ -625,10 +626,11 @@ static void linear(evrt_ctx *c, int layer, float *y, const float *x, int rows)
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_OUTPUT, y, rows, L->out);
 }
 
-/* Attention in work items of (image, head, EVRT_ATT_ROWS queries), so that
- * two threads share three heads evenly; the variant's attention (or INT8
- * attention) kernel does each item, the per-head work once per run of
- * items of the same head. */
+/* Attention in work items of up to EVRT_ATT_ROWS queries of one (image,
+ * head): each thread takes an equal share of all the query rows (so two
+ * threads share three heads evenly, whatever T), cut into items at head
+ * boundaries; the variant's attention (or INT8 attention) kernel does each
+ * item, the per-head work once per run of items of the same head. */
 struct att_job {
     evrt_ctx *c;
     const struct evrt_block *blk;
@@ -643,15 +645,18 @@ static void att_run(void *arg, int tid, int nt)
     evrt_ctx *c = j->c;
     const struct evrt_kernels *k = c->k;
     const struct evrt_block *blk = j->blk;
-    int T = c->T, H = blk->heads, d = blk->head_dim, I = H * d, last = -1, lo, hi, p;
-    int Q = (j->nq + EVRT_ATT_ROWS - 1) / EVRT_ATT_ROWS, int8 = blk->attn_dtype == EVRT_I8;
+    int T = c->T, H = blk->heads, d = blk->head_dim, I = H * d, last = -1, lo, hi, p, nr;
+    int int8 = blk->attn_dtype == EVRT_I8;
     float *scratch = c->scores + scratch_floats(c) * (size_t)tid;
     struct evrt_att8 a;
     if (int8) att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
-    share(j->B * H * Q, 1, tid, nt, &lo, &hi);
-    for (p = lo; p < hi; p++) {
-        int bh = p / Q, q0 = p % Q * EVRT_ATT_ROWS, nr = j->nq - q0 < EVRT_ATT_ROWS ? j->nq - q0 : EVRT_ATT_ROWS;
+    /* an equal share of the (image, head, query) rows, in items of up to
+     * EVRT_ATT_ROWS queries of one head */
+    share(j->B * H * j->nq, 1, tid, nt, &lo, &hi);
+    for (p = lo; p < hi; p += nr) {
+        int bh = p / j->nq, q0 = p % j->nq;
         int b = bh / H, h = bh % H;
+        nr = imin(imin(EVRT_ATT_ROWS, j->nq - q0), hi - p);
         const float *base = j->qkv + (size_t)b * T * 3 * I;
         float *o = j->out + ((size_t)b * j->nq + q0) * I + h * d;
         if (int8)
