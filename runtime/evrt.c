@@ -710,6 +710,44 @@ static void gelu(evrt_ctx *c, float *x, size_t n)
         gelu_job_run(&j, 0, 1);
 }
 
+/* x += y (y not NULL), then ln = LayerNorm(x) (w not NULL), on rows of D,
+ * split by rows between the threads. */
+struct addln_job {
+    const struct evrt_kernels *k;
+    float *x, *ln;
+    const float *y, *w, *b;
+    int rows, D;
+};
+
+static void addln_run(void *arg, int tid, int nt)
+{
+    struct addln_job *j = arg;
+    int lo, hi;
+    size_t o;
+    share(j->rows, 1, tid, nt, &lo, &hi);
+    o = (size_t)lo * j->D;
+    if (lo >= hi) return;
+    if (j->y) evrt_add_fast(j->x + o, j->y + o, (size_t)(hi - lo) * j->D);
+    if (j->w) j->k->layernorm(j->ln + o, j->x + o, j->w, j->b, hi - lo, j->D);
+}
+
+static void addln(evrt_ctx *c, const float *y, const float *w, const float *b, int rows)
+{
+    struct addln_job j;
+    j.k = c->k;
+    j.x = c->x;
+    j.ln = c->ln;
+    j.y = y;
+    j.w = w;
+    j.b = b;
+    j.rows = rows;
+    j.D = c->m->dim;
+    if ((size_t)rows * j.D >= 8192)
+        parallel(c, addln_run, &j);
+    else
+        addln_run(&j, 0, 1);
+}
+
 /* Block l on the residual stream c->x (B, T, D).  In the last block only the
  * class token goes on after the keys and values are made: the stream is
  * compacted to (B, 1, D) in place. */
@@ -719,18 +757,17 @@ static void block(evrt_ctx *c, int l, int B, int last)
     const struct evrt_block *b = &c->m->blocks[l];
     int T = c->T, D = c->m->dim, nq = last ? 1 : T, k;
     int rows = B * nq;
-    c->k->layernorm(c->ln, c->x, b->ln1_w, b->ln1_b, B * T, D);
+    addln(c, NULL, b->ln1_w, b->ln1_b, B * T);
     linear(c, 1 + 4 * l, c->qkv, c->ln, B * T);
     attention(c, b, c->attv, c->qkv, B, nq);
     if (last)
         for (k = 1; k < B; k++) memmove(c->x + (size_t)k * D, c->x + (size_t)k * T * D, sizeof(float) * D);
     linear(c, 2 + 4 * l, c->tmp, c->attv, rows);
-    evrt_add_fast(c->x, c->tmp, (size_t)rows * D);
-    c->k->layernorm(c->ln, c->x, b->ln2_w, b->ln2_b, rows, D);
+    addln(c, c->tmp, b->ln2_w, b->ln2_b, rows);
     linear(c, 3 + 4 * l, c->h, c->ln, rows);
     gelu(c, c->h, (size_t)rows * b->mlp);
     linear(c, 4 + 4 * l, c->tmp, c->h, rows);
-    evrt_add_fast(c->x, c->tmp, (size_t)rows * D);
+    addln(c, c->tmp, NULL, NULL, rows);
 }
 
 int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
