@@ -504,16 +504,16 @@ void evrt_att_i8_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo,
 {
     float iq = 1.0f / scales[0], sc = (scales[0] * scales[1]) / sqrtf((float)d);
     int u, i, r;
-    if (fresh && k->att8_kv) {
-        k->att8_kv(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2]);
-    } else if (fresh) {
-        att_i8_kv(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2]);
-        k->pack_i8(a->kp, a->kq, T, d);
-        k->pack_i8(a->vp, a->vt, d, T);
-        evrt_wsum(a->kws, a->kq, T, d);
-        evrt_wsum(a->vws, a->vt, d, T);
-    }
     if (fresh) {
+        if (k->att8_kv) {
+            k->att8_kv(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2]);
+        } else {
+            att_i8_kv(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2]);
+            k->pack_i8(a->kp, a->kq, T, d);
+            k->pack_i8(a->vp, a->vt, d, T);
+            evrt_wsum(a->kws, a->kq, T, d);
+            evrt_wsum(a->vws, a->vt, d, T);
+        }
         for (u = 0; u < T; u++) a->ones[u] = 1.0f;
         for (i = 0; i < d; i++) a->vs[i] = scales[2];
     }

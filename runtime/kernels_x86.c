@@ -242,6 +242,19 @@ AVX2 static void f32_avx2(float *y, size_t ldy, const float *x, size_t ldx, cons
 
 static size_t ld64(int I) { return (size_t)(I + 63) / 64 * 64; }
 
+/* AMX panels: groups of four inputs, whole tiles of 64 inputs. */
+static size_t groups_amx(int I) { return ld64(I) / 4; }
+
+/* The rounding step shared by evrt_quantize_act_ref and sq (evrt_qsym) on
+ * 16 lanes: x * inv, NaN 0, clamped to [lo, hi], then vcvtps2dq rounds to
+ * nearest even like rintf. */
+INLINE_AVX512 __m512i quant16(__m512 x, __m512 inv, __m512 lo, __m512 hi)
+{
+    __m512 t = _mm512_mul_ps(x, inv);
+    t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), t);
+    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t, lo), hi));
+}
+
 AVX512 static void quant_vnni(void *dst, const float *x, int N, int I, float scale, int32_t zero)
 {
     float inv = 1.0f / scale, lo = (float)(-128 - zero), hi = (float)(127 - zero);
@@ -255,11 +268,7 @@ AVX512 static void quant_vnni(void *dst, const float *x, int N, int I, float sca
         for (i = 0; i < I; i += 16) {
             int k = I - i < 16 ? I - i : 16;
             __mmask16 m = (__mmask16)((1u << k) - 1u);
-            __m512 t = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, r + i), vinv);
-            __m512i u;
-            t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), t);
-            t = _mm512_min_ps(_mm512_max_ps(t, vlo), vhi);
-            u = _mm512_add_epi32(_mm512_cvtps_epi32(t), off);
+            __m512i u = _mm512_add_epi32(quant16(_mm512_maskz_loadu_ps(m, r + i), vinv, vlo, vhi), off);
             _mm_storeu_si128((__m128i *)(q + i), _mm512_maskz_cvtepi32_epi8(m, u));
         }
         for (i = I; i < (int)ld; i++) q[i] = 0;
@@ -583,14 +592,10 @@ AVX512 static void i8p_vnni(float *y, const void *xp, int32_t x_zero, float x_sc
  * read.  Every float operation is the
  * _ref's, lane by lane, in the same order (no fused multiply-add). */
 
-/* sq(x, s) of evrt.h on 16 lanes (evrt_qsym): NaN 0, clamp to +-127, then
- * vcvtps2dq rounds to nearest even like rintf. */
+/* sq(x, s) of evrt.h on 16 lanes (evrt_qsym): quant16 to [-127, 127]. */
 INLINE_AVX512 __m512i qsym16(__m512 x, __m512 inv)
 {
-    __m512 t = _mm512_mul_ps(x, inv);
-    t = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(t, t, _CMP_ORD_Q), t);
-    t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(127.0f));
-    return _mm512_cvtps_epi32(t);
+    return quant16(x, inv, _mm512_set1_ps(-127.0f), _mm512_set1_ps(127.0f));
 }
 
 /* One row of n floats quantized by qsym16 into int8 q (zero up to a
@@ -611,23 +616,35 @@ INLINE_AVX512 int32_t qsym_row(int8_t *q, int32_t *sum, const float *x, int n, _
     return _mm512_reduce_add_epi32(tot);
 }
 
-/* exp_neg of kernels.c on 16 lanes: the same operations in the same order. */
-INLINE_AVX512 __m512 exp_neg16(__m512 x)
+
+/* a b + c: rounded twice when exact, else fused */
+INLINE_AVX512 __m512 madd512(__m512 a, __m512 b, __m512 c, const int exact)
 {
-    const __m512 zero = _mm512_setzero_ps(), big = _mm512_set1_ps(12582912.0f);
-    __m512 v = _mm512_mask_mov_ps(zero, _mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), x);
+    return exact ? _mm512_add_ps(_mm512_mul_ps(a, b), c) : _mm512_fmadd_ps(a, b, c);
+}
+
+/* exp_neg of kernels.c on 16 lanes (NaN and x < -87.3 give exp(-87.3)):
+ * the same range reduction and polynomial.  exact: every operation the C
+ * code's, in its order, none fused (INT8 attention's softmax, specified to
+ * the bit); else the polynomial's steps fused (the float softmax,
+ * tolerance-checked). */
+INLINE_AVX512 __m512 exp_neg_512(__m512 x, const int exact)
+{
+    const __m512 zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-87.3f), big = _mm512_set1_ps(12582912.0f);
+    __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), zero, x);
     __m512 k, f, p, e;
-    v = _mm512_mask_mov_ps(_mm512_set1_ps(-87.3f), _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_GE_OQ), v);
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), lo, v);
     k = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)), big), big);
     f = _mm512_sub_ps(v, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
     f = _mm512_sub_ps(f, _mm512_mul_ps(k, _mm512_set1_ps(-2.12194440e-4f)));
     p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, f), _mm512_set1_ps(5.0000001201e-1f));
-    e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(f, f)), f), _mm512_set1_ps(1.0f));
+    p = madd512(p, f, _mm512_set1_ps(1.3981999507e-3f), exact);
+    p = madd512(p, f, _mm512_set1_ps(8.3334519073e-3f), exact);
+    p = madd512(p, f, _mm512_set1_ps(4.1665795894e-2f), exact);
+    p = madd512(p, f, _mm512_set1_ps(1.6666665459e-1f), exact);
+    p = madd512(p, f, _mm512_set1_ps(5.0000001201e-1f), exact);
+    e = _mm512_add_ps(madd512(p, _mm512_mul_ps(f, f), f, exact), _mm512_set1_ps(1.0f));
+    /* k is integral: either conversion gives it exactly */
     return _mm512_mul_ps(e, _mm512_castsi512_ps(_mm512_slli_epi32(
                                 _mm512_add_epi32(_mm512_cvttps_epi32(k), _mm512_set1_epi32(127)), 23)));
 }
@@ -666,7 +683,7 @@ INLINE_AVX512 void softmax_i8_rows(uint8_t *xq, size_t ld, float *S, int T, __m5
             float *s = S + (size_t)k * T + u;
             __m512i a = _mm512_cvttps_epi32(_mm512_maskz_loadu_ps(m, s));
             __m512 x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vmx[k])), vc);
-            __m512 e = _mm512_roundscale_ps(_mm512_mul_ps(exp_neg16(x), s15),
+            __m512 e = _mm512_roundscale_ps(_mm512_mul_ps(exp_neg_512(x, 1), s15),
                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             __m512i ei = _mm512_maskz_mov_epi32(m, _mm512_cvttps_epi32(e));
             vsum[k] = _mm512_add_epi32(vsum[k], ei);
@@ -772,7 +789,7 @@ AVX512 static void att_i8_rows_x86(const struct evrt_kernels *k, float *out, siz
     evrt_i8p_fn qk = kamx ? k->i8p : i8p_vnni, pv = vamx ? k->i8p : i8p_vnni;
     if (fresh) {
         att_i8_kv_x86(a, qkv, T, I, h, d, 1.0f / scales[1], 1.0f / scales[2],
-                      kamx ? (int)ld64(d) / 4 : (d + 3) / 4, vamx ? (int)ld64(T) / 4 : (T + 3) / 4);
+                      kamx ? (int)groups_amx(d) : (d + 3) / 4, vamx ? (int)groups_amx(T) : (T + 3) / 4);
         for (u = 0; u < T; u++) a->ones[u] = 1.0f;
         for (i = 0; i < d; i++) a->vs[i] = scales[2];
     }
@@ -811,7 +828,6 @@ AVX512 static void att_i8_rows_x86(const struct evrt_kernels *k, float *out, siz
 #define INLINE_AMX \
     static inline __attribute__((always_inline, target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")))
 
-static size_t groups_amx(int I) { return ld64(I) / 4; }
 
 /* The VNNI panels with groups_amx(I) groups each. */
 static void pack_i8_amx(void *dst, const int8_t *wq, int O, int I)
@@ -1068,28 +1084,6 @@ AVX2 static void i8p_avx2(float *y, const void *xp, int32_t x_zero, float x_scal
     }
 }
 
-/* exp(x) for x <= 0 as kernels.c's evrt_exp_fast (NaN and x < -87.3 give
- * exp(-87.3)), sixteen lanes. */
-INLINE_AVX512 __m512 exp_neg_512(__m512 x)
-{
-    __m512 zero = _mm512_setzero_ps(), lo = _mm512_set1_ps(-87.3f), big = _mm512_set1_ps(12582912.0f);
-    __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_LE_OQ), zero, x);
-    __m512 k, f, p, e;
-    __m512i sc;
-    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ), lo, v);
-    k = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)), big), big);
-    f = _mm512_sub_ps(v, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
-    f = _mm512_sub_ps(f, _mm512_mul_ps(k, _mm512_set1_ps(-2.12194440e-4f)));
-    p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.0000001201e-1f));
-    e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(f, f), f), _mm512_set1_ps(1.0f));
-    sc = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(e, _mm512_castsi512_ps(sc));
-}
 
 /* R rows of S (row stride T) = softmax(S * scale), in place, masked tails;
  * the rows are interleaved so that their reductions overlap. */
@@ -1120,7 +1114,7 @@ INLINE_AVX512 void softmax_rows_512(float *S, int T, float scale, const int R)
 #pragma GCC unroll 4
         for (r = 0; r < R; r++) {
             float *s = S + (size_t)r * T + u;
-            __m512 e = exp_neg_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s), mv[r]));
+            __m512 e = exp_neg_512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s), mv[r]), 0);
             _mm512_mask_storeu_ps(s, m, e);
             sum[r] = _mm512_mask_add_ps(sum[r], m, sum[r], e);
         }
