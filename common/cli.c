@@ -26,40 +26,41 @@ int evit_cli_usage_error(const char *prog, const char *fmt, ...)
     return EVIT_EXIT_USAGE;
 }
 
-int evit_cli_threads(const char *arg)
-{
-    long n;
-    if (evit_parse_int(arg, 1, 256, &n) < 0) return EVIT_ERR;
-    evit_set_threads((int)n);
-    return EVIT_OK;
-}
+enum { OPT_LATENCY = 1000 }; /* getopt's value for --latency, above every command's own */
 
-int evit_cli_common_option(int c, const char *arg, const char *prog, const char *usage, int *quiet, int *latency)
+/* The shared option getopt answered with c: threads applied, *quiet set,
+ * *latency set (a command that takes it), usage or version printed.
+ * Returns EVIT_CLI_NEXT, EVIT_CLI_DONE or EVIT_EXIT_USAGE. */
+static int common_option(int c, const char *arg, const char *prog, const char *usage, int *quiet, int *latency)
 {
     long n;
     switch (c) {
-    case EVIT_CLI_OPT_LATENCY:
-        if (!latency) break;
+    case OPT_LATENCY:
         if (evit_parse_int(arg, 1, 1000000, &n) < 0)
             return evit_cli_usage_error(prog, "--latency: expected 1..1000000, got %s", arg);
         *latency = (int)n;
         return EVIT_CLI_NEXT;
     case 't':
-        if (evit_cli_threads(arg) < 0) return evit_cli_usage_error(prog, "--threads: expected 1..256, got %s", arg);
+        if (evit_parse_int(arg, 1, 256, &n) < 0)
+            return evit_cli_usage_error(prog, "--threads: expected 1..256, got %s", arg);
+        evit_set_threads((int)n);
         return EVIT_CLI_NEXT;
     case 'q': *quiet = 1; return EVIT_CLI_NEXT;
     case 'h': fputs(usage, stdout); return EVIT_CLI_DONE;
     case 'V': puts(evit_cli_version()); return EVIT_CLI_DONE;
-    default: break;
+    default: return evit_cli_usage_error(prog, "unknown option");
     }
-    return evit_cli_usage_error(prog, "unknown option");
 }
 
 int evit_cli_parse(int argc, char **argv, const char *prog, const char *usage, const struct evit_opt *opts,
                    int flags, int *quiet, int *latency, int *first)
 {
     enum { MAX = 40, OWN = 256 }; /* a command's own options take getopt values OWN + index */
-    static const struct option shared[] = {EVIT_CLI_LATENCY_OPTION, EVIT_CLI_COMMON_OPTIONS};
+    static const struct option latency_opt = {"latency", required_argument, 0, OPT_LATENCY},
+                               threads_opt = {"threads", required_argument, 0, 't'},
+                               basic[3] = {{"quiet", no_argument, 0, 'q'},
+                                           {"help", no_argument, 0, 'h'},
+                                           {"version", no_argument, 0, 'V'}};
     struct option table[MAX + 6];
     char shorts[3 * MAX + 8] = "";
     int n = 0, k = 0, c;
@@ -75,13 +76,11 @@ int evit_cli_parse(int argc, char **argv, const char *prog, const char *usage, c
             shorts[l + 2] = 0;
         }
     }
-    for (k = 0; k < 5; k++) {
-        if (k == 0 && !(flags & EVIT_CLI_LATENCY)) continue;
-        if (k == 1 && !(flags & EVIT_CLI_THREADS)) continue;
-        table[n++] = shared[k];
-    }
+    if (flags & EVIT_CLI_LATENCY) table[n++] = latency_opt;
+    if (flags & EVIT_CLI_THREADS) table[n++] = threads_opt;
+    for (k = 0; k < 3; k++) table[n++] = basic[k];
     table[n] = (struct option){0, 0, 0, 0};
-    strcat(shorts, flags & EVIT_CLI_THREADS ? EVIT_CLI_COMMON_SHORT : EVIT_CLI_BASIC_SHORT);
+    strcat(shorts, flags & EVIT_CLI_THREADS ? "t:qhV" : "qhV");
     opterr = 0; /* one line of ours instead of getopt's */
     while ((c = getopt_long(argc, argv, shorts, table, NULL)) != -1) {
         const struct evit_opt *o = NULL;
@@ -90,7 +89,7 @@ int evit_cli_parse(int argc, char **argv, const char *prog, const char *usage, c
         for (k = 0; opts[k].name && !o; k++)
             if (c == OWN + k || (opts[k].letter && c == opts[k].letter)) o = &opts[k];
         if (!o) {
-            int r = evit_cli_common_option(c, optarg, prog, usage, quiet, flags & EVIT_CLI_LATENCY ? latency : NULL);
+            int r = common_option(c, optarg, prog, usage, quiet, latency);
             if (r != EVIT_CLI_NEXT) return r;
             continue;
         }

@@ -14,22 +14,8 @@ const char *evit_cli_version(void);
 int evit_cli_usage_error(const char *prog, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Parses a --threads value (1..256) and applies it; returns 0 or -1. */
-int evit_cli_threads(const char *arg);
-
-/* The options every command shares, for its getopt_long table and short
- * string: -q/--quiet, -h/--help, -V/--version; and with -t/--threads N
- * for the commands that compute in parallel (the COMMON pair). */
-#define EVIT_CLI_BASIC_OPTIONS \
-    {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, { "version", no_argument, 0, 'V' }
-#define EVIT_CLI_BASIC_SHORT "qhV"
-#define EVIT_CLI_COMMON_OPTIONS {"threads", required_argument, 0, 't'}, EVIT_CLI_BASIC_OPTIONS
-#define EVIT_CLI_COMMON_SHORT "t:" EVIT_CLI_BASIC_SHORT
-
-/* --latency N for the commands that time their model through libevrt
- * (getopt value EVIT_CLI_OPT_LATENCY, above every command's own). */
-#define EVIT_CLI_OPT_LATENCY 1000
-#define EVIT_CLI_LATENCY_OPTION { "latency", required_argument, 0, EVIT_CLI_OPT_LATENCY }
+/* The help lines of --latency N, for the commands that time their model
+ * through libevrt. */
 #define EVIT_CLI_LATENCY_HELP                                                         \
     "      --latency N      also time N batch-1 inferences through libevrt (the\n"    \
     "                       device runtime, 1 thread; a float model runs its\n"      \
@@ -46,13 +32,6 @@ int evit_cli_threads(const char *arg);
 
 #define EVIT_CLI_NEXT 0   /* go on parsing */
 #define EVIT_CLI_DONE (-1) /* --help or --version was printed: exit 0 */
-
-/* Handles getopt's answer c when it is a common option (threads applied,
- * *quiet set, *latency set (1..1000000) for a command that takes it, usage
- * or version printed); anything else is an unknown option of prog.
- * Returns EVIT_CLI_NEXT, EVIT_CLI_DONE or EVIT_EXIT_USAGE. */
-int evit_cli_common_option(int c, const char *arg, const char *prog, const char *usage, int *quiet,
-                           int *latency /* or NULL */);
 
 /* A command's own options, as a table for evit_cli_parse: name (the long
  * option), letter (its short form, or 0), what it fills (dest). */
@@ -82,8 +61,9 @@ struct evit_opt {
 #define EVIT_CLI_LATENCY 2 /* and --latency N (into *latency) */
 
 /* Parses argv's options: opts (ended by a NULL name) and the shared ones
- * (-q into *quiet, -h prints usage, -V the version; with flags, -t and
- * --latency).  A bad value is one usage line naming the option and the
+ * (-q/--quiet into *quiet, -h/--help prints usage, -V/--version the
+ * version; with flags, -t/--threads N applied and --latency N (1..1000000)
+ * into *latency).  A bad value is one usage line naming the option and the
  * range ("prog: --steps: expected 1..1000000000, got x").  Returns
  * EVIT_CLI_NEXT with *first the index of the first operand, EVIT_CLI_DONE
  * after --help or --version, or EVIT_EXIT_USAGE. */
