@@ -381,10 +381,11 @@ static void tmodel_make_img(struct tmodel *t, uint64_t seed, int img, int wide)
     }
     m->patch_embed.in = 48;
     m->patch_embed.out = D;
+    const int *hs = wide ? wheads : heads, *ds = wide ? whd : hd;
     for (l = 0; l < 3; l++) {
-        int I = (wide ? wheads : heads)[l] * (wide ? whd : hd)[l];
-        t->blk[l].heads = (wide ? wheads : heads)[l];
-        t->blk[l].head_dim = (wide ? whd : hd)[l];
+        int I = hs[l] * ds[l];
+        t->blk[l].heads = hs[l];
+        t->blk[l].head_dim = ds[l];
         t->blk[l].mlp = mlp[l];
         t->blk[l].qkv.in = D, t->blk[l].qkv.out = 3 * I;
         t->blk[l].proj.in = I, t->blk[l].proj.out = D;
