@@ -5,7 +5,6 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-DATA="$EVIT_BIN/evit-data"
 FM=/usr/share/datasets/fashion-mnist
 
 command -v python3 >/dev/null 2>&1 || skip "python3 is needed to write test inputs"

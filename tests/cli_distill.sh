@@ -6,9 +6,6 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-D="$EVIT_BIN/evit-distill"
-EVAL="$EVIT_BIN/evit-eval"
-DATA="$EVIT_BIN/evit-data"
 needs_python
 
 succeeds "$D" --help; stdout_has "usage: evit-distill"
@@ -21,7 +18,7 @@ synth_data "$T/all.h5" 1200 28 10
 synth_data "$T/val.h5" 300 28 10
 
 # a small model so each epoch takes a fraction of a second
-model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
+model=$(mini_model 2)
 recipe() { # recipe FILE TYPE EPOCHS [EXTRA-JSON]
     printf '{"model":%s,"epochs":%s,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"label_smoothing":0.1,"augment":{"crop_padding":1,"hflip":false},"distill":{"type":"%s","alpha":0.5,"temperature":2}%s}\n' \
         "$model" "$3" "$2" "${4:-}" >"$1"

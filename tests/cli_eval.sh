@@ -4,9 +4,6 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-INIT="$EVIT_BIN/evit-init"
-EVAL="$EVIT_BIN/evit-eval"
-DATA="$EVIT_BIN/evit-data"
 needs_python
 
 # --- help and usage

@@ -7,12 +7,7 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-X="$EVIT_BIN/evit-export"
 R="$EVIT_BIN/evit-run"
-Q="$EVIT_BIN/evit-quantize"
-D="$EVIT_BIN/evit-distill"
-EVAL="$EVIT_BIN/evit-eval"
-DATA="$EVIT_BIN/evit-data"
 needs_python
 
 # --- evit-run from runtime/ alone, as on the Jetson (docs/JETSON.md)
@@ -37,10 +32,7 @@ ok "help exits 0 and usage errors exit 2"
 synth_data "$T/all.h5" 800 28 10
 "$PY" "$EVIT_SRC/tests/mkdata.py" "$T/vimg.gz" "$T/vlab.gz" 200 28 10
 succeeds "$DATA" import --idx "$T/vimg.gz" "$T/vlab.gz" -o "$T/val.h5"
-model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
-printf '{"model":%s,"epochs":3,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
-    "$model" >"$T/recipe.json"
-succeeds "$D" "$T/recipe.json" --data "$T/all.h5" --val "$T/val.h5" -o "$T/m.h5" --report "$T/m.report.json" -q --threads 2
+train_mini 3 2
 succeeds "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" \
     -o "$T/q.h5" --report "$T/q.json" -q --threads 2
 

@@ -8,7 +8,6 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-X="$EVIT_BIN/evit-export"
 needs_python
 "$X" m.h5 -o "$T/x.onnx" 2>"$T/err" || true
 grep -q "no ONNX output" "$T/err" && skip "evit-export was built without ONNX output"
@@ -16,10 +15,7 @@ grep -q "no ONNX output" "$T/err" && skip "evit-export was built without ONNX ou
 # --- a small trained model, pruned, quantized (with INT8 attention)
 synth_data "$T/all.h5" 800 28 10
 synth_data "$T/val.h5" 200 28 10
-model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":4,"mlp_hidden":64}'
-printf '{"model":%s,"epochs":3,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
-    "$model" >"$T/recipe.json"
-succeeds "$EVIT_BIN/evit-distill" "$T/recipe.json" --data "$T/all.h5" --val "$T/val.h5" -o "$T/m.h5" -q --threads 2
+train_mini 3 4
 succeeds "$EVIT_BIN/evit-prune" "$EVIT_SRC/configs/fmnist/prune-mild.json" "$T/m.h5" --data "$T/all.h5" \
     --val "$T/val.h5" -o "$T/p.h5" --report "$T/p.json" -q --threads 2
 for m in m p; do

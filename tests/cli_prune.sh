@@ -6,10 +6,6 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-P="$EVIT_BIN/evit-prune"
-D="$EVIT_BIN/evit-distill"
-EVAL="$EVIT_BIN/evit-eval"
-DATA="$EVIT_BIN/evit-data"
 needs_python
 
 succeeds "$P" --help; stdout_has "usage: evit-prune"
@@ -23,10 +19,7 @@ synth_data "$T/all.h5" 1200 28 10
 synth_data "$T/val.h5" 300 28 10
 
 # a small model, trained for a few epochs so that pruning has something to lose
-model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":4,"mlp_hidden":64}'
-printf '{"model":%s,"epochs":3,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
-    "$model" >"$T/recipe.json"
-succeeds "$D" "$T/recipe.json" --data "$T/all.h5" --val "$T/val.h5" -o "$T/m.h5" --report "$T/m.report.json" -q --threads 2
+train_mini 3 4
 
 # --- half the heads and half the channels
 printf '{"criterion":"l2","scope":"global","heads_ratio":0.5,"mlp_ratio":0.5,"mlp_multiple":8}\n' >"$T/half.json"

@@ -6,10 +6,6 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-Q="$EVIT_BIN/evit-quantize"
-D="$EVIT_BIN/evit-distill"
-EVAL="$EVIT_BIN/evit-eval"
-DATA="$EVIT_BIN/evit-data"
 needs_python
 
 # --- the runtime alone: strict C99, no include path but its own, only libm
@@ -78,10 +74,7 @@ ok "help exits 0 and usage errors exit 2"
 # --- a small trained model
 synth_data "$T/all.h5" 1200 28 10
 synth_data "$T/val.h5" 300 28 10
-model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
-printf '{"model":%s,"epochs":6,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
-    "$model" >"$T/recipe.json"
-succeeds "$D" "$T/recipe.json" --data "$T/all.h5" --val "$T/val.h5" -o "$T/m.h5" --report "$T/m.report.json" -q --threads 2
+train_mini 6 2
 
 num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" | head -n 1; }
 

@@ -7,8 +7,6 @@ set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
 R="$EVIT_BIN/evit-report"
-INIT="$EVIT_BIN/evit-init"
-EVAL="$EVIT_BIN/evit-eval"
 needs_python
 
 # --- help and usage

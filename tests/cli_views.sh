@@ -6,12 +6,10 @@
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
-D="$EVIT_BIN/evit-distill"
-EVAL="$EVIT_BIN/evit-eval"
 needs_python
 
 synth_data "$T/all.h5" 600 28 10
-model='{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64}'
+model=$(mini_model 2)
 recipe() { # FILE TYPE CROP SEED
     printf '{"model":%s,"epochs":3,"batch_size":64,"seed":%s,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"augment":{"crop_padding":%s,"hflip":true},"distill":{"type":"%s","alpha":0.5,"temperature":2}}\n' \
         "$model" "$4" "$3" "$2" >"$1"

@@ -16,11 +16,21 @@
 #   synth_data OUT.h5 N SIZE CLASSES
 #                          a dataset of N synthetic SIZE x SIZE images of CLASSES
 #                          classes (tests/mkdata.py, then evit-data import)
+#   mini_model HEADS       the tests' small model config as JSON (28x28, patch 7,
+#                          D 32, depth 2, MLP 64, HEADS heads)
+#   train_mini EPOCHS HEADS
+#                          trains it on labels, $T/all.h5 (validated on $T/val.h5),
+#                          2 threads: $T/recipe.json, $T/m.h5, $T/m.report.json
+#   $DATA $D $EVAL $INIT $P $Q $X
+#                          evit-data, -distill, -eval, -init, -prune, -quantize, -export
 #
 # The first failed check ends the test: later checks usually depend on it.
 
 : "${EVIT_BIN:?EVIT_BIN must name the build tree (run through make check)}"
 : "${EVIT_SRC:?EVIT_SRC must name the source tree (run through make check)}"
+
+DATA=$EVIT_BIN/evit-data D=$EVIT_BIN/evit-distill EVAL=$EVIT_BIN/evit-eval INIT=$EVIT_BIN/evit-init
+P=$EVIT_BIN/evit-prune Q=$EVIT_BIN/evit-quantize X=$EVIT_BIN/evit-export
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/evit-sh-XXXXXX")
 trap 'rm -rf "$T"' EXIT
@@ -89,4 +99,14 @@ needs_torch() {
 synth_data() {
     "${PY:-/usr/bin/python3}" "$EVIT_SRC/tests/mkdata.py" "$T/synth-img.gz" "$T/synth-lab.gz" "$2" "$3" "$4"
     succeeds "$EVIT_BIN/evit-data" import --idx "$T/synth-img.gz" "$T/synth-lab.gz" -o "$1"
+}
+
+mini_model() {
+    printf '{"name":"mini","img_size":28,"channels":1,"patch":7,"num_classes":10,"embed_dim":32,"depth":2,"num_heads":%s,"mlp_hidden":64}' "$1"
+}
+
+train_mini() {
+    printf '{"model":%s,"epochs":%s,"batch_size":64,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5,"min_lr":0.0001},"distill":{"type":"none"}}\n' \
+        "$(mini_model "$2")" "$1" >"$T/recipe.json"
+    succeeds "$D" "$T/recipe.json" --data "$T/all.h5" --val "$T/val.h5" -o "$T/m.h5" --report "$T/m.report.json" -q --threads 2
 }

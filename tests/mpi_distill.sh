@@ -20,7 +20,6 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # and unloads) read as leaks at exit: leak checking is off for the MPI
 # ranks only; the single-process runs here check the same code for leaks.
 MPI="env ASAN_OPTIONS=detect_leaks=0 mpirun --oversubscribe -np 2"
-D="$EVIT_BIN/evit-distill"
 W="$PY $EVIT_SRC/tests/wdiff.py"
 
 synth_data "$T/d.h5" 1280 28 10

@@ -384,6 +384,27 @@ static void make_image(uint8_t img[2][4][4][2])
                 for (int c = 0; c < 2; c++) img[k][y][x][c] = (uint8_t)(100 * c + 10 * y + x + 40 * k);
 }
 
+/* How many of the 2 x 4 patches' 8 columns of make_image's images differ
+ * from (pixel / 255 - mean[c]) / sd[c], taken from column c*P*P + py*P + px
+ * of patch gy*G + gx (P 2, G 2), by more than float rounding. */
+static int patch_mismatches(const float *out /* (2, 4, 8) */, uint8_t img[2][4][4][2], const float *mean,
+                            const float *sd)
+{
+    int bad = 0;
+    for (int k = 0; k < 2; k++)
+        for (int g = 0; g < 4; g++)
+            for (int c = 0; c < 2; c++)
+                for (int py = 0; py < 2; py++)
+                    for (int px = 0; px < 2; px++) {
+                        int gy = g / 2, gx = g % 2;
+                        double v = img[k][gy * 2 + py][gx * 2 + px][c];
+                        double want = (v / 255.0 - (double)mean[c]) / (double)sd[c];
+                        double got = out[(k * 4 + g) * 8 + c * 4 + py * 2 + px];
+                        bad += !(fabs(got - want) <= 1e-6 * fmax(1.0, fabs(want)));
+                    }
+    return bad;
+}
+
 static void patchify_orders_columns_channel_then_row_then_column_like_a_conv_weight(void)
 {
     uint8_t img[2][4][4][2];
@@ -399,17 +420,7 @@ static void patchify_orders_columns_channel_then_row_then_column_like_a_conv_wei
     const int want2[8] = {60, 61, 70, 71, 160, 161, 170, 171};
     for (int j = 0; j < 8; j++) CHECK(lrintf(out[(4 + 2) * 8 + j] * 255.0f) == want2[j]);
     /* everywhere: column c*P*P + py*P + px of patch gy*G+gx */
-    int bad = 0;
-    for (int k = 0; k < 2; k++)
-        for (int g = 0; g < 4; g++)
-            for (int c = 0; c < 2; c++)
-                for (int py = 0; py < 2; py++)
-                    for (int px = 0; px < 2; px++) {
-                        int gy = g / 2, gx = g % 2;
-                        float v = out[(k * 4 + g) * 8 + c * 4 + py * 2 + px];
-                        bad += lrintf(v * 255.0f) != img[k][gy * 2 + py][gx * 2 + px][c];
-                    }
-    CHECK(bad == 0);
+    CHECK(patch_mismatches(out, img, mean, sd) == 0);
 }
 
 static void patchify_normalises_each_channel_by_its_mean_and_std(void)
@@ -421,19 +432,7 @@ static void patchify_normalises_each_channel_by_its_mean_and_std(void)
     const float mean[2] = {0.5f, 0.25f}, sd[2] = {0.2f, 0.4f};
     float out[2 * 4 * 8];
     evit_patchify(out, &img[0][0][0][0], mean, sd, 2, 4, 4, 2, 2);
-    int bad = 0;
-    for (int k = 0; k < 2; k++)
-        for (int g = 0; g < 4; g++)
-            for (int c = 0; c < 2; c++)
-                for (int py = 0; py < 2; py++)
-                    for (int px = 0; px < 2; px++) {
-                        int gy = g / 2, gx = g % 2;
-                        double v = img[k][gy * 2 + py][gx * 2 + px][c];
-                        double want = (v / 255.0 - (double)mean[c]) / (double)sd[c];
-                        double got = out[(k * 4 + g) * 8 + c * 4 + py * 2 + px];
-                        bad += !(fabs(got - want) <= 1e-6 * fmax(1.0, fabs(want)));
-                    }
-    CHECK(bad == 0);
+    CHECK(patch_mismatches(out, img, mean, sd) == 0);
     CHECK_NEAR(out[0], (0.0 - 0.5) / 0.2, 1e-6);   /* pixel 0, channel 0 */
     CHECK_NEAR(out[4], (1.0 - 0.25) / 0.4, 1e-6);  /* pixel 255, channel 1 */
 }

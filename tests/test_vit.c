@@ -112,16 +112,14 @@ static void tensors_are_timms_state_dict_keys_with_pytorch_shapes(void)
 
 static void tensors_tile_the_parameter_buffer_and_count_its_params(void)
 {
-    struct evit_vit_config cfgs[2];
-    cfgs[0] = tiny_config();
-    cfgs[1] = pruned_config();
     for (int k = 0; k < 2; k++) {
+        struct evit_vit_config c = k ? pruned_config() : tiny_config();
         struct evit_vit m;
-        evit_vit_alloc(&m, &cfgs[k]);
+        evit_vit_alloc(&m, &c);
         int n;
         struct evit_tensor_ref *t = tensors_of(&m, &n);
-        CHECK(n == 8 + 12 * cfgs[k].depth);
-        size_t P = (size_t)evit_config_params(&cfgs[k]), sum = 0;
+        CHECK(n == 8 + 12 * c.depth);
+        size_t P = (size_t)evit_config_params(&c), sum = 0;
         unsigned char *seen = calloc(P, 1);
         int overlap = 0, outside = 0;
         for (int i = 0; i < n; i++) {
@@ -256,16 +254,14 @@ static void run_forward(const struct evit_vit *m, int keep, int max_batch, const
 
 static void forward_gives_bit_identical_logits_keeping_or_sharing_activations(void)
 {
-    struct evit_vit_config cfgs[2];
-    cfgs[0] = tiny_config();
-    cfgs[1] = pruned_config();
     for (int k = 0; k < 2; k++) {
+        struct evit_vit_config c = k ? pruned_config() : tiny_config();
         struct evit_vit m;
-        evit_vit_alloc(&m, &cfgs[k]);
+        evit_vit_alloc(&m, &c);
         randomise(&m, 11 + k);
         enum { B = 3 };
-        uint8_t *img = random_images(&cfgs[k], B, 12 + k);
-        int K = cfgs[k].classes;
+        uint8_t *img = random_images(&c, B, 12 + k);
+        int K = c.classes;
         float *l1 = evit_alloc_floats((size_t)B * K), *l0 = evit_alloc_floats((size_t)B * K);
         run_forward(&m, 1, B, img, B, l1);
         run_forward(&m, 0, B, img, B, l0);
