@@ -180,21 +180,21 @@ static void a_crowded_log_axis_labels_its_power_of_ten_first(void)
 
 static void tick_labels_use_si_prefixes_and_enough_decimals(void)
 {
-    char b[32];
-    evit_chart_tick_label(b, sizeof b, 200000, 0, EVIT_CHART_BYTES);
-    CHECK(strcmp(b, "200 kB") == 0);
-    evit_chart_tick_label(b, sizeof b, 1.5e6, 0, EVIT_CHART_BYTES);
-    CHECK(strcmp(b, "1.5 MB") == 0);
-    evit_chart_tick_label(b, sizeof b, 512, 0, EVIT_CHART_BYTES);
-    CHECK(strcmp(b, "512 B") == 0);
-    evit_chart_tick_label(b, sizeof b, 87.5, 2.5, EVIT_CHART_NUMBER);
-    CHECK(strcmp(b, "87.5") == 0);
-    evit_chart_tick_label(b, sizeof b, 90, 2.5, EVIT_CHART_NUMBER);
-    CHECK(strcmp(b, "90.0") == 0);
-    evit_chart_tick_label(b, sizeof b, 0.5, 0, EVIT_CHART_NUMBER);
-    CHECK(strcmp(b, "0.5") == 0);
-    evit_chart_tick_label(b, sizeof b, 1.1e6, 1e5, EVIT_CHART_BYTES);
-    CHECK(strcmp(b, "1.1 MB") == 0);
+    static const struct {
+        double v, step;
+        enum evit_chart_unit kind;
+        const char *want;
+    } cases[] = {
+        {200000, 0, EVIT_CHART_BYTES, "200 kB"}, {1.5e6, 0, EVIT_CHART_BYTES, "1.5 MB"},
+        {512, 0, EVIT_CHART_BYTES, "512 B"},     {87.5, 2.5, EVIT_CHART_NUMBER, "87.5"},
+        {90, 2.5, EVIT_CHART_NUMBER, "90.0"},    {0.5, 0, EVIT_CHART_NUMBER, "0.5"},
+        {1.1e6, 1e5, EVIT_CHART_BYTES, "1.1 MB"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char b[32];
+        evit_chart_tick_label(b, sizeof b, cases[i].v, cases[i].step, cases[i].kind);
+        CHECK(strcmp(b, cases[i].want) == 0);
+    }
 }
 
 static const struct evit_chart_point chain[] = {

@@ -355,6 +355,15 @@ static int expect(const struct sample *s, size_t len, int code, const char *what
     return ok;
 }
 
+/* writes v at p (inside s), fixes the CRC and expects a format error
+ * whose message contains what */
+static int patched_refused(struct sample *s, uint8_t *p, uint32_t v, const char *what)
+{
+    put32(p, v);
+    fix_crc(s);
+    return expect(s, s->len, EVRT_EFORMAT, what);
+}
+
 static void the_sample_file_itself_loads(void)
 {
     struct sample s;
@@ -402,16 +411,10 @@ static void wrong_magic_version_or_endianness_is_refused(void)
     s.buf[0] = 'X';
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "magic"));
     s.buf[0] = 'E';
-    put32(s.buf + EVRT_FH_VERSION, 3);
-    fix_crc(&s);
-    CHECK(expect(&s, s.len, EVRT_EFORMAT, "version 3"));
-    put32(s.buf + EVRT_FH_VERSION, 0);
-    fix_crc(&s);
-    CHECK(expect(&s, s.len, EVRT_EFORMAT, "version 0"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, 3, "version 3"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, 0, "version 0"));
     put32(s.buf + EVRT_FH_VERSION, 1);
-    put32(s.buf + EVRT_FH_ENDIAN, 0x04030201u);
-    fix_crc(&s);
-    CHECK(expect(&s, s.len, EVRT_EFORMAT, "byte order"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_ENDIAN, 0x04030201u, "byte order"));
     put32(s.buf + EVRT_FH_ENDIAN, EVRT_FILE_ENDIAN);
     put32(s.buf + EVRT_FH_HEADER_BYTES, (uint32_t)s.len + 64);
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "header size"));
@@ -432,9 +435,7 @@ static void int8_attention_needs_version_2_and_its_scales(void)
     put32(s.buf + EVRT_FH_VERSION, 2); /* allowed now, but its scales are missing */
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "tensor blocks.0.attn.act_scale is missing"));
-    put32(blk + 12, 2);
-    fix_crc(&s);
-    CHECK(expect(&s, s.len, EVRT_EFORMAT, "attention dtype 2"));
+    CHECK(patched_refused(&s, blk + 12, 2, "attention dtype 2"));
     put32(blk + 12, 0); /* a version 2 file with float attention is fine */
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_OK, ""));
@@ -492,9 +493,7 @@ static void shapes_dtypes_and_config_inconsistent_with_each_other_are_refused(vo
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "depth"));
     put32(s.buf + EVRT_FH_IMG_SIZE + 16, 2);
     uint8_t *e = tensor_entry(&s, 0);
-    put32(e + EVRT_TE_DTYPE, 9);
-    fix_crc(&s);
-    CHECK(expect(&s, s.len, EVRT_EFORMAT, "dtype"));
+    CHECK(patched_refused(&s, e + EVRT_TE_DTYPE, 9, "dtype"));
     put32(e + EVRT_TE_DTYPE, 2); /* int32 where float32 is expected (same size) */
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "disagrees with the config"));
@@ -529,13 +528,9 @@ static void strings_must_be_terminated_and_counted(void)
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "NUL-terminated"));
     str[sbytes - 1] = 0;
-    put32(s.buf + EVRT_FH_CLASS_NAMES, 4);
-    fix_crc(&s);
-    CHECK(expect(&s, s.len, EVRT_EFORMAT, "class names"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_CLASS_NAMES, 4, "class names"));
     put32(s.buf + EVRT_FH_CLASS_NAMES, 5);
-    put32(s.buf + EVRT_FH_STRING_BYTES, 0xffffff00u);
-    fix_crc(&s);
-    CHECK(expect(&s, s.len, EVRT_EFORMAT, "do not fit"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_STRING_BYTES, 0xffffff00u, "do not fit"));
     free(s.raw);
 }
 

@@ -68,6 +68,16 @@ static size_t label_file(uint8_t *out, int n, uint8_t first)
     return make_idx(out, 1, dims, lab);
 }
 
+/* Writes the test images (gzip-compressed when gz) to ip and n labels,
+ * the first one `first`, to lp. */
+static void write_pair(const char *ip, const char *lp, int gz, int n, uint8_t first)
+{
+    uint8_t img[256], lab[64];
+    size_t ni = image_file(img), nl = label_file(lab, n, first);
+    (gz ? write_gz : write_raw)(ip, img, ni);
+    write_raw(lp, lab, nl);
+}
+
 /* evit_idx_read must fail on path; the caller's pointer stays untouched. */
 static int read_fails(const char *path)
 {
@@ -100,11 +110,8 @@ static void gzip_and_raw_files_read_the_same_pixels(void)
 
 static void import_builds_a_one_channel_dataset_with_numeric_names(void)
 {
-    uint8_t img[256], lab[64];
-    size_t ni = image_file(img), nl = label_file(lab, N, 3);
     const char *ip = test_path("imp-img.gz"), *lp = test_path("imp-lab");
-    write_gz(ip, img, ni);
-    write_raw(lp, lab, nl);
+    write_pair(ip, lp, 1, N, 3);
     struct evit_dataset d;
     REQUIRE(evit_idx_import(ip, lp, 10, &d) == EVIT_OK);
     CHECK(d.n == N && d.h == H && d.w == W && d.c == 1);
@@ -220,11 +227,8 @@ static void a_corrupt_gzip_stream_is_an_error(void)
 
 static void a_label_outside_the_classes_is_an_error(void)
 {
-    uint8_t img[256], lab[64];
-    size_t ni = image_file(img), nl = label_file(lab, N, 10);
     const char *ip = test_path("range-img"), *lp = test_path("range-lab");
-    write_raw(ip, img, ni);
-    write_raw(lp, lab, nl);
+    write_pair(ip, lp, 0, N, 10);
     struct evit_dataset d;
     CHECK(evit_idx_import(ip, lp, 10, &d) == EVIT_ERR);
     CHECK(evit_idx_import(ip, lp, 11, &d) == EVIT_OK);
@@ -233,22 +237,16 @@ static void a_label_outside_the_classes_is_an_error(void)
 
 static void image_and_label_counts_must_agree(void)
 {
-    uint8_t img[256], lab[64];
-    size_t ni = image_file(img), nl = label_file(lab, N + 1, 0);
     const char *ip = test_path("count-img"), *lp = test_path("count-lab");
-    write_raw(ip, img, ni);
-    write_raw(lp, lab, nl);
+    write_pair(ip, lp, 0, N + 1, 0);
     struct evit_dataset d;
     CHECK(evit_idx_import(ip, lp, 10, &d) == EVIT_ERR);
 }
 
 static void labels_and_images_must_have_the_right_rank(void)
 {
-    uint8_t img[256], lab[64];
-    size_t ni = image_file(img), nl = label_file(lab, N, 0);
     const char *ip = test_path("rank-img"), *lp = test_path("rank-lab");
-    write_raw(ip, img, ni);
-    write_raw(lp, lab, nl);
+    write_pair(ip, lp, 0, N, 0);
     struct evit_dataset d;
     CHECK(evit_idx_import(lp, lp, 10, &d) == EVIT_ERR);
     CHECK(evit_idx_import(ip, ip, 10, &d) == EVIT_ERR);

@@ -197,17 +197,27 @@ static uint8_t *model_file(const struct evit_vit *m, const char *extra, const ch
     return b;
 }
 
+/* m: a model of config c initialised with seed 5, its safetensors file
+ * parsed into *st; the file's bytes (caller frees), NULL if it did not parse. */
+static uint8_t *parsed_tiny_file(struct evit_vit *m, const struct evit_vit_config *c, struct evit_safetensors *st)
+{
+    size_t size;
+    evit_vit_alloc(m, c);
+    evit_vit_init(m, 5);
+    uint8_t *b = model_file(m, NULL, NULL, &size);
+    if (evit_safetensors_parse(st, b, size, "t") == 0) return b;
+    free(b);
+    return NULL;
+}
+
 static void a_timm_state_dict_imports_with_its_shape_and_weights(void)
 {
     struct evit_vit_config c = tiny_config(), got;
     struct evit_vit m, back;
     struct evit_safetensors st;
     struct evit_import_opts o = {.config = &c};
-    size_t size;
-    evit_vit_alloc(&m, &c);
-    evit_vit_init(&m, 5);
-    uint8_t *b = model_file(&m, NULL, NULL, &size);
-    REQUIRE(evit_safetensors_parse(&st, b, size, "t") == 0);
+    uint8_t *b = parsed_tiny_file(&m, &c, &st);
+    REQUIRE(b != NULL);
     REQUIRE(evit_import_config(&got, &st, "t", &o) == 0);
     CHECK(!memcmp(&got, &c, sizeof c));
     REQUIRE(evit_import_model(&back, &got, &st, "t", &o) == 0);
@@ -234,11 +244,8 @@ static void a_new_head_replaces_the_file_s_and_keeps_the_rest(void)
     struct evit_vit m, back;
     struct evit_safetensors st;
     struct evit_import_opts o = {.config = &c, .num_classes = 7, .seed = 1};
-    size_t size;
-    evit_vit_alloc(&m, &c);
-    evit_vit_init(&m, 5);
-    uint8_t *b = model_file(&m, NULL, NULL, &size);
-    REQUIRE(evit_safetensors_parse(&st, b, size, "t") == 0);
+    uint8_t *b = parsed_tiny_file(&m, &c, &st);
+    REQUIRE(b != NULL);
     REQUIRE(evit_import_config(&got, &st, "t", &o) == 0);
     CHECK(got.classes == 7);
     REQUIRE(evit_import_model(&back, &got, &st, "t", &o) == 0);
