@@ -100,12 +100,7 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
     if (rt->depth > EVIT_MAX_DEPTH) return evit_error("%s: depth %d exceeds %d", path, rt->depth, EVIT_MAX_DEPTH);
     q->rt = *rt;
     snprintf(c->name, sizeof c->name, "%s", evrt_file_name(*f));
-    c->img_size = rt->img_size;
-    c->channels = rt->channels;
-    c->patch = rt->patch;
-    c->dim = rt->dim;
-    c->depth = rt->depth;
-    c->classes = rt->classes;
+    EVIT_QMODEL_COPY_GEOMETRY(c, rt);
     for (int l = 0; l < rt->depth; l++)
         c->blocks[l] = (struct evit_block_shape){rt->blocks[l].heads, rt->blocks[l].head_dim, rt->blocks[l].mlp};
     return EVIT_OK;

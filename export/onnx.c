@@ -302,18 +302,24 @@ static const char *sym_qdq(struct graph *b, const char *prefix, const char *what
     return r;
 }
 
+enum { BNAME = 64 };
+
+/* "blocks.L.WHAT" (timm's name) in buf[BNAME]; returns buf. */
+static const char *block_name(char *buf, int l, const char *what)
+{
+    snprintf(buf, BNAME, "blocks.%d.%s", l, what);
+    return buf;
+}
+
 /* x + proj(MHSA(qkv(LN1(x)))) for block l. */
 static const char *attention(struct graph *b, const struct evrt_model *m, int l, const char *x)
 {
     const struct evrt_block *blk = &m->blocks[l];
     int H = blk->heads, d = blk->head_dim, I = H * d, i8 = blk->attn_dtype == EVRT_I8;
-    char pre[64], pn[64], pq[64], pp[64];
-    snprintf(pre, sizeof pre, "blocks.%d.attn", l);
-    snprintf(pn, sizeof pn, "blocks.%d.norm1", l);
-    snprintf(pq, sizeof pq, "blocks.%d.attn.qkv", l);
-    snprintf(pp, sizeof pp, "blocks.%d.attn.proj", l);
-    const char *h = layernorm(b, pn, x, blk->ln1_w, blk->ln1_b, m->dim);
-    const char *qkv = linear(b, pq, h, &blk->qkv, NULL);
+    char pre[BNAME], pn[BNAME], pq[BNAME], pp[BNAME];
+    block_name(pre, l, "attn");
+    const char *h = layernorm(b, block_name(pn, l, "norm1"), x, blk->ln1_w, blk->ln1_b, m->dim);
+    const char *qkv = linear(b, block_name(pq, l, "attn.qkv"), h, &blk->qkv, NULL);
     int64_t s5[5] = {0, 0, 3, H, d}, p5[5] = {2, 0, 3, 1, 4}, pk[4] = {0, 1, 3, 2}, po[4] = {0, 2, 1, 3},
             s3[3] = {0, 0, I};
     char *sn = evit_strfmt("%s.qkv_shape", pre), *on = evit_strfmt("%s.out_shape", pre), *cn = evit_strfmt("%s.scale", pre);
@@ -339,7 +345,7 @@ static const char *attention(struct graph *b, const struct evrt_model *m, int l,
     free(sn);
     free(on);
     free(cn);
-    const char *y = linear(b, pp, oc, &blk->proj, NULL);
+    const char *y = linear(b, block_name(pp, l, "attn.proj"), oc, &blk->proj, NULL);
     return op(b, "Add", pre, "residual", x, y);
 }
 
@@ -347,16 +353,12 @@ static const char *attention(struct graph *b, const struct evrt_model *m, int l,
 static const char *mlp(struct graph *b, const struct evrt_model *m, int l, const char *x)
 {
     const struct evrt_block *blk = &m->blocks[l];
-    char pn[64], p1[64], p2[64], pre[64];
-    snprintf(pn, sizeof pn, "blocks.%d.norm2", l);
-    snprintf(p1, sizeof p1, "blocks.%d.mlp.fc1", l);
-    snprintf(p2, sizeof p2, "blocks.%d.mlp.fc2", l);
-    snprintf(pre, sizeof pre, "blocks.%d.mlp", l);
-    const char *h = layernorm(b, pn, x, blk->ln2_w, blk->ln2_b, m->dim);
-    const char *f = linear(b, p1, h, &blk->fc1, NULL);
+    char pn[BNAME], p1[BNAME], p2[BNAME], pre[BNAME];
+    const char *h = layernorm(b, block_name(pn, l, "norm2"), x, blk->ln2_w, blk->ln2_b, m->dim);
+    const char *f = linear(b, block_name(p1, l, "mlp.fc1"), h, &blk->fc1, NULL);
     const char *g = gelu(b, p1, f);
-    const char *y = linear(b, p2, g, &blk->fc2, NULL);
-    return op(b, "Add", pre, "residual", x, y);
+    const char *y = linear(b, block_name(p2, l, "mlp.fc2"), g, &blk->fc2, NULL);
+    return op(b, "Add", block_name(pre, l, "mlp"), "residual", x, y);
 }
 
 /* input (B, C, H, W) -> tokens (B, T, D) */

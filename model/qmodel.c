@@ -19,12 +19,7 @@ static void bind_runtime(struct evit_qmodel *q)
     struct evrt_model *rt = &q->rt;
     size_t wo = 0, so = 0;
     memset(rt, 0, sizeof *rt);
-    rt->img_size = c->img_size;
-    rt->channels = c->channels;
-    rt->patch = c->patch;
-    rt->dim = c->dim;
-    rt->depth = c->depth;
-    rt->classes = c->classes;
+    EVIT_QMODEL_COPY_GEOMETRY(rt, c);
     for (int i = 0; i < 4 && i < EVRT_MAX_CHANNELS; i++) {
         rt->mean[i] = q->vit.mean[i];
         rt->std[i] = q->vit.std[i];

@@ -23,6 +23,12 @@
                                      (blocks/L/attn/act_scale: q, k, v, p);
                                      files without it are written as 1 */
 
+/* The geometry that struct evrt_model and struct evit_vit_config share,
+ * copied from src to dst (either way round). */
+#define EVIT_QMODEL_COPY_GEOMETRY(dst, src)                                                        \
+    ((dst)->img_size = (src)->img_size, (dst)->channels = (src)->channels, (dst)->patch = (src)->patch, \
+     (dst)->dim = (src)->dim, (dst)->depth = (src)->depth, (dst)->classes = (src)->classes)
+
 struct evit_qmodel {
     struct evit_vit vit; /* float parameters (owned after load) */
     int own_vit;

@@ -761,18 +761,23 @@ cJSON *evit_compare_to_json(const struct evit_compare *c)
             cJSON_AddStringToObject(x, "report", r->path);
             cJSON_AddStringToObject(x, "model", r->model);
             cJSON_AddItemToObject(x, "dataset", string_or_null(r->dataset));
-            cJSON_AddItemToObject(x, "top1", number_or_null(r->top1));
-            cJSON_AddItemToObject(x, "top5", number_or_null(r->top5));
-            cJSON_AddItemToObject(x, "drop_vs_parent", number_or_null(w->drop_parent));
-            cJSON_AddItemToObject(x, "drop_vs_first", number_or_null(w->drop_first));
-            cJSON_AddItemToObject(x, "params", number_or_null(r->params));
-            cJSON_AddItemToObject(x, "model_bytes", number_or_null(r->model_bytes));
-            cJSON_AddItemToObject(x, "mflops", number_or_null(r->mflops));
-            cJSON_AddItemToObject(x, "latency_ms", number_or_null(r->latency_ms));
-            cJSON_AddItemToObject(x, "images_per_s", number_or_null(r->images_per_s));
-            cJSON_AddItemToObject(x, "threads", number_or_null(r->threads));
-            cJSON_AddItemToObject(x, "size_ratio", number_or_null(w->size_ratio));
-            cJSON_AddItemToObject(x, "speed_ratio", number_or_null(w->speed_ratio));
+            const struct {
+                const char *key;
+                double v;
+            } num[] = {{"top1", r->top1},
+                       {"top5", r->top5},
+                       {"drop_vs_parent", w->drop_parent},
+                       {"drop_vs_first", w->drop_first},
+                       {"params", r->params},
+                       {"model_bytes", r->model_bytes},
+                       {"mflops", r->mflops},
+                       {"latency_ms", r->latency_ms},
+                       {"images_per_s", r->images_per_s},
+                       {"threads", r->threads},
+                       {"size_ratio", w->size_ratio},
+                       {"speed_ratio", w->speed_ratio}};
+            for (size_t j = 0; j < sizeof num / sizeof num[0]; j++)
+                cJSON_AddItemToObject(x, num[j].key, number_or_null(num[j].v));
             cJSON_AddItemToObject(x, "speed_basis",
                                   w->basis == EVIT_COMPARE_NO_SPEED ? cJSON_CreateNull()
                                                                     : cJSON_CreateString(basis_name(w->basis)));
