@@ -2,8 +2,11 @@
 # pipeline.sh: the main job on Fashion-MNIST (Debian's dataset-fashion-mnist),
 # every output under one run folder.
 #
-#   scripts/pipeline.sh [--profile quick|full] [--out DIR] [--threads N]
+#   scripts/pipeline.sh [--profile quick|full] [--out DIR] [--threads N] [--teacher FILE]
 #
+# --teacher FILE takes a trained fm-small checkpoint as the teacher instead
+# of training one (the full profile's, for instance: docs/RESULTS.md says
+# where to find it); its report is then evit-eval's on the test split.
 # Stages: import both splits, train the teacher (fm-small, labels), save its
 # logits over the training set, distil the student (fm-tiny), prune it
 # (mild), fine-tune the pruned model from the teacher's logits, quantize to
@@ -15,9 +18,17 @@
 # inputs is skipped; a failing stage stops the chain with its message.
 set -eu
 common_opts="profile out threads"
+teacher=""
 . "$(dirname "$0")/lib.sh"
-only_common_opts "$@"
+while [ $# -gt 0 ]; do
+    if common_opt "$@"; then shift "$nshift"; continue; fi
+    case "$1" in
+    --teacher) [ $# -ge 2 ] || usage_fail "--teacher needs a value"; teacher=$2; shift 2 ;;
+    *) usage_fail "unknown argument $1 (see --help)" ;;
+    esac
+done
 profile_args
+[ -z "$teacher" ] || need "--teacher: a trained fm-small checkpoint" "$teacher"
 fm=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 mkdir -p "$out"
 
@@ -33,10 +44,20 @@ fi
 
 cfg=$top/configs/fmnist
 # shellcheck disable=SC2086
-stage "teacher: fm-small on labels ($profile profile)"
-if fresh "$out/teacher.report.json" "$out/train.h5" "$out/test.h5" "$cfg/teacher.json"; then echo "up to date" >&2; else
-    "$bin/evit-distill" "$cfg/teacher.json" $prof --data "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/teacher.h5" --report "$out/teacher.report.json" --stage teacher --resume --latency 200 $threads
+if [ -n "$teacher" ]; then
+    stage "teacher: $teacher (given)"
+    if fresh "$out/teacher.report.json" "$teacher" "$out/test.h5"; then echo "up to date" >&2; else
+        cp "$teacher" "$out/teacher.h5.tmp"
+        mv "$out/teacher.h5.tmp" "$out/teacher.h5"
+        "$bin/evit-eval" "$out/teacher.h5" "$out/test.h5" --stage teacher --report "$out/teacher.report.json" \
+            --latency 200 $threads
+    fi
+else
+    stage "teacher: fm-small on labels ($profile profile)"
+    if fresh "$out/teacher.report.json" "$out/train.h5" "$out/test.h5" "$cfg/teacher.json"; then echo "up to date" >&2; else
+        "$bin/evit-distill" "$cfg/teacher.json" $prof --data "$out/train.h5" --val "$out/test.h5" \
+            -o "$out/teacher.h5" --report "$out/teacher.report.json" --stage teacher --resume --latency 200 $threads
+    fi
 fi
 
 stage "teacher logits over the training set"

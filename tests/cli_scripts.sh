@@ -31,3 +31,27 @@ fails_with 1 sh "$S/iterative_prune.sh" --run "$T/empty"
 stderr_has "error: $T/empty/student.h5: missing"
 [ -z "$(ls "$T/empty")" ] || fail "a refused script left files behind"
 ok "scripts/: missing inputs are one line naming the file, exit 1, nothing written"
+
+# --- the whole pipeline on a small stand-in for Fashion-MNIST, with a given
+# (untrained) teacher: every stage runs and the comparison names them all
+fails_with 1 sh "$S/pipeline.sh" --teacher "$T/nothing.h5" --out "$T/empty"
+stderr_has "error: $T/nothing.h5: missing"
+[ -z "$(ls "$T/empty")" ] || fail "a refused pipeline left files behind"
+needs_python
+mkdir "$T/fm"
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/fm/train-images-idx3-ubyte.gz" "$T/fm/train-labels-idx1-ubyte.gz" 640 28 10
+"$PY" "$EVIT_SRC/tests/mkdata.py" "$T/fm/t10k-images-idx3-ubyte.gz" "$T/fm/t10k-labels-idx1-ubyte.gz" 200 28 10
+succeeds "$INIT" fm-small -o "$T/t.h5"
+FASHION_MNIST="$T/fm" run_cmd sh "$S/pipeline.sh" --teacher "$T/t.h5" --out "$T/run" --threads 1
+[ "$rc" -eq 0 ] || fail "the pipeline with a given teacher failed"
+stderr_has "teacher: $T/t.h5 (given)"
+cmp -s "$T/t.h5" "$T/run/teacher.h5" || fail "the given teacher was not used as it is"
+for f in teacher.report.json teacher.logits.h5 student.h5 pruned.h5 finetuned.h5 student.q8.evit export.report.json compare.png; do
+    [ -s "$T/run/$f" ] || fail "the pipeline did not write $f"
+done
+grep -q '"stage":[[:space:]]*"teacher"' "$T/run/teacher.report.json" || fail "the given teacher's report is not the teacher stage"
+# a second run finds everything up to date
+FASHION_MNIST="$T/fm" run_cmd sh "$S/pipeline.sh" --teacher "$T/t.h5" --out "$T/run" --threads 1
+[ "$rc" -eq 0 ] || fail "the second pipeline run failed"
+[ "$(grep -c 'up to date' "$T/err")" -ge 8 ] || fail "the second run redid finished stages"
+ok "pipeline.sh --teacher FILE runs every stage from a given teacher, and a rerun skips them"
