@@ -152,6 +152,24 @@ int evit_json_get_string(const cJSON *obj, const char *file, const char *where,
     return EVIT_OK;
 }
 
+int evit_json_get_choice(const cJSON *obj, const char *file, const char *where, const char *key,
+                         const char *const *names, const int *values, int *out)
+{
+    const char *s = NULL;
+    char list[256] = "";
+    if (evit_json_get_string(obj, file, where, key, 0, &s) < 0) return EVIT_ERR;
+    if (!s) return EVIT_OK;
+    for (int i = 0; names[i]; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = values[i];
+            return EVIT_OK;
+        }
+        size_t n = strlen(list);
+        snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", names[i]);
+    }
+    return evit_error("%s: %s%s%s: '%s' is not one of %s", file, where, *where ? "." : "", key, s, list);
+}
+
 int evit_json_save(const cJSON *root, const char *path)
 {
     char *text = cJSON_Print(root);

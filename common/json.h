@@ -34,6 +34,11 @@ int evit_json_get_bool(const cJSON *obj, const char *file, const char *where,
                        const char *key, int required, int *out);
 int evit_json_get_string(const cJSON *obj, const char *file, const char *where,
                          const char *key, int required, const char **out);
+/* A string naming one of a fixed set: names is NULL-terminated and *out
+ * becomes values[i] for the matching names[i]; any other string is
+ * "KEY: 'S' is not one of A, B, C". Absent: *out untouched. */
+int evit_json_get_choice(const cJSON *obj, const char *file, const char *where, const char *key,
+                         const char *const *names, const int *values, int *out);
 
 /* Writes the tree, pretty-printed, to a temporary file renamed into place. */
 int evit_json_save(const cJSON *root, const char *path);

@@ -44,24 +44,19 @@ static int parse_optimizer(const cJSON *o, const char *file, struct evit_optim_c
 {
     static const char *const keys[] = {"type", "lr", "weight_decay", "betas", "eps", "momentum",
                                        "nesterov", NULL};
-    const char *type = NULL;
+    static const char *const optim_names[] = {"adamw", "sgd", NULL};
+    static const int optim_values[] = {EVIT_OPTIM_ADAMW, EVIT_OPTIM_SGD};
+    int type = (int)c->type;
     if (!o) return EVIT_OK;
     if (evit_json_check_keys(o, file, "optimizer", keys) < 0 ||
-        evit_json_get_string(o, file, "optimizer", "type", 0, &type) < 0 ||
+        evit_json_get_choice(o, file, "optimizer", "type", optim_names, optim_values, &type) < 0 ||
         evit_json_get_double(o, file, "optimizer", "lr", 0, 0.0, 10.0, &c->lr) < 0 ||
         evit_json_get_double(o, file, "optimizer", "weight_decay", 0, 0.0, 10.0, &c->weight_decay) < 0 ||
         evit_json_get_double(o, file, "optimizer", "eps", 0, 0.0, 1.0, &c->eps) < 0 ||
         evit_json_get_double(o, file, "optimizer", "momentum", 0, 0.0, 0.999999, &c->momentum) < 0 ||
         evit_json_get_bool(o, file, "optimizer", "nesterov", 0, &c->nesterov) < 0)
         return EVIT_ERR;
-    if (type) {
-        if (strcmp(type, "adamw") == 0)
-            c->type = EVIT_OPTIM_ADAMW;
-        else if (strcmp(type, "sgd") == 0)
-            c->type = EVIT_OPTIM_SGD;
-        else
-            return evit_error("%s: optimizer.type: '%s' is not adamw or sgd", file, type);
-    }
+    c->type = (enum evit_optim_type)type;
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "betas");
     if (b) {
         if (!cJSON_IsArray(b) || cJSON_GetArraySize(b) != 2 ||
@@ -79,23 +74,16 @@ static int parse_optimizer(const cJSON *o, const char *file, struct evit_optim_c
 static int parse_distill(const cJSON *o, const char *file, struct evit_recipe *r)
 {
     static const char *const keys[] = {"type", "alpha", "temperature", NULL};
-    const char *type = NULL;
+    static const char *const kd_names[] = {"soft", "hard", "none", NULL};
+    static const int kd_values[] = {EVIT_KD_SOFT, EVIT_KD_HARD, EVIT_KD_NONE};
+    int type = (int)r->kd;
     if (!o) return EVIT_OK;
     if (evit_json_check_keys(o, file, "distill", keys) < 0 ||
-        evit_json_get_string(o, file, "distill", "type", 0, &type) < 0 ||
+        evit_json_get_choice(o, file, "distill", "type", kd_names, kd_values, &type) < 0 ||
         evit_json_get_double(o, file, "distill", "alpha", 0, 0.0, 1.0, &r->alpha) < 0 ||
         evit_json_get_double(o, file, "distill", "temperature", 0, 0.05, 100.0, &r->temperature) < 0)
         return EVIT_ERR;
-    if (type) {
-        if (strcmp(type, "soft") == 0)
-            r->kd = EVIT_KD_SOFT;
-        else if (strcmp(type, "hard") == 0)
-            r->kd = EVIT_KD_HARD;
-        else if (strcmp(type, "none") == 0)
-            r->kd = EVIT_KD_NONE;
-        else
-            return evit_error("%s: distill.type: '%s' is not soft, hard or none", file, type);
-    }
+    r->kd = (enum evit_kd_type)type;
     return EVIT_OK;
 }
 

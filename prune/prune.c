@@ -80,31 +80,20 @@ int evit_prune_config_parse(const cJSON *obj, const char *file, struct evit_prun
     static const char *const keys[] = {"description", "criterion", "scope", "heads_ratio",
                                        "mlp_ratio", "min_heads", "mlp_multiple",
                                        "taylor_batches", "blocks", NULL};
-    const char *desc = NULL, *crit = NULL, *scope = NULL;
+    static const char *const crit_names[] = {"l1", "l2", "taylor", NULL};
+    static const int crit_values[] = {EVIT_PRUNE_L1, EVIT_PRUNE_L2, EVIT_PRUNE_TAYLOR};
+    static const char *const scope_names[] = {"global", "layer", NULL};
+    static const int scope_values[] = {EVIT_PRUNE_GLOBAL, EVIT_PRUNE_LAYER};
+    const char *desc = NULL;
     evit_prune_config_defaults(c);
+    int crit = (int)c->criterion, scope = (int)c->scope;
     if (evit_json_check_keys(obj, file, "", keys) < 0 ||
         evit_json_get_string(obj, file, "", "description", 0, &desc) < 0 ||
-        evit_json_get_string(obj, file, "", "criterion", 0, &crit) < 0 ||
-        evit_json_get_string(obj, file, "", "scope", 0, &scope) < 0)
+        evit_json_get_choice(obj, file, "", "criterion", crit_names, crit_values, &crit) < 0 ||
+        evit_json_get_choice(obj, file, "", "scope", scope_names, scope_values, &scope) < 0)
         return EVIT_ERR;
-    if (crit) {
-        if (strcmp(crit, "l1") == 0)
-            c->criterion = EVIT_PRUNE_L1;
-        else if (strcmp(crit, "l2") == 0)
-            c->criterion = EVIT_PRUNE_L2;
-        else if (strcmp(crit, "taylor") == 0)
-            c->criterion = EVIT_PRUNE_TAYLOR;
-        else
-            return evit_error("%s: criterion: '%s' is not one of l1, l2, taylor", file, crit);
-    }
-    if (scope) {
-        if (strcmp(scope, "global") == 0)
-            c->scope = EVIT_PRUNE_GLOBAL;
-        else if (strcmp(scope, "layer") == 0)
-            c->scope = EVIT_PRUNE_LAYER;
-        else
-            return evit_error("%s: scope: '%s' is not one of global, layer", file, scope);
-    }
+    c->criterion = (enum evit_prune_criterion)crit;
+    c->scope = (enum evit_prune_scope)scope;
     if (get_ratio(obj, file, "heads_ratio", &c->heads_ratio) < 0 ||
         get_ratio(obj, file, "mlp_ratio", &c->mlp_ratio) < 0 ||
         evit_json_get_int(obj, file, "", "min_heads", 0, 1, 1024, &c->min_heads) < 0 ||

@@ -76,6 +76,8 @@ static void bad_recipes_are_refused(void)
         "{" BASE ", \"optimizer\": {\"betas\": [0.9]}}",              /* wrong shape */
         "{" BASE ", \"distill\": {\"type\": \"soft\", \"alpha\": 2}}", /* out of range */
         "{" BASE ", \"distill\": {\"kind\": \"soft\"}}",               /* unknown nested key */
+        "{" BASE ", \"distill\": {\"type\": \"kl\"}}",                 /* unknown distillation */
+        "{" BASE ", \"optimizer\": {\"type\": 1}}",                  /* not a string */
         "{" BASE ", \"augment\": {\"hflip\": 1}}",                    /* wrong type */
         "{" BASE ", \"augment\": {\"erase\": {\"area\": [0.1, 0.2]}}}",  /* erase without prob */
         "{" BASE ", \"augment\": {\"erase\": {\"prob\": 1.5}}}",        /* out of range */
