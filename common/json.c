@@ -159,11 +159,13 @@ int evit_json_get_choice(const cJSON *obj, const char *file, const char *where, 
     char list[256] = "";
     if (evit_json_get_string(obj, file, where, key, 0, &s) < 0) return EVIT_ERR;
     if (!s) return EVIT_OK;
-    for (int i = 0; names[i]; i++) {
+    for (int i = 0; names[i]; i++)
         if (strcmp(s, names[i]) == 0) {
             *out = values[i];
             return EVIT_OK;
         }
+    /* no match: only now the list the message names */
+    for (int i = 0; names[i]; i++) {
         size_t n = strlen(list);
         snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", names[i]);
     }

@@ -5,8 +5,8 @@
 #   scripts/pipeline.sh [--profile quick|full] [--out DIR] [--threads N] [--teacher FILE]
 #
 # --teacher FILE takes a trained fm-small checkpoint as the teacher instead
-# of training one (the full profile's, for instance: docs/RESULTS.md says
-# where to find it); its report is then evit-eval's on the test split.
+# of training one (the full profile's, for instance, kept in pretrained/);
+# its report is then evit-eval's on the test split.
 # Stages: import both splits, train the teacher (fm-small, labels), save its
 # logits over the training set, distil the student (fm-tiny), prune it
 # (mild), fine-tune the pruned model from the teacher's logits, quantize to
