@@ -5,7 +5,7 @@
 #   scripts/pipeline.sh [--profile quick|full] [--out DIR] [--threads N] [--teacher FILE]
 #
 # --teacher FILE takes a trained fm-small checkpoint as the teacher instead
-# of training one (the full profile's, for instance, kept in pretrained/);
+# of training one (the full profile's: pretrained/fm-small-teacher-full.h5);
 # its report is then evit-eval's on the test split.
 # Stages: import both splits, train the teacher (fm-small, labels), save its
 # logits over the training set, distil the student (fm-tiny), prune it
