@@ -123,11 +123,13 @@ row() { # LABEL FILE-PATTERN (with SEED in place of the seed)
         vals="$vals ${v:--}"
     done
     echo "$vals" | awk -v label="$1" '{
-        n = 0; s = 0; ss = 0; lo = 1e9; hi = -1e9; cells = "";
+        n = 0; s = 0; lo = 1e9; hi = -1e9; cells = "";
         for (i = 1; i <= NF; i++) { cells = cells ($i == "-" ? " - |" : sprintf(" %.2f |", $i)); if ($i == "-") continue;
-            n++; s += $i; ss += $i * $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i }
+            a[++n] = $i; s += $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i }
         if (n == 0) { printf "| %s |%s - | - | - |\n", label, cells; next }
-        m = s / n; sd = n > 1 ? sqrt((ss - n * m * m) / (n - 1)) : 0;
+        # two passes: sum(x^2) - n m^2 can round below zero for equal values
+        m = s / n; ss = 0; for (i = 1; i <= n; i++) ss += (a[i] - m) * (a[i] - m);
+        sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
         printf "| %s |%s %.2f | %.2f | %.2f |\n", label, cells, m, sd, hi - lo }'
 }
 {
