@@ -1,20 +1,44 @@
 #!/bin/sh
 # bench/runtime.sh: batch-1 latency of evit's runtime (bench/runtime, float32
 # and INT8, 1 and 2 threads) next to PyTorch (float32, and
-# quantize_dynamic INT8) and ONNX Runtime (float32, onnxruntime-node in
+# quantize_dynamic INT8) and ONNX Runtime (onnxruntime-node in
 # bench/node_modules: `cd bench && npm install onnxruntime-node`) on the same
-# configs, random weights, one table with ratios.  Peers that are not
-# installed are skipped.
+# configs, one table with ratios.  Peers that are not installed are skipped.
 #
 #   bench/runtime.sh BUILD_DIR [CONFIG ...]     (default: the four configs)
+#
+# Two kinds of model, both in the same run and the same table:
+# - random weights (the first columns): bench/runtime's own models
+#   (float32, INT8 with crude max calibration, INT8 + INT8 attention), a
+#   PyTorch model of the same shape (tests/torch_vit.py) and ONNX Runtime
+#   float32 on its torch.onnx.export ("ort f32");
+# - the SAME weights in evit and ONNX Runtime (the last columns): per config
+#   bench/lib.sh's bench_models builds the files with the CLI (evit-init,
+#   evit-quantize on a synthetic calibration set with every linear int8,
+#   with and without INT8 attention, evit-export to .evit and to .onnx:
+#   float32 and QDQ), and each is timed by `evit-run FILE --bench` ("run
+#   f32", "run int8", "run i8+a") and by ONNX Runtime on evit-export's own
+#   ONNX file ("ortx f32"; "ort int8", the QDQ model, whose linears ONNX
+#   Runtime fuses into its int8 kernels; "ort i8+a", the QDQ model with INT8
+#   attention's QDQ pairs too; the conditions list the optimised graphs'
+#   int8 and float operators).  int8/ort8 and i8+a/ort8 are ONNX Runtime INT8 time over
+#   evit INT8 (resp. INT8 + INT8 attention) time on those files: above 1,
+#   evit is faster.
+# Every timing: batch 1, 3 warm-up runs then 200 timed (60 for images over
+# 100 pixels), the median; ONNX Runtime with intraOpNumThreads = the row's
+# threads, interOpNumThreads 1, graph optimisation all.  A small config
+# (`bench/runtime.sh build fm-tiny`, seconds) checks the script works.
 set -eu
 B=${1:?usage: bench/runtime.sh BUILD_DIR [CONFIG ...]}
 shift
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 CONFIGS=${*:-fm-tiny fm-small deit-tiny deit-small}
 PY=/usr/bin/python3
+. "$SRC/bench/lib.sh"
 W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+trap 'bench_stop; rm -rf "$W"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 "$B/bench/runtime" $CONFIGS >"$W/evit.txt"
 # where the default kernels are not avx512vnni but the CPU has it (AMX
 # machines), INT8 with INT8 attention once more on the VNNI kernels alone,
@@ -25,7 +49,7 @@ fi
 HAVE_TORCH=0
 "$PY" -c 'import torch' 2>/dev/null && HAVE_TORCH=1
 HAVE_ORT=0
-[ -d "$SRC/bench/node_modules/onnxruntime-node" ] && command -v node >/dev/null && HAVE_ORT=1
+[ -d "$ORT" ] && command -v node >/dev/null && HAVE_ORT=1
 : >"$W/peers.txt"
 if [ $HAVE_TORCH = 1 ]; then
     SRC="$SRC" W="$W" HAVE_ORT=$HAVE_ORT "$PY" - $CONFIGS >>"$W/peers.txt" <<'PYEOF'
@@ -55,42 +79,43 @@ for name in sys.argv[1:]:
                           input_names=["x"], output_names=["y"])
 PYEOF
 fi
+reps() { [ "$(cfg_num "$1" img_size)" -gt 100 ] && echo 60 || echo 200; }
 if [ $HAVE_ORT = 1 ] && [ $HAVE_TORCH = 1 ]; then
-    cat >"$W/ort.js" <<'JSEOF'
-const ort = require(process.env.SRC + '/bench/node_modules/onnxruntime-node');
-(async () => {
-  for (const name of process.argv.slice(2)) {
-    const c = require(process.env.SRC + '/configs/models/' + name + '.json');
-    for (const threads of [1, 2]) {
-      const s = await ort.InferenceSession.create(process.env.W + '/' + name + '.onnx',
-        {intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all'});
-      const n = c.channels * c.img_size * c.img_size;
-      const x = new ort.Tensor('float32', Float32Array.from({length: n}, () => Math.random()),
-                               [1, c.channels, c.img_size, c.img_size]);
-      const reps = c.img_size > 100 ? 60 : 200, ts = [];
-      for (let i = 0; i < 3; i++) await s.run({x});
-      for (let i = 0; i < reps; i++) {
-        const t0 = process.hrtime.bigint(); await s.run({x});
-        ts.push(Number(process.hrtime.bigint() - t0) / 1e6);
-      }
-      ts.sort((a, b) => a - b);
-      console.log(`ort ${name} f32 threads=${threads} median_ms=${ts[reps >> 1].toFixed(4)}`);
-    }
-  }
-})();
-JSEOF
-    SRC="$SRC" W="$W" node "$W/ort.js" $CONFIGS >>"$W/peers.txt"
+    for c in $CONFIGS; do
+        for t in 1 2; do
+            ort_time "$W/$c.onnx" $t 3 "$(reps "$c")" "$(cfg_num "$c" channels)" "$(cfg_num "$c" img_size)" 600
+            echo "ort $c f32 threads=$t median_ms=$MED" >>"$W/peers.txt"
+        done
+    done
+fi
+# the same weights in both runtimes: evit-export's .evit and .onnx files
+: >"$W/quant.txt"
+if [ $HAVE_ORT = 1 ]; then
+    for c in $CONFIGS; do
+        bench_models "$B" "$W/m" "$c" >>"$W/quant.txt"
+        for k in int8 int8a; do echo "$c $k, ONNX Runtime's $(ort_kernels "$W/m/$c.$k.onnx")" >>"$W/quant.txt"; done
+        for t in 1 2; do
+            for k in f32 int8 int8a; do
+                evit_time "$W/m/$c.$k.evit" $t 3 "$(reps "$c")" 600
+                echo "run $c $k threads=$t median_ms=$MED" >>"$W/peers.txt"
+                ort_time "$W/m/$c.$k.onnx" $t 3 "$(reps "$c")" "$(cfg_num "$c" channels)" "$(cfg_num "$c" img_size)" 600
+                echo "ortx $c $k threads=$t median_ms=$MED" >>"$W/peers.txt"
+            done
+        done
+    done
 fi
 # the conditions each side ran under, printed with the table
 {
     echo "conditions (the same thread count per row for every runtime; inter-op threads 1):"
-    echo "  evit: libevrt, no BLAS; kernels $(sed -n 's/.* kernels=\([a-z0-9]*\) .*/\1/p' "$W/evit.txt" | sort -u | tr '\n' ' ')"
+    echo "  evit: libevrt, no BLAS; kernels $(sed -n 's/.* kernels=\([a-z0-9]*\) .*/\1/p' "$W/evit.txt" | sort -u | tr '\n' ' ')(bench/runtime and evit-run pick the same default${EVRT_KERNELS:+; EVRT_KERNELS=$EVRT_KERNELS}); evrt_ctx_set_threads = the row's threads"
     if [ $HAVE_TORCH = 1 ]; then
         "$PY" -c 'import torch; print("  torch", torch.__version__, "- linears through oneDNN or BLAS; intra-op threads set per row (torch.set_num_threads)")'
         echo "  torch BLAS: libblas.so.3 -> $(readlink -f /usr/lib/"$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"/libblas.so.3 2>/dev/null || echo unknown)"
     fi
     if [ $HAVE_ORT = 1 ]; then
-        echo "  onnxruntime-node $(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$SRC/bench/node_modules/onnxruntime-node/package.json" | head -1), CPU provider, intraOpNumThreads per row, graph optimisation all"
+        echo "  onnxruntime-node $(ort_version) (node $(node --version)), CPU execution provider (MLAS kernels), session options: intraOpNumThreads = the row's threads, interOpNumThreads 1, graphOptimizationLevel all, executionMode sequential"
+        echo "  same-weight files (bench/lib.sh bench_models: evit-init seed 1, entropy calibration on 32 synthetic images, max_drop -1):"
+        sed 's/^/    /' "$W/quant.txt"
     fi
     echo "  CPU: $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores; flags:$(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx_vnni|amx_int8|fma)$' | tr '\n' ' ')"
 } >"$W/conditions.txt"
@@ -100,13 +125,19 @@ $1 == "peak" { split($2, a, "="); peak = a[2] }
 $1 == "evit" && $3 == "macs" { split($4, a, "="); macs[$2] = a[2]; next }
 $1 == "evit" { order[n++] = $2 " " $4; if ($3 == "int8") for (i = 5; i <= NF; i++) if ($i ~ /^model_mb=|^ctx_mb=/) { split($i, a, "="); mem[$2 " " $4] += a[2] } }
 END {
-  printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8s\n", "config", "threads", "evit f32", "evit int8", "evit i8+a", "vnni i8+a", "torch f32", "torch i8", "ort f32", "int8/ort", "i8+a/ort", "f32/ort", "mem MB";
+  printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8s | %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "config", "threads", "evit f32", "evit int8", "evit i8+a", "vnni i8+a", "torch f32", "torch i8", "ort f32", "int8/ort", "i8+a/ort", "f32/ort", "mem MB",
+    "run f32", "run int8", "run i8+a", "ortx f32", "ort int8", "ort i8+a", "f32/ortx", "int8/ort8", "i8+a/ort8";
   for (k = 0; k < n; k++) {
     split(order[k], p, " "); if (seen[order[k]]++) continue; c = p[1]; th = p[2];
     ef = t["evit " c " f32 " th]; ei = t["evit " c " int8 " th]; ea = t["evit " c " int8a " th]; tf = t["torch " c " f32 " th];
     ti = t["torch " c " int8 " th]; of = t["ort " c " f32 " th]; ev = t["vnni " c " int8a " th];
-    printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8.2f\n", c, th, ef, ei, ea, ev == "" ? "-" : ev, tf == "" ? "-" : tf, ti == "" ? "-" : ti, of == "" ? "-" : of,
+    printf "%-11s %-10s %9s %9s %9s %9s %9s %9s %9s %10s %10s %11s %8.2f", c, th, ef, ei, ea, ev == "" ? "-" : ev, tf == "" ? "-" : tf, ti == "" ? "-" : ti, of == "" ? "-" : of,
       of == "" ? "-" : sprintf("%.2fx", of / ei), of == "" ? "-" : sprintf("%.2fx", of / ea), of == "" ? "-" : sprintf("%.2fx", of / ef), mem[order[k]];
+    rf = t["run " c " f32 " th]; ri = t["run " c " int8 " th]; ra = t["run " c " int8a " th];
+    xf = t["ortx " c " f32 " th]; xi = t["ortx " c " int8 " th]; xa = t["ortx " c " int8a " th];
+    if (xi == "") printf " | %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", "-", "-", "-", "-", "-", "-", "-", "-", "-";
+    else printf " | %9s %9s %9s %9s %9s %9s %9s %9s %9s\n", rf, ri, ra, xf, xi, xa,
+      sprintf("%.2fx", xf / rf), sprintf("%.2fx", xi / ri), sprintf("%.2fx", xi / ra);
   }
   if (peak != "") {
     printf "VNNI ceiling at 1 thread (INT8 multiply-adds of one image / measured vpdpbusd peak %.1f GMAC/s):\n", peak;
@@ -118,6 +149,12 @@ END {
       printf "\n";
     }
   }
+  for (k = 0; k < n; k++) {
+    split(order[k], p, " "); c = p[1]; if (p[2] != "threads=1" || tdone[c]++) continue;
+    xi = t["ortx " c " int8 threads=1"]; ra = t["run " c " int8a threads=1"];
+    if (xi != "") printf "same weights at 1 thread, evit INT8 + INT8 attention against ONNX Runtime INT8 (target >= 1.5x): %s %.2fx (%s / %s ms) %s\n", c, xi / ra, xi, ra, (xi / ra >= 1.5) ? "PASS" : "FAIL";
+  }
   print "times: batch-1 median ms; evit i8+a: INT8 linears and INT8 attention (vnni i8+a: the same on the avx512vnni kernels, where the default is amx); x/ort: ONNX Runtime f32 time over evit time (above 1: evit faster); mem: INT8 model + context bytes (weights as stored, working memory), not process RSS"
+  print "after |, the same weights in both runtimes (evit-export files of one evit-init model): run: evit-run --bench on the .evit; ortx f32, ort int8, ort i8+a: ONNX Runtime on evit-export'"'"'s float32 and QDQ .onnx (i8+a: with INT8 attention'"'"'s QDQ pairs); f32/ortx: ortx f32 over run f32; int8/ort8, i8+a/ort8: ort int8 over run int8, over run i8+a (above 1: evit faster)"
 }'
 cat "$W/conditions.txt"

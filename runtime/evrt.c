@@ -8,18 +8,46 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "file.h"
 #include "kernels.h"
 #include "model.h"
 
-/* A persistent pool: threads - 1 workers plus the caller.  Each parallel
- * region bumps a generation number; workers spin on it a while, then sleep
- * on a condition variable.  Work is split by index ranges fixed by the
- * thread count alone, and every output element is computed by the same
- * code whichever thread owns it, so results do not depend on the count. */
-typedef void (*job_fn)(void *arg, int tid, int nt);
+/* A persistent pool: threads - 1 workers plus the caller.  A parallel
+ * region is a count of work units (a block of rows, a group of output
+ * channels, a run of attention queries).  Each thread starts on a
+ * contiguous share of them and claims its units one at a time from a
+ * counter of its own (on its own cache line, so claiming costs no traffic
+ * between cores); when its share is done it takes what is left of the
+ * others'.  So a thread the kernel has descheduled holds up at most the
+ * one unit it is computing: the running ones take the rest of its share.
+ * A counter is one 64-bit word, gen << 40 | end << 20 | next: a claim is a
+ * compare-and-swap on it, so a thread still looking at an old region can
+ * never take a unit of the next one.  Which thread computes a unit
+ * changes nothing: each output element is produced by the same code in
+ * the same unit whoever takes it, so results are the same bits for every
+ * thread count and every interleaving.
+ *
+ * Waiting is bounded: a worker polls for the next region, and the caller
+ * for the last units, for a few tens of microseconds (the gaps inside one
+ * inference are shorter), then sleeps on a condition variable and gives
+ * its core to whoever needs it (another process, or the thread it waits
+ * for).
+ *
+ * One case no claiming scheme helps: a worker descheduled in the middle of
+ * a unit, when another process competes for its core, holds the region up
+ * until the scheduler runs it again (milliseconds).  The caller measures
+ * that: when it waited for the last units much longer than it took for
+ * its own (a stall), the pool halves the threads it hands work to, down
+ * to the caller alone, and tries twice as many again after a back-off that
+ * doubles with each stall in a row (10 ms up to 1 s).  So under load the
+ * pool degrades to what the cores it really gets can do, and returns to
+ * every thread when the load goes. */
+typedef void (*unit_fn)(void *arg, int tid, int unit);
+
+#define POOL_MAX_UNITS 0xFFFFF
 
 struct pool {
     int n; /* threads, caller included */
@@ -27,11 +55,20 @@ struct pool {
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned gen;   /* generation of the current job (atomic) */
-    int left;       /* workers still running it (atomic) */
+    char pad0[64];
+    uint64_t work;   /* gen << 40 | units << 20 | threads handed work, of the current region (atomic) */
+    uint64_t *ctr;   /* thread t's claim counter at ctr[8 t], one cache line each (atomic) */
+    char pad1[64];   /* completions on a cache line of their own */
+    int finished;    /* units of the current region completed (atomic) */
+    int sleepers;    /* workers asleep on go (atomic) */
+    int waiting;     /* 1 while the caller sleeps on done (atomic) */
     int stop;
-    job_fn fn;
+    unit_fn fn;
     void *arg;
+    /* the caller's alone (no atomics): threads handed work now, and when
+     * to try more (pool_active, pool_stalled) */
+    int active;
+    double probe_at, backoff, stalled_at;
 };
 
 struct worker {
@@ -40,17 +77,23 @@ struct worker {
 };
 
 #if defined(__GNUC__)
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
-#define DEC(p) __atomic_sub_fetch((p), 1, __ATOMIC_ACQ_REL)
-/* About a millisecond of polling before sleeping: between the parallel
- * regions of one inference the caller works alone for tens of
- * microseconds, and a futex wake-up costs as much again (with 20000 plain
- * polls, 2 threads were slower than 1 on the small models).  More threads
- * than cores make every region wait for a descheduled thread, so then
- * the pool polls only briefly (struct pool's spins). */
-#define SPINS 200000
-#define SPINS_OVERSUBSCRIBED 2000
+#define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
+#define CAS(p, expected, v) \
+    __atomic_compare_exchange_n((p), (expected), (v), 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
+/* About 50 microseconds of polling: longer than the caller's serial work
+ * between the regions of one inference, far shorter than a scheduler time
+ * slice.  (Round 2's pool polled for a millisecond per region: under a
+ * competing process that millisecond was taken from the core it needed.)
+ * More threads than cores: barely poll at all. */
+#define SPINS 10000
+#define SPINS_OVERSUBSCRIBED 200
+/* a stall: waited this much longer for the last units than the caller
+ * took for its own (seconds); the back-off's bounds */
+#define STALL_S 200e-6
+#define BACKOFF_MIN_S 0.01
+#define BACKOFF_MAX_S 1.0
 #if defined(__x86_64__) || defined(__i386__)
 #define RELAX() __builtin_ia32_pause()
 #elif defined(__aarch64__)
@@ -58,10 +101,10 @@ struct worker {
 #else
 #define RELAX() ((void)0)
 #endif
-#else /* no atomics: everything under the mutex */
-#define SPINS 0
-#define SPINS_OVERSUBSCRIBED 0
+#else
+#error "libevrt's thread pool needs the GCC/Clang __atomic builtins"
 #endif
+
 
 struct evrt_ctx {
     const struct evrt_model *m;
@@ -101,6 +144,7 @@ struct evrt_ctx {
     const evrt_file *src;   /* the file the model maps (evrt_ctx_create_file), or NULL */
     struct pool pool;
     struct worker *workers;
+    int *att_last;          /* (threads) attention's per-thread head (att_job) */
 };
 
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -108,20 +152,58 @@ static int imin(int a, int b) { return a < b ? a : b; }
 
 /* ---------------------------------------------------------------- pool */
 
-static void run_job(struct pool *p, int tid)
+#ifdef EVRT_POOL_JITTER
+/* Test builds (tests/test_kernels_jitter): before a unit, a thread yields
+ * its core or sleeps for up to 200 microseconds at random, as a loaded
+ * machine would deschedule it, so that every interleaving of the claims
+ * gets tried. */
+#include <sched.h>
+#include <time.h>
+static void jitter(unsigned *s)
 {
-    p->fn(p->arg, tid, p->n);
-#if SPINS
-    if (DEC(&p->left) == 0) {
+    *s = *s * 1103515245u + 12345u;
+    if ((*s >> 16) % 4 == 0) sched_yield();
+    if ((*s >> 16) % 16 == 1) {
+        struct timespec ts = {0, 1000L * (long)((*s >> 8) % 200)};
+        nanosleep(&ts, NULL);
+    }
+}
+#endif
+
+static unsigned word_gen(uint64_t w) { return (unsigned)(w >> 40); }
+
+/* Claims and runs units of region gen until none is left (or the region
+ * is another one); the thread that completes the last unit wakes the
+ * caller if it sleeps. */
+static void run_units(struct pool *p, unsigned gen, int tid)
+{
+#ifdef EVRT_POOL_JITTER
+    unsigned s = gen * 2654435761u + (unsigned)tid;
+#endif
+    uint64_t w = LOAD(&p->work);
+    int units = (int)((w >> 20) & POOL_MAX_UNITS), active = (int)(w & 0x1FF), done = 0, k;
+    if (word_gen(w) != gen || tid >= active) return;
+    /* its own share first, then the others' in turn */
+    for (k = 0; k < active; k++) {
+        uint64_t *ctr = p->ctr + 8 * ((tid + k) % active);
+        w = LOAD(ctr);
+        for (;;) {
+            int next = (int)(w & POOL_MAX_UNITS), end = (int)((w >> 20) & POOL_MAX_UNITS);
+            if (word_gen(w) != gen || next >= end) break;
+            if (!CAS(ctr, &w, w + 1)) continue; /* w reloaded */
+#ifdef EVRT_POOL_JITTER
+            jitter(&s);
+#endif
+            p->fn(p->arg, tid, next);
+            done++;
+            w = LOAD(ctr);
+        }
+    }
+    if (done && ADD(&p->finished, done) == units && LOAD(&p->waiting)) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_signal(&p->done);
         pthread_mutex_unlock(&p->mu);
     }
-#else
-    pthread_mutex_lock(&p->mu);
-    if (--p->left == 0) pthread_cond_signal(&p->done);
-    pthread_mutex_unlock(&p->mu);
-#endif
 }
 
 static void *worker_main(void *arg)
@@ -132,68 +214,98 @@ static void *worker_main(void *arg)
     for (;;) {
         unsigned g;
         int spin = 0;
-#if SPINS
-        while ((g = LOAD(&p->gen)) == seen && spin < p->spins) {
+        while ((g = word_gen(LOAD(&p->work))) == seen && spin < p->spins && !LOAD(&p->stop)) {
             RELAX();
             spin++;
         }
         if (g == seen) {
+            /* sleepers is raised before the generation is read again, and
+             * the caller publishes a region before it reads sleepers, so
+             * one of the two sees the other (both sequentially consistent) */
             pthread_mutex_lock(&p->mu);
-            while ((g = LOAD(&p->gen)) == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
+            ADD(&p->sleepers, 1);
+            while ((g = word_gen(LOAD(&p->work))) == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
+            ADD(&p->sleepers, -1);
             pthread_mutex_unlock(&p->mu);
         }
-#else
-        (void)spin;
-        pthread_mutex_lock(&p->mu);
-        while ((g = p->gen) == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
-        pthread_mutex_unlock(&p->mu);
-#endif
         if (g == seen) return NULL; /* stop */
         seen = g;
-        run_job(p, w->tid);
+        run_units(p, g, w->tid);
     }
 }
 
-/* fn(arg, tid, n) on every thread; returns when all are done. */
-static void parallel(evrt_ctx *c, job_fn fn, void *arg)
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Threads to hand the next region to: twice the current number once the
+ * back-off after the last stall has passed. */
+static int pool_active(struct pool *p, double now)
+{
+    if (p->active < p->n && now >= p->probe_at) p->active = p->active * 2 < p->n ? p->active * 2 : p->n;
+    /* a long quiet spell at full strength forgets the back-off */
+    if (p->active == p->n && now - p->stalled_at > 2.0 * p->backoff) p->backoff = BACKOFF_MIN_S;
+    return p->active;
+}
+
+static void pool_stalled(struct pool *p, double now)
+{
+    p->active = p->active / 2 > 1 ? p->active / 2 : 1;
+    p->probe_at = now + p->backoff;
+    p->backoff = 2.0 * p->backoff < BACKOFF_MAX_S ? 2.0 * p->backoff : BACKOFF_MAX_S;
+    p->stalled_at = now;
+}
+
+/* fn(arg, tid, u) for every unit u in [0, units), spread over the pool;
+ * returns when all are done.  serial: the caller alone (work too small to
+ * be worth a region). */
+static void parallel(evrt_ctx *c, unit_fn fn, void *arg, int units, int serial)
 {
     struct pool *p = &c->pool;
-    if (p->n <= 1) {
-        fn(arg, 0, 1);
+    unsigned gen;
+    int spin = 0, u, t, a;
+    double t0 = 0.0, t1;
+    if (units <= 0) return;
+    a = p->n <= 1 || serial || units == 1 || units > POOL_MAX_UNITS ? 1 : pool_active(p, t0 = now_s());
+    if (a <= 1) {
+        for (u = 0; u < units; u++) fn(arg, 0, u);
         return;
     }
     p->fn = fn;
     p->arg = arg;
-#if SPINS
-    STORE(&p->left, p->n - 1);
-    pthread_mutex_lock(&p->mu);
-    STORE(&p->gen, p->gen + 1);
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    fn(arg, 0, p->n);
-    {
-        int spin = 0;
-        while (LOAD(&p->left) > 0 && spin < p->spins) {
-            RELAX();
-            spin++;
-        }
-        if (LOAD(&p->left) > 0) {
-            pthread_mutex_lock(&p->mu);
-            while (LOAD(&p->left) > 0) pthread_cond_wait(&p->done, &p->mu);
-            pthread_mutex_unlock(&p->mu);
-        }
+    STORE(&p->finished, 0);
+    gen = (word_gen(LOAD(&p->work)) + 1) & 0xFFFFFF;
+    if (gen == 0) gen = 1; /* 0 is the workers' initial "seen" */
+    for (t = 0; t < a; t++) { /* the shares, before the region is published */
+        uint64_t lo = (uint64_t)((long)units * t / a), hi = (uint64_t)((long)units * (t + 1) / a);
+        STORE(p->ctr + 8 * t, (uint64_t)gen << 40 | hi << 20 | lo);
     }
-#else
-    pthread_mutex_lock(&p->mu);
-    p->left = p->n - 1;
-    p->gen++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    fn(arg, 0, p->n);
-    pthread_mutex_lock(&p->mu);
-    while (p->left > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-#endif
+    STORE(&p->work, (uint64_t)gen << 40 | (uint64_t)units << 20 | (uint64_t)a);
+    if (LOAD(&p->sleepers)) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->go);
+        pthread_mutex_unlock(&p->mu);
+    }
+    run_units(p, gen, 0);
+    if (LOAD(&p->finished) == units) return;
+    t1 = now_s();
+    while (LOAD(&p->finished) < units && spin < p->spins) {
+        RELAX();
+        spin++;
+    }
+    if (LOAD(&p->finished) < units) {
+        double t2;
+        pthread_mutex_lock(&p->mu);
+        STORE(&p->waiting, 1);
+        while (LOAD(&p->finished) < units) pthread_cond_wait(&p->done, &p->mu);
+        STORE(&p->waiting, 0);
+        pthread_mutex_unlock(&p->mu);
+        t2 = now_s();
+        if (t2 - t1 > STALL_S + (t1 - t0)) pool_stalled(p, t2);
+    }
 }
 
 static void pool_stop(evrt_ctx *c)
@@ -202,7 +314,7 @@ static void pool_stop(evrt_ctx *c)
     int i;
     if (p->n > 1) {
         pthread_mutex_lock(&p->mu);
-        p->stop = 1;
+        STORE(&p->stop, 1);
         pthread_cond_broadcast(&p->go);
         pthread_mutex_unlock(&p->mu);
         for (i = 1; i < p->n; i++) pthread_join(p->th[i], NULL);
@@ -211,20 +323,12 @@ static void pool_stop(evrt_ctx *c)
         pthread_cond_destroy(&p->done);
     }
     free(p->th);
+    free(p->ctr);
     free(c->workers);
     p->th = NULL;
+    p->ctr = NULL;
     c->workers = NULL;
     p->n = 1;
-}
-
-/* Items [*lo, *hi) of n for thread tid of nt, in contiguous runs that are
- * multiples of align (but the last). */
-static void share(int n, int align, int tid, int nt, int *lo, int *hi)
-{
-    int blocks = (n + align - 1) / align;
-    int b0 = (int)((long)blocks * tid / nt), b1 = (int)((long)blocks * (tid + 1) / nt);
-    *lo = b0 * align < n ? b0 * align : n;
-    *hi = b1 * align < n ? b1 * align : n;
 }
 
 static size_t scratch_floats(const evrt_ctx *c) { return (size_t)c->T * c->T + (size_t)c->dmax * c->T; }
@@ -275,7 +379,7 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     struct pool *p = &c->pool;
     float *scores;
     void *att8;
-    int i;
+    int *last, i;
     if (n < 1 || n > 256) return evrt_errf(c->err, sizeof c->err, "threads %d outside [1, 256]", n);
     pool_stop(c);
     scores = realloc(c->scores, sizeof(float) * scratch_floats(c) * (size_t)n);
@@ -284,20 +388,29 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     att8 = realloc(c->att8, att8_bytes(c) * (size_t)n);
     if (!att8) return EVRT_ENOMEM;
     c->att8 = att8;
+    last = realloc(c->att_last, sizeof(int) * (size_t)n);
+    if (!last) return EVRT_ENOMEM;
+    c->att_last = last;
     if (n == 1) return EVRT_OK;
     p->th = calloc((size_t)n, sizeof *p->th);
     c->workers = calloc((size_t)n, sizeof *c->workers);
-    if (!p->th || !c->workers) {
+    if (posix_memalign((void **)&p->ctr, 64, 64 * (size_t)n)) p->ctr = NULL;
+    if (!p->th || !c->workers || !p->ctr) {
         pool_stop(c);
         return EVRT_ENOMEM;
     }
     p->stop = 0;
-    p->gen = 0;
-    p->left = 0;
+    p->work = 0;
+    p->finished = 0;
+    p->sleepers = 0;
+    p->waiting = 0;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
     p->n = n;
+    p->active = n;
+    p->probe_at = p->stalled_at = 0.0;
+    p->backoff = BACKOFF_MIN_S;
     p->spins = SPINS;
 #if defined(_SC_NPROCESSORS_ONLN)
     if (n > sysconf(_SC_NPROCESSORS_ONLN)) p->spins = SPINS_OVERSUBSCRIBED;
@@ -442,6 +555,7 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
     c->h = malloc(sizeof(float) * B * T * M);
     c->scores = malloc(sizeof(float) * scratch_floats(c));
     c->att8 = malloc(att8_bytes(c));
+    c->att_last = malloc(sizeof(int));
     c->xq = malloc(qb);
     c->wsum = malloc(sizeof(int32_t) * outs);
     c->wsum_off = malloc(sizeof(size_t) * (size_t)L);
@@ -449,7 +563,7 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
     c->bytes = sizeof(float) * (B * c->N * c->PI + 3 * B * T * D + 4 * B * T * I + B * T * M +
                                 scratch_floats(c)) +
                att8_bytes(c) + qb + sizeof(int32_t) * outs;
-    if (!c->patches || !c->x || !c->ln || !c->qkv || !c->attv || !c->tmp || !c->h || !c->scores || !c->att8 ||
+    if (!c->patches || !c->x || !c->ln || !c->qkv || !c->attv || !c->tmp || !c->h || !c->scores || !c->att8 || !c->att_last ||
         !c->xq || !c->wsum || !c->wsum_off || !c->wsum_of) {
         evrt_ctx_destroy(c);
         *out = NULL;
@@ -518,6 +632,7 @@ void evrt_ctx_destroy(evrt_ctx *c)
     free(c->h);
     free(c->scores);
     free(c->att8);
+    free(c->att_last);
     free(c->xq);
     free(c->wsum);
     free(c->wsum_off);
@@ -544,194 +659,226 @@ void evrt_set_observer(evrt_ctx *c, evrt_observer_fn fn, void *user)
 
 /* ---------------------------------------------------------------- layers */
 
+/* Rows per unit of the row-wise regions (LayerNorm, quantization) and of
+ * the linear layers' row blocks: 48 is a whole number of every variant's
+ * row tiles (6 for AVX-512 and AVX2, 4 on NEON, 16 for AMX). */
+#define ROW_BLOCK 48
+#define ROW_UNIT 16
+
+static int blocks_of(int n, int b) { return (n + b - 1) / b; }
+
+/* The linear layer's work: items of ROW_BLOCK rows by 32 output channels
+ * (two 16-channel panels, what the kernels' widest tiles take), numbered
+ * channel-group-major, in units of a run of consecutive items; a run's
+ * items of one channel group make one kernel call over their rows, which
+ * share the weight panel.  About UNITS_PER_THREAD units per thread: enough
+ * for a running thread to take over a descheduled one's share, few enough
+ * that claiming costs nothing (a claim is a shared cache line). */
+#define UNITS_PER_THREAD 6
+
 struct linear_job {
     const struct evrt_kernels *k;
     const struct evrt_linear *L;
-    float *y;
-    const float *x;
-    void *xq;
+    float *y;       /* (rows, out) */
+    float *x;       /* (rows, in) */
+    void *xq;       /* x quantized, the variant's layout (INT8) */
     const int32_t *wsum;
     const void *wp; /* packed weights, or NULL */
-    int rows;
+    int rows, row_blocks, items, per_unit, row_unit;
+    int gelu;       /* GELU on x in place first (fc2's input) */
 };
 
-static void quant_job(void *arg, int tid, int nt)
+/* Rows [r0, r1) by channels [o0, o1) of the layer. */
+static void linear_tile(const struct linear_job *j, int r0, int r1, int o0, int o1)
 {
-    struct linear_job *j = arg;
-    int lo, hi;
-    share(j->rows, 1, tid, nt, &lo, &hi);
-    if (lo < hi)
-        j->k->quant((char *)j->xq + evrt_quant_bytes(j->k->isa, lo, j->L->in),
-                    j->x + (size_t)lo * j->L->in, hi - lo, j->L->in, j->L->in_scale, j->L->in_zero);
-}
-
-static void i8_job(void *arg, int tid, int nt)
-{
-    struct linear_job *j = arg;
     const struct evrt_linear *L = j->L;
-    int lo, hi;
-    share(L->out, 16, tid, nt, &lo, &hi);
-    if (lo < hi && j->wp)
-        j->k->i8p(j->y, j->xq, L->in_zero, L->in_scale, j->wp, j->wsum, L->w_scale, L->bias,
-                  j->rows, L->in, L->out, lo, hi);
-    else if (lo < hi)
-        j->k->i8(j->y, j->xq, L->in_zero, L->in_scale, L->wq, j->wsum, L->w_scale, L->bias, j->rows,
-                 L->in, L->out, lo, hi);
+    int n = r1 - r0;
+    float *y = j->y + (size_t)r0 * L->out;
+    if (L->dtype == EVRT_I8) {
+        const void *xq = (const char *)j->xq + evrt_quant_bytes(j->k->isa, r0, L->in);
+        if (j->wp)
+            j->k->i8p(y, xq, L->in_zero, L->in_scale, j->wp, j->wsum, L->w_scale, L->bias, n, L->in, L->out,
+                      o0, o1);
+        else
+            j->k->i8(y, xq, L->in_zero, L->in_scale, L->wq, j->wsum, L->w_scale, L->bias, n, L->in, L->out, o0,
+                     o1);
+    } else {
+        const float *x = j->x + (size_t)r0 * L->in;
+        if (j->wp)
+            j->k->f32p(y, (size_t)L->out, x, (size_t)L->in, j->wp, 16, (size_t)16 * L->in, L->bias, n, L->in,
+                       o0, o1);
+        else
+            j->k->f32(y, (size_t)L->out, x, (size_t)L->in, L->w, (size_t)L->in, L->bias, n, L->in, o0, o1);
+    }
 }
 
-static void f32_job(void *arg, int tid, int nt)
+static void linear_unit(void *arg, int tid, int u)
 {
     struct linear_job *j = arg;
-    const struct evrt_linear *L = j->L;
-    int lo, hi;
-    share(L->out, 16, tid, nt, &lo, &hi);
-    if (lo < hi && j->wp)
-        j->k->f32p(j->y, (size_t)L->out, j->x, (size_t)L->in, j->wp, 16, (size_t)16 * L->in,
-                   L->bias, j->rows, L->in, lo, hi);
-    else if (lo < hi)
-        j->k->f32(j->y, (size_t)L->out, j->x, (size_t)L->in, L->w, (size_t)L->in, L->bias, j->rows,
-                  L->in, lo, hi);
+    int a = u * j->per_unit, b = imin(a + j->per_unit, j->items);
+    (void)tid;
+    while (a < b) {
+        int g = a / j->row_blocks, rb = a % j->row_blocks, run = imin(b - a, j->row_blocks - rb);
+        int o0 = 32 * g;
+        linear_tile(j, rb * ROW_BLOCK, imin((rb + run) * ROW_BLOCK, j->rows), o0, imin(o0 + 32, j->L->out));
+        a += run;
+    }
 }
 
-/* One linear layer on rows of x, through the observer. */
-static void linear(evrt_ctx *c, int layer, float *y, const float *x, int rows)
+/* Rows [r0, r1) of x quantized for layer L into xq, at their place in
+ * the variant's layout. */
+static void quant_rows(const struct evrt_kernels *k, void *xq, const struct evrt_linear *L, const float *x,
+                       int r0, int r1)
+{
+    k->quant((char *)xq + evrt_quant_bytes(k->isa, r0, L->in), x + (size_t)r0 * L->in, r1 - r0, L->in,
+             L->in_scale, L->in_zero);
+}
+
+static void gelu_unit(void *arg, int tid, int u)
+{
+    struct linear_job *j = arg;
+    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
+    (void)tid;
+    j->k->gelu(j->x + (size_t)r0 * j->L->in, (size_t)(r1 - r0) * j->L->in);
+}
+
+/* Rows of x: GELU in place (gelu), then quantization (INT8): GELU is
+ * element-wise, so any split gives the same bits. */
+static void rows_unit(void *arg, int tid, int u)
+{
+    struct linear_job *j = arg;
+    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
+    (void)tid;
+    if (j->gelu) j->k->gelu(j->x + (size_t)r0 * j->L->in, (size_t)(r1 - r0) * j->L->in);
+    quant_rows(j->k, j->xq, j->L, j->x, r0, r1);
+}
+
+/* Below this many multiply-adds a parallel region costs more than it saves. */
+static int small_linear(const struct evrt_linear *L, int rows) { return (double)rows * L->in * L->out < 65536.0; }
+
+/* 1 when layer's input can be quantized by the region that produces it
+ * (addln): an INT8 layer, and no observer to show the float input first. */
+static int fuse_quant(const evrt_ctx *c, int layer)
+{
+    return !c->observer && evrt_model_layer(c->m, layer)->dtype == EVRT_I8;
+}
+
+/* Rows per unit of a row-wise region: about UNITS_PER_THREAD units per
+ * thread, at least ROW_UNIT rows. */
+static int row_unit(const evrt_ctx *c, int rows)
+{
+    return imax(ROW_UNIT, blocks_of(rows, UNITS_PER_THREAD * c->pool.n));
+}
+
+/* One linear layer on rows of x, through the observer.  quantized: x is
+ * already in c->xq (fuse_quant).  gelu: x is the MLP's hidden layer,
+ * which takes GELU (in place) first, in the region that quantizes it. */
+static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int quantized, int gelu)
 {
     const struct evrt_linear *L = evrt_model_layer(c->m, layer);
     struct linear_job j;
-    /* below this many multiply-adds a parallel region costs more than it saves */
-    int serial = (double)rows * L->in * L->out < 65536.0;
-    if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_INPUT, x, rows, L->in);
+    int serial = small_linear(L, rows), i8 = L->dtype == EVRT_I8;
     j.k = c->k;
     j.L = L;
     j.y = y;
     j.x = x;
     j.xq = c->xq;
     j.rows = rows;
-    j.wsum = NULL;
+    j.row_blocks = blocks_of(rows, ROW_BLOCK);
+    j.items = j.row_blocks * blocks_of(L->out, 32);
+    j.per_unit = blocks_of(j.items, UNITS_PER_THREAD * c->pool.n);
+    j.row_unit = row_unit(c, rows);
+    j.wsum = i8 ? wsum_of(c, layer) : NULL;
     j.wp = packed(c, layer);
-    if (L->dtype == EVRT_I8) {
-        j.wsum = wsum_of(c, layer);
-        if (serial) {
-            quant_job(&j, 0, 1);
-            i8_job(&j, 0, 1);
-        } else {
-            parallel(c, quant_job, &j);
-            parallel(c, i8_job, &j);
-        }
-    } else if (serial) {
-        f32_job(&j, 0, 1);
-    } else {
-        parallel(c, f32_job, &j);
-    }
+    /* GELU in the region that quantizes, unless the observer must see x
+     * between the two */
+    j.gelu = gelu && i8 && !quantized && !c->observer;
+    if (gelu && !j.gelu) parallel(c, gelu_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * L->in < 8192);
+    if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_INPUT, x, rows, L->in);
+    if (i8 && !quantized)
+        parallel(c, rows_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * L->in < 8192);
+    parallel(c, linear_unit, &j, blocks_of(j.items, j.per_unit), serial);
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_OUTPUT, y, rows, L->out);
 }
 
-/* Attention in work items of up to EVRT_ATT_ROWS queries of one (image,
- * head): each thread takes an equal share of all the query rows (so two
- * threads share three heads evenly, whatever T), cut into items at head
- * boundaries; the variant's attention (or INT8 attention) kernel does each
- * item, the per-head work once per run of items of the same head. */
+/* Attention in units of up to EVRT_ATT_ROWS queries of one (image, head);
+ * the variant's attention (or INT8 attention) kernel does each, and the
+ * per-head work (K^T, or K and V quantized and packed) once for a run of
+ * units of the same head on the same thread's scratch. */
 struct att_job {
     evrt_ctx *c;
     const struct evrt_block *blk;
-    float *out;
-    const float *qkv;
-    int B, nq;
+    float *out;       /* (B, nq, I) */
+    const float *qkv; /* (B, T, 3 I) */
+    int B, nq, qblocks;
+    int *last;        /* (threads) the (image, head) each thread's scratch holds */
 };
 
-static void att_run(void *arg, int tid, int nt)
+static void att_unit(void *arg, int tid, int u)
 {
     struct att_job *j = arg;
     evrt_ctx *c = j->c;
     const struct evrt_kernels *k = c->k;
     const struct evrt_block *blk = j->blk;
-    int T = c->T, H = blk->heads, d = blk->head_dim, I = H * d, last = -1, lo, hi, p, nr;
-    int int8 = blk->attn_dtype == EVRT_I8;
-    float *scratch = c->scores + scratch_floats(c) * (size_t)tid;
-    struct evrt_att8 a;
-    if (int8) att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
-    /* an equal share of the (image, head, query) rows, in items of up to
-     * EVRT_ATT_ROWS queries of one head */
-    share(j->B * H * j->nq, 1, tid, nt, &lo, &hi);
-    for (p = lo; p < hi; p += nr) {
-        int bh = p / j->nq, q0 = p % j->nq;
-        int b = bh / H, h = bh % H;
-        nr = imin(imin(EVRT_ATT_ROWS, j->nq - q0), hi - p);
-        const float *base = j->qkv + (size_t)b * T * 3 * I;
-        float *o = j->out + ((size_t)b * j->nq + q0) * I + h * d;
-        if (int8)
-            k->attention_i8(k, o, (size_t)I, &a, base, T, I, h, d, q0, nr, bh != last, blk->attn_scale);
-        else
-            k->attention(k, o, (size_t)I, scratch, base, T, I, h, d, q0, nr, bh != last);
-        last = bh;
+    int T = c->T, H = blk->heads, d = blk->head_dim, I = H * d;
+    int bh = u / j->qblocks, q0 = u % j->qblocks * EVRT_ATT_ROWS, b = bh / H, h = bh % H;
+    int nr = imin(EVRT_ATT_ROWS, j->nq - q0), fresh = j->last[tid] != bh;
+    const float *base = j->qkv + (size_t)b * T * 3 * I;
+    float *o = j->out + ((size_t)b * j->nq + q0) * I + h * d;
+    j->last[tid] = bh;
+    if (blk->attn_dtype == EVRT_I8) {
+        struct evrt_att8 a;
+        att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
+        k->attention_i8(k, o, (size_t)I, &a, base, T, I, h, d, q0, nr, fresh, blk->attn_scale);
+    } else {
+        k->attention(k, o, (size_t)I, c->scores + scratch_floats(c) * (size_t)tid, base, T, I, h, d, q0, nr,
+                     fresh);
     }
 }
 
-static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, const float *qkv, int B,
-                      int nq)
+static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, const float *qkv, int B, int nq)
 {
     struct att_job j;
+    int t;
     j.c = c;
     j.blk = blk;
     j.out = out;
     j.qkv = qkv;
     j.B = B;
     j.nq = nq;
-    if ((B * blk->heads > 1 || nq > EVRT_ATT_ROWS) &&
-        (double)nq * c->T * blk->head_dim * blk->heads > 16384.0)
-        parallel(c, att_run, &j);
-    else
-        att_run(&j, 0, 1);
+    j.qblocks = blocks_of(nq, EVRT_ATT_ROWS);
+    j.last = c->att_last;
+    for (t = 0; t < c->pool.n; t++) j.last[t] = -1;
+    parallel(c, att_unit, &j, B * blk->heads * j.qblocks,
+             (double)nq * c->T * blk->head_dim * blk->heads <= 16384.0);
 }
 
-struct gelu_job {
-    const struct evrt_kernels *k;
-    float *x;
-    size_t n;
-};
-
-static void gelu_job_run(void *arg, int tid, int nt)
-{
-    struct gelu_job *j = arg;
-    size_t lo = j->n * (size_t)tid / (size_t)nt, hi = j->n * (size_t)(tid + 1) / (size_t)nt;
-    j->k->gelu(j->x + lo, hi - lo);
-}
-
-/* Element-wise: any split gives the same bits. */
-static void gelu(evrt_ctx *c, float *x, size_t n)
-{
-    struct gelu_job j;
-    j.k = c->k;
-    j.x = x;
-    j.n = n;
-    if (n >= 8192)
-        parallel(c, gelu_job_run, &j);
-    else
-        gelu_job_run(&j, 0, 1);
-}
-
-/* x += y (y not NULL), then ln = LayerNorm(x) (w not NULL), on rows of D,
- * split by rows between the threads. */
+/* x += y (y not NULL), then ln = LayerNorm(x) (w not NULL) and, for an
+ * INT8 next layer (next >= 0), ln quantized for it into c->xq: on rows of
+ * D, in units of rows (row_unit). */
 struct addln_job {
     const struct evrt_kernels *k;
-    float *x, *ln;
-    const float *y, *w, *b;
-    int rows, D;
+    float *x, *ln;  /* (rows, D) */
+    const float *y; /* (rows, D) */
+    const float *w, *b;
+    const struct evrt_linear *next;
+    void *xq;
+    int rows, D, row_unit;
 };
 
-static void addln_run(void *arg, int tid, int nt)
+static void addln_unit(void *arg, int tid, int u)
 {
     struct addln_job *j = arg;
-    int lo, hi;
-    size_t o;
-    share(j->rows, 1, tid, nt, &lo, &hi);
-    o = (size_t)lo * j->D;
-    if (lo >= hi) return;
-    if (j->y) evrt_add_fast(j->x + o, j->y + o, (size_t)(hi - lo) * j->D);
-    if (j->w) j->k->layernorm(j->ln + o, j->x + o, j->w, j->b, hi - lo, j->D);
+    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
+    size_t o = (size_t)r0 * j->D;
+    (void)tid;
+    if (j->y) evrt_add_fast(j->x + o, j->y + o, (size_t)(r1 - r0) * j->D);
+    if (j->w) j->k->layernorm(j->ln + o, j->x + o, j->w, j->b, r1 - r0, j->D);
+    if (j->next) quant_rows(j->k, j->xq, j->next, j->ln, r0, r1);
 }
 
-static void addln(evrt_ctx *c, const float *y, const float *w, const float *b, int rows)
+/* Returns 1 when it quantized ln for layer next (fuse_quant). */
+static int addln(evrt_ctx *c, const float *y, const float *w, const float *b, int rows, int next)
 {
     struct addln_job j;
     j.k = c->k;
@@ -740,40 +887,40 @@ static void addln(evrt_ctx *c, const float *y, const float *w, const float *b, i
     j.y = y;
     j.w = w;
     j.b = b;
+    j.next = w && next >= 0 && fuse_quant(c, next) ? evrt_model_layer(c->m, next) : NULL;
+    j.xq = c->xq;
     j.rows = rows;
     j.D = c->m->dim;
-    if ((size_t)rows * j.D >= 8192)
-        parallel(c, addln_run, &j);
-    else
-        addln_run(&j, 0, 1);
+    j.row_unit = row_unit(c, rows);
+    parallel(c, addln_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * j.D < 8192);
+    return j.next != NULL;
 }
 
-/* Block l on the residual stream c->x (B, T, D).  In the last block only the
- * class token goes on after the keys and values are made: the stream is
- * compacted to (B, 1, D) in place. */
-
-static void block(evrt_ctx *c, int l, int B, int last)
+/* Block l on the residual stream c->x (B, T, D), whose LN1 is in c->ln
+ * already (quantized for qkv when q1); returns with the MLP's output in
+ * c->tmp, for the caller's residual add and the next LayerNorm (one
+ * region).  In the last block only the class token goes on after the
+ * keys and values are made: the stream is compacted to (B, 1, D) in
+ * place. */
+static void block(evrt_ctx *c, int l, int B, int last, int q1)
 {
     const struct evrt_block *b = &c->m->blocks[l];
-    int T = c->T, D = c->m->dim, nq = last ? 1 : T, k;
+    int T = c->T, D = c->m->dim, nq = last ? 1 : T, k, q2;
     int rows = B * nq;
-    addln(c, NULL, b->ln1_w, b->ln1_b, B * T);
-    linear(c, 1 + 4 * l, c->qkv, c->ln, B * T);
+    linear(c, 1 + 4 * l, c->qkv, c->ln, B * T, q1, 0);
     attention(c, b, c->attv, c->qkv, B, nq);
     if (last)
         for (k = 1; k < B; k++) memmove(c->x + (size_t)k * D, c->x + (size_t)k * T * D, sizeof(float) * D);
-    linear(c, 2 + 4 * l, c->tmp, c->attv, rows);
-    addln(c, c->tmp, b->ln2_w, b->ln2_b, rows);
-    linear(c, 3 + 4 * l, c->h, c->ln, rows);
-    gelu(c, c->h, (size_t)rows * b->mlp);
-    linear(c, 4 + 4 * l, c->tmp, c->h, rows);
-    addln(c, c->tmp, NULL, NULL, rows);
+    linear(c, 2 + 4 * l, c->tmp, c->attv, rows, 0, 0);
+    q2 = addln(c, c->tmp, b->ln2_w, b->ln2_b, rows, 3 + 4 * l);
+    linear(c, 3 + 4 * l, c->h, c->ln, rows, q2, 0);
+    linear(c, 4 + 4 * l, c->tmp, c->h, rows, 0, 1);
 }
 
 int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
 {
     const struct evrt_model *m = c->m;
-    int T = c->T, N = c->N, D = m->dim, b, t, i, l;
+    int T = c->T, N = c->N, D = m->dim, b, t, i, l, q;
     if (B < 1 || B > c->max_batch)
         return evrt_errf(c->err, sizeof c->err, "batch %d outside [1, %d]", B, c->max_batch);
     if (!images || !logits) return evrt_errf(c->err, sizeof c->err, "images and logits must not be NULL");
@@ -786,7 +933,7 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
         memcpy(c->lut_key + EVRT_MAX_CHANNELS, m->std, sizeof c->lut_key / 2);
     }
     evrt_patchify_fast(c->patches, images, c->lut, B, m->img_size, m->channels, m->patch);
-    linear(c, 0, c->ln, c->patches, B * N);
+    linear(c, 0, c->ln, c->patches, B * N, 0, 0);
     for (b = 0; b < B; b++) {
         float *x = c->x + (size_t)b * T * D;
         const float *pe = c->ln + (size_t)b * N * D;
@@ -795,10 +942,19 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
             for (i = 0; i < D; i++)
                 x[(size_t)t * D + i] = pe[(size_t)(t - 1) * D + i] + m->pos_embed[(size_t)t * D + i];
     }
-    for (l = 0; l < m->depth; l++) block(c, l, B, l == m->depth - 1);
-    /* c->x is now (B, D): the class tokens */
-    c->k->layernorm(c->ln, c->x, m->norm_w, m->norm_b, B, D);
-    linear(c, 1 + 4 * m->depth, logits, c->ln, B);
+    q = addln(c, NULL, m->blocks[0].ln1_w, m->blocks[0].ln1_b, B * T, 1);
+    for (l = 0; l < m->depth; l++) {
+        int last = l == m->depth - 1;
+        block(c, l, B, last, q);
+        /* the residual add, and the next block's LN1 (or the final norm
+         * on the class tokens), quantized for the layer after it */
+        if (!last)
+            q = addln(c, c->tmp, m->blocks[l + 1].ln1_w, m->blocks[l + 1].ln1_b, B * T, 1 + 4 * (l + 1));
+        else
+            q = addln(c, c->tmp, m->norm_w, m->norm_b, B, 1 + 4 * m->depth);
+    }
+    /* c->ln is now (B, D): the class tokens, normalised */
+    linear(c, 1 + 4 * m->depth, logits, c->ln, B, q, 0);
     c->err[0] = '\0';
     return EVRT_OK;
 }

@@ -173,8 +173,14 @@ int evrt_ctx_max_batch(const evrt_ctx *ctx);
 size_t evrt_ctx_bytes(const evrt_ctx *ctx);
 
 /* Threads for evrt_infer, the caller's included (default 1): a persistent
- * pool started here, outside inference.  Work is split over output
- * channels, rows and heads so that logits are bit-identical for any count.
+ * pool started here, outside inference.  Each parallel step (two or three
+ * per linear layer and attention, one per LayerNorm) is cut into units of
+ * rows, output channels or attention queries that the threads claim one
+ * at a time, so on a loaded machine a thread the kernel deschedules holds
+ * up only the unit it is computing; waiting threads poll for about 50
+ * microseconds, then sleep and give their core away.  Every output
+ * element is computed by the same code whichever thread takes its unit,
+ * so logits are bit-identical for any count and any scheduling.
  * Returns EVRT_OK, EVRT_EINVAL (n outside [1, 256]) or EVRT_ENOMEM. */
 int evrt_ctx_set_threads(evrt_ctx *ctx, int n);
 int evrt_ctx_threads(const evrt_ctx *ctx);
@@ -321,6 +327,11 @@ const struct evrt_model *evrt_file_model(const evrt_file *f);
 const char *evrt_file_name(const evrt_file *f);
 /* Class k's name, or NULL when the file has none. */
 const char *evrt_file_class_name(const evrt_file *f, int k);
+/* The model's input and output without struct evrt_model (for bindings
+ * such as python/evrt.py): evrt_infer takes img_size x img_size images of
+ * channels bytes a pixel and gives classes logits each.  Any pointer may be
+ * NULL.  Returns the bytes of one image, img_size^2 * channels. */
+size_t evrt_file_input(const evrt_file *f, int *img_size, int *channels, int *classes);
 const struct evrt_lineage *evrt_file_lineage(const evrt_file *f);
 /* Bytes mapped or held for the file. */
 size_t evrt_file_bytes(const evrt_file *f);

@@ -656,5 +656,13 @@ const char *evrt_file_class_name(const evrt_file *f, int k)
 {
     return f->classes && k >= 0 && k < f->model.classes ? f->classes[k] : NULL;
 }
+size_t evrt_file_input(const evrt_file *f, int *img_size, int *channels, int *classes)
+{
+    const struct evrt_model *m = &f->model;
+    if (img_size) *img_size = m->img_size;
+    if (channels) *channels = m->channels;
+    if (classes) *classes = m->classes;
+    return (size_t)m->img_size * (size_t)m->img_size * (size_t)m->channels;
+}
 const struct evrt_lineage *evrt_file_lineage(const evrt_file *f) { return &f->lineage; }
 size_t evrt_file_bytes(const evrt_file *f) { return f->len; }

@@ -1,6 +1,7 @@
 /* evit-run: the device CLI.  Maps a model file (.evit) and classifies one
- * image, or measures latency.  Links libevrt and libm only (and libpng when
- * built with EVRT_RUN_PNG); C99 plus POSIX clocks and getrusage.
+ * image, a stream of raw camera frames, or measures latency.  Links libevrt
+ * and libm only (and libpng when built with EVRT_RUN_PNG); C99 plus POSIX
+ * clocks, fstat and getrusage.
  *
  * Images: binary PGM (P5) and PPM (P6) with maxval <= 255 always, PNG with
  * libpng.  An image of another size is resized to the model's with nearest
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #ifdef EVRT_RUN_PNG
@@ -29,6 +31,7 @@
 
 static const char *usage_text =
     "usage: evit-run MODEL.evit IMAGE [--logits] [--threads N]\n"
+    "       evit-run MODEL.evit --raw WxHxC SOURCE [--threads N] [-q]\n"
     "       evit-run MODEL.evit --bench [--runs N] [--warmup N] [--threads N]\n"
     "\n"
     "Classifies IMAGE (PGM/PPM"
@@ -39,6 +42,14 @@ static const char *usage_text =
     "top-5 classes with their probabilities.  Images of another size are\n"
     "resized to the model's (nearest neighbour); grey and RGB convert.\n"
     "\n"
+    "  --raw WxHxC    classify raw 8-bit frames of H rows of W pixels of C\n"
+    "                 interleaved channels (1 grey, 3 RGB), back to back, from\n"
+    "                 SOURCE: a file, or - for standard input (a camera\n"
+    "                 pipeline); one line per frame, flushed at once:\n"
+    "                   frame N class K p PROB ms LATENCY [CLASS NAME]\n"
+    "                 (the name, when the model has names, is the rest of the\n"
+    "                 line); a summary on stderr at the end\n"
+    "  -q             with --raw: no summary, and no latencies kept for it\n"
     "  --bench        time inference on a synthetic image: mean, median and\n"
     "                 p99 latency over the runs, and peak memory\n"
     "  --runs N       timed runs (default 50)\n"
@@ -213,6 +224,28 @@ static void to_model_input(unsigned char *out /* (S, S, C) */, const struct imag
     }
 }
 
+/* Refuses a model whose channels the conversion cannot make from c (it
+ * makes 1 and 3 from either, anything else only from itself). */
+static const char *input_mismatch(const struct evrt_model *m, int c)
+{
+    return m->channels != 1 && m->channels != 3 && c != m->channels ? "image channels do not match the model's"
+                                                                     : NULL;
+}
+
+/* The class of the largest logit (the first of equals, as the top 5 rank
+ * them); *mx its logit and *sum = sum_k exp(l_k - mx) in double, so class
+ * k's probability is exp(l_k - mx) / sum, the top-1's 1 / sum. */
+static int softmax_top1(const float *logits, int K, double *mx, double *sum)
+{
+    int k, best = 0;
+    for (k = 1; k < K; k++)
+        if (logits[k] > logits[best]) best = k;
+    *mx = (double)logits[best];
+    *sum = 0.0;
+    for (k = 0; k < K; k++) *sum += exp((double)logits[k] - *mx);
+    return best;
+}
+
 /* ---------------------------------------------------------------- commands */
 
 static int classify(const char *mpath, evrt_file *f, evrt_ctx *ctx, const char *ipath, int raw)
@@ -224,14 +257,11 @@ static int classify(const char *mpath, evrt_file *f, evrt_ctx *ctx, const char *
     float *logits = NULL;
     int rc = 1, k, r, K = m->classes;
     int best[5];
-    double mx, sum = 0.0;
+    double mx, sum;
+    if (!msg) msg = input_mismatch(m, im.c);
     if (msg) {
         free(im.px);
         return errorf(ipath, msg);
-    }
-    if (m->channels != 1 && m->channels != 3 && im.c != m->channels) {
-        free(im.px);
-        return errorf(ipath, "image channels do not match the model's");
     }
     in = malloc((size_t)m->img_size * m->img_size * m->channels);
     logits = malloc((size_t)K * sizeof *logits);
@@ -249,11 +279,7 @@ static int classify(const char *mpath, evrt_file *f, evrt_ctx *ctx, const char *
         rc = 0;
         goto out;
     }
-    /* softmax in double, max subtracted */
-    mx = logits[0];
-    for (k = 1; k < K; k++)
-        if ((double)logits[k] > mx) mx = logits[k];
-    for (k = 0; k < K; k++) sum += exp((double)logits[k] - mx);
+    softmax_top1(logits, K, &mx, &sum);
     for (r = 0; r < 5 && r < K; r++) {
         best[r] = -1;
         for (k = 0; k < K; k++) {
@@ -288,13 +314,22 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Sorts t (n >= 1 latencies) for its median and p99, the ceil(0.99 n)-th
+ * smallest: a measured value, never interpolated. */
+static void median_p99(double *t, size_t n, double *median, double *p99)
+{
+    qsort(t, n, sizeof *t, cmp_double);
+    *median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    *p99 = t[(size_t)ceil(0.99 * (double)n) - 1];
+}
+
 static int bench(const char *mpath, evrt_file *f, evrt_ctx *ctx, int runs, int warmup)
 {
     const struct evrt_model *m = evrt_file_model(f);
     size_t n = (size_t)m->img_size * m->img_size * m->channels, i;
     unsigned char *in = malloc(n);
     float *logits = malloc((size_t)m->classes * sizeof *logits);
-    double *t = malloc((size_t)runs * sizeof *t), mean = 0.0;
+    double *t = malloc((size_t)runs * sizeof *t), mean = 0.0, median, p99;
     unsigned long s = 12345;
     struct rusage ru;
     int r, rc = 1;
@@ -316,12 +351,10 @@ static int bench(const char *mpath, evrt_file *f, evrt_ctx *ctx, int runs, int w
     }
     for (r = 0; r < runs; r++) mean += t[r];
     mean /= runs;
-    qsort(t, (size_t)runs, sizeof *t, cmp_double);
+    median_p99(t, (size_t)runs, &median, &p99);
     getrusage(RUSAGE_SELF, &ru);
     printf("model %s: %d runs after %d warm-up, %d thread%s\n", mpath, runs, warmup, evrt_ctx_threads(ctx), evrt_ctx_threads(ctx) == 1 ? "" : "s");
-    printf("latency mean %.3f ms  median %.3f ms  p99 %.3f ms\n", 1e3 * mean,
-           1e3 * (runs % 2 ? t[runs / 2] : 0.5 * (t[runs / 2 - 1] + t[runs / 2])),
-           1e3 * t[(size_t)ceil(0.99 * runs) - 1]);
+    printf("latency mean %.3f ms  median %.3f ms  p99 %.3f ms\n", 1e3 * mean, 1e3 * median, 1e3 * p99);
     printf("peak memory: maxrss %.1f MiB; context %.1f KiB + mapped file %.1f KiB\n", (double)ru.ru_maxrss / 1024.0,
            (double)evrt_ctx_bytes(ctx) / 1024.0, (double)evrt_file_bytes(f) / 1024.0);
     rc = 0;
@@ -330,6 +363,158 @@ out:
     free(logits);
     free(t);
     return rc;
+}
+
+/* ---------------------------------------------------------------- streams */
+
+/* Every frame's latency, for the summary (8 bytes a frame, doubling). */
+struct stream_stats {
+    double *t; /* (n) seconds */
+    size_t n, cap;
+};
+
+static int stats_add(struct stream_stats *st, double dt)
+{
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 1024;
+        double *t = realloc(st->t, cap * sizeof *t);
+        if (!t) return -1;
+        st->t = t;
+        st->cap = cap;
+    }
+    st->t[st->n++] = dt;
+    return 0;
+}
+
+/* A regular file (or standard input redirected from one) must hold whole
+ * frames: refused before the first frame, not after a run of them.
+ * Pipes and devices are checked frame by frame. */
+static int check_whole_frames(const char *src, FILE *fp, size_t fbytes)
+{
+    struct stat st;
+    off_t pos, left;
+    char msg[128];
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) return 0;
+    pos = ftello(fp);
+    left = st.st_size - (pos > 0 ? pos : 0);
+    if (left % (off_t)fbytes == 0) return 0;
+    sprintf(msg, "a size of %lld bytes does not divide into frames of %lu bytes", (long long)left,
+            (unsigned long)fbytes);
+    return errorf(src, msg);
+}
+
+/* Classifies frames of g's geometry (g.w, g.h, g.c; g.px unused) from src
+ * ("-": standard input), one line each, flushed at once so that a live
+ * pipeline reads it as it comes:
+ *
+ *   frame N class K p PROB ms LATENCY[ NAME]
+ *
+ * N counts from 0, PROB is the top-1's softmax probability, LATENCY the
+ * milliseconds of that frame's evrt_infer alone (not the read or the
+ * resize), NAME the class's name where the file has names (the rest of the
+ * line: names may hold spaces).  Each frame goes through to_model_input
+ * as an image does, so its class is the image's top-1.  The end of input
+ * on a frame boundary ends cleanly; inside a frame it is an error, after
+ * the lines of the frames before it.  Unless quiet, a summary on stderr at
+ * the end; quiet keeps no latencies, so memory stays constant however
+ * long the stream. */
+static int stream(const char *mpath, evrt_file *f, evrt_ctx *ctx, const char *src, struct image g, int quiet)
+{
+    const struct evrt_model *m = evrt_file_model(f);
+    const int S = m->img_size, C = m->channels, K = m->classes;
+    const size_t fbytes = (size_t)g.w * (size_t)g.h * (size_t)g.c;
+    FILE *fp = strcmp(src, "-") ? fopen(src, "rb") : stdin;
+    unsigned char *in = NULL;
+    float *logits = NULL;
+    struct stream_stats st = {NULL, 0, 0};
+    unsigned long n;
+    int rc = 1;
+    if (!fp) return errorf(src, "cannot open");
+    if (input_mismatch(m, g.c)) {
+        errorf(src, "frame channels do not match the model's");
+        goto out;
+    }
+    if (check_whole_frames(src, fp, fbytes)) goto out;
+    g.px = malloc(fbytes);
+    in = malloc((size_t)S * S * C);
+    logits = malloc((size_t)K * sizeof *logits);
+    if (!g.px || !in || !logits) {
+        errorf(src, "out of memory");
+        goto out;
+    }
+    for (n = 0;; n++) {
+        size_t got = fread(g.px, 1, fbytes, fp);
+        double t0, dt, mx, sum;
+        const char *name;
+        int k;
+        if (got < fbytes) {
+            if (ferror(fp)) {
+                errorf(src, "read error");
+                goto out;
+            }
+            if (got == 0) break;
+            fprintf(stderr, "error: %s: truncated frame %lu: got %lu of %lu bytes\n", src, n, (unsigned long)got,
+                    (unsigned long)fbytes);
+            goto out;
+        }
+        to_model_input(in, &g, S, C);
+        t0 = now_s();
+        if (evrt_infer(ctx, in, 1, logits) != EVRT_OK) {
+            errorf(mpath, evrt_ctx_error(ctx));
+            goto out;
+        }
+        dt = now_s() - t0;
+        k = softmax_top1(logits, K, &mx, &sum);
+        name = evrt_file_class_name(f, k);
+        printf("frame %lu class %d p %.4f ms %.3f%s%s\n", n, k, 1.0 / sum, 1e3 * dt, name ? " " : "",
+               name ? name : "");
+        if (fflush(stdout) != 0) {
+            errorf("stdout", "cannot write");
+            goto out;
+        }
+        if (!quiet && stats_add(&st, dt) < 0) {
+            errorf(src, "out of memory for the latency summary (-q keeps none)");
+            goto out;
+        }
+    }
+    if (!quiet && n == 0) {
+        fprintf(stderr, "evit-run: 0 frames\n");
+    } else if (!quiet) {
+        double median, p99;
+        median_p99(st.t, st.n, &median, &p99);
+        fprintf(stderr, "evit-run: %lu frame%s, %d thread%s: latency median %.3f ms  p99 %.3f ms\n", n,
+                n == 1 ? "" : "s", evrt_ctx_threads(ctx), evrt_ctx_threads(ctx) == 1 ? "" : "s", 1e3 * median,
+                1e3 * p99);
+    }
+    rc = 0;
+out:
+    if (fp != stdin) fclose(fp);
+    free(g.px);
+    free(in);
+    free(logits);
+    free(st.t);
+    return rc;
+}
+
+/* "WxHxC": W, H >= 1 with at most 1e8 pixels (as images), C 1 or 3; digits
+ * only (no signs, spaces or trailing text). */
+static int parse_geometry(const char *s, struct image *g)
+{
+    long v[3];
+    int i;
+    for (i = 0; i < 3; i++) {
+        char *end;
+        if (*s < '0' || *s > '9') return -1;
+        v[i] = strtol(s, &end, 10);
+        if (*end != (i < 2 ? 'x' : '\0')) return -1;
+        s = end + 1;
+    }
+    if (v[0] < 1 || v[1] < 1 || (double)v[0] * (double)v[1] > 1e8 || (v[2] != 1 && v[2] != 3)) return -1;
+    g->w = (int)v[0];
+    g->h = (int)v[1];
+    g->c = (int)v[2];
+    g->px = NULL;
+    return 0;
 }
 
 static int parse_count(const char *s, long lo, long hi, int *out)
@@ -344,7 +529,8 @@ static int parse_count(const char *s, long lo, long hi, int *out)
 int main(int argc, char **argv)
 {
     const char *model = NULL, *image = NULL;
-    int do_bench = 0, raw = 0, runs = 50, warmup = 5, threads = 1, i, rc;
+    int do_bench = 0, raw = 0, runs = 50, warmup = 5, threads = 1, quiet = 0, extra = 0, i, rc;
+    struct image geom = {0, 0, 0, NULL}; /* --raw's frames; w 0 without it */
     char err[EVRT_ERR_MAX];
     evrt_file *f = NULL;
     evrt_ctx *ctx = NULL;
@@ -357,6 +543,12 @@ int main(int argc, char **argv)
             do_bench = 1;
         } else if (!strcmp(a, "--logits")) {
             raw = 1;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            quiet = 1;
+        } else if (!strcmp(a, "--raw")) {
+            if (i + 1 >= argc) return usage_error("missing value for ", a);
+            if (parse_geometry(argv[++i], &geom) < 0)
+                return usage_error("--raw: expected WxHxC (W, H >= 1, at most 1e8 pixels, C 1 or 3), not ", argv[i]);
         } else if (!strcmp(a, "--runs") || !strcmp(a, "--warmup") || !strcmp(a, "--threads")) {
             int *dst = a[2] == 'r' ? &runs : a[2] == 'w' ? &warmup : &threads;
             long lo = a[2] == 'w' ? 0 : 1, hi = a[2] == 't' ? 256 : 1000000;
@@ -369,12 +561,15 @@ int main(int argc, char **argv)
         } else if (!image) {
             image = a;
         } else {
-            return usage_error("too many arguments", NULL);
+            extra = 1;
         }
     }
+    if (extra) return usage_error(geom.w ? "--raw reads one SOURCE, not an IMAGE as well" : "too many arguments", NULL);
     if (!model) return usage_error("expected MODEL.evit", NULL);
-    if (do_bench == !!image) return usage_error("expected an IMAGE or --bench (not both)", NULL);
-    if (do_bench && raw) return usage_error("--logits needs an IMAGE", NULL);
+    if (geom.w && do_bench) return usage_error("--raw cannot combine with --bench", NULL);
+    if (geom.w && !image) return usage_error("--raw needs a SOURCE: a file, or - for standard input", NULL);
+    if (!geom.w && do_bench == !!image) return usage_error("expected an IMAGE or --bench (not both)", NULL);
+    if ((do_bench || geom.w) && raw) return usage_error("--logits needs an IMAGE", NULL);
     if (threads < 1 || threads > 256) return usage_error("--threads: expected 1..256", NULL);
     rc = evrt_open(&f, model, err, sizeof err);
     if (rc != EVRT_OK) return errorf(model, err);
@@ -384,7 +579,9 @@ int main(int argc, char **argv)
         errorf(model, ctx ? evrt_ctx_error(ctx) : "out of memory");
         rc = 1;
     } else {
-        rc = do_bench ? bench(model, f, ctx, runs, warmup) : classify(model, f, ctx, image, raw);
+        rc = do_bench ? bench(model, f, ctx, runs, warmup)
+             : geom.w ? stream(model, f, ctx, image, geom, quiet)
+                      : classify(model, f, ctx, image, raw);
     }
     evrt_ctx_destroy(ctx);
     evrt_close(f);

@@ -518,6 +518,77 @@ static void int8_models_give_the_same_logits_for_any_thread_count_on_every_varia
     }
 }
 
+/* Every layer float32, weights wq * w_scale (into t->w, freed by the
+ * caller). */
+static float *tmodel_float(struct tmodel *t)
+{
+    int i, L = evrt_layer_count(&t->m);
+    size_t n = 0, o = 0, j;
+    float *w;
+    for (i = 0; i < L; i++) n += (size_t)evrt_model_layer(&t->m, i)->in * evrt_model_layer(&t->m, i)->out;
+    w = malloc(sizeof(float) * n);
+    for (i = 0; i < L; i++) {
+        struct evrt_linear *li = evrt_model_layer(&t->m, i);
+        for (j = 0; j < (size_t)li->in * li->out; j++) w[o + j] = li->wq[j] * li->w_scale[j / li->in];
+        li->w = w + o;
+        li->dtype = EVRT_F32;
+        o += (size_t)li->in * li->out;
+    }
+    return w;
+}
+
+/* Logits (3, 7) of the T 101 model (several row blocks, query blocks and
+ * channel groups per region) as float32 (dt 0), INT8 (1) or INT8 with INT8
+ * attention (2). */
+static int run_dtype(const char *kern, int threads, int dt, float *logits)
+{
+    struct tmodel t;
+    evrt_ctx *c = NULL;
+    uint8_t *img;
+    float *w = NULL;
+    size_t n = 3 * 40 * 40 * 3, i;
+    int rc;
+    tmodel_make_img(&t, 11, 40, 0);
+    if (dt == 0) w = tmodel_float(&t);
+    if (dt == 2) tmodel_int8_attention(&t);
+    img = malloc(n);
+    rng_seed(5);
+    for (i = 0; i < n; i++) img[i] = (uint8_t)rng_below(256);
+    rc = evrt_ctx_create(&c, &t.m, 3);
+    if (!rc) rc = evrt_ctx_set_kernels(c, kern);
+    if (!rc) rc = evrt_ctx_set_threads(c, threads);
+    for (i = 0; i < 3 && !rc; i++) rc = evrt_infer(c, img, 3, logits);
+    if (rc) fprintf(stderr, "  %s: %s\n", kern, evrt_ctx_error(c));
+    evrt_ctx_destroy(c);
+    tmodel_free(&t);
+    free(w);
+    free(img);
+    return rc;
+}
+
+/* The pool hands out units of work to whichever thread asks first; in the
+ * jitter build (tests/test_kernels_jitter) threads also yield and sleep at
+ * random before each unit, as a loaded machine deschedules them. */
+static void every_dtype_gives_the_same_logits_for_any_thread_count_however_threads_are_scheduled(void)
+{
+    static const int counts[4] = {2, 3, 4, 7};
+    static const char *const dtn[3] = {"float32", "int8", "int8 + int8 attention"};
+    float one[21], many[21];
+    int isa, dt, k;
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        if (!evrt_isa_available(isa)) continue;
+        for (dt = 0; dt < 3; dt++) {
+            REQUIRE(run_dtype(isa_name(isa), 1, dt, one) == EVRT_OK);
+            for (k = 0; k < 4; k++) {
+                REQUIRE(run_dtype(isa_name(isa), counts[k], dt, many) == EVRT_OK);
+                if (memcmp(one, many, sizeof one))
+                    fprintf(stderr, "  %s %s: %d threads differ from 1\n", isa_name(isa), dtn[dt], counts[k]);
+                CHECK(memcmp(one, many, sizeof one) == 0);
+            }
+        }
+    }
+}
+
 /* Each block's qkv output and attention output (the proj layer's input),
  * as the runtime computed them. */
 struct att_capture {
@@ -698,6 +769,16 @@ int main(int argc, char **argv)
         for (i = 0; i < 21; i++) printf("%a\n", (double)l[i]);
         return 0;
     }
+#ifdef EVRT_POOL_JITTER
+    const int pool_only = 1; /* the runtime's threads yield and sleep at random */
+#else
+    const int pool_only = 0;
+#endif
+    if (pool_only) {
+        RUN(every_dtype_gives_the_same_logits_for_any_thread_count_however_threads_are_scheduled);
+        RUN(int8_models_give_the_same_logits_for_any_thread_count_on_every_variant);
+        return test_summary();
+    }
     RUN(every_int8_variant_equals_the_reference_bit_for_bit_on_random_shapes);
     RUN(the_largest_int8_sums_stay_exact);
     RUN(every_float32_variant_is_within_rounding_of_the_reference);
@@ -705,6 +786,7 @@ int main(int argc, char **argv)
     RUN(fast_layernorm_and_softmax_are_within_rounding_of_the_reference);
     RUN(table_patchify_equals_the_reference_bit_for_bit);
     RUN(int8_models_give_the_same_logits_for_any_thread_count_on_every_variant);
+    RUN(every_dtype_gives_the_same_logits_for_any_thread_count_however_threads_are_scheduled);
     RUN(int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count);
     RUN(int8_attention_needs_positive_scales_and_head_dims_up_to_512);
     RUN(unknown_kernels_and_thread_counts_are_refused);

@@ -1,0 +1,158 @@
+#!/bin/sh
+# bench/load.sh: batch-1 latency of evit and ONNX Runtime on the same model
+# files under competing load: median and p99 at 1, 2 and 4 threads, on a
+# quiet machine and beside 1 and 2 busy processes (`sh -c 'while :; do :;
+# done'`), for float32, INT8 and INT8 + INT8 attention.
+#
+#   bench/load.sh BUILD_DIR [--smoke] [CONFIG ...]     (default: deit-tiny)
+#
+# The models are bench/lib.sh's bench_models files (evit-init random
+# weights, evit-quantize with every linear int8, without and with INT8
+# attention, evit-export to .evit and to .onnx float32 / QDQ), so both
+# runtimes run the same weights: evit through `evit-run FILE --bench
+# --threads T`, ONNX Runtime (bench/node_modules/onnxruntime-node, through
+# bench/ort_bench.js) with intraOpNumThreads T, interOpNumThreads 1,
+# graph optimisation all, sequential execution.  ONNX Runtime has no INT8
+# attention row of its own: its column in the int8a rows is its INT8 QDQ
+# model (INT8 linears), the peer bench/runtime.sh's i8+a/ort8 uses.
+#
+# Every measurement is bounded: WARMUP (default 20) untimed then RUNS
+# (default 200) timed inferences, killed after LIMIT seconds (default 120; such a
+# row shows "-" and fails its checks).
+# The busy processes are started by this script for each loaded
+# measurement and stopped right after it; a trap on EXIT, INT and TERM
+# stops any still running, and each runs under `timeout LIMIT+10`, so
+# none outlives a measurement even when the script is killed with -9.
+#
+# One table: rows (config, dtype, threads, load), columns evit median, evit
+# p99, p99/median, ONNX Runtime median and p99, ORT/evit (ONNX Runtime
+# median over evit median: above 1, evit faster).  Then, per config and
+# dtype, the checks (reported, never tuned for):
+#   - with 1 busy process, 2 threads never slower than 1 (evit median)
+#   - p99 <= 1.5x median in every evit row
+#   - evit faster than ONNX Runtime at every thread count and load
+#   - quiet 2-thread scaling, 1-thread median / 2-thread median
+#     (target >= 1.8 for deit-tiny)
+# and the conditions (machine, cores, load, thread settings, ORT options).
+#
+# --smoke: fm-tiny unless configs are named, 5 warm-ups and 20 runs: checks
+# the script in about a minute.  RUNS, WARMUP and LIMIT in the environment
+# override the counts.  Not part of `make check`: a benchmark.
+set -eu
+B=${1:?usage: bench/load.sh BUILD_DIR [--smoke] [CONFIG ...]}
+shift
+SMOKE=0
+if [ "${1:-}" = --smoke ]; then
+    SMOKE=1
+    shift
+fi
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+. "$SRC/bench/lib.sh"
+if [ $SMOKE = 1 ]; then
+    CONFIGS=${*:-fm-tiny} RUNS=${RUNS:-20} WARMUP=${WARMUP:-5}
+else
+    CONFIGS=${*:-deit-tiny} RUNS=${RUNS:-200} WARMUP=${WARMUP:-20}
+fi
+LIMIT=${LIMIT:-120}
+THREADS="1 2 4"
+LOADS="0 1 2"
+[ -x "$B/evit-run" ] || { echo "error: $B/evit-run: missing (build first)" >&2; exit 1; }
+[ -d "$ORT" ] && command -v node >/dev/null ||
+    { echo "error: $ORT: missing (cd bench && npm install --ignore-scripts onnxruntime-node)" >&2; exit 1; }
+
+W=$(mktemp -d)
+LOADPIDS=""
+LOADAVG0=$(cut -d' ' -f1-3 /proc/loadavg)
+# load_start N: N busy processes, each a `timeout` (its pid kept) around
+# the loop; load_stop ends them (timeout passes the TERM on) and waits
+load_start() {
+    _i=0
+    while [ $_i -lt "$1" ]; do
+        timeout -k 1 $((LIMIT + 10)) sh -c 'while :; do :; done' &
+        LOADPIDS="$LOADPIDS $!"
+        _i=$((_i + 1))
+    done
+    [ "$1" = 0 ] || sleep 0.2 # let the scheduler see them before timing
+}
+load_stop() {
+    for _p in $LOADPIDS; do kill "$_p" 2>/dev/null || :; done
+    for _p in $LOADPIDS; do wait "$_p" 2>/dev/null || :; done
+    LOADPIDS=""
+}
+trap 'bench_stop; load_stop; rm -rf "$W"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+: >"$W/rows.txt" >"$W/quant.txt"
+for c in $CONFIGS; do
+    bench_models "$B" "$W/m" "$c" >>"$W/quant.txt"
+    for k in int8 int8a; do echo "$c $k, ONNX Runtime's $(ort_kernels "$W/m/$c.$k.onnx")" >>"$W/quant.txt"; done
+    ch=$(cfg_num "$c" channels)
+    sz=$(cfg_num "$c" img_size)
+    for k in f32 int8 int8a; do
+        o=$k
+        [ $k = int8a ] && o=int8
+        for t in $THREADS; do
+            for l in $LOADS; do
+                load_start $l
+                # a measurement that fails or runs past LIMIT is a row of
+                # "-" (and fails its checks), not the end of the run
+                MED=- P99=-
+                evit_time "$W/m/$c.$k.evit" $t "$WARMUP" "$RUNS" "$LIMIT" || :
+                em=$MED ep=$P99
+                MED=- P99=-
+                ort_time "$W/m/$c.$o.onnx" $t "$WARMUP" "$RUNS" "$ch" "$sz" "$LIMIT" || :
+                load_stop
+                echo "$c $k $t $l $em $ep $MED $P99" >>"$W/rows.txt"
+                echo "load.sh: $c $k threads=$t load=$l: evit $em / $ep ms, ORT $MED / $P99 ms (median / p99)" >&2
+            done
+        done
+    done
+done
+
+echo "batch-1 latency under load: $RUNS timed runs after $WARMUP warm-ups per row, ms"
+awk -v smoke=$SMOKE '
+function x(a, b) { return a == "-" || b == "-" ? "-" : sprintf("%.2fx", a / b) }
+function lt(a, b) { return a != "-" && b != "-" && a + 0 < b + 0 }
+{ c = $1; k = $2; th = $3; l = $4; key = c " " k; em[key, th, l] = $5; ep[key, th, l] = $6; om[key, th, l] = $7; op[key, th, l] = $8
+  if (!(key in seen)) { seen[key] = 1; keys[nk++] = key }
+  if (!((c, th) in st)) { st[c, th] = 1 }
+  rows[n++] = $0 }
+BEGIN { printf "%-10s %-6s %7s %5s %11s %11s %10s %11s %11s %9s\n", "config", "dtype", "threads", "load", "evit med", "evit p99", "p99/med", "ORT med", "ORT p99", "ORT/evit" }
+{ printf "%-10s %-6s %7s %5s %11s %11s %10s %11s %11s %9s\n", c, k == "int8a" ? "i8+a" : k, th, l, $5, $6, x($6, $5), $7, $8, x($7, $5) }
+END {
+  print "dtype i8+a: evit INT8 linears + INT8 attention; its ORT columns are the INT8 QDQ model (ORT has no INT8 attention of its own here); load: busy processes beside the measurement"
+  print ""
+  print "checks (evit; PASS or FAIL with the figures):"
+  for (i = 0; i < nk; i++) {
+    key = keys[i]; split(key, p, " ");
+    # 2 threads never slower than 1, under 1 busy process
+    a = em[key, 1, 1]; b = em[key, 2, 1];
+    printf "  %-10s %-6s 1 busy: 2 threads %s ms vs 1 thread %s ms: %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], b, a, (a != "-" && b != "-" && b + 0 <= a + 0) ? "PASS" : "FAIL";
+    bad = ""; worst = 0;
+    for (th = 1; th <= 4; th *= 2) for (l = 0; l <= 2; l++) {
+      if (em[key, th, l] == "-") { bad = bad sprintf(" %dt/load%d -", th, l); continue }
+      r = ep[key, th, l] / em[key, th, l]; if (r > worst) worst = r;
+      if (r > 1.5) bad = bad sprintf(" %dt/load%d %.2fx", th, l, r) }
+    printf "  %-10s %-6s p99 <= 1.5x median in all 9 rows (worst %.2fx): %s%s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], worst, bad == "" ? "PASS" : "FAIL, over:", bad;
+    bad = ""; worst = 1e9;
+    for (th = 1; th <= 4; th *= 2) for (l = 0; l <= 2; l++) {
+      if (em[key, th, l] == "-" || om[key, th, l] == "-") { bad = bad sprintf(" %dt/load%d -", th, l); continue }
+      r = om[key, th, l] / em[key, th, l]; if (r < worst) worst = r;
+      if (r <= 1) bad = bad sprintf(" %dt/load%d %.2fx", th, l, r) }
+    printf "  %-10s %-6s faster than ORT at every thread count and load (smallest ORT/evit %.2fx): %s%s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], worst, bad == "" ? "PASS" : "FAIL, not at:", bad;
+    s = lt(0, em[key, 2, 0]) && em[key, 1, 0] != "-" ? em[key, 1, 0] / em[key, 2, 0] : 0;
+    printf "  %-10s %-6s quiet 2-thread scaling %s / %s ms = %.2fx (target >= 1.8%s): %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], em[key, 1, 0], em[key, 2, 0], s,
+      p[1] == "deit-tiny" ? "" : ", set for deit-tiny", (s >= 1.8) ? "PASS" : "FAIL";
+  }
+  if (smoke) print "(smoke run: too few runs for the p99 to mean much)"
+}' "$W/rows.txt"
+echo
+echo "conditions:"
+echo "  machine: $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores online ($(getconf _NPROCESSORS_CONF) configured), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); load average (1, 5, 15 min) at the start $LOADAVG0, at the end $(cut -d' ' -f1-3 /proc/loadavg) (other users' processes count too)"
+echo "  load: 0, 1 or 2 busy processes (sh -c 'while :; do :; done', each under timeout $((LIMIT + 10)) s), started before and stopped after each measurement (both runtimes of a row run beside the same ones); no CPU pinning for any process"
+echo "  evit: evit-run --bench --threads T --warmup $WARMUP --runs $RUNS (libevrt's own thread pool, T threads; kernels: ${EVRT_KERNELS:-the CPU's default}); median and p99 as evit-run prints them"
+echo "  ONNX Runtime: onnxruntime-node $(ort_version) (node $(node --version)), CPU execution provider, session options intraOpNumThreads T (= evit's threads), interOpNumThreads 1, graphOptimizationLevel all, executionMode sequential; bench/ort_bench.js, the same warm-ups and runs, median and p99 defined as evit-run's"
+echo "  models (bench/lib.sh bench_models: evit-init seed 1, entropy calibration on 32 synthetic images, max_drop -1):"
+sed 's/^/    /' "$W/quant.txt"
+echo "  each measurement limited to $LIMIT s"
