@@ -29,7 +29,8 @@
 # median over evit median: above 1, evit faster).  Then, per config and
 # dtype, the checks (reported, never tuned for):
 #   - with 1 busy process, 2 threads never slower than 1 (evit median)
-#   - p99 <= 1.5x median in every evit row
+#   - with 1 busy process at 2 threads, p99 <= 1.5x median (the target);
+#     and the same over every evit row, for information
 #   - evit faster than ONNX Runtime at every thread count and load
 #   - quiet 2-thread scaling, 1-thread median / 2-thread median
 #     (target >= 1.8 for deit-tiny)
@@ -129,12 +130,15 @@ END {
     # 2 threads never slower than 1, under 1 busy process
     a = em[key, 1, 1]; b = em[key, 2, 1];
     printf "  %-10s %-6s 1 busy: 2 threads %s ms vs 1 thread %s ms: %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], b, a, (a != "-" && b != "-" && b + 0 <= a + 0) ? "PASS" : "FAIL";
+    # the p99 target of the issue: 2 threads beside 1 busy process
+    r = b != "-" && b + 0 > 0 ? ep[key, 2, 1] / b : 1e9;
+    printf "  %-10s %-6s 1 busy, 2 threads: p99 %s ms <= 1.5x median %s ms (%.2fx): %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], ep[key, 2, 1], b, r, r <= 1.5 ? "PASS" : "FAIL";
     bad = ""; worst = 0;
     for (th = 1; th <= 4; th *= 2) for (l = 0; l <= 2; l++) {
       if (em[key, th, l] == "-") { bad = bad sprintf(" %dt/load%d -", th, l); continue }
       r = ep[key, th, l] / em[key, th, l]; if (r > worst) worst = r;
       if (r > 1.5) bad = bad sprintf(" %dt/load%d %.2fx", th, l, r) }
-    printf "  %-10s %-6s p99 <= 1.5x median in all 9 rows (worst %.2fx): %s%s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], worst, bad == "" ? "PASS" : "FAIL, over:", bad;
+    printf "  %-10s %-6s (all 9 rows, beyond the target) p99 <= 1.5x median (worst %.2fx): %s%s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], worst, bad == "" ? "PASS" : "FAIL, over:", bad;
     bad = ""; worst = 1e9;
     for (th = 1; th <= 4; th *= 2) for (l = 0; l <= 2; l++) {
       if (em[key, th, l] == "-" || om[key, th, l] == "-") { bad = bad sprintf(" %dt/load%d -", th, l); continue }
