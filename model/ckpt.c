@@ -18,12 +18,16 @@ static void key_to_path(char *out, size_t n, const char *key)
 
 static int write_config(hid_t f, const struct evit_vit_config *c)
 {
-    int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
+    int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH], r[EVIT_MAX_DEPTH];
     for (int l = 0; l < c->depth; l++) {
         heads[l] = c->blocks[l].heads;
         hd[l] = c->blocks[l].head_dim;
         mlp[l] = c->blocks[l].mlp;
+        r[l] = c->blocks[l].merge_r;
     }
+    /* the Token Merging schedule only where there is one: files of models
+     * that merge nothing stay as they were */
+    if (evit_config_merges(c) && evit_h5_attr_write_ints(f, "merge_r", r, c->depth)) return EVIT_ERR;
     return evit_h5_attr_write_string(f, "name", c->name) |
            evit_h5_attr_write_ints(f, "img_size", &c->img_size, 1) |
            evit_h5_attr_write_ints(f, "channels", &c->channels, 1) |
@@ -106,6 +110,10 @@ int evit_ckpt_read_config(hid_t f, const char *path, struct evit_vit_config *c)
         c->blocks[l].heads = heads[l];
         c->blocks[l].head_dim = hd[l];
         c->blocks[l].mlp = mlp[l];
+    }
+    if (evit_h5_attr_exists(f, "merge_r")) {
+        if (evit_h5_attr_read_ints(f, path, "merge_r", mlp, c->depth) < 0) return EVIT_ERR;
+        for (int l = 0; l < c->depth; l++) c->blocks[l].merge_r = mlp[l];
     }
     return evit_config_validate(c, path);
 }

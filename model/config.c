@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "merge.h"
 #include "util.h"
 
 int evit_config_grid(const struct evit_vit_config *c) { return c->img_size / c->patch; }
@@ -23,6 +24,20 @@ int evit_config_patch_in(const struct evit_vit_config *c)
 int evit_config_inner(const struct evit_vit_config *c, int l)
 {
     return c->blocks[l].heads * c->blocks[l].head_dim;
+}
+
+int evit_config_tokens_at(const struct evit_vit_config *c, int l)
+{
+    int T = evit_config_tokens(c);
+    for (int k = 0; k < l && k < c->depth; k++) T -= c->blocks[k].merge_r;
+    return T;
+}
+
+int evit_config_merges(const struct evit_vit_config *c)
+{
+    for (int l = 0; l < c->depth; l++)
+        if (c->blocks[l].merge_r) return 1;
+    return 0;
 }
 
 int evit_config_validate(const struct evit_vit_config *c, const char *where)
@@ -47,6 +62,10 @@ int evit_config_validate(const struct evit_vit_config *c, const char *where)
             return evit_error("%s: block %d: head_dim %d out of range [1, 4096]", where, l, b->head_dim);
         if (b->mlp < 1 || b->mlp > 65536)
             return evit_error("%s: block %d: mlp_hidden %d out of range [1, 65536]", where, l, b->mlp);
+        int T = evit_config_tokens_at(c, l);
+        if (b->merge_r < 0 || b->merge_r > evit_merge_max_r(T))
+            return evit_error("%s: block %d: merge_r %d does not fit its %d tokens (0 to %d)", where, l,
+                              b->merge_r, T, evit_merge_max_r(T));
     }
     return EVIT_OK;
 }
@@ -56,12 +75,12 @@ int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
 {
     static const char *const keys[] = {"name", "img_size", "channels", "patch",
                                        "num_classes", "embed_dim", "depth", "num_heads",
-                                       "head_dim", "mlp_hidden", "blocks", NULL};
-    static const char *const bkeys[] = {"num_heads", "head_dim", "mlp_hidden", NULL};
+                                       "head_dim", "mlp_hidden", "merge_r", "blocks", NULL};
+    static const char *const bkeys[] = {"num_heads", "head_dim", "mlp_hidden", "merge_r", NULL};
     struct evit_vit_config c;
     memset(&c, 0, sizeof c);
     const char *name = "unnamed";
-    int heads = 0, head_dim = 0, mlp = 0;
+    int heads = 0, head_dim = 0, mlp = 0, merge_r = 0;
 
     if (evit_json_check_keys(obj, file, where, keys) < 0) return EVIT_ERR;
     if (evit_json_get_string(obj, file, where, "name", 0, &name) < 0 ||
@@ -76,7 +95,8 @@ int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
     int need_uniform = blocks == NULL;
     if (evit_json_get_int(obj, file, where, "num_heads", need_uniform, 1, 1024, &heads) < 0 ||
         evit_json_get_int(obj, file, where, "head_dim", 0, 1, 4096, &head_dim) < 0 ||
-        evit_json_get_int(obj, file, where, "mlp_hidden", need_uniform, 1, 65536, &mlp) < 0)
+        evit_json_get_int(obj, file, where, "mlp_hidden", need_uniform, 1, 65536, &mlp) < 0 ||
+        evit_json_get_int(obj, file, where, "merge_r", 0, 0, 65536, &merge_r) < 0)
         return EVIT_ERR;
     if (strlen(name) >= EVIT_NAME_MAX)
         return evit_error("%s: name: longer than %d characters", file, EVIT_NAME_MAX - 1);
@@ -91,6 +111,7 @@ int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
         c.blocks[l].heads = heads;
         c.blocks[l].head_dim = head_dim;
         c.blocks[l].mlp = mlp;
+        c.blocks[l].merge_r = merge_r;
     }
     if (blocks) {
         char bw[128];
@@ -103,7 +124,8 @@ int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
             if (evit_json_check_keys(b, file, bw, bkeys) < 0 ||
                 evit_json_get_int(b, file, bw, "num_heads", s->heads == 0, 1, 1024, &s->heads) < 0 ||
                 evit_json_get_int(b, file, bw, "head_dim", 0, 1, 4096, &s->head_dim) < 0 ||
-                evit_json_get_int(b, file, bw, "mlp_hidden", s->mlp == 0, 1, 65536, &s->mlp) < 0)
+                evit_json_get_int(b, file, bw, "mlp_hidden", s->mlp == 0, 1, 65536, &s->mlp) < 0 ||
+                evit_json_get_int(b, file, bw, "merge_r", 0, 0, 65536, &s->merge_r) < 0)
                 return EVIT_ERR;
             if (!s->head_dim) {
                 if (c.dim % s->heads != 0)
@@ -162,6 +184,7 @@ cJSON *evit_config_to_json(const struct evit_vit_config *c)
         cJSON_AddNumberToObject(b, "num_heads", c->blocks[l].heads);
         cJSON_AddNumberToObject(b, "head_dim", c->blocks[l].head_dim);
         cJSON_AddNumberToObject(b, "mlp_hidden", c->blocks[l].mlp);
+        if (evit_config_merges(c)) cJSON_AddNumberToObject(b, "merge_r", c->blocks[l].merge_r);
         cJSON_AddItemToArray(arr, b);
     }
     return o;
@@ -188,14 +211,16 @@ long evit_config_params(const struct evit_vit_config *c)
  * as is usual when quoting ViT FLOPs. */
 double evit_config_mflops(const struct evit_vit_config *c)
 {
-    double D = c->dim, T = evit_config_tokens(c), N = evit_config_patches(c);
+    double D = c->dim, N = evit_config_patches(c);
     double macs = N * D * evit_config_patch_in(c);
     for (int l = 0; l < c->depth; l++) {
+        /* merging comes after the attention: the MLP sees the fewer tokens */
         double I = evit_config_inner(c, l), M = c->blocks[l].mlp;
+        double T = evit_config_tokens_at(c, l), Tm = evit_config_tokens_at(c, l + 1);
         macs += T * D * 3 * I;     /* qkv */
         macs += 2 * T * T * I;     /* q k^T and att v over all heads */
         macs += T * I * D;         /* proj */
-        macs += 2 * T * D * M;     /* fc1 + fc2 */
+        macs += 2 * Tm * D * M;    /* fc1 + fc2 */
     }
     macs += D * c->classes;
     return 2.0 * macs / 1e6;

@@ -9,9 +9,13 @@
  *   { "name": "fm-tiny", "img_size": 28, "channels": 1, "patch": 4,
  *     "num_classes": 10, "embed_dim": 64, "depth": 4,
  *     "num_heads": 4, "head_dim": 16, "mlp_hidden": 256,
- *     "blocks": [ {"num_heads": 3, "head_dim": 16, "mlp_hidden": 200}, ... ] }
+ *     "merge_r": 0,
+ *     "blocks": [ {"num_heads": 3, "head_dim": 16, "mlp_hidden": 200, "merge_r": 8}, ... ] }
  * head_dim defaults to embed_dim / num_heads; "blocks", when present, has one
- * entry per block and overrides num_heads / head_dim / mlp_hidden there. */
+ * entry per block and overrides num_heads / head_dim / mlp_hidden / merge_r
+ * there.  merge_r (default 0) is Token Merging's schedule (model/merge.h):
+ * the tokens a block merges after its attention, so block l + 1 sees
+ * tokens(l) - merge_r(l); each r is at most what its tokens allow. */
 #ifndef EVIT_CONFIG_H
 #define EVIT_CONFIG_H
 
@@ -24,6 +28,7 @@ struct evit_block_shape {
     int heads;    /* attention heads kept in this block */
     int head_dim; /* width of one head; qkv has 3 * heads * head_dim rows */
     int mlp;      /* MLP hidden width (fc1 rows, fc2 columns) */
+    int merge_r;  /* tokens merged after this block's attention (ToMe), 0 none */
 };
 
 struct evit_vit_config {
@@ -43,6 +48,11 @@ int evit_config_patches(const struct evit_vit_config *c); /* grid^2 */
 int evit_config_tokens(const struct evit_vit_config *c);  /* patches + 1 (class token) */
 int evit_config_patch_in(const struct evit_vit_config *c);/* channels * patch^2 */
 int evit_config_inner(const struct evit_vit_config *c, int l); /* heads * head_dim */
+/* Tokens entering block l (l = depth: leaving the last), after the merges
+ * of the blocks before it. */
+int evit_config_tokens_at(const struct evit_vit_config *c, int l);
+/* 1 when some block merges tokens. */
+int evit_config_merges(const struct evit_vit_config *c);
 
 /* Checks every invariant (positive sizes, patch divides image, depth bound).
  * where names the source in the message ("fm.json", "model.h5"). */

@@ -558,14 +558,20 @@ EVIT_INLINE void softmax_cols_backward(float *dp, const float *p, int T)
  * columns, then out = st^T V. */
 EVIT_VECTOR_CLONES
 static void attention_head_forward(float *o, size_t ldo, float *a, const float *q,
-                                   const float *k, const float *v, size_t S, int T, int nq,
-                                   int d, float scale, float *scr)
+                                   const float *k, const float *v, const float *bias, size_t S, int T,
+                                   int nq, int d, float scale, float *scr)
 {
     float *qt = scr, *st = scr + (size_t)d * ATT_QB;
     for (int i0 = 0; i0 < nq; i0 += ATT_QB) {
         int nr = nq - i0 < ATT_QB ? nq - i0 : ATT_QB;
         transpose_block(qt, q + (size_t)i0 * S, S, nr, d);
         small_gemm(st, ATT_QB, k, S, 1, qt, ATT_QB, T, ATT_QB, d, scale, 0);
+        if (bias) /* key j's bias on row j of the transposed scores */
+            for (int j = 0; j < T; j++) {
+                float *r = st + (size_t)j * ATT_QB;
+#pragma omp simd
+                for (int i = 0; i < ATT_QB; i++) r[i] += bias[j];
+            }
         softmax_cols(st, T);
         for (int i = 0; i < nr; i++) {
             float *ai = a + (size_t)(i0 + i) * T;
@@ -608,6 +614,12 @@ static void attention_head_backward(float *dq, float *dk, float *dv, size_t S, c
 void evit_attention_forward_q(float *out, float *att, const float *qkv, int B, int T, int nq,
                               int H, int d)
 {
+    evit_attention_forward_qb(out, att, qkv, NULL, B, T, nq, H, d);
+}
+
+void evit_attention_forward_qb(float *out, float *att, const float *qkv, const float *bias, int B, int T,
+                               int nq, int H, int d)
+{
     EVIT_ASSERT(nq >= 1 && nq <= T);
     int I = H * d, S = 3 * I; /* row stride of qkv */
     float scale = 1.0f / sqrtf((float)d);
@@ -621,8 +633,8 @@ void evit_attention_forward_q(float *out, float *att, const float *qkv, int B, i
                 const float *q = qkv + (size_t)b * T * S + (size_t)h * d;
                 float *a = att + ((size_t)b * H + h) * nq * T;
                 float *o = out + (size_t)b * nq * I + (size_t)h * d;
-                attention_head_forward(o, (size_t)I, a, q, q + I, q + 2 * I, (size_t)S, T, nq, d,
-                                       scale, scr);
+                attention_head_forward(o, (size_t)I, a, q, q + I, q + 2 * I,
+                                       bias ? bias + (size_t)b * T : NULL, (size_t)S, T, nq, d, scale, scr);
             }
         }
         evit_free_aligned(scr);
@@ -636,6 +648,12 @@ void evit_attention_forward(float *out, float *att, const float *qkv, int B, int
 
 void evit_attention_forward_q_ref(float *out, float *att, const float *qkv, int B, int T, int nq,
                                   int H, int d)
+{
+    evit_attention_forward_qb_ref(out, att, qkv, NULL, B, T, nq, H, d);
+}
+
+void evit_attention_forward_qb_ref(float *out, float *att, const float *qkv, const float *bias, int B, int T,
+                                   int nq, int H, int d)
 {
     int I = H * d, S = 3 * I;
     double scale = 1.0 / sqrt((double)d);
@@ -652,7 +670,7 @@ void evit_attention_forward_q_ref(float *out, float *att, const float *qkv, int 
                     const float *k = qkv + ((size_t)b * T + j) * S + I + h * d;
                     double acc = 0.0;
                     for (int e = 0; e < d; e++) acc += (double)q[e] * (double)k[e];
-                    row[j] = acc * scale;
+                    row[j] = acc * scale + (bias ? (double)bias[(size_t)b * T + j] : 0.0);
                     mx = row[j] > mx ? row[j] : mx;
                 }
                 for (int j = 0; j < T; j++) {

@@ -117,6 +117,18 @@ void evit_attention_forward_q(float *out /* (B, nq, H*d) */, float *att /* (B, H
 void evit_attention_forward_q_ref(float *out /* (B, nq, H*d) */, float *att /* (B, H, nq, T) */,
                                   const float *qkv /* (B, T, 3*H*d) */, int B, int T, int nq,
                                   int H, int d);
+/* The same with a per-key bias added to the scores before the softmax,
+ *   att = softmax(q k^T / sqrt(d) + bias[b, key])
+ * (bias NULL: none).  Token Merging's proportional attention takes
+ * bias = log of each token's size (merge.h): a token that stands for s
+ * patches is attended to as s copies of it would be.  The bias is a
+ * constant of the matching, so the backward above is unchanged. */
+void evit_attention_forward_qb(float *out /* (B, nq, H*d) */, float *att /* (B, H, nq, T) */,
+                               const float *qkv /* (B, T, 3*H*d) */, const float *bias /* (B, T) or NULL */,
+                               int B, int T, int nq, int H, int d);
+void evit_attention_forward_qb_ref(float *out /* (B, nq, H*d) */, float *att /* (B, H, nq, T) */,
+                                   const float *qkv /* (B, T, 3*H*d) */, const float *bias /* (B, T) or NULL */,
+                                   int B, int T, int nq, int H, int d);
 /* Gradients of the attention above into the fused dqkv, accumulated.  Per
  * (b, h), with P = att, dO = dout's head slice, s = 1/sqrt(d):
  *   dV += P^T dO

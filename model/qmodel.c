@@ -450,10 +450,19 @@ fail:
     return rc;
 }
 
+int evit_qmodel_supports(const struct evit_vit_config *c, const char *path)
+{
+    if (evit_config_merges(c))
+        return evit_error("%s: merges tokens (merge_r), which libevrt does not run yet: this stage and "
+                          "--latency take models without merging", path);
+    return EVIT_OK;
+}
+
 int evit_qmodel_vit_latency(const struct evit_vit *m, const struct evit_dataset *d, int n, const char *path,
                             double ms[3])
 {
     struct evit_qmodel q;
+    if (evit_qmodel_supports(&m->cfg, path) < 0) return EVIT_ERR;
     evit_qmodel_from_vit(&q, m);
     int rc = evit_qmodel_latency(&q.rt, d, n, path, ms);
     evit_qmodel_free(&q);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "merge.h"
 #include "ops.h"
 #include "rng.h"
 #include "util.h"
@@ -185,8 +186,8 @@ static void max_block(const struct evit_vit_config *c, size_t *I, size_t *M, siz
 static size_t block_acts_floats(size_t B, size_t T, size_t R, size_t D, size_t I, size_t M,
                                 size_t H)
 {
-    return B * T * D + 2 * B * T + 3 * B * T * I + B * H * R * T + B * R * I + 3 * B * R * D +
-           2 * B * R + 2 * B * R * M + 13 * 16;
+    return 2 * B * T * D + 4 * B * T + 3 * B * T * I + B * H * R * T + B * R * I + 3 * B * R * D +
+           2 * B * R + 2 * B * R * M + 16 * 16;
 }
 
 void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *c,
@@ -198,6 +199,10 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
     max_block(c, &I, &M, &H);
     /* x_in of each block is the previous block's x_out (or x0), not counted here */
     size_t total = B * N * PI + B * N * D + B * T * D + 3 * B * D + 2 * B + B * K + 8 * 16;
+    size_t dmax = 0;
+    for (int l = 0; l < c->depth; l++)
+        dmax = (size_t)c->blocks[l].head_dim > dmax ? (size_t)c->blocks[l].head_dim : dmax;
+    total += T * dmax + 16 + (size_t)c->depth * (2 * B * T + 32); /* metric; each block's size, logs */
     if (keep) {
         for (int l = 0; l < c->depth; l++)
             total += block_acts_floats(B, T, l == c->depth - 1 ? 1 : T, D,
@@ -216,6 +221,8 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
     TAKE(a->patches, B * N * PI);
     TAKE(a->pe, B * N * D);
     TAKE(a->x0, B * T * D);
+    TAKE(a->metric, T * dmax);
+    a->imem = evit_malloc(sizeof(int) * (size_t)c->depth * B * T);
     for (size_t l = 0; l < nblocks; l++) {
         struct evit_block_acts *b = &a->blocks[l];
         size_t bi = I, bm = M, bh = H, R = T;
@@ -233,6 +240,7 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
         TAKE(b->qkv, 3 * B * T * bi);
         TAKE(b->att, B * bh * R * T);
         TAKE(b->attv, B * R * bi);
+        TAKE(b->x_att, B * T * D);
         TAKE(b->x_mid, B * R * D);
         TAKE(b->ln2, B * R * D);
         TAKE(b->ln2_mean, B * R);
@@ -248,6 +256,11 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
         a->blocks[0].x_in = a->blocks[0].x_out;
         for (int l = 1; l < c->depth; l++) a->blocks[l] = a->blocks[0];
     }
+    for (int l = 0; l < c->depth; l++) { /* every block's own, in both modes */
+        TAKE(a->blocks[l].size, B * T);
+        TAKE(a->blocks[l].logs, B * T);
+        a->blocks[l].dst = a->imem + (size_t)l * B * T;
+    }
     TAKE(a->cls, B * D);
     TAKE(a->lnf, B * D);
     TAKE(a->lnf_mean, B);
@@ -260,25 +273,67 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
 void evit_vit_acts_free(struct evit_vit_acts *a)
 {
     evit_free_aligned(a->mem);
+    free(a->imem);
     a->mem = NULL;
+    a->imem = NULL;
 }
 
-/* One pre-norm transformer block, forward. */
-static void block_forward(struct evit_block_acts *a, const struct evit_block_params *p,
-                          const struct evit_block_shape *s, int B, int T, int D)
+/* The shape of block l's tokens: T enter, Tm leave (T - merge_r), and
+ * whether an earlier block merged (then proportional attention). */
+struct tokens {
+    int T, Tm, merged;
+};
+
+static struct tokens tokens_of(const struct evit_vit_config *c, int l)
 {
-    int N = B * T, H = s->heads, d = s->head_dim, I = H * d, M = s->mlp;
+    struct tokens t;
+    t.T = evit_config_tokens_at(c, l);
+    t.Tm = evit_config_tokens_at(c, l + 1);
+    t.merged = t.T < evit_config_tokens(c);
+    return t;
+}
+
+/* Each image's tokens merged (merge.h): x_att (B, T, D) into x_mid
+ * (B, T - r, D), sizes into next (B, T - r), on the matching of its keys
+ * averaged over heads; dst (B, T). */
+static void merge_tokens_forward(struct evit_block_acts *a, float *metric, float *next,
+                                 const struct evit_block_shape *s, int B, int T, int D)
+{
+    int r = s->merge_r, d = s->head_dim, I = s->heads * d;
+    for (int b = 0; b < B; b++) {
+        int *dst = a->dst + (size_t)b * T;
+        evit_merge_metric(metric, a->qkv + (size_t)b * T * 3 * I, T, s->heads, d);
+        evit_merge_match(dst, metric, T, d, r);
+        evit_merge_forward(a->x_mid + (size_t)b * (T - r) * D, next + (size_t)b * (T - r),
+                           a->x_att + (size_t)b * T * D, a->size + (size_t)b * T, dst, T, r, D);
+    }
+}
+
+/* One pre-norm transformer block, forward, on t.T tokens; merging after
+ * the attention when s->merge_r (sizes for the next block into next). */
+static void block_forward(struct evit_block_acts *a, float *metric, float *next,
+                          const struct evit_block_params *p, const struct evit_block_shape *s, int B,
+                          struct tokens t, int D)
+{
+    int N = B * t.T, Nm = B * t.Tm, H = s->heads, d = s->head_dim, I = H * d, M = s->mlp;
+    float *xa = s->merge_r ? a->x_att : a->x_mid;
+    if (t.merged)
+        for (int i = 0; i < N; i++) a->logs[i] = logf(a->size[i]);
     evit_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x_in, p->ln1_w, p->ln1_b, N, D);
     evit_linear_forward(a->qkv, a->ln1, p->qkv_w, p->qkv_b, N, D, 3 * I);
-    evit_attention_forward(a->attv, a->att, a->qkv, B, T, H, d);
-    evit_linear_forward(a->x_mid, a->attv, p->proj_w, p->proj_b, N, I, D);
-    evit_residual_forward(a->x_mid, a->x_mid, a->x_in, (size_t)N * D);
-    evit_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, p->ln2_w, p->ln2_b, N, D);
-    evit_linear_forward(a->h, a->ln2, p->fc1_w, p->fc1_b, N, D, M);
-    evit_gelu_forward(a->g, a->h, (size_t)N * M);
+    evit_attention_forward_qb(a->attv, a->att, a->qkv, t.merged ? a->logs : NULL, B, t.T, t.T, H, d);
+    evit_linear_forward(xa, a->attv, p->proj_w, p->proj_b, N, I, D);
+    evit_residual_forward(xa, xa, a->x_in, (size_t)N * D);
+    if (s->merge_r)
+        merge_tokens_forward(a, metric, next, s, B, t.T, D);
+    else if (next)
+        memcpy(next, a->size, sizeof(float) * (size_t)N);
+    evit_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, p->ln2_w, p->ln2_b, Nm, D);
+    evit_linear_forward(a->h, a->ln2, p->fc1_w, p->fc1_b, Nm, D, M);
+    evit_gelu_forward(a->g, a->h, (size_t)Nm * M);
     /* x_out may alias x_in (inference), which is dead by now */
-    evit_linear_forward(a->x_out, a->g, p->fc2_w, p->fc2_b, N, M, D);
-    evit_residual_forward(a->x_out, a->x_out, a->x_mid, (size_t)N * D);
+    evit_linear_forward(a->x_out, a->g, p->fc2_w, p->fc2_b, Nm, M, D);
+    evit_residual_forward(a->x_out, a->x_out, a->x_mid, (size_t)Nm * D);
 }
 
 /* The last block, forward, for the class token only: the head reads
@@ -287,18 +342,22 @@ static void block_forward(struct evit_block_acts *a, const struct evit_block_par
  * them, but q, the attention, proj, LN2 and the MLP on the B class-token rows
  * only: qkv holds q on each image's row 0 alone, att is (B, H, 1, T), and
  * attv, x_mid, ln2, h, g, x_out are (B, I), (B, D), (B, D), (B, M), (B, M),
- * (B, D).  The same arithmetic as block_forward on those rows. */
+ * (B, D).  The same arithmetic as block_forward on those rows.  Its own
+ * merging would change nothing the head sees (the class token never
+ * merges), so it merges nothing. */
 static void last_block_forward(struct evit_block_acts *a, const struct evit_block_params *p,
-                               const struct evit_block_shape *s, int B, int T, int D)
+                               const struct evit_block_shape *s, int B, struct tokens tk, int D)
 {
-    int N = B * T, H = s->heads, d = s->head_dim, I = H * d, M = s->mlp, S = 3 * I;
+    int T = tk.T, N = B * T, H = s->heads, d = s->head_dim, I = H * d, M = s->mlp, S = 3 * I;
+    if (tk.merged)
+        for (int i = 0; i < N; i++) a->logs[i] = logf(a->size[i]);
     evit_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->x_in, p->ln1_w, p->ln1_b, N, D);
     /* k | v of every token: rows I..3I-1 of qkv_w into columns I..3I-1 */
     evit_linear_forward_ld(a->qkv + I, S, a->ln1, D, p->qkv_w + (size_t)I * D, p->qkv_b + I, N,
                            D, 2 * I);
     /* q of the class tokens: rows b*T */
     evit_linear_forward_ld(a->qkv, T * S, a->ln1, T * D, p->qkv_w, p->qkv_b, B, D, I);
-    evit_attention_forward_q(a->attv, a->att, a->qkv, B, T, 1, H, d);
+    evit_attention_forward_qb(a->attv, a->att, a->qkv, tk.merged ? a->logs : NULL, B, T, 1, H, d);
     evit_linear_forward(a->x_mid, a->attv, p->proj_w, p->proj_b, B, I, D);
     for (int b = 0; b < B; b++)
         evit_residual_forward(a->x_mid + (size_t)b * D, a->x_mid + (size_t)b * D,
@@ -324,10 +383,12 @@ void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
                         evit_config_patch_in(c), D);
     float *x = a->keep ? a->x0 : a->blocks[0].x_in;
     evit_embed_forward(x, a->pe, p->cls_token, p->pos_embed, B, T, D);
+    for (int i = 0; i < B * T; i++) a->blocks[0].size[i] = 1.0f;
     for (int l = 0; l < c->depth - 1; l++)
-        block_forward(&a->blocks[l], &p->blocks[l], &c->blocks[l], B, T, D);
+        block_forward(&a->blocks[l], a->metric, a->blocks[l + 1].size, &p->blocks[l], &c->blocks[l], B,
+                      tokens_of(c, l), D);
     int last = c->depth - 1;
-    last_block_forward(&a->blocks[last], &p->blocks[last], &c->blocks[last], B, T, D);
+    last_block_forward(&a->blocks[last], &p->blocks[last], &c->blocks[last], B, tokens_of(c, last), D);
     /* the last block's x_out is the class tokens already, (B, D) */
     memcpy(a->cls, a->blocks[last].x_out, (size_t)B * D * sizeof(float));
     evit_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->cls, p->norm_w, p->norm_b, B, D);
@@ -370,28 +431,42 @@ void evit_vit_grad_scratch_free(struct evit_vit_grad_scratch *s)
 /* One block, backward.  s->dres holds dL/dx_out on entry and dL/dx_in on
  * exit: both residual connections pass the stream's gradient through
  * unchanged (d(a + b)/da = 1), so each branch adds its input gradient into
- * dres in place instead of going through a separate residual step. */
+ * dres in place instead of going through a separate residual step.  A
+ * merging block's dres shrinks from T - r rows to T: the merge's backward
+ * (merge.h), between the MLP and the attention; next holds the sizes the
+ * merge made. */
 static void block_backward(struct evit_block_params *g, struct evit_vit_grad_scratch *s,
-                           const struct evit_block_acts *a, const struct evit_block_params *p,
-                           const struct evit_block_shape *sh, int B, int T, int D)
+                           const struct evit_block_acts *a, const float *next,
+                           const struct evit_block_params *p, const struct evit_block_shape *sh, int B,
+                           struct tokens t, int D)
 {
-    int N = B * T, H = sh->heads, d = sh->head_dim, I = H * d, M = sh->mlp;
-    size_t nd = (size_t)N * D, nm = (size_t)N * M;
+    int N = B * t.T, Nm = B * t.Tm, H = sh->heads, d = sh->head_dim, I = H * d, M = sh->mlp;
+    size_t nm = (size_t)Nm * M;
     /* x_out = x_mid + fc2(GELU(fc1(LN2(x_mid)))) */
     memset(s->dg, 0, nm * sizeof(float));
-    evit_linear_backward(s->dg, g->fc2_w, g->fc2_b, s->dres, a->g, p->fc2_w, N, M, D);
+    evit_linear_backward(s->dg, g->fc2_w, g->fc2_b, s->dres, a->g, p->fc2_w, Nm, M, D);
     memset(s->dh, 0, nm * sizeof(float));
     evit_gelu_backward(s->dh, s->dg, a->h, nm);
-    memset(s->dln, 0, nd * sizeof(float));
-    evit_linear_backward(s->dln, g->fc1_w, g->fc1_b, s->dh, a->ln2, p->fc1_w, N, D, M);
+    memset(s->dln, 0, (size_t)Nm * D * sizeof(float));
+    evit_linear_backward(s->dln, g->fc1_w, g->fc1_b, s->dh, a->ln2, p->fc1_w, Nm, D, M);
     evit_layernorm_backward(s->dres, g->ln2_w, g->ln2_b, s->dln, a->x_mid, a->ln2_mean,
-                            a->ln2_rstd, p->ln2_w, N, D);
-    /* x_mid = x_in + proj(MHSA(qkv(LN1(x_in)))) */
+                            a->ln2_rstd, p->ln2_w, Nm, D);
+    if (sh->merge_r) { /* x_mid = merge(x_att): dres becomes dL/dx_att, T rows */
+        int r = sh->merge_r;
+        memset(s->dln, 0, (size_t)N * D * sizeof(float));
+        for (int b = 0; b < B; b++)
+            evit_merge_backward(s->dln + (size_t)b * t.T * D, s->dres + (size_t)b * t.Tm * D,
+                                a->size + (size_t)b * t.T, next + (size_t)b * t.Tm, a->dst + (size_t)b * t.T,
+                                t.T, D);
+        (void)r;
+        memcpy(s->dres, s->dln, (size_t)N * D * sizeof(float));
+    }
+    /* x_att = x_in + proj(MHSA(qkv(LN1(x_in)))) */
     memset(s->dattv, 0, (size_t)N * I * sizeof(float));
     evit_linear_backward(s->dattv, g->proj_w, g->proj_b, s->dres, a->attv, p->proj_w, N, I, D);
     memset(s->dqkv, 0, (size_t)N * 3 * I * sizeof(float));
-    evit_attention_backward(s->dqkv, s->datt, s->dattv, a->qkv, a->att, B, T, H, d);
-    memset(s->dln, 0, nd * sizeof(float));
+    evit_attention_backward(s->dqkv, s->datt, s->dattv, a->qkv, a->att, B, t.T, H, d);
+    memset(s->dln, 0, (size_t)N * D * sizeof(float));
     evit_linear_backward(s->dln, g->qkv_w, g->qkv_b, s->dqkv, a->ln1, p->qkv_w, N, D, 3 * I);
     evit_layernorm_backward(s->dres, g->ln1_w, g->ln1_b, s->dln, a->x_in, a->ln1_mean,
                             a->ln1_rstd, p->ln1_w, N, D);
@@ -407,6 +482,7 @@ static void last_block_backward(struct evit_block_params *g, struct evit_vit_gra
                                 const struct evit_block_params *p,
                                 const struct evit_block_shape *sh, int B, int T, int D)
 {
+    /* T: the tokens entering it (after the merges before it) */
     int N = B * T, H = sh->heads, d = sh->head_dim, I = H * d, M = sh->mlp, S = 3 * I;
     size_t bd = (size_t)B * D, bm = (size_t)B * M;
     float *dx = s->dcls; /* (B, D) */
@@ -455,10 +531,10 @@ void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scrat
     /* only the class token of the last block's output reaches the head */
     int last = c->depth - 1;
     last_block_backward(&grads->blocks[last], s, &a->blocks[last], &p->blocks[last],
-                        &c->blocks[last], B, T, D);
+                        &c->blocks[last], B, tokens_of(c, last).T, D);
     for (int l = last - 1; l >= 0; l--)
-        block_backward(&grads->blocks[l], s, &a->blocks[l], &p->blocks[l], &c->blocks[l], B, T,
-                       D);
+        block_backward(&grads->blocks[l], s, &a->blocks[l], a->blocks[l + 1].size, &p->blocks[l],
+                       &c->blocks[l], B, tokens_of(c, l), D);
     /* x0 = [cls ; patches @ patch_w^T + patch_b] + pos_embed */
     memset(s->dpe, 0, (size_t)B * N * D * sizeof(float));
     evit_embed_backward(s->dpe, grads->cls_token, grads->pos_embed, s->dres, B, T, D);

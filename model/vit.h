@@ -104,7 +104,13 @@ void evit_vit_init(struct evit_vit *m, uint64_t seed);
  * (B, T, ...) as in any block, but q is computed on each image's row 0
  * alone and the rest has one row per image, R = 1 below (R = T in the
  * other blocks).  With keep, the last block's buffers are allocated at
- * those sizes; without, all blocks share buffers sized for a full block. */
+ * those sizes; without, all blocks share buffers sized for a full block.
+ *
+ * Token Merging (config merge_r, model/merge.h): a block that merges runs
+ * its attention on the T tokens that enter it and its MLP on the T - r
+ * that leave; the buffers are sized for the full T, the tokens in use at
+ * the front.  The sizes and their logs (the bias of proportional attention,
+ * once some block has merged) are each block's own, in both modes. */
 struct evit_block_acts {
     float *x_in;        /* (B, T, D) residual stream entering the block */
     float *ln1;         /* (B, T, D) */
@@ -113,7 +119,13 @@ struct evit_block_acts {
     float *qkv;         /* (B, T, 3*I); last block: q on rows t = 0 only */
     float *att;         /* (B, H, R, T) softmax probabilities */
     float *attv;        /* (B, R, I) heads concatenated */
-    float *x_mid;       /* (B, R, D) after the attention residual */
+    float *x_att;       /* (B, T, D) after the attention residual, before Token
+                         * Merging (blocks with merge_r; otherwise x_mid) */
+    float *size;        /* (B, T) the tokens' sizes entering the block (merge.h) */
+    float *logs;        /* (B, T) their logs: proportional attention's bias */
+    int *dst;           /* (B, T) where each token merges to (merge_r blocks) */
+    float *x_mid;       /* (B, R, D) after the attention residual (merged: R =
+                         * the tokens leaving the block) */
     float *ln2;         /* (B, R, D) */
     float *ln2_mean;    /* (B, R) */
     float *ln2_rstd;    /* (B, R) */
@@ -126,6 +138,8 @@ struct evit_vit_acts {
     int max_batch;
     int keep;
     float *mem;
+    int *imem;       /* the blocks' dst */
+    float *metric;   /* (T, max head_dim) Token Merging's metric, scratch */
     float *patches;  /* (B, N, C*P*P) normalised pixels, one row per patch */
     float *pe;       /* (B, N, D) patch embeddings */
     float *x0;       /* (B, T, D) */

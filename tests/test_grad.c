@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "merge.h"
 #include "ops.h"
 #include "rng.h"
 #include "test.h"
@@ -263,6 +264,45 @@ static void residual_backward_matches_central_differences(void)
     CHECK(grad_mismatches("b", c.b, db, db0, n, residual_loss, &c) == 0);
     float *bufs[] = {c.out, c.a, c.b, c.r, da, db, da0, db0};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+}
+
+/* ---------------------------------------------------------------- merge */
+
+struct merge_ctx {
+    float *out, *so, *x, *s, *r;
+    int *dst;
+    int T, R, D;
+};
+
+static double merge_loss(void *p)
+{
+    struct merge_ctx *c = p;
+    evit_merge_forward(c->out, c->so, c->x, c->s, c->dst, c->T, c->R, c->D);
+    return dot(c->out, c->r, (size_t)(c->T - c->R) * c->D);
+}
+
+/* The matching is held fixed (piecewise constant: no gradient); sizes of
+ * 1 to 3 as after earlier merges. */
+static void merge_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 12);
+    struct merge_ctx c = {NULL, NULL, NULL, NULL, NULL, NULL, 13, 5, 4};
+    float *m = normal_floats((size_t)c.T * 6, 1.0);
+    c.out = evit_alloc_floats((size_t)c.T * c.D);
+    c.so = evit_alloc_floats((size_t)c.T);
+    c.x = normal_floats((size_t)c.T * c.D, 1.0);
+    c.s = evit_alloc_floats((size_t)c.T);
+    c.r = normal_floats((size_t)(c.T - c.R) * c.D, 1.0);
+    c.dst = malloc(sizeof(int) * (size_t)c.T);
+    for (int i = 0; i < c.T; i++) c.s[i] = (float)(1 + i % 3);
+    evit_merge_match(c.dst, m, c.T, 6, c.R);
+    float *dx = normal_floats((size_t)c.T * c.D, 1.0), *dx0 = copy_floats(dx, (size_t)c.T * c.D);
+    merge_loss(&c);
+    evit_merge_backward(dx, c.r, c.s, c.so, c.dst, c.T, c.D);
+    CHECK(grad_mismatches("x", c.x, dx, dx0, (size_t)c.T * c.D, merge_loss, &c) == 0);
+    float *bufs[] = {m, c.out, c.so, c.x, c.s, c.r, dx, dx0};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+    free(c.dst);
 }
 
 /* ---------------------------------------------------------------- embed */
@@ -520,7 +560,7 @@ static void kd_forward_is_zero_for_equal_logits_and_positive_otherwise(void)
  * mlp 12; block 1: 1 head of 3, mlp 6 (inner widths unrelated to D). */
 static struct evit_vit_config grad_config(int depth)
 {
-    static const struct evit_block_shape b[] = {{2, 4, 12}, {1, 3, 6}};
+    static const struct evit_block_shape b[] = {{2, 4, 12, 0}, {1, 3, 6, 0}, {2, 3, 8, 0}};
     return make_config("tiny-grad", 8, 2, 4, 5, 8, depth, b);
 }
 
@@ -563,10 +603,12 @@ static double model_loss(void *p)
     return dot(c->a.logits, c->r, (size_t)c->B * c->m.cfg.classes);
 }
 
-static void model_setup(struct model_ctx *c, int depth, uint64_t seed)
+/* merge: Token Merging's schedule, merge_r of each block (NULL: none). */
+static void model_setup_merged(struct model_ctx *c, int depth, uint64_t seed, const int *merge)
 {
     evit_rng_seed(&rng, seed);
     struct evit_vit_config cfg = grad_config(depth);
+    for (int l = 0; merge && l < depth; l++) cfg.blocks[l].merge_r = merge[l];
     c->B = 2;
     evit_vit_alloc(&c->m, &cfg);
     randomise(&c->m);
@@ -575,6 +617,11 @@ static void model_setup(struct model_ctx *c, int depth, uint64_t seed)
     c->img = malloc(npix);
     for (size_t i = 0; i < npix; i++) c->img[i] = (uint8_t)evit_rng_below(&rng, 256);
     c->r = normal_floats((size_t)c->B * cfg.classes, 1.0);
+}
+
+static void model_setup(struct model_ctx *c, int depth, uint64_t seed)
+{
+    model_setup_merged(c, depth, seed, NULL);
 }
 
 static void model_teardown(struct model_ctx *c)
@@ -602,10 +649,10 @@ static float *model_gradient(struct model_ctx *c, const float *start, int calls)
 }
 
 /* Every tensor of the model, by name, against central differences. */
-static void check_model(int depth, uint64_t seed)
+static void check_model_merged(int depth, uint64_t seed, const int *merge)
 {
     struct model_ctx c;
-    model_setup(&c, depth, seed);
+    model_setup_merged(&c, depth, seed, merge);
     size_t np = (size_t)evit_config_params(&c.m.cfg);
     float *g0 = normal_floats(np, 1.0);
     float *g = model_gradient(&c, g0, 1);
@@ -621,6 +668,17 @@ static void check_model(int depth, uint64_t seed)
     evit_free_aligned(g0);
     evit_free_aligned(g);
     model_teardown(&c);
+}
+
+static void check_model(int depth, uint64_t seed) { check_model_merged(depth, seed, NULL); }
+
+/* Three blocks, T 5 -> 4 -> 3: the merges' backward and proportional
+ * attention (the matching held fixed: a step of h moves no token from one
+ * match to another at this seed, so the loss is smooth around it). */
+static void vit_backward_with_token_merging_matches_central_differences(void)
+{
+    static const int merge[3] = {1, 1, 0};
+    check_model_merged(3, 15, merge);
 }
 
 static void block_backward_matches_central_differences(void)
@@ -666,6 +724,7 @@ int main(void)
     RUN(layernorm_backward_matches_central_differences);
     RUN(gelu_backward_matches_central_differences);
     RUN(residual_backward_matches_central_differences);
+    RUN(merge_backward_matches_central_differences);
     RUN(embed_backward_matches_central_differences);
     RUN(attention_backward_matches_central_differences);
     RUN(attention_backward_matches_its_ref_twin);
@@ -676,6 +735,7 @@ int main(void)
     RUN(kd_forward_is_zero_for_equal_logits_and_positive_otherwise);
     RUN(block_backward_matches_central_differences);
     RUN(vit_backward_matches_central_differences_for_every_parameter);
+    RUN(vit_backward_with_token_merging_matches_central_differences);
     RUN(vit_backward_accumulates_so_two_calls_double_the_gradient);
     return test_summary();
 }

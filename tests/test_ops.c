@@ -2,6 +2,7 @@
  * *_ref twin or a double-precision computation written here. */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ops.h"
 #include "rng.h"
@@ -194,6 +195,38 @@ static void attention_of_the_first_queries_matches_its_ref_twin_and_the_full_row
     check_attention_q(2, 37, 19, 2, 8, 23);   /* a partial block of queries */
     check_attention_q(1, 197, 1, 3, 64, 24);
     check_attention_q(1, 1, 1, 1, 1, 25);
+}
+
+/* Proportional attention (Token Merging): a key bias of log s is the same
+ * as s copies of that key and its value.  B 1, H 2, d 8: tokens 0..T-1 with
+ * key 1 of size 3 against T + 2 tokens where it appears three times
+ * (queries: the first T); fast against ref with the bias too. */
+static void proportional_attention_counts_a_token_of_size_s_as_s_copies(void)
+{
+    enum { T = 9, H = 2, d = 8, I = H * d, T2 = T + 2 };
+    struct evit_rng r;
+    float qkv[T * 3 * I], qkv2[T2 * 3 * I], bias[T], out[T * I], out_ref[T * I], out2[T2 * I];
+    float att[H * T * T], att2[H * T2 * T2];
+    int bad = 0;
+    evit_rng_seed(&r, 31);
+    fill_normal(qkv, sizeof qkv / sizeof qkv[0], &r, 1.0);
+    for (int j = 0; j < T; j++) bias[j] = j == 1 ? logf(3.0f) : 0.0f;
+    /* tokens 0..T-1, then two more copies of token 1 (as keys and values) */
+    memcpy(qkv2, qkv, sizeof qkv);
+    for (int c = 0; c < 3 * I; c++) qkv2[T * 3 * I + c] = qkv2[(T + 1) * 3 * I + c] = qkv[3 * I + c];
+    evit_attention_forward_qb(out, att, qkv, bias, 1, T, T, H, d);
+    evit_attention_forward_qb_ref(out_ref, att, qkv, bias, 1, T, T, H, d);
+    evit_attention_forward_q(out2, att2, qkv2, 1, T2, T, H, d);
+    for (int i = 0; i < T * I; i++) {
+        bad += !(fabsf(out[i] - out2[i]) <= 1e-5f);
+        bad += !(fabsf(out[i] - out_ref[i]) <= 1e-5f);
+    }
+    CHECK(bad == 0);
+    /* and a bias of zeros is no bias */
+    for (int j = 0; j < T; j++) bias[j] = 0.0f;
+    evit_attention_forward_qb(out, att, qkv, bias, 1, T, T, H, d);
+    evit_attention_forward_q(out_ref, att, qkv, 1, T, T, H, d);
+    CHECK(memcmp(out, out_ref, sizeof out) == 0);
 }
 
 static void attention_softmax_stays_finite_for_large_scores(void)
@@ -518,6 +551,7 @@ int main(void)
     RUN(linear_ref_computes_in_times_w_transposed_plus_bias);
     RUN(attention_matches_its_ref_twin_and_rows_sum_to_one);
     RUN(attention_of_the_first_queries_matches_its_ref_twin_and_the_full_rows);
+    RUN(proportional_attention_counts_a_token_of_size_s_as_s_copies);
     RUN(attention_softmax_stays_finite_for_large_scores);
     RUN(attention_pairs_q_and_k_of_the_same_head_scaled_by_root_d);
     RUN(layernorm_matches_a_double_computation_with_mean_and_rstd);

@@ -27,3 +27,25 @@ succeeds "$EVIT_BIN/evit-eval" "$T/p.h5" "$T/d.h5" --save-logits "$T/lp.h5" -q
 succeeds "$PY" "$EVIT_SRC/tests/torch_vit.py" "$T/p.h5" "$T/d.h5" "$T/lp.h5" --tol 1e-4
 cat "$T/out"
 ok "a pruned-shape model with large random weights written by h5py matches too"
+
+# Token Merging (model/merge.h): the same checkpoints with a merge_r
+# schedule, against tests/torch_vit.py's ToMe written from the paper (in
+# float64), on fm-tiny (T 50, 4 blocks) and a grey deit-tiny shape (T 197,
+# 12 blocks of 3 heads of 64), r in {1, 4, 8}
+tome_case() { # NAME CONFIG-JSON-WITHOUT-CLOSING-BRACE R DATA COUNT
+    printf '%s,"merge_r":%s}\n' "$2" "$3" >"$T/$1.json"
+    succeeds "$EVIT_BIN/evit-init" "$T/$1.json" -o "$T/$1.0.h5" --seed 5 --data "$4"
+    # weights with a wider spread than an initialised model's, so that
+    # tokens differ and the matching has something to choose
+    succeeds "$PY" "$EVIT_SRC/tests/torch_vit.py" --randomize 0.15 "$T/$1.0.h5" "$T/$1.h5"
+    succeeds "$EVIT_BIN/evit-eval" "$T/$1.h5" "$4" --save-logits "$T/$1.l.h5" -q
+    succeeds "$PY" "$EVIT_SRC/tests/torch_vit.py" "$T/$1.h5" "$4" "$T/$1.l.h5" --count "$5" --tol 1e-4
+    cat "$T/out"
+}
+FM='{"name":"fm-tiny-tome","img_size":28,"channels":1,"patch":4,"num_classes":10,"embed_dim":64,"depth":4,"num_heads":4,"mlp_hidden":256'
+for r in 1 4 8; do tome_case "fm$r" "$FM" "$r" "$T/d.h5" 200; done
+ok "fm-tiny with token merging (r 1, 4, 8) gives PyTorch's ToMe logits within 1e-4"
+synth_data "$T/d224.h5" 6 224 10
+DT='{"name":"deit-tiny-grey-tome","img_size":224,"channels":1,"patch":16,"num_classes":10,"embed_dim":192,"depth":12,"num_heads":3,"mlp_hidden":768'
+for r in 1 4 8; do tome_case "dt$r" "$DT" "$r" "$T/d224.h5" 6; done
+ok "a deit-tiny shape with token merging (r 1, 4, 8) gives PyTorch's ToMe logits within 1e-4"

@@ -10,6 +10,12 @@ weights from N(0, SCALE) and LayerNorm weights around 1, so the comparison
 also runs on a model whose activations are far from an initialised one's, from
 a file evit did not write.
 
+Token Merging (a checkpoint with a merge_r attribute) is written here from
+the paper (Bolya et al., ICLR 2023): bipartite soft matching on the keys
+averaged over heads after each block's attention, the class token
+protected, size-weighted averages and proportional attention (log size
+added to the scores); such a model runs in float64.
+
 Builds the model with the module names of timm's VisionTransformer (so that
 load_state_dict(strict=True) checks every key and shape), per-block head
 counts and MLP widths taken from the checkpoint's attributes, normalises the
@@ -34,14 +40,44 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * heads * head_dim, bias=True)
         self.proj = nn.Linear(heads * head_dim, dim)
 
-    def forward(self, x):
+    def forward(self, x, size=None):
         B, N, _ = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         att = (q @ k.transpose(-2, -1)) * self.scale
+        if size is not None:  # proportional attention
+            att = att + size.log()[:, None, None, :]
         att = att.softmax(dim=-1)
         x = (att @ v).transpose(1, 2).reshape(B, N, self.heads * self.head_dim)
-        return self.proj(x)
+        return self.proj(x), k.mean(1)
+
+
+def bipartite_soft_matching(metric, r):
+    """ToMe's matching of (B, T, d) metrics: returns (unmerged A indices in
+    input order, merged A indices, their B matches), each (B, .)."""
+    metric = metric / metric.norm(dim=-1, keepdim=True)
+    a, b = metric[:, ::2], metric[:, 1::2]
+    scores = a @ b.transpose(-1, -2)
+    scores[:, 0, :] = -float("inf")  # the class token never merges
+    node_max, node_idx = scores.max(dim=-1)
+    edge_idx = torch.sort(node_max, dim=-1, descending=True, stable=True).indices
+    unm_idx = edge_idx[:, r:].sort(dim=-1).values  # keep input order (class token first)
+    src_idx = edge_idx[:, :r]
+    return unm_idx, src_idx, node_idx.gather(-1, src_idx)
+
+
+def merge_wavg(x, size, unm_idx, src_idx, dst_idx):
+    """Size-weighted average of the merged tokens: [unmerged A ; B]."""
+    def merge(t):
+        c = t.shape[-1]
+        src, dst = t[:, ::2], t[:, 1::2]
+        unm = src.gather(1, unm_idx[..., None].expand(-1, -1, c))
+        moved = src.gather(1, src_idx[..., None].expand(-1, -1, c))
+        dst = dst.scatter_reduce(1, dst_idx[..., None].expand(-1, -1, c), moved, reduce="sum")
+        return torch.cat([unm, dst], dim=1)
+    x = merge(x * size[..., None])
+    size = merge(size[..., None])[..., 0]
+    return x / size[..., None], size
 
 
 class Mlp(nn.Module):
@@ -55,16 +91,23 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads, head_dim, hidden):
+    def __init__(self, dim, heads, head_dim, hidden, r=0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, heads, head_dim)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, hidden)
+        self.r = r
 
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+    def forward(self, xs):
+        x, size = xs
+        a, metric = self.attn(self.norm1(x), size)
+        x = x + a
+        if self.r:
+            if size is None:
+                size = torch.ones(x.shape[:2], dtype=x.dtype)
+            x, size = merge_wavg(x, size, *bipartite_soft_matching(metric, self.r))
+        return x + self.mlp(self.norm2(x)), size
 
 
 class PatchEmbed(nn.Module):
@@ -77,20 +120,21 @@ class PatchEmbed(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, img_size, chans, patch, classes, dim, heads, head_dims, hiddens):
+    def __init__(self, img_size, chans, patch, classes, dim, heads, head_dims, hiddens, merge_r=None):
         super().__init__()
         n = (img_size // patch) ** 2
+        merge_r = merge_r or [0] * len(heads)
         self.patch_embed = PatchEmbed(chans, dim, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, dim))
-        self.blocks = nn.Sequential(*[Block(dim, h, d, m) for h, d, m in zip(heads, head_dims, hiddens)])
+        self.blocks = nn.Sequential(*[Block(dim, h, d, m, r) for h, d, m, r in zip(heads, head_dims, hiddens, merge_r)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, classes)
 
     def forward(self, x):
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        x = self.norm(self.blocks(x))
+        x = self.norm(self.blocks((x, None))[0])
         return self.head(x[:, 0])
 
 
@@ -105,8 +149,11 @@ def load_evit_checkpoint(path):
     model = VisionTransformer(int(a["img_size"][0]), int(a["channels"][0]), int(a["patch"][0]),
                               int(a["num_classes"][0]), int(a["embed_dim"][0]),
                               [int(v) for v in a["num_heads"]], [int(v) for v in a["head_dim"]],
-                              [int(v) for v in a["mlp_hidden"]])
+                              [int(v) for v in a["mlp_hidden"]],
+                              [int(v) for v in a["merge_r"]] if "merge_r" in a else None)
     model.load_state_dict(state, strict=True)
+    if "merge_r" in a:
+        model = model.double()
     return model.eval(), np.asarray(a["mean"], np.float32), np.asarray(a["std"], np.float32)
 
 
@@ -151,6 +198,7 @@ def main():
     x = images[:n].astype(np.float32) / np.float32(255.0)
     x = (x - mean) / std
     x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    x = x.to(next(model.parameters()).dtype)
     with torch.no_grad():
         ours = torch.cat([model(x[i:i + 256]) for i in range(0, n, 256)]).numpy()
     diff = float(np.abs(ours - theirs[:n]).max())
