@@ -178,7 +178,9 @@ size_t evrt_ctx_bytes(const evrt_ctx *ctx);
  * rows, output channels or attention queries that the threads claim one
  * at a time, so on a loaded machine a thread the kernel deschedules holds
  * up only the unit it is computing; waiting threads poll for about 50
- * microseconds, then sleep and give their core away.  Every output
+ * microseconds, then sleep and give their core away; after a stall (a
+ * worker descheduled inside a unit) work goes to half as many threads for
+ * a back-off of 10 ms to 1 s.  Every output
  * element is computed by the same code whichever thread takes its unit,
  * so logits are bit-identical for any count and any scheduling.
  * Returns EVRT_OK, EVRT_EINVAL (n outside [1, 256]) or EVRT_ENOMEM. */
