@@ -57,8 +57,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     memset(&c, 0, sizeof c);
     snprintf(c.name, sizeof c.name, "t");
     c.img_size = 4, c.channels = 1, c.patch = 2, c.classes = 3, c.dim = 4, c.depth = 2;
-    c.blocks[0] = (struct evit_block_shape){2, 2, 6};
-    c.blocks[1] = (struct evit_block_shape){1, 2, 4};
+    c.blocks[0] = (struct evit_block_shape){2, 2, 6, 0};
+    c.blocks[1] = (struct evit_block_shape){1, 2, 4, 0};
     for (int i = 0; i < 3; i++)
         snprintf(templ[i], sizeof templ[i], "/dev/shm/evit-fuzz-templ-%d-%d.h5", (int)getpid(), i);
     evit_vit_alloc(&m, &c);

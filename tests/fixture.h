@@ -37,7 +37,7 @@ static inline struct evit_vit_config make_config(const char *name, int img, int 
 
 static inline struct evit_vit_config tiny_config(void)
 {
-    static const struct evit_block_shape b[] = {{3, 4, 20}, {2, 4, 8}};
+    static const struct evit_block_shape b[] = {{3, 4, 20, 0}, {2, 4, 8, 0}};
     return make_config("tiny", 8, 2, 4, 5, 12, 2, b);
 }
 

@@ -26,9 +26,9 @@ static struct evit_vit_config pruned_config(void)
     c.classes = 3;
     c.dim = 16;
     c.depth = 3;
-    c.blocks[0] = (struct evit_block_shape){1, 16, 5};
-    c.blocks[1] = (struct evit_block_shape){5, 3, 40};
-    c.blocks[2] = (struct evit_block_shape){2, 8, 1};
+    c.blocks[0] = (struct evit_block_shape){1, 16, 5, 0};
+    c.blocks[1] = (struct evit_block_shape){5, 3, 40, 0};
+    c.blocks[2] = (struct evit_block_shape){2, 8, 1, 0};
     return c;
 }
 
@@ -37,7 +37,7 @@ static struct evit_vit_config depth1_config(void)
     struct evit_vit_config c = tiny_config();
     c.depth = 1;
     c.channels = 1;
-    c.blocks[0] = (struct evit_block_shape){2, 6, 24};
+    c.blocks[0] = (struct evit_block_shape){2, 6, 24, 0};
     return c;
 }
 

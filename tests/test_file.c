@@ -22,7 +22,7 @@
 /* img 8, patch 4, 2 channels, D 12, 5 classes, blocks of different shapes */
 static struct evit_vit_config file_config(void)
 {
-    static const struct evit_block_shape b[] = {{3, 4, 20}, {1, 5, 7}};
+    static const struct evit_block_shape b[] = {{3, 4, 20, 0}, {1, 5, 7, 0}};
     return make_config("tiny", 8, 2, 4, 5, 12, 2, b);
 }
 
@@ -214,7 +214,7 @@ static void paged_model(struct evit_vit *m, struct evit_qmodel *q)
     c.classes = 5; /* test_info's names */
     c.dim = 64;
     c.depth = 2;
-    c.blocks[0] = c.blocks[1] = (struct evit_block_shape){4, 16, 512};
+    c.blocks[0] = c.blocks[1] = (struct evit_block_shape){4, 16, 512, 0};
     evit_vit_alloc(m, &c);
     fill_normal(m, 99, 0.1);
     m->mean[0] = 0.5f;

@@ -12,7 +12,7 @@
 
 static void small_config(struct evit_vit_config *c)
 {
-    static const struct evit_block_shape b[] = {{3, 4, 20}, {2, 5, 8}};
+    static const struct evit_block_shape b[] = {{3, 4, 20, 0}, {2, 5, 8, 0}};
     *c = make_config("tiny", 8, 2, 4, 5, 12, 2, b);
 }
 

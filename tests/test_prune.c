@@ -305,8 +305,8 @@ static void l1_and_l2_rank_a_spread_out_head_and_a_concentrated_head_oppositely(
 static struct evit_vit_config two_blocks(void)
 {
     struct evit_vit_config c = tiny_config();
-    c.blocks[0] = (struct evit_block_shape){4, 3, 16};
-    c.blocks[1] = (struct evit_block_shape){4, 3, 16};
+    c.blocks[0] = (struct evit_block_shape){4, 3, 16, 0};
+    c.blocks[1] = (struct evit_block_shape){4, 3, 16, 0};
     return c;
 }
 

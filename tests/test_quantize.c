@@ -168,7 +168,7 @@ static void the_config_is_read_strictly(void)
 
 static struct evit_vit_config fm_tiny(void)
 {
-    static const struct evit_block_shape b[] = {{4, 16, 256}, {4, 16, 256}, {4, 16, 256}, {4, 16, 256}};
+    static const struct evit_block_shape b[] = {{4, 16, 256, 0}, {4, 16, 256, 0}, {4, 16, 256, 0}, {4, 16, 256, 0}};
     return make_config("fm-tiny", 28, 1, 4, 10, 64, 4, b);
 }
 

@@ -17,7 +17,7 @@
  * single head, one with inner width (15) unrelated to D (16). */
 static struct evit_vit_config pruned_config(void)
 {
-    static const struct evit_block_shape b[] = {{1, 16, 5}, {5, 3, 40}, {2, 8, 1}};
+    static const struct evit_block_shape b[] = {{1, 16, 5, 0}, {5, 3, 40, 0}, {2, 8, 1, 0}};
     return make_config("pruned", 12, 3, 4, 3, 16, 3, b);
 }
 
@@ -143,7 +143,7 @@ static void tensors_tile_the_parameter_buffer_and_count_its_params(void)
     struct evit_vit_config d;
     memset(&d, 0, sizeof d);
     d.img_size = 224, d.channels = 3, d.patch = 16, d.classes = 1000, d.dim = 192, d.depth = 12;
-    for (int l = 0; l < 12; l++) d.blocks[l] = (struct evit_block_shape){3, 64, 768};
+    for (int l = 0; l < 12; l++) d.blocks[l] = (struct evit_block_shape){3, 64, 768, 0};
     struct evit_vit_params p;
     memset(&p, 0, sizeof p);
     struct evit_tensor_ref *t = calloc(152, sizeof *t);
@@ -192,7 +192,7 @@ static void init_draws_truncated_normal_weights_zero_biases_and_unit_norm_weight
     struct evit_vit_config c;
     memset(&c, 0, sizeof c);
     c.img_size = 28, c.channels = 1, c.patch = 4, c.classes = 10, c.dim = 192, c.depth = 2;
-    for (int l = 0; l < 2; l++) c.blocks[l] = (struct evit_block_shape){3, 64, 768};
+    for (int l = 0; l < 2; l++) c.blocks[l] = (struct evit_block_shape){3, 64, 768, 0};
     struct evit_vit m;
     evit_vit_alloc(&m, &c);
     evit_vit_init(&m, 7);
@@ -496,7 +496,7 @@ static void a_single_block_model_matches_the_reference_and_itself_across_batches
 {
     struct evit_vit_config c = tiny_config();
     c.depth = 1;
-    c.blocks[0] = (struct evit_block_shape){3, 5, 17};
+    c.blocks[0] = (struct evit_block_shape){3, 5, 17, 0};
     REQUIRE(evit_config_validate(&c, "depth 1") == EVIT_OK);
     check_against_reference(&c, 51, 0);
     check_against_reference(&c, 52, 1);
