@@ -54,6 +54,9 @@ void evit_report_add_model(cJSON *r, const struct evit_vit_config *cfg, double m
     cJSON_AddNumberToObject(r, "params", (double)evit_config_params(cfg));
     cJSON_AddNumberToObject(r, "model_bytes", model_bytes);
     cJSON_AddNumberToObject(r, "mflops", evit_config_mflops(cfg));
+    /* the tokens entering each block: fewer after Token Merging (merge_r) */
+    cJSON *tok = cJSON_AddArrayToObject(r, "tokens");
+    for (int l = 0; l < cfg->depth; l++) cJSON_AddItemToArray(tok, cJSON_CreateNumber(evit_config_tokens_at(cfg, l)));
     cJSON *conf = cJSON_GetObjectItemCaseSensitive(r, "config");
     cJSON_AddItemToObject(conf, "model", evit_config_to_json(cfg));
 }

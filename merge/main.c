@@ -175,12 +175,8 @@ int main(int argc, char **argv)
         rep = evit_report_new("merge", a.out, a.val, evit_report_parent(NULL, meta.report, meta.parent_report, a.report));
         evit_report_add_model(rep, &cfg, 4.0 * (double)evit_config_params(&cfg));
         if (have_val) evit_report_add_eval(rep, &e, meta.class_names);
-        cJSON *tok = cJSON_AddArrayToObject(rep, "tokens");
-        cJSON *sch = cJSON_AddArrayToObject(rep, "merge_r");
-        for (int l = 0; l < cfg.depth; l++) {
-            cJSON_AddItemToArray(tok, cJSON_CreateNumber(evit_config_tokens_at(&cfg, l)));
-            cJSON_AddItemToArray(sch, cJSON_CreateNumber(cfg.blocks[l].merge_r));
-        }
+        cJSON *sch = cJSON_AddArrayToObject(rep, "merge_r"); /* "tokens" comes with the model */
+        for (int l = 0; l < cfg.depth; l++) cJSON_AddItemToArray(sch, cJSON_CreateNumber(cfg.blocks[l].merge_r));
         if (evit_report_save(rep, a.report, evit_now() - t0) < 0) goto fail;
     }
     rc = EVIT_EXIT_OK;

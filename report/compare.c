@@ -28,6 +28,20 @@ static int get_number(const cJSON *root, const char *path, const char *key, doub
     return EVIT_OK;
 }
 
+/* "tokens": the tokens entering each block, first and last (NAN absent). */
+static int get_tokens(const cJSON *root, const char *path, double *first, double *last)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "tokens"), *v;
+    *first = *last = NAN;
+    if (!it || cJSON_IsNull(it)) return EVIT_OK;
+    if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) < 1)
+        return evit_error("%s: tokens: expected an array of numbers", path);
+    cJSON_ArrayForEach(v, it) if (!cJSON_IsNumber(v)) return evit_error("%s: tokens: expected an array of numbers", path);
+    *first = cJSON_GetArrayItem(it, 0)->valuedouble;
+    *last = cJSON_GetArrayItem(it, cJSON_GetArraySize(it) - 1)->valuedouble;
+    return EVIT_OK;
+}
+
 /* Absent or null -> NULL; a string -> it (pointing into root). */
 static int get_string(const cJSON *root, const char *path, const char *key, const char **out)
 {
@@ -66,7 +80,8 @@ int evit_compare_parse(const cJSON *root, const char *path, struct evit_compare_
         get_number(root, path, "mflops", &t.mflops) < 0 ||
         get_number(root, path, "images_per_s", &t.images_per_s) < 0 ||
         get_number(root, path, "threads", &t.threads) < 0 ||
-        get_number(root, path, "latency_ms", &t.latency_ms) < 0)
+        get_number(root, path, "latency_ms", &t.latency_ms) < 0 ||
+        get_tokens(root, path, &t.tokens_first, &t.tokens_last) < 0)
         return EVIT_ERR;
     t.path = evit_strdup(path);
     t.stage = evit_strdup(cJSON_GetObjectItemCaseSensitive(root, "stage")->valuestring);
@@ -521,11 +536,11 @@ static char *fixed(double v, int decimals)
 }
 
 enum column { C_ROW, C_FROM, C_STAGE, C_MODEL, C_TOP1, C_DROP_P, C_DROP_F, C_PARAMS, C_BYTES,
-              C_MFLOPS, C_LATENCY, C_SIZE, C_SPEED, N_COLS };
+              C_MFLOPS, C_TOKENS, C_LATENCY, C_SIZE, C_SPEED, N_COLS };
 
 static const char *const header[N_COLS] = {"#", "from", "stage", "model", "top-1 %",
                                            "drop/parent", "drop/first", "params", "bytes",
-                                           "MFLOPs", "latency ms", "size", "speed"};
+                                           "MFLOPs", "tokens", "latency ms", "size", "speed"};
 static const int left_aligned[N_COLS] = {[C_STAGE] = 1, [C_MODEL] = 1, [C_SIZE] = 1, [C_SPEED] = 1};
 
 static int chain_bases(const struct evit_compare_chain *ch, int *latency, int *throughput)
@@ -559,6 +574,10 @@ static char **chain_cells(const struct evit_compare *c, const struct evit_compar
         row[C_PARAMS] = grouped(r->params);
         row[C_BYTES] = grouped(r->model_bytes);
         row[C_MFLOPS] = fixed(r->mflops, 1);
+        /* "197" or, merged, "197>101": the first block's tokens and the last's */
+        row[C_TOKENS] = !isfinite(r->tokens_first) ? evit_strdup("-")
+                        : r->tokens_last == r->tokens_first ? evit_strfmt("%.0f", r->tokens_first)
+                                                            : evit_strfmt("%.0f>%.0f", r->tokens_first, r->tokens_last);
         row[C_LATENCY] = fixed(r->latency_ms, 2);
         evit_compare_ratio_text(buf, sizeof buf, w->size_ratio, "smaller", "larger");
         row[C_SIZE] = evit_strdup(buf);
@@ -704,7 +723,7 @@ static void write_csv(const struct evit_compare *c, FILE *out)
 {
     fputs("chain,row,parent_row,stage,report,model,dataset,top1,top5,drop_vs_parent,"
           "drop_vs_first,params,model_bytes,mflops,latency_ms,images_per_s,size_ratio,"
-          "speed_ratio,speed_basis\n",
+          "speed_ratio,speed_basis,tokens_first,tokens_last\n",
           out);
     /* notes cannot go in the table: they go where people read */
     for (int i = 0; i < c->n_notes; i++) evit_info("note: %s", c->notes[i]);
@@ -725,7 +744,10 @@ static void write_csv(const struct evit_compare *c, FILE *out)
                                   r->params,      r->model_bytes, r->mflops,     r->latency_ms,
                                   r->images_per_s, w->size_ratio, w->speed_ratio};
             for (size_t j = 0; j < sizeof num / sizeof num[0]; j++) put_csv_number(out, num[j]);
-            fprintf(out, ",%s\n", basis_name(w->basis));
+            fprintf(out, ",%s", basis_name(w->basis));
+            put_csv_number(out, r->tokens_first);
+            put_csv_number(out, r->tokens_last);
+            fputc('\n', out);
         }
     }
 }
@@ -771,6 +793,8 @@ cJSON *evit_compare_to_json(const struct evit_compare *c)
                        {"params", r->params},
                        {"model_bytes", r->model_bytes},
                        {"mflops", r->mflops},
+                       {"tokens_first", r->tokens_first},
+                       {"tokens_last", r->tokens_last},
                        {"latency_ms", r->latency_ms},
                        {"images_per_s", r->images_per_s},
                        {"threads", r->threads},

@@ -48,6 +48,8 @@ struct evit_compare_report {
     char *parent_field; /* "parent" as recorded, or NULL */
     double top1, top5, params, model_bytes, mflops, images_per_s, latency_ms; /* NAN: absent */
     double threads; /* the evaluation's thread count; NAN: absent (older reports) */
+    double tokens_first, tokens_last; /* tokens entering the first and last block
+                                         (Token Merging); NAN: absent (older reports) */
     int named;   /* named by the user (directly or in a folder), not only an ancestor */
     int parent;  /* index of the parent report, -1 when none or not found */
     int parent_missing; /* the parent field names a file that does not exist */

@@ -38,7 +38,10 @@ grep -qF "\"parent\":	\"$T/m.report.json\"" "$T/r4.json" || fail "report does no
 m0=$(sed -n 's/.*"mflops":	\([0-9.]*\).*/\1/p' "$T/m.report.json" | head -1)
 m4=$(sed -n 's/.*"mflops":	\([0-9.]*\).*/\1/p' "$T/r4.json" | head -1)
 awk "BEGIN { exit !($m4 < $m0) }" || fail "merging 4 tokens did not lower MFLOPs ($m0 -> $m4)"
-ok "--r 4 writes the schedule (17 -> 13 tokens), a report with tokens and fewer MFLOPs ($m0 -> $m4)"
+succeeds "$EVIT_BIN/evit-report" compare "$T/r4.json"
+grep -q ' merge  .* 17>13 ' "$T/out" || fail "evit-report's merge row lacks tokens 17>13"
+grep -q ' distill  .*  17  ' "$T/out" || fail "evit-report's unmerged row lacks tokens 17"
+ok "--r 4 writes the schedule (17 -> 13 tokens), a report with tokens and fewer MFLOPs ($m0 -> $m4); evit-report shows the tokens"
 
 succeeds "$M" "$T/m.h5" --schedule 4,0 -o "$T/s4.h5" -q
 [ "$(attr "$T/s4.h5" merge_r)" = "4 0" ] || fail "--schedule 4,0 wrote $(attr "$T/s4.h5" merge_r)"
