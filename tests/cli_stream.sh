@@ -98,12 +98,15 @@ ok "40x30 grey frames are resized and 28x28 RGB frames converted as evit-run doe
 # --- live: a frame's line arrives while its writer still holds the pipe
 # open (flushed, not left in stdout's buffer until the end of input)
 mkfifo "$T/live"
-"$R" "$T/m.evit" --raw 28x28x1 "$T/live" >"$T/live.out" 2>"$T/err" &
+: >"$T/live.out" # there before the reads below, whenever the child opens it
+# under timeout: a reader that opened the pipe only after the writer closed
+# it would wait for another writer forever
+timeout 120 "$R" "$T/m.evit" --raw 28x28x1 "$T/live" >"$T/live.out" 2>"$T/err" &
 pid=$!
 exec 3<>"$T/live" # read-write: never blocks, even if evit-run never opened it
 head -c 1568 "$T/frames28.raw" >&3
 tries=0
-while [ "$(wc -l <"$T/live.out")" -lt 2 ] && [ "$tries" -lt 200 ]; do
+while [ "$(wc -l <"$T/live.out")" -lt 2 ] && [ "$tries" -lt 600 ]; do
     sleep 0.1
     tries=$((tries + 1))
 done
