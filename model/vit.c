@@ -452,13 +452,11 @@ static void block_backward(struct evit_block_params *g, struct evit_vit_grad_scr
     evit_layernorm_backward(s->dres, g->ln2_w, g->ln2_b, s->dln, a->x_mid, a->ln2_mean,
                             a->ln2_rstd, p->ln2_w, Nm, D);
     if (sh->merge_r) { /* x_mid = merge(x_att): dres becomes dL/dx_att, T rows */
-        int r = sh->merge_r;
         memset(s->dln, 0, (size_t)N * D * sizeof(float));
         for (int b = 0; b < B; b++)
             evit_merge_backward(s->dln + (size_t)b * t.T * D, s->dres + (size_t)b * t.Tm * D,
                                 a->size + (size_t)b * t.T, next + (size_t)b * t.Tm, a->dst + (size_t)b * t.T,
                                 t.T, D);
-        (void)r;
         memcpy(s->dres, s->dln, (size_t)N * D * sizeof(float));
     }
     /* x_att = x_in + proj(MHSA(qkv(LN1(x_in)))) */

@@ -748,8 +748,7 @@ static void rows_unit(void *arg, int tid, int u)
 {
     struct linear_job *j = arg;
     int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
-    (void)tid;
-    if (j->gelu) j->k->gelu(j->x + (size_t)r0 * j->L->in, (size_t)(r1 - r0) * j->L->in);
+    if (j->gelu) gelu_unit(arg, tid, u);
     quant_rows(j->k, j->xq, j->L, j->x, r0, r1);
 }
 
