@@ -27,13 +27,27 @@
  *   peak vnni_gmacs=P
  *
  * the rate of register-only vpdpbusd on 512-bit vectors (20 independent
- * accumulators, 1 thread): G / P is the VNNI ceiling of a config. */
+ * accumulators, 1 thread): G / P is the VNNI ceiling of a config.
+ *
+ * --merge LIST (for example 0,8,16): Token Merging, each r of the list
+ * merged in every block but the last (at most what a block's tokens allow),
+ * one line per measurement instead of the above:
+ *
+ *   merge CONFIG DTYPE threads=T r=R tokens=T0>TL median_ms=X merge_ms=M gmac=G
+ *
+ * TL the tokens of the last block; G the multiply-adds of one image as in
+ * int8_gmac, on the merged tokens; M the median time of the merge step of
+ * one image on one thread (the matching's metric, similarities and
+ * ranking, the outputs' inputs and the size-weighted average, for every
+ * merging block: the runtime's kernels on random keys of each block's
+ * shape), to set against X. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "evrt.h"
+#include "kernels.h"
 #include "qmodel.h"
 #include "rng.h"
 #include "util.h"
@@ -74,6 +88,19 @@ static double int8_macs(const struct evit_vit_config *c)
     return s;
 }
 
+/* int8_macs with each block's tokens after Token Merging (m's merge_r). */
+static double merged_macs(const struct evrt_model *m)
+{
+    double N = evrt_model_tokens(m) - 1, D = m->dim, s;
+    s = N * m->channels * m->patch * m->patch * D + D * m->classes;
+    for (int l = 0; l < m->depth; l++) {
+        const struct evrt_block *b = &m->blocks[l];
+        double T = evrt_model_tokens_at(m, l), I = (double)b->heads * b->head_dim, q = l + 1 < m->depth ? T : 1.0;
+        s += T * D * 3.0 * I + q * (I * D + 2.0 * D * b->mlp) + 2.0 * q * T * I;
+    }
+    return s;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define PEAK_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #include <immintrin.h>
@@ -100,6 +127,65 @@ PEAK_TARGET static double vnni_peak(void)
 }
 #endif
 
+/* merge_r = r (at most what the tokens allow) in every block but the last;
+ * returns the last block's tokens. */
+static int set_merge(struct evrt_model *m, int r)
+{
+    for (int l = 0; l < m->depth; l++) {
+        int T = evrt_model_tokens_at(m, l), mx = (T + 1) / 2 - 1;
+        m->blocks[l].merge_r = l + 1 < m->depth ? (r < mx ? r : mx) : 0;
+    }
+    return evrt_model_tokens_at(m, m->depth - 1);
+}
+
+static int cmp_double(const void *a, const void *b);
+
+/* The merge step of one image, every merging block, on the best kernels
+ * (median of reps, milliseconds). */
+static double merge_step_ms(const struct evrt_model *m, int reps)
+{
+    const struct evrt_kernels *k = evrt_kernels_get(evrt_isa_best());
+    int T0 = evrt_model_tokens(m), D = m->dim, I = 0, dmax = 0;
+    for (int l = 0; l < m->depth; l++) {
+        I = m->blocks[l].heads * m->blocks[l].head_dim > I ? m->blocks[l].heads * m->blocks[l].head_dim : I;
+        dmax = m->blocks[l].head_dim > dmax ? m->blocks[l].head_dim : dmax;
+    }
+    size_t na = (size_t)(T0 + 1) / 2;
+    float *qkv = evit_malloc(sizeof(float) * (size_t)T0 * 3 * I), *x = evit_malloc(sizeof(float) * (size_t)T0 * D);
+    float *y = evit_malloc(sizeof(float) * (size_t)T0 * D), *out = evit_malloc(sizeof(float) * (size_t)T0 * D);
+    float *an = evit_malloc(sizeof(float) * na * dmax), *bt = evit_malloc(sizeof(float) * (dmax * na + 16));
+    float *S = evit_malloc(sizeof(float) * 16 * na), *score = evit_malloc(sizeof(float) * na);
+    float *sz = evit_malloc(sizeof(float) * T0), *so = evit_malloc(sizeof(float) * T0);
+    int *best = evit_malloc(sizeof(int) * na), *dst = evit_malloc(sizeof(int) * T0);
+    int *src = evit_malloc(sizeof(int) * T0), *start = evit_malloc(sizeof(int) * (T0 + 1)), *order = evit_malloc(sizeof(int) * na);
+    double *t = evit_malloc(sizeof(double) * reps), med;
+    struct evit_rng r;
+    evit_rng_seed(&r, 3);
+    for (size_t i = 0; i < (size_t)T0 * 3 * I; i++) qkv[i] = (float)evit_rng_normal(&r);
+    for (size_t i = 0; i < (size_t)T0 * D; i++) x[i] = (float)evit_rng_normal(&r), y[i] = (float)evit_rng_normal(&r);
+    for (int i = 0; i < T0; i++) sz[i] = 1.0f;
+    for (int rep = 0; rep < reps; rep++) {
+        double t0 = evit_now();
+        for (int l = 0; l + 1 < m->depth; l++) {
+            const struct evrt_block *b = &m->blocks[l];
+            int T = evrt_model_tokens_at(m, l), R = b->merge_r, d = b->head_dim, nb = T / 2, a;
+            if (!R) continue;
+            evrt_merge_prep(an, bt, (size_t)nb, qkv, b->heads * d, b->heads, d, 0, T);
+            for (a = 0; a < (T + 1) / 2; a += 16)
+                evrt_merge_best(k, best, score, S, an, bt, (size_t)nb, nb, d, a, a + 16 < (T + 1) / 2 ? a + 16 : (T + 1) / 2);
+            evrt_merge_match(dst, order, best, score, T, R);
+            evrt_merge_sources(start, src, so, dst, sz, T, T - R);
+            evrt_merge_rows(out, x, y, sz, so, start, src, 0, T - R, D);
+        }
+        t[rep] = 1e3 * (evit_now() - t0);
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    med = t[reps / 2];
+    free(qkv), free(x), free(y), free(out), free(an), free(bt), free(S), free(score), free(sz), free(so);
+    free(best), free(dst), free(src), free(start), free(order), free(t);
+    return med;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -119,7 +205,7 @@ int main(int argc, char **argv)
 {
     const char *defaults[] = {"fm-tiny", "fm-small", "deit-tiny", "deit-small"};
     const char *names[16], *kern = NULL, *dtypes = "f32,int8,int8a";
-    int n = 0, reps = 0, threads[8] = {1, 2}, nthreads = 2;
+    int n = 0, reps = 0, threads[8] = {1, 2}, nthreads = 2, merges[8] = {0}, nmerge = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
@@ -134,8 +220,15 @@ int main(int argc, char **argv)
                 threads[nthreads++] = (int)strtol(s, &end, 10);
                 s = *end ? end + 1 : end;
             }
+        } else if (!strcmp(argv[i], "--merge") && i + 1 < argc) {
+            char *s = argv[++i], *end;
+            while (*s && nmerge < 8) {
+                merges[nmerge++] = (int)strtol(s, &end, 10);
+                s = *end ? end + 1 : end;
+            }
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            puts("usage: bench/runtime [--reps N] [--threads 1,2] [--kernels NAME] [--dtypes f32,int8,int8a] [CONFIG ...]");
+            puts("usage: bench/runtime [--reps N] [--threads 1,2] [--kernels NAME] [--dtypes f32,int8,int8a] "
+                 "[--merge 0,8,16] [CONFIG ...]");
             return 0;
         } else if (n < 16)
             names[n++] = argv[i];
@@ -191,7 +284,9 @@ int main(int argc, char **argv)
                 for (int j = 0; j < 3; j++) b->attn_scale[j] = cal.qkv[l][j] > 0 ? cal.qkv[l][j] / 127.0f : 1.0f;
                 b->attn_scale[3] = 1.0f / 127.0f;
             }
+            for (int mi = 0; mi < (nmerge ? nmerge : 1); mi++)
             for (int t = 0; t < nthreads; t++) {
+                int last_T = set_merge(&q.rt, nmerge ? merges[mi] : 0);
                 double *ms = evit_malloc(sizeof(double) * R);
                 if (evrt_ctx_create(&ctx, &q.rt, 1) || (kern && evrt_ctx_set_kernels(ctx, kern)) ||
                     evrt_ctx_set_threads(ctx, threads[t])) {
@@ -205,6 +300,15 @@ int main(int argc, char **argv)
                     ms[i] = 1e3 * (evit_now() - t0);
                 }
                 qsort(ms, (size_t)R, sizeof *ms, cmp_double);
+                if (nmerge) {
+                    printf("merge %s %s threads=%d r=%d tokens=%d>%d median_ms=%.4f merge_ms=%.4f gmac=%.4f\n",
+                           names[k], dtname[dt], threads[t], merges[mi], evrt_model_tokens(&q.rt), last_T, ms[R / 2],
+                           merge_step_ms(&q.rt, R), merged_macs(&q.rt) / 1e9);
+                    fflush(stdout);
+                    evrt_ctx_destroy(ctx);
+                    free(ms);
+                    continue;
+                }
                 printf("evit %s %s threads=%d kernels=%s median_ms=%.4f min_ms=%.4f model_mb=%.2f "
                        "ctx_mb=%.2f\n",
                        names[k], dtname[dt], threads[t], evrt_ctx_kernels(ctx), ms[R / 2],

@@ -28,6 +28,9 @@
 # 100 pixels), the median; ONNX Runtime with intraOpNumThreads = the row's
 # threads, interOpNumThreads 1, graph optimisation all.  A small config
 # (`bench/runtime.sh build fm-tiny`, seconds) checks the script works.
+# Then a Token Merging table: INT8 + INT8 attention at r = 0, 8 and 16 per
+# config at 1 thread, its speedup against r = 0 of the same run, the
+# multiply-add ratio, and the merge step's share of the inference.
 set -eu
 B=${1:?usage: bench/runtime.sh BUILD_DIR [CONFIG ...]}
 shift
@@ -158,3 +161,31 @@ END {
   print "after |, the same weights in both runtimes (evit-export files of one evit-init model): run: evit-run --bench on the .evit; ortx f32, ort int8, ort i8+a: ONNX Runtime on evit-export'"'"'s float32 and QDQ .onnx (i8+a: with INT8 attention'"'"'s QDQ pairs); f32/ortx: ortx f32 over run f32; int8/ort8, i8+a/ort8: ort int8 over run int8, over run i8+a (above 1: evit faster)"
 }'
 cat "$W/conditions.txt"
+
+# Token Merging: INT8 + INT8 attention at r = 0, 8 and 16 (every block but
+# the last merges r, at most what its tokens allow), batch 1, 1 thread, the
+# three back to back in this run; the merge step is the merging kernels'
+# own time for one image (bench/runtime --merge).
+"$B/bench/runtime" --merge 0,8,16 --dtypes int8a --threads 1 $CONFIGS >"$W/merge.txt"
+awk '
+$1 == "merge" { c = $2; for (i = 4; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
+  r = v["r"]; key = c " " r; ms[key] = v["median_ms"]; mm[key] = v["merge_ms"]; g[key] = v["gmac"]; tok[key] = v["tokens"];
+  if (!(c in seen)) { seen[c] = 1; order[n++] = c } rs[c] = rs[c] " " r }
+END {
+  print ""
+  print "Token Merging, INT8 + INT8 attention, batch 1, 1 thread (the same run):"
+  printf "%-11s %4s %9s %10s %8s %9s %10s %9s %8s\n", "config", "r", "tokens", "median ms", "speedup", "GMAC", "MAC ratio", "merge ms", "share"
+  for (k = 0; k < n; k++) {
+    c = order[k]; m0 = split(rs[c], rr, " ");
+    for (j = 1; j <= m0; j++) {
+      key = c " " rr[j]; base = c " 0";
+      printf "%-11s %4s %9s %10.3f %7.2fx %9.4f %9.2fx %9.3f %7.1f%%\n", c, rr[j], tok[key], ms[key], ms[base] / ms[key], g[key], g[base] / g[key], mm[key], 100 * mm[key] / ms[key]
+    }
+    if (c == "deit-tiny") {
+      printf "deit-tiny r 8 against r 0 (target >= 1.4x): %.2fx %s (its multiply-adds drop %.2fx)\n", ms[c " 0"] / ms[c " 8"], ms[c " 0"] / ms[c " 8"] >= 1.4 ? "PASS" : "FAIL", g[c " 0"] / g[c " 8"]
+      printf "deit-tiny r 16 against r 0 (target >= 1.9x): %.2fx %s (its multiply-adds drop %.2fx)\n", ms[c " 0"] / ms[c " 16"], ms[c " 0"] / ms[c " 16"] >= 1.9 ? "PASS" : "FAIL", g[c " 0"] / g[c " 16"]
+      printf "deit-tiny merge step at r 8 (target < 10%% of the inference): %.1f%% %s\n", 100 * mm[c " 8"] / ms[c " 8"], mm[c " 8"] < 0.1 * ms[c " 8"] ? "PASS" : "FAIL"
+    }
+  }
+  print "  MAC ratio: r 0 multiply-adds over r; the runtime already runs the last block on the class token alone, so merging saves less than ToMe counts (its 1.44x for DeiT-T r 8 is on a model whose last block runs every token)"
+}' "$W/merge.txt"

@@ -201,7 +201,6 @@ static int distill_main(int argc, char **argv)
     if (make_model(&a, &r, &train, &m, &init_report) < 0) goto fail;
     if (evit_eval_check_compat(&m, a.init ? a.init : a.recipe, &train, a.data) < 0) goto fail;
     if (a.val && evit_eval_check_compat(&m, a.init ? a.init : a.recipe, &val, a.val) < 0) goto fail;
-    if (a.latency && evit_qmodel_supports(&m.cfg, a.init ? a.init : a.recipe) < 0) goto fail; /* before training */
     double teacher_top1 = have_teacher && rank == 0 ? teacher_val_top1(&teacher, a.val ? &val : NULL, &teacher_report) : (double)NAN;
 
     best = evit_train_sibling(a.out, ".best");

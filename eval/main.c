@@ -102,7 +102,8 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
     snprintf(c->name, sizeof c->name, "%s", evrt_file_name(*f));
     EVIT_QMODEL_COPY_GEOMETRY(c, rt);
     for (int l = 0; l < rt->depth; l++)
-        c->blocks[l] = (struct evit_block_shape){rt->blocks[l].heads, rt->blocks[l].head_dim, rt->blocks[l].mlp, 0};
+        c->blocks[l] = (struct evit_block_shape){rt->blocks[l].heads, rt->blocks[l].head_dim, rt->blocks[l].mlp,
+                                                 rt->blocks[l].merge_r};
     return EVIT_OK;
 }
 
@@ -138,7 +139,6 @@ static int eval_main(int argc, char **argv)
     const struct evit_vit *mv = quantized ? &q.vit : &m;
     if (evit_dataset_load(a.data, &d) < 0) goto fail;
     if (evit_eval_check_compat(mv, a.model, &d, a.data) < 0) goto fail;
-    if (a.latency && !quantized && evit_qmodel_supports(&m.cfg, a.model) < 0) goto fail;
     if (quantized) {
         if (evit_qmodel_runner_init(&qrun, &q, a.batch, evit_get_threads(), a.model) < 0) goto fail;
     } else {

@@ -8,7 +8,8 @@
 #include "file.h"
 #include "util.h"
 
-/* One tensor to write: name, dtype (0 float32, 1 int8), shape, data. */
+/* One tensor to write: name, dtype (0 float32, 1 int8, 2 int32), shape,
+ * data. */
 struct out_tensor {
     char name[EVRT_TENSOR_NAME];
     uint32_t dtype, ndim, shape[2];
@@ -19,7 +20,14 @@ struct out_tensor {
 struct tlist {
     struct out_tensor *t;
     int n, cap;
+    int32_t *merge_r; /* (depth) the schedule's tensor, owned */
 };
+
+static void tlist_free(struct tlist *l)
+{
+    free(l->t);
+    free(l->merge_r);
+}
 
 static void add(struct tlist *l, const char *name, uint32_t dtype, const void *data, int rows, int cols)
 {
@@ -62,7 +70,14 @@ static void add_linear(struct tlist *l, const struct evrt_model *m, int layer)
     add(l, name, 0, L->bias, L->out, 0);
 }
 
-/* Every tensor, in timm's state_dict order. */
+static int merges(const struct evrt_model *m)
+{
+    for (int b = 0; b < m->depth; b++)
+        if (m->blocks[b].merge_r) return 1;
+    return 0;
+}
+
+/* Every tensor, in timm's state_dict order (then the merge schedule). */
 static struct tlist list_tensors(const struct evrt_model *m)
 {
     struct tlist l = {0};
@@ -93,13 +108,20 @@ static struct tlist list_tensors(const struct evrt_model *m)
     add(&l, "norm.weight", 0, m->norm_w, D, 0);
     add(&l, "norm.bias", 0, m->norm_b, D, 0);
     add_linear(&l, m, 1 + 4 * m->depth);
+    /* Token Merging's schedule, only where something merges: a file
+     * without it stays readable by runtimes older than format version 3 */
+    if (merges(m)) {
+        l.merge_r = evit_malloc(sizeof(int32_t) * (size_t)m->depth);
+        for (int b = 0; b < m->depth; b++) l.merge_r[b] = m->blocks[b].merge_r;
+        add(&l, "merge_r", 2, l.merge_r, m->depth, 0);
+    }
     return l;
 }
 
 int evit_export_tensor_count(const struct evrt_model *m)
 {
     struct tlist l = list_tensors(m);
-    free(l.t);
+    tlist_free(&l);
     return l.n;
 }
 
@@ -139,11 +161,12 @@ void evit_export_build(const struct evrt_model *m, const struct evit_export_info
     }
     uint8_t *b = evit_calloc((size_t)end, 1);
     memcpy(b + EVRT_FH_MAGIC, EVRT_FILE_MAGIC, 8);
-    /* version 1 unless INT8 attention needs version 2: older runtimes
-     * keep reading every file they can run */
+    /* version 1 unless INT8 attention needs version 2 or Token Merging 3:
+     * older runtimes keep reading every file they can run */
     uint32_t version = 1;
     for (int d = 0; d < m->depth; d++)
         if (m->blocks[d].attn_dtype == EVRT_I8) version = EVRT_FILE_VERSION_ATT;
+    if (merges(m)) version = EVRT_FILE_VERSION_MERGE;
     put32(b + EVRT_FH_VERSION, version);
     put32(b + EVRT_FH_ENDIAN, EVRT_FILE_ENDIAN);
     put32(b + EVRT_FH_HEADER_BYTES, (uint32_t)header);
@@ -198,7 +221,7 @@ void evit_export_build(const struct evrt_model *m, const struct evit_export_info
         s += n;
     }
     put32(b + EVRT_FH_HEADER_CRC, evrt_crc32(0, b, (size_t)header));
-    free(l.t);
+    tlist_free(&l);
     *buf = b;
     *len = (size_t)end;
 }

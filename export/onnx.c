@@ -510,6 +510,15 @@ int evit_onnx_write(const char *path, const struct evit_qmodel *q, const struct 
                     size_t *bytes)
 {
     int rc = EVIT_ERR;
+    /* Token Merging picks its tokens by a data-dependent sort and gathers
+     * them by a scatter-add: expressible in opset 16 (TopK, ScatterElements
+     * with reduction "add"), but TensorRT 8.2 on the Nano parses opsets up
+     * to 13 and evit-export would need a second matching to keep evit's
+     * tie rule.  Refused rather than exported differently. */
+    if (evit_config_merges(&q->vit.cfg))
+        return evit_error("%s: %s merges tokens (merge_r): ONNX export of Token Merging is not supported; "
+                          "export it as .evit, or export the model without merging",
+                          path, info && info->source ? info->source : "the model");
     Onnx__ModelProto *mp = model_build(q, info);
     size_t n = onnx__model_proto__get_packed_size(mp);
     uint8_t *buf = evit_malloc(n ? n : 1);

@@ -39,6 +39,7 @@ static void bind_runtime(struct evit_qmodel *q)
         b->heads = c->blocks[l].heads;
         b->head_dim = c->blocks[l].head_dim;
         b->mlp = M;
+        b->merge_r = c->blocks[l].merge_r;
         b->ln1_w = bp->ln1_w;
         b->ln1_b = bp->ln1_b;
         b->ln2_w = bp->ln2_w;
@@ -450,19 +451,10 @@ fail:
     return rc;
 }
 
-int evit_qmodel_supports(const struct evit_vit_config *c, const char *path)
-{
-    if (evit_config_merges(c))
-        return evit_error("%s: merges tokens (merge_r), which libevrt does not run yet: this stage and "
-                          "--latency take models without merging", path);
-    return EVIT_OK;
-}
-
 int evit_qmodel_vit_latency(const struct evit_vit *m, const struct evit_dataset *d, int n, const char *path,
                             double ms[3])
 {
     struct evit_qmodel q;
-    if (evit_qmodel_supports(&m->cfg, path) < 0) return EVIT_ERR;
     evit_qmodel_from_vit(&q, m);
     int rc = evit_qmodel_latency(&q.rt, d, n, path, ms);
     evit_qmodel_free(&q);

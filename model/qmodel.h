@@ -47,11 +47,6 @@ struct evit_qmodel {
  * per channel, evrt_quantize_weights_ref) but every dtype EVRT_F32 and
  * activation scale 1, zero 0.  Calibration then sets scales and dtypes. */
 void evit_qmodel_from_vit(struct evit_qmodel *q, const struct evit_vit *m);
-/* EVIT_ERR, with a message naming path, for a model the runtime cannot run
- * yet: one that merges tokens (config merge_r; the training model and
- * evit-eval run it, libevrt does not). */
-int evit_qmodel_supports(const struct evit_vit_config *c, const char *path);
-
 /* Writes the model, meta (stage, report, parent, class names) and the
  * calibration fields to a temporary file renamed into place. */
 int evit_qmodel_save(const char *path, const struct evit_qmodel *q,

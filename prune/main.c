@@ -130,7 +130,6 @@ int main(int argc, char **argv)
 
     if (evit_prune_config_load(a.config, &pc) < 0) goto fail;
     if (evit_ckpt_load(a.model, &m, &meta) < 0) goto fail;
-    if (a.latency && evit_qmodel_supports(&m.cfg, a.model) < 0) goto fail;
     if (evit_prune_config_check(&pc, a.config, &m.cfg, a.data != NULL) < 0) goto fail;
     int taylor = pc.criterion == EVIT_PRUNE_TAYLOR;
     if (taylor && (evit_dataset_load(a.data, &train) < 0 ||

@@ -182,7 +182,7 @@ int main(int argc, char **argv)
             goto fail;
         }
     }
-    if (evit_ckpt_load(a.model, &m, &meta) < 0 || evit_qmodel_supports(&m.cfg, a.model) < 0) goto fail;
+    if (evit_ckpt_load(a.model, &m, &meta) < 0) goto fail;
     if (evit_dataset_load(a.calib, &calib) < 0) goto fail;
     if (evit_eval_check_compat(&m, a.model, &calib, a.calib) < 0) goto fail;
     if (evit_dataset_load(a.val, &val) < 0) goto fail;

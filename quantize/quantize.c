@@ -356,14 +356,16 @@ void evit_quant_apply(struct evit_qmodel *q, const struct evit_quant_stats *stat
 
 /* ------------------------------------------------------------ running */
 
-/* Runs the model over n images in batches on one runtime context. */
+/* Runs the model over n images in batches on one runtime context; *live
+ * (when not NULL) is that context while it runs, for the observer. */
 static int run_images(struct evit_qmodel *q, const uint8_t *images, int n, int batch,
-                      evrt_observer_fn fn, void *user)
+                      evrt_observer_fn fn, void *user, const evrt_ctx **live)
 {
     evrt_ctx *ctx = NULL;
     size_t img = (size_t)q->rt.img_size * q->rt.img_size * q->rt.channels;
     float *logits = evit_malloc(sizeof(float) * (size_t)batch * q->rt.classes);
     int rc = evrt_ctx_create(&ctx, &q->rt, batch);
+    if (live) *live = ctx;
     if (rc == EVRT_OK) {
         evrt_set_observer(ctx, fn, user);
         for (int s = 0; s < n && rc == EVRT_OK; s += batch)
@@ -371,6 +373,7 @@ static int run_images(struct evit_qmodel *q, const uint8_t *images, int n, int b
     }
     if (rc != EVRT_OK) evit_error("runtime: %s", evrt_ctx_error(ctx));
     evrt_ctx_destroy(ctx);
+    if (live) *live = NULL;
     free(logits);
     return rc == EVRT_OK ? EVIT_OK : EVIT_ERR;
 }
@@ -432,6 +435,7 @@ struct collect {
     const struct evit_qmodel *q;
     int pass;
     float *att, *out; /* (B, H, T, T), (B, T, Imax): float attention */
+    const evrt_ctx *ctx; /* the running context (its merged tokens' bias) */
 };
 
 static void stats_add(struct collect *c, int i, const float *x, size_t n)
@@ -456,7 +460,9 @@ static void collect_observer(void *user, int layer, int phase, const float *x, i
     }
     if (layer < 1 || layer >= nl - 1 || (layer - 1) % 4 != 0) return;
     const struct evrt_block *b = &m->blocks[l];
-    int T = evrt_model_tokens(m), B = rows / T, I = cols / 3, last = l == m->depth - 1;
+    /* the block's tokens: fewer after Token Merging, whose sizes bias
+     * the attention (proportional attention) */
+    int T = evrt_model_tokens_at(m, l), B = rows / T, I = cols / 3, last = l == m->depth - 1;
     int s0 = nl + 4 * l; /* stats of q, k, v, p */
     for (int r = 0; r < rows; r++)
         for (int k = 0; k < 3; k++)
@@ -464,7 +470,8 @@ static void collect_observer(void *user, int layer, int phase, const float *x, i
                 stats_add(c, s0 + k, x + (size_t)r * cols + (size_t)k * I, (size_t)I);
     /* each row's largest probability, in place of its first */
     size_t rows_p = (size_t)B * b->heads * (last ? 1 : T);
-    evit_attention_forward_q(c->out, c->att, x, B, T, last ? 1 : T, b->heads, b->head_dim);
+    evit_attention_forward_qb(c->out, c->att, x, evrt_ctx_attention_bias(c->ctx), B, T, last ? 1 : T, b->heads,
+                              b->head_dim);
     for (size_t r = 0; r < rows_p; r++) {
         const float *p = c->att + r * T;
         float mx = 0.0f;
@@ -478,12 +485,12 @@ int evit_quant_collect(struct evit_qmodel *q, const uint8_t *images, int n, int 
                        struct evit_quant_stats *stats)
 {
     int saved[2 + 5 * EVIT_MAX_DEPTH], rc = EVIT_OK;
-    struct collect c = {stats, q, 0, NULL, NULL};
+    struct collect c = {stats, q, 0, NULL, NULL, NULL};
     attention_buffers(q, batch, &c.att, &c.out);
     for (int i = 0; i < evit_quant_stat_count(q); i++) evit_quant_stats_init(&stats[i]);
     save_dtypes(q, saved, 1);
     for (c.pass = 0; c.pass < 2 && rc == EVIT_OK; c.pass++)
-        rc = run_images(q, images, n, batch, collect_observer, &c);
+        rc = run_images(q, images, n, batch, collect_observer, &c, &c.ctx);
     restore_dtypes(q, saved);
     free(c.att);
     free(c.out);
@@ -527,6 +534,7 @@ struct measure {
     int8_t *xq;
     float *att_p, *att_out; /* float attention, for the isolated error */
     void *scratch;          /* for evrt_attention_i8_ref */
+    const evrt_ctx *ctx;    /* the running context (its merged tokens' bias) */
 };
 
 static void keep_ref(struct measure *m, int e, const float *x, size_t n)
@@ -549,12 +557,13 @@ static void measure_attention(struct measure *m, int layer, int phase, const flo
     int nl = evrt_layer_count(rt), l = (layer - 1) / 4, e = nl + l, k = (layer - 1) % 4;
     if (layer < 1 || layer >= nl - 1 || k > 1) return;
     const struct evrt_block *b = &rt->blocks[l];
-    int T = evrt_model_tokens(rt), nq = l == rt->depth - 1 ? 1 : T;
+    int T = evrt_model_tokens_at(rt, l), nq = l == rt->depth - 1 ? 1 : T;
     if (k == 0 && phase == EVRT_OBSERVE_OUTPUT && m->pass == 0 && m->saved[e] == EVRT_I8) {
         int B = rows / T;
         size_t n = (size_t)B * nq * b->heads * b->head_dim;
-        evit_attention_forward_q(m->att_out, m->att_p, x, B, T, nq, b->heads, b->head_dim);
-        evrt_attention_i8_ref(m->yq, m->scratch, x, B, T, nq, b->heads, b->head_dim, b->attn_scale);
+        const float *bias = evrt_ctx_attention_bias(m->ctx);
+        evit_attention_forward_qb(m->att_out, m->att_p, x, bias, B, T, nq, b->heads, b->head_dim);
+        evrt_attention_i8_bias_ref(m->yq, m->scratch, x, bias, B, T, nq, b->heads, b->head_dim, b->attn_scale);
         err_add(&m->iso[e], m->att_out, m->yq, n);
     } else if (k == 1 && phase == EVRT_OBSERVE_INPUT) {
         size_t n = (size_t)rows * cols;
@@ -615,10 +624,10 @@ int evit_quant_measure(struct evit_qmodel *q, const uint8_t *images, int n, int 
         int b = n - s < batch ? n - s : batch;
         save_dtypes(q, saved, 1);
         m.pass = 0;
-        rc = run_images(q, images + (size_t)s * img, b, b, measure_observer, &m);
+        rc = run_images(q, images + (size_t)s * img, b, b, measure_observer, &m, &m.ctx);
         restore_dtypes(q, saved);
         m.pass = 1;
-        if (rc == EVIT_OK) rc = run_images(q, images + (size_t)s * img, b, b, measure_observer, &m);
+        if (rc == EVIT_OK) rc = run_images(q, images + (size_t)s * img, b, b, measure_observer, &m, &m.ctx);
     }
     for (int i = 0; i < nl; i++) {
         err[i].sqnr_db = sqnr_db(&m.iso[i]);

@@ -120,6 +120,7 @@ struct evrt_ctx {
      * change between calls, like its scales) */
     float lut[EVRT_MAX_CHANNELS * 256], lut_key[2 * EVRT_MAX_CHANNELS];
     float *x;       /* (B, T, D) residual stream */
+    float *x2;      /* (B, T, D) the stream after a merge (swapped with x) */
     float *ln;      /* (B, T, D) LayerNorm output; patch embeddings first */
     float *qkv;     /* (B, T, 3 Imax) */
     float *attv;    /* (B, T, Imax) */
@@ -145,10 +146,24 @@ struct evrt_ctx {
     struct pool pool;
     struct worker *workers;
     int *att_last;          /* (threads) attention's per-thread head (att_job) */
+    /* Token Merging (evrt.h): per image, the tokens' sizes and their
+     * proportional-attention bias; the matching's normalised metric (A's
+     * rows, B's columns), best matches and scores; each output's inputs */
+    float *size, *size2;    /* (B, T) */
+    float *bias;            /* (B, T) log size */
+    const float *bias_now;  /* bias during a block after a merge, else NULL */
+    float *logn;            /* (T + 1) logn[s] = (float)log(s) */
+    float *an, *bt;         /* (B, na, dmax), (B, dmax * nb + 16) */
+    int *best;              /* (B, na) */
+    float *score;           /* (B, na) */
+    int *dst, *msrc, *start; /* (B, T), (B, T), (B, T + 1) each output's inputs */
+    int *order;             /* (na) */
 };
 
 static int imax(int a, int b) { return a > b ? a : b; }
 static int imin(int a, int b) { return a < b ? a : b; }
+/* Token Merging's A set: the even tokens of T */
+static size_t merge_na(int T) { return (size_t)(T + 1) / 2; }
 
 /* ---------------------------------------------------------------- pool */
 
@@ -306,6 +321,46 @@ static void parallel(evrt_ctx *c, unit_fn fn, void *arg, int units, int serial)
         t2 = now_s();
         if (t2 - t1 > STALL_S + (t1 - t0)) pool_stalled(p, t2);
     }
+}
+
+/* A second job in the same region as a first, its units numbered after
+ * the first's: work that needs neither's results (the matching's metric
+ * beside attention, the similarities beside the projection), so it costs
+ * no region of its own.  serial: small enough for the caller alone. */
+struct side {
+    unit_fn fn;
+    void *arg;
+    int units, serial;
+};
+
+struct with_side {
+    unit_fn fn;
+    void *arg;
+    int units;
+    const struct side *side;
+};
+
+static void with_side_unit(void *arg, int tid, int u)
+{
+    const struct with_side *w = arg;
+    if (u < w->units)
+        w->fn(w->arg, tid, u);
+    else
+        w->side->fn(w->side->arg, tid, u - w->units);
+}
+
+static void parallel_side(evrt_ctx *c, unit_fn fn, void *arg, int units, int serial, const struct side *side)
+{
+    struct with_side w;
+    if (!side || side->units <= 0) {
+        parallel(c, fn, arg, units, serial);
+        return;
+    }
+    w.fn = fn;
+    w.arg = arg;
+    w.units = units;
+    w.side = side;
+    parallel(c, with_side_unit, &w, units + side->units, serial && side->serial);
 }
 
 static void pool_stop(evrt_ctx *c)
@@ -511,6 +566,44 @@ const char *evrt_ctx_kernels(const evrt_ctx *c) { return c->k->name; }
 
 /* ---------------------------------------------------------------- context */
 
+/* 1 when some block but the last merges tokens. */
+static int model_merges(const struct evrt_model *m)
+{
+    int l;
+    for (l = 0; l + 1 < m->depth; l++)
+        if (m->blocks[l].merge_r > 0) return 1;
+    return 0;
+}
+
+/* Token Merging's working memory (struct evrt_ctx): for a model that
+ * merges only. */
+static int merge_alloc(evrt_ctx *c)
+{
+    size_t B = (size_t)c->max_batch, T = (size_t)c->T, D = (size_t)c->m->dim, na = merge_na(c->T), s;
+    size_t bt = (size_t)c->dmax * (T / 2) + 16;
+    c->x2 = malloc(sizeof(float) * B * T * D);
+    c->size = malloc(sizeof(float) * B * T);
+    c->size2 = malloc(sizeof(float) * B * T);
+    c->bias = malloc(sizeof(float) * B * T);
+    c->logn = malloc(sizeof(float) * (T + 1));
+    c->an = malloc(sizeof(float) * B * na * (size_t)c->dmax);
+    c->bt = malloc(sizeof(float) * B * bt);
+    c->best = malloc(sizeof(int) * B * na);
+    c->score = malloc(sizeof(float) * B * na);
+    c->dst = malloc(sizeof(int) * B * T);
+    c->msrc = malloc(sizeof(int) * B * T);
+    c->start = malloc(sizeof(int) * B * (T + 1));
+    c->order = malloc(sizeof(int) * na);
+    if (!c->x2 || !c->size || !c->size2 || !c->bias || !c->logn || !c->an || !c->bt || !c->best || !c->score ||
+        !c->dst || !c->msrc || !c->start || !c->order)
+        return EVRT_ENOMEM;
+    c->bytes += sizeof(float) * (B * T * D + 3 * B * T + T + 1 + B * na * (size_t)c->dmax + B * bt + B * na) +
+                sizeof(int) * (3 * B * T + B + B * na + na);
+    c->logn[0] = 0.0f;
+    for (s = 1; s <= T; s++) c->logn[s] = (float)log((double)s);
+    return EVRT_OK;
+}
+
 static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch, const evrt_file *src)
 {
     evrt_ctx *c = calloc(1, sizeof *c);
@@ -565,6 +658,11 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
                att8_bytes(c) + qb + sizeof(int32_t) * outs;
     if (!c->patches || !c->x || !c->ln || !c->qkv || !c->attv || !c->tmp || !c->h || !c->scores || !c->att8 || !c->att_last ||
         !c->xq || !c->wsum || !c->wsum_off || !c->wsum_of) {
+        evrt_ctx_destroy(c);
+        *out = NULL;
+        return EVRT_ENOMEM;
+    }
+    if (model_merges(m) && merge_alloc(c)) {
         evrt_ctx_destroy(c);
         *out = NULL;
         return EVRT_ENOMEM;
@@ -633,6 +731,19 @@ void evrt_ctx_destroy(evrt_ctx *c)
     free(c->scores);
     free(c->att8);
     free(c->att_last);
+    free(c->x2);
+    free(c->size);
+    free(c->size2);
+    free(c->bias);
+    free(c->logn);
+    free(c->an);
+    free(c->bt);
+    free(c->best);
+    free(c->score);
+    free(c->dst);
+    free(c->msrc);
+    free(c->start);
+    free(c->order);
     free(c->xq);
     free(c->wsum);
     free(c->wsum_off);
@@ -656,6 +767,8 @@ void evrt_set_observer(evrt_ctx *c, evrt_observer_fn fn, void *user)
     c->observer = fn;
     c->user = user;
 }
+
+const float *evrt_ctx_attention_bias(const evrt_ctx *c) { return c->bias_now; }
 
 /* ---------------------------------------------------------------- layers */
 
@@ -772,7 +885,8 @@ static int row_unit(const evrt_ctx *c, int rows)
 /* One linear layer on rows of x, through the observer.  quantized: x is
  * already in c->xq (fuse_quant).  gelu: x is the MLP's hidden layer,
  * which takes GELU (in place) first, in the region that quantizes it. */
-static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int quantized, int gelu)
+static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int quantized, int gelu,
+                   const struct side *side)
 {
     const struct evrt_linear *L = evrt_model_layer(c->m, layer);
     struct linear_job j;
@@ -796,7 +910,7 @@ static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int qua
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_INPUT, x, rows, L->in);
     if (i8 && !quantized)
         parallel(c, rows_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * L->in < 8192);
-    parallel(c, linear_unit, &j, blocks_of(j.items, j.per_unit), serial);
+    parallel_side(c, linear_unit, &j, blocks_of(j.items, j.per_unit), serial, side);
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_OUTPUT, y, rows, L->out);
 }
 
@@ -809,7 +923,8 @@ struct att_job {
     const struct evrt_block *blk;
     float *out;       /* (B, nq, I) */
     const float *qkv; /* (B, T, 3 I) */
-    int B, nq, qblocks;
+    const float *bias; /* (B, T) or NULL */
+    int B, T, nq, qblocks;
     int *last;        /* (threads) the (image, head) each thread's scratch holds */
 };
 
@@ -819,23 +934,24 @@ static void att_unit(void *arg, int tid, int u)
     evrt_ctx *c = j->c;
     const struct evrt_kernels *k = c->k;
     const struct evrt_block *blk = j->blk;
-    int T = c->T, H = blk->heads, d = blk->head_dim, I = H * d;
+    int T = j->T, H = blk->heads, d = blk->head_dim, I = H * d;
     int bh = u / j->qblocks, q0 = u % j->qblocks * EVRT_ATT_ROWS, b = bh / H, h = bh % H;
     int nr = imin(EVRT_ATT_ROWS, j->nq - q0), fresh = j->last[tid] != bh;
-    const float *base = j->qkv + (size_t)b * T * 3 * I;
+    const float *base = j->qkv + (size_t)b * T * 3 * I, *bias = j->bias ? j->bias + (size_t)b * T : NULL;
     float *o = j->out + ((size_t)b * j->nq + q0) * I + h * d;
     j->last[tid] = bh;
     if (blk->attn_dtype == EVRT_I8) {
         struct evrt_att8 a;
         att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
-        k->attention_i8(k, o, (size_t)I, &a, base, T, I, h, d, q0, nr, fresh, blk->attn_scale);
+        k->attention_i8(k, o, (size_t)I, &a, base, bias, T, I, h, d, q0, nr, fresh, blk->attn_scale);
     } else {
-        k->attention(k, o, (size_t)I, c->scores + scratch_floats(c) * (size_t)tid, base, T, I, h, d, q0, nr,
-                     fresh);
+        k->attention(k, o, (size_t)I, c->scores + scratch_floats(c) * (size_t)tid, base, bias, T, I, h, d, q0,
+                     nr, fresh);
     }
 }
 
-static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, const float *qkv, int B, int nq)
+static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, const float *qkv, int B, int T,
+                      int nq, const struct side *side)
 {
     struct att_job j;
     int t;
@@ -843,13 +959,15 @@ static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, con
     j.blk = blk;
     j.out = out;
     j.qkv = qkv;
+    j.bias = c->bias_now;
     j.B = B;
+    j.T = T;
     j.nq = nq;
     j.qblocks = blocks_of(nq, EVRT_ATT_ROWS);
     j.last = c->att_last;
     for (t = 0; t < c->pool.n; t++) j.last[t] = -1;
-    parallel(c, att_unit, &j, B * blk->heads * j.qblocks,
-             (double)nq * c->T * blk->head_dim * blk->heads <= 16384.0);
+    parallel_side(c, att_unit, &j, B * blk->heads * j.qblocks,
+                  (double)nq * T * blk->head_dim * blk->heads <= 16384.0, side);
 }
 
 /* x += y (y not NULL), then ln = LayerNorm(x) (w not NULL) and, for an
@@ -895,25 +1013,152 @@ static int addln(evrt_ctx *c, const float *y, const float *w, const float *b, in
     return j.next != NULL;
 }
 
+/* ---------------------------------------------------------------- Token Merging */
+
+/* The matching and the merge of evrt.h for the B images of a block with
+ * T tokens merging r: the metric's normalised rows in units of
+ * MERGE_TOKENS tokens (beside the attention), the similarities and best
+ * matches in units of MERGE_ROWS of A's tokens (beside the projection),
+ * the ranking on the caller, then the merge of x + the projection's output,
+ * LN2 and its quantization in units of output rows. */
+#define MERGE_TOKENS 32
+#define MERGE_ROWS 16
+
+struct merge_job {
+    evrt_ctx *c;
+    const struct evrt_block *blk;
+    const float *qkv; /* (B, T, 3 I) */
+    const float *y;   /* (B, T, D) the projection's output */
+    int B, T, r, n, na, nb, prep_units, sim_units;
+    const float *w, *b;             /* LN2 */
+    const struct evrt_linear *next; /* fc1, when its input is quantized here */
+    int row_unit;
+};
+
+static float *an_of(const evrt_ctx *c, int b) { return c->an + (size_t)b * merge_na(c->T) * c->dmax; }
+static float *bt_of(const evrt_ctx *c, int b) { return c->bt + (size_t)b * ((size_t)c->dmax * (c->T / 2) + 16); }
+
+static void prep_unit(void *arg, int tid, int u)
+{
+    const struct merge_job *j = arg;
+    const evrt_ctx *c = j->c;
+    int b = u / j->prep_units, t0 = u % j->prep_units * MERGE_TOKENS, H = j->blk->heads, d = j->blk->head_dim;
+    (void)tid;
+    evrt_merge_prep(an_of(c, b), bt_of(c, b), (size_t)j->nb, j->qkv + (size_t)b * j->T * 3 * H * d, H * d, H, d,
+                    t0, imin(t0 + MERGE_TOKENS, j->T));
+}
+
+static void sim_unit(void *arg, int tid, int u)
+{
+    const struct merge_job *j = arg;
+    const evrt_ctx *c = j->c;
+    int b = u / j->sim_units, a0 = u % j->sim_units * MERGE_ROWS;
+    size_t na = merge_na(c->T);
+    evrt_merge_best(c->k, c->best + (size_t)b * na, c->score + (size_t)b * na,
+                    c->scores + scratch_floats(c) * (size_t)tid, an_of(c, b), bt_of(c, b), (size_t)j->nb, j->nb,
+                    j->blk->head_dim, a0, imin(a0 + MERGE_ROWS, j->na));
+}
+
+/* Output rows [r0, r1) of all images (n each): merged into c->x2, LN2
+ * into c->ln, quantized for fc1 when next. */
+static void mrow_unit(void *arg, int tid, int u)
+{
+    const struct merge_job *j = arg;
+    evrt_ctx *c = j->c;
+    int D = c->m->dim, r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->B * j->n), g;
+    (void)tid;
+    for (g = r0; g < r1;) {
+        int b = g / j->n, j0 = g % j->n, j1 = imin(j->n, j0 + (r1 - g));
+        size_t T = (size_t)c->T;
+        evrt_merge_rows(c->x2 + (size_t)b * j->n * D, c->x + (size_t)b * j->T * D, j->y + (size_t)b * j->T * D,
+                        c->size + (size_t)b * j->T, c->size2 + (size_t)b * j->n, c->start + (size_t)b * (T + 1),
+                        c->msrc + (size_t)b * T, j0, j1, D);
+        g += j1 - j0;
+    }
+    c->k->layernorm(c->ln + (size_t)r0 * D, c->x2 + (size_t)r0 * D, j->w, j->b, r1 - r0, D);
+    if (j->next) quant_rows(c->k, c->xq, j->next, c->ln, r0, r1);
+}
+
+static void merge_job_init(struct merge_job *j, evrt_ctx *c, const struct evrt_block *blk, int B, int T)
+{
+    j->c = c;
+    j->blk = blk;
+    j->qkv = c->qkv;
+    j->y = c->tmp;
+    j->B = B;
+    j->T = T;
+    j->r = blk->merge_r;
+    j->n = T - j->r;
+    j->na = (T + 1) / 2;
+    j->nb = T / 2;
+    j->prep_units = blocks_of(T, MERGE_TOKENS);
+    j->sim_units = blocks_of(j->na, MERGE_ROWS);
+}
+
+/* Each image's ranking and its outputs' inputs and sizes (the caller's
+ * serial part: a sort of r of na scores); then the merge region.  Returns
+ * 1 when it quantized ln for layer next (fuse_quant). */
+static int merge(evrt_ctx *c, struct merge_job *j, const float *w, const float *bn, int next)
+{
+    size_t T = (size_t)c->T, na = merge_na(c->T);
+    float *t;
+    int b, i;
+    for (b = 0; b < j->B; b++) {
+        int *dst = c->dst + (size_t)b * T, *start = c->start + (size_t)b * (T + 1);
+        /* sizes and bias per image, n apart from now on */
+        float *so = c->size2 + (size_t)b * j->n, *lb = c->bias + (size_t)b * j->n;
+        evrt_merge_match(dst, c->order, c->best + (size_t)b * na, c->score + (size_t)b * na, j->T, j->r);
+        evrt_merge_sources(start, c->msrc + (size_t)b * T, so, dst, c->size + (size_t)b * j->T, j->T, j->n);
+        /* sizes are whole numbers of patches, at most T */
+        for (i = 0; i < j->n; i++) lb[i] = c->logn[(int)so[i]];
+    }
+    j->w = w;
+    j->b = bn;
+    j->next = next >= 0 && fuse_quant(c, next) ? evrt_model_layer(c->m, next) : NULL;
+    j->row_unit = row_unit(c, j->B * j->n);
+    parallel(c, mrow_unit, j, blocks_of(j->B * j->n, j->row_unit), (size_t)j->B * j->n * c->m->dim < 8192);
+    /* the merged stream and sizes go on; the images' rows are now n apart */
+    t = c->x, c->x = c->x2, c->x2 = t;
+    t = c->size, c->size = c->size2, c->size2 = t;
+    c->bias_now = c->bias;
+    return j->next != NULL;
+}
+
 /* Block l on the residual stream c->x (B, T, D), whose LN1 is in c->ln
  * already (quantized for qkv when q1); returns with the MLP's output in
  * c->tmp, for the caller's residual add and the next LayerNorm (one
- * region).  In the last block only the class token goes on after the
- * keys and values are made: the stream is compacted to (B, 1, D) in
- * place. */
-static void block(evrt_ctx *c, int l, int B, int last, int q1)
+ * region), and the tokens that go on (T - merge_r).  In the last block
+ * only the class token goes on after the keys and values are made: the
+ * stream is compacted to (B, 1, D) in place. */
+static int block(evrt_ctx *c, int l, int B, int T, int last, int q1)
 {
     const struct evrt_block *b = &c->m->blocks[l];
-    int T = c->T, D = c->m->dim, nq = last ? 1 : T, k, q2;
+    int D = c->m->dim, nq = last ? 1 : T, k, q2, merging = !last && b->merge_r > 0;
     int rows = B * nq;
-    linear(c, 1 + 4 * l, c->qkv, c->ln, B * T, q1, 0);
-    attention(c, b, c->attv, c->qkv, B, nq);
+    struct merge_job mj;
+    struct side prep, sim;
+    linear(c, 1 + 4 * l, c->qkv, c->ln, B * T, q1, 0, NULL);
+    if (merging) {
+        merge_job_init(&mj, c, b, B, T);
+        prep.fn = prep_unit, prep.arg = &mj, prep.units = B * mj.prep_units;
+        sim.fn = sim_unit, sim.arg = &mj, sim.units = B * mj.sim_units;
+        prep.serial = (double)B * T * b->heads * b->head_dim < 8192.0;
+        sim.serial = (double)B * mj.na * mj.nb * b->head_dim < 65536.0;
+    }
+    attention(c, b, c->attv, c->qkv, B, T, nq, merging ? &prep : NULL);
     if (last)
         for (k = 1; k < B; k++) memmove(c->x + (size_t)k * D, c->x + (size_t)k * T * D, sizeof(float) * D);
-    linear(c, 2 + 4 * l, c->tmp, c->attv, rows, 0, 0);
-    q2 = addln(c, c->tmp, b->ln2_w, b->ln2_b, rows, 3 + 4 * l);
-    linear(c, 3 + 4 * l, c->h, c->ln, rows, q2, 0);
-    linear(c, 4 + 4 * l, c->tmp, c->h, rows, 0, 1);
+    linear(c, 2 + 4 * l, c->tmp, c->attv, rows, 0, 0, merging ? &sim : NULL);
+    if (merging) {
+        q2 = merge(c, &mj, b->ln2_w, b->ln2_b, 3 + 4 * l);
+        T = mj.n;
+        rows = B * T;
+    } else {
+        q2 = addln(c, c->tmp, b->ln2_w, b->ln2_b, rows, 3 + 4 * l);
+    }
+    linear(c, 3 + 4 * l, c->h, c->ln, rows, q2, 0, NULL);
+    linear(c, 4 + 4 * l, c->tmp, c->h, rows, 0, 1, NULL);
+    return T;
 }
 
 int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
@@ -925,6 +1170,8 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
     if (!images || !logits) return evrt_errf(c->err, sizeof c->err, "images and logits must not be NULL");
     /* dtypes and scales may have changed since the last call */
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
+    if (model_merges(m) && !c->size)
+        return evrt_errf(c->err, sizeof c->err, "merge_r was set after the context was created");
     if (memcmp(c->lut_key, m->mean, sizeof(float) * (size_t)m->channels) ||
         memcmp(c->lut_key + EVRT_MAX_CHANNELS, m->std, sizeof(float) * (size_t)m->channels)) {
         evrt_patchify_lut(c->lut, m->mean, m->std, m->channels);
@@ -932,7 +1179,7 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
         memcpy(c->lut_key + EVRT_MAX_CHANNELS, m->std, sizeof c->lut_key / 2);
     }
     evrt_patchify_fast(c->patches, images, c->lut, B, m->img_size, m->channels, m->patch);
-    linear(c, 0, c->ln, c->patches, B * N, 0, 0);
+    linear(c, 0, c->ln, c->patches, B * N, 0, 0, NULL);
     for (b = 0; b < B; b++) {
         float *x = c->x + (size_t)b * T * D;
         const float *pe = c->ln + (size_t)b * N * D;
@@ -941,10 +1188,12 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
             for (i = 0; i < D; i++)
                 x[(size_t)t * D + i] = pe[(size_t)(t - 1) * D + i] + m->pos_embed[(size_t)t * D + i];
     }
+    for (i = 0; i < B * T && c->size; i++) c->size[i] = 1.0f;
+    c->bias_now = NULL;
     q = addln(c, NULL, m->blocks[0].ln1_w, m->blocks[0].ln1_b, B * T, 1);
     for (l = 0; l < m->depth; l++) {
         int last = l == m->depth - 1;
-        block(c, l, B, last, q);
+        T = block(c, l, B, T, last, q);
         /* the residual add, and the next block's LN1 (or the final norm
          * on the class tokens), quantized for the layer after it */
         if (!last)
@@ -953,7 +1202,8 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
             q = addln(c, c->tmp, m->norm_w, m->norm_b, B, 1 + 4 * m->depth);
     }
     /* c->ln is now (B, D): the class tokens, normalised */
-    linear(c, 1 + 4 * m->depth, logits, c->ln, B, q, 0);
+    linear(c, 1 + 4 * m->depth, logits, c->ln, B, q, 0, NULL);
+    c->bias_now = NULL;
     c->err[0] = '\0';
     return EVRT_OK;
 }

@@ -60,6 +60,39 @@
  * p_scale near 1/127 keeps the largest probabilities; a calibrated smaller
  * one spends the 128 levels on the range that occurs (and saturates above).
  *
+ * Token Merging (ToMe, Bolya et al. 2023; struct evrt_block.merge_r): after
+ * block l's attention and its residual add, each image's T_l tokens become
+ * T_l - r_l, and block l + 1 runs on those (T_0 = T; the last block merges
+ * nothing: only the class token goes on).  Bipartite soft matching on the
+ * block's keys k (T_l, H, d), specified to the bit so that every variant
+ * and thread count picks the same tokens:
+ *
+ *   m[t, i]  = (sum_h k[t, h, i]) / H            (float, h in order)
+ *   n[t]     = m[t] * (1.0f / sqrtf(ss)), ss = sum_i m[t, i]^2 in sixteen
+ *              partial sums over i mod 16, added pairwise (8, 4, 2, 1);
+ *              n[t] = 0 when ss is 0 or not finite
+ *   A = the even tokens 0, 2, 4, ...; B = the odd ones (na = ceil(T_l/2))
+ *   sim(a, b) = one chain of fused multiply-adds over i in order from 0.0f:
+ *              s = fmaf(n[a, i], n[b, i], s)  (the panel kernels' order)
+ *   best(a)  = the B token of the largest sim (the lowest index among
+ *              equals; NaN never wins), score(a) that sim (-inf if none)
+ *   the r_l A tokens of the highest scores merge, the class token (A's
+ *   first) never; among equal scores the lower index first
+ *   outputs: the unmerged A tokens in order, then the B tokens in order
+ *   x'[j] = (sum_{i -> j} s[i] x[i]) / s'[j], s'[j] = sum_{i -> j} s[i]
+ *              (float, i in input order from 0.0f, no fused operations)
+ *
+ * Each token carries its size s (1 at the start: the patches it stands
+ * for), and attention after a merge is proportional attention: a key's
+ * logit gains b[u] = (float)log((double)s[u]) before the softmax (float32
+ * attention: softmax(q k^T / sqrt(d) + b)); in INT8 attention the step
+ * e[u] above becomes
+ *
+ *   t[u]  = (float)(a[u] - max_u a) * c + b[u],
+ *   e[u]  = exp_poly(t[u] - max_u t[u])
+ *
+ * which without b (no merge before the block) is e[u] as above, bit for bit.
+ *
  * Errors: functions return EVRT_OK or a negative EVRT_E* code; the message
  * of the last error on a context is evrt_ctx_error().  The library never
  * prints and has no global state: contexts are independent, so threads may
@@ -108,6 +141,11 @@ struct evrt_block {
     const float *ln2_w, *ln2_b;      /* (D) */
     struct evrt_linear fc1;          /* D -> mlp */
     struct evrt_linear fc2;          /* mlp -> D */
+    int merge_r;                     /* tokens Token Merging removes after this
+                                        block's attention (0: none; ignored in
+                                        the last block; head_dim <= 512 where
+                                        it merges); at most
+                                        ceil(T_l / 2) - 1 of its T_l tokens */
 };
 
 #define EVRT_MAX_CHANNELS 4
@@ -136,6 +174,9 @@ const char *evrt_layer_name(const struct evrt_model *m, int layer, char *buf, si
 
 /* Tokens T = 1 + (img_size / patch)^2. */
 int evrt_model_tokens(const struct evrt_model *m);
+/* Tokens entering block l (0 <= l < depth): T minus the merge_r of the
+ * blocks before it. */
+int evrt_model_tokens_at(const struct evrt_model *m, int l);
 /* Bytes of every tensor at its stored precision: int8 weights plus their
  * float scales for EVRT_I8 layers, float32 for everything else, plus the
  * two activation-quantization numbers of each EVRT_I8 layer. */
@@ -148,8 +189,10 @@ typedef struct evrt_ctx evrt_ctx;
 
 /* Called before each linear layer with its float input (phase
  * EVRT_OBSERVE_INPUT, cols = in) and after it with its float output
- * (EVRT_OBSERVE_OUTPUT, cols = out); rows is B*T, B*(T-1) for the patch
- * embedding, or B in the last block after attention and in the head. */
+ * (EVRT_OBSERVE_OUTPUT, cols = out); rows is B*T_l in block l (the tokens
+ * entering it, evrt_model_tokens_at; B*T_{l+1} from fc1 on when it
+ * merges), B*(T-1) for the patch embedding, or B in the last block after
+ * attention and in the head. */
 enum { EVRT_OBSERVE_INPUT = 0, EVRT_OBSERVE_OUTPUT = 1 };
 typedef void (*evrt_observer_fn)(void *user, int layer, int phase, const float *x /* (rows, cols) */,
                                  int rows, int cols);
@@ -201,6 +244,10 @@ const char *evrt_ctx_kernels(const evrt_ctx *ctx);
 
 /* fn NULL removes the observer. */
 void evrt_set_observer(evrt_ctx *ctx, evrt_observer_fn fn, void *user);
+/* During an observer's call on a layer of block l: the proportional
+ * attention bias b (B, T_l) of that block's keys (Token Merging, above),
+ * or NULL when no token has merged before the block. */
+const float *evrt_ctx_attention_bias(const evrt_ctx *ctx);
 
 /* Logits of B images, 1 <= B <= max_batch. */
 int evrt_infer(evrt_ctx *ctx, const uint8_t *images /* (B, H, W, C) */, int B,
@@ -233,6 +280,11 @@ void evrt_linear_i8_ref(float *y /* (N, O) */, const int8_t *xq /* (N, I) */, in
 void evrt_attention_i8_ref(float *out /* (B, nq, H*d) */, void *scratch,
                            const float *qkv /* (B, T, 3*H*d) */, int B, int T, int nq, int H,
                            int d, const float *scales /* (4) */);
+/* The same with proportional attention's bias b (Token Merging); b NULL:
+ * evrt_attention_i8_ref. */
+void evrt_attention_i8_bias_ref(float *out /* (B, nq, H*d) */, void *scratch,
+                                const float *qkv /* (B, T, 3*H*d) */, const float *b /* (B, T) */,
+                                int B, int T, int nq, int H, int d, const float *scales /* (4) */);
 size_t evrt_attention_i8_scratch(int T, int d);
 
 /* Symmetric per-output-channel weights: scale[o] = max_i |w[o, i]| / 127,

@@ -412,6 +412,12 @@ static int bind_all(struct evrt_file *f, struct tensor *t, uint32_t nt, char *er
         }
     }
 #undef BIND
+    /* Token Merging's schedule (format version 3): optional, int32 (depth) */
+    if ((rc = bind(f, t, nt, "merge_r", 2, m->depth, 0, 1, &p[0], err, n)) != EVRT_OK) return rc;
+    if (p[0] && f->version < EVRT_FILE_VERSION_MERGE)
+        return ferr(err, n, EVRT_EFORMAT, "tensor merge_r is invalid in format version %lu",
+                    (unsigned long)f->version);
+    for (l = 0; p[0] && l < m->depth; l++) f->blocks[l].merge_r = (int)rdi32((const uint8_t *)p[0] + 4 * l);
     for (i = 0; i < evrt_layer_count(m); i++)
         if ((rc = bind_linear(f, t, nt, i, err, n)) != EVRT_OK) return rc;
     for (k = 0; k < nt; k++)

@@ -15,9 +15,11 @@
 #include "evrt.h"
 
 #define EVRT_FILE_MAGIC "EVITMODL" /* 8 bytes, no terminator */
-#define EVRT_FILE_VERSION 2u   /* the newest this runtime reads */
+#define EVRT_FILE_VERSION 3u   /* the newest this runtime reads */
 #define EVRT_FILE_VERSION_ATT 2u /* the first with INT8 attention; a file
                                     without it is written as version 1 */
+#define EVRT_FILE_VERSION_MERGE 3u /* the first with Token Merging (a
+                                      merge_r tensor); written only then */
 #define EVRT_FILE_ENDIAN 0x01020304u /* stored as 04 03 02 01 */
 #define EVRT_FILE_ALIGN 64u
 

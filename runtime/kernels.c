@@ -162,7 +162,8 @@ void evrt_gelu_ref(float *x, size_t n)
 
 /* The float specification, one query at a time. */
 void evrt_att_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
-                       const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh)
+                       const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                       int fresh)
 {
     float scale = 1.0f / sqrtf((float)d), *scores = scratch;
     int t, j, i;
@@ -175,6 +176,7 @@ void evrt_att_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, flo
         for (j = 0; j < T; j++) {
             const float *kr = qkv + (size_t)j * 3 * I + I + h * d;
             scores[j] = dot_f32(q, kr, d) * scale;
+            if (bias) scores[j] += bias[j];
             mx = scores[j] > mx ? scores[j] : mx;
         }
         for (j = 0; j < T; j++) {
@@ -197,14 +199,23 @@ void evrt_attention_ref(float *out, float *scores, const float *qkv, int B, int 
     for (b = 0; b < B; b++)
         for (h = 0; h < H; h++)
             evrt_att_rows_ref(NULL, out + (size_t)b * nq * I + h * d, (size_t)I, scores,
-                              qkv + (size_t)b * T * 3 * I, T, I, h, d, 0, nq, 1);
+                              qkv + (size_t)b * T * 3 * I, NULL, T, I, h, d, 0, nq, 1);
+}
+
+/* Each of n rows of S (n, T) += b (T): proportional attention's bias. */
+static void add_rows(float *S, const float *b, int n, int T)
+{
+    int r, u;
+    for (r = 0; r < n; r++)
+        for (u = 0; u < T; u++) S[(size_t)r * T + u] += b[u];
 }
 
 /* With the variant's panel kernels: S = q (K^T / sqrt(d)), softmax rows,
  * out = S V with V read in place (row stride 3I).  K^T (d, T), scaled,
  * is made once per head. */
 void evrt_att_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
-                        const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh)
+                        const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                        int fresh)
 {
     float *vt = scratch, *S = scratch + (size_t)d * T, scale = 1.0f / sqrtf((float)d);
     int u, i;
@@ -215,6 +226,7 @@ void evrt_att_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, fl
     }
     k->f32p(S, (size_t)T, qkv + (size_t)q0 * 3 * I + h * d, (size_t)3 * I, vt, (size_t)T, 16, NULL, nr, d,
             0, T);
+    if (bias) add_rows(S, bias, nr, T);
     k->softmax(S, nr, T, 1.0f);
     k->f32p(out, ldo, S, (size_t)T, qkv + 2 * I + h * d, (size_t)3 * I, 16, NULL, nr, T, 0, d);
 }
@@ -434,8 +446,8 @@ ELEMENTWISE static void att_i8_kv(struct evrt_att8 *a, const float *qkv, int T, 
 
 /* The specification of evrt.h, written plainly, one query at a time. */
 void evrt_att_i8_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
-                          const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
-                          const float *scales)
+                          const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                          int fresh, const float *scales)
 {
     int8_t *qq = a->xq;
     int32_t *acc = a->acc, *E = a->E;
@@ -453,9 +465,22 @@ void evrt_att_i8_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, 
             acc[u] = s;
             mx = s > mx ? s : mx;
         }
-        for (u = 0; u < T; u++) {
-            E[u] = (int32_t)rintf(exp_neg((float)(acc[u] - mx) * c) * 32768.0f);
-            sum += E[u];
+        if (bias) {
+            /* t = (a - max a) c + b; t - max t, recomputed (the same bits) */
+            float tm = -INFINITY;
+            for (u = 0; u < T; u++) {
+                float tu = (float)(acc[u] - mx) * c + bias[u];
+                tm = tu > tm ? tu : tm;
+            }
+            for (u = 0; u < T; u++) {
+                E[u] = (int32_t)rintf(exp_neg(((float)(acc[u] - mx) * c + bias[u]) - tm) * 32768.0f);
+                sum += E[u];
+            }
+        } else {
+            for (u = 0; u < T; u++) {
+                E[u] = (int32_t)rintf(exp_neg((float)(acc[u] - mx) * c) * 32768.0f);
+                sum += E[u];
+            }
         }
         r = 1.0f / ((float)sum * scales[3]);
         for (u = 0; u < T; u++) { /* E becomes P */
@@ -479,6 +504,12 @@ size_t evrt_attention_i8_scratch(int T, int d)
 void evrt_attention_i8_ref(float *out, void *scratch, const float *qkv, int B, int T, int nq, int H,
                            int d, const float *scales)
 {
+    evrt_attention_i8_bias_ref(out, scratch, qkv, NULL, B, T, nq, H, d, scales);
+}
+
+void evrt_attention_i8_bias_ref(float *out, void *scratch, const float *qkv, const float *bias, int B, int T,
+                                int nq, int H, int d, const float *scales)
+{
     struct evrt_att8 a;
     int I = H * d, b, h;
     memset(&a, 0, sizeof a);
@@ -490,7 +521,8 @@ void evrt_attention_i8_ref(float *out, void *scratch, const float *qkv, int B, i
     for (b = 0; b < B; b++)
         for (h = 0; h < H; h++)
             evrt_att_i8_rows_ref(NULL, out + (size_t)b * nq * I + h * d, (size_t)I, &a,
-                                 qkv + (size_t)b * T * 3 * I, T, I, h, d, 0, nq, 1, scales);
+                                 qkv + (size_t)b * T * 3 * I, bias ? bias + (size_t)b * T : NULL, T, I, h,
+                                 d, 0, nq, 1, scales);
 }
 
 /* With the variant's int8 panel kernel: K and V^T quantized and packed as
@@ -499,8 +531,8 @@ void evrt_attention_i8_ref(float *out, void *scratch, const float *qkv, int B, i
  * evrt_softmax_i8 turns them into the integer probabilities P, and P V^T
  * is rescaled by p_scale * v_scale: the _ref's expression. */
 void evrt_att_i8_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
-                           const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
-                           const float *scales)
+                           const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                           int fresh, const float *scales)
 {
     float iq = 1.0f / scales[0], sc = (scales[0] * scales[1]) / sqrtf((float)d);
     int u, i, r;
@@ -521,7 +553,7 @@ void evrt_att_i8_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo,
         for (i = 0; i < d; i++) a->qf[r * d + i] = (float)evrt_qsym(qkv[(size_t)(q0 + r) * 3 * I + h * d + i], iq);
     k->quant(a->xq, a->qf, nr, d, 1.0f, 0);
     k->i8p(a->S, a->xq, 0, 1.0f, a->kp, a->kws, a->ones, NULL, nr, d, T, 0, T);
-    evrt_softmax_i8(a->S, nr, T, sc, scales[3], a->E);
+    evrt_softmax_i8(a->S, nr, T, sc, scales[3], a->E, bias);
     k->quant(a->xq, a->S, nr, T, 1.0f, 0);
     k->i8p(a->os, a->xq, 0, scales[3], a->vp, a->vws, a->vs, NULL, nr, T, d, 0, d);
     for (r = 0; r < nr; r++) memcpy(out + (size_t)r * ldo, a->os + (size_t)r * d, sizeof(float) * (size_t)d);
@@ -530,7 +562,8 @@ void evrt_att_i8_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo,
 /* The softmax step of the specification on n rows of exact integer
  * scores, with vector lanes: integer max and sum are exact in any order,
  * and every float operation is the ref's, element by element. */
-ELEMENTWISE void evrt_softmax_i8(float *S, int n, int T, float c, float p_scale, int32_t *E)
+ELEMENTWISE void evrt_softmax_i8(float *S, int n, int T, float c, float p_scale, int32_t *E,
+                                 const float *bias)
 {
     int t, u;
     for (t = 0; t < n; t++) {
@@ -540,7 +573,16 @@ ELEMENTWISE void evrt_softmax_i8(float *S, int n, int T, float c, float p_scale,
             E[u] = (int32_t)s[u];
             mx = E[u] > mx ? E[u] : mx;
         }
-        for (u = 0; u < T; u++) s[u] = exp_neg((float)(E[u] - mx) * c);
+        if (bias) {
+            float tm = -INFINITY;
+            for (u = 0; u < T; u++) {
+                s[u] = (float)(E[u] - mx) * c + bias[u];
+                tm = s[u] > tm ? s[u] : tm;
+            }
+            for (u = 0; u < T; u++) s[u] = exp_neg(s[u] - tm);
+        } else {
+            for (u = 0; u < T; u++) s[u] = exp_neg((float)(E[u] - mx) * c);
+        }
         for (u = 0; u < T; u++) {
             E[u] = (int32_t)rintf(s[u] * 32768.0f);
             sum += E[u];
@@ -625,4 +667,134 @@ ELEMENTWISE void evrt_add_fast(float *x, const float *y, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* ---------------------------------------------------------------- Token Merging
+ *
+ * The matching and the merge of evrt.h, one image at a time.  The metric's
+ * normalisation, the ranking and the average are plain C shared by every
+ * variant (each float operation in one fixed order: the same bits on every
+ * target); the similarity product runs on the variant's panel kernel,
+ * whose per-element chain of fused multiply-adds is the specification's. */
+
+ELEMENTWISE void evrt_merge_prep(float *an, float *bt, size_t ldb, const float *qkv, int I, int H, int d, int t0,
+                                 int t1)
+{
+    float row[EVRT_MERGE_MAX_D];
+    int t, h, i, k;
+    for (t = t0; t < t1; t++) {
+        const float *key = qkv + (size_t)t * 3 * I + I;
+        /* an even token's row of an; an odd token's in row, then into its
+         * column of bt */
+        float *m = t % 2 == 0 ? an + (size_t)(t / 2) * d : row;
+        float ss[16], inv;
+        for (i = 0; i < d; i++) m[i] = 0.0f;
+        for (h = 0; h < H; h++)
+            for (i = 0; i < d; i++) m[i] += key[h * d + i];
+        for (i = 0; i < d; i++) m[i] /= (float)H;
+        for (k = 0; k < 16; k++) ss[k] = 0.0f;
+        for (i = 0; i + 16 <= d; i += 16)
+            for (k = 0; k < 16; k++) ss[k] += m[i + k] * m[i + k];
+        for (k = 0; i < d; i++, k++) ss[k] += m[i] * m[i];
+        for (k = 8; k > 0; k >>= 1)
+            for (i = 0; i < k; i++) ss[i] += ss[i + k];
+        /* 0 for a zero row, and for one whose square sum is not finite */
+        inv = ss[0] > 0.0f && ss[0] <= 3.402823466e38f ? 1.0f / sqrtf(ss[0]) : 0.0f;
+        for (i = 0; i < d; i++) m[i] *= inv;
+        if (m == row)
+            for (i = 0; i < d; i++) bt[(size_t)i * ldb + t / 2] = row[i];
+    }
+}
+
+void evrt_merge_sim_ref(float *S, const float *an, const float *bt, size_t ldb, int n, int nb, int d)
+{
+    int r, b, i;
+    for (r = 0; r < n; r++)
+        for (b = 0; b < nb; b++) {
+            float s = 0.0f;
+            for (i = 0; i < d; i++) s = fmaf(an[(size_t)r * d + i], bt[(size_t)i * ldb + b], s);
+            S[(size_t)r * nb + b] = s;
+        }
+}
+
+void evrt_merge_best(const struct evrt_kernels *k, int *best, float *score, float *S, const float *an,
+                     const float *bt, size_t ldb, int nb, int d, int a0, int a1)
+{
+    int a, b;
+    if (a1 <= a0) return;
+    if (k->f32p)
+        k->f32p(S, (size_t)nb, an + (size_t)a0 * d, (size_t)d, bt, ldb, 16, NULL, a1 - a0, d, 0, nb);
+    else
+        evrt_merge_sim_ref(S, an + (size_t)a0 * d, bt, ldb, a1 - a0, nb, d);
+    for (a = a0; a < a1; a++) {
+        const float *s = S + (size_t)(a - a0) * nb;
+        float top = -INFINITY;
+        int arg = 0;
+        for (b = 0; b < nb; b++)
+            if (s[b] > top) { /* NaN never wins; the first of equals stays */
+                top = s[b];
+                arg = b;
+            }
+        best[a] = arg;
+        score[a] = top;
+    }
+}
+
+/* a ranks before b: a higher score, or an equal one and a lower index */
+static int ranks_before(const float *score, int a, int b)
+{
+    return score[a] > score[b] || (score[a] == score[b] && a < b);
+}
+
+void evrt_merge_match(int *dst, int *order, const int *best, const float *score, int T, int r)
+{
+    int na = (T + 1) / 2, nb = T / 2, n = 0, a, b, j, k;
+    /* the r best of A's tokens 1..na-1, kept sorted by insertion */
+    for (a = 1; a < na && r > 0; a++) {
+        if (n == r && !ranks_before(score, a, order[r - 1])) continue;
+        j = n < r ? n++ : r - 1;
+        while (j > 0 && ranks_before(score, a, order[j - 1])) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = a;
+    }
+    for (a = 0; a < na; a++) dst[2 * a] = 0;
+    for (j = 0; j < n; j++) dst[2 * order[j]] = -1; /* merged */
+    for (a = 0, k = 0; a < na; a++)
+        if (dst[2 * a] == 0) dst[2 * a] = k++;
+    for (b = 0; b < nb; b++) dst[2 * b + 1] = k + b;
+    for (j = 0; j < n; j++) dst[2 * order[j]] = k + best[order[j]];
+}
+
+void evrt_merge_sources(int *start, int *src, float *so, const int *dst, const float *s, int T, int n)
+{
+    int i, j;
+    for (j = 0; j <= n; j++) start[j] = 0;
+    for (i = 0; i < T; i++) start[dst[i] + 1]++;
+    for (j = 0; j < n; j++) start[j + 1] += start[j];
+    for (i = 0; i < T; i++) src[start[dst[i]]++] = i; /* start[j] moves to start[j + 1] */
+    for (j = n; j > 0; j--) start[j] = start[j - 1];
+    start[0] = 0;
+    for (j = 0; j < n; j++) so[j] = 0.0f;
+    for (i = 0; i < T; i++) so[dst[i]] += s[i];
+}
+
+ELEMENTWISE void evrt_merge_rows(float *out, const float *x, const float *y, const float *s, const float *so,
+                                 const int *start, const int *src, int j0, int j1, int D)
+{
+    int j, p, c;
+    for (j = j0; j < j1; j++) {
+        float *o = out + (size_t)j * D;
+        for (c = 0; c < D; c++) o[c] = 0.0f;
+        for (p = start[j]; p < start[j + 1]; p++) {
+            const float *xi = x + (size_t)src[p] * D, *yi = y ? y + (size_t)src[p] * D : NULL;
+            float w = s[src[p]];
+            if (yi)
+                for (c = 0; c < D; c++) o[c] += w * (xi[c] + yi[c]);
+            else
+                for (c = 0; c < D; c++) o[c] += w * xi[c];
+        }
+        for (c = 0; c < D; c++) o[c] /= so[j];
+    }
 }

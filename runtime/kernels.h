@@ -68,7 +68,7 @@ static inline int8_t evrt_qsym(float x, float inv)
  * the exact int32 sums a as floats (|a| < 2^24): replaced by P, integers in
  * [0, 127] as floats; c = (q_scale * k_scale) / sqrtf(d); E is scratch. */
 void evrt_softmax_i8(float *S /* (n, T) */, int n, int T, float c, float p_scale,
-                     int32_t *E /* (T) */);
+                     int32_t *E /* (T) */, const float *bias /* (T) or NULL */);
 
 /* ---- instruction-set variants ---- */
 
@@ -119,7 +119,8 @@ typedef void (*evrt_i8p_fn)(float *y, const void *xp, int32_t x_zero, float x_sc
                             const float *b, int N, int I, int O, int o0, int o1);
 
 /* Attention, one work item: queries [q0, q0 + nr) of head h of one image
- * (qkv: that image's (T, 3I) rows), output rows of d floats at out, row
+ * (qkv: that image's (T, 3I) rows; bias: its keys' proportional-attention
+ * bias log s (T), or NULL: none), output rows of d floats at out, row
  * stride ldo.  fresh: the first item of this (image, head) on this
  * scratch; the per-head work (K^T; or K and V^T quantized and packed) is
  * done then and reused by the items that follow.  Every output element is
@@ -130,7 +131,8 @@ struct evrt_kernels;
 /* float32: scratch of d*T + EVRT_ATT_ROWS*T floats (K^T, then scores; the
  * ref uses T). */
 typedef void (*evrt_att_fn)(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
-                            const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh);
+                            const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                            int fresh);
 
 /* INT8 attention's scratch, one per thread (carved by evrt.c; the ref
  * uses kq, vt, xq, acc and E only). */
@@ -146,8 +148,8 @@ struct evrt_att8 {
 };
 /* INT8 attention (evrt.h) with scales {q, k, v, p}. */
 typedef void (*evrt_att8_fn)(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
-                             const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
-                             const float *scales);
+                             const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                             int fresh, const float *scales);
 
 struct evrt_kernels {
     int isa;              /* enum evrt_isa */
@@ -179,15 +181,17 @@ struct evrt_kernels {
  * the _fast ones run k's panel kernels (f32p and softmax; quant, pack_i8
  * and i8p with the integer softmax evrt_softmax_i8). */
 void evrt_att_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
-                       const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh);
+                       const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                       int fresh);
 void evrt_att_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, float *scratch,
-                        const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh);
+                        const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                        int fresh);
 void evrt_att_i8_rows_ref(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
-                          const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
-                          const float *scales);
+                          const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                          int fresh, const float *scales);
 void evrt_att_i8_rows_fast(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
-                           const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
-                           const float *scales);
+                           const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
+                           int fresh, const float *scales);
 
 /* Panel packing for evrt_f32p_fn: panel j (outputs 16j..16j+15, zero
  * padded) at p + 16 j I, element (i, c) at i * 16 + c. */
@@ -222,6 +226,38 @@ void evrt_f32_cols_ref(float *y, size_t ldy, const float *x, size_t ldx, const f
  * compiled in. */
 const struct evrt_kernels *evrt_kernels_x86(int isa);
 const struct evrt_kernels *evrt_kernels_arm(int isa);
+
+/* ---- Token Merging (evrt.h), one image's T tokens ---- */
+
+#define EVRT_MERGE_MAX_D 512 /* the widest head a merging block may have */
+
+/* Tokens [t0, t1) of the metric (keys averaged over the heads) normalised:
+ * even token 2a into row a of an (na, d), odd token 2b + 1 into column b
+ * of bt (d, ldb). */
+void evrt_merge_prep(float *an /* (na, d) */, float *bt /* (d, ldb) */, size_t ldb,
+                     const float *qkv /* (T, 3 I) */, int I, int H, int d, int t0, int t1);
+/* S (n, nb) = an bt: each element one fmaf chain over i in order from 0. */
+void evrt_merge_sim_ref(float *S /* (n, nb) */, const float *an /* (n, d) */, const float *bt /* (d, ldb) */,
+                        size_t ldb, int n, int nb, int d);
+/* A tokens [a0, a1): best[a] the index in B of the most similar, score[a]
+ * that similarity (k's f32p for the product, or evrt_merge_sim_ref: the
+ * same bits); S is scratch of (a1 - a0) nb floats. */
+void evrt_merge_best(const struct evrt_kernels *k, int *best /* (na) */, float *score /* (na) */,
+                     float *S, const float *an /* (na, d) */, const float *bt /* (d, ldb) */, size_t ldb,
+                     int nb, int d, int a0, int a1);
+/* dst[i] in [0, T - r): the output token of input token i; order is
+ * scratch of r ints. */
+void evrt_merge_match(int *dst /* (T) */, int *order /* (r) */, const int *best /* (na) */,
+                      const float *score /* (na) */, int T, int r);
+/* Output j's inputs src[start[j] .. start[j + 1]) in input order, and its
+ * size so[j], summed in that order; n = T - r. */
+void evrt_merge_sources(int *start /* (n + 1) */, int *src /* (T) */, float *so /* (n) */,
+                        const int *dst /* (T) */, const float *s /* (T) */, int T, int n);
+/* Output rows [j0, j1): out[j] = sum s[i] (x[i] + y[i]) / so[j] over j's
+ * inputs (y NULL: x[i] alone). */
+void evrt_merge_rows(float *out /* (n, D) */, const float *x /* (T, D) */, const float *y /* (T, D) */,
+                     const float *s /* (T) */, const float *so /* (n) */, const int *start, const int *src,
+                     int j0, int j1, int D);
 
 /* ---- fast float parts: portable C, the same on every target ---- */
 

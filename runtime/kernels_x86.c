@@ -656,7 +656,7 @@ INLINE_AVX512 __m512 exp_neg_512(__m512 x, const int exact)
  * waiting on latency.  E = rint(exp * 2^15) is kept in S in place of the
  * score it came from. */
 INLINE_AVX512 void softmax_i8_rows(uint8_t *xq, size_t ld, float *S, int T, __m512 vc, float p_scale,
-                                   const int R)
+                                   const float *bias, const int R)
 {
     const __m512 s15 = _mm512_set1_ps(32768.0f), top = _mm512_set1_ps(127.0f);
     __m512i vmx[4], vsum[4];
@@ -676,7 +676,41 @@ INLINE_AVX512 void softmax_i8_rows(uint8_t *xq, size_t ld, float *S, int T, __m5
     }
 #pragma GCC unroll 4
     for (k = 0; k < R; k++) vmx[k] = _mm512_set1_epi32(_mm512_reduce_max_epi32(vmx[k]));
-    for (u = 0; u < T; u += 16) {
+    if (bias) {
+        /* proportional attention: t = (a - max a) c + b in S, then
+         * exp(t - max t) below (the _ref's operations, none fused) */
+        __m512 vtm[4];
+#pragma GCC unroll 4
+        for (k = 0; k < R; k++) vtm[k] = _mm512_set1_ps(-INFINITY);
+        for (u = 0; u < T; u += 16) {
+            __mmask16 m = mask16(T - u);
+            __m512 b = _mm512_maskz_loadu_ps(m, bias + u);
+#pragma GCC unroll 4
+            for (k = 0; k < R; k++) {
+                float *s = S + (size_t)k * T + u;
+                __m512i a = _mm512_cvttps_epi32(_mm512_maskz_loadu_ps(m, s));
+                __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(a, vmx[k])), vc), b);
+                vtm[k] = _mm512_mask_max_ps(vtm[k], m, vtm[k], t);
+                _mm512_mask_storeu_ps(s, m, t);
+            }
+        }
+#pragma GCC unroll 4
+        for (k = 0; k < R; k++) vtm[k] = _mm512_set1_ps(_mm512_reduce_max_ps(vtm[k]));
+        for (u = 0; u < T; u += 16) {
+            __mmask16 m = mask16(T - u);
+#pragma GCC unroll 4
+            for (k = 0; k < R; k++) {
+                float *s = S + (size_t)k * T + u;
+                __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, s), vtm[k]);
+                __m512 e = _mm512_roundscale_ps(_mm512_mul_ps(exp_neg_512(x, 1), s15),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                __m512i ei = _mm512_maskz_mov_epi32(m, _mm512_cvttps_epi32(e));
+                vsum[k] = _mm512_add_epi32(vsum[k], ei);
+                _mm512_mask_storeu_epi32(s, m, ei);
+            }
+        }
+    }
+    for (u = 0; u < T && !bias; u += 16) {
         __mmask16 m = mask16(T - u);
 #pragma GCC unroll 4
         for (k = 0; k < R; k++) {
@@ -711,13 +745,15 @@ INLINE_AVX512 void softmax_i8_rows(uint8_t *xq, size_t ld, float *S, int T, __m5
 
 /* softmax_i8_rows on the n rows of S, four at a time (the last few one by
  * one: the code of every row count would grow the library). */
-AVX512 static void softmax_i8_vnni(uint8_t *xq, float *S, int n, int T, float c, float p_scale)
+AVX512 static void softmax_i8_vnni(uint8_t *xq, float *S, int n, int T, float c, float p_scale,
+                                   const float *bias)
 {
     size_t ld = ld64(T);
     __m512 vc = _mm512_set1_ps(c);
     int t;
-    for (t = 0; t + 4 <= n; t += 4) softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 4);
-    for (; t < n; t++) softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, 1);
+    for (t = 0; t + 4 <= n; t += 4)
+        softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, bias, 4);
+    for (; t < n; t++) softmax_i8_rows(xq + t * ld, ld, S + (size_t)t * T, T, vc, p_scale, bias, 1);
 }
 
 /* The head's K and V quantized and packed as the variant's i8p weights
@@ -773,8 +809,8 @@ AVX512 static void att_i8_kv_x86(struct evrt_att8 *a, const float *qkv, int T, i
 /* evrt_att8_fn: one item of queries [q0, q0 + nr) of head h, on k's i8p
  * (VNNI or AMX). */
 AVX512 static void att_i8_rows_x86(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
-                                    const float *qkv, int T, int I, int h, int d, int q0, int nr, int fresh,
-                                    const float *scales)
+                                    const float *qkv, const float *bias, int T, int I, int h, int d, int q0,
+                                    int nr, int fresh, const float *scales)
 {
     size_t ld = ld64(d);
     __m512 iq = _mm512_set1_ps(1.0f / scales[0]);
@@ -804,7 +840,7 @@ AVX512 static void att_i8_rows_x86(const struct evrt_kernels *k, float *out, siz
         for (i = (d + 15) / 16 * 16; i < (int)ld; i++) q[i] = 0;
     }
     qk(a->S, xq, 0, 1.0f, a->kp, a->kws, a->ones, NULL, nr, d, T, 0, T);
-    softmax_i8_vnni(xq, a->S, nr, T, (scales[0] * scales[1]) / sqrtf((float)d), scales[3]);
+    softmax_i8_vnni(xq, a->S, nr, T, (scales[0] * scales[1]) / sqrtf((float)d), scales[3], bias);
     pv(a->os, xq, 0, scales[3], a->vp, a->vws, a->vs, NULL, nr, T, d, 0, d);
     for (r = 0; r < nr; r++) memcpy(out + (size_t)r * ldo, a->os + (size_t)r * d, sizeof(float) * (size_t)d);
 }

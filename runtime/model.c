@@ -52,6 +52,13 @@ int evrt_model_tokens(const struct evrt_model *m)
     return 1 + g * g;
 }
 
+int evrt_model_tokens_at(const struct evrt_model *m, int l)
+{
+    int T = evrt_model_tokens(m), k;
+    for (k = 0; k < l && k < m->depth - 1; k++) T -= m->blocks[k].merge_r;
+    return T;
+}
+
 size_t evrt_model_bytes(const struct evrt_model *m)
 {
     size_t D = (size_t)m->dim, f = 0, q = 0;
@@ -114,6 +121,12 @@ int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
             return evrt_errf(err, n, "block %d: heads, head_dim and mlp must be positive", l);
         if (!b->ln1_w || !b->ln1_b || !b->ln2_w || !b->ln2_b)
             return evrt_errf(err, n, "block %d: missing LayerNorm parameters", l);
+        /* ceil(T_l / 2) - 1: A's tokens but the class token */
+        if (b->merge_r < 0 || b->merge_r > (evrt_model_tokens_at(m, l) + 1) / 2 - 1)
+            return evrt_errf(err, n, "block %d: merge_r %d does not fit its %d tokens (0 to %d)", l, b->merge_r,
+                             evrt_model_tokens_at(m, l), (evrt_model_tokens_at(m, l) + 1) / 2 - 1);
+        if (b->merge_r > 0 && b->head_dim > 512)
+            return evrt_errf(err, n, "block %d: Token Merging takes head_dim <= 512, not %d", l, b->head_dim);
         if (b->attn_dtype != EVRT_F32 && b->attn_dtype != EVRT_I8)
             return evrt_errf(err, n, "block %d: unknown attention dtype %d", l, b->attn_dtype);
         if (b->attn_dtype == EVRT_I8) {

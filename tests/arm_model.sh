@@ -2,8 +2,11 @@
 # arm_model.sh: bench/arm_model.sh's llvm-mca model of the Cortex-A57 loops
 # holds what docs/JETSON.md claims: the packed INT8 kernel (smull/smlal2 +
 # sadalp) reaches at least 10 int8 ops/cycle and at least 1.7x the float
-# NEON panel kernel's rate.  A cycle model, not a timing: deterministic.
-# Skips without gcc-aarch64-linux-gnu or llvm-mca (Debian llvm).
+# NEON panel kernel's rate; every non-matmul kernel's loops are found and
+# timed; each row's total is its matmul and other parts; Token Merging's
+# rows follow the schedule and beat the merge-free row.  A cycle model, not
+# a timing: deterministic.  Skips without gcc-aarch64-linux-gnu or llvm-mca
+# (Debian llvm).
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
@@ -22,3 +25,29 @@ awk -v a="$i8" -v b="$f32" 'BEGIN { exit !(a >= 1.7 * b) }' || fail "i8p_neon $i
 ok "and $(awk -v a="$i8" -v b="$f32" 'BEGIN { printf "%.2f", a / b }')x the float NEON kernel's $f32 ops/cycle (>= 1.7x)"
 grep -q '^INT8 linear + attention' "$T/out" || fail "no projection table"
 ok "the projection covers float32, INT8 linears and INT8 attention"
+
+# cycles per element of each non-matmul part: found, and neither free nor
+# absurd (an outer loop or a chain through memory would be tens)
+for p in layernorm softmax softmax_i8 gelu quantize kv_quant add; do
+    c=$(awk -v k="$p" '$1 == k { print $NF }' "$T/out")
+    [ -n "$c" ] || fail "no loops timed for $p"
+    awk -v a="$c" 'BEGIN { exit !(a > 0 && a < 40) }' || fail "$p: $c cycles/element, wanted in (0, 40)"
+done
+ok "every non-matmul kernel has its loops timed ($(awk '$1 == "layernorm" || $1 == "gelu" { printf "%s%s %s", s, $1, $NF; s = ", " }' "$T/out") cycles/element...)"
+
+# total = matmul + other on every row (merged rows end with their speedup)
+bad=$(awk '/^(float32|INT8 linear|  \+ ToMe)/ { s = $NF ~ /x$/; d = $(NF - 3 - s) + $(NF - 2 - s) - $(NF - 1 - s);
+           if (d > 0.0015 || d < -0.0015 || $(NF - 2 - s) <= 0) print }' "$T/out")
+[ -z "$bad" ] || fail "rows whose total is not matmul + a positive other: $bad"
+ok "each row's total is its matmul and non-matmul milliseconds"
+
+# ToMe: blocks 0..depth-2 merge r each, so the last block has T - (depth - 1) r tokens
+for want in "r=8 197>109" "r=16 197>21" "r=2 50>44" "r=4 50>38"; do
+    awk -v r="${want% *}" -v t="${want#* }" '/^  \+ ToMe/ && $3 == r && $4 == t { f = 1 } END { exit !f }' \
+        "$T/out" || fail "no ToMe row $want (tokens entering the first > last block)"
+done
+sp=$(awk '/^  \+ ToMe/ { printf "%s ", $NF }' "$T/out")
+echo "$sp" | awk '{ for (i = 1; i <= NF; i++) { v[i] = $i + 0; if (v[i] <= 1) exit 1 }
+                   exit !(NF == 4 && v[2] > v[1] && v[4] > v[3]) }' \
+    || fail "ToMe speedups $sp: wanted 4, each over 1x, growing with r"
+ok "Token Merging's rows follow the schedule and speed up with r: $sp"

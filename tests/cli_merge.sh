@@ -3,8 +3,9 @@
 # (given, within an accuracy drop, or for a FLOPs budget); the merged model
 # evaluates, fine-tunes with evit-distill --init and prunes with its
 # schedule kept; a schedule that does not fit the tokens is refused in one
-# line, by evit-merge, by evit-init and in a checkpoint at load; the stages
-# that run libevrt refuse a merged model in one line until it runs there.
+# line, by evit-merge, by evit-init and in a checkpoint at load; libevrt
+# runs it: it exports, quantizes (INT8 attention included) and evaluates as a
+# .evit at the quantize report's accuracy; ONNX export refuses it.
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
@@ -89,11 +90,30 @@ fails_with 1 "$EVAL" "$T/edited.h5" "$T/val.h5"
 stderr_has "merge_r 12 does not fit"
 ok "a schedule too large for the tokens is refused in one line, in a config and in a checkpoint"
 
-# --- the runtime stages, until libevrt merges
-fails_with 1 "$X" "$T/r4.h5" -o "$T/r4.evit"
-stderr_has "libevrt does not run yet"
-printf '{"calibrator":"minmax"}\n' >"$T/q.json"
-fails_with 1 "$Q" "$T/q.json" "$T/r4.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/q.h5"
-fails_with 1 "$EVAL" "$T/r4.h5" "$T/val.h5" --latency 5
-[ ! -e "$T/r4.evit" ] && [ ! -e "$T/q.h5" ] || fail "a refused stage left a file"
-ok "evit-export, evit-quantize and --latency refuse a merged model in one line"
+num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" | head -n 1; }
+# --- the runtime stages: libevrt merges too
+succeeds "$X" "$T/r4.h5" -o "$T/r4.evit" -q
+succeeds "$EVAL" "$T/r4.h5" "$T/val.h5" --report "$T/fe0.json" -q
+succeeds "$EVAL" "$T/r4.evit" "$T/val.h5" --report "$T/fe.json" -q
+f0=$(num top1 "$T/fe0.json")
+f1=$(num top1 "$T/fe.json")
+awk -v a="$f0" -v b="$f1" 'BEGIN { d = a - b; exit !(d <= 0.5 && d >= -0.5) }' || fail "merged float file $f1% vs checkpoint $f0%"
+grep -qF '"tokens":	[17, 13]' "$T/fe.json" || fail "the .evit's report lacks the merged tokens"
+printf '{"calibrator":"minmax","quantize_attention":true,"max_drop":100}\n' >"$T/q.json"
+succeeds "$Q" "$T/q.json" "$T/r4.h5" --calib "$T/all.h5" --val "$T/val.h5" -o "$T/q.h5" --report "$T/qr.json" -q
+[ "$(attr "$T/q.h5" merge_r)" = "4 0" ] || fail "quantizing lost the schedule"
+succeeds "$X" "$T/q.h5" -o "$T/q.evit" -q
+succeeds "$EVAL" "$T/q.evit" "$T/val.h5" --report "$T/qe.json" -q --threads 2
+a=$(num int8_top1 "$T/qr.json")
+b=$(num top1 "$T/qe.json")
+[ "$a" = "$b" ] || fail "evit-quantize reported INT8 top-1 $a% for the merged model, its file measures $b%"
+succeeds "$EVAL" "$T/r4.h5" "$T/val.h5" --latency 5 -q
+succeeds "$EVAL" "$T/q.evit" "$T/val.h5" --latency 5 -q
+ok "a merged model exports as .evit ($f1% against the checkpoint's $f0%), quantizes with INT8 attention ($a%, the same in its file) and times with --latency"
+
+if [ -x "$EVIT_BIN/evit-export" ] && "$X" --help | grep -q onnx; then
+    fails_with 1 "$X" "$T/q.h5" -o "$T/q.onnx"
+    stderr_has "ONNX export of Token Merging is not supported"
+    [ ! -e "$T/q.onnx" ] || fail "a refused ONNX export left a file"
+    ok "ONNX export of a merged model is refused in one line"
+fi

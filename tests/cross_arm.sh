@@ -3,7 +3,8 @@
 # qemu-user: runtime/ cross-compiles as strict C99 for -mcpu=cortex-a57,
 # tests/test_kernels passes there on the NEON variant (qemu -cpu cortex-a57)
 # and the dotprod one (-cpu max), a fixed INT8 model (with float and with
-# INT8 attention) gives bit-identical logits on AArch64 and on this machine
+# INT8 attention, each with and without Token Merging) gives bit-identical
+# logits on AArch64 and on this machine
 # with every kernel variant of both, and so does evit-run, cross-built from
 # runtime/ alone, on an exported INT8-attention model.
 # Skips without gcc-aarch64-linux-gnu and qemu-user.
@@ -52,7 +53,7 @@ for cpu_k in "cortex-a57 ref" "cortex-a57 neon" "max dotprod"; do
         fail "AArch64 $2 INT8 logits differ from x86's"
     fi
 done
-ok "INT8 logits, with float and with INT8 attention, are bit-identical on AArch64 (ref, neon, dotprod) and x86 (ref, avx2, avx512vnni, amx where the CPU has them)"
+ok "INT8 logits, with float and with INT8 attention, with and without Token Merging, are bit-identical on AArch64 (ref, neon, dotprod) and x86 (ref, avx2, avx512vnni, amx where the CPU has them)"
 
 # evit-run itself, built for the A57 from runtime/ alone: an exported INT8
 # model with INT8 attention gives the same logits, bit for bit, under qemu

@@ -231,6 +231,29 @@ static void the_runtime_float_path_matches_the_training_engine_within_1e_5(void)
     }
 }
 
+/* Token Merging: T 65 (img 16, patch 2) merging 8, 8 and 6 tokens in
+ * blocks 0 to 2 (and 3 in the last, which merges nothing); T 17 merging
+ * the most it can (8 of 17), then 1 of the 9 left. */
+static struct evit_vit_config merge_config(int k)
+{
+    static const struct evit_block_shape b0[] = {{2, 8, 24, 8}, {2, 8, 24, 8}, {3, 5, 16, 6}, {2, 8, 24, 3}};
+    static const struct evit_block_shape b1[] = {{2, 6, 20, 8}, {1, 7, 9, 1}, {2, 6, 20, 0}};
+    return k == 0 ? make_config("merge65", 16, 3, 2, 4, 16, 4, b0) : make_config("merge17", 8, 1, 2, 3, 12, 3, b1);
+}
+
+static void the_runtime_float_path_with_token_merging_matches_the_training_engine_within_1e_5(void)
+{
+    for (int k = 0; k < 2; k++) {
+        struct evit_vit_config c = merge_config(k);
+        REQUIRE(evit_config_validate(&c, "test") == EVIT_OK);
+        for (uint64_t seed = 1; seed <= 3; seed++) {
+            double d = max_diff_runtime_vs_engine(&c, seed * 7 + (uint64_t)k, 1 + (int)seed);
+            if (!(d <= 1e-5)) fprintf(stderr, "  %s seed %d: max |diff| %g\n", c.name, (int)seed, d);
+            CHECK(d <= 1e-5);
+        }
+    }
+}
+
 struct seen {
     int calls, layers[64], phase[64], rows[64], cols[64];
 };
@@ -381,6 +404,7 @@ int main(void)
     RUN(int8_linear_equals_a_plain_integer_loop_exactly);
     RUN(float_linear_matches_a_double_loop);
     RUN(the_runtime_float_path_matches_the_training_engine_within_1e_5);
+    RUN(the_runtime_float_path_with_token_merging_matches_the_training_engine_within_1e_5);
     RUN(the_observer_sees_every_linear_in_order_with_class_token_rows_in_the_last_block);
     RUN(an_int8_model_with_a_fixed_activation_scale_runs_close_to_float_and_counts_its_bytes);
     RUN(bad_models_and_batches_are_refused_with_a_message);

@@ -101,7 +101,8 @@ static void make_int8_attention(struct evit_qmodel *q)
     b->attn_scale[3] = 0.0071f;
 }
 
-/* mixed: 0 float, 1 some int8 layers, 2 those and INT8 attention */
+/* mixed: 0 float, 1 some int8 layers, 2 those and INT8 attention, 3
+ * those and Token Merging (block 0 merges 2 of its 5 tokens) */
 static void round_trip(int mixed)
 {
     struct evit_vit m;
@@ -115,11 +116,15 @@ static void round_trip(int mixed)
     random_model(&m, 7 + (uint64_t)mixed);
     evit_qmodel_from_vit(&q, &m);
     if (mixed) make_mixed(&q);
-    if (mixed == 2) make_int8_attention(&q);
+    if (mixed >= 2) make_int8_attention(&q);
+    if (mixed == 3) {
+        m.cfg.blocks[0].merge_r = q.rt.blocks[0].merge_r = 2;
+        q.vit.cfg.blocks[0].merge_r = 2;
+    }
     CHECK(logits_of(&q.rt, want) == EVRT_OK);
     evit_export_build(&q.rt, &info, &buf, &len);
-    /* version 2 only where INT8 attention needs it */
-    CHECK(buf[EVRT_FH_VERSION] == (mixed == 2 ? 2 : 1));
+    /* version 2 only where INT8 attention needs it, 3 where merging does */
+    CHECK(buf[EVRT_FH_VERSION] == (mixed == 3 ? 3 : mixed == 2 ? 2 : 1));
     /* from a file (mmap) */
     snprintf(path, sizeof path, "%s/m%d.evit", test_tmpdir(), mixed);
     CHECK(evit_export_write(path, &q.rt, &info, NULL) == EVIT_OK);
@@ -138,6 +143,7 @@ static void round_trip(int mixed)
         CHECK(evrt_file_lineage(f)->config_fnv == 42);
         CHECK(evrt_model_bytes(fm) == evrt_model_bytes(&q.rt));
         for (int l = 0; l < fm->depth; l++) {
+            CHECK(fm->blocks[l].merge_r == q.rt.blocks[l].merge_r);
             CHECK(fm->blocks[l].attn_dtype == q.rt.blocks[l].attn_dtype);
             if (fm->blocks[l].attn_dtype == EVRT_I8)
                 CHECK(memcmp(fm->blocks[l].attn_scale, q.rt.blocks[l].attn_scale, 4 * sizeof(float)) == 0);
@@ -177,6 +183,7 @@ static void round_trip(int mixed)
 static void a_float_model_round_trips_to_bit_identical_logits(void) { round_trip(0); }
 static void a_mixed_int8_model_round_trips_to_bit_identical_logits(void) { round_trip(1); }
 static void a_model_with_int8_attention_round_trips_to_bit_identical_logits(void) { round_trip(2); }
+static void a_model_that_merges_tokens_round_trips_to_bit_identical_logits(void) { round_trip(3); }
 
 /* ---- memory ---- */
 
@@ -411,7 +418,7 @@ static void wrong_magic_version_or_endianness_is_refused(void)
     s.buf[0] = 'X';
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "magic"));
     s.buf[0] = 'E';
-    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, 3, "version 3"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, EVRT_FILE_VERSION + 1, "version 4"));
     CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, 0, "version 0"));
     put32(s.buf + EVRT_FH_VERSION, 1);
     CHECK(patched_refused(&s, s.buf + EVRT_FH_ENDIAN, 0x04030201u, "byte order"));
@@ -440,6 +447,45 @@ static void int8_attention_needs_version_2_and_its_scales(void)
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_OK, ""));
     free(s.raw);
+}
+
+/* The merge_r tensor: format version 3, and a schedule that fits. */
+static void a_merge_schedule_needs_version_3_and_must_fit_its_tokens(void)
+{
+    struct evit_vit m;
+    struct evit_qmodel q;
+    struct evit_export_info info = test_info();
+    struct sample s;
+    uint8_t *b, *e = NULL;
+    random_model(&m, 3);
+    evit_qmodel_from_vit(&q, &m);
+    q.rt.blocks[0].merge_r = 1;
+    evit_export_build(&q.rt, &info, &b, &s.len);
+    s.raw = malloc(s.len + 64);
+    s.buf = s.raw + (64 - (uintptr_t)s.raw % 64) % 64;
+    memcpy(s.buf, b, s.len);
+    free(b);
+    s.header = (uint32_t)s.buf[16] | (uint32_t)s.buf[17] << 8 | (uint32_t)s.buf[18] << 16;
+    s.depth = q.rt.depth;
+    CHECK(expect(&s, s.len, EVRT_OK, ""));
+    for (uint32_t i = 0; i < (uint32_t)evit_export_tensor_count(&q.rt); i++)
+        if (!strcmp((const char *)tensor_entry(&s, (int)i), "merge_r")) e = tensor_entry(&s, (int)i);
+    REQUIRE(e != NULL);
+    uint64_t off = 0;
+    for (int k = 7; k >= 0; k--) off = off << 8 | e[EVRT_TE_OFFSET + k];
+    /* T 5 allows at most 2 in block 0 */
+    put32(s.buf + off, 3);
+    put32(e + EVRT_TE_CRC, evrt_crc32(0, s.buf + off, 4 * (size_t)s.depth));
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_EFORMAT, "block 0: merge_r 3 does not fit its 5 tokens"));
+    put32(s.buf + off, 2);
+    put32(e + EVRT_TE_CRC, evrt_crc32(0, s.buf + off, 4 * (size_t)s.depth));
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_OK, ""));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, 2, "merge_r is invalid in format version 2"));
+    free(s.raw);
+    evit_qmodel_free(&q);
+    evit_vit_free(&m);
 }
 
 static void offsets_outside_the_file_or_misaligned_are_refused(void)
@@ -555,6 +601,7 @@ int main(void)
     RUN(a_float_model_round_trips_to_bit_identical_logits);
     RUN(a_mixed_int8_model_round_trips_to_bit_identical_logits);
     RUN(a_model_with_int8_attention_round_trips_to_bit_identical_logits);
+    RUN(a_model_that_merges_tokens_round_trips_to_bit_identical_logits);
     RUN(a_file_context_lets_packed_weights_go_and_stays_exact);
     RUN(the_sample_file_itself_loads);
     RUN(any_flipped_header_byte_is_a_checksum_error);
@@ -562,6 +609,7 @@ int main(void)
     RUN(a_file_truncated_anywhere_is_refused);
     RUN(wrong_magic_version_or_endianness_is_refused);
     RUN(int8_attention_needs_version_2_and_its_scales);
+    RUN(a_merge_schedule_needs_version_3_and_must_fit_its_tokens);
     RUN(offsets_outside_the_file_or_misaligned_are_refused);
     RUN(shapes_dtypes_and_config_inconsistent_with_each_other_are_refused);
     RUN(strings_must_be_terminated_and_counted);

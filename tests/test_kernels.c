@@ -345,6 +345,120 @@ static void fast_gelu_and_exp_are_within_their_documented_errors(void)
     CHECK(g[0] == 1.0f);
 }
 
+/* ---------------------------------------------------------------- Token Merging */
+
+/* Random keys (T, 3 H d) of which the metric rows are made; dup > 0 makes
+ * every odd token from the dup-th on a copy of token 1 (equal similarities). */
+static float *merge_keys(int T, int H, int d, int dup)
+{
+    size_t n = (size_t)T * 3 * H * d, i;
+    float *qkv = malloc(sizeof(float) * n);
+    int t;
+    for (i = 0; i < n; i++) qkv[i] = rng_sym();
+    for (t = 2 * dup + 1; dup > 0 && t < T; t += 2)
+        memcpy(qkv + (size_t)t * 3 * H * d, qkv + (size_t)3 * H * d, sizeof(float) * 3 * H * d);
+    return qkv;
+}
+
+static void the_matching_is_the_same_on_every_variant_and_is_the_cosine_of_averaged_keys(void)
+{
+    static const int Ts[5] = {3, 17, 50, 101, 197}, Hs[5] = {1, 2, 3, 3, 4}, ds[5] = {5, 16, 37, 64, 48};
+    int k, isa, a, b;
+    rng_seed(21);
+    for (k = 0; k < 5; k++) {
+        int T = Ts[k], H = Hs[k], d = ds[k], I = H * d, na = (T + 1) / 2, nb = T / 2, dup;
+        for (dup = 0; dup < 2; dup++) {
+            float *qkv = merge_keys(T, H, d, dup ? 2 : 0), *an = malloc(sizeof(float) * na * d);
+            float *bt = malloc(sizeof(float) * (d * nb + 16)), *S = malloc(sizeof(float) * 16 * nb);
+            float *score0 = malloc(sizeof(float) * na), *score = malloc(sizeof(float) * na);
+            int *best0 = malloc(sizeof(int) * na), *best = malloc(sizeof(int) * na);
+            double worst = 0;
+            /* in pieces, as the runtime's units do */
+            evrt_merge_prep(an, bt, (size_t)nb, qkv, I, H, d, 0, T / 3);
+            evrt_merge_prep(an, bt, (size_t)nb, qkv, I, H, d, T / 3, T);
+            for (a = 0; a < na; a += 16)
+                evrt_merge_best(evrt_kernels_get(EVRT_ISA_REF), best0, score0, S, an, bt, (size_t)nb, nb, d, a,
+                                a + 16 < na ? a + 16 : na);
+            /* the scores are cosines of the keys averaged over heads */
+            for (a = 1; a < na; a++) {
+                double ma[512], mb[512], s = 0, qa = 0, qb = 0;
+                int i, h;
+                for (i = 0; i < d; i++) {
+                    ma[i] = mb[i] = 0;
+                    for (h = 0; h < H; h++) {
+                        ma[i] += (double)qkv[(size_t)(2 * a) * 3 * I + I + h * d + i] / H;
+                        mb[i] += (double)qkv[(size_t)(2 * best0[a] + 1) * 3 * I + I + h * d + i] / H;
+                    }
+                    s += ma[i] * mb[i], qa += ma[i] * ma[i], qb += mb[i] * mb[i];
+                }
+                s /= sqrt(qa * qb);
+                worst = fabs(s - (double)score0[a]) > worst ? fabs(s - (double)score0[a]) : worst;
+                /* the best is the first of the largest */
+                for (b = 0; b < nb; b++) {
+                    float sb = 0.0f;
+                    int i2;
+                    for (i2 = 0; i2 < d; i2++) sb = fmaf(an[(size_t)a * d + i2], bt[(size_t)i2 * nb + b], sb);
+                    CHECK(b < best0[a] ? sb < score0[a] : sb <= score0[a]);
+                }
+                if (dup && nb > 2) CHECK(best0[a] <= 2); /* the copies tie: the first copy wins */
+            }
+            CHECK(worst < 1e-5);
+            for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+                if (!evrt_isa_available(isa)) continue;
+                for (a = 0; a < na; a += 16)
+                    evrt_merge_best(evrt_kernels_get(isa), best, score, S, an, bt, (size_t)nb, nb, d, a,
+                                    a + 16 < na ? a + 16 : na);
+                if (memcmp(best, best0, sizeof(int) * na) || memcmp(score, score0, sizeof(float) * na))
+                    fprintf(stderr, "  %s: T %d d %d: the matching differs from the ref\n", isa_name(isa), T, d);
+                CHECK(memcmp(best, best0, sizeof(int) * na) == 0);
+                CHECK(memcmp(score, score0, sizeof(float) * na) == 0);
+            }
+            free(qkv), free(an), free(bt), free(S), free(score0), free(score), free(best0), free(best);
+        }
+    }
+}
+
+static void the_r_best_scores_merge_never_the_class_token_and_ties_go_by_index(void)
+{
+    /* T 9: A = tokens 0 2 4 6 8, B = 1 3 5 7 */
+    const float score[5] = {1.0f, 0.5f, 0.9f, 0.5f, 0.9f};
+    const int best[5] = {0, 1, 2, 3, 0};
+    int dst[9], order[4], start[7], src[9], i, j, c;
+    float s[9], so[6], x[9 * 3], y[9 * 3], out[6 * 3];
+    /* r 3: a2 and a4 (0.9, the lower index first), then a1 before a3
+     * (0.5); out: a0 a3, then B, with a1 -> b1, a2 -> b2, a4 -> b0 */
+    static const int want3[9] = {0, 2, 3, 3, 4, 4, 1, 5, 2};
+    /* r 2: a2 and a4 only; out: a0 a1 a3, then B */
+    static const int want2[9] = {0, 3, 1, 4, 5, 5, 2, 6, 3};
+    evrt_merge_match(dst, order, best, score, 9, 3);
+    for (i = 0; i < 9; i++) CHECK(dst[i] == want3[i]);
+    evrt_merge_match(dst, order, best, score, 9, 2);
+    for (i = 0; i < 9; i++) CHECK(dst[i] == want2[i]);
+    /* r 0: every token stays, A first */
+    evrt_merge_match(dst, order, best, score, 9, 0);
+    for (i = 0; i < 9; i++) CHECK(dst[i] == (i % 2 ? 5 + i / 2 : i / 2));
+    /* the size-weighted average of x + y over each output's inputs */
+    evrt_merge_match(dst, order, best, score, 9, 3);
+    for (i = 0; i < 9; i++) {
+        s[i] = (float)(1 + i % 3);
+        for (c = 0; c < 3; c++) x[i * 3 + c] = rng_sym(), y[i * 3 + c] = rng_sym();
+    }
+    evrt_merge_sources(start, src, so, dst, s, 9, 6);
+    CHECK(start[0] == 0 && start[6] == 9);
+    evrt_merge_rows(out, x, y, s, so, start, src, 0, 6, 3);
+    for (j = 0; j < 6; j++) {
+        double w = 0, acc[3] = {0, 0, 0};
+        for (i = 0; i < 9; i++)
+            if (dst[i] == j) {
+                w += (double)s[i];
+                for (c = 0; c < 3; c++) acc[c] += (double)s[i] * ((double)x[i * 3 + c] + (double)y[i * 3 + c]);
+            }
+        CHECK(so[j] == (float)w);
+        for (c = 0; c < 3; c++) CHECK(fabs((double)out[j * 3 + c] - acc[c] / w) < 1e-6);
+        for (i = start[j]; i + 1 < start[j + 1]; i++) CHECK(src[i] < src[i + 1]); /* input order */
+    }
+}
+
 /* ---------------------------------------------------------------- model */
 
 struct tmodel {
@@ -469,7 +583,7 @@ static uint8_t *test_images(int B)
     return img;
 }
 
-static int run_model_att(const char *kern, int threads, int B, float *logits, int int8_attention)
+static int run_model_att(const char *kern, int threads, int B, float *logits, int int8_attention, int merge)
 {
     struct tmodel t;
     evrt_ctx *c = NULL;
@@ -477,6 +591,7 @@ static int run_model_att(const char *kern, int threads, int B, float *logits, in
     int rc;
     tmodel_make(&t, 5);
     if (int8_attention) tmodel_int8_attention(&t);
+    if (merge) t.blk[0].merge_r = 4, t.blk[1].merge_r = 2; /* T 17, 13, 11 */
     rc = evrt_ctx_create(&c, &t.m, B);
     if (!rc) rc = evrt_ctx_set_kernels(c, kern);
     if (!rc) rc = evrt_ctx_set_threads(c, threads);
@@ -491,7 +606,7 @@ static int run_model_att(const char *kern, int threads, int B, float *logits, in
 
 static int run_model(const char *kern, int threads, int B, float *logits)
 {
-    return run_model_att(kern, threads, B, logits, 0);
+    return run_model_att(kern, threads, B, logits, 0, 0);
 }
 
 static void int8_models_give_the_same_logits_for_any_thread_count_on_every_variant(void)
@@ -540,7 +655,7 @@ static float *tmodel_float(struct tmodel *t)
 /* Logits (3, 7) of the T 101 model (several row blocks, query blocks and
  * channel groups per region) as float32 (dt 0), INT8 (1) or INT8 with INT8
  * attention (2). */
-static int run_dtype(const char *kern, int threads, int dt, float *logits)
+static int run_dtype(const char *kern, int threads, int dt, int merge, float *logits)
 {
     struct tmodel t;
     evrt_ctx *c = NULL;
@@ -549,6 +664,7 @@ static int run_dtype(const char *kern, int threads, int dt, float *logits)
     size_t n = 3 * 40 * 40 * 3, i;
     int rc;
     tmodel_make_img(&t, 11, 40, 0);
+    if (merge) t.blk[0].merge_r = 12, t.blk[1].merge_r = 10; /* T 101, 89, 79 */
     if (dt == 0) w = tmodel_float(&t);
     if (dt == 2) tmodel_int8_attention(&t);
     img = malloc(n);
@@ -574,25 +690,28 @@ static void every_dtype_gives_the_same_logits_for_any_thread_count_however_threa
     static const int counts[4] = {2, 3, 4, 7};
     static const char *const dtn[3] = {"float32", "int8", "int8 + int8 attention"};
     float one[21], many[21];
-    int isa, dt, k;
+    int isa, dt, k, merge;
     for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
         if (!evrt_isa_available(isa)) continue;
-        for (dt = 0; dt < 3; dt++) {
-            REQUIRE(run_dtype(isa_name(isa), 1, dt, one) == EVRT_OK);
-            for (k = 0; k < 4; k++) {
-                REQUIRE(run_dtype(isa_name(isa), counts[k], dt, many) == EVRT_OK);
-                if (memcmp(one, many, sizeof one))
-                    fprintf(stderr, "  %s %s: %d threads differ from 1\n", isa_name(isa), dtn[dt], counts[k]);
-                CHECK(memcmp(one, many, sizeof one) == 0);
+        for (merge = 0; merge < 2; merge++)
+            for (dt = 0; dt < 3; dt++) {
+                REQUIRE(run_dtype(isa_name(isa), 1, dt, merge, one) == EVRT_OK);
+                for (k = 0; k < 4; k++) {
+                    REQUIRE(run_dtype(isa_name(isa), counts[k], dt, merge, many) == EVRT_OK);
+                    if (memcmp(one, many, sizeof one))
+                        fprintf(stderr, "  %s %s%s: %d threads differ from 1\n", isa_name(isa), dtn[dt],
+                                merge ? ", merging" : "", counts[k]);
+                    CHECK(memcmp(one, many, sizeof one) == 0);
+                }
             }
-        }
     }
 }
 
 /* Each block's qkv output and attention output (the proj layer's input),
  * as the runtime computed them. */
 struct att_capture {
-    float *qkv[3], *att[3];
+    float *qkv[3], *att[3], *bias[3]; /* bias: NULL before any merge */
+    const evrt_ctx *ctx;
 };
 
 static void capture_attention(void *user, int layer, int phase, const float *x, int rows, int cols)
@@ -605,22 +724,34 @@ static void capture_attention(void *user, int layer, int phase, const float *x, 
     free(*dst);
     *dst = malloc(sizeof(float) * (size_t)rows * cols);
     memcpy(*dst, x, sizeof(float) * (size_t)rows * cols);
+    if (k == 0) { /* rows = B T_l: the block's keys' bias, (B, T_l) */
+        const float *b = evrt_ctx_attention_bias(c->ctx);
+        free(c->bias[l]);
+        c->bias[l] = NULL;
+        if (b) {
+            c->bias[l] = malloc(sizeof(float) * (size_t)rows);
+            memcpy(c->bias[l], b, sizeof(float) * (size_t)rows);
+        }
+    }
 }
 
 /* Runs the INT8-attention model on kernels kern with nt threads and checks
  * every block's attention output against evrt_attention_i8_ref on the qkv
  * the runtime produced; logits (B, 7) and, when sqnr is not NULL, each
  * block's SQNR of INT8 against float attention (dB) come back. */
-static int attention_case(const char *kern, int nt, int img, int wide, int B, float *logits, double *sqnr)
+static int attention_case(const char *kern, int nt, int img, int wide, int merge, int B, float *logits,
+                          double *sqnr)
 {
     struct tmodel t;
-    struct att_capture cap = {{NULL}, {NULL}};
+    struct att_capture cap = {{NULL}, {NULL}, {NULL}, NULL};
     evrt_ctx *c = NULL;
     uint8_t *img_b;
     int T = 1 + (img / 4) * (img / 4), l, bad = 0;
     size_t n;
     tmodel_make_img(&t, 7, img, wide);
     tmodel_int8_attention(&t);
+    /* merging: a quarter of the tokens, then a fifth of what is left */
+    if (merge) t.blk[0].merge_r = (T - 1) / 4, t.blk[1].merge_r = (T - (T - 1) / 4) / 5;
     n = (size_t)B * img * img * 3;
     img_b = malloc(n);
     rng_seed(1234);
@@ -629,17 +760,26 @@ static int attention_case(const char *kern, int nt, int img, int wide, int B, fl
         fprintf(stderr, "  %s: %s\n", kern, evrt_ctx_error(c));
         bad = 1;
     }
+    cap.ctx = c;
     evrt_set_observer(c, capture_attention, &cap);
     if (!bad && evrt_infer(c, img_b, B, logits)) bad = 1;
     for (l = 0; l < 3 && !bad; l++) {
         const struct evrt_block *b = &t.blk[l];
-        int nq = l == 2 ? 1 : T, I = b->heads * b->head_dim;
+        int Tl = evrt_model_tokens_at(&t.m, l), nq = l == 2 ? 1 : Tl, I = b->heads * b->head_dim;
         size_t m = (size_t)B * nq * I, i;
         float *ref = malloc(sizeof(float) * m), *fl = malloc(sizeof(float) * m), *sc = malloc(sizeof(float) * T);
-        void *scratch = malloc(evrt_attention_i8_scratch(T, b->head_dim));
+        void *scratch = malloc(evrt_attention_i8_scratch(Tl, b->head_dim));
         double ee = 0, aa = 0;
-        evrt_attention_i8_ref(ref, scratch, cap.qkv[l], B, T, nq, b->heads, b->head_dim, b->attn_scale);
-        evrt_attention_ref(fl, sc, cap.qkv[l], B, T, nq, b->heads, b->head_dim);
+        if ((l > 0 && merge) != (cap.bias[l] != NULL)) {
+            fprintf(stderr, "  block %d: a bias %s\n", l, cap.bias[l] ? "before any merge" : "missing after a merge");
+            bad = 1;
+        }
+        evrt_attention_i8_bias_ref(ref, scratch, cap.qkv[l], cap.bias[l], B, Tl, nq, b->heads, b->head_dim,
+                                   b->attn_scale);
+        for (i = 0; i < (size_t)B * b->heads; i++) /* float attention with the same bias */
+            evrt_att_rows_ref(NULL, fl + i / b->heads * nq * I + i % b->heads * b->head_dim, (size_t)I, sc,
+                              cap.qkv[l] + i / b->heads * Tl * 3 * I, cap.bias[l] ? cap.bias[l] + i / b->heads * Tl : NULL,
+                              Tl, I, (int)(i % b->heads), b->head_dim, 0, nq, 1);
         for (i = 0; i < m; i++) {
             double d = (double)ref[i] - (double)fl[i];
             ee += d * d;
@@ -660,6 +800,7 @@ static int attention_case(const char *kern, int nt, int img, int wide, int B, fl
     for (l = 0; l < 3; l++) {
         free(cap.qkv[l]);
         free(cap.att[l]);
+        free(cap.bias[l]);
     }
     evrt_ctx_destroy(c);
     tmodel_free(&t);
@@ -675,21 +816,22 @@ static void int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and
     static const int imgs[4] = {16, 28, 40, 48}, wide[4] = {0, 0, 0, 1};
     float first[5 * 7], other[5 * 7];
     double sqnr[3];
-    int isa, nt, k;
-    for (k = 0; k < 4; k++) {
-        REQUIRE(attention_case("ref", 1, imgs[k], wide[k], 5, first, sqnr));
-        printf("# img %d: INT8 attention SQNR against float attention %.1f, %.1f, %.1f dB\n", imgs[k],
-               sqnr[0], sqnr[1], sqnr[2]);
-        /* the crude scales still make it attention, not noise */
-        CHECK(sqnr[0] > 15.0 && sqnr[1] > 5.0 && sqnr[2] > 15.0);
-        for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
-            if (!evrt_isa_available(isa)) continue;
-            for (nt = 1; nt <= 3; nt++) {
-                CHECK(attention_case(isa_name(isa), nt, imgs[k], wide[k], 5, other, NULL));
-                if (isa == EVRT_ISA_REF) CHECK(memcmp(first, other, sizeof first) == 0);
+    int isa, nt, k, merge;
+    for (merge = 0; merge < 2; merge++)
+        for (k = 0; k < 4; k++) {
+            REQUIRE(attention_case("ref", 1, imgs[k], wide[k], merge, 5, first, sqnr));
+            printf("# img %d%s: INT8 attention SQNR against float attention %.1f, %.1f, %.1f dB\n", imgs[k],
+                   merge ? ", merging" : "", sqnr[0], sqnr[1], sqnr[2]);
+            /* the crude scales still make it attention, not noise */
+            CHECK(sqnr[0] > 15.0 && sqnr[1] > 5.0 && sqnr[2] > 15.0);
+            for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+                if (!evrt_isa_available(isa)) continue;
+                for (nt = 1; nt <= 3; nt++) {
+                    CHECK(attention_case(isa_name(isa), nt, imgs[k], wide[k], merge, 5, other, NULL));
+                    if (isa == EVRT_ISA_REF) CHECK(memcmp(first, other, sizeof first) == 0);
+                }
             }
         }
-    }
 }
 
 static void int8_attention_needs_positive_scales_and_head_dims_up_to_512(void)
@@ -764,8 +906,12 @@ int main(int argc, char **argv)
         int i;
         if (run_model(argv[2], 1, 3, l)) return 1;
         for (i = 0; i < 21; i++) printf("%a\n", (double)l[i]);
-        /* then with INT8 attention */
-        if (run_model_att(argv[2], 1, 3, l, 1)) return 1;
+        /* then with INT8 attention, then both with Token Merging */
+        if (run_model_att(argv[2], 1, 3, l, 1, 0)) return 1;
+        for (i = 0; i < 21; i++) printf("%a\n", (double)l[i]);
+        if (run_model_att(argv[2], 1, 3, l, 0, 1)) return 1;
+        for (i = 0; i < 21; i++) printf("%a\n", (double)l[i]);
+        if (run_model_att(argv[2], 1, 3, l, 1, 1)) return 1;
         for (i = 0; i < 21; i++) printf("%a\n", (double)l[i]);
         return 0;
     }
@@ -785,6 +931,8 @@ int main(int argc, char **argv)
     RUN(fast_gelu_and_exp_are_within_their_documented_errors);
     RUN(fast_layernorm_and_softmax_are_within_rounding_of_the_reference);
     RUN(table_patchify_equals_the_reference_bit_for_bit);
+    RUN(the_matching_is_the_same_on_every_variant_and_is_the_cosine_of_averaged_keys);
+    RUN(the_r_best_scores_merge_never_the_class_token_and_ties_go_by_index);
     RUN(int8_models_give_the_same_logits_for_any_thread_count_on_every_variant);
     RUN(every_dtype_gives_the_same_logits_for_any_thread_count_however_threads_are_scheduled);
     RUN(int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count);
