@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
+#include "qmodel.h"
 #include "eval.h"
 #include "report.h"
 #include "schedule.h"
@@ -33,6 +34,8 @@ static const char *usage =
     "  --val F            dataset for top-1 (needed by --max-drop; else reported)\n"
     "  -o, --output F     checkpoint to write\n"
     "  --report F         JSON report: schedule, tokens per block, MFLOPs, top-1\n"
+    "  --latency N        also time N batch-1 inferences through libevrt (float32,\n"
+    "                     1 thread, images from --val) and report latency_ms\n"
     "  -b, --batch N      evaluation batch (default 256)\n"
     "  -t, --threads N    threads (default: all cores)\n"
     "  -q, --quiet        no progress\n"
@@ -41,7 +44,7 @@ static const char *usage =
 
 struct merge_args {
     const char *model, *out, *val, *report, *schedule, *max_drop, *target;
-    int r, batch, quiet;
+    int r, batch, quiet, latency;
     double drop, mflops; /* --max-drop, --target-mflops as numbers */
 };
 
@@ -63,7 +66,8 @@ static int parse_args(int argc, char **argv, struct merge_args *a)
                                     EVIT_OPT_I("batch", 'b', &a->batch, 1, 65536), EVIT_OPT_END};
     a->r = -1;
     a->batch = 256;
-    int r = evit_cli_parse(argc, argv, "evit-merge", usage, opts, EVIT_CLI_THREADS, &a->quiet, NULL, &first);
+    int r = evit_cli_parse(argc, argv, "evit-merge", usage, opts, EVIT_CLI_THREADS | EVIT_CLI_LATENCY, &a->quiet,
+                           &a->latency, &first);
     if (r != EVIT_CLI_NEXT) return r == EVIT_CLI_DONE ? -1 : r;
     if (first != argc - 1) return evit_cli_usage_error("evit-merge", "expected one MODEL argument");
     a->model = argv[first];
@@ -157,6 +161,12 @@ int main(int argc, char **argv)
     if (choose(&a, &m, have_val ? &val : NULL, &cfg) < 0) goto fail;
     m.cfg = cfg;
     if (have_val && evit_eval_top1(&m, &val, a.batch, &e) < 0) goto fail;
+    double lat[3];
+    if (a.latency && !have_val) {
+        evit_error("--latency needs images to run on: give --val");
+        goto fail;
+    }
+    if (a.latency && evit_qmodel_vit_latency(&m, &val, a.latency, a.out, lat) < 0) goto fail;
     {
         struct evit_ckpt_meta out = meta;
         out.stage = "merge";
@@ -175,6 +185,7 @@ int main(int argc, char **argv)
         rep = evit_report_new("merge", a.out, a.val, evit_report_parent(NULL, meta.report, meta.parent_report, a.report));
         evit_report_add_model(rep, &cfg, 4.0 * (double)evit_config_params(&cfg));
         if (have_val) evit_report_add_eval(rep, &e, meta.class_names);
+        if (a.latency) evit_report_add_latency(rep, lat, a.latency);
         cJSON *sch = cJSON_AddArrayToObject(rep, "merge_r"); /* "tokens" comes with the model */
         for (int l = 0; l < cfg.depth; l++) cJSON_AddItemToArray(sch, cJSON_CreateNumber(cfg.blocks[l].merge_r));
         if (evit_report_save(rep, a.report, evit_now() - t0) < 0) goto fail;

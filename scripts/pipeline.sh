@@ -11,8 +11,9 @@
 # logits over the training set, distil the student (fm-tiny), prune it
 # (mild), fine-tune the pruned model from the teacher's logits, quantize to
 # INT8, export the flat file the device maps, measure its accuracy and
-# latency through the runtime, and compare every stage's report (table and
-# chart).  Configuration comes from configs/fmnist/.  The quick profile takes
+# latency through the runtime; then merge tokens (the least uniform r for
+# 30 % fewer MFLOPs), fine-tune with merging, quantize and export that too;
+# and compare every stage's report (table and chart).  Configuration comes from configs/fmnist/.  The quick profile takes
 # about ten minutes on 2 cores; full gives the headline numbers
 # (docs/RESULTS.md).  A stage whose outputs are newer than its
 # inputs is skipped; a failing stage stops the chain with its message.
@@ -103,9 +104,39 @@ if fresh "$out/export.report.json" "$out/student.q8.evit"; then echo "up to date
 fi
 "$bin/evit-run" "$out/student.q8.evit" --bench --runs 200
 
+# Token Merging (docs/MERGE.md): the fine-tuned student with the least
+# uniform r that takes 30 % of its MFLOPs away, fine-tuned again with
+# merging, then the same INT8 and export as the device file above
+stage "merge tokens: the fine-tuned student, the least r for 30% fewer MFLOPs"
+if fresh "$out/merged.report.json" "$out/finetuned.h5"; then echo "up to date" >&2; else
+    mf=$(sed -n 's/.*"mflops":[[:space:]]*\([0-9.]*\).*/\1/p' "$out/finetuned.report.json" | head -n 1)
+    [ -n "$mf" ] || { echo "error: $out/finetuned.report.json: no mflops" >&2; exit 1; }
+    "$bin/evit-merge" "$out/finetuned.h5" --target-mflops "$(awk -v m="$mf" 'BEGIN { printf "%.4f", 0.7 * m }')" \
+        --val "$out/test.h5" -o "$out/merged.h5" --report "$out/merged.report.json" --latency 200 $threads
+fi
+
+stage "fine-tune the merged student with merging, from the teacher's logits"
+if fresh "$out/merged-ft.report.json" "$out/merged.h5" "$cfg/finetune.json"; then echo "up to date" >&2; else
+    "$bin/evit-distill" "$cfg/finetune.json" $prof --init "$out/merged.h5" --data "$out/train.h5" \
+        --teacher "$out/teacher.logits.h5" --val "$out/test.h5" -o "$out/merged-ft.h5" \
+        --report "$out/merged-ft.report.json" --stage merge-finetune --resume --latency 200 $threads
+fi
+
+stage "quantize and export the merged student"
+if fresh "$out/merged-export.report.json" "$out/merged-ft.h5" "$cfg/quantize.json"; then echo "up to date" >&2; else
+    "$bin/evit-quantize" "$cfg/quantize.json" "$out/merged-ft.h5" --calib "$out/train.h5" --val "$out/test.h5" \
+        -o "$out/merged.q8.h5" --report "$out/merged-quantized.report.json" --latency 200 $threads
+    "$bin/evit-export" "$out/merged.q8.h5" -o "$out/merged.q8.evit" --quantize-config "$cfg/quantize.json"
+    "$bin/evit-eval" "$out/merged.q8.evit" "$out/test.h5" --latency 500 --stage merge-export \
+        --parent "$out/merged-quantized.report.json" --report "$out/merged-export.report.json" -q
+fi
+"$bin/evit-run" "$out/merged.q8.evit" --bench --runs 200
+
 stage "compare the stages"
 "$bin/evit-report" compare "$out/teacher.report.json" "$out/student.report.json" "$out/pruned.report.json" \
-    "$out/finetuned.report.json" "$out/quantized.report.json" "$out/export.report.json" --png "$out/compare.png"
+    "$out/finetuned.report.json" "$out/quantized.report.json" "$out/export.report.json" \
+    "$out/merged.report.json" "$out/merged-ft.report.json" "$out/merged-quantized.report.json" \
+    "$out/merged-export.report.json" --png "$out/compare.png"
 echo "chart: $out/compare.png" >&2
 
 printf '\npipeline (%s) done: outputs in %s\n' "$profile" "$out" >&2

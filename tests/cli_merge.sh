@@ -44,7 +44,11 @@ grep -q ' merge  .* 17>13 ' "$T/out" || fail "evit-report's merge row lacks toke
 grep -q ' distill  .*  17  ' "$T/out" || fail "evit-report's unmerged row lacks tokens 17"
 ok "--r 4 writes the schedule (17 -> 13 tokens), a report with tokens and fewer MFLOPs ($m0 -> $m4); evit-report shows the tokens"
 
-succeeds "$M" "$T/m.h5" --schedule 4,0 -o "$T/s4.h5" -q
+succeeds "$M" "$T/m.h5" --schedule 4,0 -o "$T/s4.h5" -q --val "$T/val.h5" --latency 5 --report "$T/s4.json"
+grep -qF '"latency_ms":' "$T/s4.json" || fail "--latency put no latency_ms in the report"
+fails_with 1 "$M" "$T/m.h5" --schedule 4,0 -o "$T/bad.h5" --latency 5
+stderr_has "--latency needs images"
+
 [ "$(attr "$T/s4.h5" merge_r)" = "4 0" ] || fail "--schedule 4,0 wrote $(attr "$T/s4.h5" merge_r)"
 fails_with 1 "$M" "$T/m.h5" --schedule 9,0 -o "$T/bad.h5"
 stderr_has "merge_r 9 does not fit its 17 tokens (0 to 8)"

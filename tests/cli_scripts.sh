@@ -46,12 +46,18 @@ FASHION_MNIST="$T/fm" run_cmd sh "$S/pipeline.sh" --teacher "$T/t.h5" --out "$T/
 [ "$rc" -eq 0 ] || fail "the pipeline with a given teacher failed"
 stderr_has "teacher: $T/t.h5 (given)"
 cmp -s "$T/t.h5" "$T/run/teacher.h5" || fail "the given teacher was not used as it is"
-for f in teacher.report.json teacher.logits.h5 student.h5 pruned.h5 finetuned.h5 student.q8.evit export.report.json compare.png; do
+for f in teacher.report.json teacher.logits.h5 student.h5 pruned.h5 finetuned.h5 student.q8.evit export.report.json \
+    merged.h5 merged-ft.h5 merged.q8.evit merged-export.report.json compare.png; do
     [ -s "$T/run/$f" ] || fail "the pipeline did not write $f"
 done
 grep -q '"stage":[[:space:]]*"teacher"' "$T/run/teacher.report.json" || fail "the given teacher's report is not the teacher stage"
+# the merged device file: at most 70 % of the fine-tuned student's MFLOPs
+mf() { sed -n 's/.*"mflops":[[:space:]]*\([0-9.]*\).*/\1/p' "$1" | head -n 1; }
+awk -v a="$(mf "$T/run/merged-export.report.json")" -v b="$(mf "$T/run/finetuned.report.json")" 'BEGIN { exit !(a > 0 && a <= 0.7 * b) }' ||
+    fail "the merged device file has $(mf "$T/run/merged-export.report.json") MFLOPs, not 70 % of $(mf "$T/run/finetuned.report.json")"
+grep -q '"merge_r"' "$T/run/merged.report.json" || fail "the merge stage's report has no schedule"
 # a second run finds everything up to date
 FASHION_MNIST="$T/fm" run_cmd sh "$S/pipeline.sh" --teacher "$T/t.h5" --out "$T/run" --threads 1
 [ "$rc" -eq 0 ] || fail "the second pipeline run failed"
-[ "$(grep -c 'up to date' "$T/err")" -ge 8 ] || fail "the second run redid finished stages"
-ok "pipeline.sh --teacher FILE runs every stage from a given teacher, and a rerun skips them"
+[ "$(grep -c 'up to date' "$T/err")" -ge 11 ] || fail "the second run redid finished stages"
+ok "pipeline.sh --teacher FILE runs every stage from a given teacher (the merge branch at 70 % of the MFLOPs included), and a rerun skips them"
