@@ -12,7 +12,10 @@
 #   3. quantizes every student to INT8 (configs/fmnist/quantize.json) and
 #      with INT8 attention (quantize-attention.json), and takes every
 #      consistent student through the pipeline's device chain (mild prune,
-#      5-epoch fine-tune, INT8, export, evaluated through libevrt),
+#      5-epoch fine-tune, INT8, export, evaluated through libevrt), then
+#      merges the fine-tuned model's tokens (the least uniform r for 30 %
+#      fewer MFLOPs, evit-merge) and makes a device file of it off the
+#      shelf and after the same fine-tune with merging,
 #   4. prints top-1 per seed with mean, standard deviation and range, and
 #      writes the table to DIR/kd/summary-NAME.md.
 # Every step is skipped when its report is newer than its inputs, and
@@ -70,6 +73,29 @@ if [ "${1:-}" = --job ]; then
                 "$bin/evit-eval" "$k/$name.device.evit" "$KD_OUT/test.h5" --stage export \
                     --parent "$k/$name.device.q8.report.json" --report "$k/$name.device.report.json" -q
             }
+            # Token Merging: the least uniform r for 30 % fewer MFLOPs than
+            # the fine-tuned model, off the shelf and fine-tuned with
+            # merging (the same 5 epochs), each to an INT8 device file
+            fresh "$k/$name.merged.report.json" "$k/$name.finetuned.report.json" || {
+                mf=$(sed -n 's/.*"mflops":[[:space:]]*\([0-9.]*\).*/\1/p' "$k/$name.finetuned.report.json" | head -n 1)
+                "$bin/evit-merge" "$k/$name.finetuned.h5" --target-mflops "$(awk -v m="$mf" 'BEGIN { printf "%.4f", 0.7 * m }')" \
+                    --val "$KD_OUT/test.h5" -o "$k/$name.merged.h5" --report "$k/$name.merged.report.json" --threads 1 -q
+            }
+            # shellcheck disable=SC2086
+            fresh "$k/$name.merged-ft.report.json" "$k/$name.merged.report.json" "$cfg/finetune.json" ||
+                "$bin/evit-distill" "$cfg/finetune.json" $KD_PROF --init "$k/$name.merged.h5" --data "$KD_OUT/train.h5" \
+                    --teacher "$KD_OUT/teacher.logits.h5" --val "$KD_OUT/test.h5" -o "$k/$name.merged-ft.h5" \
+                    --report "$k/$name.merged-ft.report.json" --stage merge-finetune --resume --threads 1 -q
+            for m in merged merged-ft; do
+                fresh "$k/$name.$m.device.report.json" "$k/$name.$m.report.json" "$cfg/quantize.json" || {
+                    "$bin/evit-quantize" "$cfg/quantize.json" "$k/$name.$m.h5" --calib "$KD_OUT/train.h5" \
+                        --val "$KD_OUT/test.h5" -o "$k/$name.$m.device.h5" --report "$k/$name.$m.device.q8.report.json" \
+                        --threads 1 -q
+                    "$bin/evit-export" "$k/$name.$m.device.h5" -o "$k/$name.$m.device.evit" -q
+                    "$bin/evit-eval" "$k/$name.$m.device.evit" "$KD_OUT/test.h5" --stage export \
+                        --parent "$k/$name.$m.device.q8.report.json" --report "$k/$name.$m.device.report.json" -q
+                }
+            done
         fi
     } >"$log" 2>&1 || { echo "error: $name failed, see $log" >&2; exit 1; }
     echo "$name done" >&2
@@ -144,6 +170,10 @@ row() { # LABEL FILE-PATTERN (with SEED in place of the seed)
     row "consistent, INT8 + INT8 attention" "$name-sSEED.quantize-attention.report.json"
     row "consistent, pruned + fine-tuned" "$name-sSEED.finetuned.report.json"
     row "consistent, device file (.evit)" "$name-sSEED.device.report.json"
+    row "consistent, fine-tuned, merged for 30 % fewer MFLOPs" "$name-sSEED.merged.report.json"
+    row "consistent, merged, device file (off the shelf)" "$name-sSEED.merged.device.report.json"
+    row "consistent, merged + fine-tuned with merging" "$name-sSEED.merged-ft.report.json"
+    row "consistent, merged + fine-tuned, device file" "$name-sSEED.merged-ft.device.report.json"
 } >"$out/kd/summary-$name.md"
 echo >&2
 cat "$out/kd/summary-$name.md"

@@ -31,11 +31,18 @@ for f in views-student-consistent.h5 soft-s3.quantize.report.json soft-s4.quanti
 done
 grep -q '"views"' "$R/kd/views-student-consistent.report.json" || fail "the views report lacks its views section"
 stdout_has "| consistent, device file (.evit) |"
+# the merged device files: 30 % fewer MFLOPs, off the shelf and fine-tuned
+for f in student-consistent-s3.merged.device.evit student-consistent-s4.merged-ft.device.report.json; do
+    [ -s "$R/kd/$f" ] || fail "kd_study.sh did not write kd/$f"
+done
+grep '^| consistent, merged + fine-tuned, device file |' "$R/kd/summary-student-consistent.md" | grep -q -- ' - |' &&
+    fail "a merged device file's top-1 is missing: $(cat "$R/kd/summary-student-consistent.md")"
+grep -q '"merge_r"' "$R/kd/student-consistent-s3.merged.report.json" || fail "the merge report has no schedule"
 # every row has two seeds, a mean, an sd and a range: numbers, no dashes
 grep '^| consistent (student-consistent) |' "$R/kd/summary-student-consistent.md" | grep -q -- ' - |' &&
     fail "a consistent student's top-1 is missing: $(cat "$R/kd/summary-student-consistent.md")"
 grep -q '^| teacher |.*| 0.00 | 0.00 |$' "$R/kd/summary-student-consistent.md" || fail "the teacher row is off: $(cat "$R/kd/summary-student-consistent.md")"
-ok "kd_study.sh saves the views, trains soft and consistent students per seed, quantizes them and tabulates"
+ok "kd_study.sh saves the views, trains soft and consistent students per seed, quantizes them, merges the device chain's tokens and tabulates"
 
 touch -d '1 minute ago' "$R/kd/summary-student-consistent.md"
 succeeds env EVIT_BIN="$EVIT_BIN" "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --seeds "3 4" --jobs 2
