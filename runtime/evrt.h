@@ -302,8 +302,9 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *
  *   offset  size  field
  *   0       8     magic "EVITMODL"
- *   8       4     u32 format version: 1, or 2 when some block has INT8
- *                 attention (this runtime reads both)
+ *   8       4     u32 format version: 1; 2 when some block has INT8
+ *                 attention; 3 when the model merges tokens (a merge_r
+ *                 tensor); this runtime reads all three
  *   12      4     u32 endianness marker 0x01020304 (bytes 04 03 02 01)
  *   16      4     u32 header_bytes H: bytes [0, H) are the header; a
  *                 multiple of 64
@@ -346,7 +347,9 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   X.weight float32 (out, in) for a float32 layer, X.weight_int8 int8
  *   (out, in) and X.weight_scale float32 (out) for an int8 layer; X.bias
  *   float32 (out), optional; blocks.L.attn.act_scale float32 (4), the
- *   q, k, v, p scales of a block with INT8 attention.  No other tensor, none twice.  float32
+ *   q, k, v, p scales of a block with INT8 attention; merge_r int32 (depth),
+ *   Token Merging's schedule (version 3, optional: none is all zeros).
+ *   No other tensor, none twice.  float32
  *   tensors must be finite.
  *
  * The loader checks all of it before use and never reads outside the
