@@ -34,7 +34,7 @@ for kind in soft hard labels; do
         --val "$out/test.h5" -o "$out/$name.h5" --report "$out/$name.report.json" --stage "$name" --resume $threads
 done
 
-top1() { sed -n 's/^[[:space:]]*"top1":[[:space:]]*\([0-9.]*\).*/\1/p' "$1" | head -n 1; }
+top1() { report_num "$1" top1; }
 printf '\n%-22s %8s\n' model top-1
 printf '%-22s %7.2f%%\n' "teacher (fm-small)" "$(top1 "$out/teacher.report.json")"
 for kind in soft hard labels; do

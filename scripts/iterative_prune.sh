@@ -63,13 +63,12 @@ while [ "$r" -le "$rounds" ]; do
     r=$((r + 1))
 done
 
-num() { sed -n "s/^[[:space:]]*\"$2\":[[:space:]]*\([0-9.]*\).*/\1/p" "$1" | head -n 1; }
 printf '\n%-8s %10s %8s %14s %16s\n' round params MFLOPs "top-1 pruned" "top-1 fine-tuned"
 r=1
 while [ "$r" -le "$rounds" ]; do
     p=$out/round$r.pruned.report.json
-    printf '%-8s %10s %8.2f %13.2f%% %15.2f%%\n' "$r" "$(num "$p" params)" "$(num "$p" mflops)" \
-        "$(num "$p" top1)" "$(num "$out/round$r.report.json" top1)"
+    printf '%-8s %10s %8.2f %13.2f%% %15.2f%%\n' "$r" "$(report_num "$p" params)" "$(report_num "$p" mflops)" \
+        "$(report_num "$p" top1)" "$(report_num "$out/round$r.report.json" top1)"
     r=$((r + 1))
 done
 printf '\niterative pruning done: outputs in %s\n' "$out" >&2

@@ -23,15 +23,32 @@
 # it stopped.
 #
 #   scripts/kd_study.sh [--profile quick|full] [--out DIR] [--seeds "0 1 2"] [--jobs N]
-#                       [--recipe RECIPE]
+#                       [--recipe RECIPE] [--merge-r "4 8 12"]
+# --merge-r: the uniform r of each Token Merging point (every block but the
+# last; evit-merge --r), each a device file off the shelf and one after a
+# 5-epoch fine-tune with merging; "" skips merging.
 # Files land in DIR/kd/, the consistent ones named after RECIPE (views-NAME.h5,
 # NAME-sSEED.*), so several recipes can be compared in one folder.
 set -eu
 seeds="0 1 2"
 jobs=2
 recipe=""
+merge_r="4 8 12"
 common_opts="profile out"
 . "$(dirname "$0")/lib.sh"
+
+# device SRC OUT: the device chain's last steps: SRC.h5 to INT8
+# (quantize.json; OUT.h5, OUT.q8.report.json), exported (OUT.evit) and
+# evaluated through libevrt (OUT.report.json); skipped when that report is
+# newer than SRC's
+device() {
+    fresh "$2.report.json" "$1.report.json" "$cfg/quantize.json" && return 0
+    "$bin/evit-quantize" "$cfg/quantize.json" "$1.h5" --calib "$KD_OUT/train.h5" --val "$KD_OUT/test.h5" \
+        -o "$2.h5" --report "$2.q8.report.json" --threads 1 -q
+    "$bin/evit-export" "$2.h5" -o "$2.evit" -q
+    "$bin/evit-eval" "$2.evit" "$KD_OUT/test.h5" --stage export --parent "$2.q8.report.json" \
+        --report "$2.report.json" -q
+}
 
 # one job: KIND SEED (run by xargs, below)
 if [ "${1:-}" = --job ]; then
@@ -45,60 +62,49 @@ if [ "${1:-}" = --job ]; then
     *) usage_fail "unknown job kind $kind" ;;
     esac
     log=$k/$name.log
-    {
+    # the job's output goes to its log; set -e stays in force (a brace
+    # group left of || would switch it off), and the EXIT trap names the
+    # log when a step fails
+    exec 3>&2 >"$log" 2>&1
+    trap '[ $? -eq 0 ] || echo "error: $name failed, see $log" >&3' EXIT
+    # shellcheck disable=SC2086
+    fresh "$k/$name.report.json" "$recipe" "$logits" ||
+        "$bin/evit-distill" "$recipe" $KD_PROF --seed "$seed" --data "$KD_OUT/train.h5" --teacher "$logits" \
+            --val "$KD_OUT/test.h5" -o "$k/$name.h5" --report "$k/$name.report.json" --stage "$name" \
+            --resume --threads 1 -q
+    for q in quantize quantize-attention; do
+        fresh "$k/$name.$q.report.json" "$k/$name.report.json" "$cfg/$q.json" ||
+            "$bin/evit-quantize" "$cfg/$q.json" "$k/$name.h5" --calib "$KD_OUT/train.h5" --val "$KD_OUT/test.h5" \
+                -o "$k/$name.$q.h5" --report "$k/$name.$q.report.json" --threads 1 -q
+    done
+    if [ "$kind" = consistent ]; then
+        fresh "$k/$name.pruned.report.json" "$k/$name.report.json" "$cfg/prune-mild.json" ||
+            "$bin/evit-prune" "$cfg/prune-mild.json" "$k/$name.h5" --data "$KD_OUT/train.h5" --val "$KD_OUT/test.h5" \
+                -o "$k/$name.pruned.h5" --report "$k/$name.pruned.report.json" --threads 1 -q
         # shellcheck disable=SC2086
-        fresh "$k/$name.report.json" "$recipe" "$logits" ||
-            "$bin/evit-distill" "$recipe" $KD_PROF --seed "$seed" --data "$KD_OUT/train.h5" --teacher "$logits" \
-                --val "$KD_OUT/test.h5" -o "$k/$name.h5" --report "$k/$name.report.json" --stage "$name" \
-                --resume --threads 1 -q
-        for q in quantize quantize-attention; do
-            fresh "$k/$name.$q.report.json" "$k/$name.report.json" "$cfg/$q.json" ||
-                "$bin/evit-quantize" "$cfg/$q.json" "$k/$name.h5" --calib "$KD_OUT/train.h5" --val "$KD_OUT/test.h5" \
-                    -o "$k/$name.$q.h5" --report "$k/$name.$q.report.json" --threads 1 -q
+        fresh "$k/$name.finetuned.report.json" "$k/$name.pruned.report.json" "$cfg/finetune.json" ||
+            "$bin/evit-distill" "$cfg/finetune.json" $KD_PROF --init "$k/$name.pruned.h5" --data "$KD_OUT/train.h5" \
+                --teacher "$KD_OUT/teacher.logits.h5" --val "$KD_OUT/test.h5" -o "$k/$name.finetuned.h5" \
+                --report "$k/$name.finetuned.report.json" --stage finetune --resume --threads 1 -q
+        device "$k/$name.finetuned" "$k/$name.device"
+        # Token Merging, a uniform r per value of --merge-r (every block
+        # but the last), off the shelf and fine-tuned with merging (the
+        # same 5 epochs), each to an INT8 device file
+        for r in ${KD_MERGE_R:-}; do
+            m=$k/$name.r$r
+            fresh "$m.report.json" "$k/$name.finetuned.report.json" ||
+                "$bin/evit-merge" "$k/$name.finetuned.h5" --r "$r" --val "$KD_OUT/test.h5" -o "$m.h5" \
+                    --report "$m.report.json" --threads 1 -q
+            device "$m" "$m.device"
+            # shellcheck disable=SC2086
+            fresh "$m-ft.report.json" "$m.report.json" "$cfg/finetune.json" ||
+                "$bin/evit-distill" "$cfg/finetune.json" $KD_PROF --init "$m.h5" --data "$KD_OUT/train.h5" \
+                    --teacher "$KD_OUT/teacher.logits.h5" --val "$KD_OUT/test.h5" -o "$m-ft.h5" \
+                    --report "$m-ft.report.json" --stage merge-finetune --resume --threads 1 -q
+            device "$m-ft" "$m-ft.device"
         done
-        if [ "$kind" = consistent ]; then
-            fresh "$k/$name.pruned.report.json" "$k/$name.report.json" "$cfg/prune-mild.json" ||
-                "$bin/evit-prune" "$cfg/prune-mild.json" "$k/$name.h5" --data "$KD_OUT/train.h5" --val "$KD_OUT/test.h5" \
-                    -o "$k/$name.pruned.h5" --report "$k/$name.pruned.report.json" --threads 1 -q
-            # shellcheck disable=SC2086
-            fresh "$k/$name.finetuned.report.json" "$k/$name.pruned.report.json" "$cfg/finetune.json" ||
-                "$bin/evit-distill" "$cfg/finetune.json" $KD_PROF --init "$k/$name.pruned.h5" --data "$KD_OUT/train.h5" \
-                    --teacher "$KD_OUT/teacher.logits.h5" --val "$KD_OUT/test.h5" -o "$k/$name.finetuned.h5" \
-                    --report "$k/$name.finetuned.report.json" --stage finetune --resume --threads 1 -q
-            fresh "$k/$name.device.report.json" "$k/$name.finetuned.report.json" "$cfg/quantize.json" || {
-                "$bin/evit-quantize" "$cfg/quantize.json" "$k/$name.finetuned.h5" --calib "$KD_OUT/train.h5" \
-                    --val "$KD_OUT/test.h5" -o "$k/$name.device.h5" --report "$k/$name.device.q8.report.json" \
-                    --threads 1 -q
-                "$bin/evit-export" "$k/$name.device.h5" -o "$k/$name.device.evit" -q
-                "$bin/evit-eval" "$k/$name.device.evit" "$KD_OUT/test.h5" --stage export \
-                    --parent "$k/$name.device.q8.report.json" --report "$k/$name.device.report.json" -q
-            }
-            # Token Merging: the least uniform r for 30 % fewer MFLOPs than
-            # the fine-tuned model, off the shelf and fine-tuned with
-            # merging (the same 5 epochs), each to an INT8 device file
-            fresh "$k/$name.merged.report.json" "$k/$name.finetuned.report.json" || {
-                mf=$(sed -n 's/.*"mflops":[[:space:]]*\([0-9.]*\).*/\1/p' "$k/$name.finetuned.report.json" | head -n 1)
-                "$bin/evit-merge" "$k/$name.finetuned.h5" --target-mflops "$(awk -v m="$mf" 'BEGIN { printf "%.4f", 0.7 * m }')" \
-                    --val "$KD_OUT/test.h5" -o "$k/$name.merged.h5" --report "$k/$name.merged.report.json" --threads 1 -q
-            }
-            # shellcheck disable=SC2086
-            fresh "$k/$name.merged-ft.report.json" "$k/$name.merged.report.json" "$cfg/finetune.json" ||
-                "$bin/evit-distill" "$cfg/finetune.json" $KD_PROF --init "$k/$name.merged.h5" --data "$KD_OUT/train.h5" \
-                    --teacher "$KD_OUT/teacher.logits.h5" --val "$KD_OUT/test.h5" -o "$k/$name.merged-ft.h5" \
-                    --report "$k/$name.merged-ft.report.json" --stage merge-finetune --resume --threads 1 -q
-            for m in merged merged-ft; do
-                fresh "$k/$name.$m.device.report.json" "$k/$name.$m.report.json" "$cfg/quantize.json" || {
-                    "$bin/evit-quantize" "$cfg/quantize.json" "$k/$name.$m.h5" --calib "$KD_OUT/train.h5" \
-                        --val "$KD_OUT/test.h5" -o "$k/$name.$m.device.h5" --report "$k/$name.$m.device.q8.report.json" \
-                        --threads 1 -q
-                    "$bin/evit-export" "$k/$name.$m.device.h5" -o "$k/$name.$m.device.evit" -q
-                    "$bin/evit-eval" "$k/$name.$m.device.evit" "$KD_OUT/test.h5" --stage export \
-                        --parent "$k/$name.$m.device.q8.report.json" --report "$k/$name.$m.device.report.json" -q
-                }
-            done
-        fi
-    } >"$log" 2>&1 || { echo "error: $name failed, see $log" >&2; exit 1; }
-    echo "$name done" >&2
+    fi
+    echo "$name done" >&3
     exit 0
 fi
 
@@ -108,12 +114,14 @@ while [ $# -gt 0 ]; do
     --seeds) [ $# -ge 2 ] || usage_fail "--seeds needs a value"; seeds=$2; shift 2 ;;
     --jobs) [ $# -ge 2 ] || usage_fail "--jobs needs a value"; jobs=$2; shift 2 ;;
     --recipe) [ $# -ge 2 ] || usage_fail "--recipe needs a value"; recipe=$2; shift 2 ;;
+    --merge-r) [ $# -ge 2 ] || usage_fail "--merge-r needs a value"; merge_r=$2; shift 2 ;;
     *) usage_fail "unknown argument $1 (see --help)" ;;
     esac
 done
 profile_args
 case "$jobs" in '' | *[!0-9]* | 0) usage_fail "--jobs takes a positive count" ;; esac
 for s in $seeds; do case "$s" in *[!0-9]*) usage_fail "--seeds takes whole numbers" ;; esac; done
+for r in $merge_r; do case "$r" in *[!0-9]* | 0) usage_fail "--merge-r takes positive whole numbers" ;; esac; done
 cfg=$top/configs/fmnist
 recipe=${recipe:-$cfg/student-consistent.json}
 need "run scripts/pipeline.sh --profile $profile first" "$out/train.h5" "$out/test.h5" "$out/teacher.h5" \
@@ -134,30 +142,37 @@ if fresh "$out/kd/views-$name.h5" "$out/teacher.h5" "$recipe"; then echo "up to 
 fi
 
 stage "students: soft and $name, seeds $seeds, $jobs at a time (logs in $out/kd/*.log)"
-export KD_OUT="$out" KD_PROF="$prof" KD_RECIPE="$recipe" KD_NAME="$name"
+export KD_OUT="$out" KD_PROF="$prof" KD_RECIPE="$recipe" KD_NAME="$name" KD_MERGE_R="$merge_r"
 for s in $seeds; do printf 'consistent %s\n' "$s"; done >"$out/kd/jobs"
 for s in $seeds; do printf 'soft %s\n' "$s"; done >>"$out/kd/jobs"
 xargs -P "$jobs" -L 1 "$0" --job <"$out/kd/jobs"
 
-# the table
-top1() { sed -n 's/^[[:space:]]*"top1":[[:space:]]*\([0-9.]*\).*/\1/p' "$1" 2>/dev/null | head -n 1; }
-row() { # LABEL FILE-PATTERN (with SEED in place of the seed)
-    vals=""
+# the tables
+top1() { report_num "$1" top1; }
+vals() { # FILE-PATTERN (SEED in place of the seed): top-1 per seed, - when missing
     for s in $seeds; do
-        f=$(echo "$2" | sed "s/SEED/$s/")
-        v=$(top1 "$out/kd/$f")
-        vals="$vals ${v:--}"
+        v=$(top1 "$out/kd/$(echo "$1" | sed "s/SEED/$s/")")
+        printf ' %s' "${v:--}"
     done
-    echo "$vals" | awk -v label="$1" '{
+}
+# stats: the numbers on stdin (- where missing) as table cells, then
+# their mean, sd and range over those present (- when none)
+stats() {
+    awk '{
         n = 0; s = 0; lo = 1e9; hi = -1e9; cells = "";
         for (i = 1; i <= NF; i++) { cells = cells ($i == "-" ? " - |" : sprintf(" %.2f |", $i)); if ($i == "-") continue;
             a[++n] = $i; s += $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i }
-        if (n == 0) { printf "| %s |%s - | - | - |\n", label, cells; next }
+        if (n == 0) { printf "%s - | - | - |\n", cells; next }
         # two passes: sum(x^2) - n m^2 can round below zero for equal values
         m = s / n; ss = 0; for (i = 1; i <= n; i++) ss += (a[i] - m) * (a[i] - m);
         sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
-        printf "| %s |%s %.2f | %.2f | %.2f |\n", label, cells, m, sd, hi - lo }'
+        printf "%s %.2f | %.2f | %.2f |\n", cells, m, sd, hi - lo }'
 }
+row() { echo "| $1 |$(vals "$2" | stats)"; } # LABEL FILE-PATTERN
+# mean FILE-PATTERN: the mean top-1 over the seeds present, - when none
+mean() { vals "$1" | stats | awk -F'|' '{ v = $(NF - 3); gsub(/ /, "", v); print v }'; }
+s0=$(echo $seeds | cut -d' ' -f1)
+ft_mf=$(report_num "$out/kd/$name-s$s0.finetuned.report.json" mflops)
 {
     printf '| model | %s | mean | sd | range |\n' "$(echo $seeds | sed 's/ / | /g; s/[0-9][0-9]*/seed &/g')"
     printf '|---|%s---:|---:|---:|\n' "$(for s in $seeds; do printf -- '---:|'; done)"
@@ -170,10 +185,28 @@ row() { # LABEL FILE-PATTERN (with SEED in place of the seed)
     row "consistent, INT8 + INT8 attention" "$name-sSEED.quantize-attention.report.json"
     row "consistent, pruned + fine-tuned" "$name-sSEED.finetuned.report.json"
     row "consistent, device file (.evit)" "$name-sSEED.device.report.json"
-    row "consistent, fine-tuned, merged for 30 % fewer MFLOPs" "$name-sSEED.merged.report.json"
-    row "consistent, merged, device file (off the shelf)" "$name-sSEED.merged.device.report.json"
-    row "consistent, merged + fine-tuned with merging" "$name-sSEED.merged-ft.report.json"
-    row "consistent, merged + fine-tuned, device file" "$name-sSEED.merged-ft.device.report.json"
+    for r in $merge_r; do
+        row "consistent, merged r $r, device file (off the shelf)" "$name-sSEED.r$r.device.report.json"
+        row "consistent, merged r $r + fine-tuned, device file" "$name-sSEED.r$r-ft.device.report.json"
+    done
+    if [ -n "$merge_r" ]; then
+        # the curve: r against MFLOPs and top-1, means over the seeds
+        echo
+        echo "Token Merging of the fine-tuned student (mean top-1 over seeds $seeds; MFLOPs of seed $s0):"
+        echo
+        echo '| r | schedule | MFLOPs | change | float | device file | fine-tuned with merging | its device file |'
+        echo '|---:|---|---:|---:|---:|---:|---:|---:|'
+        printf '| 0 | | %.2f | | %s | %s | | |\n' "${ft_mf:-0}" "$(mean "$name-sSEED.finetuned.report.json")" \
+            "$(mean "$name-sSEED.device.report.json")"
+        for r in $merge_r; do
+            f=$out/kd/$name-s$s0.r$r.report.json
+            mf=$(report_num "$f" mflops)
+            printf '| %s | %s | %.2f | %s | %s | %s | %s | %s |\n' "$r" "$(report_list "$f" merge_r)" "${mf:-0}" \
+                "$(awk -v a="${mf:-0}" -v b="${ft_mf:-0}" 'BEGIN { if (b > 0) printf "%+.1f %%", 100 * (a - b) / b }')" \
+                "$(mean "$name-sSEED.r$r.report.json")" "$(mean "$name-sSEED.r$r.device.report.json")" \
+                "$(mean "$name-sSEED.r$r-ft.report.json")" "$(mean "$name-sSEED.r$r-ft.device.report.json")"
+        done
+    fi
 } >"$out/kd/summary-$name.md"
 echo >&2
 cat "$out/kd/summary-$name.md"

@@ -87,3 +87,21 @@ fresh() {
 
 # stage WORDS: a heading on stderr for the next step.
 stage() { printf '\n== %s\n' "$*" >&2; }
+
+# report_num FILE KEY: the first number under "KEY": in the JSON report
+# FILE (empty when there is none); the reports are cJSON's pretty print,
+# one key per line.
+report_num() {
+    sed -n "s/.*\"$2\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$1" 2>/dev/null | head -n 1
+}
+
+# report_list FILE KEY: the integers of the list under "KEY": in FILE,
+# comma-separated ("8,8,8,0"; empty when there is none).
+report_list() {
+    tr -d ' \t\n' <"$1" 2>/dev/null | sed -n "s/.*\"$2\":\\[\\([0-9,]*\\)\\].*/\\1/p"
+}
+
+# scaled X F: X times F, four decimals (awk's arithmetic, not the shell's).
+scaled() {
+    awk -v x="$1" -v f="$2" 'BEGIN { printf "%.4f", x * f }'
+}

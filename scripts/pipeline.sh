@@ -109,9 +109,9 @@ fi
 # merging, then the same INT8 and export as the device file above
 stage "merge tokens: the fine-tuned student, the least r for 30% fewer MFLOPs"
 if fresh "$out/merged.report.json" "$out/finetuned.h5"; then echo "up to date" >&2; else
-    mf=$(sed -n 's/.*"mflops":[[:space:]]*\([0-9.]*\).*/\1/p' "$out/finetuned.report.json" | head -n 1)
+    mf=$(report_num "$out/finetuned.report.json" mflops)
     [ -n "$mf" ] || { echo "error: $out/finetuned.report.json: no mflops" >&2; exit 1; }
-    "$bin/evit-merge" "$out/finetuned.h5" --target-mflops "$(awk -v m="$mf" 'BEGIN { printf "%.4f", 0.7 * m }')" \
+    "$bin/evit-merge" "$out/finetuned.h5" --target-mflops "$(scaled "$mf" 0.7)" \
         --val "$out/test.h5" -o "$out/merged.h5" --report "$out/merged.report.json" --latency 200 $threads
 fi
 

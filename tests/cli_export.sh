@@ -36,7 +36,6 @@ train_mini 3 2
 succeeds "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/val.h5" \
     -o "$T/q.h5" --report "$T/q.json" -q --threads 2
 
-num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" | head -n 1; }
 
 # --- export float and INT8
 succeeds "$X" "$T/m.h5" -o "$T/f.evit" --report "$T/fx.json"

@@ -94,7 +94,6 @@ fails_with 1 "$EVAL" "$T/edited.h5" "$T/val.h5"
 stderr_has "merge_r 12 does not fit"
 ok "a schedule too large for the tokens is refused in one line, in a config and in a checkpoint"
 
-num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" | head -n 1; }
 # --- the runtime stages: libevrt merges too
 succeeds "$X" "$T/r4.h5" -o "$T/r4.evit" -q
 succeeds "$EVAL" "$T/r4.h5" "$T/val.h5" --report "$T/fe0.json" -q

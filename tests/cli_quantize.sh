@@ -76,7 +76,6 @@ synth_data "$T/all.h5" 1200 28 10
 synth_data "$T/val.h5" 300 28 10
 train_mini 6 2
 
-num() { sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" | head -n 1; }
 
 # --- every calibrator, symmetric; the config's own file
 for cal in minmax percentile entropy mse; do

@@ -52,9 +52,8 @@ for f in teacher.report.json teacher.logits.h5 student.h5 pruned.h5 finetuned.h5
 done
 grep -q '"stage":[[:space:]]*"teacher"' "$T/run/teacher.report.json" || fail "the given teacher's report is not the teacher stage"
 # the merged device file: at most 70 % of the fine-tuned student's MFLOPs
-mf() { sed -n 's/.*"mflops":[[:space:]]*\([0-9.]*\).*/\1/p' "$1" | head -n 1; }
-awk -v a="$(mf "$T/run/merged-export.report.json")" -v b="$(mf "$T/run/finetuned.report.json")" 'BEGIN { exit !(a > 0 && a <= 0.7 * b) }' ||
-    fail "the merged device file has $(mf "$T/run/merged-export.report.json") MFLOPs, not 70 % of $(mf "$T/run/finetuned.report.json")"
+awk -v a="$(num mflops "$T/run/merged-export.report.json")" -v b="$(num mflops "$T/run/finetuned.report.json")" 'BEGIN { exit !(a > 0 && a <= 0.7 * b) }' ||
+    fail "the merged device file has $(num mflops "$T/run/merged-export.report.json") MFLOPs, not 70 % of $(num mflops "$T/run/finetuned.report.json")"
 grep -q '"merge_r"' "$T/run/merged.report.json" || fail "the merge stage's report has no schedule"
 # a second run finds everything up to date
 FASHION_MNIST="$T/fm" run_cmd sh "$S/pipeline.sh" --teacher "$T/t.h5" --out "$T/run" --threads 1

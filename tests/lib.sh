@@ -13,6 +13,7 @@
 #                          exactly one line starting "error:"
 #   stderr_has TEXT        the last command's stderr contains TEXT (fixed string)
 #   stdout_has TEXT        the last command's stdout contains TEXT (fixed string)
+#   num KEY FILE           the first number under "KEY": in the JSON report FILE
 #   synth_data OUT.h5 N SIZE CLASSES
 #                          a dataset of N synthetic SIZE x SIZE images of CLASSES
 #                          classes (tests/mkdata.py, then evit-data import)
@@ -80,6 +81,10 @@ fails_with() {
 
 stderr_has() {
     grep -qF -- "$1" "$T/err" || fail "stderr lacks '$1'"
+}
+
+num() {
+    sed -n "s/.*\"$1\":[[:space:]]*\\(-\\{0,1\\}[0-9.e+-]*\\).*/\\1/p" "$2" | head -n 1
 }
 
 stdout_has() {
