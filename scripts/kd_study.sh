@@ -23,17 +23,18 @@
 # it stopped.
 #
 #   scripts/kd_study.sh [--profile quick|full] [--out DIR] [--seeds "0 1 2"] [--jobs N]
-#                       [--recipe RECIPE] [--merge-r "4 8 12"]
+#                       [--recipe RECIPE] [--merge-r "0 4 8 12"]
 # --merge-r: the uniform r of each Token Merging point (every block but the
 # last; evit-merge --r), each a device file off the shelf and one after a
-# 5-epoch fine-tune with merging; "" skips merging.
+# 5-epoch fine-tune with merging; r 0 is the control, the same extra
+# fine-tune without merging; "" skips merging.
 # Files land in DIR/kd/, the consistent ones named after RECIPE (views-NAME.h5,
 # NAME-sSEED.*), so several recipes can be compared in one folder.
 set -eu
 seeds="0 1 2"
 jobs=2
 recipe=""
-merge_r="4 8 12"
+merge_r="0 4 8 12"
 common_opts="profile out"
 . "$(dirname "$0")/lib.sh"
 
@@ -121,7 +122,7 @@ done
 profile_args
 case "$jobs" in '' | *[!0-9]* | 0) usage_fail "--jobs takes a positive count" ;; esac
 for s in $seeds; do case "$s" in *[!0-9]*) usage_fail "--seeds takes whole numbers" ;; esac; done
-for r in $merge_r; do case "$r" in *[!0-9]* | 0) usage_fail "--merge-r takes positive whole numbers" ;; esac; done
+for r in $merge_r; do case "$r" in *[!0-9]*) usage_fail "--merge-r takes whole numbers" ;; esac; done
 cfg=$top/configs/fmnist
 recipe=${recipe:-$cfg/student-consistent.json}
 need "run scripts/pipeline.sh --profile $profile first" "$out/train.h5" "$out/test.h5" "$out/teacher.h5" \
@@ -196,7 +197,7 @@ ft_mf=$(report_num "$out/kd/$name-s$s0.finetuned.report.json" mflops)
         echo
         echo '| r | schedule | MFLOPs | change | float | device file | fine-tuned with merging | its device file |'
         echo '|---:|---|---:|---:|---:|---:|---:|---:|'
-        printf '| 0 | | %.2f | | %s | %s | | |\n' "${ft_mf:-0}" "$(mean "$name-sSEED.finetuned.report.json")" \
+        printf '| none | | %.2f | | %s | %s | | |\n' "${ft_mf:-0}" "$(mean "$name-sSEED.finetuned.report.json")" \
             "$(mean "$name-sSEED.device.report.json")"
         for r in $merge_r; do
             f=$out/kd/$name-s$s0.r$r.report.json
