@@ -26,6 +26,7 @@ struct png_job {
     png_structp png;
     png_infop info;
     char msg[200];
+    int png_failed;     /* msg is libpng's (not a refusal of ours) */
     uint8_t *raw;       /* decoded 8-bit rows, h * rowbytes */
     png_bytep *rows;
     int w, h, channels; /* of raw */
@@ -35,6 +36,7 @@ static void on_png_error(png_structp png, png_const_charp msg)
 {
     struct png_job *job = png_get_error_ptr(png);
     snprintf(job->msg, sizeof job->msg, "%s", msg);
+    job->png_failed = 1;
     png_longjmp(png, 1);
 }
 
@@ -65,15 +67,32 @@ static void job_free(struct png_job *job)
 
 /* ---------------------------------------------------------------- reading */
 
-static int decode(struct png_job *job)
+/* indices: the samples as they are stored, one per pixel (class indices
+ * of a mask): gray of up to 8 bits or a palette's indices, unpacked but
+ * not scaled; any other kind is refused in job->msg. */
+static int decode(struct png_job *job, int indices)
 {
     if (setjmp(png_jmpbuf(job->png))) return EVIT_ERR;
     png_set_read_fn(job->png, job, on_png_read);
     png_set_user_limits(job->png, PNG_MAX_SIDE, PNG_MAX_SIDE);
     png_read_info(job->png, job->info);
-    /* palette -> RGB, gray < 8 bit -> 8 bit, tRNS -> alpha channel */
-    png_set_expand(job->png);
-    png_set_scale_16(job->png);
+    if (indices) {
+        int type = png_get_color_type(job->png, job->info), depth = png_get_bit_depth(job->png, job->info);
+        if ((type != PNG_COLOR_TYPE_GRAY && type != PNG_COLOR_TYPE_PALETTE) || depth > 8) {
+            snprintf(job->msg, sizeof job->msg,
+                     "a mask must be a gray or palette PNG of up to 8 bits (class indices), this one is %s%s",
+                     type == PNG_COLOR_TYPE_GRAY || type == PNG_COLOR_TYPE_PALETTE ? "16-bit"
+                     : type == PNG_COLOR_TYPE_GRAY_ALPHA                           ? "gray with alpha"
+                                                                                   : "RGB",
+                     type == PNG_COLOR_TYPE_RGB_ALPHA ? "A" : "");
+            return EVIT_ERR;
+        }
+        png_set_packing(job->png);
+    } else {
+        /* palette -> RGB, gray < 8 bit -> 8 bit, tRNS -> alpha channel */
+        png_set_expand(job->png);
+        png_set_scale_16(job->png);
+    }
     png_set_interlace_handling(job->png);
     png_read_update_info(job->png, job->info);
     job->w = (int)png_get_image_width(job->png, job->info);
@@ -118,40 +137,62 @@ static void convert_pixel(const uint8_t *s, int sc, uint8_t *d, int dc)
     }
 }
 
+/* Decodes path into job (its raw rows); errors name the file. */
+static int read_png(const char *path, struct png_job *job, int indices)
+{
+    job->fp = fopen(path, "rb");
+    if (!job->fp) return evit_error("%s: %s", path, strerror(errno));
+    uint8_t sig[8];
+    if (fread(sig, 1, sizeof sig, job->fp) != sizeof sig || png_sig_cmp(sig, 0, sizeof sig))
+        return evit_error("%s: not a PNG file", path);
+    rewind(job->fp);
+    job->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, job, on_png_error, on_png_warning);
+    EVIT_ASSERT(job->png != NULL);
+    job->info = png_create_info_struct(job->png);
+    EVIT_ASSERT(job->info != NULL);
+    if (decode(job, indices) < 0) return evit_error(indices && !job->png_failed ? "%s: %s" : "%s: libpng: %s", path, job->msg);
+    return EVIT_OK;
+}
+
+static void read_done(struct png_job *job)
+{
+    if (job->png) png_destroy_read_struct(&job->png, &job->info, NULL);
+    job_free(job);
+    if (job->fp) fclose(job->fp);
+}
+
 int evit_png_read(const char *path, int channels, struct evit_image *out)
 {
     EVIT_ASSERT(channels >= 1 && channels <= 4);
     struct png_job job = {0};
-    int rc = EVIT_ERR;
-    job.fp = fopen(path, "rb");
-    if (!job.fp) return evit_error("%s: %s", path, strerror(errno));
-    uint8_t sig[8];
-    if (fread(sig, 1, sizeof sig, job.fp) != sizeof sig || png_sig_cmp(sig, 0, sizeof sig)) {
-        evit_error("%s: not a PNG file", path);
-        goto fail;
+    int rc = read_png(path, &job, 0);
+    if (rc == EVIT_OK) {
+        out->w = job.w;
+        out->h = job.h;
+        out->c = channels;
+        size_t npx = (size_t)job.w * (size_t)job.h;
+        out->px = evit_malloc(npx * (size_t)channels);
+        for (size_t i = 0; i < npx; i++)
+            convert_pixel(job.raw + i * (size_t)job.channels, job.channels, out->px + i * (size_t)channels,
+                          channels);
     }
-    rewind(job.fp);
-    job.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &job, on_png_error, on_png_warning);
-    EVIT_ASSERT(job.png != NULL);
-    job.info = png_create_info_struct(job.png);
-    EVIT_ASSERT(job.info != NULL);
-    if (decode(&job) < 0) {
-        evit_error("%s: libpng: %s", path, job.msg);
-        goto fail;
+    read_done(&job);
+    return rc;
+}
+
+int evit_png_read_indices(const char *path, struct evit_image *out)
+{
+    struct png_job job = {0};
+    int rc = read_png(path, &job, 1);
+    if (rc == EVIT_OK) {
+        EVIT_ASSERT(job.channels == 1);
+        out->w = job.w;
+        out->h = job.h;
+        out->c = 1;
+        out->px = job.raw; /* the image takes the rows' buffer */
+        job.raw = NULL;
     }
-    out->w = job.w;
-    out->h = job.h;
-    out->c = channels;
-    size_t npx = (size_t)job.w * (size_t)job.h;
-    out->px = evit_malloc(npx * (size_t)channels);
-    for (size_t i = 0; i < npx; i++)
-        convert_pixel(job.raw + i * (size_t)job.channels, job.channels,
-                      out->px + i * (size_t)channels, channels);
-    rc = EVIT_OK;
-fail:
-    if (job.png) png_destroy_read_struct(&job.png, &job.info, NULL);
-    job_free(&job);
-    fclose(job.fp);
+    read_done(&job);
     return rc;
 }
 

@@ -19,6 +19,11 @@ struct evit_image {
 /* Reads path into an image with `channels` channels (1..4). */
 int evit_png_read(const char *path, int channels, struct evit_image *out);
 
+/* Reads a mask: one channel of the samples as stored (class indices),
+ * from a gray PNG of up to 8 bits or a palette PNG (its indices, not its
+ * colours); RGB, alpha and 16-bit files are refused in one line. */
+int evit_png_read_indices(const char *path, struct evit_image *out);
+
 /* Writes an 8-bit gray/gray+alpha/RGB/RGBA PNG (c = 1..4) to a temporary
  * file renamed into place. */
 int evit_png_write(const char *path, const struct evit_image *img);

@@ -11,6 +11,9 @@ struct evit_rng {
 };
 
 void evit_rng_seed(struct evit_rng *r, uint64_t seed);
+/* splitmix64's finaliser: a bijection of 64-bit words that spreads every
+ * input bit over the output (to derive independent seeds from keys). */
+uint64_t evit_rng_mix(uint64_t z);
 uint64_t evit_rng_next(struct evit_rng *r);
 /* Uniform in [0, 1) with 53 random bits. */
 double evit_rng_uniform(struct evit_rng *r);

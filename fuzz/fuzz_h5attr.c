@@ -8,7 +8,8 @@
  * content.  The loader must then load the file or refuse it with an error:
  * no crash, no out-of-bounds access, no leak.
  *
- *   input  = kind byte (checkpoint, dataset, logits), then edits of 8 bytes
+ *   input  = kind byte (checkpoint, dataset, logits, segmentation
+ *            dataset), then edits of 8 bytes
  *            [op, target, n, a, b, c, d, e] */
 #include <stdint.h>
 #include <stdio.h>
@@ -37,11 +38,13 @@ static const char *const ckpt_sets[] = {"cls_token", "pos_embed", "patch_embed/p
                                         "norm/bias"};
 static const char *const data_attrs[] = {"format", "format_version", "classes", "mean", "std", "source"};
 static const char *const data_sets[] = {"images", "labels"};
+static const char *const seg_attrs[] = {"format", "format_version", "classes", "mean", "std", "task", "ignore_index"};
+static const char *const seg_sets[] = {"images", "masks"};
 static const char *const logit_attrs[] = {"format", "format_version", "count", "num_classes",
                                           "label_fingerprint", "dataset", "model", "top1"};
 static const char *const logit_sets[] = {"logits", "topk/values", "topk/indices"};
 
-static char templ[3][128];
+static char templ[4][128];
 
 /* One small valid file of each kind, written once. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -52,6 +55,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     float logits[6 * 3];
     uint8_t images[6 * 4 * 4];
     int32_t labels[6] = {0, 1, 2, 0, 1, 2};
+    uint8_t masks[6 * 4 * 4];
     char *names[3] = {"a", "b", "c"};
     evit_h5_quiet();
     memset(&c, 0, sizeof c);
@@ -59,7 +63,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     c.img_size = 4, c.channels = 1, c.patch = 2, c.classes = 3, c.dim = 4, c.depth = 2;
     c.blocks[0] = (struct evit_block_shape){2, 2, 6, 0};
     c.blocks[1] = (struct evit_block_shape){1, 2, 4, 0};
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         snprintf(templ[i], sizeof templ[i], "/dev/shm/evit-fuzz-templ-%d-%d.h5", (int)getpid(), i);
     evit_vit_alloc(&m, &c);
     evit_vit_init(&m, 1);
@@ -73,6 +77,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (evit_dataset_save(&d, templ[1]) < 0) abort();
     for (int i = 0; i < 18; i++) logits[i] = (float)i / 7.0f;
     if (evit_logits_save(templ[2], logits, 6, 3, 42, "d.h5", "m.h5", 50.0) < 0) abort();
+    for (int i = 0; i < (int)sizeof masks; i++) masks[i] = (uint8_t)(i % 7 == 6 ? 255 : i % 3);
+    d.labels = NULL, d.masks = masks, d.ignore = 255;
+    if (evit_dataset_save(&d, templ[3]) < 0) abort();
     return 0;
 }
 
@@ -143,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[128];
     hid_t f;
     if (size < 1) return 0;
-    int kind = data[0] % 3;
+    int kind = data[0] % 4;
     snprintf(path, sizeof path, "/dev/shm/evit-fuzz-%d.h5", (int)getpid());
     if (copy_file(templ[kind], path) < 0) return 0;
     f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -152,6 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (kind == 0) edit(f, data + at, ckpt_attrs, 18, ckpt_sets, 7);
         if (kind == 1) edit(f, data + at, data_attrs, 6, data_sets, 2);
         if (kind == 2) edit(f, data + at, logit_attrs, 8, logit_sets, 3);
+        if (kind == 3) edit(f, data + at, seg_attrs, 7, seg_sets, 2);
     }
     H5Fclose(f);
     if (kind == 0) {
@@ -159,9 +167,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct evit_ckpt_meta meta = {0};
         if (evit_ckpt_load(path, &m, &meta) == 0) evit_vit_free(&m);
         evit_ckpt_meta_free(&meta);
-    } else if (kind == 1) {
+    } else if (kind == 1 || kind == 3) {
         struct evit_dataset d = {0};
-        evit_dataset_load(path, &d);
+        evit_dataset_load_task(path, &d, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT);
         evit_dataset_free(&d);
     } else {
         struct evit_logits l = {0};

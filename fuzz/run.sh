@@ -5,7 +5,7 @@
 # Targets: load (the runtime's model file loader), safetensors (the
 # safetensors reader and evit-import's importer), png (PNG import), idx (IDX
 # import), json (model configs and recipes), h5attr (what checkpoint, dataset
-# and logits loading validates); default all, one after the other.  Crashes
+# (classification and segmentation) and logits loading validates); default all, one after the other.  Crashes
 # land in WORKDIR/TARGET/crash-*; corpora grow in WORKDIR/TARGET/corpus.
 # The per-input timeout (FUZZ_TIMEOUT, default 300 s) is generous because a
 # niced fuzzer on a busy machine can be starved for tens of seconds; every
@@ -84,7 +84,10 @@ for ch, (ctype, bpp) in enumerate([(0, 1), (2, 3), (6, 4), (4, 2)]):
 png(f"{d}/g16.png", 3, 3, 16, 0, lambda y: bytes(range(6)))
 PY
     # the target reads the first byte as the channel count
-    for f in "$1"/seeds/*.png; do (printf '\001'; cat "$f") >"$f.in" && rm "$f"; done
+    # each as an image (one channel asked for) and as a mask (class indices)
+    for f in "$1"/seeds/*.png; do
+        (printf '\001'; cat "$f") >"$f.in" && (printf '\000'; cat "$f") >"$f.mask.in" && rm "$f"
+    done
     echo 4096
 }
 
@@ -104,7 +107,7 @@ build_json() {
 
 build_h5attr() {
     build_libevit fuzz_h5attr.c "$1/fuzz"
-    for k in 0 1 2; do printf "\\$k" >"$1/seeds/plain$k"; done
+    for k in 0 1 2 3; do printf "\\$k" >"$1/seeds/plain$k"; done
     printf '\000\001\003\001\002\003\004\005' >"$1/seeds/ck-img"
     printf '\001\004\001\002\003\004\005\006' >"$1/seeds/ds-images"
     printf '\002\001\002\001\002\003\004\005' >"$1/seeds/lg-count"

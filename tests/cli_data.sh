@@ -1,7 +1,9 @@
 #!/bin/sh
 # cli_data.sh: evit-data end to end: help and usage codes, IDX and PNG
-# imports read back through `evit-data info`, and failed imports that leave
-# exactly one error line and no output file behind.
+# imports read back through `evit-data info`, PNG image/mask pairs as a
+# segmentation dataset (read back byte for byte), Fashion-MNIST scenes, and
+# failed imports that leave exactly one error line and no output file
+# behind.
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
@@ -163,3 +165,168 @@ if [ -x "$EVIT_BIN/evit-init" ]; then
     stdout_has "stage: init"
     ok "info on a checkpoint prints the model config"
 fi
+
+# ---------------------------------------------------------------- segmentation
+# seg.py DIR: 3 image/mask pairs of 6 wide by 5 high, written with the
+# standard library: DIR/img/NAME.png RGB of random pixels, DIR/mask/NAME.png
+# gray class indices in {0, 1, 2} with some 255 (unlabelled), one mask a
+# palette PNG (its indices are the classes, not its colours), and DIR/ref
+# holding the exact bytes (images then masks, in name order)
+cat >"$T/seg.py" <<'PYEOF'
+import os, random, struct, sys, zlib
+
+def chunk(kind, data):
+    return (struct.pack(">I", len(data)) + kind + data +
+            struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
+
+def png(path, w, h, ch, px, palette=False):
+    kind = 3 if palette else {1: 0, 3: 2}[ch]
+    rows = b"".join(b"\0" + bytes(px[y * w * ch:(y + 1) * w * ch]) for y in range(h))
+    extra = chunk(b"PLTE", bytes((37 * i) % 256 for i in range(3 * 256))) if palette else b""
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, kind, 0, 0, 0)) +
+                extra + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+d = sys.argv[1]
+os.makedirs(d + "/img"); os.makedirs(d + "/mask")
+rng = random.Random(7)
+imgs, masks = b"", b""
+for name in ["a", "b", "c"]:
+    img = bytes(rng.randrange(256) for _ in range(6 * 5 * 3))
+    mask = bytes(rng.choice([0, 1, 2, 2, 255]) for _ in range(6 * 5))
+    png("%s/img/%s.png" % (d, name), 6, 5, 3, img)
+    png("%s/mask/%s.png" % (d, name), 6, 5, 1, mask, palette=(name == "b"))
+    imgs += img; masks += mask
+open(d + "/ref", "wb").write(imgs + masks)
+PYEOF
+mkdir "$T/seg"
+python3 "$T/seg.py" "$T/seg/ok"
+succeeds "$DATA" import --seg "$T/seg/ok/img" "$T/seg/ok/mask" -o "$T/seg.h5" --ignore 255 --names bg,cat,dog
+stderr_has "imported 3 image/mask pairs 5x6x3, 3 classes"
+succeeds "$DATA" info "$T/seg.h5"
+stdout_has "task: segmentation"
+stdout_has "shape: 5x6x3"
+stdout_has "2 dog: "
+stdout_has "ignore_index: 255"
+if python3 -c 'import h5py, numpy' 2>/dev/null; then
+    python3 - "$T/seg.h5" "$T/seg/ok/ref" <<'PYEOF' || fail "the segmentation dataset does not hold the PNGs' bytes"
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+ref = open(sys.argv[2], "rb").read()
+assert f["images"].shape == (3, 5, 6, 3) and f["masks"].shape == (3, 5, 6), (f["images"].shape, f["masks"].shape)
+assert f["images"][()].tobytes() + f["masks"][()].tobytes() == ref, "bytes differ"
+task = f.attrs["task"]
+assert (task.decode() if isinstance(task, bytes) else task) == "segmentation"
+assert int(f.attrs["ignore_index"][0]) == 255
+PYEOF
+fi
+ok "PNG image/mask pairs import as a segmentation dataset, pixel for pixel, palette masks by index"
+
+succeeds "$DATA" import --seg "$T/seg/ok/img" "$T/seg/ok/mask" -o "$T/seg8.h5" --ignore 255 --size 8 --channels 1
+succeeds "$DATA" info "$T/seg8.h5"
+stdout_has "shape: 8x8x1"
+stdout_has "classes: 3 (pixels per class)"
+ok "--size resizes the pairs and the classes default to the largest index + 1"
+
+# each broken folder is a copy of the good one with one thing wrong
+broken() {
+    cp -r "$T/seg/ok" "$T/seg/$1"
+}
+broken lonely
+rm "$T/seg/lonely/mask/b.png"
+fails_with 1 "$DATA" import --seg "$T/seg/lonely/img" "$T/seg/lonely/mask" -o "$T/o/x.h5" --ignore 255
+stderr_has "$T/seg/lonely/img/b.png: image without a mask"
+no_output_left
+broken orphan
+rm "$T/seg/orphan/img/c.png"
+fails_with 1 "$DATA" import --seg "$T/seg/orphan/img" "$T/seg/orphan/mask" -o "$T/o/x.h5" --ignore 255
+stderr_has "$T/seg/orphan/mask/c.png: mask without an image"
+no_output_left
+ok "an image without its mask, or a mask without its image, fails naming it"
+
+broken sizes
+mk png "$T/seg/sizes/mask/c.png" 6 1
+fails_with 1 "$DATA" import --seg "$T/seg/sizes/img" "$T/seg/sizes/mask" -o "$T/o/x.h5" --ignore 255
+stderr_has "$T/seg/sizes/mask/c.png: mask is 6x6"
+no_output_left
+broken other
+mk png "$T/seg/other/img/c.png" 6 1
+cp "$T/seg/other/img/c.png" "$T/seg/other/mask/c.png"
+fails_with 1 "$DATA" import --seg "$T/seg/other/img" "$T/seg/other/mask" -o "$T/o/x.h5" --ignore 255
+stderr_has "$T/seg/other/img/c.png: image is 6x6, the first pair's is 6x5"
+no_output_left
+ok "a pair of two sizes, or a pair of another size than the first, fails naming it"
+
+fails_with 1 "$DATA" import --seg "$T/seg/ok/img" "$T/seg/ok/mask" -o "$T/o/x.h5" --ignore 255 --names bg,cat
+stderr_has "mask value 2 at"
+stderr_has "is outside [0, 2)"
+no_output_left
+fails_with 1 "$DATA" import --seg "$T/seg/ok/img" "$T/seg/ok/mask" -o "$T/o/x.h5" --names bg,cat,dog
+stderr_has "mask value 255 at"
+stderr_has "--ignore V"
+no_output_left
+ok "a mask value at or above the class count fails naming the mask"
+
+broken rgb
+cp "$T/seg/rgb/img/a.png" "$T/seg/rgb/mask/a.png"
+fails_with 1 "$DATA" import --seg "$T/seg/rgb/img" "$T/seg/rgb/mask" -o "$T/o/x.h5" --ignore 255
+stderr_has "$T/seg/rgb/mask/a.png: a mask must be a gray or palette PNG"
+no_output_left
+broken cut
+head -c 60 "$T/seg/ok/mask/c.png" >"$T/seg/cut/mask/c.png"
+fails_with 1 "$DATA" import --seg "$T/seg/cut/img" "$T/seg/cut/mask" -o "$T/o/x.h5" --ignore 255
+stderr_has "$T/seg/cut/mask/c.png"
+no_output_left
+ok "an RGB mask or a truncated mask fails naming it"
+
+fails_with 2 "$DATA" import --seg "$T/seg/ok/img" -o "$T/o/x.h5"
+fails_with 2 "$DATA" import --seg "$T/seg/ok/img" "$T/seg/ok/mask" -o "$T/o/x.h5" --names bg,cat,dog --ignore 1
+fails_with 2 "$DATA" import --idx "$T/img.gz" "$T/lab.gz" -o "$T/o/x.h5" --ignore 255
+fails_with 2 "$DATA" import --seg "$T/seg/ok/img" "$T/seg/ok/mask" --png "$T/png" -o "$T/o/x.h5"
+no_output_left
+ok "--seg usage errors exit 2"
+
+if [ -x "$EVIT_BIN/evit-eval" ] && [ -f "$T/model.h5" ]; then
+    fails_with 1 "$EVIT_BIN/evit-eval" "$T/model.h5" "$T/seg.h5"
+    stderr_has "$T/seg.h5: is a segmentation dataset (masks); this needs a classification dataset (labels)"
+    ok "a classification stage given a segmentation dataset fails in one line"
+fi
+
+# ---------------------------------------------------------------- scenes
+python3 "$EVIT_SRC/tests/mkdata.py" "$T/sc-img.gz" "$T/sc-lab.gz" 40 28 10
+succeeds "$DATA" import --idx "$T/sc-img.gz" "$T/sc-lab.gz" -o "$T/items.h5" --names fashion-mnist
+succeeds "$DATA" scenes --help
+stdout_has "usage: evit-data scenes"
+succeeds "$DATA" scenes "$T/items.h5" -o "$T/sc1.h5" --count 6 --size 64 --seed 5
+stderr_has "made 6 scenes 64x64"
+succeeds "$DATA" info "$T/sc1.h5"
+stdout_has "task: segmentation"
+stdout_has "classes: 11 (pixels per class)"
+stdout_has "0 background: "
+stdout_has "10 Ankle boot: "
+succeeds "$DATA" scenes "$T/items.h5" -o "$T/sc2.h5" --count 6 --size 64 --seed 5 -q
+succeeds "$DATA" scenes "$T/items.h5" -o "$T/sc3.h5" --count 6 --size 64 --seed 6 -q
+if python3 -c 'import h5py, numpy' 2>/dev/null; then
+    python3 - "$T/sc1.h5" "$T/sc2.h5" "$T/sc3.h5" <<'PYEOF' || fail "scenes are not deterministic in their seed"
+import sys, h5py, numpy as np
+a, b, c = (h5py.File(p, "r") for p in sys.argv[1:4])
+for k in ("images", "masks"):
+    assert np.array_equal(a[k][()], b[k][()]), "same seed, different " + k
+assert not np.array_equal(a["masks"][()], c["masks"][()]), "another seed, same masks"
+m = a["masks"][()]
+assert m.max() >= 1 and (m == 0).any(), "no items or no background"
+PYEOF
+fi
+ok "evit-data scenes makes a Fashion-MNIST segmentation dataset, the same for the same seed"
+
+fails_with 1 "$DATA" scenes "$T/seg.h5" -o "$T/o/x.h5" --count 2
+stderr_has "$T/seg.h5: is a segmentation dataset"
+fails_with 1 "$DATA" scenes "$T/png3.h5" -o "$T/o/x.h5" --count 2
+stderr_has "$T/png3.h5"
+fails_with 1 "$DATA" scenes "$T/items.h5" -o "$T/o/x.h5" --count 2 --size 16
+stderr_has "$T/items.h5"
+fails_with 2 "$DATA" scenes "$T/items.h5" -o "$T/o/x.h5"
+fails_with 2 "$DATA" scenes "$T/items.h5" -o "$T/o/x.h5" --count 2 --items 3,1
+fails_with 2 "$DATA" scenes "$T/items.h5" -o "$T/o/x.h5" --count 2 --scale 0,1
+no_output_left
+ok "scenes of a segmentation, RGB or too-large source fail in one line; bad options exit 2"

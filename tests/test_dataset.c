@@ -1,4 +1,5 @@
-/* test_dataset.c: datasets and logits files round-trip and refuse mismatches. */
+/* test_dataset.c: datasets (classification and segmentation) and logits
+ * files round-trip and refuse mismatches. */
 #include <stdio.h>
 #include <string.h>
 
@@ -134,6 +135,102 @@ static void a_checkpoint_is_not_taken_for_a_dataset(void)
     release(&d);
 }
 
+
+/* A 2-image segmentation dataset of 3x4 RGB with masks in {0, 1, 2} and
+ * one unlabelled pixel (255). */
+static void make_seg(struct evit_dataset *d)
+{
+    static char n0[] = "background", n1[] = "person", n2[] = "tree", src[] = "seg test";
+    static char *names[3] = {n0, n1, n2};
+    memset(d, 0, sizeof *d);
+    d->n = 2;
+    d->h = 3;
+    d->w = 4;
+    d->c = 3;
+    d->classes = 3;
+    d->class_names = names;
+    d->ignore = 255;
+    d->images = evit_malloc(2 * 3 * 4 * 3);
+    d->masks = evit_malloc(2 * 3 * 4);
+    for (int i = 0; i < 72; i++) d->images[i] = (uint8_t)(i * 29 + 3);
+    for (int i = 0; i < 24; i++) d->masks[i] = (uint8_t)(i % 3);
+    d->masks[5] = 255;
+    d->source = src;
+    evit_dataset_stats(d);
+}
+
+static void a_segmentation_dataset_round_trips_pixel_for_pixel(void)
+{
+    struct evit_dataset d, back;
+    char path[512];
+    make_seg(&d);
+    snprintf(path, sizeof path, "%s/seg.h5", test_tmpdir());
+    REQUIRE(evit_dataset_save(&d, path) == 0);
+    REQUIRE(evit_dataset_load_task(path, &back, EVIT_TASK_SEGMENT) == 0);
+    CHECK(back.n == 2 && back.h == 3 && back.w == 4 && back.c == 3 && back.classes == 3);
+    CHECK(back.labels == NULL && back.masks != NULL && back.ignore == 255);
+    CHECK(evit_dataset_task(&back) == EVIT_TASK_SEGMENT);
+    CHECK(memcmp(back.images, d.images, 72) == 0);
+    CHECK(back.masks && memcmp(back.masks, d.masks, 24) == 0);
+    CHECK(strcmp(back.class_names[1], "person") == 0);
+    CHECK(evit_dataset_fingerprint(&back) == evit_dataset_fingerprint(&d));
+    evit_dataset_free(&back);
+    REQUIRE(evit_dataset_load_header_task(path, &back, EVIT_TASK_SEGMENT | EVIT_TASK_CLASSIFY) == 0);
+    CHECK(back.masks == NULL && back.images == NULL && back.h == 3 && back.ignore == 255);
+    evit_dataset_free(&back);
+    free(d.images);
+    free(d.masks);
+}
+
+static void each_task_is_refused_where_the_other_is_needed(void)
+{
+    struct evit_dataset seg, cls, back;
+    char sp[512], cp[512];
+    make_seg(&seg);
+    make_dataset(&cls, 4, 2);
+    snprintf(sp, sizeof sp, "%s/seg2.h5", test_tmpdir());
+    snprintf(cp, sizeof cp, "%s/cls2.h5", test_tmpdir());
+    REQUIRE(evit_dataset_save(&seg, sp) == 0 && evit_dataset_save(&cls, cp) == 0);
+    CHECK(evit_dataset_load(sp, &back) < 0);
+    CHECK(evit_dataset_load_header(sp, &back) < 0);
+    CHECK(evit_dataset_load_task(cp, &back, EVIT_TASK_SEGMENT) < 0);
+    REQUIRE(evit_dataset_load_task(cp, &back, EVIT_TASK_SEGMENT | EVIT_TASK_CLASSIFY) == 0);
+    CHECK(back.labels != NULL && back.masks == NULL && evit_dataset_task(&back) == EVIT_TASK_CLASSIFY);
+    evit_dataset_free(&back);
+    free(seg.images);
+    free(seg.masks);
+    release(&cls);
+}
+
+static void a_mask_value_outside_the_classes_or_a_class_as_ignore_is_refused_on_save(void)
+{
+    struct evit_dataset d, back;
+    char path[512];
+    make_seg(&d);
+    snprintf(path, sizeof path, "%s/badseg.h5", test_tmpdir());
+    d.masks[7] = 3; /* neither a class nor the ignore value */
+    CHECK(evit_dataset_save(&d, path) < 0);
+    d.masks[7] = 1;
+    d.ignore = -1; /* pixel 5 holds 255, now no longer an ignore value */
+    CHECK(evit_dataset_save(&d, path) < 0);
+    d.ignore = 2; /* a class cannot be the ignore value */
+    CHECK(evit_dataset_save(&d, path) < 0);
+    CHECK(evit_dataset_load_task(path, &back, EVIT_TASK_SEGMENT) < 0); /* nothing was written */
+    free(d.images);
+    free(d.masks);
+}
+
+static void the_fingerprint_of_a_segmentation_dataset_follows_its_masks(void)
+{
+    struct evit_dataset d;
+    make_seg(&d);
+    uint64_t a = evit_dataset_fingerprint(&d);
+    d.masks[23] = (uint8_t)(d.masks[23] == 1 ? 2 : 1);
+    CHECK(evit_dataset_fingerprint(&d) != a);
+    free(d.images);
+    free(d.masks);
+}
+
 int main(void)
 {
     evit_h5_quiet();
@@ -143,5 +240,9 @@ int main(void)
     RUN(fingerprint_depends_on_label_order);
     RUN(logits_round_trip_and_match_only_their_own_dataset);
     RUN(a_checkpoint_is_not_taken_for_a_dataset);
+    RUN(a_segmentation_dataset_round_trips_pixel_for_pixel);
+    RUN(each_task_is_refused_where_the_other_is_needed);
+    RUN(a_mask_value_outside_the_classes_or_a_class_as_ignore_is_refused_on_save);
+    RUN(the_fingerprint_of_a_segmentation_dataset_follows_its_masks);
     return test_summary();
 }
