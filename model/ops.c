@@ -870,6 +870,100 @@ void evit_kd_backward(float *dstudent, const float *student, const float *teache
     }
 }
 
+/* ---------------------------------------------------------------- segmentation */
+
+/* One axis of the bilinear map: output index o of n_out reads source
+ * position s = (o + 1/2) n_in / n_out - 1/2, clamped below at 0 (PyTorch's
+ * area_pixel_compute_source_index with align_corners=False), between i0 =
+ * floor(s) and i1 = min(i0 + 1, n_in - 1), with weight f = s - i0 on i1. */
+static void bilinear_tap(int o, int n_in, int n_out, int *i0, int *i1, float *f)
+{
+    float s = ((float)o + 0.5f) * ((float)n_in / (float)n_out) - 0.5f;
+    if (s < 0.0f) s = 0.0f;
+    *i0 = (int)s;
+    if (*i0 > n_in - 1) *i0 = n_in - 1;
+    *i1 = *i0 < n_in - 1 ? *i0 + 1 : *i0;
+    *f = s - (float)*i0;
+}
+
+void evit_upsample_forward(float *out, const float *in, int B, int h, int w, int H, int W, int K)
+{
+    EVIT_ASSERT(h >= 1 && w >= 1 && H >= 1 && W >= 1 && K >= 1);
+    for (int b = 0; b < B; b++) {
+        const float *src = in + (size_t)b * h * w * K;
+        for (int y = 0; y < H; y++) {
+            int y0, y1, x0, x1;
+            float fy, fx;
+            bilinear_tap(y, h, H, &y0, &y1, &fy);
+            for (int x = 0; x < W; x++) {
+                bilinear_tap(x, w, W, &x0, &x1, &fx);
+                const float *a = src + ((size_t)y0 * w + x0) * K, *c = src + ((size_t)y0 * w + x1) * K;
+                const float *d = src + ((size_t)y1 * w + x0) * K, *e = src + ((size_t)y1 * w + x1) * K;
+                float *o = out + (((size_t)b * H + y) * W + x) * K;
+                for (int k = 0; k < K; k++)
+                    o[k] = (1.0f - fy) * ((1.0f - fx) * a[k] + fx * c[k]) + fy * ((1.0f - fx) * d[k] + fx * e[k]);
+            }
+        }
+    }
+}
+
+void evit_upsample_backward(float *din, const float *dout, int B, int h, int w, int H, int W, int K)
+{
+    for (int b = 0; b < B; b++) {
+        float *dsrc = din + (size_t)b * h * w * K;
+        for (int y = 0; y < H; y++) {
+            int y0, y1, x0, x1;
+            float fy, fx;
+            bilinear_tap(y, h, H, &y0, &y1, &fy);
+            for (int x = 0; x < W; x++) {
+                bilinear_tap(x, w, W, &x0, &x1, &fx);
+                const float *g = dout + (((size_t)b * H + y) * W + x) * K;
+                float *a = dsrc + ((size_t)y0 * w + x0) * K, *c = dsrc + ((size_t)y0 * w + x1) * K;
+                float *d = dsrc + ((size_t)y1 * w + x0) * K, *e = dsrc + ((size_t)y1 * w + x1) * K;
+                /* the four taps may coincide at the edges: each adds its own share */
+                for (int k = 0; k < K; k++) {
+                    a[k] += (1.0f - fy) * (1.0f - fx) * g[k];
+                    c[k] += (1.0f - fy) * fx * g[k];
+                    d[k] += fy * (1.0f - fx) * g[k];
+                    e[k] += fy * fx * g[k];
+                }
+            }
+        }
+    }
+}
+
+double evit_xent_pixels_forward(size_t *labelled, const float *logits, const uint8_t *mask, int ignore, size_t P,
+                                int K)
+{
+    double total = 0.0;
+    size_t n = 0;
+    for (size_t p = 0; p < P; p++) {
+        if (mask[p] == ignore) continue;
+        EVIT_ASSERT(mask[p] < K);
+        const float *z = logits + p * K;
+        total += logsumexp_row(z, 1.0, K) - (double)z[mask[p]];
+        n++;
+    }
+    if (labelled) *labelled = n;
+    return n ? total / (double)n : 0.0;
+}
+
+void evit_xent_pixels_backward(float *dlogits, const float *logits, const uint8_t *mask, int ignore, float scale,
+                               size_t P, int K)
+{
+    size_t n = 0;
+    for (size_t p = 0; p < P; p++) n += mask[p] != ignore;
+    if (!n) return;
+    double c = (double)scale / (double)n;
+    for (size_t p = 0; p < P; p++) {
+        if (mask[p] == ignore) continue;
+        const float *z = logits + p * K;
+        double lse = logsumexp_row(z, 1.0, K);
+        float *g = dlogits + p * K;
+        for (int k = 0; k < K; k++) g[k] += (float)(c * (exp((double)z[k] - lse) - (k == mask[p] ? 1.0 : 0.0)));
+    }
+}
+
 int evit_argmax(const float *x, int n)
 {
     int best = 0;

@@ -161,6 +161,32 @@ void evit_attention_backward_q_ref(float *dqkv /* (B, T, 3*H*d) */,
                                    const float *att /* (B, H, nq, T) */, int B, int T, int nq,
                                    int H, int d);
 
+/* Bilinear upsampling of a grid of class scores, channels last (the
+ * per-patch logits in patch order), to the image's pixels: PyTorch's
+ * F.interpolate(mode="bilinear", align_corners=False), Segmenter's
+ * decoder.  Along each axis output index o reads the source position
+ *   s = max(0, (o + 1/2) n_in / n_out - 1/2)
+ * between i0 = floor(s) and i1 = min(i0 + 1, n_in - 1) with weights
+ * (1 - f, f), f = s - i0; the two axes' weights multiply. */
+void evit_upsample_forward(float *out /* (B, H, W, K) */, const float *in /* (B, h, w, K) */, int B, int h,
+                           int w, int H, int W, int K);
+/* din += the transpose of that map applied to dout. */
+void evit_upsample_backward(float *din /* (B, h, w, K) */, const float *dout /* (B, H, W, K) */, int B, int h,
+                            int w, int H, int W, int K);
+
+/* Per-pixel cross-entropy against a mask, the pixels whose mask is the
+ * ignore value (-1: none) left out, as PyTorch's CrossEntropyLoss with
+ * ignore_index and mean reduction:
+ *   loss = sum_{p labelled} (logsumexp(z_p) - z_p[y_p]) / n_labelled
+ * Returns the loss (0 when no pixel is labelled) and n_labelled in
+ * *labelled (when not NULL).  Every labelled value must be below K. */
+double evit_xent_pixels_forward(size_t *labelled, const float *logits /* (P, K) */,
+                                const uint8_t *mask /* (P) */, int ignore, size_t P, int K);
+/* dlogits += scale (softmax(z_p) - onehot(y_p)) / n_labelled on the
+ * labelled pixels: the gradient of scale * loss. */
+void evit_xent_pixels_backward(float *dlogits /* (P, K) */, const float *logits /* (P, K) */,
+                               const uint8_t *mask /* (P) */, int ignore, float scale, size_t P, int K);
+
 /* The index of the largest of x[0..n), the first one on ties. */
 int evit_argmax(const float *x /* (n) */, int n);
 

@@ -558,6 +558,72 @@ static void kd_forward_is_zero_for_equal_logits_and_positive_otherwise(void)
 
 /* img 8, patch 4 (T 5), 2 channels, D 8, 5 classes; block 0: 2 heads of 4,
  * mlp 12; block 1: 1 head of 3, mlp 6 (inner widths unrelated to D). */
+/* ---------------------------------------------------------------- segmentation */
+
+struct upsample_ctx {
+    float *out, *in, *r;
+    int B, h, w, H, W, K;
+};
+
+static double upsample_loss(void *p)
+{
+    struct upsample_ctx *c = p;
+    evit_upsample_forward(c->out, c->in, c->B, c->h, c->w, c->H, c->W, c->K);
+    return dot(c->out, c->r, (size_t)c->B * c->H * c->W * c->K);
+}
+
+static void upsample_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 21);
+    /* up by 8/3 and 7/2, and down (5 -> 3: taps skip source pixels) */
+    static const int shapes[3][4] = {{3, 2, 8, 7}, {2, 3, 5, 4}, {5, 4, 3, 3}};
+    for (int s = 0; s < 3; s++) {
+        int B = 2, K = 3, h = shapes[s][0], w = shapes[s][1], H = shapes[s][2], W = shapes[s][3];
+        size_t ni = (size_t)B * h * w * K, no = (size_t)B * H * W * K;
+        struct upsample_ctx c = {evit_alloc_floats(no), normal_floats(ni, 1.0), normal_floats(no, 1.0),
+                                 B, h, w, H, W, K};
+        float *din = normal_floats(ni, 1.0), *din0 = copy_floats(din, ni);
+        evit_upsample_backward(din, c.r, B, h, w, H, W, K);
+        CHECK(grad_mismatches("upsample", c.in, din, din0, ni, upsample_loss, &c) == 0);
+        evit_free_aligned(c.out);
+        evit_free_aligned(c.in);
+        evit_free_aligned(c.r);
+        evit_free_aligned(din);
+        evit_free_aligned(din0);
+    }
+}
+
+struct xpix_ctx {
+    float *logits;
+    const uint8_t *mask;
+    float scale;
+    size_t P;
+    int K;
+};
+
+static double xpix_loss(void *p)
+{
+    struct xpix_ctx *c = p;
+    return (double)c->scale * evit_xent_pixels_forward(NULL, c->logits, c->mask, 255, c->P, c->K);
+}
+
+static void pixel_cross_entropy_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 22);
+    static const uint8_t mask[6] = {3, 255, 0, 1, 3, 255};
+    size_t P = 6;
+    int K = 4;
+    struct xpix_ctx c = {normal_floats(P * K, 2.0), mask, 0.8f, P, K};
+    float *dz = normal_floats(P * K, 1.0), *dz0 = copy_floats(dz, P * K);
+    evit_xent_pixels_backward(dz, c.logits, mask, 255, c.scale, P, K);
+    /* the ignored pixels' rows get nothing: their central differences are 0 */
+    CHECK(grad_mismatches("logits", c.logits, dz, dz0, P * K, xpix_loss, &c) == 0);
+    CHECK(memcmp(dz + K, dz0 + K, K * sizeof(float)) == 0);
+    evit_free_aligned(c.logits);
+    evit_free_aligned(dz);
+    evit_free_aligned(dz0);
+}
+
 static struct evit_vit_config grad_config(int depth)
 {
     static const struct evit_block_shape b[] = {{2, 4, 12, 0}, {1, 3, 6, 0}, {2, 3, 8, 0}};
@@ -733,6 +799,8 @@ int main(void)
     RUN(xent_smooth_forward_is_the_mean_cross_entropy_towards_smoothed_targets);
     RUN(kd_backward_matches_central_differences);
     RUN(kd_forward_is_zero_for_equal_logits_and_positive_otherwise);
+    RUN(upsample_backward_matches_central_differences);
+    RUN(pixel_cross_entropy_backward_matches_central_differences);
     RUN(block_backward_matches_central_differences);
     RUN(vit_backward_matches_central_differences_for_every_parameter);
     RUN(vit_backward_with_token_merging_matches_central_differences);

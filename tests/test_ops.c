@@ -545,9 +545,72 @@ static void xent_is_stable_for_large_logits(void)
     CHECK(lc >= 0.0 && lc <= 2.0 * exp(-50.0));
 }
 
+/* ---------------------------------------------------------------- segmentation */
+
+static void upsampling_by_four_interpolates_as_pytorch_bilinear_without_corner_alignment(void)
+{
+    /* F.interpolate(torch.tensor([[[[0., 1.]]]]), size=(1, 4), mode="bilinear",
+     * align_corners=False) is [0, 0.25, 0.75, 1]: sources -0.25 (clamped to
+     * 0), 0.25, 0.75, 1.25 (clamped to the last pixel) */
+    float in[2 * 2] = {0.0f, 10.0f, 1.0f, 20.0f}; /* (1, 1, 2, K=2) */
+    float out[4 * 2];
+    evit_upsample_forward(out, in, 1, 1, 2, 1, 4, 2);
+    const float want0[4] = {0.0f, 0.25f, 0.75f, 1.0f};
+    for (int x = 0; x < 4; x++) {
+        CHECK_NEAR(out[2 * x], want0[x], 1e-7);
+        CHECK_NEAR(out[2 * x + 1], 10.0f + 10.0f * want0[x], 1e-5);
+    }
+    /* 2x2 -> 3x3 (scale 2/3): the centre pixel reads source (0.5, 0.5),
+     * the mean of all four */
+    float g[4] = {1.0f, 2.0f, 3.0f, 4.0f}, o9[9];
+    evit_upsample_forward(o9, g, 1, 2, 2, 3, 3, 1);
+    CHECK_NEAR(o9[4], 2.5f, 1e-6);
+    CHECK_NEAR(o9[0], 1.0f, 1e-6); /* source -1/6, clamped to 0 */
+    CHECK_NEAR(o9[8], 4.0f, 1e-6); /* source 7/6, clamped to the last */
+}
+
+static void upsampling_to_the_same_size_is_the_identity(void)
+{
+    struct evit_rng r;
+    evit_rng_seed(&r, 3);
+    float in[2 * 3 * 4 * 5], out[2 * 3 * 4 * 5];
+    for (int i = 0; i < 120; i++) in[i] = (float)evit_rng_normal(&r);
+    evit_upsample_forward(out, in, 2, 3, 4, 3, 4, 5);
+    CHECK(memcmp(in, out, sizeof in) == 0);
+}
+
+static void pixel_cross_entropy_leaves_out_ignored_pixels_and_averages_the_rest(void)
+{
+    struct evit_rng r;
+    evit_rng_seed(&r, 4);
+    float z[5 * 3];
+    for (int i = 0; i < 15; i++) z[i] = (float)evit_rng_normal(&r);
+    const uint8_t mask[5] = {2, 255, 0, 1, 255};
+    const int32_t lab[3] = {2, 0, 1};
+    float kept[3 * 3];
+    memcpy(kept, z, 3 * sizeof(float));
+    memcpy(kept + 3, z + 6, 6 * sizeof(float));
+    size_t n = 0;
+    double loss = evit_xent_pixels_forward(&n, z, mask, 255, 5, 3);
+    CHECK(n == 3);
+    CHECK_NEAR(loss, evit_xent_forward(NULL, kept, lab, 3, 3) / 3.0, 1e-12);
+    /* nothing labelled: zero, and no gradient */
+    const uint8_t none[2] = {255, 255};
+    float dz[6] = {0};
+    CHECK(evit_xent_pixels_forward(&n, z, none, 255, 2, 3) == 0.0 && n == 0);
+    evit_xent_pixels_backward(dz, z, none, 255, 1.0f, 2, 3);
+    for (int i = 0; i < 6; i++) CHECK(dz[i] == 0.0f);
+    /* ignore -1: every pixel counts (a uint8 mask never holds -1) */
+    const uint8_t all[2] = {0, 2};
+    CHECK(evit_xent_pixels_forward(&n, z, all, -1, 2, 3) > 0.0 && n == 2);
+}
+
 int main(void)
 {
     RUN(linear_matches_its_ref_twin_with_and_without_bias);
+    RUN(upsampling_by_four_interpolates_as_pytorch_bilinear_without_corner_alignment);
+    RUN(upsampling_to_the_same_size_is_the_identity);
+    RUN(pixel_cross_entropy_leaves_out_ignored_pixels_and_averages_the_rest);
     RUN(linear_ref_computes_in_times_w_transposed_plus_bias);
     RUN(attention_matches_its_ref_twin_and_rows_sum_to_one);
     RUN(attention_of_the_first_queries_matches_its_ref_twin_and_the_full_rows);
