@@ -371,6 +371,7 @@ static int info_checkpoint(const char *path, hid_t f)
     printf("img_size: %d\nchannels: %d\npatch: %d\nclasses: %d\n", cfg.img_size, cfg.channels,
            cfg.patch, cfg.classes);
     printf("dim: %d\ndepth: %d\n", cfg.dim, cfg.depth);
+    printf("head: %s\n", evit_config_head_name(cfg.head));
     for (int l = 0; l < cfg.depth; l++)
         printf("  block %d: heads %d, head_dim %d, mlp %d\n", l, cfg.blocks[l].heads,
                cfg.blocks[l].head_dim, cfg.blocks[l].mlp);

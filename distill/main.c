@@ -96,6 +96,9 @@ static int make_model(const struct args *a, const struct evit_recipe *r, const s
     }
     if (!r->has_model)
         return evit_error("%s: model: required unless --init gives a checkpoint", a->recipe);
+    if (r->model.head != EVIT_HEAD_CLASS)
+        return evit_error("%s: model: a %s head (segmentation); evit-distill trains class-head models so far "
+                          "(docs/SEGMENT.md)", a->recipe, evit_config_head_name(r->model.head));
     evit_vit_alloc(m, &r->model);
     evit_vit_init(m, (uint64_t)r->seed);
     for (int c = 0; c < d->c && c < 4; c++) {

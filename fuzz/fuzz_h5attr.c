@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const char *const ckpt_attrs[] = {"format", "format_version", "name", "img_size", "channels", "patch",
                                          "num_classes", "embed_dim", "depth", "num_heads", "head_dim",
                                          "mlp_hidden", "mean", "std", "classes", "stage", "parent_report",
-                                         "report"};
+                                         "report", "head"};
 static const char *const ckpt_sets[] = {"cls_token", "pos_embed", "patch_embed/proj/weight",
                                         "blocks/0/attn/qkv/weight", "blocks/1/mlp/fc2/bias", "head/weight",
                                         "norm/bias"};
@@ -156,7 +156,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     if (f < 0) return 0;
     for (size_t at = 1; at + 8 <= size && at < 1 + 8 * 16; at += 8) {
-        if (kind == 0) edit(f, data + at, ckpt_attrs, 18, ckpt_sets, 7);
+        if (kind == 0) edit(f, data + at, ckpt_attrs, 19, ckpt_sets, 7);
         if (kind == 1) edit(f, data + at, data_attrs, 6, data_sets, 2);
         if (kind == 2) edit(f, data + at, logit_attrs, 8, logit_sets, 3);
         if (kind == 3) edit(f, data + at, seg_attrs, 7, seg_sets, 2);
@@ -165,7 +165,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kind == 0) {
         struct evit_vit m = {0};
         struct evit_ckpt_meta meta = {0};
-        if (evit_ckpt_load(path, &m, &meta) == 0) evit_vit_free(&m);
+        unsigned heads = EVIT_HEAD_BIT(EVIT_HEAD_CLASS) | EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR);
+        if (evit_ckpt_load_heads(path, &m, &meta, heads) == 0) evit_vit_free(&m);
         evit_ckpt_meta_free(&meta);
     } else if (kind == 1 || kind == 3) {
         struct evit_dataset d = {0};

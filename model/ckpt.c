@@ -28,6 +28,9 @@ static int write_config(hid_t f, const struct evit_vit_config *c)
     /* the Token Merging schedule only where there is one: files of models
      * that merge nothing stay as they were */
     if (evit_config_merges(c) && evit_h5_attr_write_ints(f, "merge_r", r, c->depth)) return EVIT_ERR;
+    /* likewise the head, only when it is not the class head */
+    if (c->head != EVIT_HEAD_CLASS && evit_h5_attr_write_string(f, "head", evit_config_head_name(c->head)))
+        return EVIT_ERR;
     return evit_h5_attr_write_string(f, "name", c->name) |
            evit_h5_attr_write_ints(f, "img_size", &c->img_size, 1) |
            evit_h5_attr_write_ints(f, "channels", &c->channels, 1) |
@@ -115,6 +118,15 @@ int evit_ckpt_read_config(hid_t f, const char *path, struct evit_vit_config *c)
         if (evit_h5_attr_read_ints(f, path, "merge_r", mlp, c->depth) < 0) return EVIT_ERR;
         for (int l = 0; l < c->depth; l++) c->blocks[l].merge_r = mlp[l];
     }
+    c->head = EVIT_HEAD_CLASS;
+    if (evit_h5_attr_exists(f, "head")) {
+        char *h = NULL;
+        if (evit_h5_attr_read_string(f, path, "head", &h) < 0) return EVIT_ERR;
+        c->head = evit_config_head_parse(h);
+        if (c->head < 0) evit_error("%s: unknown head '%s' (class or seg_linear)", path, h);
+        free(h);
+        if (c->head < 0) return EVIT_ERR;
+    }
     return evit_config_validate(c, path);
 }
 
@@ -195,7 +207,7 @@ fail:
     return EVIT_ERR;
 }
 
-int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta)
+int evit_ckpt_load_heads(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta, unsigned heads)
 {
     hid_t f;
     if (meta) memset(meta, 0, sizeof *meta);
@@ -203,7 +215,19 @@ int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *
     if (evit_h5_open(path, &f) < 0) return EVIT_ERR;
     int rc = evit_ckpt_read(f, path, m, meta);
     H5Fclose(f);
+    if (rc == 0 && !(heads & EVIT_HEAD_BIT(m->cfg.head))) {
+        evit_error("%s: has a %s head (segmentation); this stage takes class-head models so far "
+                   "(docs/SEGMENT.md)", path, evit_config_head_name(m->cfg.head));
+        evit_vit_free(m);
+        if (meta) evit_ckpt_meta_free(meta);
+        return EVIT_ERR;
+    }
     return rc;
+}
+
+int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta)
+{
+    return evit_ckpt_load_heads(path, m, meta, EVIT_HEAD_BIT(EVIT_HEAD_CLASS));
 }
 
 void evit_ckpt_meta_free(struct evit_ckpt_meta *meta)

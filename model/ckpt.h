@@ -39,8 +39,12 @@ int evit_ckpt_save(const char *path, const struct evit_vit *m,
                    const struct evit_ckpt_meta *meta /* or NULL */);
 
 /* Reads config attributes, allocates m, reads and shape-checks every tensor,
- * rejects NaN/Inf.  meta may be NULL. */
+ * rejects NaN/Inf.  meta may be NULL.  A model whose head is not the class
+ * head is refused in one line (the stages learn segmentation one by one:
+ * docs/SEGMENT.md). */
 int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta);
+/* The same for the heads in the bit set heads (EVIT_HEAD_BIT). */
+int evit_ckpt_load_heads(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta, unsigned heads);
 
 /* The same, into / from an HDF5 file the caller opened, so a trainer can add
  * its own groups to a checkpoint before the file is closed and renamed. */

@@ -40,8 +40,31 @@ int evit_config_merges(const struct evit_vit_config *c)
     return 0;
 }
 
+static const char *const head_names[] = {"class", "seg_linear", NULL};
+static const int head_values[] = {EVIT_HEAD_CLASS, EVIT_HEAD_SEG_LINEAR};
+
+int evit_config_head_rows(const struct evit_vit_config *c)
+{
+    return c->head == EVIT_HEAD_SEG_LINEAR ? evit_config_patches(c) : 1;
+}
+
+const char *evit_config_head_name(int head)
+{
+    EVIT_ASSERT(head >= 0 && head <= EVIT_HEAD_SEG_LINEAR);
+    return head_names[head];
+}
+
+int evit_config_head_parse(const char *s)
+{
+    for (int i = 0; head_names[i]; i++)
+        if (strcmp(s, head_names[i]) == 0) return head_values[i];
+    return -1;
+}
+
 int evit_config_validate(const struct evit_vit_config *c, const char *where)
 {
+    if (c->head != EVIT_HEAD_CLASS && c->head != EVIT_HEAD_SEG_LINEAR)
+        return evit_error("%s: unknown head %d", where, c->head);
     if (c->img_size < 1 || c->img_size > 4096)
         return evit_error("%s: img_size %d out of range [1, 4096]", where, c->img_size);
     if (c->channels < 1 || c->channels > 4)
@@ -66,6 +89,9 @@ int evit_config_validate(const struct evit_vit_config *c, const char *where)
         if (b->merge_r < 0 || b->merge_r > evit_merge_max_r(T))
             return evit_error("%s: block %d: merge_r %d does not fit its %d tokens (0 to %d)", where, l,
                               b->merge_r, T, evit_merge_max_r(T));
+        if (b->merge_r && c->head != EVIT_HEAD_CLASS)
+            return evit_error("%s: block %d: merge_r %d: a %s head reads every patch token, so it does not "
+                              "merge tokens", where, l, b->merge_r, evit_config_head_name(c->head));
     }
     return EVIT_OK;
 }
@@ -75,7 +101,7 @@ int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
 {
     static const char *const keys[] = {"name", "img_size", "channels", "patch",
                                        "num_classes", "embed_dim", "depth", "num_heads",
-                                       "head_dim", "mlp_hidden", "merge_r", "blocks", NULL};
+                                       "head_dim", "mlp_hidden", "merge_r", "head", "blocks", NULL};
     static const char *const bkeys[] = {"num_heads", "head_dim", "mlp_hidden", "merge_r", NULL};
     struct evit_vit_config c;
     memset(&c, 0, sizeof c);
@@ -96,7 +122,8 @@ int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
     if (evit_json_get_int(obj, file, where, "num_heads", need_uniform, 1, 1024, &heads) < 0 ||
         evit_json_get_int(obj, file, where, "head_dim", 0, 1, 4096, &head_dim) < 0 ||
         evit_json_get_int(obj, file, where, "mlp_hidden", need_uniform, 1, 65536, &mlp) < 0 ||
-        evit_json_get_int(obj, file, where, "merge_r", 0, 0, 65536, &merge_r) < 0)
+        evit_json_get_int(obj, file, where, "merge_r", 0, 0, 65536, &merge_r) < 0 ||
+        evit_json_get_choice(obj, file, where, "head", head_names, head_values, &c.head) < 0)
         return EVIT_ERR;
     if (strlen(name) >= EVIT_NAME_MAX)
         return evit_error("%s: name: longer than %d characters", file, EVIT_NAME_MAX - 1);
@@ -178,6 +205,7 @@ cJSON *evit_config_to_json(const struct evit_vit_config *c)
     cJSON_AddNumberToObject(o, "num_classes", c->classes);
     cJSON_AddNumberToObject(o, "embed_dim", c->dim);
     cJSON_AddNumberToObject(o, "depth", c->depth);
+    if (c->head != EVIT_HEAD_CLASS) cJSON_AddStringToObject(o, "head", evit_config_head_name(c->head));
     cJSON *arr = cJSON_AddArrayToObject(o, "blocks");
     for (int l = 0; l < c->depth; l++) {
         cJSON *b = cJSON_CreateObject();
@@ -207,8 +235,9 @@ long evit_config_params(const struct evit_vit_config *c)
 }
 
 /* FLOPs = 2 x multiply-adds of the matrix products (patch embedding, qkv,
- * q k^T, att v, proj, fc1, fc2, head); norms, softmax and GELU are ignored,
- * as is usual when quoting ViT FLOPs. */
+ * q k^T, att v, proj, fc1, fc2, head: once per image, or once per patch
+ * for a segmentation head); norms, softmax, GELU and a segmentation head's
+ * upsampling are ignored, as is usual when quoting ViT FLOPs. */
 double evit_config_mflops(const struct evit_vit_config *c)
 {
     double D = c->dim, N = evit_config_patches(c);
@@ -222,6 +251,6 @@ double evit_config_mflops(const struct evit_vit_config *c)
         macs += T * I * D;         /* proj */
         macs += 2 * Tm * D * M;    /* fc1 + fc2 */
     }
-    macs += D * c->classes;
+    macs += evit_config_head_rows(c) * D * c->classes;
     return 2.0 * macs / 1e6;
 }

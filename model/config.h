@@ -9,13 +9,20 @@
  *   { "name": "fm-tiny", "img_size": 28, "channels": 1, "patch": 4,
  *     "num_classes": 10, "embed_dim": 64, "depth": 4,
  *     "num_heads": 4, "head_dim": 16, "mlp_hidden": 256,
- *     "merge_r": 0,
+ *     "merge_r": 0, "head": "class",
  *     "blocks": [ {"num_heads": 3, "head_dim": 16, "mlp_hidden": 200, "merge_r": 8}, ... ] }
  * head_dim defaults to embed_dim / num_heads; "blocks", when present, has one
  * entry per block and overrides num_heads / head_dim / mlp_hidden / merge_r
  * there.  merge_r (default 0) is Token Merging's schedule (model/merge.h):
  * the tokens a block merges after its attention, so block l + 1 sees
- * tokens(l) - merge_r(l); each r is at most what its tokens allow. */
+ * tokens(l) - merge_r(l); each r is at most what its tokens allow.
+ * head (default "class") is what the model computes from the last block
+ * (the task is data, like the widths): "class", timm's linear head on the
+ * class token, logits (K) per image; "seg_linear", Segmenter's linear
+ * decoder, the same (K, D) linear on every patch token after the final
+ * norm, logits (N, K) per image in patch order, which a consumer upsamples
+ * to pixels (ops.h, evit_upsample_forward).  A segmentation head reads
+ * every token's position, so it does not merge tokens. */
 #ifndef EVIT_CONFIG_H
 #define EVIT_CONFIG_H
 
@@ -31,6 +38,9 @@ struct evit_block_shape {
     int merge_r;  /* tokens merged after this block's attention (ToMe), 0 none */
 };
 
+enum evit_head { EVIT_HEAD_CLASS = 0, EVIT_HEAD_SEG_LINEAR = 1 };
+#define EVIT_HEAD_BIT(h) (1u << (h))
+
 struct evit_vit_config {
     char name[EVIT_NAME_MAX];
     int img_size; /* square input, pixels */
@@ -40,6 +50,7 @@ struct evit_vit_config {
     int dim;      /* embedding width D */
     int depth;
     struct evit_block_shape blocks[EVIT_MAX_DEPTH];
+    int head;     /* enum evit_head */
 };
 
 /* Derived sizes. */
@@ -53,6 +64,12 @@ int evit_config_inner(const struct evit_vit_config *c, int l); /* heads * head_d
 int evit_config_tokens_at(const struct evit_vit_config *c, int l);
 /* 1 when some block merges tokens. */
 int evit_config_merges(const struct evit_vit_config *c);
+/* Rows of logits per image: 1 (class head) or the patches (segmentation). */
+int evit_config_head_rows(const struct evit_vit_config *c);
+/* "class" or "seg_linear". */
+const char *evit_config_head_name(int head);
+/* The head named s, or -1. */
+int evit_config_head_parse(const char *s);
 
 /* Checks every invariant (positive sizes, patch divides image, depth bound).
  * where names the source in the message ("fm.json", "model.h5"). */

@@ -198,14 +198,15 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
     size_t I, M, H;
     max_block(c, &I, &M, &H);
     /* x_in of each block is the previous block's x_out (or x0), not counted here */
-    size_t total = B * N * PI + B * N * D + B * T * D + 3 * B * D + 2 * B + B * K + 8 * 16;
+    size_t R = evit_config_head_rows(c), seg = c->head != EVIT_HEAD_CLASS;
+    size_t total = B * N * PI + B * N * D + B * T * D + 2 * B * R * D + 2 * B * R + B * R * K + 8 * 16;
     size_t dmax = 0;
     for (int l = 0; l < c->depth; l++)
         dmax = (size_t)c->blocks[l].head_dim > dmax ? (size_t)c->blocks[l].head_dim : dmax;
     total += T * dmax + 16 + (size_t)c->depth * (2 * B * T + 32); /* metric; each block's size, logs */
     if (keep) {
         for (int l = 0; l < c->depth; l++)
-            total += block_acts_floats(B, T, l == c->depth - 1 ? 1 : T, D,
+            total += block_acts_floats(B, T, l == c->depth - 1 && !seg ? 1 : T, D,
                                        evit_config_inner(c, l), c->blocks[l].mlp,
                                        c->blocks[l].heads);
     } else {
@@ -225,12 +226,12 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
     a->imem = evit_malloc(sizeof(int) * (size_t)c->depth * B * T);
     for (size_t l = 0; l < nblocks; l++) {
         struct evit_block_acts *b = &a->blocks[l];
-        size_t bi = I, bm = M, bh = H, R = T;
+        size_t bi = I, bm = M, bh = H, Rb = T;
         if (keep) {
             bi = evit_config_inner(c, (int)l);
             bm = c->blocks[l].mlp;
             bh = c->blocks[l].heads;
-            R = l == (size_t)c->depth - 1 ? 1 : T;
+            Rb = l == (size_t)c->depth - 1 && !seg ? 1 : T;
         }
         /* with keep, x_in of block l is x_out of block l-1 (no copy) */
         b->x_in = l == 0 ? a->x0 : a->blocks[l - 1].x_out;
@@ -238,16 +239,16 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
         TAKE(b->ln1_mean, B * T);
         TAKE(b->ln1_rstd, B * T);
         TAKE(b->qkv, 3 * B * T * bi);
-        TAKE(b->att, B * bh * R * T);
-        TAKE(b->attv, B * R * bi);
+        TAKE(b->att, B * bh * Rb * T);
+        TAKE(b->attv, B * Rb * bi);
         TAKE(b->x_att, B * T * D);
-        TAKE(b->x_mid, B * R * D);
-        TAKE(b->ln2, B * R * D);
-        TAKE(b->ln2_mean, B * R);
-        TAKE(b->ln2_rstd, B * R);
-        TAKE(b->h, B * R * bm);
-        TAKE(b->g, B * R * bm);
-        TAKE(b->x_out, B * R * D);
+        TAKE(b->x_mid, B * Rb * D);
+        TAKE(b->ln2, B * Rb * D);
+        TAKE(b->ln2_mean, B * Rb);
+        TAKE(b->ln2_rstd, B * Rb);
+        TAKE(b->h, B * Rb * bm);
+        TAKE(b->g, B * Rb * bm);
+        TAKE(b->x_out, B * Rb * D);
     }
     if (!keep) {
         /* Inference: every block works in block 0's buffers (sized for a
@@ -261,11 +262,11 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
         TAKE(a->blocks[l].logs, B * T);
         a->blocks[l].dst = a->imem + (size_t)l * B * T;
     }
-    TAKE(a->cls, B * D);
-    TAKE(a->lnf, B * D);
-    TAKE(a->lnf_mean, B);
-    TAKE(a->lnf_rstd, B);
-    TAKE(a->logits, B * K);
+    TAKE(a->xf, B * R * D);
+    TAKE(a->lnf, B * R * D);
+    TAKE(a->lnf_mean, B * R);
+    TAKE(a->lnf_rstd, B * R);
+    TAKE(a->logits, B * R * K);
 #undef TAKE
     EVIT_ASSERT((size_t)(q - a->mem) <= total);
 }
@@ -384,15 +385,21 @@ void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
     float *x = a->keep ? a->x0 : a->blocks[0].x_in;
     evit_embed_forward(x, a->pe, p->cls_token, p->pos_embed, B, T, D);
     for (int i = 0; i < B * T; i++) a->blocks[0].size[i] = 1.0f;
-    for (int l = 0; l < c->depth - 1; l++)
-        block_forward(&a->blocks[l], a->metric, a->blocks[l + 1].size, &p->blocks[l], &c->blocks[l], B,
-                      tokens_of(c, l), D);
-    int last = c->depth - 1;
-    last_block_forward(&a->blocks[last], &p->blocks[last], &c->blocks[last], B, tokens_of(c, last), D);
-    /* the last block's x_out is the class tokens already, (B, D) */
-    memcpy(a->cls, a->blocks[last].x_out, (size_t)B * D * sizeof(float));
-    evit_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->cls, p->norm_w, p->norm_b, B, D);
-    evit_linear_forward(a->logits, a->lnf, p->head_w, p->head_b, B, D, c->classes);
+    int last = c->depth - 1, seg = c->head != EVIT_HEAD_CLASS, R = evit_config_head_rows(c);
+    for (int l = 0; l < c->depth - !seg; l++)
+        block_forward(&a->blocks[l], a->metric, l < last ? a->blocks[l + 1].size : NULL, &p->blocks[l],
+                      &c->blocks[l], B, tokens_of(c, l), D);
+    if (seg) { /* the patch tokens, rows 1..T-1 of each image */
+        for (int b = 0; b < B; b++)
+            memcpy(a->xf + (size_t)b * N * D, a->blocks[last].x_out + ((size_t)b * T + 1) * D,
+                   (size_t)N * D * sizeof(float));
+    } else {
+        last_block_forward(&a->blocks[last], &p->blocks[last], &c->blocks[last], B, tokens_of(c, last), D);
+        /* the last block's x_out is the class tokens already, (B, D) */
+        memcpy(a->xf, a->blocks[last].x_out, (size_t)B * D * sizeof(float));
+    }
+    evit_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->xf, p->norm_w, p->norm_b, B * R, D);
+    evit_linear_forward(a->logits, a->lnf, p->head_w, p->head_b, B * R, D, c->classes);
 }
 
 void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,
@@ -401,8 +408,9 @@ void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,
     size_t B = max_batch, T = evit_config_tokens(c), N = evit_config_patches(c);
     size_t D = c->dim, I, M, H;
     max_block(c, &I, &M, &H);
+    size_t R = evit_config_head_rows(c);
     size_t total = 2 * B * T * D + 4 * B * T * I + B * H * T * T + 2 * B * T * M + B * N * D +
-                   2 * B * D + 10 * 16;
+                   2 * B * R * D + 10 * 16;
     memset(s, 0, sizeof *s);
     s->max_batch = max_batch;
     s->mem = evit_alloc_floats(total);
@@ -416,8 +424,8 @@ void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,
     TAKE(s->dh, B * T * M);
     TAKE(s->dg, B * T * M);
     TAKE(s->dpe, B * N * D);
-    TAKE(s->dcls, B * D);
-    TAKE(s->dlnf, B * D);
+    TAKE(s->dxf, B * R * D);
+    TAKE(s->dlnf, B * R * D);
 #undef TAKE
     EVIT_ASSERT((size_t)(q - s->mem) <= total);
 }
@@ -470,7 +478,7 @@ static void block_backward(struct evit_block_params *g, struct evit_vit_grad_scr
                             a->ln1_rstd, p->ln1_w, N, D);
 }
 
-/* The last block, backward (see last_block_forward).  s->dcls holds
+/* The last block, backward (see last_block_forward).  s->dxf holds
  * dL/dx_out (B, D) of the class tokens on entry and is used as the class
  * tokens' residual gradient; on exit s->dres holds dL/dx_in (B, T, D): the
  * residual and the q path reach row 0 of each image only, the k and v paths
@@ -483,7 +491,7 @@ static void last_block_backward(struct evit_block_params *g, struct evit_vit_gra
     /* T: the tokens entering it (after the merges before it) */
     int N = B * T, H = sh->heads, d = sh->head_dim, I = H * d, M = sh->mlp, S = 3 * I;
     size_t bd = (size_t)B * D, bm = (size_t)B * M;
-    float *dx = s->dcls; /* (B, D) */
+    float *dx = s->dxf; /* (B, D) */
     /* x_out = x_mid + fc2(GELU(fc1(LN2(x_mid)))), class tokens */
     memset(s->dg, 0, bm * sizeof(float));
     evit_linear_backward(s->dg, g->fc2_w, g->fc2_b, dx, a->g, p->fc2_w, B, M, D);
@@ -519,17 +527,27 @@ void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scrat
     const struct evit_vit_params *p = &m->p;
     int T = evit_config_tokens(c), N = evit_config_patches(c), D = c->dim, K = c->classes;
     EVIT_ASSERT(a->keep && B >= 1 && B <= a->max_batch && B <= s->max_batch);
-    /* logits = head(LN_f(x[:, 0])) */
-    memset(s->dlnf, 0, (size_t)B * D * sizeof(float));
-    evit_linear_backward(s->dlnf, grads->head_w, grads->head_b, dlogits, a->lnf, p->head_w, B,
-                         D, K);
-    memset(s->dcls, 0, (size_t)B * D * sizeof(float));
-    evit_layernorm_backward(s->dcls, grads->norm_w, grads->norm_b, s->dlnf, a->cls,
-                            a->lnf_mean, a->lnf_rstd, p->norm_w, B, D);
-    /* only the class token of the last block's output reaches the head */
-    int last = c->depth - 1;
-    last_block_backward(&grads->blocks[last], s, &a->blocks[last], &p->blocks[last],
-                        &c->blocks[last], B, tokens_of(c, last).T, D);
+    int last = c->depth - 1, seg = c->head != EVIT_HEAD_CLASS, R = evit_config_head_rows(c);
+    size_t rd = (size_t)B * R * D;
+    /* logits = head(LN_f(x[:, 0])), or head(LN_f(x[:, 1:])) */
+    memset(s->dlnf, 0, rd * sizeof(float));
+    evit_linear_backward(s->dlnf, grads->head_w, grads->head_b, dlogits, a->lnf, p->head_w, B * R, D, K);
+    memset(s->dxf, 0, rd * sizeof(float));
+    evit_layernorm_backward(s->dxf, grads->norm_w, grads->norm_b, s->dlnf, a->xf, a->lnf_mean, a->lnf_rstd,
+                            p->norm_w, B * R, D);
+    if (seg) {
+        /* the patch tokens of the last block's output reach the head, its
+         * class tokens nothing: a full block's backward from there */
+        memset(s->dres, 0, (size_t)B * T * D * sizeof(float));
+        for (int b = 0; b < B; b++)
+            memcpy(s->dres + ((size_t)b * T + 1) * D, s->dxf + (size_t)b * N * D, (size_t)N * D * sizeof(float));
+        block_backward(&grads->blocks[last], s, &a->blocks[last], NULL, &p->blocks[last], &c->blocks[last], B,
+                       tokens_of(c, last), D);
+    } else {
+        /* only the class token of the last block's output reaches the head */
+        last_block_backward(&grads->blocks[last], s, &a->blocks[last], &p->blocks[last], &c->blocks[last], B,
+                            tokens_of(c, last).T, D);
+    }
     for (int l = last - 1; l >= 0; l--)
         block_backward(&grads->blocks[l], s, &a->blocks[l], a->blocks[l + 1].size, &p->blocks[l],
                        &c->blocks[l], B, tokens_of(c, l), D);

@@ -7,6 +7,8 @@
  *     x = x + proj(MHSA(qkv(LN1(x))))     heads H_l, head dim d_l
  *     x = x + fc2(GELU(fc1(LN2(x))))      hidden width M_l
  *   logits = head(LN_f(x[:, 0]))                               (B, K)
+ * or, with Segmenter's linear decoder (config head "seg_linear"),
+ *   logits = head(LN_f(x[:, 1:]))                              (B, N, K)
  *
  * Parameters live in one float buffer; struct evit_vit_params holds pointers
  * into it, so a gradient buffer (or an optimiser moment) binds to the same
@@ -144,11 +146,13 @@ struct evit_vit_acts {
     float *pe;       /* (B, N, D) patch embeddings */
     float *x0;       /* (B, T, D) */
     struct evit_block_acts blocks[EVIT_MAX_DEPTH];
-    float *cls;      /* (B, D) class token after the last block */
-    float *lnf;      /* (B, D) */
-    float *lnf_mean; /* (B) */
-    float *lnf_rstd; /* (B) */
-    float *logits;   /* (B, K) */
+    /* R = evit_config_head_rows: 1 (the class token) or N (a segmentation
+     * head's patch tokens) */
+    float *xf;       /* (B, R, D) the last block's rows the head reads */
+    float *lnf;      /* (B, R, D) */
+    float *lnf_mean; /* (B, R) */
+    float *lnf_rstd; /* (B, R) */
+    float *logits;   /* (B, R, K) */
 };
 
 void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *cfg,
@@ -156,7 +160,9 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
 void evit_vit_acts_free(struct evit_vit_acts *a);
 
 /* Forward pass on B images (uint8, HWC, the model's img_size and channels).
- * Logits land in a->logits. */
+ * Logits land in a->logits: (B, K), or (B, N, K) per patch for a
+ * segmentation head (config.h), whose last block then runs on every token
+ * like the others. */
 void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
                       const uint8_t *images /* (B, H, W, C) */, int B);
 
@@ -173,9 +179,10 @@ struct evit_vit_grad_scratch {
     float *dh;    /* (B, T, M) before GELU */
     float *dg;    /* (B, T, M) after GELU */
     float *dpe;   /* (B, N, D) patch embeddings */
-    float *dcls;  /* (B, D) class token after the last block; the last
+    float *dxf;   /* (B, R, D) the head's rows after the last block (R as
+                   * in evit_vit_acts); with the class head, the last
                    * block's residual gradient (its x_out, x_mid) */
-    float *dlnf;  /* (B, D) final LayerNorm output */
+    float *dlnf;  /* (B, R, D) final LayerNorm output */
 };
 
 void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,
@@ -189,7 +196,7 @@ void evit_vit_grad_scratch_free(struct evit_vit_grad_scratch *s);
  * zeroes between steps.  The images get no gradient. */
 void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scratch *s,
                        const struct evit_vit *m, const struct evit_vit_acts *a,
-                       const float *dlogits /* (B, K) */, int B);
+                       const float *dlogits /* (B, R, K) */, int B);
 
 /* Checks every parameter is finite; names the first bad tensor. */
 int evit_vit_check_finite(const struct evit_vit *m, const char *where);

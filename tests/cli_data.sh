@@ -330,3 +330,25 @@ fails_with 2 "$DATA" scenes "$T/items.h5" -o "$T/o/x.h5" --count 2 --items 3,1
 fails_with 2 "$DATA" scenes "$T/items.h5" -o "$T/o/x.h5" --count 2 --scale 0,1
 no_output_left
 ok "scenes of a segmentation, RGB or too-large source fail in one line; bad options exit 2"
+
+# ---------------------------------------------------------------- segmentation models
+if [ -x "$EVIT_BIN/evit-init" ]; then
+    succeeds "$EVIT_BIN/evit-init" seg-fm-tiny -o "$T/segm.h5"
+    succeeds "$DATA" info "$T/segm.h5"
+    stdout_has "head: seg_linear"
+    stdout_has "img_size: 96"
+    for stage in evit-eval evit-export evit-merge; do
+        case $stage in
+        evit-eval) set -- "$T/segm.h5" "$T/items.h5" ;;
+        evit-export) set -- "$T/segm.h5" -o "$T/o/x.evit" ;;
+        evit-merge) set -- "$T/segm.h5" --r 2 -o "$T/o/x.h5" ;;
+        esac
+        fails_with 1 "$EVIT_BIN/$stage" "$@"
+        stderr_has "$T/segm.h5: has a seg_linear head (segmentation); this stage takes class-head models so far"
+    done
+    printf '{"model":"seg-fm-tiny","epochs":1,"batch_size":8,"distill":{"type":"none"}}\n' >"$T/segr.json"
+    fails_with 1 "$EVIT_BIN/evit-distill" "$T/segr.json" --data "$T/items.h5" -o "$T/o/x.h5"
+    stderr_has "a seg_linear head (segmentation); evit-distill trains class-head models so far"
+    no_output_left
+    ok "a segmentation model is made by evit-init and refused in one line by the stages that do not take it yet"
+fi

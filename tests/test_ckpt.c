@@ -156,10 +156,43 @@ static void load_config_reads_per_block_shapes_without_tensors(void)
     evit_vit_free(&m);
 }
 
+static void a_segmentation_checkpoint_round_trips_and_only_asking_stages_load_it(void)
+{
+    struct evit_vit_config c;
+    struct evit_vit m, back;
+    char path[512];
+    small_config(&c);
+    c.head = EVIT_HEAD_SEG_LINEAR;
+    evit_vit_alloc(&m, &c);
+    evit_vit_init(&m, 43);
+    path_in_tmp(path, sizeof path, "seg.h5");
+    REQUIRE(evit_ckpt_save(path, &m, NULL) == 0);
+    REQUIRE(evit_ckpt_load_heads(path, &back, NULL, EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR)) == 0);
+    CHECK(memcmp(&back.cfg, &m.cfg, sizeof m.cfg) == 0 && back.cfg.head == EVIT_HEAD_SEG_LINEAR);
+    CHECK(memcmp(back.mem, m.mem, sizeof(float) * (size_t)evit_config_params(&c)) == 0);
+    evit_vit_free(&back);
+    /* a stage that takes class heads only refuses it, with nothing allocated */
+    CHECK(evit_ckpt_load(path, &back, NULL) == EVIT_ERR && back.mem == NULL);
+    struct evit_vit_config cfg;
+    CHECK(evit_ckpt_load_config(path, &cfg) == 0 && cfg.head == EVIT_HEAD_SEG_LINEAR);
+    /* a class-head checkpoint has no head attribute: older files read as before */
+    small_config(&c);
+    evit_vit_free(&m);
+    evit_vit_alloc(&m, &c);
+    path_in_tmp(path, sizeof path, "cls.h5");
+    REQUIRE(evit_ckpt_save(path, &m, NULL) == 0);
+    hid_t f;
+    REQUIRE(evit_h5_open(path, &f) == 0);
+    CHECK(!evit_h5_attr_exists(f, "head"));
+    H5Fclose(f);
+    evit_vit_free(&m);
+}
+
 int main(void)
 {
     evit_h5_quiet();
     RUN(save_then_load_gives_identical_bits_config_and_metadata);
+    RUN(a_segmentation_checkpoint_round_trips_and_only_asking_stages_load_it);
     RUN(tensors_are_stored_under_timm_names_in_pytorch_shapes);
     RUN(no_temporary_file_is_left_after_saving);
     RUN(saving_into_a_missing_folder_fails_and_writes_nothing);

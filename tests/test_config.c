@@ -369,6 +369,40 @@ static void to_json_and_back_gives_an_identical_struct(void)
     round_trip(&c);
 }
 
+/* The segmentation configs: Segmenter's linear decoder on every patch */
+static void the_segmentation_configs_have_a_linear_decoder_on_every_patch(void)
+{
+    struct evit_vit_config c, cls;
+    REQUIRE(load_shipped("seg-fm-tiny", &c) == EVIT_OK);
+    CHECK(c.head == EVIT_HEAD_SEG_LINEAR && c.classes == 11 && c.img_size == 96 && c.patch == 8);
+    CHECK(evit_config_head_rows(&c) == 144);
+    REQUIRE(load_shipped("seg-deit-tiny-512", &c) == EVIT_OK);
+    CHECK(c.head == EVIT_HEAD_SEG_LINEAR && c.classes == 14 && c.img_size == 512 && c.dim == 192);
+    CHECK(evit_config_head_rows(&c) == 1024 && evit_config_tokens(&c) == 1025);
+    /* the same shape with a class head: the head's multiply-adds once per
+     * patch (1024 * 192 * 14) instead of once per image (192 * 14) */
+    cls = c;
+    cls.head = EVIT_HEAD_CLASS;
+    CHECK(evit_config_params(&c) == evit_config_params(&cls));
+    CHECK_NEAR(evit_config_mflops(&c) - evit_config_mflops(&cls), 2.0 * 1023 * 192 * 14 / 1e6, 1e-6);
+    round_trip(&c);
+    REQUIRE(load_shipped("deit-tiny", &c) == EVIT_OK);
+    CHECK(c.head == EVIT_HEAD_CLASS && evit_config_head_rows(&c) == 1);
+}
+
+static void an_unknown_head_or_a_merging_segmentation_model_is_an_error(void)
+{
+    struct evit_vit_config c;
+    CHECK(load_variant("\"depth\": 2, \"num_heads\": 4, \"mlp_hidden\": 32, \"head\": \"seg_linear\"}", &c) ==
+          EVIT_OK);
+    CHECK(load_variant("\"depth\": 2, \"num_heads\": 4, \"mlp_hidden\": 32, \"head\": \"boxes\"}", &c) ==
+          EVIT_ERR);
+    CHECK(load_variant("\"depth\": 2, \"num_heads\": 4, \"mlp_hidden\": 32, \"head\": 1}", &c) == EVIT_ERR);
+    CHECK(load_variant("\"depth\": 2, \"num_heads\": 4, \"mlp_hidden\": 32, \"merge_r\": 2}", &c) == EVIT_OK);
+    CHECK(load_variant("\"depth\": 2, \"num_heads\": 4, \"mlp_hidden\": 32, \"merge_r\": 2, "
+                       "\"head\": \"seg_linear\"}", &c) == EVIT_ERR);
+}
+
 int main(void)
 {
     RUN(fm_tiny_has_four_blocks_of_four_heads_of_sixteen_and_mlp_256);
@@ -377,6 +411,8 @@ int main(void)
     RUN(deit_parameter_counts_equal_timms);
     RUN(mflops_are_twice_the_multiply_adds_of_the_matrix_products);
     RUN(a_blocks_array_gives_each_block_its_own_shape);
+    RUN(the_segmentation_configs_have_a_linear_decoder_on_every_patch);
+    RUN(an_unknown_head_or_a_merging_segmentation_model_is_an_error);
     RUN(a_well_formed_variant_loads_so_the_failures_below_are_meaningful);
     RUN(unknown_keys_are_errors_at_the_top_and_inside_blocks);
     RUN(wrong_types_and_non_integers_are_errors);

@@ -658,7 +658,7 @@ struct model_ctx {
     struct evit_vit m;
     struct evit_vit_acts a;
     uint8_t *img;
-    float *r; /* (B, K) */
+    float *r; /* (B, R, K) */
     int B;
 };
 
@@ -666,15 +666,17 @@ static double model_loss(void *p)
 {
     struct model_ctx *c = p;
     evit_vit_forward(&c->m, &c->a, c->img, c->B);
-    return dot(c->a.logits, c->r, (size_t)c->B * c->m.cfg.classes);
+    return dot(c->a.logits, c->r, (size_t)c->B * evit_config_head_rows(&c->m.cfg) * c->m.cfg.classes);
 }
 
-/* merge: Token Merging's schedule, merge_r of each block (NULL: none). */
-static void model_setup_merged(struct model_ctx *c, int depth, uint64_t seed, const int *merge)
+/* merge: Token Merging's schedule, merge_r of each block (NULL: none);
+ * head: enum evit_head. */
+static void model_setup_with(struct model_ctx *c, int depth, uint64_t seed, const int *merge, int head)
 {
     evit_rng_seed(&rng, seed);
     struct evit_vit_config cfg = grad_config(depth);
     for (int l = 0; merge && l < depth; l++) cfg.blocks[l].merge_r = merge[l];
+    cfg.head = head;
     c->B = 2;
     evit_vit_alloc(&c->m, &cfg);
     randomise(&c->m);
@@ -682,12 +684,12 @@ static void model_setup_merged(struct model_ctx *c, int depth, uint64_t seed, co
     size_t npix = (size_t)c->B * cfg.img_size * cfg.img_size * cfg.channels;
     c->img = malloc(npix);
     for (size_t i = 0; i < npix; i++) c->img[i] = (uint8_t)evit_rng_below(&rng, 256);
-    c->r = normal_floats((size_t)c->B * cfg.classes, 1.0);
+    c->r = normal_floats((size_t)c->B * evit_config_head_rows(&cfg) * cfg.classes, 1.0);
 }
 
 static void model_setup(struct model_ctx *c, int depth, uint64_t seed)
 {
-    model_setup_merged(c, depth, seed, NULL);
+    model_setup_with(c, depth, seed, NULL, EVIT_HEAD_CLASS);
 }
 
 static void model_teardown(struct model_ctx *c)
@@ -715,10 +717,10 @@ static float *model_gradient(struct model_ctx *c, const float *start, int calls)
 }
 
 /* Every tensor of the model, by name, against central differences. */
-static void check_model_merged(int depth, uint64_t seed, const int *merge)
+static void check_model_with(int depth, uint64_t seed, const int *merge, int head)
 {
     struct model_ctx c;
-    model_setup_merged(&c, depth, seed, merge);
+    model_setup_with(&c, depth, seed, merge, head);
     size_t np = (size_t)evit_config_params(&c.m.cfg);
     float *g0 = normal_floats(np, 1.0);
     float *g = model_gradient(&c, g0, 1);
@@ -736,7 +738,7 @@ static void check_model_merged(int depth, uint64_t seed, const int *merge)
     model_teardown(&c);
 }
 
-static void check_model(int depth, uint64_t seed) { check_model_merged(depth, seed, NULL); }
+static void check_model(int depth, uint64_t seed) { check_model_with(depth, seed, NULL, EVIT_HEAD_CLASS); }
 
 /* Three blocks, T 5 -> 4 -> 3: the merges' backward and proportional
  * attention (the matching held fixed: a step of h moves no token from one
@@ -744,7 +746,15 @@ static void check_model(int depth, uint64_t seed) { check_model_merged(depth, se
 static void vit_backward_with_token_merging_matches_central_differences(void)
 {
     static const int merge[3] = {1, 1, 0};
-    check_model_merged(3, 15, merge);
+    check_model_with(3, 15, merge, EVIT_HEAD_CLASS);
+}
+
+/* Segmenter's linear decoder: logits (B, N, K) from every patch token, the
+ * last block a full one; one block (first and last at once) and two. */
+static void vit_backward_with_a_segmentation_head_matches_central_differences(void)
+{
+    check_model_with(1, 16, NULL, EVIT_HEAD_SEG_LINEAR);
+    check_model_with(2, 17, NULL, EVIT_HEAD_SEG_LINEAR);
 }
 
 static void block_backward_matches_central_differences(void)
@@ -804,6 +814,7 @@ int main(void)
     RUN(block_backward_matches_central_differences);
     RUN(vit_backward_matches_central_differences_for_every_parameter);
     RUN(vit_backward_with_token_merging_matches_central_differences);
+    RUN(vit_backward_with_a_segmentation_head_matches_central_differences);
     RUN(vit_backward_accumulates_so_two_calls_double_the_gradient);
     return test_summary();
 }

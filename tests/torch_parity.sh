@@ -1,8 +1,10 @@
 #!/bin/sh
 # torch_parity.sh: a checkpoint evit writes, loaded into a timm-style ViT in
 # PyTorch (tests/torch_vit.py), gives evit-eval's logits within 1e-4 -- for an
-# initialised fm-tiny, and for a pruned-shape model whose weights h5py wrote
-# with a larger spread.  Skips when /usr/bin/python3 has no torch or h5py.
+# initialised fm-tiny, for a pruned-shape model whose weights h5py wrote
+# with a larger spread, with Token Merging, and for segmentation models
+# (patch and pixel logits).  Skips when /usr/bin/python3 has no torch or
+# h5py.
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
@@ -49,3 +51,25 @@ synth_data "$T/d224.h5" 6 224 10
 DT='{"name":"deit-tiny-grey-tome","img_size":224,"channels":1,"patch":16,"num_classes":10,"embed_dim":192,"depth":12,"num_heads":3,"mlp_hidden":768'
 for r in 1 4 8; do tome_case "dt$r" "$DT" "$r" "$T/d224.h5" 6; done
 ok "a deit-tiny shape with token merging (r 1, 4, 8) gives PyTorch's ToMe logits within 1e-4"
+
+# Segmentation (Segmenter's linear decoder, config head "seg_linear"): the
+# per-patch logits and their bilinear upsampling to pixels, from
+# tests/seg_logits, against tests/torch_vit.py's decoder and
+# F.interpolate(bilinear, align_corners=False); on the seg-fm-tiny shape
+# (96x96, patch 8, 11 classes) with large random weights, and on the
+# 512x512 patch-16 deit-tiny width (grey: the 1025 tokens are the point)
+seg_case() { # NAME CONFIG DATA COUNT
+    succeeds "$EVIT_BIN/evit-init" "$2" -o "$T/$1.0.h5" --seed 7
+    succeeds "$PY" "$EVIT_SRC/tests/torch_vit.py" --randomize 0.15 "$T/$1.0.h5" "$T/$1.h5"
+    succeeds "$EVIT_BIN/tests/seg_logits" "$T/$1.h5" "$3" "$4" "$T/$1.p.f32" "$T/$1.x.f32"
+    succeeds "$PY" "$EVIT_SRC/tests/torch_vit.py" "$T/$1.h5" "$3" "$T/$1.p.f32" --pixels "$T/$1.x.f32" \
+        --count "$4" --tol 1e-4
+    cat "$T/out"
+}
+synth_data "$T/d96.h5" 4 96 10
+seg_case segfm "$EVIT_SRC/configs/models/seg-fm-tiny.json" "$T/d96.h5" 4
+ok "a segmentation model (seg-fm-tiny) gives PyTorch's patch and pixel logits within 1e-4"
+synth_data "$T/d512.h5" 2 512 10
+printf '{"name":"seg-512-grey","img_size":512,"channels":1,"patch":16,"num_classes":14,"embed_dim":192,"depth":12,"num_heads":3,"mlp_hidden":768,"head":"seg_linear"}\n' >"$T/seg512.json"
+seg_case seg512 "$T/seg512.json" "$T/d512.h5" 2
+ok "the 512x512 deit-tiny-width segmentation shape gives PyTorch's logits within 1e-4"

@@ -3,12 +3,19 @@
 checkpoint, to check that evit computes the same logits.
 
     torch_vit.py CHECKPOINT.h5 DATASET.h5 LOGITS.h5 [--count N] [--tol 1e-4]
+    torch_vit.py CHECKPOINT.h5 DATASET.h5 PATCHES.f32 --pixels PIXELS.f32 --count N
     torch_vit.py --randomize SCALE IN.h5 OUT.h5
 
 The second form rewrites every tensor of a checkpoint with h5py, drawing
 weights from N(0, SCALE) and LayerNorm weights around 1, so the comparison
 also runs on a model whose activations are far from an initialised one's, from
 a file evit did not write.
+
+A segmentation checkpoint (head attribute "seg_linear") is Segmenter's
+linear decoder: the head on every patch token after the final norm,
+logits (N, K) per image, upsampled to pixels with F.interpolate(bilinear,
+align_corners=False); the second form compares both with the raw float32
+arrays tests/seg_logits writes.
 
 Token Merging (a checkpoint with a merge_r attribute) is written here from
 the paper (Bolya et al., ICLR 2023): bipartite soft matching on the keys
@@ -120,8 +127,10 @@ class PatchEmbed(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    def __init__(self, img_size, chans, patch, classes, dim, heads, head_dims, hiddens, merge_r=None):
+    def __init__(self, img_size, chans, patch, classes, dim, heads, head_dims, hiddens, merge_r=None,
+                 head="class"):
         super().__init__()
+        self.seg = head == "seg_linear"
         n = (img_size // patch) ** 2
         merge_r = merge_r or [0] * len(heads)
         self.patch_embed = PatchEmbed(chans, dim, patch)
@@ -135,7 +144,11 @@ class VisionTransformer(nn.Module):
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         x = self.norm(self.blocks((x, None))[0])
-        return self.head(x[:, 0])
+        return self.head(x[:, 1:]) if self.seg else self.head(x[:, 0])
+
+
+def text(v):
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def load_evit_checkpoint(path):
@@ -150,7 +163,8 @@ def load_evit_checkpoint(path):
                               int(a["num_classes"][0]), int(a["embed_dim"][0]),
                               [int(v) for v in a["num_heads"]], [int(v) for v in a["head_dim"]],
                               [int(v) for v in a["mlp_hidden"]],
-                              [int(v) for v in a["merge_r"]] if "merge_r" in a else None)
+                              [int(v) for v in a["merge_r"]] if "merge_r" in a else None,
+                              text(a["head"]) if "head" in a else "class")
     model.load_state_dict(state, strict=True)
     if "merge_r" in a:
         model = model.double()
@@ -176,6 +190,27 @@ def randomize(scale, src, dst, seed=0):
     return 0
 
 
+def compare_seg(model, mean, std, images, args):
+    """Patch logits (n, N, K) and pixel logits (n, H, W, K) against evit's."""
+    n, h, w = images.shape[0], images.shape[1], images.shape[2]
+    x = (images.astype(np.float32) / np.float32(255.0) - mean) / std
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    with torch.no_grad():
+        patches = model(x)  # (n, N, K)
+        g = int(round(patches.shape[1] ** 0.5))
+        grid = patches.transpose(1, 2).reshape(n, -1, g, g)
+        pixels = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    ours_p, ours_x = patches.numpy(), pixels.numpy()
+    theirs_p = np.fromfile(args.logits, np.float32).reshape(ours_p.shape)
+    theirs_x = np.fromfile(args.pixels, np.float32).reshape(ours_x.shape)
+    dp, dx = float(np.abs(ours_p - theirs_p).max()), float(np.abs(ours_x - theirs_x).max())
+    agree = float((ours_x.argmax(-1) == theirs_x.argmax(-1)).mean())
+    print(f"torch vs evit segmentation on {n} images: max |patch logit difference| {dp:.3g}, "
+          f"max |pixel logit difference| {dx:.3g} (tolerance {args.tol:g}), pixel argmax agreement "
+          f"{100 * agree:.2f}%")
+    return 0 if max(dp, dx) <= args.tol else 1
+
+
 def main():
     if len(sys.argv) == 5 and sys.argv[1] == "--randomize":
         return randomize(float(sys.argv[2]), sys.argv[3], sys.argv[4])
@@ -185,15 +220,18 @@ def main():
     ap.add_argument("logits")
     ap.add_argument("--count", type=int, default=0, help="compare the first N images (0: all)")
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--pixels", help="segmentation: the upsampled logits (raw float32), LOGITS the patches'")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
     model, mean, std = load_evit_checkpoint(args.checkpoint)
     with h5py.File(args.dataset, "r") as f:
         images = f["images"][()]
+    n = len(images) if args.count <= 0 else min(args.count, len(images))
+    if model.seg:
+        return compare_seg(model, mean, std, images[:n], args)
     with h5py.File(args.logits, "r") as f:
         theirs = f["logits"][()]
-    n = len(images) if args.count <= 0 else min(args.count, len(images))
     # uint8 (N, H, W, C) -> float (N, C, H, W), normalised as evit does
     x = images[:n].astype(np.float32) / np.float32(255.0)
     x = (x - mean) / std
