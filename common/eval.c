@@ -11,6 +11,7 @@
 #include "dataset.h"
 #include "dist.h"
 #include "ops.h"
+#include "segmetric.h"
 #include "util.h"
 #include "vit.h"
 
@@ -81,6 +82,73 @@ int evit_eval_run(evit_forward_fn fn, void *ctx, int max_batch, int k,
     return EVIT_OK;
 }
 
+/* One batch of a segmentation evaluation: the patch logits (B, g, g, K)
+ * upsampled to pixels (B, S, S, K), their loss against the masks summed
+ * over labelled pixels, their argmax counted in the confusion matrix. */
+static int seg_batch(struct evit_seg_eval *r, const float *patches, const uint8_t *masks, float *pixels, uint8_t *pred,
+                     int B, int g, int S, int ignore, double *loss_sum, uint64_t *labelled)
+{
+    size_t P = (size_t)B * S * S, n = 0;
+    evit_upsample_forward(pixels, patches, B, g, g, S, S, r->k);
+    for (size_t i = 0; i < P * r->k; i++)
+        if (!isfinite(pixels[i])) return evit_error("model produced NaN or Inf logits");
+    *loss_sum += evit_xent_pixels_forward(&n, pixels, masks, ignore, P, r->k) * (double)n;
+    *labelled += n;
+    evit_segmetric_argmax(pred, pixels, P, r->k);
+    return evit_segmetric_add(&r->conf, masks, pred, P);
+}
+
+int evit_eval_seg_run(evit_forward_fn fn, void *ctx, int max_batch, const struct evit_vit_config *c,
+                      const struct evit_dataset *d, int progress, struct evit_seg_eval *r)
+{
+    int g = evit_config_grid(c), S = c->img_size, K = c->classes, rc = EVIT_OK;
+    size_t img = (size_t)d->h * d->w * d->c, hw = (size_t)S * S;
+    EVIT_ASSERT(d->masks && d->h == S && d->w == S && d->classes == K);
+    float *patches = evit_malloc(sizeof(float) * (size_t)max_batch * g * g * K);
+    float *pixels = evit_malloc(sizeof(float) * (size_t)max_batch * hw * K);
+    uint8_t *pred = evit_malloc((size_t)max_batch * hw);
+    double busy = 0.0, loss_sum = 0.0, last = evit_now();
+    uint64_t labelled = 0;
+    memset(r, 0, sizeof *r);
+    r->n = d->n;
+    r->k = K;
+    evit_segmetric_init(&r->conf, K, d->ignore);
+    for (int s = 0; s < d->n && rc == EVIT_OK; s += max_batch) {
+        int B = d->n - s < max_batch ? d->n - s : max_batch;
+        double t = evit_now();
+        fn(ctx, d->images + (size_t)s * img, B, patches);
+        rc = seg_batch(r, patches, d->masks + (size_t)s * hw, pixels, pred, B, g, S, d->ignore, &loss_sum, &labelled);
+        double now = evit_now();
+        busy += now - t;
+        if (progress && (now - last > 5.0 || s + B == d->n)) {
+            fprintf(stderr, "eval %d/%d images, %.0f img/s\n", s + B, d->n, (s + B) / busy);
+            last = now;
+        }
+    }
+    free(patches);
+    free(pixels);
+    free(pred);
+    if (rc < 0) {
+        evit_seg_eval_free(r);
+        return EVIT_ERR;
+    }
+    r->iou = evit_malloc(sizeof(double) * (size_t)K);
+    r->dice = evit_malloc(sizeof(double) * (size_t)K);
+    evit_segmetric_score(&r->conf, &r->score, r->iou, r->dice);
+    r->loss = labelled ? loss_sum / (double)labelled : (double)NAN;
+    r->seconds = busy;
+    r->images_per_s = busy > 0 ? d->n / busy : 0.0;
+    return EVIT_OK;
+}
+
+void evit_seg_eval_free(struct evit_seg_eval *r)
+{
+    if (r->conf.conf) evit_segmetric_free(&r->conf);
+    free(r->iou);
+    free(r->dice);
+    memset(r, 0, sizeof *r);
+}
+
 void evit_eval_result_free(struct evit_eval_result *r)
 {
     free(r->confusion);
@@ -110,13 +178,18 @@ void evit_vit_runner_forward(void *ctx, const uint8_t *images, int B, float *log
     struct evit_vit_runner *r = ctx;
     struct evit_vit_acts *a = r->acts;
     evit_vit_forward(r->m, a, images, B);
-    memcpy(logits, a->logits, sizeof(float) * (size_t)B * r->m->cfg.classes);
+    memcpy(logits, a->logits, sizeof(float) * (size_t)B * evit_config_head_rows(&r->m->cfg) * r->m->cfg.classes);
 }
 
 int evit_eval_check_compat(const struct evit_vit *m, const char *mpath,
                            const struct evit_dataset *d, const char *dpath)
 {
     const struct evit_vit_config *c = &m->cfg;
+    int seg = c->head != EVIT_HEAD_CLASS;
+    if (seg != (d->masks != NULL))
+        return evit_error("%s: a %s model needs a %s dataset, but %s holds %s", mpath,
+                          seg ? "segmentation" : "classification", seg ? "segmentation" : "classification", dpath,
+                          d->masks ? "masks" : "labels");
     if (d->h != c->img_size || d->w != c->img_size || d->c != c->channels)
         return evit_error("%s: model takes %dx%dx%d images but %s holds %dx%dx%d", mpath,
                           c->img_size, c->img_size, c->channels, dpath, d->h, d->w, d->c);

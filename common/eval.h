@@ -7,10 +7,14 @@
 
 #include <stdint.h>
 
+#include "segmetric.h"
+
 struct evit_dataset;
 struct evit_vit;
+struct evit_vit_config;
 
-/* Writes logits (B, K) for B images (uint8, HWC). */
+/* Writes logits (B, K) for B images (uint8, HWC); (B, N, K) per patch for
+ * a segmentation model. */
 typedef void (*evit_forward_fn)(void *ctx, const uint8_t *images, int B, float *logits);
 
 struct evit_eval_result {
@@ -47,6 +51,22 @@ int evit_eval_views(evit_forward_fn fn, void *ctx, int batch, int k, const struc
 
 void evit_eval_result_free(struct evit_eval_result *r);
 
+/* Segmentation: every pixel of d (which has masks, and the model's size
+ * and classes) scored by segmetric.h, from fn's per-patch logits upsampled
+ * to pixels (ops.h, evit_upsample_forward) as Segmenter does; loss is the
+ * pixel cross-entropy over the labelled pixels. */
+struct evit_seg_eval {
+    int n, k;
+    struct evit_segmetric conf;  /* over every labelled pixel */
+    struct evit_segscore score;  /* mIoU, Dice, pixel accuracy (fractions) */
+    double *iou, *dice;          /* (k), NaN for a class absent from truth and prediction */
+    double loss;
+    double seconds, images_per_s;
+};
+int evit_eval_seg_run(evit_forward_fn fn, void *ctx, int max_batch, const struct evit_vit_config *cfg,
+                      const struct evit_dataset *d, int progress, struct evit_seg_eval *r);
+void evit_seg_eval_free(struct evit_seg_eval *r);
+
 /* Fills top1/top5/loss/confusion of r from logits already computed. */
 void evit_eval_score(struct evit_eval_result *r, const float *logits /* (n, k) */,
                      const int32_t *labels /* (n) */, int n, int k);
@@ -67,7 +87,8 @@ void evit_vit_runner_forward(void *ctx, const uint8_t *images, int B, float *log
 int evit_eval_top1(const struct evit_vit *m, const struct evit_dataset *d, int batch,
                    struct evit_eval_result *e);
 
-/* The model's input (size, channels) and class count must match the data. */
+/* The model's task (its head) and the data's (labels or masks), its input
+ * (size, channels) and class count must match. */
 int evit_eval_check_compat(const struct evit_vit *m, const char *mpath,
                            const struct evit_dataset *d, const char *dpath);
 

@@ -87,6 +87,27 @@ void evit_report_add_eval(cJSON *r, const struct evit_eval_result *e, char *cons
     cJSON_AddNumberToObject(r, "threads", evit_get_threads());
 }
 
+void evit_report_add_seg(cJSON *r, const struct evit_seg_eval *e, char *const *names)
+{
+    char buf[32];
+    cJSON_AddNumberToObject(r, "images", e->n);
+    cJSON_AddItemToObject(r, "miou", number_or_null(100.0 * e->score.miou));
+    cJSON_AddItemToObject(r, "dice", number_or_null(100.0 * e->score.dice));
+    cJSON_AddItemToObject(r, "pixel_accuracy", number_or_null(100.0 * e->score.pixel_acc));
+    cJSON_AddNumberToObject(r, "classes_present", e->score.present);
+    cJSON_AddItemToObject(r, "loss", number_or_null(e->loss));
+    cJSON_AddNumberToObject(r, "pixels", (double)evit_segmetric_pixels(&e->conf));
+    cJSON *iou = cJSON_AddObjectToObject(r, "per_class_iou");
+    cJSON *dice = cJSON_AddObjectToObject(r, "per_class_dice");
+    for (int c = 0; c < e->k; c++) {
+        snprintf(buf, sizeof buf, "%d", c);
+        cJSON_AddItemToObject(iou, names ? names[c] : buf, number_or_null(100.0 * e->iou[c]));
+        cJSON_AddItemToObject(dice, names ? names[c] : buf, number_or_null(100.0 * e->dice[c]));
+    }
+    cJSON_AddNumberToObject(r, "images_per_s", e->images_per_s);
+    cJSON_AddNumberToObject(r, "threads", evit_get_threads());
+}
+
 int evit_report_save(cJSON *r, const char *path, double wall_s)
 {
     cJSON_DeleteItemFromObject(r, "wall_s");

@@ -39,6 +39,14 @@ const char *evit_report_parent(const char *explicit_parent, const char *model_re
 
 /* latency_ms (median), latency_mean_ms, latency_p99_ms, latency_runs:
  * batch-1 latency through libevrt (evit_qmodel_latency). */
+/* A segmentation evaluation (eval.h): images, miou, dice, pixel_accuracy
+ * (percent; mIoU and Dice the means over the classes present in truth or
+ * prediction, classes_present of them), loss, pixels, per_class_iou and
+ * per_class_dice (percent, null for an absent class), images_per_s,
+ * threads. */
+struct evit_seg_eval;
+void evit_report_add_seg(cJSON *r, const struct evit_seg_eval *e, char *const *names);
+
 void evit_report_add_latency(cJSON *r, const double ms[3], int runs);
 
 /* Sets wall_s and writes atomically. */

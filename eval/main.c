@@ -108,6 +108,42 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
 }
 
 
+/* A segmentation model on a segmentation dataset: mIoU, Dice and pixel
+ * accuracy (evit_eval_seg_run), printed and reported; the options that
+ * only a classifier has are refused. */
+static int eval_seg(const struct eval_args *a, const struct evit_vit *m, const struct evit_ckpt_meta *meta,
+                    const struct evit_dataset *d, struct evit_vit_runner *run, double t0)
+{
+    struct evit_seg_eval r;
+    if (a->logits || a->augment || a->latency) {
+        evit_error("%s: --save-logits, --augment and --latency take class-head models so far (docs/SEGMENT.md)",
+                   a->model);
+        return EVIT_EXIT_FAIL;
+    }
+    if (evit_dist_size() > 1) {
+        evit_error("%s: a segmentation evaluation runs in one process so far", a->model);
+        return EVIT_EXIT_FAIL;
+    }
+    if (evit_eval_seg_run(evit_vit_runner_forward, run, a->batch, &m->cfg, d, !a->quiet, &r) < 0)
+        return EVIT_EXIT_FAIL;
+    printf("%s on %s: mIoU %.2f%%  Dice %.2f%%  pixel accuracy %.2f%%  loss %.4f  (%d images, %.0f img/s)\n",
+           a->model, a->data, 100.0 * r.score.miou, 100.0 * r.score.dice, 100.0 * r.score.pixel_acc, r.loss, r.n,
+           r.images_per_s);
+    int rc = EVIT_EXIT_OK;
+    if (a->report) {
+        const char *stage = a->stage ? a->stage : meta->stage ? meta->stage : "eval";
+        const char *parent = evit_report_parent(a->parent, meta->report, meta->parent_report, a->report);
+        cJSON *rep = evit_report_new(stage, a->model, a->data, parent);
+        evit_report_add_model(rep, &m->cfg, 4.0 * (double)evit_config_params(&m->cfg));
+        evit_report_add_seg(rep, &r, d->class_names);
+        cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a->batch);
+        if (evit_report_save(rep, a->report, evit_now() - t0) < 0) rc = EVIT_EXIT_FAIL;
+        cJSON_Delete(rep);
+    }
+    evit_seg_eval_free(&r);
+    return rc;
+}
+
 static int eval_main(int argc, char **argv)
 {
     struct eval_args a = {.batch = 64};
@@ -134,15 +170,21 @@ static int eval_main(int argc, char **argv)
             evrt_close(file);
             return EVIT_EXIT_FAIL;
         }
-    } else if (quantized ? evit_qmodel_load(a.model, &q, &meta) < 0 : evit_ckpt_load(a.model, &m, &meta) < 0)
+    } else if (quantized ? evit_qmodel_load(a.model, &q, &meta) < 0
+                         : evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEAD_BIT(EVIT_HEAD_CLASS) |
+                                                                       EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR)) < 0)
         return EVIT_EXIT_FAIL;
     const struct evit_vit *mv = quantized ? &q.vit : &m;
-    if (evit_dataset_load(a.data, &d) < 0) goto fail;
+    if (evit_dataset_load_task(a.data, &d, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) goto fail;
     if (evit_eval_check_compat(mv, a.model, &d, a.data) < 0) goto fail;
     if (quantized) {
         if (evit_qmodel_runner_init(&qrun, &q, a.batch, evit_get_threads(), a.model) < 0) goto fail;
     } else {
         evit_vit_runner_init(&run, &m, a.batch);
+    }
+    if (d.masks) { /* a segmentation model (check_compat): scored per pixel */
+        rc = eval_seg(&a, &m, &meta, &d, &run, t0);
+        goto fail;
     }
     if (evit_eval_run_dist(quantized ? evit_qmodel_runner_forward : evit_vit_runner_forward,
                            quantized ? (void *)&qrun : (void *)&run, a.batch, mv->cfg.classes, &d,

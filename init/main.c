@@ -45,7 +45,9 @@ int main(int argc, char **argv)
     struct evit_ckpt_meta meta = {.stage = "init"};
     if (evit_config_load(argv[first], &cfg) < 0) return EVIT_EXIT_FAIL;
     if (data) {
-        if (evit_dataset_load_header(data, &d) < 0) return EVIT_EXIT_FAIL;
+        /* the dataset of the model's task: masks for a segmentation head */
+        unsigned task = cfg.head == EVIT_HEAD_CLASS ? EVIT_TASK_CLASSIFY : EVIT_TASK_SEGMENT;
+        if (evit_dataset_load_header_task(data, &d, task) < 0) return EVIT_EXIT_FAIL;
         if (d.h != cfg.img_size || d.w != cfg.img_size || d.c != cfg.channels || d.classes != cfg.classes) {
             evit_error("%s: holds %dx%dx%d images of %d classes, model %s takes %dx%dx%d and %d",
                        data, d.h, d.w, d.c, d.classes, cfg.name, cfg.img_size, cfg.img_size,

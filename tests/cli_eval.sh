@@ -123,4 +123,30 @@ grep -q '"mlp_hidden":[[:space:]]*200' "$T/p.json" || fail "per-block shape lost
 succeeds "$DATA" info "$T/p.h5"
 ok "a model with per-block head counts and widths initialises and evaluates"
 
+# --- segmentation: a seg_linear model on Fashion-MNIST scenes, scored per pixel
+succeeds "$DATA" scenes "$T/d.h5" -o "$T/sc.h5" --count 20 --size 96 --seed 3 -q
+succeeds "$INIT" seg-fm-tiny -o "$T/seg.h5" --seed 5 --data "$T/sc.h5"
+succeeds "$EVAL" "$T/seg.h5" "$T/sc.h5" --report "$T/seg.json" -q --batch 8
+stdout_has "mIoU"
+stdout_has "pixel accuracy"
+for key in '"miou":' '"dice":' '"pixel_accuracy":' '"per_class_iou":' '"per_class_dice":' '"classes_present":' \
+    '"pixels":' '"loss":' '"head":[[:space:]]*"seg_linear"'; do
+    grep -q "$key" "$T/seg.json" || fail "the segmentation report lacks $key"
+done
+[ "$(tr -d ' \t\n' <"$T/seg.json" | sed -n 's/.*"per_class_iou":{\([^}]*\)}.*/\1/p' | tr ',' '\n' | grep -c .)" -eq 11 ] ||
+    fail "per_class_iou does not have 11 classes"
+miou=$(num miou "$T/seg.json")
+awk -v m="$miou" 'BEGIN { exit !(m >= 0 && m <= 100) }' || fail "mIoU $miou is not a percentage"
+grep -q "mIoU $(printf '%.2f' "$miou")%" "$T/out" || fail "the printed mIoU is not the reported one ($miou)"
+ok "a segmentation model evaluates on a segmentation dataset: mIoU, Dice, pixel accuracy in its report"
+
+fails_with 1 "$EVAL" "$T/seg.h5" "$T/d.h5"
+stderr_has "a segmentation model needs a segmentation dataset"
+fails_with 1 "$EVAL" "$T/m.h5" "$T/sc.h5"
+stderr_has "a classification model needs a classification dataset"
+fails_with 1 "$EVAL" "$T/seg.h5" "$T/sc.h5" --save-logits "$T/seg-l.h5"
+stderr_has "take class-head models so far"
+[ ! -e "$T/seg-l.h5" ] || fail "a refused evaluation wrote its logits"
+ok "a model and a dataset of different tasks, or classifier-only options, fail in one line"
+
 echo "cli_eval: all checks passed"

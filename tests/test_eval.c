@@ -1,9 +1,11 @@
 /* test_eval.c: accuracy bookkeeping on logits whose answer is known. */
 #include <string.h>
 
+#include "config.h"
 #include "dataset.h"
 #include "eval.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 
 static void top1_top5_confusion_and_loss_follow_the_logits(void)
@@ -67,9 +69,64 @@ static void eval_run_covers_every_image_across_partial_batches(void)
     evit_eval_result_free(&r);
 }
 
+/* ---------------------------------------------------------------- segmentation */
+
+/* Three 16x16 images whose masks are all class i (image i), but for one
+ * unlabelled pixel; a model of 2x2 patches that predicts class pick[i]
+ * for image i everywhere (its image read back from the pointer). */
+struct seg_fake {
+    const struct evit_dataset *d;
+    int pick[3];
+};
+
+static void seg_fake_model(void *ctx, const uint8_t *images, int B, float *logits)
+{
+    const struct seg_fake *f = ctx;
+    for (int b = 0; b < B; b++) {
+        int i = (int)((images - f->d->images) / (16 * 16)) + b;
+        for (int p = 0; p < 4; p++)
+            for (int k = 0; k < 3; k++) logits[((size_t)b * 4 + p) * 3 + k] = k == f->pick[i] ? 5.0f : 0.0f;
+    }
+}
+
+static void segmentation_scores_follow_the_upsampled_patch_logits(void)
+{
+    static char n0[] = "background", n1[] = "person", n2[] = "car";
+    static char *names[3] = {n0, n1, n2};
+    uint8_t images[3 * 256] = {0}, masks[3 * 256];
+    for (int i = 0; i < 3 * 256; i++) masks[i] = (uint8_t)(i / 256);
+    masks[17] = 255;
+    struct evit_dataset d = {.n = 3, .h = 16, .w = 16, .c = 1, .classes = 3, .class_names = names,
+                             .images = images, .masks = masks, .ignore = 255};
+    static const struct evit_block_shape b[] = {{1, 4, 4, 0}};
+    struct evit_vit_config c = make_config("seg", 16, 1, 8, 3, 4, 1, b);
+    c.head = EVIT_HEAD_SEG_LINEAR;
+    struct seg_fake f = {&d, {0, 1, 2}};
+    struct evit_seg_eval r;
+    /* right everywhere, in batches of 2 and 1 */
+    REQUIRE(evit_eval_seg_run(seg_fake_model, &f, 2, &c, &d, 0, &r) == 0);
+    CHECK(r.n == 3 && r.k == 3 && evit_segmetric_pixels(&r.conf) == 3 * 256 - 1);
+    CHECK_NEAR(r.score.miou, 1.0, 1e-12);
+    CHECK_NEAR(r.score.dice, 1.0, 1e-12);
+    CHECK_NEAR(r.score.pixel_acc, 1.0, 1e-12);
+    /* softmax of (5, 0, 0): -log(e^5 / (e^5 + 2)) */
+    CHECK_NEAR(r.loss, log(1.0 + 2.0 * exp(-5.0)), 1e-6);
+    evit_seg_eval_free(&r);
+    /* image 2 taken for the background: background IoU 255 / (255 + 256),
+     * person 1, car 0, so mIoU (255/511 + 1 + 0) / 3; accuracy 511 / 767 */
+    f.pick[2] = 0;
+    REQUIRE(evit_eval_seg_run(seg_fake_model, &f, 3, &c, &d, 0, &r) == 0);
+    CHECK_NEAR(r.iou[0], 255.0 / 511.0, 1e-12);
+    CHECK_NEAR(r.iou[2], 0.0, 1e-12);
+    CHECK_NEAR(r.score.miou, (255.0 / 511.0 + 1.0) / 3.0, 1e-12);
+    CHECK_NEAR(r.score.pixel_acc, 511.0 / 767.0, 1e-12);
+    evit_seg_eval_free(&r);
+}
+
 int main(void)
 {
     RUN(top1_top5_confusion_and_loss_follow_the_logits);
     RUN(eval_run_covers_every_image_across_partial_batches);
+    RUN(segmentation_scores_follow_the_upsampled_patch_logits);
     return test_summary();
 }
