@@ -150,14 +150,24 @@ def spans(lines):
             if target == m.group(1): yield m.group(1), ins
             if target == m.group(1) or target in inner or op in ("b", "ret", "br", "blr", "bl"): break
 
+NARROW = re.compile(r"[su]?q?r?(xtn|xtun|shrn|shrun)$|r?(add|sub)hn$")
+
 def lanes(ins):
     # lanes of each arithmetic opcode in an iteration: v.4s 4, v.2d 2, an
     # instruction on s/d/h registers 1 (moves, loads, stores, byte-wide
-    # logic and general-register arithmetic not counted)
+    # logic and general-register arithmetic not counted).  A narrowing step
+    # converts one element a lane of its source (sqxtn v0.4h, v1.4s: 4;
+    # sqxtn2 v0.8h, v1.4s: the other 4 of v0.8h; sqxtn v0.8b, v1.8h: 8),
+    # and its "2" form finishes the same vector: both counted as one
+    # opcode, by the source's lanes, not the destination's
     n = {}
     for t in ins:
         op, args = (t.split(None, 1) + [""])[:2]
         if op.startswith(("ld", "st")) or op in ("mov", "fmov", "movi", "mvni", "dup", "ins", "umov", "smov"):
+            continue
+        if NARROW.match(op.rstrip("2")):
+            src = re.match(r"v\d+\.\w+,\s*v\d+\.(8h|4s|2d)\b", args)
+            if src: n[op.rstrip("2")] = n.get(op.rstrip("2"), 0) + LANES[src.group(1)]
             continue
         v = re.match(r"v\d+\.(4s|2s|2d|8h|4h)\b", args)
         if v or re.search(r"\b[hsd]\d+\b", args): n[op] = n.get(op, 0) + (LANES[v.group(1)] if v else 1)

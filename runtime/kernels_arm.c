@@ -11,7 +11,8 @@
  * weights packed once at context create; the unpacked ones (i8_neon,
  * i8_dot) read them in place.
  * Float32 uses 4-lane fused multiply-adds on tiles of 4 rows by 4 channels.
- * Activation quantization is the ref's plain C (vcvtnq would round alike). */
+ * Activation quantization (quant_pad) is 16 lanes at a time: fcvtns rounds
+ * like the ref's rintf, and saturating steps do its clamp. */
 #include "kernels.h"
 
 #if defined(__aarch64__) && defined(__GNUC__) && defined(__linux__)
@@ -270,14 +271,57 @@ static void f32p_neon(float *y, size_t ldy, const float *x, size_t ldx, const fl
  * same 16 in one sdot.  At the end, pairwise adds (addp) fold the four lanes
  * of each accumulator: row r's four channel sums in one vector. */
 
+/* evrt_quantize_act_ref on 16 lanes, x[0..16) to q[0..16).  The ref computes
+ *   t = x * inv, NaN -> 0, c = clamp(t, lo, hi), q = (int8)(rintf(c) + zero)
+ * with lo = -128 - zero, hi = 127 - zero.  Those bounds are integers (exact
+ * floats for |zero| < 2^24 - 128, so for every zero evrt.h allows), and
+ * rounding is monotonic, so rint(clamp(t, lo, hi)) = clamp(rint(t), lo, hi)
+ * and q = clamp(rint(t) + zero, -128, 127), with rint(+-inf) = +-inf; a NaN
+ * gives clamp(zero, -128, 127).  Here, per lane:
+ *   fmul: the same single IEEE product (AArch64 Advanced SIMD obeys FPCR
+ *     like the scalar unit: no flush of subnormals, unlike AArch32 NEON);
+ *   fcvtns: rint to nearest, ties to even (what rintf does in the default
+ *     rounding mode, which libevrt never changes), saturated to int32, and
+ *     NaN -> 0;
+ *   sqadd zero, then sqxtn to int16 and to int8: saturating at each step.
+ * Nested clamps collapse, sat8(sat16(v)) = sat8(v), and a saturated
+ * int32 +- 2^31 stays beyond [-128, 127] after adding |zero| < 2^24, so the
+ * lane is sat8(rint(t) + zero): the ref's q, NaN included (rint 0).
+ * No float clamp and no NaN select: fmul, fcvtns and sqadd per 4 values,
+ * six narrowing steps per 16. */
+static inline void quant16(int8_t *q, const float *x, float32x4_t inv, int32x4_t zero)
+{
+    int32x4_t v[4];
+    int k;
+    UNROLL4 for (k = 0; k < 4; k++)
+        v[k] = vqaddq_s32(vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + 4 * k), inv)), zero);
+    vst1q_s8(q, vqmovn_high_s16(vqmovn_s16(vqmovn_high_s32(vqmovn_s32(v[0]), v[1])),
+                                vqmovn_high_s32(vqmovn_s32(v[2]), v[3])));
+}
+
+/* Rows of xq padded with zeros to ld16(I).  A row's last I % 16 values go
+ * as one more block of 16: the row's last 16 values again (the overlap is
+ * rewritten with the same bytes), or for I < 16 the row copied into zeros;
+ * either stays within ld16(I) bytes, and the padding is cleared after. */
 static void quant_pad(void *dst, const float *x, int N, int I, float scale, int32_t zero)
 {
-    int8_t *q = dst;
+    float32x4_t vinv = vdupq_n_f32(1.0f / scale); /* the ref's inv */
+    int32x4_t vzero = vdupq_n_s32(zero);
     size_t ld = ld16(I);
-    int n;
+    int n, i;
     for (n = 0; n < N; n++) {
-        evrt_quantize_act_ref(q + (size_t)n * ld, x + (size_t)n * I, (size_t)I, scale, zero);
-        memset(q + (size_t)n * ld + I, 0, ld - (size_t)I);
+        int8_t *q = (int8_t *)dst + (size_t)n * ld;
+        const float *r = x + (size_t)n * I;
+        for (i = 0; i + 16 <= I; i += 16) quant16(q + i, r + i, vinv, vzero);
+        if (i == I) continue;
+        if (I >= 16) {
+            quant16(q + I - 16, r + I - 16, vinv, vzero);
+        } else {
+            float t[16] = {0.0f};
+            memcpy(t, r, sizeof(float) * (size_t)I);
+            quant16(q, t, vinv, vzero);
+        }
+        memset(q + I, 0, ld - (size_t)I);
     }
 }
 

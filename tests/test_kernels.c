@@ -1,8 +1,10 @@
 /* test_kernels.c: libevrt's instruction-set variants against the _ref
  * kernels: INT8 bit for bit on random shapes (odd sizes, remainders, column
- * ranges, extreme activations) on every variant this CPU runs, float32 and
- * the fast GELU and exp within stated tolerances, and whole INT8 models that
- * give the same logits for any thread count.  Uses only libevrt (no
+ * ranges, extreme activations) on every variant this CPU runs, its
+ * quantized bytes too on NaN, infinities, ties and out-of-range values for
+ * every zero point, float32 and the fast GELU and exp within stated
+ * tolerances, and whole INT8 models that give the same logits for any
+ * thread count.  Uses only libevrt (no
  * common/), so tests/cross_arm.sh builds it for AArch64 and runs it under
  * qemu.
  *
@@ -176,6 +178,124 @@ static void the_largest_int8_sums_stay_exact(void)
         }
         free(buf);
     }
+}
+
+/* Row r of a variant's quantized x back as xq values (kernels.h's
+ * evrt_quant_fn layouts: ref int8 rows of I; AVX2 int16 xq - zero; VNNI and
+ * AMX uint8 xq + 128; NEON and dotprod int8, rows padded to 16 bytes).
+ * Returns 0 if the row's padding is not all zero bytes. */
+static int unpack_quant_row(int32_t *xq, const void *buf, int isa, int r, int I, int32_t z)
+{
+    size_t ld = evrt_quant_bytes(isa, 1, I);
+    const uint8_t *row = (const uint8_t *)buf + (size_t)r * ld;
+    size_t i;
+    int pad = 0;
+    if (isa == EVRT_ISA_AVX2) {
+        for (i = 0; i < ld / 2; i++) {
+            int16_t v;
+            memcpy(&v, row + 2 * i, 2);
+            if (i < (size_t)I) xq[i] = v + z;
+            else pad |= v;
+        }
+    } else {
+        for (i = 0; i < ld; i++) {
+            int v = isa == EVRT_ISA_AVX512VNNI || isa == EVRT_ISA_AMX ? row[i] - 128 : (int8_t)row[i];
+            if (i < (size_t)I) xq[i] = v;
+            else pad |= row[i];
+        }
+    }
+    return pad == 0;
+}
+
+/* x (N, I): the awkward values, in units of the scale s where that is
+ * where they bite (for a power-of-two s, v s / s is exactly v): ties
+ * around 0 and at the clamp bounds of zero point z, the float neighbours
+ * of 0.5, 2^23 - 0.5, values that leave int32 once scaled, NaNs (quiet,
+ * negative, signalling), infinities, subnormals, FLT_MAX; about a third
+ * random values in [-200, 200) s.  Starting at offset off in the list, so
+ * that each value meets every lane and the row tails. */
+static void awkward_row(float *x, int n, float s, int32_t z, int off)
+{
+    static const uint32_t bits[] = {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0x7f800000u, 0xff800000u,
+                                    0x00000001u, 0x80000001u, 0x7f7fffffu, 0xff7fffffu, 0x80000000u};
+    const float v[] = {0.0f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 0.49999997f, 0.50000006f, -0.49999997f,
+                       126.5f, 127.5f, 128.5f, -127.5f, -128.5f, -129.5f, 8388607.5f, -8388607.5f,
+                       3e9f, -3e9f, 2147483648.0f, -2147483648.0f, 1e30f, -1e30f,
+                       (float)(127 - z) + 0.5f, (float)(127 - z) - 0.5f, (float)(-128 - z) + 0.5f,
+                       (float)(-128 - z) - 0.5f, (float)(127 - z), (float)(-128 - z), (float)(-z)};
+    const int nb = (int)(sizeof bits / sizeof bits[0]), nv = (int)(sizeof v / sizeof v[0]);
+    int i;
+    for (i = 0; i < n; i++) {
+        int k = (i + off) % (nb + nv + 20);
+        if (k < nb) memcpy(&x[i], &bits[k], sizeof x[i]);
+        else if (k < nb + nv) x[i] = v[k - nb] * s;
+        else x[i] = 200.0f * rng_sym() * s;
+    }
+}
+
+static int quant_case(const struct evrt_kernels *k, int N, int I, float s, int32_t z, int off)
+{
+    float *x = malloc(sizeof(float) * (size_t)N * I);
+    int8_t *want = malloc((size_t)N * I);
+    int32_t *got = malloc(sizeof(int32_t) * (size_t)I);
+    size_t bytes = evrt_quant_bytes(k->isa, N, I);
+    uint8_t *buf = malloc(bytes);
+    int r, i, ok = 1;
+    for (r = 0; r < N; r++) awkward_row(x + (size_t)r * I, I, s, z, off + 7 * r);
+    evrt_quantize_act_ref(want, x, (size_t)N * I, s, z);
+    memset(buf, 0x5a, bytes); /* padding left unwritten would show */
+    k->quant(buf, x, N, I, s, z);
+    for (r = 0; r < N && ok; r++) {
+        if (!unpack_quant_row(got, buf, k->isa, r, I, z)) {
+            fprintf(stderr, "  %s: N %d I %d scale %a zero %d: row %d's padding is not zero\n", k->name, N, I,
+                    (double)s, (int)z, r);
+            ok = 0;
+        }
+        for (i = 0; i < I && ok; i++)
+            if (got[i] != want[(size_t)r * I + i]) {
+                fprintf(stderr, "  %s: N %d I %d scale %a zero %d: x[%d, %d] = %a gives %d, ref %d\n", k->name,
+                        N, I, (double)s, (int)z, r, i, (double)x[(size_t)r * I + i], (int)got[i],
+                        (int)want[(size_t)r * I + i]);
+                ok = 0;
+            }
+    }
+    free(x);
+    free(want);
+    free(got);
+    free(buf);
+    return ok;
+}
+
+static void every_variant_quantizes_nan_infinities_ties_and_huge_values_like_the_reference(void)
+{
+    /* scales: powers of two (exact ties), inexact inverses, the subnormal
+     * ones whose inverse is infinite, and the largest evrt_model_check
+     * accepts; lengths: every I up to 40, then around 16, 64 and 197 */
+    static const float scales[] = {1.0f, 0.25f, 0.0078125f, 4.0f, 3.0f, 0.1f, 0.0173f, 1e-45f, 1e-40f, 1e-38f, 1e30f};
+    static const int lens[] = {47, 48, 63, 64, 65, 100, 196, 197, 200};
+    const int ns = (int)(sizeof scales / sizeof scales[0]), nl = 40 + (int)(sizeof lens / sizeof lens[0]);
+    int isa, z, c, tested = 0;
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        const struct evrt_kernels *k = evrt_isa_available(isa) ? evrt_kernels_get(isa) : NULL;
+        int ok = 1;
+        if (!k) continue;
+        tested++;
+        rng_seed(300 + (uint64_t)isa);
+        /* every zero point evrt.h allows, each on a few lengths and scales */
+        for (z = -128; z <= 127 && ok; z++)
+            for (c = 0; c < 3 && ok; c++) {
+                int j = (z + 128) * 3 + c, I = j % nl < 40 ? 1 + j % nl : lens[j % nl - 40];
+                ok = quant_case(k, 1 + j % 3, I, scales[j % ns], z, j);
+            }
+        /* and every length and scale at the extreme and symmetric zeros */
+        for (c = 0; c < 4 * ns * nl && ok; c++) {
+            static const int32_t zs[] = {0, -128, 127, 3};
+            int l = c / (4 * ns), I = l < 40 ? 1 + l : lens[l - 40];
+            ok = quant_case(k, 1 + c % 3, I, scales[c / 4 % ns], zs[c % 4], c);
+        }
+        CHECK(ok);
+    }
+    printf("# %d variants tested\n", tested);
 }
 
 /* ---------------------------------------------------------------- float */
@@ -927,6 +1047,7 @@ int main(int argc, char **argv)
     }
     RUN(every_int8_variant_equals_the_reference_bit_for_bit_on_random_shapes);
     RUN(the_largest_int8_sums_stay_exact);
+    RUN(every_variant_quantizes_nan_infinities_ties_and_huge_values_like_the_reference);
     RUN(every_float32_variant_is_within_rounding_of_the_reference);
     RUN(fast_gelu_and_exp_are_within_their_documented_errors);
     RUN(fast_layernorm_and_softmax_are_within_rounding_of_the_reference);
