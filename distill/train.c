@@ -51,8 +51,15 @@ void evit_trainer_init(struct evit_trainer *t, struct evit_vit *m, const struct 
     t->aug = evit_malloc(img * (size_t)B);
     t->labels = evit_malloc(sizeof *t->labels * (size_t)B);
     t->tlabels = evit_malloc(sizeof *t->tlabels * (size_t)B);
-    t->tlogits = evit_malloc(sizeof(float) * (size_t)B * c->classes);
-    t->dlogits = evit_malloc(sizeof(float) * (size_t)B * c->classes);
+    size_t R = (size_t)evit_config_head_rows(c), hw = (size_t)c->img_size * c->img_size;
+    t->tlogits = evit_malloc(sizeof(float) * (size_t)B * R * c->classes);
+    t->dlogits = evit_malloc(sizeof(float) * (size_t)B * R * c->classes);
+    t->ignore = -1;
+    if (c->head == EVIT_HEAD_SEG_LINEAR) {
+        t->masks = evit_malloc(hw * (size_t)B);
+        t->pixels = evit_malloc(sizeof(float) * hw * (size_t)B * c->classes);
+        t->dpixels = evit_malloc(sizeof(float) * hw * (size_t)B * c->classes);
+    }
 }
 
 void evit_trainer_free(struct evit_trainer *t)
@@ -68,6 +75,9 @@ void evit_trainer_free(struct evit_trainer *t)
     free(t->tlabels);
     free(t->tlogits);
     free(t->dlogits);
+    free(t->masks);
+    free(t->pixels);
+    free(t->dpixels);
 }
 
 /* Identifies a run: the effective recipe, the training labels and the model
@@ -255,7 +265,10 @@ const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_
     for (int b = 0; b < B; b++) {
         int i = t->order[start + b];
         memcpy(t->batch + (size_t)b * img, d->images + (size_t)i * img, img);
-        t->labels[b] = d->labels[i];
+        if (d->masks)
+            memcpy(t->masks + (size_t)b * d->h * d->w, d->masks + (size_t)i * d->h * d->w, (size_t)d->h * d->w);
+        else
+            t->labels[b] = d->labels[i];
         if (tz) memcpy(t->tlogits + (size_t)b * K, tz + (size_t)i * K, sizeof(float) * (size_t)K);
     }
     if (v) {
@@ -300,6 +313,14 @@ static double validate(const struct evit_train_opts *o, struct evit_vit_runner *
 {
     struct evit_eval_result e;
     if (!o->val) return NAN;
+    if (o->val->masks) { /* segmentation: the mIoU, in percent */
+        struct evit_seg_eval se;
+        if (evit_eval_seg_run(evit_vit_runner_forward, run, run->max_batch, &run->m->cfg, o->val, 0, &se) < 0)
+            return NAN;
+        double miou = 100.0 * se.score.miou;
+        evit_seg_eval_free(&se);
+        return miou;
+    }
     if (evit_eval_run(evit_vit_runner_forward, run, run->max_batch, run->m->cfg.classes, o->val, 0, 0, &e) < 0)
         return NAN;
     double top1 = e.top1;
@@ -312,6 +333,27 @@ static int64_t count_hits(const float *z /* (B, K) */, const int32_t *labels, in
     int64_t hits = 0;
     for (int b = 0; b < B; b++) hits += evit_argmax(z + (size_t)b * K, K) == labels[b];
     return hits;
+}
+
+/* Segmentation: the pixel cross-entropy of the patch logits z (B, g, g, K)
+ * upsampled to pixels, against the batch's masks; the gradient goes back
+ * through the upsampling into t->dlogits; hits count the labelled pixels
+ * whose argmax is right. */
+static double seg_loss(struct evit_trainer *t, const float *z, int B, const struct evit_vit_config *c)
+{
+    int g = evit_config_grid(c), S = c->img_size, K = c->classes;
+    size_t P = (size_t)B * S * S, n = 0;
+    evit_upsample_forward(t->pixels, z, B, g, g, S, S, K);
+    double loss = evit_xent_pixels_forward(&n, t->pixels, t->masks, t->ignore, P, K);
+    memset(t->dpixels, 0, sizeof(float) * P * K);
+    evit_xent_pixels_backward(t->dpixels, t->pixels, t->masks, t->ignore, 1.0f, P, K);
+    memset(t->dlogits, 0, sizeof(float) * (size_t)B * g * g * K);
+    evit_upsample_backward(t->dlogits, t->dpixels, B, g, g, S, S, K);
+    t->hits = 0;
+    for (size_t p = 0; p < P; p++)
+        if (t->masks[p] != t->ignore) t->hits += evit_argmax(t->pixels + p * K, K) == t->masks[p];
+    t->counted = (int64_t)n;
+    return loss;
 }
 
 /* Data parallel over the ranks of an MPI job (dist.h): every rank holds the
@@ -328,23 +370,31 @@ double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, co
 {
     const struct evit_vit_config *c = &t->m->cfg;
     int K = c->classes, ranks = evit_dist_size();
+    EVIT_ASSERT(!t->masks || ranks == 1); /* distill/main.c refuses it */
     size_t img = (size_t)c->img_size * c->img_size * c->channels;
     long lo = 0, hi = B;
     evit_dist_share(B, evit_dist_rank(), ranks, &lo, &hi);
     int n = (int)(hi - lo);
     double loss = 0.0;
     t->hits = 0;
+    t->counted = 0;
     if (n > 0) {
         evit_vit_forward(t->m, &t->acts, x + (size_t)lo * img, n);
-        loss = batch_loss(t, r, t->acts.logits, n, K, have_teacher, t->labels + lo,
-                          t->tlogits + (size_t)lo * K);
-        t->hits = count_hits(t->acts.logits, t->labels + lo, n, K);
+        if (t->masks) {
+            loss = seg_loss(t, t->acts.logits, n, c);
+        } else {
+            loss = batch_loss(t, r, t->acts.logits, n, K, have_teacher, t->labels + lo,
+                              t->tlogits + (size_t)lo * K);
+            t->hits = count_hits(t->acts.logits, t->labels + lo, n, K);
+            t->counted = n;
+        }
     }
     if (ranks > 1) {
-        double s[2] = {loss * n, (double)t->hits};
-        evit_dist_sum_doubles(s, 2);
+        double s[3] = {loss * n, (double)t->hits, (double)t->counted};
+        evit_dist_sum_doubles(s, 3);
         loss = s[0] / B;
         t->hits = (int64_t)s[1];
+        t->counted = (int64_t)s[2];
     }
     if (!isfinite(loss)) return loss;
     memset(t->gmem, 0, sizeof(float) * t->n);
@@ -364,7 +414,8 @@ double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, co
 /* What an epoch adds up, over images. */
 struct epoch_stats {
     double loss_sum; /* sum over images of the batch mean loss */
-    int64_t hits;    /* training images classified right (augmented) */
+    int64_t hits;    /* training images (pixels) classified right (augmented) */
+    int64_t counted; /* of how many */
     int64_t seen;
     double lr;       /* of the last step */
     double busy;     /* seconds inside steps */
@@ -406,6 +457,7 @@ static int64_t run_epoch(struct evit_trainer *t, const struct evit_train_opts *o
             return -1;
         }
         st->hits += t->hits;
+        st->counted += t->counted;
         st->loss_sum += loss * B;
         st->seen += B;
         st->lr = lr;
@@ -444,6 +496,7 @@ int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct e
     res->final_top1 = NAN;
     res->best_top1 = NAN;
     evit_trainer_init(&t, m, r, o->train->n);
+    t.ignore = o->train->ignore;
     fp = run_fingerprint(o, m);
     if (o->val) evit_vit_runner_init(&run, m, 256);
     if (o->resume && resume(o, &t, &p, fp) < 0) goto out;
@@ -468,7 +521,8 @@ int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct e
         cJSON_AddNumberToObject(h, "epoch", epoch + 1);
         cJSON_AddNumberToObject(h, "steps", (double)p.step);
         cJSON_AddNumberToObject(h, "loss", st.loss_sum / seen);
-        cJSON_AddNumberToObject(h, "train_top1", 100.0 * (double)st.hits / seen);
+        double counted = st.counted ? (double)st.counted : 1.0;
+        cJSON_AddNumberToObject(h, "train_top1", 100.0 * (double)st.hits / counted);
         if (isfinite(val))
             cJSON_AddNumberToObject(h, "val_top1", val);
         else
@@ -485,9 +539,11 @@ int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct e
         }
         if (o->progress) {
             char vs[64] = "";
-            if (isfinite(val)) snprintf(vs, sizeof vs, ", val %.2f%% (best %.2f%%)", val, p.best_top1);
+            if (isfinite(val))
+                snprintf(vs, sizeof vs, ", val %s%.2f%% (best %.2f%%)", o->val->masks ? "mIoU " : "", val,
+                         p.best_top1);
             evit_info("epoch %d/%d: loss %.4f, train %.2f%%%s, %.0f img/s, lr %.2e, %.1f s", epoch + 1,
-                      r->epochs, res->last_loss, 100.0 * (double)st.hits / seen, vs,
+                      r->epochs, res->last_loss, 100.0 * (double)st.hits / counted, vs,
                       seen / st.busy, st.lr, secs);
         }
         /* in an MPI job rank 0 alone writes (the others hold the same model) */

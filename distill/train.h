@@ -7,7 +7,10 @@
  *   soft:  alpha CE_s(z, y) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(z/T))
  *   hard:  alpha CE_s(z, y) + (1 - alpha) CE(z, argmax t)          (DeiT)
  * with CE_s the label-smoothed cross-entropy and t the teacher's logits for
- * the (un-augmented) image.
+ * the (un-augmented) image.  A segmentation model (a seg_linear head) learns
+ * from masks alone so far: the pixel cross-entropy of its patch logits
+ * upsampled to pixels (ops.h), unlabelled pixels left out; its training
+ * accuracy counts pixels and its validation score is the mIoU.
  *
  * Every epoch the model goes to out_path, and the whole training state (model,
  * optimiser moments, generator state, epoch, best accuracy) to state_path, so
@@ -71,9 +74,15 @@ struct evit_trainer {
     int32_t *order;                 /* (N) this epoch's image order */
     uint8_t *batch, *aug;           /* (B, H, W, C) */
     int32_t *labels, *tlabels;      /* (B) labels, teacher argmax */
-    float *tlogits;                 /* (B, K) */
-    float *dlogits;                 /* (B, K) */
-    int64_t hits;                   /* images of the last step classified right */
+    float *tlogits;                 /* (B, R, K), R = evit_config_head_rows */
+    float *dlogits;                 /* (B, R, K) */
+    /* segmentation (a seg_linear head): the batch's masks and its logits
+     * upsampled to pixels, with their gradient; else NULL */
+    uint8_t *masks;                 /* (B, S, S) */
+    float *pixels, *dpixels;        /* (B, S, S, K) */
+    int ignore;                     /* the masks' unlabelled value, or -1 */
+    int64_t hits;                   /* images (pixels) of the last step classified right */
+    int64_t counted;                /* of how many: images, or labelled pixels */
 };
 
 void evit_trainer_init(struct evit_trainer *t, struct evit_vit *m, const struct evit_recipe *r,

@@ -144,4 +144,35 @@ fails_with 1 "$D" "$T/diverge.json" --data "$T/all.h5" -o "$T/nan.h5" -q --threa
 stderr_has "loss is NaN at step"
 [ ! -e "$T/nan.h5" ] || fail "a checkpoint of a diverged model was written"
 ok "a non-finite loss stops training and names the step"
+
+# --- segmentation: a seg_linear model learns from masks (pixel cross-entropy)
+succeeds "$DATA" scenes "$T/all.h5" -o "$T/sc-train.h5" --count 96 --size 32 --scale 0.5,1 --seed 1 -q
+succeeds "$DATA" scenes "$T/all.h5" -o "$T/sc-val.h5" --count 32 --size 32 --scale 0.5,1 --seed 2 -q
+segmodel='{"name":"seg-mini","img_size":32,"channels":1,"patch":8,"num_classes":11,"embed_dim":32,"depth":2,"num_heads":2,"mlp_hidden":64,"head":"seg_linear"}'
+printf '{"model":%s,"epochs":3,"batch_size":16,"seed":3,"optimizer":{"type":"adamw","lr":0.003,"weight_decay":0.05},"schedule":{"warmup_epochs":0.5}}\n' \
+    "$segmodel" >"$T/seg.json"
+succeeds "$D" "$T/seg.json" --data "$T/sc-train.h5" --val "$T/sc-val.h5" -o "$T/seg.h5" --report "$T/seg.report.json" --threads 2
+stderr_has "val mIoU"
+stdout_has "validation mIoU"
+for key in '"miou":' '"dice":' '"pixel_accuracy":' '"per_class_iou":' '"history":' '"best_val_top1":'; do
+    grep -q "$key" "$T/seg.report.json" || fail "the segmentation training report lacks $key"
+done
+# the loss of the last epoch is below the first's
+first=$(tr -d ' \t\n' <"$T/seg.report.json" | sed -n 's/.*"history":\[{[^}]*"loss":\([0-9.e+-]*\).*/\1/p')
+last=$(num last_loss "$T/seg.report.json")
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a) }' || fail "the loss did not fall: $first then $last"
+succeeds "$EVAL" "$T/seg.h5" "$T/sc-val.h5" -q
+[ -e "$T/seg.state.h5" ] || fail "no training state was written"
+succeeds "$D" "$T/seg.json" --data "$T/sc-train.h5" -o "$T/seg.h5" --resume -q
+ok "a segmentation model trains on masks: mIoU in its report, the loss falls, the run resumes"
+
+fails_with 1 "$D" "$T/seg.json" --data "$T/all.h5" -o "$T/x.h5" -q
+stderr_has "is a classification dataset (labels); this needs a segmentation dataset (masks)"
+fails_with 1 "$D" "$T/seg.json" --data "$T/sc-train.h5" --teacher "$T/logits.h5" -o "$T/x.h5" -q
+stderr_has "pixel-wise distillation from a teacher's logits lands later"
+sed 's/"seed":3,/"seed":3,"augment":{"hflip":true},/' "$T/seg.json" >"$T/seg-aug.json"
+fails_with 1 "$D" "$T/seg-aug.json" --data "$T/sc-train.h5" -o "$T/x.h5" -q
+stderr_has "augmentation (crops, flips and erasing that move the masks too) lands later"
+[ ! -e "$T/x.h5" ] || fail "a refused segmentation run wrote a model"
+ok "what segmentation training does not do yet is refused in one line"
 echo "cli_distill: all checks passed"
