@@ -286,10 +286,13 @@ fails_with 2 "$DATA" import --seg "$T/seg/ok/img" "$T/seg/ok/mask" --png "$T/png
 no_output_left
 ok "--seg usage errors exit 2"
 
-if [ -x "$EVIT_BIN/evit-eval" ] && [ -f "$T/model.h5" ]; then
-    fails_with 1 "$EVIT_BIN/evit-eval" "$T/model.h5" "$T/seg.h5"
+if [ -x "$EVIT_BIN/evit-merge" ] && [ -f "$T/model.h5" ]; then
+    fails_with 1 "$EVIT_BIN/evit-merge" "$T/model.h5" --r 1 --val "$T/seg.h5" -o "$T/o/x.h5"
     stderr_has "$T/seg.h5: is a segmentation dataset (masks); this needs a classification dataset (labels)"
-    ok "a classification stage given a segmentation dataset fails in one line"
+    no_output_left
+    fails_with 1 "$EVIT_BIN/evit-eval" "$T/model.h5" "$T/seg.h5"
+    stderr_has "$T/model.h5: a classification model needs a classification dataset, but $T/seg.h5 holds masks"
+    ok "a classification stage or model given a segmentation dataset fails in one line"
 fi
 
 # ---------------------------------------------------------------- scenes
@@ -337,18 +340,16 @@ if [ -x "$EVIT_BIN/evit-init" ]; then
     succeeds "$DATA" info "$T/segm.h5"
     stdout_has "head: seg_linear"
     stdout_has "img_size: 96"
-    for stage in evit-eval evit-export evit-merge; do
+    for stage in evit-export evit-merge evit-quantize; do
         case $stage in
-        evit-eval) set -- "$T/segm.h5" "$T/items.h5" ;;
         evit-export) set -- "$T/segm.h5" -o "$T/o/x.evit" ;;
         evit-merge) set -- "$T/segm.h5" --r 2 -o "$T/o/x.h5" ;;
+        evit-quantize) set -- "$EVIT_SRC/configs/fmnist/quantize.json" "$T/segm.h5" --calib "$T/items.h5" \
+            --val "$T/items.h5" -o "$T/o/x.h5" ;;
         esac
         fails_with 1 "$EVIT_BIN/$stage" "$@"
         stderr_has "$T/segm.h5: has a seg_linear head (segmentation); this stage takes class-head models so far"
     done
-    printf '{"model":"seg-fm-tiny","epochs":1,"batch_size":8,"distill":{"type":"none"}}\n' >"$T/segr.json"
-    fails_with 1 "$EVIT_BIN/evit-distill" "$T/segr.json" --data "$T/items.h5" -o "$T/o/x.h5"
-    stderr_has "a seg_linear head (segmentation); evit-distill trains class-head models so far"
     no_output_left
     ok "a segmentation model is made by evit-init and refused in one line by the stages that do not take it yet"
 fi
