@@ -75,6 +75,7 @@ int evit_compare_parse(const cJSON *root, const char *path, struct evit_compare_
         get_string(root, path, "dataset_real", &dataset_real) < 0 ||
         get_string(root, path, "parent", &parent) < 0 ||
         get_number(root, path, "top1", &t.top1) < 0 || get_number(root, path, "top5", &t.top5) < 0 ||
+        get_number(root, path, "miou", &t.miou) < 0 ||
         get_number(root, path, "params", &t.params) < 0 ||
         get_number(root, path, "model_bytes", &t.model_bytes) < 0 ||
         get_number(root, path, "mflops", &t.mflops) < 0 ||
@@ -369,6 +370,21 @@ static int chain_of(const struct evit_compare *c, int report)
 
 static int positive(double v) { return isfinite(v) && v > 0; }
 
+double evit_compare_score(const struct evit_compare_report *r) { return isfinite(r->top1) ? r->top1 : r->miou; }
+
+/* 1 when the chain's scores are mIoU: a segmentation chain (a chain is
+ * one dataset, so one task). */
+static int chain_is_seg(const struct evit_compare *c, const struct evit_compare_chain *ch)
+{
+    int seg = 0;
+    for (int i = 0; i < ch->n_rows; i++) {
+        const struct evit_compare_report *r = &c->reports[ch->rows[i].report];
+        if (isfinite(r->top1)) return 0;
+        seg |= isfinite(r->miou);
+    }
+    return seg;
+}
+
 static void row_metrics(const struct evit_compare *c, struct evit_compare_chain *ch)
 {
     const struct evit_compare_report *first = &c->reports[ch->rows[0].report];
@@ -377,8 +393,8 @@ static void row_metrics(const struct evit_compare *c, struct evit_compare_chain 
         const struct evit_compare_report *r = &c->reports[w->report];
         w->drop_parent = w->drop_first = NAN;
         if (w->parent_row >= 0)
-            w->drop_parent = c->reports[ch->rows[w->parent_row].report].top1 - r->top1;
-        if (i > 0) w->drop_first = first->top1 - r->top1;
+            w->drop_parent = evit_compare_score(&c->reports[ch->rows[w->parent_row].report]) - evit_compare_score(r);
+        if (i > 0) w->drop_first = evit_compare_score(first) - evit_compare_score(r);
         w->size_ratio = positive(first->model_bytes) && positive(r->model_bytes)
                             ? first->model_bytes / r->model_bytes
                             : (double)NAN;
@@ -559,7 +575,7 @@ static char **chain_cells(const struct evit_compare *c, const struct evit_compar
     char **cells = evit_calloc((size_t)(ch->n_rows + 1) * N_COLS, sizeof *cells);
     char buf[64];
     int lat, thr, mixed = chain_bases(ch, &lat, &thr);
-    for (int j = 0; j < N_COLS; j++) cells[j] = evit_strdup(header[j]);
+    for (int j = 0; j < N_COLS; j++) cells[j] = evit_strdup(j == C_TOP1 && chain_is_seg(c, ch) ? "mIoU %" : header[j]);
     for (int i = 0; i < ch->n_rows; i++) {
         const struct evit_compare_row *w = &ch->rows[i];
         const struct evit_compare_report *r = &c->reports[w->report];
@@ -568,7 +584,7 @@ static char **chain_cells(const struct evit_compare *c, const struct evit_compar
         row[C_FROM] = w->parent_row >= 0 ? evit_strfmt("%d", w->parent_row + 1) : evit_strdup("-");
         row[C_STAGE] = evit_strdup(r->stage);
         row[C_MODEL] = evit_strdup(r->model[0] ? base_name(r->model) : "-");
-        row[C_TOP1] = fixed(r->top1, 2);
+        row[C_TOP1] = fixed(evit_compare_score(r), 2);
         row[C_DROP_P] = fixed(w->drop_parent, 2);
         row[C_DROP_F] = fixed(w->drop_first, 2);
         row[C_PARAMS] = grouped(r->params);
@@ -723,7 +739,7 @@ static void write_csv(const struct evit_compare *c, FILE *out)
 {
     fputs("chain,row,parent_row,stage,report,model,dataset,top1,top5,drop_vs_parent,"
           "drop_vs_first,params,model_bytes,mflops,latency_ms,images_per_s,size_ratio,"
-          "speed_ratio,speed_basis,tokens_first,tokens_last\n",
+          "speed_ratio,speed_basis,tokens_first,tokens_last,miou\n",
           out);
     /* notes cannot go in the table: they go where people read */
     for (int i = 0; i < c->n_notes; i++) evit_info("note: %s", c->notes[i]);
@@ -747,6 +763,7 @@ static void write_csv(const struct evit_compare *c, FILE *out)
             fprintf(out, ",%s", basis_name(w->basis));
             put_csv_number(out, r->tokens_first);
             put_csv_number(out, r->tokens_last);
+            put_csv_number(out, r->miou);
             fputc('\n', out);
         }
     }
@@ -788,6 +805,7 @@ cJSON *evit_compare_to_json(const struct evit_compare *c)
                 double v;
             } num[] = {{"top1", r->top1},
                        {"top5", r->top5},
+                       {"miou", r->miou},
                        {"drop_vs_parent", w->drop_parent},
                        {"drop_vs_first", w->drop_first},
                        {"params", r->params},
@@ -887,11 +905,11 @@ int evit_compare_chart(const struct evit_compare *c, const char *png_path)
         for (int i = 0; i < ch->n_rows; i++) {
             const struct evit_compare_report *r = &c->reports[ch->rows[i].report];
             labels[k][i] = point_label(c, ch, i);
-            pb[i] = (struct evit_chart_point){r->model_bytes, r->top1, ch->rows[i].parent_row,
+            pb[i] = (struct evit_chart_point){r->model_bytes, evit_compare_score(r), ch->rows[i].parent_row,
                                               labels[k][i]};
-            pl[i] = (struct evit_chart_point){r->latency_ms, r->top1, ch->rows[i].parent_row,
+            pl[i] = (struct evit_chart_point){r->latency_ms, evit_compare_score(r), ch->rows[i].parent_row,
                                               labels[k][i]};
-            any_latency |= isfinite(r->latency_ms) && isfinite(r->top1);
+            any_latency |= isfinite(r->latency_ms) && isfinite(evit_compare_score(r));
         }
         const char *first = c->reports[ch->rows[0].report].model;
         const char *ds = chain_dataset(c, ch);
@@ -904,11 +922,21 @@ int evit_compare_chart(const struct evit_compare *c, const char *png_path)
         by_bytes[k] = (struct evit_chart_series){names[k], pb, ch->n_rows};
         by_lat[k] = (struct evit_chart_series){names[k], pl, ch->n_rows};
     }
+    /* every chain segmentation: mIoU on the y axis; a mix: both named */
+    int seg = 0, cls = 0;
+    for (int k = 0; k < c->n_chains; k++) {
+        int is = chain_is_seg(c, &c->chains[k]);
+        seg |= is;
+        cls |= !is;
+    }
+    const char *what = seg && !cls ? "mIoU" : seg ? "top-1 or mIoU" : "top-1";
+    char t0[64], t1[64], y[64];
+    snprintf(t0, sizeof t0, "%s vs model size", what);
+    snprintf(t1, sizeof t1, "%s vs latency", what);
+    snprintf(y, sizeof y, seg && !cls ? "mIoU (%%)" : seg ? "top-1 accuracy or mIoU (%%)" : "top-1 accuracy (%%)");
     struct evit_chart_panel panels[2] = {
-        {"top-1 vs model size", "model size (weights, log scale)", "top-1 accuracy (%)", 1,
-         EVIT_CHART_BYTES, by_bytes, c->n_chains},
-        {"top-1 vs latency", "latency (ms per image, log scale)", "top-1 accuracy (%)", 1,
-         EVIT_CHART_NUMBER, by_lat, c->n_chains}};
+        {t0, "model size (weights, log scale)", y, 1, EVIT_CHART_BYTES, by_bytes, c->n_chains},
+        {t1, "latency (ms per image, log scale)", y, 1, EVIT_CHART_NUMBER, by_lat, c->n_chains}};
     if (evit_chart_panel_points(&panels[0]) == 0) {
         evit_error("%s: no report has both top1 and model_bytes to plot", png_path);
         goto fail;

@@ -47,6 +47,7 @@ struct evit_compare_report {
     char *dataset_real; /* its canonical path when the report was written, or NULL (older reports) */
     char *parent_field; /* "parent" as recorded, or NULL */
     double top1, top5, params, model_bytes, mflops, images_per_s, latency_ms; /* NAN: absent */
+    double miou;    /* a segmentation report's mIoU (percent); NAN: absent */
     double threads; /* the evaluation's thread count; NAN: absent (older reports) */
     double tokens_first, tokens_last; /* tokens entering the first and last block
                                          (Token Merging); NAN: absent (older reports) */
@@ -56,11 +57,15 @@ struct evit_compare_report {
     int linked;  /* the parent link holds within a chain (same dataset) */
 };
 
+/* A report's score: top-1, or for a segmentation report (no top1) its
+ * mIoU; drops, tables and charts compare this. */
+double evit_compare_score(const struct evit_compare_report *r);
+
 struct evit_compare_row {
     int report;     /* index in evit_compare.reports */
     int parent_row; /* row of the parent in this chain, -1 for the first */
     int depth;      /* 0 for the first model */
-    double drop_parent, drop_first; /* top-1 points lost; NAN when unknown */
+    double drop_parent, drop_first; /* points of the score lost (evit_compare_score); NAN when unknown */
     double size_ratio, speed_ratio; /* > 1: smaller, faster; NAN when unknown */
     enum evit_compare_basis basis;
 };

@@ -31,7 +31,7 @@ struct rep {
  * members, each followed by a comma (fields older reports lack). */
 static const char *write_report_with(const char *name, struct rep r, const char *extra)
 {
-    char text[2048], parent[600], dataset[600], latency[64] = "";
+    char text[2048], parent[600], dataset[600], latency[64] = "", top1[32] = "null";
     const char *path = test_path(name);
     if (r.parent)
         snprintf(parent, sizeof parent, "\"%s\"", r.parent);
@@ -39,13 +39,14 @@ static const char *write_report_with(const char *name, struct rep r, const char 
         snprintf(parent, sizeof parent, "null");
     snprintf(dataset, sizeof dataset, "\"%s\"", r.dataset ? r.dataset : "/data/test.h5");
     if (!isnan(r.latency)) snprintf(latency, sizeof latency, "\"latency_ms\": %.6g,", r.latency);
+    if (!isnan(r.top1)) snprintf(top1, sizeof top1, "%.6g", r.top1); /* NAN: null, a segmentation report's */
     snprintf(text, sizeof text,
              "{\"report_version\": 1, \"stage\": \"%s\", \"created\": \"%s\",\n"
              " \"model\": \"/m/%s.h5\", \"dataset\": %s, \"parent\": %s, %s%s\n"
-             " \"top1\": %.6g, \"top5\": 99, \"params\": %.0f, \"model_bytes\": %.0f,\n"
+             " \"top1\": %s, \"top5\": 99, \"params\": %.0f, \"model_bytes\": %.0f,\n"
              " \"mflops\": 22.3, \"images_per_s\": %.6g}\n",
              r.stage, r.created ? r.created : "2026-01-01T00:00:00Z", name, dataset, parent,
-             latency, extra, r.top1, r.bytes / 4, r.bytes, r.ips);
+             latency, extra, top1, r.bytes / 4, r.bytes, r.ips);
     write_text(path, text);
     return path;
 }
@@ -385,7 +386,7 @@ static void every_format_carries_the_rows(void)
     CHECK(lines == 3);
     CHECK(strncmp(t, "chain,row,parent_row,stage,report,", 34) == 0);
     CHECK(strstr(t, "\"/m/f-int8,x.json.h5\"") != NULL); /* a comma is quoted */
-    CHECK(strstr(t, ",4,3,images_per_s,,\n") != NULL); /* no tokens in these reports */
+    CHECK(strstr(t, ",4,3,images_per_s,,,\n") != NULL); /* no tokens and no miou in these reports */
     free(t);
 
     t = written(&c, EVIT_COMPARE_JSON);
@@ -442,6 +443,31 @@ static void the_chart_is_a_png_and_needs_something_to_plot(void)
     evit_compare_free(&c);
 }
 
+/* A segmentation chain (reports with miou, no top1): its score is the mIoU,
+ * its table's column says so, its drops are mIoU points. */
+static void a_segmentation_chain_compares_miou(void)
+{
+    const char *a = write_report_with("s1-teacher.json", (struct rep){"distill", NULL, "/data/scenes.h5", 0, NAN, 4.8e6, 100, NAN},
+                                      "\"miou\": 61.5,");
+    const char *b = write_report_with("s1-student.json",
+                                      (struct rep){"distill", "s1-teacher.json", "/data/scenes.h5", 0, NAN, 8e5, 300, NAN},
+                                      "\"miou\": 58.25,");
+    const char *in[] = {b, a};
+    struct evit_compare c;
+    REQUIRE(build(&c, in, 2) == EVIT_OK);
+    REQUIRE(c.n_chains == 1 && c.chains[0].n_rows == 2);
+    CHECK(isnan(row_report(&c, 0, 1)->top1) && row_report(&c, 0, 1)->miou == 58.25);
+    CHECK(evit_compare_score(row_report(&c, 0, 0)) == 61.5);
+    CHECK_NEAR(c.chains[0].rows[1].drop_parent, 3.25, 1e-9);
+    char *t = written(&c, EVIT_COMPARE_TEXT);
+    CHECK(t && strstr(t, "mIoU %") && strstr(t, "58.25") && !strstr(t, "top-1 %"));
+    free(t);
+    char *csv = written(&c, EVIT_COMPARE_CSV);
+    CHECK(csv && strstr(csv, ",miou\n") && strstr(csv, ",58.25\n"));
+    free(csv);
+    evit_compare_free(&c);
+}
+
 int main(void)
 {
     RUN(a_report_parses_and_absent_fields_are_nan);
@@ -460,5 +486,6 @@ int main(void)
     RUN(every_format_carries_the_rows);
     RUN(ratios_read_as_smaller_or_larger);
     RUN(the_chart_is_a_png_and_needs_something_to_plot);
+    RUN(a_segmentation_chain_compares_miou);
     return test_summary();
 }
