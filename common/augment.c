@@ -47,14 +47,14 @@ static void erase_one(uint8_t *out /* (H, W, C) */, int W, int C, const struct a
     }
 }
 
-/* out[y, x] = in[y + dy, xs + dx] with xs = flip ? W-1-x : x, zero outside.
+/* out[y, x] = in[y + dy, xs + dx] with xs = flip ? W-1-x : x, fill outside.
  * The source column of output x is sx = (flip ? W-1-x : x) + dx; rows and
  * columns that fall outside [0, H) x [0, W) are left at the zero fill. */
 static void augment_one(uint8_t *out /* (H, W, C) */, const uint8_t *in /* (H, W, C) */,
-                        int H, int W, int C, struct aug_draw d)
+                        int H, int W, int C, struct aug_draw d, uint8_t fill)
 {
     size_t row = (size_t)W * (size_t)C;
-    memset(out, 0, (size_t)H * row);
+    memset(out, fill, (size_t)H * row);
     for (int y = 0; y < H; y++) {
         int sy = y + d.dy;
         if (sy < 0 || sy >= H) continue;
@@ -80,7 +80,16 @@ static void augment_one(uint8_t *out /* (H, W, C) */, const uint8_t *in /* (H, W
 void evit_augment_batch(uint8_t *out, const uint8_t *in, int B, int H, int W, int C,
                         const struct evit_augment_config *cfg, struct evit_rng *rng)
 {
-    EVIT_ASSERT(out != in);
+    evit_augment_batch_masks(out, in, NULL, NULL, B, H, W, C, cfg, rng, 0);
+}
+
+void evit_augment_batch_masks(uint8_t *out, const uint8_t *in, uint8_t *mout, const uint8_t *min, int B, int H,
+                              int W, int C, const struct evit_augment_config *cfg, struct evit_rng *rng,
+                              uint8_t mask_fill)
+{
+    EVIT_ASSERT(out != in && (!mout || (min && mout != min)));
+    /* an erased rectangle would need a label of its own */
+    EVIT_ASSERT(!mout || !(cfg->erase_prob > 0));
     EVIT_ASSERT(B >= 0 && H > 0 && W > 0 && C > 0);
     EVIT_ASSERT(cfg->crop_padding >= 0);
     EVIT_ASSERT(!(cfg->erase_prob > 0) ||
@@ -105,8 +114,9 @@ void evit_augment_batch(uint8_t *out, const uint8_t *in, int B, int H, int W, in
     const size_t img = (size_t)H * (size_t)W * (size_t)C;
 #pragma omp parallel for schedule(static) if ((size_t)B * img > 65536)
     for (int b = 0; b < B; b++) {
-        augment_one(out + (size_t)b * img, in + (size_t)b * img, H, W, C, d[b]);
+        augment_one(out + (size_t)b * img, in + (size_t)b * img, H, W, C, d[b], 0);
         if (d[b].eh) erase_one(out + (size_t)b * img, W, C, &d[b]);
+        if (mout) augment_one(mout + (size_t)b * H * W, min + (size_t)b * H * W, H, W, 1, d[b], mask_fill);
     }
     free(d);
 }

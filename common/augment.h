@@ -44,6 +44,17 @@ void evit_augment_batch(uint8_t *out /* (B, H, W, C) */, const uint8_t *in /* (B
                         int B, int H, int W, int C, const struct evit_augment_config *cfg,
                         struct evit_rng *rng);
 
+/* The same for a segmentation batch: the masks (B, H, W) min move with
+ * their images into mout (the same crop and flip, from the same draws in
+ * the same order, so out is evit_augment_batch's), a mask pixel that
+ * comes from outside the image taking mask_fill (the ignore value, when
+ * the dataset has one).  Erasing is not allowed here: the erased pixels
+ * would need a label. */
+void evit_augment_batch_masks(uint8_t *out /* (B, H, W, C) */, const uint8_t *in /* (B, H, W, C) */,
+                              uint8_t *mout /* (B, H, W) */, const uint8_t *min /* (B, H, W) */, int B, int H,
+                              int W, int C, const struct evit_augment_config *cfg, struct evit_rng *rng,
+                              uint8_t mask_fill);
+
 /* View number `epoch` of image `index` in a run seeded `seed`, as
  * evit_augment_batch draws it for one image from its own generator:
  * xoshiro256** seeded by FNV-1a 64 over (seed, epoch, index), each as

@@ -85,8 +85,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 static int segment_supported(const struct args *a, const struct evit_recipe *r)
 {
     const char *why = a->teacher || r->kd != EVIT_KD_NONE ? "pixel-wise distillation from a teacher's logits"
-                      : r->augment.crop_padding > 0 || r->augment.hflip || r->augment.erase_prob > 0
-                          ? "augmentation (crops, flips and erasing that move the masks too)"
+                      : r->augment.erase_prob > 0 ? "random erasing (the erased pixels would need a label)"
                       : evit_dist_size() > 1 ? "data-parallel training under mpirun"
                       : a->latency           ? "--latency"
                                              : NULL;

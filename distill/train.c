@@ -57,6 +57,7 @@ void evit_trainer_init(struct evit_trainer *t, struct evit_vit *m, const struct 
     t->ignore = -1;
     if (c->head == EVIT_HEAD_SEG_LINEAR) {
         t->masks = evit_malloc(hw * (size_t)B);
+        t->maug = evit_malloc(hw * (size_t)B);
         t->pixels = evit_malloc(sizeof(float) * hw * (size_t)B * c->classes);
         t->dpixels = evit_malloc(sizeof(float) * hw * (size_t)B * c->classes);
     }
@@ -76,6 +77,7 @@ void evit_trainer_free(struct evit_trainer *t)
     free(t->tlogits);
     free(t->dlogits);
     free(t->masks);
+    free(t->maug);
     free(t->pixels);
     free(t->dpixels);
 }
@@ -278,7 +280,15 @@ const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_
         return t->aug;
     }
     if (r->augment.crop_padding > 0 || r->augment.hflip || r->augment.erase_prob > 0) {
-        evit_augment_batch(t->aug, t->batch, B, d->h, d->w, d->c, &r->augment, &t->rng);
+        if (d->masks) { /* the masks move with their images; t->masks holds them after */
+            uint8_t *m = t->maug;
+            evit_augment_batch_masks(t->aug, t->batch, m, t->masks, B, d->h, d->w, d->c, &r->augment, &t->rng,
+                                     (uint8_t)(d->ignore >= 0 ? d->ignore : 0));
+            t->maug = t->masks;
+            t->masks = m;
+        } else {
+            evit_augment_batch(t->aug, t->batch, B, d->h, d->w, d->c, &r->augment, &t->rng);
+        }
         return t->aug;
     }
     return t->batch;

@@ -9,8 +9,11 @@
  * with CE_s the label-smoothed cross-entropy and t the teacher's logits for
  * the (un-augmented) image.  A segmentation model (a seg_linear head) learns
  * from masks alone so far: the pixel cross-entropy of its patch logits
- * upsampled to pixels (ops.h), unlabelled pixels left out; its training
- * accuracy counts pixels and its validation score is the mIoU.
+ * upsampled to pixels (ops.h), unlabelled pixels left out, crops and
+ * flips moving the masks with the images (a mask pixel from outside the
+ * image is unlabelled when the dataset has an ignore value, background
+ * otherwise); its training accuracy counts pixels and its validation
+ * score is the mIoU.
  *
  * Every epoch the model goes to out_path, and the whole training state (model,
  * optimiser moments, generator state, epoch, best accuracy) to state_path, so
@@ -78,7 +81,7 @@ struct evit_trainer {
     float *dlogits;                 /* (B, R, K) */
     /* segmentation (a seg_linear head): the batch's masks and its logits
      * upsampled to pixels, with their gradient; else NULL */
-    uint8_t *masks;                 /* (B, S, S) */
+    uint8_t *masks, *maug;          /* (B, S, S), and the augmentation's other buffer */
     float *pixels, *dpixels;        /* (B, S, S, K) */
     int ignore;                     /* the masks' unlabelled value, or -1 */
     int64_t hits;                   /* images (pixels) of the last step classified right */

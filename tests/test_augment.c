@@ -264,6 +264,37 @@ static void every_order_of_four_is_about_equally_likely(void)
     CHECK(lo > 850 && hi < 1150);
 }
 
+/* Masks whose pixel is the image's first channel mod 7: after a crop and
+ * flip, every mask pixel is its image pixel's value mod 7, except where
+ * the crop reached outside (image 0, mask the fill); and the images are
+ * those evit_augment_batch draws from the same generator. */
+static void masks_move_with_their_images(void)
+{
+    enum { B = 6, H = 5, W = 7, C = 2 };
+    struct evit_augment_config cfg = {.crop_padding = 2, .hflip = 1};
+    uint8_t in[B * H * W * C], out[B * H * W * C], plain[B * H * W * C], min[B * H * W], mout[B * H * W];
+    struct evit_rng r1, r2;
+    fill(in, B, H, W, C);
+    for (int i = 0; i < B * H * W; i++) min[i] = (uint8_t)(in[i * C] % 7);
+    evit_rng_seed(&r1, 11);
+    evit_rng_seed(&r2, 11);
+    evit_augment_batch_masks(out, in, mout, min, B, H, W, C, &cfg, &r1, 255);
+    evit_augment_batch(plain, in, B, H, W, C, &cfg, &r2);
+    CHECK(memcmp(out, plain, sizeof out) == 0);
+    CHECK(evit_rng_next(&r1) == evit_rng_next(&r2));
+    int outside = 0, moved = 0;
+    for (int i = 0; i < B * H * W; i++) {
+        if (out[i * C] == 0) { /* fill: values of fill() are never 0 */
+            CHECK(mout[i] == 255);
+            outside++;
+        } else {
+            CHECK(mout[i] == out[i * C] % 7);
+            moved += mout[i] != min[i];
+        }
+    }
+    CHECK(outside > 0 && moved > 0); /* the draws did crop and move something */
+}
+
 int main(void)
 {
     RUN(no_padding_and_no_flip_copies_the_batch_and_draws_nothing);
@@ -272,6 +303,7 @@ int main(void)
     RUN(the_same_seed_gives_the_same_batch_and_another_seed_a_different_one);
     RUN(over_many_draws_every_shift_and_both_flips_occur);
     RUN(erasing_fills_one_rectangle_of_the_configured_size_at_the_configured_rate);
+    RUN(masks_move_with_their_images);
     RUN(shuffle_is_a_reproducible_permutation);
     RUN(every_order_of_four_is_about_equally_likely);
     return test_summary();
