@@ -99,7 +99,7 @@ static int seg_batch(struct evit_seg_eval *r, const float *patches, const uint8_
 }
 
 int evit_eval_seg_run(evit_forward_fn fn, void *ctx, int max_batch, const struct evit_vit_config *c,
-                      const struct evit_dataset *d, int progress, struct evit_seg_eval *r)
+                      const struct evit_dataset *d, int progress, float *keep, struct evit_seg_eval *r)
 {
     int g = evit_config_grid(c), S = c->img_size, K = c->classes, rc = EVIT_OK;
     size_t img = (size_t)d->h * d->w * d->c, hw = (size_t)S * S;
@@ -117,6 +117,7 @@ int evit_eval_seg_run(evit_forward_fn fn, void *ctx, int max_batch, const struct
         int B = d->n - s < max_batch ? d->n - s : max_batch;
         double t = evit_now();
         fn(ctx, d->images + (size_t)s * img, B, patches);
+        if (keep) memcpy(keep + (size_t)s * g * g * K, patches, sizeof(float) * (size_t)B * g * g * K);
         rc = seg_batch(r, patches, d->masks + (size_t)s * hw, pixels, pred, B, g, S, d->ignore, &loss_sum, &labelled);
         double now = evit_now();
         busy += now - t;

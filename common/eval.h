@@ -54,7 +54,8 @@ void evit_eval_result_free(struct evit_eval_result *r);
 /* Segmentation: every pixel of d (which has masks, and the model's size
  * and classes) scored by segmetric.h, from fn's per-patch logits upsampled
  * to pixels (ops.h, evit_upsample_forward) as Segmenter does; loss is the
- * pixel cross-entropy over the labelled pixels. */
+ * pixel cross-entropy over the labelled pixels; keep, when not NULL,
+ * receives the per-patch logits of every image (for --save-logits). */
 struct evit_seg_eval {
     int n, k;
     struct evit_segmetric conf;  /* over every labelled pixel */
@@ -64,7 +65,8 @@ struct evit_seg_eval {
     double seconds, images_per_s;
 };
 int evit_eval_seg_run(evit_forward_fn fn, void *ctx, int max_batch, const struct evit_vit_config *cfg,
-                      const struct evit_dataset *d, int progress, struct evit_seg_eval *r);
+                      const struct evit_dataset *d, int progress, float *keep /* (n, N, K) or NULL */,
+                      struct evit_seg_eval *r);
 void evit_seg_eval_free(struct evit_seg_eval *r);
 
 /* Fills top1/top5/loss/confusion of r from logits already computed. */

@@ -49,6 +49,23 @@ out:
     return rc;
 }
 
+int evit_logits_save_grid(const char *path, const float *logits, int n, int g, int k, uint64_t fingerprint,
+                          const char *dataset, const char *model)
+{
+    hid_t f;
+    int rc = EVIT_ERR;
+    char *tmp = evit_temp_path(path);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    int ok = write_header(f, path, n, k, fingerprint, dataset, model, NAN, 3) == 0 &&
+             evit_h5_attr_write_ints(f, "grid", &g, 1) == 0;
+    int64_t dims[3] = {n, (int64_t)g * g, k};
+    if (ok) ok = evit_h5_write(f, path, "logits", H5T_NATIVE_FLOAT, 3, dims, logits) == 0;
+    rc = evit_h5_finish(f, tmp, path, ok);
+out:
+    free(tmp);
+    return rc;
+}
+
 /* Top-k of softmax(z) for every row: indices by decreasing probability
  * (ties: the lower class first), probabilities as round(p * 65535). */
 static void topk_rows(uint16_t *idx /* (rows, kk) */, uint16_t *val /* (rows, kk) */, const float *z /* (rows, k) */,
@@ -329,18 +346,36 @@ int evit_logits_load(const char *path, struct evit_logits *l)
          evit_h5_attr_read_string(f, path, "model", &l->model) < 0) ||
         (evit_h5_attr_exists(f, "top1") && evit_h5_attr_read_double(f, path, "top1", &l->top1) < 0))
         goto fail;
-    int64_t dims[2] = {l->n, l->k};
-    l->logits = evit_malloc(sizeof(float) * (size_t)l->n * (size_t)l->k);
-    if (!evit_h5_exists(f, "logits") && evit_h5_exists(f, "topk/values")) {
+    if (evit_h5_attr_exists(f, "grid")) {
+        if (evit_h5_attr_read_ints(f, path, "grid", &l->grid, 1) < 0) goto fail;
+        if (l->grid < 1 || l->grid > 4096) {
+            evit_error("%s: grid %d out of range [1, 4096]", path, l->grid);
+            goto fail;
+        }
+    }
+    size_t rows = (size_t)l->n * (l->grid ? (size_t)l->grid * l->grid : 1);
+    if (rows * (size_t)l->k > ((size_t)1 << 33)) {
+        evit_error("%s: %zu rows of %d logits is more than evit reads", path, rows, l->k);
+        goto fail;
+    }
+    int64_t dims[2] = {l->n, l->k}, gdims[3] = {l->n, (int64_t)l->grid * l->grid, l->k};
+    l->logits = evit_malloc(sizeof(float) * rows * (size_t)l->k);
+    if (l->grid) {
+        if (evit_h5_read(f, path, "logits", H5T_NATIVE_FLOAT, 3, gdims, l->logits) < 0) goto fail;
+    } else if (!evit_h5_exists(f, "logits") && evit_h5_exists(f, "topk/values")) {
         if (read_topk(f, path, l) < 0) goto fail;
     } else if (evit_h5_read(f, path, "logits", H5T_NATIVE_FLOAT, 2, dims, l->logits) < 0) {
         goto fail;
     }
-    for (size_t i = 0; i < (size_t)l->n * l->k; i++) {
+    for (size_t i = 0; i < rows * l->k; i++) {
         if (!isfinite(l->logits[i])) {
             evit_error("%s: logits hold NaN or Inf (row %zu)", path, i / (size_t)l->k);
             goto fail;
         }
+    }
+    if (l->grid && evit_h5_attr_exists(f, "views")) {
+        evit_error("%s: a segmentation model's logits have no views", path);
+        goto fail;
     }
     if (evit_h5_attr_exists(f, "views") && read_views(f, path, l) < 0) goto fail;
     free(fp);

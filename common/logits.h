@@ -22,6 +22,10 @@
  *     with random erasing views_erase (float64 [prob, area lo, area hi,
  *     ratio lo, ratio hi]; absent: no erasing)
  * view e of image i being evit_augment_view(seed, e, i) (augment.h).
+ * Version 3 holds a segmentation model's per-patch logits instead:
+ *   /logits float32 (N, g*g, K), dense, the patches in row-major order
+ *   attribute grid (g, the model's patch grid side); label_fingerprint is
+ *   then the dataset's (its masks', dataset.h); no top-k, no views.
  * Ownership: evit_logits_load fills a struct released by evit_logits_free. */
 #ifndef EVIT_LOGITS_H
 #define EVIT_LOGITS_H
@@ -32,7 +36,7 @@
 
 struct evit_dataset;
 
-#define EVIT_LOGITS_VERSION 2 /* the newest read; files without views are written as 1 */
+#define EVIT_LOGITS_VERSION 3 /* the newest read; files without views are written as 1, with a grid as 3 */
 
 /* The teacher's logits of augmented views. */
 struct evit_logit_views {
@@ -45,8 +49,10 @@ struct evit_logit_views {
 
 struct evit_logits {
     int n, k;
-    float *logits; /* (n, k); for a sparse file, log-probabilities rebuilt
-                      from the top-k, which softmax(./T) treats as logits */
+    int grid;      /* 0: one row per image; g: a segmentation model's g*g patches */
+    float *logits; /* (n, k), or (n, g*g, k) with a grid; for a sparse file,
+                      log-probabilities rebuilt from the top-k, which
+                      softmax(./T) treats as logits */
     int topk;      /* k of a sparse file, 0 for dense */
     uint64_t fingerprint;
     char *dataset; /* may be NULL */
@@ -65,6 +71,10 @@ int evit_logits_save_views(const char *path, const float *logits /* (n, k) */, i
                            uint64_t fingerprint, const char *dataset, const char *model, double top1,
                            const float *views /* (E, n, k) */, const struct evit_logit_views *v,
                            double *bytes_per_view);
+
+/* A segmentation model's per-patch logits (n, g*g, k), version 3. */
+int evit_logits_save_grid(const char *path, const float *logits /* (n, g*g, k) */, int n, int g, int k,
+                          uint64_t fingerprint, const char *dataset, const char *model);
 
 int evit_logits_load(const char *path, struct evit_logits *out);
 

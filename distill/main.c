@@ -87,14 +87,16 @@ static int parse_args(int argc, char **argv, struct args *a)
  * each. */
 static int segment_supported(const struct args *a, const struct evit_recipe *r)
 {
-    const char *why = a->teacher || r->kd != EVIT_KD_NONE ? "pixel-wise distillation from a teacher's logits"
+    const char *why = r->kd == EVIT_KD_HARD       ? "hard distillation (distill.type hard)"
                       : r->augment.erase_prob > 0 ? "random erasing (the erased pixels would need a label)"
+                      : a->teacher && (r->augment.crop_padding > 0 || r->augment.hflip)
+                          ? "crops or flips with a teacher (its logits are of the images as they are; replayed "
+                            "views for segmentation land later)"
                       : evit_dist_size() > 1 ? "data-parallel training under mpirun"
                       : a->latency           ? "--latency"
                                              : NULL;
     if (!why) return EVIT_OK;
-    return evit_error("%s: a segmentation model trains on masks alone so far; %s lands later (docs/SEGMENT.md)",
-                      a->recipe, why);
+    return evit_error("%s: a segmentation model does not take %s yet (docs/SEGMENT.md)", a->recipe, why);
 }
 
 /* The model to train: --init's weights and shape, else the recipe's shape
@@ -132,7 +134,7 @@ static double teacher_val_top1(const struct evit_logits *l, const struct evit_da
     struct evit_eval_result e;
     double top1 = NAN;
     *report = NULL;
-    if (!l || !l->model || !val) return NAN;
+    if (!l || !l->model || !val || l->grid) return NAN; /* a segmentation teacher: no top-1 */
     FILE *f = fopen(l->model, "rb");
     if (!f) return NAN;
     fclose(f);
@@ -219,6 +221,14 @@ static int distill_main(int argc, char **argv)
         if (evit_logits_load(a.teacher, &teacher) < 0) goto fail;
         have_teacher = 1;
         if (evit_logits_check(&teacher, a.teacher, &train, a.data) < 0) goto fail;
+        /* per-patch logits for a segmentation student, per-image ones for a classifier */
+        if ((task == EVIT_TASK_SEGMENT) != (teacher.grid > 0)) {
+            evit_error("%s: %s; a %s student needs %s (evit-eval TEACHER DATA --save-logits)", a.teacher,
+                       teacher.grid ? "a segmentation teacher's per-patch logits" : "per-image logits",
+                       task == EVIT_TASK_SEGMENT ? "segmentation" : "classification",
+                       task == EVIT_TASK_SEGMENT ? "a segmentation teacher's" : "a classifier's");
+            goto fail;
+        }
         if (evit_train_check_views(&r, &teacher, a.teacher, a.recipe) < 0) goto fail;
         if (teacher.views.epochs && !a.quiet)
             evit_info("replaying %d augmented view%s per image from %s (epoch e uses view e mod %d)",
@@ -273,7 +283,7 @@ static int distill_main(int argc, char **argv)
         struct evit_seg_eval se;
         struct evit_vit_runner run;
         evit_vit_runner_init(&run, &m, 64);
-        int bad = evit_eval_seg_run(evit_vit_runner_forward, &run, 64, &m.cfg, &val, 0, &se) < 0;
+        int bad = evit_eval_seg_run(evit_vit_runner_forward, &run, 64, &m.cfg, &val, 0, NULL, &se) < 0;
         evit_vit_runner_free(&run);
         if (bad) {
             cJSON_Delete(rep);

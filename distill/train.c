@@ -80,6 +80,7 @@ void evit_trainer_free(struct evit_trainer *t)
     free(t->maug);
     free(t->pixels);
     free(t->dpixels);
+    free(t->tpixels);
 }
 
 /* Identifies a run: the effective recipe, the training labels and the model
@@ -261,6 +262,8 @@ const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_
     const struct evit_logit_views *v = o->teacher && o->teacher->views.epochs ? &o->teacher->views : NULL;
     size_t img = (size_t)d->h * d->w * d->c;
     int K = t->m->cfg.classes;
+    /* the teacher's logits of one image: K, or a segmentation teacher's g*g*K */
+    size_t tk = (size_t)K * (o->teacher && o->teacher->grid ? (size_t)o->teacher->grid * o->teacher->grid : 1);
     /* with views, epoch e replays view e mod E: its image and its logits */
     const float *tz = o->teacher ? o->teacher->logits : NULL;
     if (v) tz = v->logits + (size_t)(epoch % v->epochs) * (size_t)d->n * K;
@@ -271,7 +274,7 @@ const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_
             memcpy(t->masks + (size_t)b * d->h * d->w, d->masks + (size_t)i * d->h * d->w, (size_t)d->h * d->w);
         else
             t->labels[b] = d->labels[i];
-        if (tz) memcpy(t->tlogits + (size_t)b * K, tz + (size_t)i * K, sizeof(float) * (size_t)K);
+        if (tz) memcpy(t->tlogits + (size_t)b * tk, tz + (size_t)i * tk, sizeof(float) * tk);
     }
     if (v) {
         for (int b = 0; b < B; b++)
@@ -325,7 +328,7 @@ static double validate(const struct evit_train_opts *o, struct evit_vit_runner *
     if (!o->val) return NAN;
     if (o->val->masks) { /* segmentation: the mIoU, in percent */
         struct evit_seg_eval se;
-        if (evit_eval_seg_run(evit_vit_runner_forward, run, run->max_batch, &run->m->cfg, o->val, 0, &se) < 0)
+        if (evit_eval_seg_run(evit_vit_runner_forward, run, run->max_batch, &run->m->cfg, o->val, 0, NULL, &se) < 0)
             return NAN;
         double miou = 100.0 * se.score.miou;
         evit_seg_eval_free(&se);
@@ -349,20 +352,33 @@ static int64_t count_hits(const float *z /* (B, K) */, const int32_t *labels, in
  * upsampled to pixels, against the batch's masks; the gradient goes back
  * through the upsampling into t->dlogits; hits count the labelled pixels
  * whose argmax is right. */
-static double seg_loss(struct evit_trainer *t, const float *z, int B, const struct evit_vit_config *c)
+static double seg_loss(struct evit_trainer *t, const struct evit_recipe *r, const float *z, int B,
+                       const struct evit_vit_config *c, int have_teacher)
 {
     int g = evit_config_grid(c), S = c->img_size, K = c->classes;
-    size_t P = (size_t)B * S * S, n = 0;
+    size_t P = (size_t)B * S * S;
+    float alpha = r->kd == EVIT_KD_NONE || !have_teacher ? 1.0f : (float)r->alpha;
+    double loss = 0.0;
     evit_upsample_forward(t->pixels, z, B, g, g, S, S, K);
-    double loss = evit_xent_pixels_forward(&n, t->pixels, t->masks, t->ignore, P, K);
     memset(t->dpixels, 0, sizeof(float) * P * K);
-    evit_xent_pixels_backward(t->dpixels, t->pixels, t->masks, t->ignore, 1.0f, P, K);
+    if (alpha > 0.0f) {
+        loss += (double)alpha * evit_xent_pixels_forward(NULL, t->pixels, t->masks, t->ignore, P, K);
+        evit_xent_pixels_backward(t->dpixels, t->pixels, t->masks, t->ignore, alpha, P, K);
+    }
+    if (alpha < 1.0f) { /* soft (main.c refuses hard): pixel-wise, both grids upsampled to the pixels */
+        float tau = (float)r->temperature;
+        evit_upsample_forward(t->tpixels, t->tlogits, B, t->tgrid, t->tgrid, S, S, K);
+        loss += (double)(1.0f - alpha) * evit_kd_forward(t->pixels, t->tpixels, tau, (int)P, K);
+        evit_kd_backward(t->dpixels, t->pixels, t->tpixels, tau, 1.0f - alpha, (int)P, K);
+    }
     memset(t->dlogits, 0, sizeof(float) * (size_t)B * g * g * K);
     evit_upsample_backward(t->dlogits, t->dpixels, B, g, g, S, S, K);
-    t->hits = 0;
-    for (size_t p = 0; p < P; p++)
-        if (t->masks[p] != t->ignore) t->hits += evit_argmax(t->pixels + p * K, K) == t->masks[p];
-    t->counted = (int64_t)n;
+    t->hits = t->counted = 0;
+    for (size_t p = 0; p < P; p++) {
+        if (t->masks[p] == t->ignore) continue;
+        t->hits += evit_argmax(t->pixels + p * K, K) == t->masks[p];
+        t->counted++;
+    }
     return loss;
 }
 
@@ -391,7 +407,7 @@ double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, co
     if (n > 0) {
         evit_vit_forward(t->m, &t->acts, x + (size_t)lo * img, n);
         if (t->masks) {
-            loss = seg_loss(t, t->acts.logits, n, c);
+            loss = seg_loss(t, r, t->acts.logits, n, c, have_teacher);
         } else {
             loss = batch_loss(t, r, t->acts.logits, n, K, have_teacher, t->labels + lo,
                               t->tlogits + (size_t)lo * K);
@@ -507,6 +523,13 @@ int evit_train_run(struct evit_vit *m, const struct evit_train_opts *o, struct e
     res->best_top1 = NAN;
     evit_trainer_init(&t, m, r, o->train->n);
     t.ignore = o->train->ignore;
+    if (o->teacher && o->teacher->grid) { /* per-patch logits on the teacher's grid */
+        size_t B = (size_t)r->batch, K = (size_t)m->cfg.classes, S = (size_t)m->cfg.img_size;
+        free(t.tlogits);
+        t.tlogits = evit_malloc(sizeof(float) * B * (size_t)o->teacher->grid * o->teacher->grid * K);
+        t.tgrid = o->teacher->grid;
+        t.tpixels = evit_malloc(sizeof(float) * B * S * S * K);
+    }
     fp = run_fingerprint(o, m);
     if (o->val) evit_vit_runner_init(&run, m, 256);
     if (o->resume && resume(o, &t, &p, fp) < 0) goto out;

@@ -9,7 +9,10 @@
  * with CE_s the label-smoothed cross-entropy and t the teacher's logits for
  * the (un-augmented) image.  A segmentation model (a seg_linear head) learns
  * from masks alone so far: the pixel cross-entropy of its patch logits
- * upsampled to pixels (ops.h), unlabelled pixels left out, crops and
+ * upsampled to pixels (ops.h), unlabelled pixels left out, and with a
+ * teacher (soft) the distillation term per pixel: teacher and student
+ * patch logits both upsampled to the pixels (their grids may differ), T^2
+ * KL at every pixel, labelled or not; crops and
  * flips moving the masks with the images (a mask pixel from outside the
  * image is unlabelled when the dataset has an ignore value, background
  * otherwise); its training accuracy counts pixels and its validation
@@ -83,6 +86,8 @@ struct evit_trainer {
      * upsampled to pixels, with their gradient; else NULL */
     uint8_t *masks, *maug;          /* (B, S, S), and the augmentation's other buffer */
     float *pixels, *dpixels;        /* (B, S, S, K) */
+    float *tpixels;                 /* (B, S, S, K) the teacher's, when distilling */
+    int tgrid;                      /* the teacher's patch grid side (its logits file's) */
     int ignore;                     /* the masks' unlabelled value, or -1 */
     int64_t hits;                   /* images (pixels) of the last step classified right */
     int64_t counted;                /* of how many: images, or labelled pixels */

@@ -32,7 +32,8 @@ static const char *usage =
     "                       or a model file from evit-export (.evit)\n"
     "  DATA                 dataset (.h5, from evit-data import)\n"
     "  -r, --report F       report to write (JSON)\n"
-    "  -l, --save-logits F  also save the logits (N, K) for distillation\n"
+    "  -l, --save-logits F  also save the logits (N, K) for distillation (a\n"
+    "                       segmentation model's: per patch, (N, g*g, K))\n"
     "  -p, --parent F       report of the model this one was derived from\n"
     "                       (default: the report the checkpoint names as its\n"
     "                       own, else its parent's)\n"
@@ -118,22 +119,29 @@ static int eval_seg(const struct eval_args *a, const struct evit_vit *m, const s
                     const struct evit_dataset *d, struct evit_vit_runner *run, double t0)
 {
     struct evit_seg_eval r;
-    if (a->logits || a->augment || a->latency) {
-        evit_error("%s: --save-logits, --augment and --latency take class-head models so far (docs/SEGMENT.md)",
-                   a->model);
+    if (a->augment || a->latency || a->topk) {
+        evit_error("%s: --augment, --topk and --latency take class-head models so far (docs/SEGMENT.md)", a->model);
         return EVIT_EXIT_FAIL;
     }
     if (evit_dist_size() > 1) {
         evit_error("%s: a segmentation evaluation runs in one process so far", a->model);
         return EVIT_EXIT_FAIL;
     }
-    if (evit_eval_seg_run(evit_vit_runner_forward, run, a->batch, &m->cfg, d, !a->quiet, &r) < 0)
+    int g = evit_config_grid(&m->cfg);
+    float *keep = a->logits ? evit_malloc(sizeof(float) * (size_t)d->n * g * g * m->cfg.classes) : NULL;
+    if (evit_eval_seg_run(evit_vit_runner_forward, run, a->batch, &m->cfg, d, !a->quiet, keep, &r) < 0) {
+        free(keep);
         return EVIT_EXIT_FAIL;
+    }
     printf("%s on %s: mIoU %.2f%%  Dice %.2f%%  pixel accuracy %.2f%%  loss %.4f  (%d images, %.0f img/s)\n",
            a->model, a->data, 100.0 * r.score.miou, 100.0 * r.score.dice, 100.0 * r.score.pixel_acc, r.loss, r.n,
            r.images_per_s);
     int rc = EVIT_EXIT_OK;
-    if (a->report) {
+    if (keep && evit_logits_save_grid(a->logits, keep, d->n, g, m->cfg.classes, evit_dataset_fingerprint(d), a->data,
+                                      a->model) < 0)
+        rc = EVIT_EXIT_FAIL;
+    free(keep);
+    if (rc == EVIT_EXIT_OK && a->report) {
         const char *stage = a->stage ? a->stage : meta->stage ? meta->stage : "eval";
         const char *parent = evit_report_parent(a->parent, meta->report, meta->parent_report, a->report);
         cJSON *rep = evit_report_new(stage, a->model, a->data, parent);

@@ -231,6 +231,27 @@ static void the_fingerprint_of_a_segmentation_dataset_follows_its_masks(void)
     free(d.masks);
 }
 
+static void per_patch_logits_round_trip_with_their_grid(void)
+{
+    struct evit_dataset d;
+    struct evit_logits l;
+    char path[512];
+    make_seg(&d);
+    float z[2 * 4 * 3];
+    for (int i = 0; i < 24; i++) z[i] = (float)i / 7.0f - 1.0f;
+    snprintf(path, sizeof path, "%s/grid.h5", test_tmpdir());
+    REQUIRE(evit_logits_save_grid(path, z, 2, 2, 3, evit_dataset_fingerprint(&d), "seg.h5", "m.h5") == 0);
+    REQUIRE(evit_logits_load(path, &l) == 0);
+    CHECK(l.n == 2 && l.k == 3 && l.grid == 2 && l.topk == 0 && l.views.epochs == 0);
+    CHECK(memcmp(l.logits, z, sizeof z) == 0);
+    CHECK(evit_logits_check(&l, path, &d, "seg.h5") == 0);
+    d.masks[0] = 2; /* other masks: another fingerprint */
+    CHECK(evit_logits_check(&l, path, &d, "seg.h5") < 0);
+    evit_logits_free(&l);
+    free(d.images);
+    free(d.masks);
+}
+
 int main(void)
 {
     evit_h5_quiet();
@@ -244,5 +265,6 @@ int main(void)
     RUN(each_task_is_refused_where_the_other_is_needed);
     RUN(a_mask_value_outside_the_classes_or_a_class_as_ignore_is_refused_on_save);
     RUN(the_fingerprint_of_a_segmentation_dataset_follows_its_masks);
+    RUN(per_patch_logits_round_trip_with_their_grid);
     return test_summary();
 }

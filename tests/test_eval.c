@@ -104,7 +104,7 @@ static void segmentation_scores_follow_the_upsampled_patch_logits(void)
     struct seg_fake f = {&d, {0, 1, 2}};
     struct evit_seg_eval r;
     /* right everywhere, in batches of 2 and 1 */
-    REQUIRE(evit_eval_seg_run(seg_fake_model, &f, 2, &c, &d, 0, &r) == 0);
+    REQUIRE(evit_eval_seg_run(seg_fake_model, &f, 2, &c, &d, 0, NULL, &r) == 0);
     CHECK(r.n == 3 && r.k == 3 && evit_segmetric_pixels(&r.conf) == 3 * 256 - 1);
     CHECK_NEAR(r.score.miou, 1.0, 1e-12);
     CHECK_NEAR(r.score.dice, 1.0, 1e-12);
@@ -115,7 +115,7 @@ static void segmentation_scores_follow_the_upsampled_patch_logits(void)
     /* image 2 taken for the background: background IoU 255 / (255 + 256),
      * person 1, car 0, so mIoU (255/511 + 1 + 0) / 3; accuracy 511 / 767 */
     f.pick[2] = 0;
-    REQUIRE(evit_eval_seg_run(seg_fake_model, &f, 3, &c, &d, 0, &r) == 0);
+    REQUIRE(evit_eval_seg_run(seg_fake_model, &f, 3, &c, &d, 0, NULL, &r) == 0);
     CHECK_NEAR(r.iou[0], 255.0 / 511.0, 1e-12);
     CHECK_NEAR(r.iou[2], 0.0, 1e-12);
     CHECK_NEAR(r.score.miou, (255.0 / 511.0 + 1.0) / 3.0, 1e-12);
