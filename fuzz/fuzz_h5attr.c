@@ -41,7 +41,7 @@ static const char *const data_sets[] = {"images", "labels"};
 static const char *const seg_attrs[] = {"format", "format_version", "classes", "mean", "std", "task", "ignore_index"};
 static const char *const seg_sets[] = {"images", "masks"};
 static const char *const logit_attrs[] = {"format", "format_version", "count", "num_classes",
-                                          "label_fingerprint", "dataset", "model", "top1"};
+                                          "label_fingerprint", "dataset", "model", "top1", "grid"};
 static const char *const logit_sets[] = {"logits", "topk/values", "topk/indices"};
 
 static char templ[4][128];
@@ -158,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t at = 1; at + 8 <= size && at < 1 + 8 * 16; at += 8) {
         if (kind == 0) edit(f, data + at, ckpt_attrs, 19, ckpt_sets, 7);
         if (kind == 1) edit(f, data + at, data_attrs, 6, data_sets, 2);
-        if (kind == 2) edit(f, data + at, logit_attrs, 8, logit_sets, 3);
+        if (kind == 2) edit(f, data + at, logit_attrs, 9, logit_sets, 3);
         if (kind == 3) edit(f, data + at, seg_attrs, 7, seg_sets, 2);
     }
     H5Fclose(f);
