@@ -107,9 +107,7 @@ static int make_model(const struct args *a, const struct evit_recipe *r, const s
     *init_report = NULL;
     if (a->init) {
         struct evit_ckpt_meta meta;
-        if (evit_ckpt_load_heads(a->init, m, &meta, EVIT_HEAD_BIT(EVIT_HEAD_CLASS) |
-                                                        EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR)) < 0)
-            return EVIT_ERR;
+        if (evit_ckpt_load_heads(a->init, m, &meta, EVIT_HEADS_ALL) < 0) return EVIT_ERR;
         const char *p = evit_report_parent(NULL, meta.report, meta.parent_report, a->report);
         if (p) *init_report = evit_strdup(p);
         evit_ckpt_meta_free(&meta);

@@ -181,9 +181,7 @@ static int eval_main(int argc, char **argv)
             evrt_close(file);
             return EVIT_EXIT_FAIL;
         }
-    } else if (quantized ? evit_qmodel_load(a.model, &q, &meta) < 0
-                         : evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEAD_BIT(EVIT_HEAD_CLASS) |
-                                                                       EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR)) < 0)
+    } else if (quantized ? evit_qmodel_load(a.model, &q, &meta) < 0 : evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0)
         return EVIT_EXIT_FAIL;
     const struct evit_vit *mv = quantized ? &q.vit : &m;
     if (evit_dataset_load_task(a.data, &d, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) goto fail;

@@ -165,8 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (kind == 0) {
         struct evit_vit m = {0};
         struct evit_ckpt_meta meta = {0};
-        unsigned heads = EVIT_HEAD_BIT(EVIT_HEAD_CLASS) | EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR);
-        if (evit_ckpt_load_heads(path, &m, &meta, heads) == 0) evit_vit_free(&m);
+        if (evit_ckpt_load_heads(path, &m, &meta, EVIT_HEADS_ALL) == 0) evit_vit_free(&m);
         evit_ckpt_meta_free(&meta);
     } else if (kind == 1 || kind == 3) {
         struct evit_dataset d = {0};

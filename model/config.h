@@ -40,6 +40,7 @@ struct evit_block_shape {
 
 enum evit_head { EVIT_HEAD_CLASS = 0, EVIT_HEAD_SEG_LINEAR = 1 };
 #define EVIT_HEAD_BIT(h) (1u << (h))
+#define EVIT_HEADS_ALL (EVIT_HEAD_BIT(EVIT_HEAD_CLASS) | EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR))
 
 struct evit_vit_config {
     char name[EVIT_NAME_MAX];
