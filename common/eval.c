@@ -254,6 +254,41 @@ int evit_eval_top1(const struct evit_vit *m, const struct evit_dataset *d, int b
     return rc;
 }
 
+int evit_score_run(evit_forward_fn fn, void *ctx, int batch, const struct evit_vit_config *cfg,
+                   const struct evit_dataset *d, int progress, struct evit_score *s)
+{
+    memset(s, 0, sizeof *s);
+    s->seg = cfg->head != EVIT_HEAD_CLASS;
+    if (s->seg) {
+        if (evit_eval_seg_run(fn, ctx, batch, cfg, d, progress, NULL, &s->sg) < 0) return EVIT_ERR;
+        s->value = 100.0 * s->sg.score.miou;
+    } else {
+        if (evit_eval_run(fn, ctx, batch, cfg->classes, d, 0, progress, &s->cls) < 0) return EVIT_ERR;
+        s->value = s->cls.top1;
+    }
+    return EVIT_OK;
+}
+
+int evit_score_vit(const struct evit_vit *m, const struct evit_dataset *d, int batch, struct evit_score *s)
+{
+    struct evit_vit_runner run;
+    evit_vit_runner_init(&run, m, batch);
+    int rc = evit_score_run(evit_vit_runner_forward, &run, batch, &m->cfg, d, 0, s);
+    evit_vit_runner_free(&run);
+    return rc;
+}
+
+const char *evit_score_name(const struct evit_score *s) { return s->seg ? "mIoU" : "top-1"; }
+
+void evit_score_free(struct evit_score *s)
+{
+    if (s->seg)
+        evit_seg_eval_free(&s->sg);
+    else
+        evit_eval_result_free(&s->cls);
+    memset(s, 0, sizeof *s);
+}
+
 /* The model's logits of E augmented views of every image: view e of image
  * i is evit_augment_view(seed, e, i), whatever the batch. */
 int evit_eval_views(evit_forward_fn fn, void *ctx, int batch, int k, const struct evit_dataset *d,

@@ -89,6 +89,24 @@ void evit_vit_runner_forward(void *ctx, const uint8_t *images, int B, float *log
 int evit_eval_top1(const struct evit_vit *m, const struct evit_dataset *d, int batch,
                    struct evit_eval_result *e);
 
+/* A model's score on d, whichever its task, in percent: top-1 for a class
+ * head on labels, mIoU for a segmentation head on masks.  What a stage
+ * ranks models by and budgets (evit-quantize's max_drop is in its points). */
+struct evit_score {
+    int seg;                     /* 1: sg holds the evaluation, else cls */
+    struct evit_eval_result cls;
+    struct evit_seg_eval sg;
+    double value;                /* top-1 or mIoU, percent */
+};
+/* fn (a model of config cfg) on d; progress as evit_eval_run. */
+int evit_score_run(evit_forward_fn fn, void *ctx, int batch, const struct evit_vit_config *cfg,
+                   const struct evit_dataset *d, int progress, struct evit_score *s);
+/* A float ViT through the training engine (evit_eval_top1's engine). */
+int evit_score_vit(const struct evit_vit *m, const struct evit_dataset *d, int batch, struct evit_score *s);
+/* "top-1" or "mIoU" */
+const char *evit_score_name(const struct evit_score *s);
+void evit_score_free(struct evit_score *s);
+
 /* The model's task (its head) and the data's (labels or masks), its input
  * (size, channels) and class count must match. */
 int evit_eval_check_compat(const struct evit_vit *m, const char *mpath,

@@ -130,3 +130,11 @@ void evit_report_add_latency(cJSON *r, const double ms[3], int runs)
     cJSON_AddNumberToObject(r, "latency_p99_ms", ms[2]);
     cJSON_AddNumberToObject(r, "latency_runs", runs);
 }
+
+void evit_report_add_score(cJSON *r, const struct evit_score *s, char *const *names)
+{
+    if (s->seg)
+        evit_report_add_seg(r, &s->sg, names);
+    else
+        evit_report_add_eval(r, &s->cls, names);
+}

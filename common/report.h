@@ -46,6 +46,9 @@ const char *evit_report_parent(const char *explicit_parent, const char *model_re
  * threads. */
 struct evit_seg_eval;
 void evit_report_add_seg(cJSON *r, const struct evit_seg_eval *e, char *const *names);
+/* Either of the two, as the score's task has it (eval.h). */
+struct evit_score;
+void evit_report_add_score(cJSON *r, const struct evit_score *s, char *const *names);
 
 void evit_report_add_latency(cJSON *r, const double ms[3], int runs);
 

@@ -105,6 +105,7 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
     q->rt = *rt;
     snprintf(c->name, sizeof c->name, "%s", evrt_file_name(*f));
     EVIT_QMODEL_COPY_GEOMETRY(c, rt);
+    c->head = evit_qmodel_config_head(rt->head_kind);
     for (int l = 0; l < rt->depth; l++)
         c->blocks[l] = (struct evit_block_shape){rt->blocks[l].heads, rt->blocks[l].head_dim, rt->blocks[l].mlp,
                                                  rt->blocks[l].merge_r};
@@ -116,7 +117,7 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
  * accuracy (evit_eval_seg_run), printed and reported; the options that
  * only a classifier has are refused. */
 static int eval_seg(const struct eval_args *a, const struct evit_vit *m, const struct evit_ckpt_meta *meta,
-                    const struct evit_dataset *d, struct evit_vit_runner *run, double t0)
+                    const struct evit_dataset *d, evit_forward_fn fn, void *run, double model_bytes, double t0)
 {
     struct evit_seg_eval r;
     if (a->augment || a->latency || a->topk) {
@@ -129,7 +130,7 @@ static int eval_seg(const struct eval_args *a, const struct evit_vit *m, const s
     }
     int g = evit_config_grid(&m->cfg);
     float *keep = a->logits ? evit_malloc(sizeof(float) * (size_t)d->n * g * g * m->cfg.classes) : NULL;
-    if (evit_eval_seg_run(evit_vit_runner_forward, run, a->batch, &m->cfg, d, !a->quiet, keep, &r) < 0) {
+    if (evit_eval_seg_run(fn, run, a->batch, &m->cfg, d, !a->quiet, keep, &r) < 0) {
         free(keep);
         return EVIT_EXIT_FAIL;
     }
@@ -145,7 +146,7 @@ static int eval_seg(const struct eval_args *a, const struct evit_vit *m, const s
         const char *stage = a->stage ? a->stage : meta->stage ? meta->stage : "eval";
         const char *parent = evit_report_parent(a->parent, meta->report, meta->parent_report, a->report);
         cJSON *rep = evit_report_new(stage, a->model, a->data, parent);
-        evit_report_add_model(rep, &m->cfg, 4.0 * (double)evit_config_params(&m->cfg));
+        evit_report_add_model(rep, &m->cfg, model_bytes);
         evit_report_add_seg(rep, &r, d->class_names);
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a->batch);
         if (evit_report_save(rep, a->report, evit_now() - t0) < 0) rc = EVIT_EXIT_FAIL;
@@ -192,7 +193,9 @@ static int eval_main(int argc, char **argv)
         evit_vit_runner_init(&run, &m, a.batch);
     }
     if (d.masks) { /* a segmentation model (check_compat): scored per pixel */
-        rc = eval_seg(&a, &m, &meta, &d, &run, t0);
+        rc = eval_seg(&a, mv, &meta, &d, quantized ? evit_qmodel_runner_forward : evit_vit_runner_forward,
+                      quantized ? (void *)&qrun : (void *)&run,
+                      quantized ? (double)evrt_model_bytes(&q.rt) : 4.0 * (double)evit_config_params(&m.cfg), t0);
         goto fail;
     }
     if (evit_eval_run_dist(quantized ? evit_qmodel_runner_forward : evit_vit_runner_forward,

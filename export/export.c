@@ -161,13 +161,16 @@ void evit_export_build(const struct evrt_model *m, const struct evit_export_info
     }
     uint8_t *b = evit_calloc((size_t)end, 1);
     memcpy(b + EVRT_FH_MAGIC, EVRT_FILE_MAGIC, 8);
-    /* version 1 unless INT8 attention needs version 2 or Token Merging 3:
+    /* version 1 unless INT8 attention needs version 2, Token Merging 3 or
+     * a segmentation head 4:
      * older runtimes keep reading every file they can run */
     uint32_t version = 1;
     for (int d = 0; d < m->depth; d++)
         if (m->blocks[d].attn_dtype == EVRT_I8) version = EVRT_FILE_VERSION_ATT;
     if (merges(m)) version = EVRT_FILE_VERSION_MERGE;
+    if (m->head_kind != EVRT_HEAD_CLASS) version = EVRT_FILE_VERSION_HEAD;
     put32(b + EVRT_FH_VERSION, version);
+    put32(b + EVRT_FH_HEAD, (uint32_t)m->head_kind);
     put32(b + EVRT_FH_ENDIAN, EVRT_FILE_ENDIAN);
     put32(b + EVRT_FH_HEADER_BYTES, (uint32_t)header);
     put64(b + EVRT_FH_FILE_BYTES, end);

@@ -119,7 +119,7 @@ int main(int argc, char **argv)
     if (quantized) {
         if (evit_qmodel_load(a.model, &q, &meta) < 0) return EVIT_EXIT_FAIL;
     } else {
-        if (evit_ckpt_load(a.model, &m, &meta) < 0) return EVIT_EXIT_FAIL;
+        if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0) return EVIT_EXIT_FAIL;
         evit_qmodel_from_vit(&q, &m); /* every layer float32 */
     }
     have_q = 1;
@@ -128,6 +128,11 @@ int main(int argc, char **argv)
     info.lineage.source_kind = quantized ? EVRT_SOURCE_QUANTIZED : EVRT_SOURCE_FLOAT;
     if (file_fnv(a.model, &info.lineage.source_fnv) < 0) goto fail;
     if (a.qconfig && file_fnv(a.qconfig, &info.lineage.config_fnv) < 0) goto fail;
+    if (a.onnx && q.rt.head_kind != EVRT_HEAD_CLASS) {
+        evit_error("%s: ONNX export takes class-head models so far; a segmentation model exports to .evit "
+                   "(docs/SEGMENT.md)", a.model);
+        goto fail;
+    }
     if (a.onnx) {
 #ifdef EVIT_ONNX
         struct evit_onnx_info oi = {.name = q.vit.cfg.name, .class_names = info.class_names, .source = a.model};

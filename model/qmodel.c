@@ -50,6 +50,7 @@ static void bind_runtime(struct evit_qmodel *q)
         b->fc2 = (struct evrt_linear){.in = M, .out = D, .w = bp->fc2_w, .bias = bp->fc2_b};
     }
     rt->head = (struct evrt_linear){.in = D, .out = c->classes, .w = p->head_w, .bias = p->head_b};
+    rt->head_kind = evit_qmodel_head_kind(c->head);
     for (int i = 0; i < evrt_layer_count(rt); i++) {
         struct evrt_linear *L = evrt_model_layer(rt, i);
         L->dtype = EVRT_F32;
@@ -60,6 +61,27 @@ static void bind_runtime(struct evit_qmodel *q)
         wo += (size_t)L->in * L->out;
         so += (size_t)L->out;
     }
+}
+
+int evit_qmodel_head_kind(int head)
+{
+    switch (head) {
+    case EVIT_HEAD_CLASS: return EVRT_HEAD_CLASS;
+    case EVIT_HEAD_SEG_LINEAR: return EVRT_HEAD_SEG_LINEAR;
+    }
+    EVIT_ASSERT(!"a head the runtime lacks");
+    return -1;
+}
+
+int evit_qmodel_config_head(int head_kind)
+{
+    return head_kind == EVRT_HEAD_SEG_LINEAR ? EVIT_HEAD_SEG_LINEAR : EVIT_HEAD_CLASS;
+}
+
+int evit_qmodel_infer(evrt_ctx *ctx, const struct evrt_model *rt, const uint8_t *images, int B, float *out)
+{
+    return rt->head_kind == EVRT_HEAD_CLASS ? evrt_infer(ctx, images, B, out)
+                                            : evrt_infer_seg(ctx, images, B, out, NULL, NULL);
 }
 
 static void alloc_int8(struct evit_qmodel *q)
@@ -370,7 +392,8 @@ int evit_qmodel_runner_init(struct evit_qmodel_runner *r, const struct evit_qmod
     if (threads > max_batch) threads = max_batch;
     r->n = threads;
     r->per = (max_batch + threads - 1) / threads;
-    r->classes = q->rt.classes;
+    r->classes = (int)evrt_model_outputs(&q->rt);
+    r->rt = &q->rt;
     r->img_bytes = (size_t)q->rt.img_size * q->rt.img_size * q->rt.channels;
     r->ctx = evit_calloc((size_t)threads, sizeof *r->ctx);
     for (int i = 0; i < threads; i++) {
@@ -400,8 +423,8 @@ void evit_qmodel_runner_forward(void *ctx, const uint8_t *images, int B, float *
 #pragma omp parallel for schedule(static) num_threads(chunks) if (chunks > 1)
     for (int k = 0; k < chunks; k++) {
         int s = k * r->per, b = B - s < r->per ? B - s : r->per;
-        int rc = evrt_infer(r->ctx[k], images + (size_t)s * r->img_bytes, b,
-                            logits + (size_t)s * r->classes);
+        int rc = evit_qmodel_infer(r->ctx[k], r->rt, images + (size_t)s * r->img_bytes, b,
+                                   logits + (size_t)s * r->classes);
         EVIT_ASSERT(rc == EVRT_OK); /* the model was checked when the contexts were made */
     }
 }
@@ -420,7 +443,10 @@ int evit_qmodel_latency(const struct evrt_model *rt, const struct evit_dataset *
 {
     evrt_ctx *ctx = NULL;
     size_t img = (size_t)d->h * d->w * d->c;
-    float *logits = evit_malloc(sizeof(float) * (size_t)rt->classes);
+    int seg = rt->head_kind != EVRT_HEAD_CLASS;
+    float *logits = evit_malloc(sizeof(float) * evrt_model_outputs(rt));
+    /* a segmentation model's inference ends in its mask */
+    uint8_t *mask = seg ? evit_malloc((size_t)rt->img_size * rt->img_size) : NULL;
     double *t = evit_malloc(sizeof(double) * (size_t)n), sum = 0.0;
     int rc = EVIT_ERR;
     if (evrt_ctx_create(&ctx, rt, 1) != EVRT_OK) {
@@ -430,7 +456,7 @@ int evit_qmodel_latency(const struct evrt_model *rt, const struct evit_dataset *
     for (int i = -5; i < n; i++) {
         const uint8_t *x = d->images + (size_t)((i + 5) % d->n) * img;
         double t0 = evit_now();
-        if (evrt_infer(ctx, x, 1, logits) != EVRT_OK) {
+        if ((seg ? evrt_infer_seg(ctx, x, 1, NULL, NULL, mask) : evrt_infer(ctx, x, 1, logits)) != EVRT_OK) {
             evit_error("%s: runtime: %s", path, evrt_ctx_error(ctx));
             goto fail;
         }
@@ -448,6 +474,7 @@ fail:
     if (ctx) evrt_ctx_destroy(ctx);
     free(t);
     free(logits);
+    free(mask);
     return rc;
 }
 

@@ -67,14 +67,23 @@ int evit_qmodel_int8_layers(const struct evit_qmodel *q);
 /* Number of blocks with INT8 attention. */
 int evit_qmodel_int8_attention(const struct evit_qmodel *q);
 
+/* The runtime's head kind for a config's head (enum evit_head), and back. */
+int evit_qmodel_head_kind(int head);
+int evit_qmodel_config_head(int head_kind);
+/* rt's logits of B images through ctx, whatever its head: (B, classes)
+ * from evrt_infer, or a segmentation model's per-patch (B, N, classes)
+ * from evrt_infer_seg (evrt_model_outputs floats an image). */
+int evit_qmodel_infer(evrt_ctx *ctx, const struct evrt_model *rt, const uint8_t *images, int B, float *out);
+
 /* Runs a qmodel through libevrt as an evit_forward_fn: one runtime context
  * per thread, each on its share of the batch (libevrt itself is
  * single-threaded). */
 struct evit_qmodel_runner {
     evrt_ctx **ctx;
     int n, per;  /* contexts, images per context */
-    int classes;
+    int classes;      /* floats out per image: evrt_model_outputs */
     size_t img_bytes; /* H * W * C */
+    const struct evrt_model *rt;
 };
 int evit_qmodel_runner_init(struct evit_qmodel_runner *r, const struct evit_qmodel *q,
                             int max_batch, int threads, const char *where);
@@ -82,7 +91,7 @@ void evit_qmodel_runner_free(struct evit_qmodel_runner *r);
 void evit_qmodel_runner_forward(void *ctx, const uint8_t *images, int B, float *logits);
 
 /* Batch-1 latency of rt through libevrt on one thread, the device's
- * measure: n inferences on d's images in turn after 5 untimed ones;
+ * measure (a segmentation model's up to its mask): n inferences on d's images in turn after 5 untimed ones;
  * ms[0..2] = median, mean, p99 in milliseconds.  path names rt in errors. */
 struct evit_dataset;
 int evit_qmodel_latency(const struct evrt_model *rt, const struct evit_dataset *d, int n, const char *path,

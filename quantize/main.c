@@ -23,14 +23,15 @@ static const char *usage =
     "\n"
     "Post-training INT8: calibrates every linear layer's input range on training\n"
     "images through the runtime's float path, quantizes weights per output\n"
-    "channel, then measures top-1 with the runtime's integer kernels. With a\n"
-    "max_drop budget, the layers with the largest quantization error are kept\n"
-    "in float32, one at a time, until the INT8 model is within it.\n"
+    "channel, then measures top-1 (mIoU for a segmentation model) with the\n"
+    "runtime's integer kernels. With a max_drop budget (in points of that score),\n"
+    "the layers with the largest quantization error are kept in float32, one at\n"
+    "a time, until the INT8 model is within it.\n"
     "\n"
     "  CONFIG               quantize config (configs/fmnist/quantize.json)\n"
     "  MODEL                float checkpoint\n"
     "  -c, --calib F        dataset the calibration images come from (training set)\n"
-    "  -v, --val F          dataset float and INT8 top-1 are measured on\n"
+    "  -v, --val F          dataset float and INT8 scores are measured on\n"
     "  -o, --output F       quantized model (format evit-quantized)\n"
     "  -r, --report F       JSON report\n"
     "  -C, --calibrator N   override the config's calibrator (minmax, percentile,\n"
@@ -87,13 +88,13 @@ static uint8_t *pick_images(const struct evit_dataset *d, int n, int seed)
     return out;
 }
 
-/* Top-1 of the qmodel on the validation set through the runtime. */
+/* The qmodel's score on the validation set through the runtime. */
 static int eval_int8(const struct evit_qmodel *q, const struct evit_dataset *val, int batch,
-                     int progress, const char *where, struct evit_eval_result *e)
+                     int progress, const char *where, struct evit_score *e)
 {
     struct evit_qmodel_runner run;
     if (evit_qmodel_runner_init(&run, q, batch, evit_get_threads(), where) < 0) return EVIT_ERR;
-    int rc = evit_eval_run(evit_qmodel_runner_forward, &run, batch, q->rt.classes, val, 0, progress, e);
+    int rc = evit_score_run(evit_qmodel_runner_forward, &run, batch, &q->vit.cfg, val, progress, e);
     evit_qmodel_runner_free(&run);
     return rc;
 }
@@ -161,7 +162,7 @@ int main(int argc, char **argv)
     struct evit_ckpt_meta meta = {0};
     struct evit_dataset calib = {0}, val = {0};
     struct evit_qmodel q = {0};
-    struct evit_eval_result ef = {0}, eq = {0};
+    struct evit_score ef = {0}, eq = {0};
     struct evit_quant_stats *stats = NULL;
     struct evit_quant_layer_err err[2 + 5 * EVIT_MAX_DEPTH];
     uint8_t *cimg = NULL;
@@ -182,10 +183,10 @@ int main(int argc, char **argv)
             goto fail;
         }
     }
-    if (evit_ckpt_load(a.model, &m, &meta) < 0) goto fail;
-    if (evit_dataset_load(a.calib, &calib) < 0) goto fail;
+    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0) goto fail;
+    if (evit_dataset_load_task(a.calib, &calib, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) goto fail;
     if (evit_eval_check_compat(&m, a.model, &calib, a.calib) < 0) goto fail;
-    if (evit_dataset_load(a.val, &val) < 0) goto fail;
+    if (evit_dataset_load_task(a.val, &val, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) goto fail;
     if (evit_eval_check_compat(&m, a.model, &val, a.val) < 0) goto fail;
     if (m.cfg.channels > EVRT_MAX_CHANNELS) {
         evit_error("%s: %d channels, the runtime takes at most %d", a.model, m.cfg.channels, EVRT_MAX_CHANNELS);
@@ -196,8 +197,9 @@ int main(int argc, char **argv)
     cimg = pick_images(&calib, ncal, qc.seed);
 
     /* the float model, on the training engine (fast, threaded) */
-    if (evit_eval_top1(&m, &val, qc.batch, &ef) < 0) goto fail;
-    if (!a.quiet) evit_info("float model: top-1 %.2f%% on %s", ef.top1, a.val);
+    if (evit_score_vit(&m, &val, qc.batch, &ef) < 0) goto fail;
+    const char *sname = evit_score_name(&ef), *skey = ef.seg ? "miou" : "top1";
+    if (!a.quiet) evit_info("float model: %s %.2f%% on %s", sname, ef.value, a.val);
 
     evit_qmodel_from_vit(&q, &m);
     have_q = 1;
@@ -211,27 +213,28 @@ int main(int argc, char **argv)
     evit_quant_apply(&q, stats, &qc);
     if (evit_quant_measure(&q, cimg, nmeasure, qc.batch, err) < 0) goto fail;
     if (eval_int8(&q, &val, qc.batch, !a.quiet, a.out, &eq) < 0) goto fail;
-    if (!a.quiet) evit_info("INT8 model: top-1 %.2f%% (drop %.2f points)", eq.top1, ef.top1 - eq.top1);
+    if (!a.quiet) evit_info("INT8 model: %s %.2f%% (drop %.2f points)", sname, eq.value, ef.value - eq.value);
 
     /* the accuracy budget: keep the worst layers float, one at a time */
     history = cJSON_CreateArray();
     {
         cJSON *h = cJSON_CreateObject();
         cJSON_AddNullToObject(h, "kept_float");
-        cJSON_AddNumberToObject(h, "top1", eq.top1);
+        cJSON_AddNumberToObject(h, skey, eq.value);
         cJSON_AddItemToArray(history, h);
     }
-    while (qc.max_drop >= 0 && ef.top1 - eq.top1 > qc.max_drop) {
+    while (qc.max_drop >= 0 && ef.value - eq.value > qc.max_drop) {
         int w = worst_int8_entry(&q, err);
         if (w < 0) break;
         evit_quant_set_dtype(&q, w, EVRT_F32);
-        evit_eval_result_free(&eq);
+        evit_score_free(&eq);
         if (eval_int8(&q, &val, qc.batch, 0, a.out, &eq) < 0) goto fail;
         evit_quant_entry_name(&q, w, name, sizeof name);
-        if (!a.quiet) evit_info("kept %s in float32: top-1 %.2f%% (drop %.2f)", name, eq.top1, ef.top1 - eq.top1);
+        if (!a.quiet)
+            evit_info("kept %s in float32: %s %.2f%% (drop %.2f)", name, sname, eq.value, ef.value - eq.value);
         cJSON *h = cJSON_CreateObject();
         cJSON_AddStringToObject(h, "kept_float", name);
-        cJSON_AddNumberToObject(h, "top1", eq.top1);
+        cJSON_AddNumberToObject(h, skey, eq.value);
         cJSON_AddItemToArray(history, h);
     }
     if (cJSON_GetArraySize(history) > 1 && evit_quant_measure(&q, cimg, nmeasure, qc.batch, err) < 0)
@@ -243,9 +246,9 @@ int main(int argc, char **argv)
     if (evit_qmodel_save(a.out, &q, &qmeta) < 0) goto fail;
 
     double fbytes = 4.0 * (double)evit_config_params(&m.cfg), qbytes = (double)evrt_model_bytes(&q.rt);
-    printf("%s: float top-1 %.2f%%, INT8 top-1 %.2f%% (drop %.2f, budget %.2f), %s, %d/%d layers int8, "
+    printf("%s: float %s %.2f%%, INT8 %s %.2f%% (drop %.2f, budget %.2f), %s, %d/%d layers int8, "
            "%d/%d attentions int8, %.0f -> %.0f bytes (%.2fx)\n",
-           a.out, ef.top1, eq.top1, ef.top1 - eq.top1, qc.max_drop, q.calibrator,
+           a.out, sname, ef.value, sname, eq.value, ef.value - eq.value, qc.max_drop, q.calibrator,
            evit_qmodel_int8_layers(&q), nl, evit_qmodel_int8_attention(&q), q.rt.depth, fbytes, qbytes,
            fbytes / qbytes);
     double lat[3];
@@ -253,7 +256,7 @@ int main(int argc, char **argv)
     if (a.report) {
         cJSON *rep = evit_report_new("quantize", a.out, a.val, parent);
         evit_report_add_model(rep, &m.cfg, qbytes);
-        evit_report_add_eval(rep, &eq, val.class_names);
+        evit_report_add_score(rep, &eq, val.class_names);
         if (a.latency) evit_report_add_latency(rep, lat, a.latency);
         cJSON *conf = cJSON_GetObjectItemCaseSensitive(rep, "config");
         cJSON_AddItemToObject(conf, "quantize", cJSON_Duplicate(qc.json, 1));
@@ -266,9 +269,12 @@ int main(int argc, char **argv)
         cJSON_AddBoolToObject(o, "symmetric", qc.symmetric);
         cJSON_AddNumberToObject(o, "calib_images", ncal);
         cJSON_AddNumberToObject(o, "measure_images", nmeasure);
-        cJSON_AddNumberToObject(o, "float_top1", ef.top1);
-        cJSON_AddNumberToObject(o, "int8_top1", eq.top1);
-        cJSON_AddNumberToObject(o, "drop", ef.top1 - eq.top1);
+        char key[16];
+        snprintf(key, sizeof key, "float_%s", skey);
+        cJSON_AddNumberToObject(o, key, ef.value);
+        snprintf(key, sizeof key, "int8_%s", skey);
+        cJSON_AddNumberToObject(o, key, eq.value);
+        cJSON_AddNumberToObject(o, "drop", ef.value - eq.value);
         cJSON_AddNumberToObject(o, "max_drop", qc.max_drop);
         cJSON_AddNumberToObject(o, "float_model_bytes", fbytes);
         cJSON_AddNumberToObject(o, "int8_model_bytes", qbytes);
@@ -294,8 +300,8 @@ fail:
     free(stats);
     free(cimg);
     if (have_q) evit_qmodel_free(&q);
-    evit_eval_result_free(&ef);
-    evit_eval_result_free(&eq);
+    evit_score_free(&ef);
+    evit_score_free(&eq);
     evit_dataset_free(&calib);
     evit_dataset_free(&val);
     evit_ckpt_meta_free(&meta);

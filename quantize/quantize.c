@@ -363,13 +363,13 @@ static int run_images(struct evit_qmodel *q, const uint8_t *images, int n, int b
 {
     evrt_ctx *ctx = NULL;
     size_t img = (size_t)q->rt.img_size * q->rt.img_size * q->rt.channels;
-    float *logits = evit_malloc(sizeof(float) * (size_t)batch * q->rt.classes);
+    float *logits = evit_malloc(sizeof(float) * (size_t)batch * evrt_model_outputs(&q->rt));
     int rc = evrt_ctx_create(&ctx, &q->rt, batch);
     if (live) *live = ctx;
     if (rc == EVRT_OK) {
         evrt_set_observer(ctx, fn, user);
         for (int s = 0; s < n && rc == EVRT_OK; s += batch)
-            rc = evrt_infer(ctx, images + (size_t)s * img, n - s < batch ? n - s : batch, logits);
+            rc = evit_qmodel_infer(ctx, &q->rt, images + (size_t)s * img, n - s < batch ? n - s : batch, logits);
     }
     if (rc != EVRT_OK) evit_error("runtime: %s", evrt_ctx_error(ctx));
     evrt_ctx_destroy(ctx);
@@ -447,7 +447,7 @@ static void stats_add(struct collect *c, int i, const float *x, size_t n)
 }
 
 /* Linear inputs; and from each block's qkv output, q (the rows that are
- * queries: the class token's alone in the last block), k, v and the
+ * queries: the class token's alone in a class head's last block), k, v and the
  * softmax's peak probabilities. */
 static void collect_observer(void *user, int layer, int phase, const float *x, int rows, int cols)
 {
@@ -462,7 +462,8 @@ static void collect_observer(void *user, int layer, int phase, const float *x, i
     const struct evrt_block *b = &m->blocks[l];
     /* the block's tokens: fewer after Token Merging, whose sizes bias
      * the attention (proportional attention) */
-    int T = evrt_model_tokens_at(m, l), B = rows / T, I = cols / 3, last = l == m->depth - 1;
+    int T = evrt_model_tokens_at(m, l), B = rows / T, I = cols / 3;
+    int last = l == m->depth - 1 && m->head_kind == EVRT_HEAD_CLASS; /* class-token queries only */
     int s0 = nl + 4 * l; /* stats of q, k, v, p */
     for (int r = 0; r < rows; r++)
         for (int k = 0; k < 3; k++)
@@ -557,7 +558,7 @@ static void measure_attention(struct measure *m, int layer, int phase, const flo
     int nl = evrt_layer_count(rt), l = (layer - 1) / 4, e = nl + l, k = (layer - 1) % 4;
     if (layer < 1 || layer >= nl - 1 || k > 1) return;
     const struct evrt_block *b = &rt->blocks[l];
-    int T = evrt_model_tokens_at(rt, l), nq = l == rt->depth - 1 ? 1 : T;
+    int T = evrt_model_tokens_at(rt, l), nq = l == rt->depth - 1 && rt->head_kind == EVRT_HEAD_CLASS ? 1 : T;
     if (k == 0 && phase == EVRT_OBSERVE_OUTPUT && m->pass == 0 && m->saved[e] == EVRT_I8) {
         int B = rows / T;
         size_t n = (size_t)B * nq * b->heads * b->head_dim;

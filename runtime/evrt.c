@@ -158,6 +158,9 @@ struct evrt_ctx {
     float *score;           /* (B, na) */
     int *dst, *msrc, *start; /* (B, T), (B, T), (B, T + 1) each output's inputs */
     int *order;             /* (na) */
+    /* segmentation (evrt_infer_seg) */
+    float *seg_z;           /* (B, N, K) per-patch logits when the caller wants none */
+    float *seg_scratch;     /* (threads, evrt_seg_scratch) the decoder's */
 };
 
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -446,6 +449,11 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     last = realloc(c->att_last, sizeof(int) * (size_t)n);
     if (!last) return EVRT_ENOMEM;
     c->att_last = last;
+    if (c->seg_scratch) {
+        float *ss = realloc(c->seg_scratch, sizeof(float) * evrt_seg_scratch(c->m->img_size, c->m->classes) * (size_t)n);
+        if (!ss) return EVRT_ENOMEM;
+        c->seg_scratch = ss;
+    }
     if (n == 1) return EVRT_OK;
     p->th = calloc((size_t)n, sizeof *p->th);
     c->workers = calloc((size_t)n, sizeof *c->workers);
@@ -662,6 +670,16 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
         *out = NULL;
         return EVRT_ENOMEM;
     }
+    if (m->head_kind == EVRT_HEAD_SEG_LINEAR) {
+        c->seg_z = malloc(sizeof(float) * B * c->N * (size_t)m->classes);
+        c->seg_scratch = malloc(sizeof(float) * evrt_seg_scratch(m->img_size, m->classes));
+        c->bytes += sizeof(float) * (B * c->N * (size_t)m->classes + evrt_seg_scratch(m->img_size, m->classes));
+        if (!c->seg_z || !c->seg_scratch) {
+            evrt_ctx_destroy(c);
+            *out = NULL;
+            return EVRT_ENOMEM;
+        }
+    }
     if (model_merges(m) && merge_alloc(c)) {
         evrt_ctx_destroy(c);
         *out = NULL;
@@ -744,6 +762,8 @@ void evrt_ctx_destroy(evrt_ctx *c)
     free(c->msrc);
     free(c->start);
     free(c->order);
+    free(c->seg_z);
+    free(c->seg_scratch);
     free(c->xq);
     free(c->wsum);
     free(c->wsum_off);
@@ -1161,13 +1181,11 @@ static int block(evrt_ctx *c, int l, int B, int T, int last, int q1)
     return T;
 }
 
-int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
+/* The model on B checked images: logits (B, evrt_model_outputs / B). */
+static int forward(evrt_ctx *c, const uint8_t *images, int B, float *logits)
 {
     const struct evrt_model *m = c->m;
-    int T = c->T, N = c->N, D = m->dim, b, t, i, l, q;
-    if (B < 1 || B > c->max_batch)
-        return evrt_errf(c->err, sizeof c->err, "batch %d outside [1, %d]", B, c->max_batch);
-    if (!images || !logits) return evrt_errf(c->err, sizeof c->err, "images and logits must not be NULL");
+    int T = c->T, N = c->N, D = m->dim, b, t, i, l, q, seg = m->head_kind == EVRT_HEAD_SEG_LINEAR;
     /* dtypes and scales may have changed since the last call */
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
     if (model_merges(m) && !c->size)
@@ -1193,17 +1211,87 @@ int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
     q = addln(c, NULL, m->blocks[0].ln1_w, m->blocks[0].ln1_b, B * T, 1);
     for (l = 0; l < m->depth; l++) {
         int last = l == m->depth - 1;
-        T = block(c, l, B, T, last, q);
+        /* a class head needs only the class token out of the last block */
+        T = block(c, l, B, T, last && !seg, q);
         /* the residual add, and the next block's LN1 (or the final norm
          * on the class tokens), quantized for the layer after it */
         if (!last)
             q = addln(c, c->tmp, m->blocks[l + 1].ln1_w, m->blocks[l + 1].ln1_b, B * T, 1 + 4 * (l + 1));
-        else
+        else if (!seg)
             q = addln(c, c->tmp, m->norm_w, m->norm_b, B, 1 + 4 * m->depth);
     }
-    /* c->ln is now (B, D): the class tokens, normalised */
-    linear(c, 1 + 4 * m->depth, logits, c->ln, B, q, 0, NULL);
+    if (seg) {
+        /* the final norm on every token, then the patch tokens alone,
+         * compacted to (B * N, D), go through the head (quantized there:
+         * the class token's row is neither computed nor calibrated) */
+        addln(c, c->tmp, m->norm_w, m->norm_b, B * T, -1);
+        for (b = 0; b < B; b++)
+            memmove(c->ln + (size_t)b * N * D, c->ln + ((size_t)b * T + 1) * D, sizeof(float) * (size_t)N * D);
+        linear(c, 1 + 4 * m->depth, logits, c->ln, B * N, 0, 0, NULL);
+    } else {
+        /* c->ln is now (B, D): the class tokens, normalised */
+        linear(c, 1 + 4 * m->depth, logits, c->ln, B, q, 0, NULL);
+    }
     c->bias_now = NULL;
     c->err[0] = '\0';
+    return EVRT_OK;
+}
+
+int evrt_infer(evrt_ctx *c, const uint8_t *images, int B, float *logits)
+{
+    if (B < 1 || B > c->max_batch)
+        return evrt_errf(c->err, sizeof c->err, "batch %d outside [1, %d]", B, c->max_batch);
+    if (!images || !logits) return evrt_errf(c->err, sizeof c->err, "images and logits must not be NULL");
+    if (c->m->head_kind != EVRT_HEAD_CLASS)
+        return evrt_errf(c->err, sizeof c->err, "a segmentation model: its outputs come from evrt_infer_seg");
+    return forward(c, images, B, logits);
+}
+
+/* The decoder in units of SEG_ROWS output rows of one image. */
+#define SEG_ROWS 8
+
+struct seg_job {
+    const evrt_ctx *c;
+    const float *z; /* (B, N, K) */
+    float *scores;  /* (B, S, S, K) or NULL */
+    uint8_t *mask;  /* (B, S, S) or NULL */
+    int G, K, S, units; /* units per image */
+};
+
+static void seg_unit(void *arg, int tid, int u)
+{
+    const struct seg_job *j = arg;
+    int b = u / j->units, y0 = u % j->units * SEG_ROWS, y1 = imin(y0 + SEG_ROWS, j->S);
+    size_t px = (size_t)j->S * j->S;
+    j->c->k->seg_decode(j->scores ? j->scores + (b * px + (size_t)y0 * j->S) * j->K : NULL,
+                        j->mask ? j->mask + b * px + (size_t)y0 * j->S : NULL,
+                        j->c->seg_scratch + evrt_seg_scratch(j->S, j->K) * (size_t)tid,
+                        j->z + (size_t)b * j->G * j->G * j->K, j->G, j->K, j->S, y0, y1);
+}
+
+int evrt_infer_seg(evrt_ctx *c, const uint8_t *images, int B, float *logits, float *scores, uint8_t *mask)
+{
+    const struct evrt_model *m = c->m;
+    struct seg_job j;
+    int rc;
+    if (B < 1 || B > c->max_batch)
+        return evrt_errf(c->err, sizeof c->err, "batch %d outside [1, %d]", B, c->max_batch);
+    if (!images || (!logits && !scores && !mask))
+        return evrt_errf(c->err, sizeof c->err, "images and one of logits, scores and mask must not be NULL");
+    if (m->head_kind != EVRT_HEAD_SEG_LINEAR)
+        return evrt_errf(c->err, sizeof c->err, "a class-head model: its logits come from evrt_infer");
+    if (mask && m->classes > 256)
+        return evrt_errf(c->err, sizeof c->err, "a mask of bytes takes at most 256 classes, not %d", m->classes);
+    j.z = logits ? logits : c->seg_z;
+    rc = forward(c, images, B, (float *)j.z);
+    if (rc || (!scores && !mask)) return rc;
+    j.c = c;
+    j.scores = scores;
+    j.mask = mask;
+    j.G = m->img_size / m->patch;
+    j.K = m->classes;
+    j.S = m->img_size;
+    j.units = blocks_of(j.S, SEG_ROWS);
+    parallel(c, seg_unit, &j, B * j.units, (double)B * j.S * j.S * j.K < 65536.0);
     return EVRT_OK;
 }

@@ -93,6 +93,33 @@
  *
  * which without b (no merge before the block) is e[u] as above, bit for bit.
  *
+ * Segmentation (struct evrt_model.head_kind == EVRT_HEAD_SEG_LINEAR, Segmenter's
+ * linear decoder): every block runs on every token, the final LayerNorm
+ * too, and the head classifies each patch token instead of the class
+ * token; evrt_infer_seg gives
+ *
+ *   z[b, n] = head(LN_f(x[b, 1 + n]))       (B, G*G, K), G = img_size/patch,
+ *                                            patch n at grid row n / G,
+ *                                            column n % G
+ *
+ * and, through the decoder (the kernels' decode slot), per-pixel class
+ * scores: z bilinearly upsampled to img_size x img_size as PyTorch's
+ * interpolate(align_corners=False) does, and the mask, each pixel's
+ * argmax.  Pixel (y, x), per axis (s for y and x alike, n_in = G, n_out =
+ * img_size):
+ *
+ *   s   = max(((float)o + 0.5f) * ((float)n_in / (float)n_out) - 0.5f, 0)
+ *   i0  = min((int)s, n_in - 1), i1 = min(i0 + 1, n_in - 1), f = s - i0
+ *   h0  = (1 - fx) z[y0, x0] + fx z[y0, x1]  (each a separate float
+ *   h1  = (1 - fx) z[y1, x0] + fx z[y1, x1]   product and sum, no fused
+ *   out = (1 - fy) h0 + fy h1                 operation)
+ *   mask = the class of the largest score (the lowest among equals; NaN
+ *          never wins; 0 when every score is NaN)
+ *
+ * which is evit's training-side upsampling (model/ops.c) bit for bit, so
+ * a mask from the runtime matches the evaluation's.  Token Merging is for
+ * class heads only (merge_r 0 in every block of a segmentation model).
+ *
  * Errors: functions return EVRT_OK or a negative EVRT_E* code; the message
  * of the last error on a context is evrt_ctx_error().  The library never
  * prints and has no global state: contexts are independent, so threads may
@@ -150,6 +177,12 @@ struct evrt_block {
 
 #define EVRT_MAX_CHANNELS 4
 
+/* What the model computes from its last block (above). */
+enum evrt_head {
+    EVRT_HEAD_CLASS = 0,     /* logits of the class token: evrt_infer */
+    EVRT_HEAD_SEG_LINEAR = 1 /* logits of every patch token: evrt_infer_seg */
+};
+
 struct evrt_model {
     int img_size, channels, patch; /* square images, patch divides img_size */
     int dim, depth, classes;
@@ -161,6 +194,8 @@ struct evrt_model {
     struct evrt_block *blocks;      /* (depth) */
     const float *norm_w, *norm_b;   /* (D) final LayerNorm */
     struct evrt_linear head;        /* D -> classes */
+    int head_kind;                  /* enum evrt_head; 0 (the class head)
+                                       when the struct is zeroed */
 };
 
 /* Linear layers are numbered in execution order: 0 the patch embedding,
@@ -177,6 +212,9 @@ int evrt_model_tokens(const struct evrt_model *m);
 /* Tokens entering block l (0 <= l < depth): T minus the merge_r of the
  * blocks before it. */
 int evrt_model_tokens_at(const struct evrt_model *m, int l);
+/* Floats of output per image: classes for the class head, (T - 1) *
+ * classes (per patch) for a segmentation head. */
+size_t evrt_model_outputs(const struct evrt_model *m);
 /* Bytes of every tensor at its stored precision: int8 weights plus their
  * float scales for EVRT_I8 layers, float32 for everything else, plus the
  * two activation-quantization numbers of each EVRT_I8 layer. */
@@ -249,9 +287,26 @@ void evrt_set_observer(evrt_ctx *ctx, evrt_observer_fn fn, void *user);
  * or NULL when no token has merged before the block. */
 const float *evrt_ctx_attention_bias(const evrt_ctx *ctx);
 
-/* Logits of B images, 1 <= B <= max_batch. */
+/* Logits of B images, 1 <= B <= max_batch, for a class head
+ * (EVRT_EINVAL for a segmentation model: evrt_infer_seg). */
 int evrt_infer(evrt_ctx *ctx, const uint8_t *images /* (B, H, W, C) */, int B,
                float *logits /* (B, classes) */);
+
+/* A segmentation model (head_kind EVRT_HEAD_SEG_LINEAR) on B images: any of
+ * the three outputs may be NULL (not all): the per-patch logits z, the
+ * per-pixel scores (the decoder's upsampling, above) and the mask (its
+ * argmax; classes <= 256).  Scores take B * img_size^2 * classes floats;
+ * the mask alone is made a few rows at a time without them (a 512x512
+ * frame of 14 classes would need 14.7 MB of scores).  EVRT_EINVAL for a
+ * class head. */
+int evrt_infer_seg(evrt_ctx *ctx, const uint8_t *images /* (B, H, W, C) */, int B,
+                   float *logits /* (B, G*G, classes) or NULL */,
+                   float *scores /* (B, H, W, classes) or NULL */, uint8_t *mask /* (B, H, W) or NULL */);
+
+/* The decoder's specification (above) on one image's per-patch logits:
+ * output rows [y0, y1) of the S x S image, scores and mask each optional. */
+void evrt_seg_decode_ref(float *scores /* (y1 - y0, S, K) or NULL */, uint8_t *mask /* (y1 - y0, S) or NULL */,
+                         const float *z /* (G, G, K) */, int G, int K, int S, int y0, int y1);
 
 /* ---- reference kernels: the exact specification of the integer path ---- */
 
@@ -304,7 +359,8 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   0       8     magic "EVITMODL"
  *   8       4     u32 format version: 1; 2 when some block has INT8
  *                 attention; 3 when the model merges tokens (a merge_r
- *                 tensor); this runtime reads all three
+ *                 tensor); 4 when its head is not the class head; this
+ *                 runtime reads all four
  *   12      4     u32 endianness marker 0x01020304 (bytes 04 03 02 01)
  *   16      4     u32 header_bytes H: bytes [0, H) are the header; a
  *                 multiple of 64
@@ -321,7 +377,9 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   64      24    i32 img_size, channels (1..4), patch, dim, depth, classes
  *   88      16    f32 mean[4] \ per channel on pixel/255, unused channels 0;
  *   104     16    f32 std[4]  / std > 0
- *   120     8     zero
+ *   120     4     u32 head (enum evrt_head): 0 class, 1 seg_linear (a
+ *                 segmentation model, version 4 only)
+ *   124     4     zero
  *   128     16*depth       blocks: u32 heads, head_dim, mlp, attention dtype
  *                 (0 float32, 1 int8: version 2 only)
  *   then    16*(2+4depth)  linear layers in evrt_model_layer order:

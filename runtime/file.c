@@ -175,8 +175,11 @@ static int read_config(struct evrt_file *f, char *err, size_t n)
             return ferr(err, n, EVRT_EFORMAT, "channel %d: mean %g, std %g (std must be positive, both finite; unused channels 0)",
                         c, (double)m->mean[c], (double)m->std[c]);
     }
-    if (rd32(h + EVRT_FH_RESERVED) || rd32(h + EVRT_FH_RESERVED + 4))
-        return ferr(err, n, EVRT_EFORMAT, "reserved header bytes are not zero");
+    if (rd32(h + EVRT_FH_RESERVED)) return ferr(err, n, EVRT_EFORMAT, "reserved header bytes are not zero");
+    m->head_kind = (int)rd32(h + EVRT_FH_HEAD);
+    if (rd32(h + EVRT_FH_HEAD) > EVRT_HEAD_SEG_LINEAR || (m->head_kind && f->version < EVRT_FILE_VERSION_HEAD))
+        return ferr(err, n, EVRT_EFORMAT, "head kind %lu invalid in format version %lu",
+                    (unsigned long)rd32(h + EVRT_FH_HEAD), (unsigned long)f->version);
     return EVRT_OK;
 }
 

@@ -15,11 +15,13 @@
 #include "evrt.h"
 
 #define EVRT_FILE_MAGIC "EVITMODL" /* 8 bytes, no terminator */
-#define EVRT_FILE_VERSION 3u   /* the newest this runtime reads */
+#define EVRT_FILE_VERSION 4u   /* the newest this runtime reads */
 #define EVRT_FILE_VERSION_ATT 2u /* the first with INT8 attention; a file
                                     without it is written as version 1 */
 #define EVRT_FILE_VERSION_MERGE 3u /* the first with Token Merging (a
                                       merge_r tensor); written only then */
+#define EVRT_FILE_VERSION_HEAD 4u /* the first with a head other than the
+                                     class head (EVRT_FH_HEAD); written only then */
 #define EVRT_FILE_ENDIAN 0x01020304u /* stored as 04 03 02 01 */
 #define EVRT_FILE_ALIGN 64u
 
@@ -39,7 +41,8 @@
 #define EVRT_FH_IMG_SIZE 64    /* i32 x 6: img_size channels patch dim depth classes */
 #define EVRT_FH_MEAN 88        /* f32[4] */
 #define EVRT_FH_STD 104        /* f32[4] */
-#define EVRT_FH_RESERVED 120   /* u32[2], zero */
+#define EVRT_FH_HEAD 120       /* u32: enum evrt_head (version 4; 0 before) */
+#define EVRT_FH_RESERVED 124   /* u32, zero */
 #define EVRT_FH_BYTES 128
 
 #define EVRT_BLOCK_ENTRY 16  /* u32 heads, head_dim, mlp, attention dtype (0 in version 1) */

@@ -285,7 +285,8 @@ static const struct evrt_kernels ref_kernels = {
     .layernorm = evrt_layernorm_ref,
     .gelu = evrt_gelu_ref,
     .attention = evrt_att_rows_ref,
-    .attention_i8 = evrt_att_i8_rows_ref};
+    .attention_i8 = evrt_att_i8_rows_ref,
+    .seg_decode = evrt_seg_rows_ref};
 
 size_t evrt_pack_f32_bytes(int O, int I) { return (size_t)(O + 15) / 16 * 16 * (size_t)I * sizeof(float); }
 
@@ -796,5 +797,113 @@ ELEMENTWISE void evrt_merge_rows(float *out, const float *x, const float *y, con
                 for (c = 0; c < D; c++) o[c] += w * xi[c];
         }
         for (c = 0; c < D; c++) o[c] /= so[j];
+    }
+}
+
+/* ---- the segmentation decoder (evrt.h, "Segmentation") ---- */
+
+/* One axis's taps: output o of n_out between inputs i0 and i1 of n_in,
+ * weight f on i1 (PyTorch's area_pixel_compute_source_index,
+ * align_corners=False, clamped at the edges). */
+static void seg_tap(int o, int n_in, int n_out, int *i0, int *i1, float *f)
+{
+    float s = ((float)o + 0.5f) * ((float)n_in / (float)n_out) - 0.5f;
+    if (s < 0.0f) s = 0.0f;
+    *i0 = (int)s;
+    if (*i0 > n_in - 1) *i0 = n_in - 1;
+    *i1 = *i0 < n_in - 1 ? *i0 + 1 : *i0;
+    *f = s - (float)*i0;
+}
+
+/* The class of the largest of z (K): the lowest among equals, NaN never. */
+static uint8_t seg_argmax(const float *z, int K)
+{
+    int k, best = -1;
+    for (k = 0; k < K; k++)
+        if (z[k] == z[k] && (best < 0 || z[k] > z[best])) best = k;
+    return (uint8_t)(best < 0 ? 0 : best);
+}
+
+size_t evrt_seg_scratch(int S, int K) { return 3 * (size_t)S * K; }
+
+void evrt_seg_decode_ref(float *scores, uint8_t *mask, const float *z, int G, int K, int S, int y0, int y1)
+{
+    int y, x, k, gy0, gy1, gx0, gx1;
+    float fy, fx;
+    for (y = y0; y < y1; y++) {
+        seg_tap(y, G, S, &gy0, &gy1, &fy);
+        for (x = 0; x < S; x++) {
+            const float *a, *c, *d, *e;
+            float *o = scores ? scores + ((size_t)(y - y0) * S + x) * K : NULL;
+            float best = 0.0f;
+            int arg = -1;
+            seg_tap(x, G, S, &gx0, &gx1, &fx);
+            a = z + ((size_t)gy0 * G + gx0) * K, c = z + ((size_t)gy0 * G + gx1) * K;
+            d = z + ((size_t)gy1 * G + gx0) * K, e = z + ((size_t)gy1 * G + gx1) * K;
+            for (k = 0; k < K; k++) {
+                float h0 = (1.0f - fx) * a[k] + fx * c[k], h1 = (1.0f - fx) * d[k] + fx * e[k];
+                float v = (1.0f - fy) * h0 + fy * h1;
+                if (o) o[k] = v;
+                if (v == v && (arg < 0 || v > best)) best = v, arg = k;
+            }
+            if (mask) mask[(size_t)(y - y0) * S + x] = (uint8_t)(arg < 0 ? 0 : arg);
+        }
+    }
+}
+
+void evrt_seg_rows_ref(float *scores, uint8_t *mask, float *scratch, const float *z, int G, int K, int S, int y0,
+                       int y1)
+{
+    (void)scratch;
+    evrt_seg_decode_ref(scores, mask, z, G, K, S, y0, y1);
+}
+
+/* Grid row gy of z interpolated along x: h[x, k] (S, K). */
+static void seg_hrow(float *h, const float *z, int gy, int G, int K, int S)
+{
+    int x, k, gx0, gx1;
+    float fx;
+    for (x = 0; x < S; x++) {
+        const float *a, *c;
+        float *o = h + (size_t)x * K;
+        seg_tap(x, G, S, &gx0, &gx1, &fx);
+        a = z + ((size_t)gy * G + gx0) * K, c = z + ((size_t)gy * G + gx1) * K;
+        for (k = 0; k < K; k++) o[k] = (1.0f - fx) * a[k] + fx * c[k];
+    }
+}
+
+ELEMENTWISE static void seg_vmix(float *o, const float *h0, const float *h1, float fy, size_t n)
+{
+    size_t i;
+    float gy = 1.0f - fy;
+    for (i = 0; i < n; i++) o[i] = gy * h0[i] + fy * h1[i];
+}
+
+void evrt_seg_rows_fast(float *scores, uint8_t *mask, float *scratch, const float *z, int G, int K, int S, int y0,
+                        int y1)
+{
+    size_t row = (size_t)S * K;
+    float *h[2], *tmp = scratch + 2 * row;
+    int tag[2] = {-1, -1}, y, x, gy0, gy1, i;
+    float fy;
+    h[0] = scratch, h[1] = scratch + row;
+    for (y = y0; y < y1; y++) {
+        float *o = scores ? scores + (size_t)(y - y0) * row : tmp;
+        const float *r0, *r1;
+        int want[2];
+        seg_tap(y, G, S, &gy0, &gy1, &fy);
+        want[0] = gy0, want[1] = gy1;
+        /* keep whichever grid rows are cached already */
+        for (i = 0; i < 2; i++)
+            if (tag[0] != want[i] && tag[1] != want[i]) {
+                int slot = tag[0] == want[1 - i] ? 1 : 0;
+                seg_hrow(h[slot], z, want[i], G, K, S);
+                tag[slot] = want[i];
+            }
+        r0 = h[tag[0] == gy0 ? 0 : 1];
+        r1 = h[tag[0] == gy1 ? 0 : 1];
+        seg_vmix(o, r0, r1, fy, row);
+        if (mask)
+            for (x = 0; x < S; x++) mask[(size_t)(y - y0) * S + x] = seg_argmax(o + (size_t)x * K, K);
     }
 }

@@ -146,6 +146,22 @@ struct evrt_att8 {
     float *ones, *vs;   /* (T) ones, (d) v_scale */
     float *qf, *S, *os; /* (ATT_ROWS, d), (ATT_ROWS, T), (ATT_ROWS, d) */
 };
+
+/* The decoder slot: per-pixel scores and the mask of output rows [y0, y1)
+ * from one image's per-patch logits z, each output optional. */
+typedef void (*evrt_seg_fn)(float *scores /* (y1 - y0, S, K) or NULL */, uint8_t *mask /* (y1 - y0, S) or NULL */,
+                            float *scratch, const float *z /* (G, G, K) */, int G, int K, int S, int y0, int y1);
+/* Floats of scratch a decoder call needs. */
+size_t evrt_seg_scratch(int S, int K);
+/* evrt_seg_decode_ref (the specification, no scratch) in the slot's form */
+void evrt_seg_rows_ref(float *scores, uint8_t *mask, float *scratch, const float *z, int G, int K, int S, int y0,
+                       int y1);
+/* The same bits, separably: each grid row's horizontal interpolation once
+ * per run of output rows that share it (h0 and h1 of the specification),
+ * then one product and sum per score. */
+void evrt_seg_rows_fast(float *scores, uint8_t *mask, float *scratch, const float *z, int G, int K, int S, int y0,
+                        int y1);
+
 /* INT8 attention (evrt.h) with scales {q, k, v, p}. */
 typedef void (*evrt_att8_fn)(const struct evrt_kernels *k, float *out, size_t ldo, struct evrt_att8 *a,
                              const float *qkv, const float *bias, int T, int I, int h, int d, int q0, int nr,
@@ -175,6 +191,9 @@ struct evrt_kernels {
      * gives K (T, d) and V^T (d, T), with their sums kws and vws; NULL:
      * quantize, then pack_i8 and evrt_wsum. */
     void (*att8_kv)(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, float ik, float iv);
+    /* the segmentation decoder (evrt.h): output rows [y0, y1) of one
+     * image, evrt_seg_rows_ref or _fast (scratch: evrt_seg_scratch) */
+    evrt_seg_fn seg_decode;
 };
 
 /* The attention items: the _ref ones compute the specification plainly;

@@ -1210,18 +1210,21 @@ static const struct evrt_kernels avx2_kernels = {
     .isa = EVRT_ISA_AVX2, .name = "avx2", .quant = quant_avx2, .i8 = i8_avx2, .f32 = f32_avx2,
     .needs_wsum = 0, .f32p = f32p_avx2, .pack_i8 = pack_i8_avx2, .i8p = i8p_avx2,
     .softmax = evrt_softmax_fast, .layernorm = evrt_layernorm_fast, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast};
+    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast,
+    .seg_decode = evrt_seg_rows_fast};
 static const struct evrt_kernels vnni_kernels = {
     .isa = EVRT_ISA_AVX512VNNI, .name = "avx512vnni", .quant = quant_vnni, .i8 = i8_vnni, .f32 = f32_512,
     .needs_wsum = 1, .f32p = f32p_512, .pack_i8 = pack_i8_vnni, .i8p = i8p_vnni,
     .softmax = softmax_512, .layernorm = layernorm_512, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_x86};
+    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_x86,
+    .seg_decode = evrt_seg_rows_fast};
 /* VNNI with the linear layers' packed products on AMX tiles */
 static const struct evrt_kernels amx_kernels = {
     .isa = EVRT_ISA_AMX, .name = "amx", .quant = quant_vnni, .i8 = i8_vnni, .f32 = f32_512,
     .needs_wsum = 1, .f32p = f32p_512, .pack_i8 = pack_i8_amx, .i8p = i8p_amx,
     .softmax = softmax_512, .layernorm = layernorm_512, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_x86};
+    .attention = evrt_att_rows_fast, .attention_i8 = att_i8_rows_x86,
+    .seg_decode = evrt_seg_rows_fast};
 
 const struct evrt_kernels *evrt_kernels_x86(int isa)
 {

@@ -59,6 +59,11 @@ int evrt_model_tokens_at(const struct evrt_model *m, int l)
     return T;
 }
 
+size_t evrt_model_outputs(const struct evrt_model *m)
+{
+    return (size_t)m->classes * (m->head_kind == EVRT_HEAD_SEG_LINEAR ? (size_t)evrt_model_tokens(m) - 1 : 1);
+}
+
 size_t evrt_model_bytes(const struct evrt_model *m)
 {
     size_t D = (size_t)m->dim, f = 0, q = 0;
@@ -113,6 +118,8 @@ int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
                     m->classes);
     for (i = 0; i < m->channels; i++)
         if (!(m->std[i] > 0.0f)) return evrt_errf(err, n, "std[%d] must be positive", i);
+    if (m->head_kind != EVRT_HEAD_CLASS && m->head_kind != EVRT_HEAD_SEG_LINEAR)
+        return evrt_errf(err, n, "unknown head kind %d", m->head_kind);
     if (!m->cls_token || !m->pos_embed || !m->norm_w || !m->norm_b)
         return evrt_errf(err, n, "missing class token, position embedding or final norm");
     for (l = 0; l < m->depth; l++) {
@@ -125,6 +132,9 @@ int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
         if (b->merge_r < 0 || b->merge_r > (evrt_model_tokens_at(m, l) + 1) / 2 - 1)
             return evrt_errf(err, n, "block %d: merge_r %d does not fit its %d tokens (0 to %d)", l, b->merge_r,
                              evrt_model_tokens_at(m, l), (evrt_model_tokens_at(m, l) + 1) / 2 - 1);
+        if (b->merge_r > 0 && m->head_kind != EVRT_HEAD_CLASS)
+            return evrt_errf(err, n, "block %d: Token Merging (merge_r %d) is for class heads, not segmentation",
+                             l, b->merge_r);
         if (b->merge_r > 0 && b->head_dim > 512)
             return evrt_errf(err, n, "block %d: Token Merging takes head_dim <= 512, not %d", l, b->head_dim);
         if (b->attn_dtype != EVRT_F32 && b->attn_dtype != EVRT_I8)

@@ -180,6 +180,46 @@ static void round_trip(int mixed)
     evit_vit_free(&m);
 }
 
+/* A segmentation model (seg_linear head, mixed int8): format version 4
+ * with the head in the header, per-patch logits and masks bit-identical. */
+static void a_segmentation_model_round_trips_as_version_4_to_bit_identical_masks(void)
+{
+    struct evit_vit m;
+    struct evit_qmodel q;
+    struct evit_export_info info = test_info();
+    char err[EVRT_ERR_MAX], path[512];
+    uint8_t img[2 * 8 * 8 * 2], mw[2 * 64], mg[2 * 64], *buf;
+    float zw[2 * 4 * 5], zg[2 * 4 * 5];
+    size_t len;
+    evrt_file *f = NULL;
+    evrt_ctx *ctx = NULL;
+    images(img, (int)sizeof img);
+    random_model(&m, 12);
+    m.cfg.head = EVIT_HEAD_SEG_LINEAR;
+    evit_qmodel_from_vit(&q, &m);
+    make_mixed(&q);
+    REQUIRE(evrt_ctx_create(&ctx, &q.rt, 2) == EVRT_OK);
+    CHECK(evrt_infer_seg(ctx, img, 2, zw, NULL, mw) == EVRT_OK);
+    evrt_ctx_destroy(ctx);
+    evit_export_build(&q.rt, &info, &buf, &len);
+    CHECK(buf[EVRT_FH_VERSION] == 4 && buf[EVRT_FH_HEAD] == EVRT_HEAD_SEG_LINEAR);
+    free(buf);
+    snprintf(path, sizeof path, "%s/seg.evit", test_tmpdir());
+    CHECK(evit_export_write(path, &q.rt, &info, NULL) == EVIT_OK);
+    int rc = evrt_open(&f, path, err, sizeof err);
+    if (rc != EVRT_OK) fprintf(stderr, "  %s\n", err);
+    REQUIRE(rc == EVRT_OK);
+    CHECK(evrt_file_model(f)->head_kind == EVRT_HEAD_SEG_LINEAR);
+    REQUIRE(evrt_ctx_create_file(&ctx, f, 2) == EVRT_OK);
+    CHECK(evrt_infer_seg(ctx, img, 2, zg, NULL, mg) == EVRT_OK);
+    CHECK(memcmp(zw, zg, sizeof zw) == 0);
+    CHECK(memcmp(mw, mg, sizeof mw) == 0);
+    evrt_ctx_destroy(ctx);
+    evrt_close(f);
+    evit_qmodel_free(&q);
+    evit_vit_free(&m);
+}
+
 static void a_float_model_round_trips_to_bit_identical_logits(void) { round_trip(0); }
 static void a_mixed_int8_model_round_trips_to_bit_identical_logits(void) { round_trip(1); }
 static void a_model_with_int8_attention_round_trips_to_bit_identical_logits(void) { round_trip(2); }
@@ -418,7 +458,7 @@ static void wrong_magic_version_or_endianness_is_refused(void)
     s.buf[0] = 'X';
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "magic"));
     s.buf[0] = 'E';
-    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, EVRT_FILE_VERSION + 1, "version 4"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, EVRT_FILE_VERSION + 1, "version 5"));
     CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, 0, "version 0"));
     put32(s.buf + EVRT_FH_VERSION, 1);
     CHECK(patched_refused(&s, s.buf + EVRT_FH_ENDIAN, 0x04030201u, "byte order"));
@@ -446,6 +486,22 @@ static void int8_attention_needs_version_2_and_its_scales(void)
     put32(blk + 12, 0); /* a version 2 file with float attention is fine */
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_OK, ""));
+    free(s.raw);
+}
+
+/* The head kind: version 4, and one the runtime knows; the word after
+ * it stays zero. */
+static void a_head_kind_needs_version_4_and_must_be_known(void)
+{
+    struct sample s;
+    sample_make(&s);
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_HEAD, 1, "head kind 1 invalid in format version 1"));
+    put32(s.buf + EVRT_FH_VERSION, 4);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_OK, ""));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_HEAD, 2, "head kind 2"));
+    put32(s.buf + EVRT_FH_HEAD, 0);
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_RESERVED, 1, "reserved"));
     free(s.raw);
 }
 
@@ -602,6 +658,7 @@ int main(void)
     RUN(a_mixed_int8_model_round_trips_to_bit_identical_logits);
     RUN(a_model_with_int8_attention_round_trips_to_bit_identical_logits);
     RUN(a_model_that_merges_tokens_round_trips_to_bit_identical_logits);
+    RUN(a_segmentation_model_round_trips_as_version_4_to_bit_identical_masks);
     RUN(a_file_context_lets_packed_weights_go_and_stays_exact);
     RUN(the_sample_file_itself_loads);
     RUN(any_flipped_header_byte_is_a_checksum_error);
@@ -610,6 +667,7 @@ int main(void)
     RUN(wrong_magic_version_or_endianness_is_refused);
     RUN(int8_attention_needs_version_2_and_its_scales);
     RUN(a_merge_schedule_needs_version_3_and_must_fit_its_tokens);
+    RUN(a_head_kind_needs_version_4_and_must_be_known);
     RUN(offsets_outside_the_file_or_misaligned_are_refused);
     RUN(shapes_dtypes_and_config_inconsistent_with_each_other_are_refused);
     RUN(strings_must_be_terminated_and_counted);
