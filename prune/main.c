@@ -55,17 +55,17 @@ static int parse_args(int argc, char **argv, struct args *a)
     return 0;
 }
 
-/* Top-1 of m on d (percent); keeps the whole result in e when asked. */
-static int top1_of(const struct evit_vit *m, const struct evit_dataset *d, struct evit_eval_result *keep,
-                   double *top1)
+/* m's score on d (top-1 or mIoU, percent); keeps the whole evaluation in
+ * keep when asked. */
+static int score_of(const struct evit_vit *m, const struct evit_dataset *d, struct evit_score *keep, double *value)
 {
-    struct evit_eval_result e;
-    if (evit_eval_top1(m, d, 256, &e) < 0) return EVIT_ERR;
-    *top1 = e.top1;
+    struct evit_score e;
+    if (evit_score_vit(m, d, 256, &e) < 0) return EVIT_ERR;
+    *value = e.value;
     if (keep)
         *keep = e;
     else
-        evit_eval_result_free(&e);
+        evit_score_free(&e);
     return EVIT_OK;
 }
 
@@ -87,7 +87,7 @@ static int total_mlp(const struct evit_vit_config *c)
  * block what was kept and removed. */
 static cJSON *prune_section(const struct evit_prune_config *pc, const struct evit_prune_plan *plan,
                             const struct evit_vit *in, const struct evit_vit *out, const char *in_path,
-                            double top1_before, double top1_after)
+                            const char *key, double top1_before, double top1_after)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "input_model", in_path);
@@ -102,8 +102,11 @@ static cJSON *prune_section(const struct evit_prune_config *pc, const struct evi
     cJSON_AddNumberToObject(o, "mlp_before", total_mlp(&in->cfg));
     cJSON_AddNumberToObject(o, "mlp_after", total_mlp(&out->cfg));
     if (isfinite(top1_before)) {
-        cJSON_AddNumberToObject(o, "val_top1_before", top1_before);
-        cJSON_AddNumberToObject(o, "val_top1_after", top1_after);
+        char k[32];
+        snprintf(k, sizeof k, "val_%s_before", key);
+        cJSON_AddNumberToObject(o, k, top1_before);
+        snprintf(k, sizeof k, "val_%s_after", key);
+        cJSON_AddNumberToObject(o, k, top1_after);
     }
     cJSON_AddItemToObject(o, "blocks", evit_prune_plan_to_json(plan, in, out));
     return o;
@@ -118,7 +121,7 @@ int main(int argc, char **argv)
     struct evit_dataset train = {0}, val = {0};
     struct evit_prune_scores s = {0};
     struct evit_prune_plan plan = {0};
-    struct evit_eval_result e = {0};
+    struct evit_score e = {0};
     double top1_before = NAN, top1_after = NAN, t0 = evit_now();
     cJSON *rep = NULL;
     int rc = EVIT_EXIT_FAIL, saved = 0;
@@ -129,13 +132,15 @@ int main(int argc, char **argv)
     if (pa) return pa;
 
     if (evit_prune_config_load(a.config, &pc) < 0) goto fail;
-    if (evit_ckpt_load(a.model, &m, &meta) < 0) goto fail;
+    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0) goto fail;
     if (evit_prune_config_check(&pc, a.config, &m.cfg, a.data != NULL) < 0) goto fail;
-    int taylor = pc.criterion == EVIT_PRUNE_TAYLOR;
-    if (taylor && (evit_dataset_load(a.data, &train) < 0 ||
+    int taylor = pc.criterion == EVIT_PRUNE_TAYLOR, seg = m.cfg.head != EVIT_HEAD_CLASS;
+    const char *sname = seg ? "mIoU" : "top-1", *skey = seg ? "miou" : "top1";
+    if (taylor && (evit_dataset_load_task(a.data, &train, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0 ||
                    evit_eval_check_compat(&m, a.model, &train, a.data) < 0))
         goto fail;
-    if (a.val && (evit_dataset_load(a.val, &val) < 0 || evit_eval_check_compat(&m, a.model, &val, a.val) < 0))
+    if (a.val && (evit_dataset_load_task(a.val, &val, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0 ||
+                  evit_eval_check_compat(&m, a.model, &val, a.val) < 0))
         goto fail;
 
     evit_prune_scores_alloc(&s, &m.cfg);
@@ -152,7 +157,7 @@ int main(int argc, char **argv)
 
     if (a.val) {
         if (!a.quiet) evit_info("evaluating before and after pruning on %s", a.val);
-        if (top1_of(&m, &val, NULL, &top1_before) < 0 || top1_of(&p, &val, &e, &top1_after) < 0) goto fail;
+        if (score_of(&m, &val, NULL, &top1_before) < 0 || score_of(&p, &val, &e, &top1_after) < 0) goto fail;
     }
 
     const char *parent = evit_report_parent(NULL, meta.report, meta.parent_report, a.report);
@@ -170,28 +175,28 @@ int main(int argc, char **argv)
     if (a.latency && evit_qmodel_vit_latency(&p, ld, a.latency, a.out, lat) < 0) goto fail;
     rep = evit_report_new("prune", a.out, a.val, parent);
     evit_report_add_model(rep, &p.cfg, 4.0 * (double)evit_config_params(&p.cfg));
-    if (a.val) evit_report_add_eval(rep, &e, val.class_names);
+    if (a.val) evit_report_add_score(rep, &e, val.class_names);
     if (a.latency) evit_report_add_latency(rep, lat, a.latency);
     cJSON *conf = cJSON_GetObjectItemCaseSensitive(rep, "config");
     cJSON_AddItemToObject(conf, "prune", cJSON_Duplicate(pc.json, 1));
     cJSON_AddStringToObject(conf, "prune_config_file", a.config);
     cJSON_AddStringToObject(conf, "input_model", a.model);
     if (taylor) cJSON_AddStringToObject(conf, "train_data", a.data);
-    cJSON_AddItemToObject(rep, "prune", prune_section(&pc, &plan, &m, &p, a.model, top1_before, top1_after));
+    cJSON_AddItemToObject(rep, "prune", prune_section(&pc, &plan, &m, &p, a.model, skey, top1_before, top1_after));
     if (evit_report_save(rep, a.report, evit_now() - t0) < 0) goto fail;
 
     printf("%s: %ld -> %ld parameters, %.1f -> %.1f MFLOPs, heads %d -> %d, MLP channels %d -> %d",
            a.out, evit_config_params(&m.cfg), evit_config_params(&p.cfg), evit_config_mflops(&m.cfg),
            evit_config_mflops(&p.cfg), total_heads(&m.cfg), total_heads(&p.cfg), total_mlp(&m.cfg),
            total_mlp(&p.cfg));
-    if (a.val) printf("; top-1 %.2f%% -> %.2f%%", top1_before, top1_after);
+    if (a.val) printf("; %s %.2f%% -> %.2f%%", sname, top1_before, top1_after);
     printf("\n");
     rc = EVIT_EXIT_OK;
 fail:
     /* the checkpoint names its report: without the report it is not kept */
     if (rc != EVIT_EXIT_OK && saved) unlink(a.out);
     cJSON_Delete(rep);
-    evit_eval_result_free(&e);
+    evit_score_free(&e);
     evit_prune_plan_free(&plan);
     evit_prune_scores_free(&s);
     evit_vit_free(&p);

@@ -8,6 +8,7 @@
 
 #include "dataset.h"
 #include "json.h"
+#include "head.h"
 #include "ops.h"
 #include "util.h"
 
@@ -242,8 +243,12 @@ void evit_prune_taylor(struct evit_prune_scores *s, const struct evit_vit *m,
     evit_vit_acts_alloc(&acts, c, B, 1);
     evit_vit_grad_scratch_alloc(&scratch, c, B);
     uint8_t *x = evit_malloc(img * (size_t)B);
-    int32_t *y = evit_malloc(sizeof *y * (size_t)B);
-    float *dlogits = evit_malloc(sizeof(float) * (size_t)B * K);
+    int seg = d->masks != NULL, R = evit_config_head_rows(c);
+    size_t px = (size_t)d->h * d->w;
+    int32_t *y = seg ? NULL : evit_malloc(sizeof *y * (size_t)B);
+    uint8_t *mk = seg ? evit_malloc(px * (size_t)B) : NULL;
+    float *dlogits = evit_malloc(sizeof(float) * (size_t)B * R * K);
+    float *hs = evit_malloc(sizeof(float) * (evit_head_scratch(c, B) + 1));
     double t0 = evit_now();
     for (long i0 = 0; i0 < n; i0 += B) {
         int bs = (int)(n - i0 < B ? n - i0 : B);
@@ -252,11 +257,14 @@ void evit_prune_taylor(struct evit_prune_scores *s, const struct evit_vit *m,
         for (int j = 0; j < bs; j++) {
             long idx = (long)((double)(i0 + j) * d->n / (double)n);
             memcpy(x + (size_t)j * img, d->images + (size_t)idx * img, img);
-            y[j] = d->labels[idx];
+            if (seg)
+                memcpy(mk + (size_t)j * px, d->masks + (size_t)idx * px, px);
+            else
+                y[j] = d->labels[idx];
         }
         evit_vit_forward(m, &acts, x, bs);
-        memset(dlogits, 0, sizeof(float) * (size_t)bs * K);
-        evit_xent_smooth_backward(dlogits, acts.logits, y, 0.0f, 1.0f, bs, K);
+        memset(dlogits, 0, sizeof(float) * (size_t)bs * R * K);
+        evit_head_xent(dlogits, hs, acts.logits, y, mk, d->ignore, bs, c);
         evit_vit_backward(&g, &scratch, m, &acts, dlogits, bs);
         if (progress && evit_now() - t0 > 5.0) {
             evit_info("taylor: %ld of %ld images", i0 + bs, n);
@@ -267,6 +275,8 @@ void evit_prune_taylor(struct evit_prune_scores *s, const struct evit_vit *m,
         score_block(s->head[l], s->mlp[l], &m->p.blocks[l], &g.blocks[l], &c->blocks[l],
                     (size_t)c->dim, EVIT_PRUNE_TAYLOR);
     free(dlogits);
+    free(hs);
+    free(mk);
     free(y);
     free(x);
     evit_vit_grad_scratch_free(&scratch);

@@ -88,7 +88,8 @@ void evit_prune_scores_free(struct evit_prune_scores *s);
 void evit_prune_magnitude(struct evit_prune_scores *s, const struct evit_vit *m,
                           enum evit_prune_criterion crit);
 
-/* First-order Taylor importance: with G the gradient of the cross-entropy
+/* First-order Taylor importance: with G the gradient of the task's
+ * cross-entropy (head.h: on the labels, or on the masks per pixel)
  * summed over `batches` batches of EVIT_PRUNE_TAYLOR_BATCH training images
  * (taken at an even stride through the set, no augmentation, no smoothing),
  *   score = sum over the owned weights w of |w * G_w|

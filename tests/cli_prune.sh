@@ -112,4 +112,23 @@ fails_with 1 "$P" "$T/ok.json" "$T/m.h5" -o "$T/x.h5" --report "$T/x.json" --val
 fails_with 1 "$P" "$T/ok.json" "$T/m.h5" -o "$T/x.h5" --report "$T/nodir/x.json"
 [ ! -e "$T/x.h5" ] || fail "a checkpoint was left without its report"
 ok "missing files, a dataset of another size and an unwritable report are refused without output"
+# --- segmentation: Taylor importance from the pixel loss, magnitude too; the
+# pruned model keeps its head and is scored in mIoU
+succeeds "$DATA" scenes "$T/all.h5" -o "$T/sc.h5" --count 24 --size 96 --seed 6 -q
+succeeds "$INIT" seg-fm-tiny -o "$T/seg.h5" --seed 3 --data "$T/sc.h5"
+for crit in taylor l1; do
+    printf '{ "criterion": "%s", "heads_ratio": 0.25, "mlp_ratio": 0.3 }\n' "$crit" >"$T/sp.json"
+    succeeds "$P" "$T/sp.json" "$T/seg.h5" --data "$T/sc.h5" --val "$T/sc.h5" -o "$T/segp.h5" --report "$T/segp.json"
+    stdout_has "mIoU"
+    grep -q '"head":[[:space:]]*"seg_linear"' "$T/segp.json" || fail "$crit: the pruned model's report lost its head"
+    after=$(num val_miou_after "$T/segp.json")
+    succeeds "$EVAL" "$T/segp.h5" "$T/sc.h5" --report "$T/segpe.json" -q
+    [ -n "$after" ] && [ "$(num miou "$T/segpe.json")" = "$after" ] ||
+        fail "$crit: evit-eval's mIoU $(num miou "$T/segpe.json") of the pruned model is not evit-prune's $after"
+    [ "$(num heads_after "$T/segp.json")" -lt "$(num heads_before "$T/segp.json")" ] || fail "$crit: no head was pruned"
+done
+ok "a segmentation model prunes (Taylor on the pixel loss, and l1), keeps its head and reports mIoU before and after"
+fails_with 1 "$P" "$T/sp.json" "$T/seg.h5" -o "$T/x.h5" --report "$T/x.json" --val "$T/val.h5"
+stderr_has "segmentation dataset"
+ok "a segmentation model with a classification --val is refused in one line"
 echo "cli_prune: all checks passed"

@@ -211,4 +211,34 @@ PYEOF
     done
     ok "a quantized fm-tiny keeps its logits on real Fashion-MNIST images (cosine > 0.99), with INT8 attention too"
 fi
+# --- segmentation: a seg_linear model on Fashion-MNIST scenes; the budget in
+# mIoU points, the same score through the quantized model, its .evit and
+# the runtime; the datasets of the other task refused
+succeeds "$DATA" scenes "$T/all.h5" -o "$T/sc.h5" --count 24 --size 96 --seed 4 -q
+succeeds "$INIT" seg-fm-tiny -o "$T/seg.h5" --seed 2 --data "$T/sc.h5"
+succeeds "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/seg.h5" --calib "$T/sc.h5" --val "$T/sc.h5" \
+    -o "$T/seg.q8.h5" --report "$T/segq.json" --threads 2
+stdout_has "float mIoU"
+fm=$(num float_miou "$T/segq.json")
+im=$(num int8_miou "$T/segq.json")
+dr=$(num drop "$T/segq.json")
+[ -n "$fm" ] && [ -n "$im" ] || fail "the quantize report of a segmentation model lacks float_miou / int8_miou"
+awk -v f="$fm" -v i="$im" -v d="$dr" 'BEGIN { exit !(f > 0 && i > 0 && (f - i - d) ^ 2 < 1e-12) }' ||
+    fail "drop $dr is not float_miou $fm - int8_miou $im"
+! grep -q '"top1"' "$T/segq.json" || fail "a segmentation quantize report has a top1"
+grep -q '"per_class_iou"' "$T/segq.json" || fail "the quantize report lacks the per-class IoU"
+succeeds "$EVAL" "$T/seg.q8.h5" "$T/sc.h5" --report "$T/sege.json" -q --threads 1 --batch 5
+[ "$(num miou "$T/sege.json")" = "$im" ] || fail "evit-eval's mIoU $(num miou "$T/sege.json") of the INT8 model is not evit-quantize's $im"
+succeeds "$X" "$T/seg.q8.h5" -o "$T/seg.evit" -q
+succeeds "$EVAL" "$T/seg.evit" "$T/sc.h5" --report "$T/segx.json" -q --batch 8
+[ "$(num miou "$T/segx.json")" = "$im" ] || fail "the device file's mIoU $(num miou "$T/segx.json") is not the INT8 model's $im"
+ok "a segmentation model quantizes with its score in mIoU, the same through evit-eval and its device file"
+
+fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/seg.h5" --calib "$T/all.h5" --val "$T/sc.h5" -o "$T/x.h5"
+stderr_has "segmentation dataset"
+fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/m.h5" --calib "$T/all.h5" --val "$T/sc.h5" -o "$T/x.h5"
+stderr_has "sc.h5"
+[ ! -e "$T/x.h5" ] || fail "a refused quantization wrote its output"
+ok "a segmentation model with a classification dataset, and the reverse, are refused in one line"
+
 echo "cli_quantize: all checks passed"
