@@ -10,7 +10,9 @@
 #     residual adds): every pass a kernel makes over its data; elements per
 #     iteration from the vector widths.
 # Those rates and each model's work (configs/models/deit-tiny.json,
-# fm-tiny.json; per block, from its token count) give projected milliseconds
+# fm-tiny.json and the 512x512 segmentation model seg-deit-tiny-512.json,
+# whose decoder (evrt_seg_rows_fast) is timed like the other non-matmul
+# kernels; per block, from its token count) give projected milliseconds
 # for float32, INT8 linears, INT8 linears + attention, and the latter with
 # Token Merging (r tokens merged per block).
 #
@@ -240,7 +242,7 @@ ai8 = i8
 PARTS = (("layernorm", "evrt_layernorm_fast", "kernels.c"), ("softmax", "evrt_softmax_fast", "kernels.c"),
          ("softmax_i8", "evrt_softmax_i8", "kernels.c"), ("gelu", "evrt_gelu_fast", "kernels.c"),
          ("quantize", "quant_pad", "kernels_arm.c"), ("kv_quant", "att8_kv_arm", "kernels_arm.c"),
-         ("add", "evrt_add_fast", "kernels.c"))
+         ("add", "evrt_add_fast", "kernels.c"), ("decode", "evrt_seg_rows_fast", "kernels.c"))
 print("\nNon-matmul kernels, llvm-mca -mcpu=cortex-a57: every pass over the data (cycles per element = sum")
 print("over passes of cycles/it / elements/it; elements/it from the vector widths; post-indexed stores timed")
 print("as store + add)")
@@ -265,18 +267,24 @@ def work(c, r, lin8, att8):
     T0, D, M, L = 1 + (c["img_size"] // c["patch"]) ** 2, c["embed_dim"], c["mlp_hidden"], c["depth"]
     H, C, P = c["num_heads"], c["num_classes"], c["channels"] * c["patch"] ** 2
     d = D // H
+    # a segmentation head (Segmenter's linear decoder) classifies every
+    # patch: no class-token-only last block, the final norm and the head on
+    # every token, then the decoder's upsampling and argmax per pixel
+    seg = c.get("head", "class") != "class"
+    nh = T0 - 1 if seg else 1
     w = dict.fromkeys(("lin", "at", "sim") + tuple(p[0] for p in PARTS) + ("merge",), 0)
-    w["lin"] = (T0 - 1) * P * D + D * C  # patch embedding, head
-    w["quantize"] = ((T0 - 1) * P + D) * lin8  # their inputs
+    w["lin"] = (T0 - 1) * P * D + nh * D * C  # patch embedding, head
+    w["quantize"] = ((T0 - 1) * P + nh * D) * lin8  # their inputs
     w["add"] = T0 * D  # position embedding
-    w["layernorm"] = D  # the final norm, on the class token
+    w["layernorm"] = (T0 if seg else 1) * D  # the final norm
+    w["decode"] = c["img_size"] ** 2 * C if seg else 0
     T, Ts = T0, []
     for l in range(L):
         # the last block needs qkv of every token but the rest for the
         # class token only; a merging block merges after attention and its
         # projection (evrt.c, model/vit.c), so its MLP has the nm = T - r
         # tokens that go on
-        nq = 1 if l == L - 1 else T
+        nq = 1 if l == L - 1 and not seg else T
         rl = min(r, (T + 1) // 2 - 1) if l < L - 1 else 0
         nm = nq - rl
         Ts.append(T)
@@ -310,7 +318,7 @@ def work(c, r, lin8, att8):
 def ms(cyc): return cyc / (GHZ * 1e6)
 
 HDR = ("configuration", "tokens", "MMACs", "matmul ms", "other ms", "total ms", "4 thr ms", "speedup")
-for model, rs in (("deit-tiny", (8, 16)), ("fm-tiny", (2, 4))):
+for model, rs in (("deit-tiny", (8, 16)), ("fm-tiny", (2, 4)), ("seg-deit-tiny-512", ())):
     c = json.load(open("%s/configs/models/%s.json" % (src, model)))
     w0 = work(c, 0, 1, 1)
     print("\n%s: T=%d tokens, D=%d, %d heads, MLP %d, depth %d; matmul MACs: linear %.2fM, attention %.2fM"

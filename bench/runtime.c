@@ -4,7 +4,8 @@
  *
  *   bench/runtime [--reps N] [--threads LIST] [--kernels NAME] [--dtypes LIST] [CONFIG ...]
  *
- * CONFIG defaults to fm-tiny fm-small deit-tiny deit-small.  INT8 models get
+ * CONFIG defaults to fm-tiny fm-small deit-tiny deit-small; a segmentation
+ * config (seg-deit-tiny-512) is timed up to its mask.  INT8 models get
  * every linear layer in int8 with symmetric per-tensor activation scales
  * calibrated crudely (max |x| / 127 over a random batch of 4); "int8a" adds
  * INT8 attention (q, k, v scales likewise from the qkv outputs, p 1/127).
@@ -74,15 +75,16 @@ static void observe(void *user, int layer, int phase, const float *x, int rows, 
 
 /* Multiply-adds of one image: every linear layer (patch embedding on the
  * patches, the last block's proj and MLP and the head on the class token
- * alone) and attention (q k^T and P v per head). */
+ * alone; a segmentation model's on every token, its head on every patch)
+ * and attention (q k^T and P v per head). */
 static double int8_macs(const struct evit_vit_config *c)
 {
     double T = evit_config_tokens(c), N = evit_config_patches(c), D = c->dim, s;
-    int l;
-    s = N * evit_config_patch_in(c) * D + D * c->classes;
+    int l, seg = c->head != EVIT_HEAD_CLASS;
+    s = N * evit_config_patch_in(c) * D + D * c->classes * (seg ? N : 1.0);
     for (l = 0; l < c->depth; l++) {
         const struct evit_block_shape *b = &c->blocks[l];
-        double I = (double)b->heads * b->head_dim, q = l + 1 < c->depth ? T : 1.0;
+        double I = (double)b->heads * b->head_dim, q = l + 1 < c->depth || seg ? T : 1.0;
         s += T * D * 3.0 * I + q * (I * D + 2.0 * D * b->mlp) + 2.0 * q * T * I;
     }
     return s;
@@ -99,6 +101,19 @@ static double merged_macs(const struct evrt_model *m)
         s += T * D * 3.0 * I + q * (I * D + 2.0 * D * b->mlp) + 2.0 * q * T * I;
     }
     return s;
+}
+
+/* One inference of B images: a class head's logits, or a segmentation
+ * model's per-patch logits and, when mask is not NULL, its mask (what a
+ * device runs per frame). */
+static void run(evrt_ctx *ctx, const struct evrt_model *m, const uint8_t *img, int B, float *logits, uint8_t *mask)
+{
+    if (m->head_kind == EVRT_HEAD_CLASS)
+        evrt_infer(ctx, img, B, logits);
+    else if (mask)
+        evrt_infer_seg(ctx, img, B, NULL, NULL, mask);
+    else
+        evrt_infer_seg(ctx, img, B, logits, NULL, NULL);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -254,7 +269,8 @@ int main(int argc, char **argv)
         evit_qmodel_from_vit(&q, &m);
         size_t img_n = (size_t)cfg.img_size * cfg.img_size * cfg.channels;
         uint8_t *img = evit_malloc(4 * img_n);
-        float *logits = evit_malloc(sizeof(float) * 4 * cfg.classes);
+        float *logits = evit_malloc(sizeof(float) * 4 * evrt_model_outputs(&q.rt));
+        uint8_t *mask = evit_malloc((size_t)cfg.img_size * cfg.img_size);
         struct evit_rng r;
         evit_rng_seed(&r, 2);
         for (size_t i = 0; i < 4 * img_n; i++) img[i] = (uint8_t)evit_rng_below(&r, 256);
@@ -266,7 +282,7 @@ int main(int argc, char **argv)
             return 1;
         }
         evrt_set_observer(ctx, observe, &cal);
-        evrt_infer(ctx, img, 4, logits);
+        run(ctx, &q.rt, img, 4, logits, NULL);
         evrt_ctx_destroy(ctx);
         int R = reps > 0 ? reps : cfg.img_size > 100 ? 60 : 200;
         static const char *const dtname[3] = {"f32", "int8", "int8a"};
@@ -293,10 +309,10 @@ int main(int argc, char **argv)
                     fprintf(stderr, "error: %s: %s\n", names[k], evrt_ctx_error(ctx));
                     return 1;
                 }
-                for (int i = 0; i < 3; i++) evrt_infer(ctx, img, 1, logits);
+                for (int i = 0; i < 3; i++) run(ctx, &q.rt, img, 1, logits, mask);
                 for (int i = 0; i < R; i++) {
                     double t0 = evit_now();
-                    evrt_infer(ctx, img, 1, logits);
+                    run(ctx, &q.rt, img, 1, logits, mask);
                     ms[i] = 1e3 * (evit_now() - t0);
                 }
                 qsort(ms, (size_t)R, sizeof *ms, cmp_double);
@@ -321,6 +337,7 @@ int main(int argc, char **argv)
         }
         free(img);
         free(logits);
+        free(mask);
         evit_qmodel_free(&q);
         evit_vit_free(&m);
     }

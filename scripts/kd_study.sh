@@ -23,7 +23,9 @@
 # it stopped.
 #
 #   scripts/kd_study.sh [--profile quick|full] [--out DIR] [--seeds "0 1 2"] [--jobs N]
-#                       [--recipe RECIPE] [--merge-r "0 4 8 12"]
+#                       [--recipe RECIPE] [--merge-r "0 4 8 12"] [--kinds "consistent soft"]
+# --kinds: which students to train (default both); "consistent" alone skips
+# the soft ones (their rows then read -), for the Token Merging curve.
 # --merge-r: the uniform r of each Token Merging point (every block but the
 # last; evit-merge --r), each a device file off the shelf and one after a
 # 5-epoch fine-tune with merging; r 0 is the control, the same extra
@@ -35,6 +37,7 @@ seeds="0 1 2"
 jobs=2
 recipe=""
 merge_r="0 4 8 12"
+kinds="consistent soft"
 common_opts="profile out"
 . "$(dirname "$0")/lib.sh"
 
@@ -116,6 +119,7 @@ while [ $# -gt 0 ]; do
     --jobs) [ $# -ge 2 ] || usage_fail "--jobs needs a value"; jobs=$2; shift 2 ;;
     --recipe) [ $# -ge 2 ] || usage_fail "--recipe needs a value"; recipe=$2; shift 2 ;;
     --merge-r) [ $# -ge 2 ] || usage_fail "--merge-r needs a value"; merge_r=$2; shift 2 ;;
+    --kinds) [ $# -ge 2 ] || usage_fail "--kinds needs a value"; kinds=$2; shift 2 ;;
     *) usage_fail "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -123,6 +127,8 @@ profile_args
 case "$jobs" in '' | *[!0-9]* | 0) usage_fail "--jobs takes a positive count" ;; esac
 for s in $seeds; do case "$s" in *[!0-9]*) usage_fail "--seeds takes whole numbers" ;; esac; done
 for r in $merge_r; do case "$r" in *[!0-9]*) usage_fail "--merge-r takes whole numbers" ;; esac; done
+[ -n "$kinds" ] || usage_fail "--kinds needs consistent, soft or both"
+for kd in $kinds; do case "$kd" in consistent | soft) ;; *) usage_fail "--kinds takes consistent and soft, not $kd" ;; esac; done
 cfg=$top/configs/fmnist
 recipe=${recipe:-$cfg/student-consistent.json}
 need "run scripts/pipeline.sh --profile $profile first" "$out/train.h5" "$out/test.h5" "$out/teacher.h5" \
@@ -144,8 +150,10 @@ fi
 
 stage "students: soft and $name, seeds $seeds, $jobs at a time (logs in $out/kd/*.log)"
 export KD_OUT="$out" KD_PROF="$prof" KD_RECIPE="$recipe" KD_NAME="$name" KD_MERGE_R="$merge_r"
-for s in $seeds; do printf 'consistent %s\n' "$s"; done >"$out/kd/jobs"
-for s in $seeds; do printf 'soft %s\n' "$s"; done >>"$out/kd/jobs"
+: >"$out/kd/jobs"
+for kd in $kinds; do
+    for s in $seeds; do printf '%s %s\n' "$kd" "$s"; done >>"$out/kd/jobs"
+done
 xargs -P "$jobs" -L 1 "$0" --job <"$out/kd/jobs"
 
 # the tables

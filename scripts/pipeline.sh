@@ -2,7 +2,14 @@
 # pipeline.sh: the main job on Fashion-MNIST (Debian's dataset-fashion-mnist),
 # every output under one run folder.
 #
-#   scripts/pipeline.sh [--profile quick|full] [--out DIR] [--threads N] [--teacher FILE]
+#   scripts/pipeline.sh [--task class|seg] [--profile quick|full] [--out DIR] [--threads N] [--teacher FILE]
+#
+# --task seg runs the segmentation chain instead (scripts/pipeline-seg.sh,
+# docs/SEGMENT.md): Fashion-MNIST scenes, a seg-fm-tiny teacher on the
+# masks, a seg-fm-mini student distilled pixel-wise from its logits, then
+# prune, fine-tune, INT8, export and the device file's mIoU and latency;
+# out defaults to run/fmnist-seg-PROFILE.  The quick profile takes about
+# fifteen minutes on 2 cores.
 #
 # --teacher FILE takes a trained fm-small checkpoint as the teacher instead
 # of training one (the full profile's: pretrained/fm-small-teacher-full.h5);
@@ -20,18 +27,32 @@
 set -eu
 common_opts="profile out threads"
 teacher=""
+task=class
 . "$(dirname "$0")/lib.sh"
 while [ $# -gt 0 ]; do
     if common_opt "$@"; then shift "$nshift"; continue; fi
     case "$1" in
     --teacher) [ $# -ge 2 ] || usage_fail "--teacher needs a value"; teacher=$2; shift 2 ;;
+    --task) [ $# -ge 2 ] || usage_fail "--task needs a value"; task=$2; shift 2 ;;
     *) usage_fail "unknown argument $1 (see --help)" ;;
     esac
 done
+case "$task" in
+class) ;;
+seg)
+    [ -z "$teacher" ] || usage_fail "--teacher takes a classification teacher; --task seg trains its own"
+    out=${out:-$top/run/fmnist-seg-$profile}
+    ;;
+*) usage_fail "--task is class or seg" ;;
+esac
 profile_args
 [ -z "$teacher" ] || need "--teacher: a trained fm-small checkpoint" "$teacher"
 fm=${FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
 mkdir -p "$out"
+if [ "$task" = seg ]; then
+    . "$top/scripts/pipeline-seg.sh"
+    exit 0
+fi
 
 stage "import Fashion-MNIST"
 if fresh "$out/train.h5" "$fm/train-images-idx3-ubyte.gz"; then echo "up to date" >&2; else

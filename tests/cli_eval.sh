@@ -140,6 +140,11 @@ awk -v m="$miou" 'BEGIN { exit !(m >= 0 && m <= 100) }' || fail "mIoU $miou is n
 grep -q "mIoU $(printf '%.2f' "$miou")%" "$T/out" || fail "the printed mIoU is not the reported one ($miou)"
 ok "a segmentation model evaluates on a segmentation dataset: mIoU, Dice, pixel accuracy in its report"
 
+succeeds "$EVAL" "$T/seg.h5" "$T/sc.h5" --latency 3 --report "$T/seglat.json" -q
+stdout_has "latency through libevrt to the mask"
+grep -q '"latency_ms":' "$T/seglat.json" || fail "the segmentation report lacks its latency"
+ok "--latency times a segmentation model through libevrt, to its mask"
+
 fails_with 1 "$EVAL" "$T/seg.h5" "$T/d.h5"
 stderr_has "a segmentation model needs a segmentation dataset"
 fails_with 1 "$EVAL" "$T/m.h5" "$T/sc.h5"

@@ -23,6 +23,7 @@ succeeds "$EVIT_BIN/evit-eval" "$R/teacher.h5" "$R/train.h5" --save-logits "$R/t
 fails_with 2 "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --jobs 0
 fails_with 2 "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --seeds "a b"
 fails_with 2 "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --merge-r "4 x"
+fails_with 2 "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --kinds "consistent hard"
 fails_with 1 "$EVIT_SRC/scripts/kd_study.sh" --out "$T/nowhere"
 mkdir -p "$T/empty/kd"
 fails_with 1 env EVIT_BIN="$EVIT_BIN" KD_OUT="$T/empty" KD_PROF= KD_RECIPE="$EVIT_SRC/configs/fmnist/student-consistent.json" \
@@ -67,7 +68,9 @@ ok "a second run finds the views and students up to date"
 
 # another recipe: its own views and students beside the first
 sed 's/"prob": 0.25/"prob": 0.5/' "$EVIT_SRC/configs/fmnist/student-consistent.json" >"$T/erase50.json"
-succeeds env EVIT_BIN="$EVIT_BIN" "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --seeds "3" --jobs 2 --recipe "$T/erase50.json" --merge-r ""
+succeeds env EVIT_BIN="$EVIT_BIN" "$EVIT_SRC/scripts/kd_study.sh" --out "$R" --seeds "3" --jobs 2 --recipe "$T/erase50.json" --merge-r "" \
+    --kinds consistent
+! grep -q '^soft' "$R/kd/jobs" || fail "--kinds consistent still queued soft students"
 [ -s "$R/kd/views-erase50.h5" ] && [ -s "$R/kd/erase50-s3.report.json" ] && [ -s "$R/kd/summary-erase50.md" ] ||
     fail "--recipe did not write its own views, students and summary"
 stdout_has "| consistent (erase50) |"

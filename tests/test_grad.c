@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "head.h"
 #include "merge.h"
 #include "ops.h"
 #include "rng.h"
@@ -624,6 +625,52 @@ static void pixel_cross_entropy_backward_matches_central_differences(void)
     evit_free_aligned(dz0);
 }
 
+/* head.h: the task's loss through each head, against central differences
+ * of the loss it returns. */
+struct head_ctx {
+    float *logits, *scratch, *dz;
+    const int32_t *labels;
+    const uint8_t *masks;
+    int B;
+    const struct evit_vit_config *c;
+};
+
+static double head_loss(void *p)
+{
+    struct head_ctx *h = p;
+    size_t n = (size_t)h->B * evit_config_head_rows(h->c) * h->c->classes;
+    memset(h->dz, 0, sizeof(float) * n);
+    return evit_head_xent(h->dz, h->scratch, h->logits, h->labels, h->masks, 255, h->B, h->c);
+}
+
+static void each_heads_loss_gradient_matches_central_differences(void)
+{
+    static const struct evit_block_shape b[] = {{2, 4, 12, 0}};
+    static const int32_t labels[2] = {3, 0};
+    /* 12x12 pixels from a 3x3 grid of patches, some unlabelled */
+    uint8_t masks[2 * 12 * 12];
+    for (int i = 0; i < 2 * 12 * 12; i++) masks[i] = (uint8_t)(i % 7 == 0 ? 255 : (i * 5 + i / 12) % 4);
+    for (int head = EVIT_HEAD_CLASS; head <= EVIT_HEAD_SEG_LINEAR; head++) {
+        struct evit_vit_config c = make_config("head-grad", 12, 1, 4, 4, 8, 1, b);
+        c.head = head;
+        evit_rng_seed(&rng, 31 + (uint64_t)head);
+        int B = 2;
+        size_t n = (size_t)B * evit_config_head_rows(&c) * c.classes;
+        struct head_ctx h = {normal_floats(n, 2.0), NULL, normal_floats(n, 1.0), labels, masks, B, &c};
+        h.scratch = evit_malloc(sizeof(float) * (evit_head_scratch(&c, B) + 1));
+        float *dz = normal_floats(n, 1.0), *dz0 = copy_floats(dz, n);
+        evit_head_xent(dz, h.scratch, h.logits, labels, head ? masks : NULL, 255, B, &c);
+        if (!head) h.masks = NULL;
+        else h.labels = NULL;
+        CHECK(grad_mismatches(head ? "seg_linear logits" : "class logits", h.logits, dz, dz0, n, head_loss, &h) == 0);
+        evit_free_aligned(h.logits);
+        evit_free_aligned(h.dz);
+        evit_free_aligned(dz);
+        evit_free_aligned(dz0);
+        free(h.scratch);
+    }
+}
+
 static struct evit_vit_config grad_config(int depth)
 {
     static const struct evit_block_shape b[] = {{2, 4, 12, 0}, {1, 3, 6, 0}, {2, 3, 8, 0}};
@@ -811,6 +858,7 @@ int main(void)
     RUN(kd_forward_is_zero_for_equal_logits_and_positive_otherwise);
     RUN(upsample_backward_matches_central_differences);
     RUN(pixel_cross_entropy_backward_matches_central_differences);
+    RUN(each_heads_loss_gradient_matches_central_differences);
     RUN(block_backward_matches_central_differences);
     RUN(vit_backward_matches_central_differences_for_every_parameter);
     RUN(vit_backward_with_token_merging_matches_central_differences);

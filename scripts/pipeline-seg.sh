@@ -1,0 +1,80 @@
+# scripts/pipeline-seg.sh: the segmentation chain of scripts/pipeline.sh
+# --task seg (docs/SEGMENT.md); sourced by it after its options, with top,
+# bin, out, prof, profile, threads and fm set.  Every step is skipped when
+# its output is newer than its inputs; a failing step stops the chain.
+cfg=$top/configs/fmnist
+# scenes per split: enough that the quick profile learns the items' shapes
+if [ "$profile" = quick ]; then n_train=4000 n_test=1000; else n_train=10000 n_test=2000; fi
+
+stage "import Fashion-MNIST"
+for split in train t10k; do
+    name=$([ "$split" = train ] && echo items-train || echo items-test)
+    if fresh "$out/$name.h5" "$fm/$split-images-idx3-ubyte.gz"; then echo "up to date" >&2; else
+        "$bin/evit-data" import --idx "$fm/$split-images-idx3-ubyte.gz" "$fm/$split-labels-idx1-ubyte.gz" \
+            --names fashion-mnist -o "$out/$name.h5"
+    fi
+done
+
+stage "scenes: $n_train training scenes from the train split, $n_test test scenes from the test split (96x96)"
+if fresh "$out/train.h5" "$out/items-train.h5"; then echo "up to date" >&2; else
+    "$bin/evit-data" scenes "$out/items-train.h5" --count "$n_train" --size 96 --seed 1 -o "$out/train.h5"
+fi
+if fresh "$out/test.h5" "$out/items-test.h5"; then echo "up to date" >&2; else
+    "$bin/evit-data" scenes "$out/items-test.h5" --count "$n_test" --size 96 --seed 2 -o "$out/test.h5"
+fi
+
+# shellcheck disable=SC2086
+stage "teacher: seg-fm-tiny on the masks ($profile profile)"
+if fresh "$out/teacher.report.json" "$out/train.h5" "$out/test.h5" "$cfg/seg-teacher.json"; then echo "up to date" >&2; else
+    "$bin/evit-distill" "$cfg/seg-teacher.json" $prof --data "$out/train.h5" --val "$out/test.h5" \
+        -o "$out/teacher.h5" --report "$out/teacher.report.json" --stage teacher --resume $threads
+fi
+
+stage "teacher per-patch logits over the training scenes"
+if fresh "$out/teacher.logits.h5" "$out/teacher.h5"; then echo "up to date" >&2; else
+    "$bin/evit-eval" "$out/teacher.h5" "$out/train.h5" --save-logits "$out/teacher.logits.h5" \
+        --report "$out/teacher.train.report.json" $threads
+fi
+
+stage "student: seg-fm-mini distilled pixel-wise from the teacher's logits"
+if fresh "$out/student.report.json" "$out/teacher.logits.h5" "$out/test.h5" "$cfg/seg-student.json"; then echo "up to date" >&2; else
+    "$bin/evit-distill" "$cfg/seg-student.json" $prof --data "$out/train.h5" --teacher "$out/teacher.logits.h5" \
+        --val "$out/test.h5" -o "$out/student.h5" --report "$out/student.report.json" --stage student --resume $threads
+fi
+
+stage "prune: mild recipe (Taylor importance from the pixel loss)"
+if fresh "$out/pruned.report.json" "$out/student.h5" "$cfg/prune-mild.json"; then echo "up to date" >&2; else
+    "$bin/evit-prune" "$cfg/prune-mild.json" "$out/student.h5" --data "$out/train.h5" --val "$out/test.h5" \
+        -o "$out/pruned.h5" --report "$out/pruned.report.json" $threads
+fi
+
+stage "fine-tune the pruned student from the teacher's logits"
+if fresh "$out/finetuned.report.json" "$out/pruned.h5" "$cfg/finetune.json"; then echo "up to date" >&2; else
+    "$bin/evit-distill" "$cfg/finetune.json" $prof --init "$out/pruned.h5" --data "$out/train.h5" \
+        --teacher "$out/teacher.logits.h5" --val "$out/test.h5" -o "$out/finetuned.h5" \
+        --report "$out/finetuned.report.json" --stage finetune --resume $threads
+fi
+
+stage "quantize to INT8 (mIoU measured by the runtime's integer kernels)"
+if fresh "$out/quantized.report.json" "$out/finetuned.h5" "$cfg/quantize.json"; then echo "up to date" >&2; else
+    "$bin/evit-quantize" "$cfg/quantize.json" "$out/finetuned.h5" --calib "$out/train.h5" --val "$out/test.h5" \
+        -o "$out/student.q8.h5" --report "$out/quantized.report.json" $threads
+fi
+
+stage "export the INT8 model for the device"
+if fresh "$out/student.q8.evit" "$out/student.q8.h5"; then echo "up to date" >&2; else
+    "$bin/evit-export" "$out/student.q8.h5" -o "$out/student.q8.evit" --quantize-config "$cfg/quantize.json"
+fi
+
+stage "the exported file through the runtime: mIoU and batch-1 latency (to the mask)"
+if fresh "$out/export.report.json" "$out/student.q8.evit"; then echo "up to date" >&2; else
+    "$bin/evit-eval" "$out/student.q8.evit" "$out/test.h5" --latency 500 --stage export \
+        --parent "$out/quantized.report.json" --report "$out/export.report.json" -q
+fi
+
+stage "compare the stages"
+"$bin/evit-report" compare "$out/teacher.report.json" "$out/student.report.json" "$out/pruned.report.json" \
+    "$out/finetuned.report.json" "$out/quantized.report.json" "$out/export.report.json" --png "$out/compare.png"
+echo "chart: $out/compare.png" >&2
+
+printf '\npipeline --task seg (%s) done: outputs in %s\n' "$profile" "$out" >&2
