@@ -27,7 +27,10 @@ static const char *usage =
     "float checkpoint as float32, a quantized model as QDQ (int8 weights with\n"
     "per-channel scales, QuantizeLinear/DequantizeLinear on activations).\n"
     "The ONNX input is float32 (batch, C, H, W) holding pixel/255; the graph\n"
-    "applies the model's mean/std.\n"
+    "applies the model's mean/std.  A segmentation model (head seg_linear)\n"
+    "exports both ways: the .evit carries its head (format version 4), the\n"
+    "ONNX graph has outputs logits (batch, G*G, K) per patch, scores (batch,\n"
+    "K, H, W) upsampled by Resize and mask (batch, H, W) by ArgMax.\n"
     "\n"
     "  MODEL                  checkpoint (.h5) or quantized model (.h5)\n"
     "  -o, --output F         file to write (atomically)\n"
@@ -128,11 +131,6 @@ int main(int argc, char **argv)
     info.lineage.source_kind = quantized ? EVRT_SOURCE_QUANTIZED : EVRT_SOURCE_FLOAT;
     if (file_fnv(a.model, &info.lineage.source_fnv) < 0) goto fail;
     if (a.qconfig && file_fnv(a.qconfig, &info.lineage.config_fnv) < 0) goto fail;
-    if (a.onnx && q.rt.head_kind != EVRT_HEAD_CLASS) {
-        evit_error("%s: ONNX export takes class-head models so far; a segmentation model exports to .evit "
-                   "(docs/SEGMENT.md)", a.model);
-        goto fail;
-    }
     if (a.onnx) {
 #ifdef EVIT_ONNX
         struct evit_onnx_info oi = {.name = q.vit.cfg.name, .class_names = info.class_names, .source = a.model};

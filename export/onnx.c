@@ -144,6 +144,14 @@ static void attr_int(Onnx__NodeProto *n, const char *name, int64_t v)
     a->i = v;
 }
 
+static void attr_str(Onnx__NodeProto *n, const char *name, const char *v)
+{
+    Onnx__AttributeProto *a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    a->has_s = 1;
+    a->s.len = strlen(v);
+    a->s.data = (uint8_t *)evit_strdup(v);
+}
+
 static void attr_ints(Onnx__NodeProto *n, const char *name, const int64_t *v, int k)
 {
     Onnx__AttributeProto *a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
@@ -394,7 +402,8 @@ static const char *embed(struct graph *b, const struct evrt_model *m)
     return op(b, "Add", "tokens", "positioned", out(tok), init_f32(b, "pos_embed", pos, 3, m->pos_embed));
 }
 
-static Onnx__ValueInfoProto *value_info(const char *name, const int64_t *dims, int n /* dims[0]: "batch" */)
+static Onnx__ValueInfoProto *value_info(const char *name, int dtype, const int64_t *dims,
+                                        int n /* dims[0]: "batch" */)
 {
     Onnx__ValueInfoProto *v = evit_malloc(sizeof *v);
     Onnx__TypeProto *tp = evit_malloc(sizeof *tp);
@@ -419,7 +428,7 @@ static Onnx__ValueInfoProto *value_info(const char *name, const int64_t *dims, i
         sh->dim[i] = d;
     }
     tt->has_elem_type = 1;
-    tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt->elem_type = dtype;
     tt->shape = sh;
     tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
     tp->tensor_type = tt;
@@ -439,22 +448,74 @@ static void constants(struct graph *b)
     b->i2 = scalar_i64(b, "index2", 2);
 }
 
+/* Segmenter's linear decoder on the normed tokens x (B, T, D), as
+ * evrt_infer_seg (evrt.h "Segmentation"):
+ *   logits  the head on every patch token: Slice(x, 1:T on axis 1) -> MatMul
+ *           (B, N, K), N = G*G in row-major grid order
+ *   scores  Reshape (B, G, G, K) -> Transpose (B, K, G, G) -> Resize
+ *           (B, K, S, S), linear, half_pixel, scales (1, 1, P, P): per axis
+ *           x_in = (x_out + 0.5) / P - 0.5, which is PyTorch's
+ *           align_corners=False source index (x_out + 0.5) * G/S - 0.5 since
+ *           S = G P; ONNX Runtime clamps it to [0, G - 1] as
+ *           evit does.  (pytorch_half_pixel differs from half_pixel only for
+ *           an output of length 1, and S >= 2 here.)
+ *   mask    ArgMax over K (the first of equal maxima, as evit), int64
+ *           (B, S, S). */
+static void seg_head(struct graph *b, const struct evrt_model *m, const char *x)
+{
+    int G = m->img_size / m->patch, K = m->classes, T = evrt_model_tokens(m);
+    int64_t start[1] = {1}, end[1] = {T}, axis[1] = {1}, grid[4] = {0, G, G, K}, nchw[4] = {0, 3, 1, 2};
+    float scales[4] = {1.0f, 1.0f, (float)m->patch, (float)m->patch};
+    int64_t four = 4;
+    Onnx__NodeProto *sl = node(b, "Slice", evit_strdup("head/patches"), x, ints(b, "head.patch_start", start, 1),
+                               ints(b, "head.patch_end", end, 1));
+    sl->input = realloc(sl->input, sizeof(char *) * 4); /* node() takes three inputs, Slice a fourth (axes) */
+    EVIT_ASSERT(sl->input);
+    sl->input[sl->n_input++] = evit_strdup(ints(b, "head.patch_axis", axis, 1));
+    const char *z = linear(b, "head", out(sl), &m->head, "logits");
+    const char *r = op(b, "Reshape", "decoder", "grid", z, ints(b, "decoder.grid_shape", grid, 4));
+    const char *t = transpose(b, "decoder", "nchw", r, nchw, 4);
+    const char *sc = init_tensor(b, "decoder.scales", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, &four, 1, scales,
+                                 sizeof scales);
+    Onnx__NodeProto *rs = node(b, "Resize", evit_strdup("scores"), t, "" /* no roi */, sc);
+    attr_str(rs, "mode", "linear");
+    attr_str(rs, "coordinate_transformation_mode", "half_pixel");
+    Onnx__NodeProto *am = node(b, "ArgMax", evit_strdup("mask"), out(rs), NULL, NULL);
+    attr_int(am, "axis", 1);
+    attr_int(am, "keepdims", 0);
+}
+
 static void graph_build(struct graph *b, const struct evrt_model *m, const char *name)
 {
-    int64_t in[4] = {0, m->channels, m->img_size, m->img_size}, outd[2] = {0, m->classes};
+    int S = m->img_size, G = S / m->patch, K = m->classes, seg = m->head_kind == EVRT_HEAD_SEG_LINEAR;
+    int64_t in[4] = {0, m->channels, S, S}, outd[2] = {0, K}, patches[3] = {0, G * G, K}, px[4] = {0, K, S, S},
+            mask[3] = {0, S, S};
     Onnx__GraphProto *g = b->g;
     g->name = evit_strdup(name);
     constants(b);
     const char *x = embed(b, m);
+    /* every block on every token: the graph has no class-token-only last
+     * block, which a segmentation head could not take */
     for (int l = 0; l < m->depth; l++) x = mlp(b, m, l, attention(b, m, l, x));
     x = layernorm(b, "norm", x, m->norm_w, m->norm_b, m->dim);
-    const char *c = gather(b, "head", "cls", x, b->i0, 1); /* (B, D) */
-    linear(b, "head", c, &m->head, "logits");
-    g->n_input = g->n_output = 1;
+    if (seg) {
+        seg_head(b, m, x);
+    } else {
+        const char *c = gather(b, "head", "cls", x, b->i0, 1); /* (B, D) */
+        linear(b, "head", c, &m->head, "logits");
+    }
+    g->n_input = 1;
+    g->n_output = seg ? 3 : 1;
     g->input = evit_malloc(sizeof *g->input);
-    g->output = evit_malloc(sizeof *g->output);
-    g->input[0] = value_info("input", in, 4);
-    g->output[0] = value_info("logits", outd, 2);
+    g->output = evit_malloc(sizeof *g->output * g->n_output);
+    g->input[0] = value_info("input", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, in, 4);
+    if (!seg) {
+        g->output[0] = value_info("logits", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, outd, 2);
+        return;
+    }
+    g->output[0] = value_info("logits", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, patches, 3);
+    g->output[1] = value_info("scores", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, px, 4);
+    g->output[2] = value_info("mask", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, mask, 3);
 }
 
 static void add_meta(Onnx__ModelProto *mp, const char *key, char *value /* taken */)
@@ -486,8 +547,13 @@ static Onnx__ModelProto *model_build(const struct evit_qmodel *q, const struct e
     mp->opset_import[0] = os;
     mp->producer_name = evit_strdup("evit");
     mp->producer_version = evit_strdup(PACKAGE_VERSION);
-    mp->doc_string = evit_strdup("input: float32 (batch, C, H, W), pixel/255; the graph normalises with the "
-                                 "model's mean/std. output: logits (batch, classes).");
+    mp->doc_string = evit_strdup(
+        m->head_kind == EVRT_HEAD_SEG_LINEAR
+            ? "input: float32 (batch, C, H, W), pixel/255; the graph normalises with the model's mean/std. "
+              "outputs: logits (batch, G*G, classes) per patch in row-major grid order, scores (batch, classes, "
+              "H, W) their bilinear upsampling (PyTorch align_corners=False), mask (batch, H, W) int64 argmax."
+            : "input: float32 (batch, C, H, W), pixel/255; the graph normalises with the "
+              "model's mean/std. output: logits (batch, classes).");
     b.g = evit_malloc(sizeof *b.g);
     onnx__graph_proto__init(b.g);
     graph_build(&b, m, info->name ? info->name : "evit");

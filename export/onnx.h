@@ -11,6 +11,12 @@
  *           has no LayerNormalization), attention with MatMul and Softmax,
  *           GELU as 0.5 x (1 + Erf(x / sqrt 2))
  *   output  "logits", float32 (batch, K), the head on the class token
+ * A segmentation model (head_kind EVRT_HEAD_SEG_LINEAR) has, after the
+ * same blocks on every token, three outputs instead (evrt.h "Segmentation"):
+ *           "logits" float32 (batch, G*G, K), the head on each patch token;
+ *           "scores" float32 (batch, K, H, W), their Resize (linear,
+ *           half_pixel: PyTorch's align_corners=False); "mask" int64
+ *           (batch, H, W), ArgMax over K
  * The batch dimension is symbolic ("batch"); reshapes use 0 to copy it.
  *
  * Tensors keep timm's names.  Linear weights are stored transposed, (in,

@@ -1,27 +1,62 @@
 #!/usr/bin/python3
 """Checks for evit-export's ONNX output (tests/cli_onnx.sh, bench/onnx.sh).
 
-    onnx_check.py structure MODEL.onnx [--qdq]   the ONNX checker (full, with
-        shape inference), opset 13, symbolic batch, timm-named tensors, and for
-        --qdq int8 weights dequantized per channel; needs python3-onnx
+    onnx_check.py structure MODEL.onnx [--qdq] [--seg]   the ONNX checker
+        (full, with shape inference), opset 13, symbolic batch, timm-named
+        tensors, and for --qdq int8 weights dequantized per channel; --seg: a
+        segmentation model's outputs (logits, scores by a linear half_pixel
+        Resize, mask by ArgMax) and their inferred shapes; needs python3-onnx
     onnx_check.py images DATA.h5 OUT.u8          a dataset's images, raw uint8
     onnx_check.py compare ORT.f32 LOGITS.h5 [--tol T]
         ONNX Runtime's logits (raw float32) against evit-eval --save-logits
     onnx_check.py top1 ORT.f32 DATA.h5           top-1 (percent) of raw logits
+    onnx_check.py decoder PATCHES.f32 PIXELS.f32 N G S K
+        this script's decoder (below) against evit's own (tests/seg_logits):
+        the same pixel scores, bit for bit
+    onnx_check.py seg ORT LOGITS.h5 S (--tol T | --agree PCT)
+        a segmentation model's ONNX Runtime outputs ORT.logits, ORT.scores,
+        ORT.mask (tests/ort_run.js) against evit-eval --save-logits's per-patch
+        logits and their decoding to S x S pixels.  --tol (float): logits and
+        scores within T, and the masks equal but at near-ties, pixels whose
+        top-2 score gap in evit is under 1e-4.  --agree (QDQ, whose rounding
+        differs from evit's INT8 kernels): at least PCT % of the mask pixels
+        equal, and each other one a pixel whose gap the measured score
+        difference could close.
 """
 import sys
 
 import numpy as np
 
 
-def structure(path, qdq):
+def seg_structure(onnx, m):
+    """The decoder's nodes, and the output shapes shape inference derives."""
+    g = m.graph
+    assert [o.name for o in g.output] == ["logits", "scores", "mask"], g.output
+    rs = [n for n in g.node if n.op_type == "Resize"]
+    am = [n for n in g.node if n.op_type == "ArgMax"]
+    assert len(rs) == 1 and rs[0].output[0] == "scores", rs
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in rs[0].attribute}
+    assert attrs == {"mode": b"linear", "coordinate_transformation_mode": b"half_pixel"}, attrs
+    assert len(am) == 1 and am[0].input[0] == "scores" and am[0].output[0] == "mask", am
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in am[0].attribute}
+    assert attrs == {"axis": 1, "keepdims": 0}, attrs
+    inferred = onnx.shape_inference.infer_shapes(m, strict_mode=True).graph.output
+    shapes = {o.name: [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in inferred}
+    S, K = g.input[0].type.tensor_type.shape.dim[2].dim_value, shapes["logits"][2]
+    assert shapes["scores"] == ["batch", K, S, S] and shapes["mask"] == ["batch", S, S], shapes
+    assert inferred[2].type.tensor_type.elem_type == onnx.TensorProto.INT64, inferred[2]
+    return f", logits {shapes['logits']}, scores {shapes['scores']}, mask {shapes['mask']} int64"
+
+
+def structure(path, qdq, seg):
     import onnx
     m = onnx.load(path)
     onnx.checker.check_model(m, full_check=True)
     assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [13], m.opset_import
     g = m.graph
-    assert [i.name for i in g.input] == ["input"] and [o.name for o in g.output] == ["logits"]
-    for v in (g.input[0], g.output[0]):
+    assert [i.name for i in g.input] == ["input"]
+    assert seg or [o.name for o in g.output] == ["logits"], g.output
+    for v in (g.input[0], *g.output):
         assert v.type.tensor_type.shape.dim[0].dim_param == "batch", v
     names = {t.name: t for t in g.initializer}
     for key in ("cls_token", "pos_embed", "patch_embed.proj.bias", "blocks.0.norm1.weight", "norm.weight",
@@ -38,15 +73,75 @@ def structure(path, qdq):
     else:
         assert "blocks.0.attn.qkv.weight" in names
         assert "QuantizeLinear" not in ops and "DequantizeLinear" not in ops
+    shapes = seg_structure(onnx, m) if seg else ""
     print(f"{path}: valid ONNX, opset 13, {len(g.node)} nodes, {len(g.initializer)} initializers"
-          f"{', QDQ' if qdq else ''}")
+          f"{', QDQ' if qdq else ''}{shapes}")
     return 0
+
+
+def decode(z, G, S):
+    """Per-patch logits z (n, G*G, K) to pixel scores (n, S, S, K): evrt.h's
+    "Segmentation" decoder in float32, one rounding per product and sum as
+    there (numpy fuses nothing), so evit's scores to the bit."""
+    f32 = np.float32
+    n, K = len(z), z.shape[-1]
+    z = z.reshape(n, G, G, K)
+    s = np.maximum((np.arange(S, dtype=f32) + f32(0.5)) * (f32(G) / f32(S)) - f32(0.5), f32(0))
+    i0 = np.minimum(s.astype(np.int64), G - 1)
+    i1 = np.minimum(i0 + 1, G - 1)
+    f = s - i0.astype(f32)
+    fx, fy = f[None, None, :, None], f[None, :, None, None]
+    h = (f32(1) - fx) * z[:, :, i0] + fx * z[:, :, i1]  # (n, G, S, K): every grid row, along x
+    return (f32(1) - fy) * h[:, i0] + fy * h[:, i1]
+
+
+def decoder(args):
+    n, G, S, K = (int(a) for a in args[2:6])
+    z = np.fromfile(args[0], np.float32).reshape(n, G * G, K)
+    px = np.fromfile(args[1], np.float32).reshape(n, S, S, K)
+    same = bool((decode(z, G, S) == px).all())
+    print(f"the test's decoder {'gives' if same else 'does NOT give'} evit's pixel scores bit for bit "
+          f"({n} images, {G}x{G} patches to {S}x{S} pixels)")
+    return 0 if same else 1
+
+
+def seg(args):
+    import h5py
+    with h5py.File(args[1], "r") as f:
+        ref = f["logits"][()]
+    n, N, K = ref.shape
+    S, G = int(args[2]), int(round(N ** 0.5))
+    logits = np.fromfile(args[0] + ".logits", np.float32).reshape(n, N, K)
+    scores = np.fromfile(args[0] + ".scores", np.float32).reshape(n, K, S, S).transpose(0, 2, 3, 1)
+    mask = np.fromfile(args[0] + ".mask", np.int64).reshape(n, S, S)
+    px = decode(ref, G, S)
+    dl, ds = float(np.abs(logits - ref).max()), float(np.abs(scores - px).max())
+    top2 = np.sort(px, -1)[..., -2:]
+    gap = top2[..., 1] - top2[..., 0]
+    differ = mask != px.argmax(-1)
+    nd, worst = int(differ.sum()), float(gap[differ].max()) if differ.any() else 0.0
+    print(f"ONNX Runtime vs evit on {n} images of {S}x{S}: max |logit difference| {dl:.3g}, max |score "
+          f"difference| {ds:.3g}; {nd} of {mask.size} mask pixels differ (largest evit top-2 gap among them "
+          f"{worst:.3g}); {int((gap < 1e-4).sum())} pixels are near-ties (gap < 1e-4)")
+    if not (mask == scores.argmax(-1)).all():
+        print("the mask is not the argmax of the scores")
+        return 1
+    if "--tol" in args:
+        tol = float(args[args.index("--tol") + 1])
+        return 0 if dl <= tol and ds <= tol and worst < 1e-4 else 1
+    agree = float(args[args.index("--agree") + 1])
+    # a score moved by at most ds flips a pixel only if its gap is under 2 ds
+    return 0 if 100 * (1 - nd / mask.size) >= agree and worst <= 2 * ds else 1
 
 
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "structure":
-        return structure(args[0], "--qdq" in args)
+        return structure(args[0], "--qdq" in args, "--seg" in args)
+    if cmd == "decoder":
+        return decoder(args)
+    if cmd == "seg":
+        return seg(args)
     import h5py
     if cmd == "images":
         with h5py.File(args[0], "r") as f:
