@@ -5,6 +5,9 @@
         logits = m.logits(frame)            # uint8 (H, W, C): float32 (classes,)
         idx, prob = m.top(frames, k=5)      # uint8 (N, H, W, C): (N, 5) each
         print(m.class_names[idx[0, 0]] if m.class_names else idx[0, 0])
+    with evrt.Model("seg.evit") as s:       # s.head == "seg_linear"
+        z = s.logits(frames)                # float32 (N, grid^2, classes), per patch
+        mask = s.mask(frames)               # uint8 (N, img_size, img_size), classes
 
     python3 python/evrt.py MODEL.evit IMAGE.pgm|.ppm|.npy [--logits] [--threads N]
 
@@ -14,7 +17,8 @@ They reach the model exactly as evit-run sends an image: resized to its
 square input by nearest neighbour (source pixel floor((x + 0.5) * w / S)),
 grey to RGB by repeating the channel, RGB to grey with the ITU-R 601
 weights (0.299, 0.587, 0.114) rounded to nearest; so the logits are
-bit-identical to `evit-run MODEL IMAGE --logits` (tests/cli_python.sh).
+bit-identical to `evit-run MODEL IMAGE --logits` (tests/cli_python.sh),
+and a segmentation model's mask is evit-run's `--mask OUT.pgm`.
 
 The shared library is the first of: $EVRT_LIB (a path), libevrt.so next to
 this file, ../runtime/libevrt.so and ../build/runtime/libevrt.so from it (an
@@ -30,7 +34,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["Error", "Model", "to_model_input", "read_image"]
+__all__ = ["Error", "Model", "to_model_input", "read_image", "shares_line"]
 
 _ERR_MAX = 256  # EVRT_ERR_MAX
 
@@ -90,7 +94,11 @@ def _load():
             ("evrt_ctx_threads", I, [P]),
             ("evrt_ctx_set_kernels", I, [P, C]),
             ("evrt_ctx_kernels", C, [P]),
-            ("evrt_infer", I, [P, P, I, P])):
+            ("evrt_infer", I, [P, P, I, P]),
+            ("evrt_infer_seg", I, [P, P, I, P, P, P]),
+            ("evrt_file_model", P, [P]),
+            ("evrt_file_head", I, [P]),
+            ("evrt_model_tokens", I, [P])):
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
     _lib = lib
@@ -144,7 +152,11 @@ class Model:
     threads: inference threads (1..256); kernels: "ref", "avx2", "neon", ...
     (evrt.h, evrt_ctx_set_kernels; None: the fastest this CPU runs, or
     $EVRT_KERNELS); batch: the context's largest batch (larger inputs run
-    in chunks of it)."""
+    in chunks of it).
+
+    head is "class" (logits of the class token: logits, top) or
+    "seg_linear" (a segmentation model: per-patch logits and the mask);
+    grid the patches per side, img_size / patch."""
 
     _f = None
     _ctx = None
@@ -178,6 +190,13 @@ class Model:
             self.close()
             raise Error("%s: %s" % (self.path, msg))
         self.batch = batch
+        self.head, self.grid = self._head(lib)
+
+    def _head(self, lib):
+        """("class" or "seg_linear", grid), from evrt_file_head."""
+        m = lib.evrt_file_model(self._f)
+        grid = int(round((lib.evrt_model_tokens(m) - 1) ** 0.5))
+        return ("seg_linear" if lib.evrt_file_head(self._f) == 1 else "class"), grid
 
     def _ctx_error(self):
         return _lib.evrt_ctx_error(self._ctx).decode(errors="replace")
@@ -196,26 +215,50 @@ class Model:
         self._live()
         return _lib.evrt_ctx_kernels(self._ctx).decode()
 
-    def logits(self, frames):
-        """float32 (classes,) for one frame, (N, classes) for a batch."""
+    def _run(self, frames, per_frame, dtype, infer):
+        """infer(chunk, out) on the frames in chunks of batch, into an
+        array of per_frame-shaped rows: one row for one frame."""
         self._live()
         got = _as_batch(frames, self.channels)
         if isinstance(got, str):
             raise Error("%s: %s" % (self.path, got))
         x, single = got
         x = to_model_input(x, self.img_size, self.channels)
-        out = np.empty((x.shape[0], self.num_classes), dtype=np.float32)
+        out = np.empty((x.shape[0],) + per_frame, dtype=dtype)
         for i in range(0, x.shape[0], self.batch):
             chunk, dst = x[i:i + self.batch], out[i:i + self.batch]
-            if _lib.evrt_infer(self._ctx, chunk.ctypes.data, chunk.shape[0], dst.ctypes.data) != 0:
+            if infer(chunk.ctypes.data, chunk.shape[0], dst.ctypes.data) != 0:
                 raise Error("%s: %s" % (self.path, self._ctx_error()))
         return out[0] if single else out
+
+    def logits(self, frames):
+        """float32 (classes,) for one frame, (N, classes) for a batch; for a
+        segmentation model per patch, (grid^2, classes) and (N, grid^2,
+        classes), patch n at row n // grid, column n % grid of the grid."""
+        if self.head == "class":
+            return self._run(frames, (self.num_classes,), np.float32,
+                             lambda x, n, z: _lib.evrt_infer(self._ctx, x, n, z))
+        return self._run(frames, (self.grid * self.grid, self.num_classes), np.float32,
+                         lambda x, n, z: _lib.evrt_infer_seg(self._ctx, x, n, z, None, None))
+
+    def mask(self, frames):
+        """A segmentation model's class of every pixel of the model's input
+        (frames resized as for logits): uint8 (img_size, img_size) for one
+        frame, (N, img_size, img_size) for a batch; libevrt's decoder, so
+        evit-run's --mask of the same pixels."""
+        if self.head != "seg_linear":
+            raise Error("%s: a class-head model has no mask: mask() takes a segmentation model" % self.path)
+        return self._run(frames, (self.img_size, self.img_size), np.uint8,
+                         lambda x, n, m: _lib.evrt_infer_seg(self._ctx, x, n, None, None, m))
 
     def top(self, frames, k=5):
         """(indices, probabilities) of the k most likely classes, best first:
         int64 and float64 (k,) for one frame, (N, k) for a batch.  Softmax in
         double with the largest logit subtracted, ties to the lower index,
-        as evit-run."""
+        as evit-run.  A class head's only (a segmentation model: mask)."""
+        if self.head != "class":
+            raise Error("%s: a segmentation model has no top classes of an image: use mask() (or logits(), "
+                        "per patch)" % self.path)
         k = min(_int_in(self.path, "k", k, 1, 1 << 30), self.num_classes)
         z = self.logits(frames)
         z2 = np.atleast_2d(z).astype(np.float64)
@@ -244,8 +287,9 @@ class Model:
         self.close()
 
     def __repr__(self):
-        return "evrt.Model(%r: %dx%dx%d -> %d classes)" % (self.path, self.img_size, self.img_size,
-                                                          self.channels, self.num_classes)
+        return "evrt.Model(%r: %dx%dx%d -> %d classes%s)" % (
+            self.path, self.img_size, self.img_size, self.channels, self.num_classes,
+            " per pixel" if getattr(self, "head", "class") != "class" else "")
 
 
 # ---------------------------------------------------------------- the CLI
@@ -322,13 +366,31 @@ def _hex(v):
     return mant + "p" + exp
 
 
+def shares_line(model, mask):
+    """evit-run's line for a segmentation model's mask, without the
+    latency: "C classes  K1 S1% NAME1  K2 S2% NAME2  K3 S3% NAME3", the 3
+    classes of the most pixels, largest first (the lower class among
+    equals)."""
+    count = np.bincount(mask.ravel(), minlength=256)
+    order = np.argsort(-count, kind="stable")
+    present = int((count > 0).sum())
+    out = "%d class%s" % (present, "" if present == 1 else "es")
+    for k in order[:min(3, present)]:
+        name = model.class_names[k] if model.class_names else None
+        out += "  %d %.2f%%%s" % (k, 100.0 * count[k] / mask.size, " " + name if name is not None else "")
+    return out
+
+
 def main(argv=None):
     import argparse
     ap = argparse.ArgumentParser(prog="evrt", description="Classifies IMAGE with a model written by "
-                                 "evit-export (libevrt through ctypes) and prints the top 5, as evit-run.")
+                                 "evit-export (libevrt through ctypes) and prints the top 5, as evit-run; "
+                                 "a segmentation model: evit-run's line of the mask's classes and their "
+                                 "shares of its pixels, without the latency.")
     ap.add_argument("model", metavar="MODEL.evit")
     ap.add_argument("image", metavar="IMAGE", help="binary PGM/PPM, or .npy of uint8 (H, W[, C])")
-    ap.add_argument("--logits", action="store_true", help="every class's logit as an exact hex float")
+    ap.add_argument("--logits", action="store_true", help="every class's logit as an exact hex float "
+                    "(a segmentation model: of every patch, 'N K LOGIT')")
     ap.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     a = ap.parse_args(argv)
     try:
@@ -338,10 +400,14 @@ def main(argv=None):
             if isinstance(got, str) or not got[1]:
                 raise Error("%s: %s" % (a.image, got if isinstance(got, str) else
                                         "one image (H, W[, C]) expected, got shape %s" % (img.shape,)))
-            z = m.logits(img)
             if a.logits:
-                for i, v in enumerate(z):
-                    print("%d %s" % (i, _hex(v)))
+                z = m.logits(img)
+                for i, v in enumerate(z.ravel()):
+                    print("%d %s" % (i, _hex(v)) if z.ndim == 1 else
+                          "%d %d %s" % (i // m.num_classes, i % m.num_classes, _hex(v)))
+                return 0
+            if m.head != "class":
+                print(shares_line(m, m.mask(img)))
                 return 0
             idx, p = m.top(img, 5)
             for r, (i, q) in enumerate(zip(idx, p)):

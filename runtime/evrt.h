@@ -447,6 +447,10 @@ const char *evrt_file_class_name(const evrt_file *f, int k);
  * channels bytes a pixel and gives classes logits each.  Any pointer may be
  * NULL.  Returns the bytes of one image, img_size^2 * channels. */
 size_t evrt_file_input(const evrt_file *f, int *img_size, int *channels, int *classes);
+/* The model's head (enum evrt_head): EVRT_HEAD_CLASS, whose logits come
+ * from evrt_infer, or EVRT_HEAD_SEG_LINEAR, whose per-patch logits, scores
+ * and mask come from evrt_infer_seg (for bindings, as evrt_file_input). */
+int evrt_file_head(const evrt_file *f);
 const struct evrt_lineage *evrt_file_lineage(const evrt_file *f);
 /* Bytes mapped or held for the file. */
 size_t evrt_file_bytes(const evrt_file *f);

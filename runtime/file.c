@@ -673,5 +673,7 @@ size_t evrt_file_input(const evrt_file *f, int *img_size, int *channels, int *cl
     if (classes) *classes = m->classes;
     return (size_t)m->img_size * (size_t)m->img_size * (size_t)m->channels;
 }
+int evrt_file_head(const evrt_file *f) { return f->model.head_kind; }
+
 const struct evrt_lineage *evrt_file_lineage(const evrt_file *f) { return &f->lineage; }
 size_t evrt_file_bytes(const evrt_file *f) { return f->len; }

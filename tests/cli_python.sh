@@ -4,8 +4,9 @@
 # channel-converted frames; float, INT8 and 3-channel models), the same rows
 # in a batch, at 2 threads and from its CLI; top(k) and the CLI's top 5
 # agree with evit-run; bad files and frames raise evrt.Error in one line and
-# the CLI exits 1 with one line.  Models are freshly initialised (exact
-# comparisons need no training).
+# the CLI exits 1 with one line; a segmentation model gives evit-run's
+# per-patch logits and --mask, and refuses top().  Models are freshly
+# initialised (exact comparisons need no training).
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
@@ -66,6 +67,34 @@ for m in f q c; do
     done
 done
 ok "evit-run writes the reference logits"
+
+# --- a segmentation model (seg-fm-tiny, 96x96, 11 classes): .head, per-patch
+# .logits, .mask against evit-run's --logits and --mask PGM
+succeeds "$DATA" scenes "$T/d.h5" -o "$T/sc.h5" --count 4 --size 96 --seed 3 -q
+succeeds "$INIT" seg-fm-tiny -o "$T/seg.h5" --seed 5 --data "$T/sc.h5"
+succeeds "$X" "$T/seg.h5" -o "$T/seg.evit"
+# one patch per image: outputs per image are the classes for either head
+for h in class seg_linear; do
+    printf '{"name":"one","img_size":8,"channels":1,"patch":8,"num_classes":3,"embed_dim":16,"depth":1,"num_heads":2,"mlp_hidden":16,"head":"%s"}' \
+        "$h" >"$T/one-$h.json"
+    succeeds "$INIT" "$T/one-$h.json" -o "$T/one-$h.h5"
+    succeeds "$X" "$T/one-$h.h5" -o "$T/one-$h.evit"
+done
+"$PY" - "$T" <<'PYEOF'
+import sys
+import numpy as np
+t, rng = sys.argv[1], np.random.RandomState(9)
+for name, h, w in (("s96", 96, 96), ("s70x50", 70, 50)):
+    x = rng.randint(0, 256, (h, w)).astype(np.uint8)
+    np.save("%s/%s.npy" % (t, name), x)
+    open("%s/%s.pgm" % (t, name), "wb").write(b"P5\n%d %d\n255\n" % (w, h) + x.tobytes())
+PYEOF
+for i in s96 s70x50; do
+    succeeds "$R" "$T/seg.evit" "$T/$i.pgm" --logits
+    cp "$T/out" "$T/seg-$i.ref"
+    succeeds "$R" "$T/seg.evit" "$T/$i.pgm" --mask "$T/seg-$i.mask.pgm"
+    sed 's/  [0-9.]* ms$//' "$T/out" >"$T/seg-$i.line"
+done
 
 # --- the module: exact logits, batches, threads, top(k), names, errors
 "$PY" - "$T" <<'PYEOF'
@@ -179,6 +208,48 @@ raises("a closed model", lambda: r.logits(x["g28"]), "closed")
 f.close()
 f.close()
 print("ok - missing, mistaken and closed models and bad frames raise evrt.Error in one line naming the file")
+
+# a segmentation model
+sm, f = evrt.Model(t + "/seg.evit", batch=1), evrt.Model(t + "/f.evit")
+if (sm.head, f.head, sm.grid, sm.img_size, sm.num_classes) != ("seg_linear", "class", 12, 96, 11):
+    fail("head, grid, size, classes: %r" % ((sm.head, f.head, sm.grid, sm.img_size, sm.num_classes),))
+xs = {i: np.load("%s/%s.npy" % (t, i)) for i in ("s96", "s70x50")}
+for i in xs:
+    z = sm.logits(xs[i])
+    rows = [l.split() for l in open("%s/seg-%s.ref" % (t, i))]
+    ref = np.array([float.fromhex(v) for _, _, v in rows], np.float32).reshape(144, 11)
+    if z.dtype != np.float32 or z.shape != (144, 11) or not same(z, ref):
+        fail("seg.evit on %s: logits %s %s are not evit-run's per-patch logits" % (i, z.dtype, z.shape))
+    m = sm.mask(xs[i])
+    pgm = open("%s/seg-%s.mask.pgm" % (t, i), "rb").read()
+    if not pgm.startswith(b"P5\n96 96\n255\n") or m.dtype != np.uint8 or m.shape != (96, 96):
+        fail("seg.evit on %s: mask %s %s, or evit-run's PGM is not 96x96" % (i, m.dtype, m.shape))
+    if m.tobytes() != pgm[len(b"P5\n96 96\n255\n"):]:
+        fail("seg.evit on %s: the mask is not evit-run's --mask PGM" % i)
+    if len(np.unique(m)) < 2 or m.max() >= 11:
+        fail("seg.evit on %s: a mask of classes %s" % (i, np.unique(m)))
+    if evrt.shares_line(sm, m) != open("%s/seg-%s.line" % (t, i)).read().rstrip("\n"):
+        fail("shares_line differs from evit-run's line on %s" % i)
+big = np.load(t + "/s70x50.npy")
+batch = np.stack([big, big[::-1], big])[..., None]
+zb, mb = sm.logits(batch), sm.mask(batch)
+if zb.shape != (3, 144, 11) or mb.shape != (3, 96, 96) or not same(zb[2], sm.logits(big)) or \
+        not (mb[1] == sm.mask(batch[1])).all() or not (mb[0] == mb[2]).all():
+    fail("a batch of 3 (in chunks of 1) differs from its frames: %s %s" % (zb.shape, mb.shape))
+for h, shape in (("class", (3,)), ("seg_linear", (1, 3))):
+    one = evrt.Model("%s/one-%s.evit" % (t, h))
+    if one.head != h or one.grid != 1 or one.logits(np.zeros((8, 8), np.uint8)).shape != shape:
+        fail("a one-patch %s model reads as head %s, grid %d" % (h, one.head, one.grid))
+    one.close()
+print("ok - a segmentation model: head seg_linear, per-patch logits (144, 11) bit-identical to evit-run's, "
+      "mask (96, 96) equal to evit-run's --mask PGM, batches as single frames; a one-patch model's head is told too")
+
+raises("top on a segmentation model", lambda: sm.top(big), "seg.evit: ", "segmentation model", "mask()")
+raises("mask on a class model", lambda: f.mask(xs["s96"]), "f.evit: ", "class-head model has no mask")
+raises("float frames on a segmentation model", lambda: sm.mask(big.astype(np.float32)), "seg.evit: ", "uint8")
+sm.close()
+raises("a closed segmentation model", lambda: sm.mask(big), "closed")
+print("ok - top() on a segmentation model and mask() on a class model raise evrt.Error in one line")
 PYEOF
 
 # --- the CLI: evit-run's output to the byte
@@ -212,6 +283,14 @@ fails_with 1 "$PY" "$MOD" "$T/f.evit" "$T/short.pgm"; stderr_has "truncated"
 "$PY" -c 'import numpy; numpy.save("'"$T"'/two.npy", numpy.zeros((28, 28, 2), numpy.uint8))'
 fails_with 1 "$PY" "$MOD" "$T/f.evit" "$T/two.npy"; stderr_has "two.npy: frames have 2 channels"
 ok "the CLI refuses missing and mistaken models and images with one line and exit 1"
+
+for i in s96 s70x50; do
+    succeeds "$PY" "$MOD" "$T/seg.evit" "$T/$i.pgm" --logits
+    cmp -s "$T/out" "$T/seg-$i.ref" || fail "python3 evrt.py --logits differs from evit-run on seg.evit, $i"
+    succeeds "$PY" "$MOD" "$T/seg.evit" "$T/$i.pgm"
+    cmp -s "$T/out" "$T/seg-$i.line" || fail "python3 evrt.py on seg.evit, $i: '$(cat "$T/out")' is not evit-run's line"
+done
+ok "the CLI on a segmentation model prints evit-run's per-patch logits and its line (without the latency)"
 
 # --- the library is found next to the module without EVRT_LIB
 mkdir "$T/pkg"
