@@ -125,29 +125,33 @@ static int make_model(const struct args *a, const struct evit_recipe *r, const s
 
 /* The teacher's accuracy on the validation set, when the logits file names
  * a checkpoint that is still there; NaN otherwise. */
-static double teacher_val_top1(const struct evit_logits *l, const struct evit_dataset *val, char **report)
+/* The teacher's score on the validation set (top-1, or mIoU for a
+ * segmentation teacher) when its checkpoint is still where its logits say,
+ * and its report (the student's parent by default); NaN otherwise. */
+static double teacher_val_score(const struct evit_logits *l, const struct evit_dataset *val, char **report)
 {
     struct evit_vit t;
     struct evit_ckpt_meta meta;
-    struct evit_eval_result e;
-    double top1 = NAN;
+    struct evit_score e;
+    double score = NAN;
     *report = NULL;
-    if (!l || !l->model || !val || l->grid) return NAN; /* a segmentation teacher: no top-1 */
+    if (!l || !l->model || !val) return NAN;
     FILE *f = fopen(l->model, "rb");
     if (!f) return NAN;
     fclose(f);
-    if (evit_ckpt_load(l->model, &t, &meta) < 0) return NAN;
+    if (evit_ckpt_load_heads(l->model, &t, &meta, EVIT_HEADS_ALL) < 0) return NAN;
     const char *p = evit_report_parent(NULL, meta.report, meta.parent_report, NULL);
     if (p) *report = evit_strdup(p);
-    if (t.cfg.img_size == val->h && t.cfg.channels == val->c && t.cfg.classes == val->classes) {
-        if (evit_eval_top1(&t, val, 256, &e) == 0) {
-            top1 = e.top1;
-            evit_eval_result_free(&e);
+    if (t.cfg.img_size == val->h && t.cfg.channels == val->c && t.cfg.classes == val->classes &&
+        (t.cfg.head != EVIT_HEAD_CLASS) == (val->masks != NULL)) {
+        if (evit_score_vit(&t, val, 256, &e) == 0) {
+            score = e.value;
+            evit_score_free(&e);
         }
     }
     evit_ckpt_meta_free(&meta);
     evit_vit_free(&t);
-    return top1;
+    return score;
 }
 
 static cJSON *train_section(const struct evit_train_result *tr, const struct evit_logits *l,
@@ -169,7 +173,8 @@ static cJSON *train_section(const struct evit_train_result *tr, const struct evi
         cJSON_AddStringToObject(o, "teacher_logits", teacher_path);
         if (l->model) cJSON_AddStringToObject(o, "teacher_model", l->model);
         if (isfinite(l->top1)) cJSON_AddNumberToObject(o, "teacher_train_top1", l->top1);
-        if (isfinite(teacher_top1)) cJSON_AddNumberToObject(o, "teacher_val_top1", teacher_top1);
+        if (isfinite(teacher_top1))
+            cJSON_AddNumberToObject(o, l->grid ? "teacher_val_miou" : "teacher_val_top1", teacher_top1);
     }
     cJSON_AddItemToObject(o, "history", tr->history ? cJSON_Duplicate(tr->history, 1) : cJSON_CreateArray());
     return o;
@@ -236,7 +241,7 @@ static int distill_main(int argc, char **argv)
     if (make_model(&a, &r, &train, &m, &init_report) < 0) goto fail;
     if (evit_eval_check_compat(&m, a.init ? a.init : a.recipe, &train, a.data) < 0) goto fail;
     if (a.val && evit_eval_check_compat(&m, a.init ? a.init : a.recipe, &val, a.val) < 0) goto fail;
-    double teacher_top1 = have_teacher && rank == 0 ? teacher_val_top1(&teacher, a.val ? &val : NULL, &teacher_report) : (double)NAN;
+    double teacher_top1 = have_teacher && rank == 0 ? teacher_val_score(&teacher, a.val ? &val : NULL, &teacher_report) : (double)NAN;
 
     best = evit_train_sibling(a.out, ".best");
     state = evit_train_sibling(a.out, ".state");

@@ -187,6 +187,7 @@ succeeds "$D" "$T/seg-kd.json" --data "$T/sc-train.h5" --teacher "$T/seg-logits.
 stdout_has "validation mIoU"
 grep -q "\"teacher_logits\":[[:space:]]*\"$T/seg-logits.h5\"" "$T/seg-kd.report.json" ||
     fail "the distilled student's report does not name its teacher"
+grep -q '"teacher_val_miou":' "$T/seg-kd.report.json" || fail "the student's report lacks its teacher's mIoU"
 fails_with 1 "$D" "$T/student.json" --data "$T/all.h5" --teacher "$T/seg-logits.h5" -o "$T/x.h5" -q
 stderr_has "$T/seg-logits.h5"
 sed 's/"soft"/"hard"/' "$T/seg-kd.json" >"$T/seg-hard.json"
