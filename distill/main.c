@@ -93,7 +93,6 @@ static int segment_supported(const struct args *a, const struct evit_recipe *r)
                           ? "crops or flips with a teacher (its logits are of the images as they are; replayed "
                             "views for segmentation land later)"
                       : evit_dist_size() > 1 ? "data-parallel training under mpirun"
-                      : a->latency           ? "--latency"
                                              : NULL;
     if (!why) return EVIT_OK;
     return evit_error("%s: a segmentation model does not take %s yet (docs/SEGMENT.md)", a->recipe, why);

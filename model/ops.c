@@ -2,6 +2,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -840,18 +841,42 @@ void evit_xent_smooth_backward(float *dlogits, const float *logits, const int32_
     }
 }
 
-double evit_kd_forward(const float *student, const float *teacher, float tau, int B, int K)
+/* The per-row losses below are summed in fixed chunks of LOSS_CHUNK rows,
+ * each in order, and the chunks' sums in order: the same bits at any thread
+ * count (a single chunk is the plain serial sum).  Segmentation losses have
+ * a row per pixel (a batch of 32 96x96 scenes: 294,912), each with a few
+ * exp()s per class, so they are worth the threads. */
+#define LOSS_CHUNK 4096
+
+static double kd_rows(const float *student, const float *teacher, double t, size_t r0, size_t r1, int K)
 {
-    EVIT_ASSERT(tau > 0.0f);
-    double t = (double)tau, total = 0.0;
-    for (int b = 0; b < B; b++) {
-        const float *zs = student + (size_t)b * K, *zt = teacher + (size_t)b * K;
+    double total = 0.0;
+    for (size_t b = r0; b < r1; b++) {
+        const float *zs = student + b * K, *zt = teacher + b * K;
         double lse_s = logsumexp_row(zs, t, K), lse_t = logsumexp_row(zt, t, K);
         for (int k = 0; k < K; k++) {
             double lpt = (double)zt[k] / t - lse_t, lps = (double)zs[k] / t - lse_s;
             double pt = exp(lpt);
             if (pt > 0.0) total += pt * (lpt - lps); /* 0 log 0 = 0 */
         }
+    }
+    return total;
+}
+
+double evit_kd_forward(const float *student, const float *teacher, float tau, int B, int K)
+{
+    EVIT_ASSERT(tau > 0.0f);
+    double t = (double)tau, total = 0.0;
+    size_t n = (size_t)B, chunks = (n + LOSS_CHUNK - 1) / LOSS_CHUNK;
+    if (chunks <= 1) {
+        total = kd_rows(student, teacher, t, 0, n, K);
+    } else {
+        double *part = evit_malloc(sizeof(double) * chunks);
+#pragma omp parallel for schedule(static)
+        for (size_t c = 0; c < chunks; c++)
+            part[c] = kd_rows(student, teacher, t, c * LOSS_CHUNK, c + 1 < chunks ? (c + 1) * LOSS_CHUNK : n, K);
+        for (size_t c = 0; c < chunks; c++) total += part[c];
+        free(part);
     }
     return t * t * total / B;
 }
@@ -861,6 +886,8 @@ void evit_kd_backward(float *dstudent, const float *student, const float *teache
 {
     EVIT_ASSERT(tau > 0.0f);
     double t = (double)tau, c = (double)scale * t / B;
+    /* each row's gradient its own: any split gives the same bits */
+#pragma omp parallel for schedule(static) if ((size_t)B * K > 65536)
     for (int b = 0; b < B; b++) {
         const float *zs = student + (size_t)b * K, *zt = teacher + (size_t)b * K;
         double lse_s = logsumexp_row(zs, t, K), lse_t = logsumexp_row(zt, t, K);
@@ -889,9 +916,11 @@ static void bilinear_tap(int o, int n_in, int n_out, int *i0, int *i1, float *f)
 void evit_upsample_forward(float *out, const float *in, int B, int h, int w, int H, int W, int K)
 {
     EVIT_ASSERT(h >= 1 && w >= 1 && H >= 1 && W >= 1 && K >= 1);
+    /* every output its own: any split gives the same bits */
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * H * W * K > 65536)
     for (int b = 0; b < B; b++) {
-        const float *src = in + (size_t)b * h * w * K;
         for (int y = 0; y < H; y++) {
+            const float *src = in + (size_t)b * h * w * K;
             int y0, y1, x0, x1;
             float fy, fx;
             bilinear_tap(y, h, H, &y0, &y1, &fy);
@@ -909,6 +938,9 @@ void evit_upsample_forward(float *out, const float *in, int B, int h, int w, int
 
 void evit_upsample_backward(float *din, const float *dout, int B, int h, int w, int H, int W, int K)
 {
+    /* the taps of an image gather from its own pixels alone, in order:
+     * images split across threads give the same bits */
+#pragma omp parallel for schedule(static) if ((size_t)B * H * W * K > 65536)
     for (int b = 0; b < B; b++) {
         float *dsrc = din + (size_t)b * h * w * K;
         for (int y = 0; y < H; y++) {
@@ -932,17 +964,42 @@ void evit_upsample_backward(float *din, const float *dout, int B, int h, int w, 
     }
 }
 
-double evit_xent_pixels_forward(size_t *labelled, const float *logits, const uint8_t *mask, int ignore, size_t P,
-                                int K)
+static double xent_pixel_rows(size_t *labelled, const float *logits, const uint8_t *mask, int ignore, size_t p0,
+                              size_t p1, int K)
 {
     double total = 0.0;
     size_t n = 0;
-    for (size_t p = 0; p < P; p++) {
+    for (size_t p = p0; p < p1; p++) {
         if (mask[p] == ignore) continue;
         EVIT_ASSERT(mask[p] < K);
         const float *z = logits + p * K;
         total += logsumexp_row(z, 1.0, K) - (double)z[mask[p]];
         n++;
+    }
+    *labelled = n;
+    return total;
+}
+
+double evit_xent_pixels_forward(size_t *labelled, const float *logits, const uint8_t *mask, int ignore, size_t P,
+                                int K)
+{
+    double total = 0.0;
+    size_t n = 0, chunks = (P + LOSS_CHUNK - 1) / LOSS_CHUNK;
+    if (chunks <= 1) {
+        total = xent_pixel_rows(&n, logits, mask, ignore, 0, P, K);
+    } else {
+        double *part = evit_malloc(sizeof(double) * chunks);
+        size_t *cnt = evit_malloc(sizeof(size_t) * chunks);
+#pragma omp parallel for schedule(static)
+        for (size_t c = 0; c < chunks; c++)
+            part[c] = xent_pixel_rows(&cnt[c], logits, mask, ignore, c * LOSS_CHUNK,
+                                      c + 1 < chunks ? (c + 1) * LOSS_CHUNK : P, K);
+        for (size_t c = 0; c < chunks; c++) {
+            total += part[c];
+            n += cnt[c];
+        }
+        free(part);
+        free(cnt);
     }
     if (labelled) *labelled = n;
     return n ? total / (double)n : 0.0;
@@ -955,6 +1012,7 @@ void evit_xent_pixels_backward(float *dlogits, const float *logits, const uint8_
     for (size_t p = 0; p < P; p++) n += mask[p] != ignore;
     if (!n) return;
     double c = (double)scale / (double)n;
+#pragma omp parallel for schedule(static) if (P * (size_t)K > 65536)
     for (size_t p = 0; p < P; p++) {
         if (mask[p] == ignore) continue;
         const float *z = logits + p * K;

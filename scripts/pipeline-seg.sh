@@ -4,7 +4,7 @@
 # its output is newer than its inputs; a failing step stops the chain.
 cfg=$top/configs/fmnist
 # scenes per split: enough that the quick profile learns the items' shapes
-if [ "$profile" = quick ]; then n_train=4000 n_test=1000; else n_train=10000 n_test=2000; fi
+if [ "$profile" = quick ]; then n_train=8000 n_test=1000; else n_train=10000 n_test=2000; fi
 
 stage "import Fashion-MNIST"
 for split in train t10k; do
@@ -27,7 +27,7 @@ fi
 stage "teacher: seg-fm-tiny on the masks ($profile profile)"
 if fresh "$out/teacher.report.json" "$out/train.h5" "$out/test.h5" "$cfg/seg-teacher.json"; then echo "up to date" >&2; else
     "$bin/evit-distill" "$cfg/seg-teacher.json" $prof --data "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/teacher.h5" --report "$out/teacher.report.json" --stage teacher --resume $threads
+        -o "$out/teacher.h5" --report "$out/teacher.report.json" --stage teacher --resume --latency 200 $threads
 fi
 
 stage "teacher per-patch logits over the training scenes"
@@ -39,26 +39,27 @@ fi
 stage "student: seg-fm-mini distilled pixel-wise from the teacher's logits"
 if fresh "$out/student.report.json" "$out/teacher.logits.h5" "$out/test.h5" "$cfg/seg-student.json"; then echo "up to date" >&2; else
     "$bin/evit-distill" "$cfg/seg-student.json" $prof --data "$out/train.h5" --teacher "$out/teacher.logits.h5" \
-        --val "$out/test.h5" -o "$out/student.h5" --report "$out/student.report.json" --stage student --resume $threads
+        --val "$out/test.h5" -o "$out/student.h5" --report "$out/student.report.json" --stage student --resume \
+        --latency 200 $threads
 fi
 
 stage "prune: mild recipe (Taylor importance from the pixel loss)"
 if fresh "$out/pruned.report.json" "$out/student.h5" "$cfg/prune-mild.json"; then echo "up to date" >&2; else
     "$bin/evit-prune" "$cfg/prune-mild.json" "$out/student.h5" --data "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/pruned.h5" --report "$out/pruned.report.json" $threads
+        -o "$out/pruned.h5" --report "$out/pruned.report.json" --latency 200 $threads
 fi
 
 stage "fine-tune the pruned student from the teacher's logits"
 if fresh "$out/finetuned.report.json" "$out/pruned.h5" "$cfg/finetune.json"; then echo "up to date" >&2; else
     "$bin/evit-distill" "$cfg/finetune.json" $prof --init "$out/pruned.h5" --data "$out/train.h5" \
         --teacher "$out/teacher.logits.h5" --val "$out/test.h5" -o "$out/finetuned.h5" \
-        --report "$out/finetuned.report.json" --stage finetune --resume $threads
+        --report "$out/finetuned.report.json" --stage finetune --resume --latency 200 $threads
 fi
 
 stage "quantize to INT8 (mIoU measured by the runtime's integer kernels)"
 if fresh "$out/quantized.report.json" "$out/finetuned.h5" "$cfg/quantize.json"; then echo "up to date" >&2; else
     "$bin/evit-quantize" "$cfg/quantize.json" "$out/finetuned.h5" --calib "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/student.q8.h5" --report "$out/quantized.report.json" $threads
+        -o "$out/student.q8.h5" --report "$out/quantized.report.json" --latency 200 $threads
 fi
 
 stage "export the INT8 model for the device"

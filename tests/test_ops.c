@@ -3,6 +3,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "ops.h"
 #include "rng.h"
@@ -605,9 +608,68 @@ static void pixel_cross_entropy_leaves_out_ignored_pixels_and_averages_the_rest(
     CHECK(evit_xent_pixels_forward(&n, z, all, -1, 2, 3) > 0.0 && n == 2);
 }
 
+/* The pixel losses and the upsampling run on threads over a batch of
+ * scenes; every thread count gives the same bits (the losses' sums go in
+ * fixed chunks), and the chunked sums equal one serial pass closely. */
+static void pixel_losses_and_upsampling_give_the_same_bits_at_any_thread_count(void)
+{
+#ifdef _OPENMP
+    enum { B = 3, G = 6, S = 48, K = 5 };
+    size_t P = (size_t)B * S * S;
+    struct evit_rng r;
+    evit_rng_seed(&r, 8);
+    float *z = malloc(sizeof(float) * B * G * G * K), *zt = malloc(sizeof(float) * B * G * G * K);
+    float *u[2], *ut[2], *du[2], *dz[2];
+    uint8_t *mask = malloc(P);
+    double loss[2][2];
+    for (int i = 0; i < B * G * G * K; i++) z[i] = (float)evit_rng_normal(&r), zt[i] = (float)evit_rng_normal(&r);
+    for (size_t p = 0; p < P; p++) mask[p] = (uint8_t)(p % 13 == 0 ? 255 : evit_rng_below(&r, K));
+    int was = omp_get_max_threads();
+    for (int t = 0; t < 2; t++) {
+        omp_set_num_threads(t ? 3 : 1);
+        u[t] = malloc(sizeof(float) * P * K), ut[t] = malloc(sizeof(float) * P * K);
+        du[t] = calloc(P * K, sizeof(float)), dz[t] = calloc((size_t)B * G * G * K, sizeof(float));
+        evit_upsample_forward(u[t], z, B, G, G, S, S, K);
+        evit_upsample_forward(ut[t], zt, B, G, G, S, S, K);
+        loss[t][0] = evit_xent_pixels_forward(NULL, u[t], mask, 255, P, K);
+        loss[t][1] = evit_kd_forward(u[t], ut[t], 2.0f, (int)P, K);
+        evit_xent_pixels_backward(du[t], u[t], mask, 255, 0.5f, P, K);
+        evit_kd_backward(du[t], u[t], ut[t], 2.0f, 0.5f, (int)P, K);
+        evit_upsample_backward(dz[t], du[t], B, G, G, S, S, K);
+    }
+    omp_set_num_threads(was);
+    CHECK(memcmp(u[0], u[1], sizeof(float) * P * K) == 0);
+    CHECK(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0);
+    CHECK(memcmp(du[0], du[1], sizeof(float) * P * K) == 0);
+    CHECK(memcmp(dz[0], dz[1], sizeof(float) * B * G * G * K) == 0);
+    /* against one serial sum in double */
+    double serial = 0.0;
+    size_t n = 0;
+    for (size_t p = 0; p < P; p++) {
+        if (mask[p] == 255) continue;
+        double m = -INFINITY, e = 0.0;
+        for (int k = 0; k < K; k++) m = fmax(m, (double)u[0][p * K + k]);
+        for (int k = 0; k < K; k++) e += exp((double)u[0][p * K + k] - m);
+        serial += m + log(e) - (double)u[0][p * K + mask[p]];
+        n++;
+    }
+    CHECK_NEAR(loss[0][0], serial / (double)n, 1e-9);
+    for (int t = 0; t < 2; t++) {
+        free(u[t]);
+        free(ut[t]);
+        free(du[t]);
+        free(dz[t]);
+    }
+    free(z);
+    free(zt);
+    free(mask);
+#endif
+}
+
 int main(void)
 {
     RUN(linear_matches_its_ref_twin_with_and_without_bias);
+    RUN(pixel_losses_and_upsampling_give_the_same_bits_at_any_thread_count);
     RUN(upsampling_by_four_interpolates_as_pytorch_bilinear_without_corner_alignment);
     RUN(upsampling_to_the_same_size_is_the_identity);
     RUN(pixel_cross_entropy_leaves_out_ignored_pixels_and_averages_the_rest);
