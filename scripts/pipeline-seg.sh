@@ -1,10 +1,18 @@
 # scripts/pipeline-seg.sh: the segmentation chain of scripts/pipeline.sh
 # --task seg (docs/SEGMENT.md); sourced by it after its options, with top,
-# bin, out, prof, profile, threads and fm set.  Every step is skipped when
+# bin, out, prof, profile, threads, seed (may be empty) and fm set.  Every step is skipped when
 # its output is newer than its inputs; a failing step stops the chain.
 cfg=$top/configs/fmnist
+seed_opt=${seed:+--seed $seed}
 # scenes per split: enough that the quick profile learns the items' shapes
 if [ "$profile" = quick ]; then n_train=8000 n_test=1000; else n_train=10000 n_test=2000; fi
+# EVIT_SEG_SCENES="N_TRAIN N_TEST" overrides them (the tests' small runs)
+if [ -n "${EVIT_SEG_SCENES:-}" ]; then
+    set -- $EVIT_SEG_SCENES
+    [ $# -eq 2 ] && [ "$1" -gt 0 ] 2>/dev/null && [ "$2" -gt 0 ] 2>/dev/null ||
+        usage_fail "EVIT_SEG_SCENES takes two positive counts, not '$EVIT_SEG_SCENES'"
+    n_train=$1 n_test=$2
+fi
 
 stage "import Fashion-MNIST"
 for split in train t10k; do
@@ -26,7 +34,7 @@ fi
 # shellcheck disable=SC2086
 stage "teacher: seg-fm-tiny on the masks ($profile profile)"
 if fresh "$out/teacher.report.json" "$out/train.h5" "$out/test.h5" "$cfg/seg-teacher.json"; then echo "up to date" >&2; else
-    "$bin/evit-distill" "$cfg/seg-teacher.json" $prof --data "$out/train.h5" --val "$out/test.h5" \
+    "$bin/evit-distill" "$cfg/seg-teacher.json" $prof $seed_opt --data "$out/train.h5" --val "$out/test.h5" \
         -o "$out/teacher.h5" --report "$out/teacher.report.json" --stage teacher --resume --latency 200 $threads
 fi
 
@@ -38,7 +46,7 @@ fi
 
 stage "student: seg-fm-mini distilled pixel-wise from the teacher's logits"
 if fresh "$out/student.report.json" "$out/teacher.logits.h5" "$out/test.h5" "$cfg/seg-student.json"; then echo "up to date" >&2; else
-    "$bin/evit-distill" "$cfg/seg-student.json" $prof --data "$out/train.h5" --teacher "$out/teacher.logits.h5" \
+    "$bin/evit-distill" "$cfg/seg-student.json" $prof $seed_opt --data "$out/train.h5" --teacher "$out/teacher.logits.h5" \
         --val "$out/test.h5" -o "$out/student.h5" --report "$out/student.report.json" --stage student --resume \
         --latency 200 $threads
 fi
@@ -51,7 +59,7 @@ fi
 
 stage "fine-tune the pruned student from the teacher's logits"
 if fresh "$out/finetuned.report.json" "$out/pruned.h5" "$cfg/finetune.json"; then echo "up to date" >&2; else
-    "$bin/evit-distill" "$cfg/finetune.json" $prof --init "$out/pruned.h5" --data "$out/train.h5" \
+    "$bin/evit-distill" "$cfg/finetune.json" $prof $seed_opt --init "$out/pruned.h5" --data "$out/train.h5" \
         --teacher "$out/teacher.logits.h5" --val "$out/test.h5" -o "$out/finetuned.h5" \
         --report "$out/finetuned.report.json" --stage finetune --resume --latency 200 $threads
 fi

@@ -3,13 +3,17 @@
 # every output under one run folder.
 #
 #   scripts/pipeline.sh [--task class|seg] [--profile quick|full] [--out DIR] [--threads N] [--teacher FILE]
+#                       [--seed N]
 #
 # --task seg runs the segmentation chain instead (scripts/pipeline-seg.sh,
 # docs/SEGMENT.md): Fashion-MNIST scenes, a seg-fm-tiny teacher on the
 # masks, a seg-fm-mini student distilled pixel-wise from its logits, then
 # prune, fine-tune, INT8, export and the device file's mIoU and latency;
-# out defaults to run/fmnist-seg-PROFILE.  The quick profile takes about
-# fifteen minutes on 2 cores.
+# out defaults to run/fmnist-seg-PROFILE (-sSEED with --seed).  --seed N
+# (segmentation only) trains the teacher, the student and the fine-tune
+# with seed N instead of their recipes' (the scenes stay the same), for
+# runs over several seeds.  The quick profile takes about fifteen minutes
+# on 2 cores.
 #
 # --teacher FILE takes a trained fm-small checkpoint as the teacher instead
 # of training one (the full profile's: pretrained/fm-small-teacher-full.h5);
@@ -28,20 +32,23 @@ set -eu
 common_opts="profile out threads"
 teacher=""
 task=class
+seed=""
 . "$(dirname "$0")/lib.sh"
 while [ $# -gt 0 ]; do
     if common_opt "$@"; then shift "$nshift"; continue; fi
     case "$1" in
     --teacher) [ $# -ge 2 ] || usage_fail "--teacher needs a value"; teacher=$2; shift 2 ;;
     --task) [ $# -ge 2 ] || usage_fail "--task needs a value"; task=$2; shift 2 ;;
+    --seed) [ $# -ge 2 ] || usage_fail "--seed needs a value"; seed=$2; shift 2 ;;
     *) usage_fail "unknown argument $1 (see --help)" ;;
     esac
 done
+case "$seed" in *[!0-9]*) usage_fail "--seed takes a whole number" ;; esac
 case "$task" in
-class) ;;
+class) [ -z "$seed" ] || usage_fail "--seed goes with --task seg" ;;
 seg)
     [ -z "$teacher" ] || usage_fail "--teacher takes a classification teacher; --task seg trains its own"
-    out=${out:-$top/run/fmnist-seg-$profile}
+    out=${out:-$top/run/fmnist-seg-$profile${seed:+-s$seed}}
     ;;
 *) usage_fail "--task is class or seg" ;;
 esac
