@@ -31,7 +31,8 @@ int main(int argc, char **argv)
     fill(buf_, 1 << 16, &s);
     for (int i = 0; i < (1 << 16); i++) q_[i] = (int8_t)(i * 7 % 255 - 127);
     for (int i = 0; i < 64; i++) ones[i] = 1.0f;
-    for (int variant = 0; variant < 4; variant++) {
+    /* variant 4: a segmentation model (head seg_linear, a version 4 file) */
+    for (int variant = 0; variant < 5; variant++) {
         struct evit_export_info info = {"seed", variant & 2 ? names : NULL, {1, 99, 7}};
         char path[1024];
         memset(&m, 0, sizeof m);
@@ -68,6 +69,7 @@ int main(int argc, char **argv)
         }
         m.patch_embed = (struct evrt_linear){m.channels * 4, 8, 0, 0, 0, 0, 0, 1, 0};
         m.head = (struct evrt_linear){8, 3, 0, 0, 0, 0, 0, 1, 0};
+        m.head_kind = variant == 4 ? EVRT_HEAD_SEG_LINEAR : EVRT_HEAD_CLASS;
         for (int i = 0; i < evrt_layer_count(&m); i++) {
             struct evrt_linear *L = evrt_model_layer(&m, i);
             L->w = buf_ + 1000 + 50 * i;

@@ -230,7 +230,8 @@ typedef struct evrt_ctx evrt_ctx;
  * (EVRT_OBSERVE_OUTPUT, cols = out); rows is B*T_l in block l (the tokens
  * entering it, evrt_model_tokens_at; B*T_{l+1} from fc1 on when it
  * merges), B*(T-1) for the patch embedding, or B in the last block after
- * attention and in the head. */
+ * attention and in the head; a segmentation model's last block has B*T
+ * rows throughout and its head B*(T-1), the patch tokens. */
 enum { EVRT_OBSERVE_INPUT = 0, EVRT_OBSERVE_OUTPUT = 1 };
 typedef void (*evrt_observer_fn)(void *user, int layer, int phase, const float *x /* (rows, cols) */,
                                  int rows, int cols);
