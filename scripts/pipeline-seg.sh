@@ -1,6 +1,7 @@
 # scripts/pipeline-seg.sh: the segmentation chain of scripts/pipeline.sh
 # --task seg (docs/SEGMENT.md); sourced by it after its options, with top,
-# bin, out, prof, profile, threads, seed (may be empty) and fm set.  Every step is skipped when
+# bin, out, prof, profile, threads, seed and control (both may be empty)
+# and fm set.  Every step is skipped when
 # its output is newer than its inputs; a failing step stops the chain.
 cfg=$top/configs/fmnist
 seed_opt=${seed:+--seed $seed}
@@ -51,6 +52,18 @@ if fresh "$out/student.report.json" "$out/teacher.logits.h5" "$out/test.h5" "$cf
         --latency 200 $threads
 fi
 
+# the control: the same student on the masks alone (full profile, or
+# --control), so that a run says what the teacher's logits are worth
+if [ "$profile" = full ] || [ -n "$control" ]; then
+    stage "control: seg-fm-mini on the masks alone (no teacher)"
+    if fresh "$out/control.report.json" "$out/train.h5" "$out/test.h5" "$cfg/seg-student-masks.json"; then
+        echo "up to date" >&2
+    else
+        "$bin/evit-distill" "$cfg/seg-student-masks.json" $prof $seed_opt --data "$out/train.h5" --val "$out/test.h5" \
+            -o "$out/control.h5" --report "$out/control.report.json" --stage control --resume $threads
+    fi
+fi
+
 stage "prune: mild recipe (Taylor importance from the pixel loss)"
 if fresh "$out/pruned.report.json" "$out/student.h5" "$cfg/prune-mild.json"; then echo "up to date" >&2; else
     "$bin/evit-prune" "$cfg/prune-mild.json" "$out/student.h5" --data "$out/train.h5" --val "$out/test.h5" \
@@ -82,8 +95,10 @@ if fresh "$out/export.report.json" "$out/student.q8.evit"; then echo "up to date
 fi
 
 stage "compare the stages"
+# shellcheck disable=SC2046
 "$bin/evit-report" compare "$out/teacher.report.json" "$out/student.report.json" "$out/pruned.report.json" \
-    "$out/finetuned.report.json" "$out/quantized.report.json" "$out/export.report.json" --png "$out/compare.png"
+    "$out/finetuned.report.json" "$out/quantized.report.json" "$out/export.report.json" \
+    $([ -e "$out/control.report.json" ] && echo "$out/control.report.json") --png "$out/compare.png"
 echo "chart: $out/compare.png" >&2
 
 printf '\npipeline --task seg (%s) done: outputs in %s\n' "$profile" "$out" >&2

@@ -3,7 +3,7 @@
 # every output under one run folder.
 #
 #   scripts/pipeline.sh [--task class|seg] [--profile quick|full] [--out DIR] [--threads N] [--teacher FILE]
-#                       [--seed N]
+#                       [--seed N] [--control]
 #
 # --task seg runs the segmentation chain instead (scripts/pipeline-seg.sh,
 # docs/SEGMENT.md): Fashion-MNIST scenes, a seg-fm-tiny teacher on the
@@ -12,8 +12,10 @@
 # out defaults to run/fmnist-seg-PROFILE (-sSEED with --seed).  --seed N
 # (segmentation only) trains the teacher, the student and the fine-tune
 # with seed N instead of their recipes' (the scenes stay the same), for
-# runs over several seeds.  The quick profile takes about fifteen minutes
-# on 2 cores.
+# runs over several seeds.  --control (always in the full profile) also
+# trains the student on the masks alone, without the teacher
+# (seg-student-masks.json), the control of the distillation.  The quick
+# profile takes about fifteen minutes on 2 cores.
 #
 # --teacher FILE takes a trained fm-small checkpoint as the teacher instead
 # of training one (the full profile's: pretrained/fm-small-teacher-full.h5);
@@ -33,6 +35,7 @@ common_opts="profile out threads"
 teacher=""
 task=class
 seed=""
+control=""
 . "$(dirname "$0")/lib.sh"
 while [ $# -gt 0 ]; do
     if common_opt "$@"; then shift "$nshift"; continue; fi
@@ -40,12 +43,13 @@ while [ $# -gt 0 ]; do
     --teacher) [ $# -ge 2 ] || usage_fail "--teacher needs a value"; teacher=$2; shift 2 ;;
     --task) [ $# -ge 2 ] || usage_fail "--task needs a value"; task=$2; shift 2 ;;
     --seed) [ $# -ge 2 ] || usage_fail "--seed needs a value"; seed=$2; shift 2 ;;
+    --control) control=1; shift ;;
     *) usage_fail "unknown argument $1 (see --help)" ;;
     esac
 done
 case "$seed" in *[!0-9]*) usage_fail "--seed takes a whole number" ;; esac
 case "$task" in
-class) [ -z "$seed" ] || usage_fail "--seed goes with --task seg" ;;
+class) [ -z "$seed$control" ] || usage_fail "--seed and --control go with --task seg" ;;
 seg)
     [ -z "$teacher" ] || usage_fail "--teacher takes a classification teacher; --task seg trains its own"
     out=${out:-$top/run/fmnist-seg-$profile${seed:+-s$seed}}

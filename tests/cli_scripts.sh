@@ -66,26 +66,27 @@ ok "pipeline.sh --teacher FILE runs every stage from a given teacher (the merge 
 fails_with 2 sh "$S/pipeline.sh" --task seg --seed x
 stderr_has "--seed takes a whole number"
 fails_with 2 sh "$S/pipeline.sh" --seed 1
-stderr_has "--seed goes with --task seg"
+stderr_has "--seed and --control go with --task seg"
 fails_with 2 sh "$S/pipeline.sh" --task detect
 stderr_has "--task is class or seg"
 mkdir -p "$T/top"
 cp -R "$EVIT_SRC/scripts" "$EVIT_SRC/configs" "$T/top/"
-for r in seg-teacher seg-student finetune; do
+for r in seg-teacher seg-student seg-student-masks finetune; do
     sed 's/"epochs": [0-9]*/"epochs": 1/; s/"batch_size": [0-9]*/"batch_size": 16/' "$EVIT_SRC/configs/fmnist/$r.json" \
         >"$T/top/configs/fmnist/$r.json"
 done
 EVIT_SEG_SCENES="64 16" FASHION_MNIST="$T/fm" EVIT_BIN="$EVIT_BIN" run_cmd sh "$T/top/scripts/pipeline.sh" --task seg \
-    --seed 3 --out "$T/seg" --threads 1
+    --seed 3 --out "$T/seg" --threads 1 --control
 [ "$rc" -eq 0 ] || { cat "$T/err" >&2; fail "the segmentation pipeline failed"; }
-for f in teacher.report.json student.report.json pruned.report.json finetuned.report.json quantized.report.json \
-    export.report.json student.q8.evit compare.png; do
+for f in teacher.report.json student.report.json control.report.json pruned.report.json finetuned.report.json \
+    quantized.report.json export.report.json student.q8.evit compare.png; do
     [ -s "$T/seg/$f" ] || fail "the segmentation pipeline did not write $f"
 done
 grep -q '"seed":[[:space:]]*3' "$T/seg/student.report.json" || fail "--seed 3 did not reach the student"
 grep -q 'mIoU %' "$T/out" || fail "the segmentation comparison has no mIoU column"
-[ "$(grep -c '^[1-6]  ' "$T/out")" -eq 6 ] || fail "the comparison is not one chain of six stages"
+grep -q '^chain 1: 6 reports' "$T/out" || fail "the comparison has no chain of the six stages from the teacher"
+grep -q 'control' "$T/out" || fail "the comparison leaves out the control"
 EVIT_SEG_SCENES="64 16" FASHION_MNIST="$T/fm" EVIT_BIN="$EVIT_BIN" run_cmd sh "$T/top/scripts/pipeline.sh" --task seg \
-    --seed 3 --out "$T/seg" --threads 1
+    --seed 3 --out "$T/seg" --threads 1 --control
 [ "$rc" -eq 0 ] && [ "$(grep -c 'up to date' "$T/err")" -ge 10 ] || fail "the second segmentation run redid finished stages"
-ok "pipeline.sh --task seg runs the segmentation chain to the device file and one comparison, --seed reaches the training, and a rerun skips it"
+ok "pipeline.sh --task seg runs the segmentation chain to the device file, its control on the masks alone and the comparison; --seed reaches the training; a rerun skips it"
