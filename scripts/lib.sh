@@ -105,3 +105,42 @@ report_list() {
 scaled() {
     awk -v x="$1" -v f="$2" 'BEGIN { printf "%.4f", x * f }'
 }
+
+# student_chain SCORE [OPTION...]: a pipeline's device chain in $out from
+# its distilled student.h5: the mild prune, a fine-tune from the teacher's
+# logits (OPTIONs go to that evit-distill too, such as --seed N), INT8,
+# the exported file and its SCORE ("accuracy", "mIoU") and batch-1 latency
+# through the runtime.  Needs bin, cfg, out, prof and threads; each stage is
+# skipped when its outputs are newer than its inputs.
+student_chain() {
+    what=$1
+    shift
+    stage "prune: mild recipe (a quarter of the heads, 30% of the MLP channels)"
+    # shellcheck disable=SC2086
+    if fresh "$out/pruned.report.json" "$out/student.h5" "$cfg/prune-mild.json"; then echo "up to date" >&2; else
+        "$bin/evit-prune" "$cfg/prune-mild.json" "$out/student.h5" --data "$out/train.h5" --val "$out/test.h5" \
+            -o "$out/pruned.h5" --report "$out/pruned.report.json" --latency 200 $threads
+    fi
+    stage "fine-tune the pruned student from the teacher's logits"
+    # shellcheck disable=SC2086
+    if fresh "$out/finetuned.report.json" "$out/pruned.h5" "$cfg/finetune.json"; then echo "up to date" >&2; else
+        "$bin/evit-distill" "$cfg/finetune.json" $prof "$@" --init "$out/pruned.h5" --data "$out/train.h5" \
+            --teacher "$out/teacher.logits.h5" --val "$out/test.h5" -o "$out/finetuned.h5" \
+            --report "$out/finetuned.report.json" --stage finetune --resume --latency 200 $threads
+    fi
+    stage "quantize to INT8 ($what measured by the runtime's integer kernels)"
+    # shellcheck disable=SC2086
+    if fresh "$out/quantized.report.json" "$out/finetuned.h5" "$cfg/quantize.json"; then echo "up to date" >&2; else
+        "$bin/evit-quantize" "$cfg/quantize.json" "$out/finetuned.h5" --calib "$out/train.h5" --val "$out/test.h5" \
+            -o "$out/student.q8.h5" --report "$out/quantized.report.json" --latency 200 $threads
+    fi
+    stage "export the INT8 model for the device"
+    if fresh "$out/student.q8.evit" "$out/student.q8.h5"; then echo "up to date" >&2; else
+        "$bin/evit-export" "$out/student.q8.h5" -o "$out/student.q8.evit" --quantize-config "$cfg/quantize.json"
+    fi
+    stage "the exported file through the runtime: $what and batch-1 latency"
+    if fresh "$out/export.report.json" "$out/student.q8.evit"; then echo "up to date" >&2; else
+        "$bin/evit-eval" "$out/student.q8.evit" "$out/test.h5" --latency 500 --stage export \
+            --parent "$out/quantized.report.json" --report "$out/export.report.json" -q
+    fi
+}

@@ -64,35 +64,10 @@ if [ "$profile" = full ] || [ -n "$control" ]; then
     fi
 fi
 
-stage "prune: mild recipe (Taylor importance from the pixel loss)"
-if fresh "$out/pruned.report.json" "$out/student.h5" "$cfg/prune-mild.json"; then echo "up to date" >&2; else
-    "$bin/evit-prune" "$cfg/prune-mild.json" "$out/student.h5" --data "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/pruned.h5" --report "$out/pruned.report.json" --latency 200 $threads
-fi
-
-stage "fine-tune the pruned student from the teacher's logits"
-if fresh "$out/finetuned.report.json" "$out/pruned.h5" "$cfg/finetune.json"; then echo "up to date" >&2; else
-    "$bin/evit-distill" "$cfg/finetune.json" $prof $seed_opt --init "$out/pruned.h5" --data "$out/train.h5" \
-        --teacher "$out/teacher.logits.h5" --val "$out/test.h5" -o "$out/finetuned.h5" \
-        --report "$out/finetuned.report.json" --stage finetune --resume --latency 200 $threads
-fi
-
-stage "quantize to INT8 (mIoU measured by the runtime's integer kernels)"
-if fresh "$out/quantized.report.json" "$out/finetuned.h5" "$cfg/quantize.json"; then echo "up to date" >&2; else
-    "$bin/evit-quantize" "$cfg/quantize.json" "$out/finetuned.h5" --calib "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/student.q8.h5" --report "$out/quantized.report.json" --latency 200 $threads
-fi
-
-stage "export the INT8 model for the device"
-if fresh "$out/student.q8.evit" "$out/student.q8.h5"; then echo "up to date" >&2; else
-    "$bin/evit-export" "$out/student.q8.h5" -o "$out/student.q8.evit" --quantize-config "$cfg/quantize.json"
-fi
-
-stage "the exported file through the runtime: mIoU and batch-1 latency (to the mask)"
-if fresh "$out/export.report.json" "$out/student.q8.evit"; then echo "up to date" >&2; else
-    "$bin/evit-eval" "$out/student.q8.evit" "$out/test.h5" --latency 500 --stage export \
-        --parent "$out/quantized.report.json" --report "$out/export.report.json" -q
-fi
+# the mild prune (Taylor importance from the pixel loss), the fine-tune,
+# INT8, the .evit and its mIoU and latency up to the mask
+# shellcheck disable=SC2086
+student_chain mIoU $seed_opt
 
 stage "compare the stages"
 # shellcheck disable=SC2046

@@ -105,35 +105,7 @@ if fresh "$out/student.report.json" "$out/teacher.logits.h5" "$out/test.h5" "$cf
         --val "$out/test.h5" -o "$out/student.h5" --report "$out/student.report.json" --resume --latency 200 $threads
 fi
 
-stage "prune: mild recipe (a quarter of the heads, 30% of the MLP channels)"
-if fresh "$out/pruned.report.json" "$out/student.h5" "$cfg/prune-mild.json"; then echo "up to date" >&2; else
-    "$bin/evit-prune" "$cfg/prune-mild.json" "$out/student.h5" --data "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/pruned.h5" --report "$out/pruned.report.json" --latency 200 $threads
-fi
-
-stage "fine-tune the pruned student from the teacher's logits"
-if fresh "$out/finetuned.report.json" "$out/pruned.h5" "$cfg/finetune.json"; then echo "up to date" >&2; else
-    "$bin/evit-distill" "$cfg/finetune.json" $prof --init "$out/pruned.h5" --data "$out/train.h5" \
-        --teacher "$out/teacher.logits.h5" --val "$out/test.h5" -o "$out/finetuned.h5" \
-        --report "$out/finetuned.report.json" --stage finetune --resume --latency 200 $threads
-fi
-
-stage "quantize to INT8 (accuracy measured by the runtime's integer kernels)"
-if fresh "$out/quantized.report.json" "$out/finetuned.h5" "$cfg/quantize.json"; then echo "up to date" >&2; else
-    "$bin/evit-quantize" "$cfg/quantize.json" "$out/finetuned.h5" --calib "$out/train.h5" --val "$out/test.h5" \
-        -o "$out/student.q8.h5" --report "$out/quantized.report.json" --latency 200 $threads
-fi
-
-stage "export the INT8 model for the device"
-if fresh "$out/student.q8.evit" "$out/student.q8.h5"; then echo "up to date" >&2; else
-    "$bin/evit-export" "$out/student.q8.h5" -o "$out/student.q8.evit" --quantize-config "$cfg/quantize.json"
-fi
-
-stage "the exported file through the runtime: accuracy and batch-1 latency"
-if fresh "$out/export.report.json" "$out/student.q8.evit"; then echo "up to date" >&2; else
-    "$bin/evit-eval" "$out/student.q8.evit" "$out/test.h5" --latency 500 --stage export \
-        --parent "$out/quantized.report.json" --report "$out/export.report.json" -q
-fi
+student_chain accuracy
 "$bin/evit-run" "$out/student.q8.evit" --bench --runs 200
 
 # Token Merging (docs/MERGE.md): the fine-tuned student with the least
