@@ -279,6 +279,7 @@ int evit_score_vit(const struct evit_vit *m, const struct evit_dataset *d, int b
 }
 
 const char *evit_score_name(const struct evit_score *s) { return s->seg ? "mIoU" : "top-1"; }
+const char *evit_score_key(const struct evit_score *s) { return s->seg ? "miou" : "top1"; }
 
 void evit_score_free(struct evit_score *s)
 {

@@ -103,8 +103,9 @@ int evit_score_run(evit_forward_fn fn, void *ctx, int batch, const struct evit_v
                    const struct evit_dataset *d, int progress, struct evit_score *s);
 /* A float ViT through the training engine (evit_eval_top1's engine). */
 int evit_score_vit(const struct evit_vit *m, const struct evit_dataset *d, int batch, struct evit_score *s);
-/* "top-1" or "mIoU" */
+/* "top-1" or "mIoU", for people; "top1" or "miou", the reports' key */
 const char *evit_score_name(const struct evit_score *s);
+const char *evit_score_key(const struct evit_score *s);
 void evit_score_free(struct evit_score *s);
 
 /* The model's task (its head) and the data's (labels or masks), its input

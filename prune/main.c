@@ -87,7 +87,7 @@ static int total_mlp(const struct evit_vit_config *c)
  * block what was kept and removed. */
 static cJSON *prune_section(const struct evit_prune_config *pc, const struct evit_prune_plan *plan,
                             const struct evit_vit *in, const struct evit_vit *out, const char *in_path,
-                            const char *key, double top1_before, double top1_after)
+                            const struct evit_score *after, double before)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "input_model", in_path);
@@ -101,12 +101,12 @@ static cJSON *prune_section(const struct evit_prune_config *pc, const struct evi
     cJSON_AddNumberToObject(o, "heads_after", total_heads(&out->cfg));
     cJSON_AddNumberToObject(o, "mlp_before", total_mlp(&in->cfg));
     cJSON_AddNumberToObject(o, "mlp_after", total_mlp(&out->cfg));
-    if (isfinite(top1_before)) {
+    if (isfinite(before)) {
         char k[32];
-        snprintf(k, sizeof k, "val_%s_before", key);
-        cJSON_AddNumberToObject(o, k, top1_before);
-        snprintf(k, sizeof k, "val_%s_after", key);
-        cJSON_AddNumberToObject(o, k, top1_after);
+        snprintf(k, sizeof k, "val_%s_before", evit_score_key(after));
+        cJSON_AddNumberToObject(o, k, before);
+        snprintf(k, sizeof k, "val_%s_after", evit_score_key(after));
+        cJSON_AddNumberToObject(o, k, after->value);
     }
     cJSON_AddItemToObject(o, "blocks", evit_prune_plan_to_json(plan, in, out));
     return o;
@@ -122,7 +122,7 @@ int main(int argc, char **argv)
     struct evit_prune_scores s = {0};
     struct evit_prune_plan plan = {0};
     struct evit_score e = {0};
-    double top1_before = NAN, top1_after = NAN, t0 = evit_now();
+    double before = NAN, after = NAN, t0 = evit_now();
     cJSON *rep = NULL;
     int rc = EVIT_EXIT_FAIL, saved = 0;
     evit_prune_config_defaults(&pc);
@@ -134,8 +134,7 @@ int main(int argc, char **argv)
     if (evit_prune_config_load(a.config, &pc) < 0) goto fail;
     if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0) goto fail;
     if (evit_prune_config_check(&pc, a.config, &m.cfg, a.data != NULL) < 0) goto fail;
-    int taylor = pc.criterion == EVIT_PRUNE_TAYLOR, seg = m.cfg.head != EVIT_HEAD_CLASS;
-    const char *sname = seg ? "mIoU" : "top-1", *skey = seg ? "miou" : "top1";
+    int taylor = pc.criterion == EVIT_PRUNE_TAYLOR;
     if (taylor && (evit_dataset_load_task(a.data, &train, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0 ||
                    evit_eval_check_compat(&m, a.model, &train, a.data) < 0))
         goto fail;
@@ -157,7 +156,7 @@ int main(int argc, char **argv)
 
     if (a.val) {
         if (!a.quiet) evit_info("evaluating before and after pruning on %s", a.val);
-        if (score_of(&m, &val, NULL, &top1_before) < 0 || score_of(&p, &val, &e, &top1_after) < 0) goto fail;
+        if (score_of(&m, &val, NULL, &before) < 0 || score_of(&p, &val, &e, &after) < 0) goto fail;
     }
 
     const char *parent = evit_report_parent(NULL, meta.report, meta.parent_report, a.report);
@@ -182,14 +181,14 @@ int main(int argc, char **argv)
     cJSON_AddStringToObject(conf, "prune_config_file", a.config);
     cJSON_AddStringToObject(conf, "input_model", a.model);
     if (taylor) cJSON_AddStringToObject(conf, "train_data", a.data);
-    cJSON_AddItemToObject(rep, "prune", prune_section(&pc, &plan, &m, &p, a.model, skey, top1_before, top1_after));
+    cJSON_AddItemToObject(rep, "prune", prune_section(&pc, &plan, &m, &p, a.model, &e, before));
     if (evit_report_save(rep, a.report, evit_now() - t0) < 0) goto fail;
 
     printf("%s: %ld -> %ld parameters, %.1f -> %.1f MFLOPs, heads %d -> %d, MLP channels %d -> %d",
            a.out, evit_config_params(&m.cfg), evit_config_params(&p.cfg), evit_config_mflops(&m.cfg),
            evit_config_mflops(&p.cfg), total_heads(&m.cfg), total_heads(&p.cfg), total_mlp(&m.cfg),
            total_mlp(&p.cfg));
-    if (a.val) printf("; %s %.2f%% -> %.2f%%", sname, top1_before, top1_after);
+    if (a.val) printf("; %s %.2f%% -> %.2f%%", evit_score_name(&e), before, after);
     printf("\n");
     rc = EVIT_EXIT_OK;
 fail:

@@ -198,7 +198,7 @@ int main(int argc, char **argv)
 
     /* the float model, on the training engine (fast, threaded) */
     if (evit_score_vit(&m, &val, qc.batch, &ef) < 0) goto fail;
-    const char *sname = evit_score_name(&ef), *skey = ef.seg ? "miou" : "top1";
+    const char *sname = evit_score_name(&ef), *skey = evit_score_key(&ef);
     if (!a.quiet) evit_info("float model: %s %.2f%% on %s", sname, ef.value, a.val);
 
     evit_qmodel_from_vit(&q, &m);
