@@ -44,7 +44,19 @@
  * to the caller alone, and tries twice as many again after a back-off that
  * doubles with each stall in a row (10 ms up to 1 s).  So under load the
  * pool degrades to what the cores it really gets can do, and returns to
- * every thread when the load goes. */
+ * every thread when the load goes.
+ *
+ * A try that stalls again costs one slow inference (a scheduler time
+ * slice of waiting), and under a steady load every try stalls: one a
+ * second is a slow frame in every hundred at 100 frames/s, the p99.  So a
+ * try waits for evidence that the cores are there.  Over the window since
+ * the stall (at least PROBE_WINDOW_S), the cores this process could have
+ * had are the machine's idle time (/proc/stat, every CPU) plus its own CPU
+ * time, per second of the window: a busy process elsewhere takes its core
+ * out of both, while this process's own pauses between frames do not.
+ * The pool tries the larger count only when that is within half a core of
+ * it; otherwise the window starts again without a try.  Where /proc/stat
+ * cannot be read, the pool tries blindly as above. */
 typedef void (*unit_fn)(void *arg, int tid, int unit);
 
 #define POOL_MAX_UNITS 0xFFFFF
@@ -66,9 +78,12 @@ struct pool {
     unit_fn fn;
     void *arg;
     /* the caller's alone (no atomics): threads handed work now, and when
-     * to try more (pool_active, pool_stalled) */
+     * to try more (pool_active, pool_stalled); at window_at, the machine's
+     * idle CPU seconds (idle_s < 0: unknown) and this process's CPU
+     * seconds */
     int active;
     double probe_at, backoff, stalled_at;
+    double idle_s, cpu_s, window_at;
 };
 
 struct worker {
@@ -94,6 +109,9 @@ struct worker {
 #define STALL_S 200e-6
 #define BACKOFF_MIN_S 0.01
 #define BACKOFF_MAX_S 1.0
+/* /proc/stat counts in ticks of 10 ms: a quarter of a second measures the
+ * cores to about a tenth */
+#define PROBE_WINDOW_S 0.25
 #if defined(__x86_64__) || defined(__i386__)
 #define RELAX() __builtin_ia32_pause()
 #elif defined(__aarch64__)
@@ -259,11 +277,53 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The machine's idle time in CPU seconds (every CPU's idle and iowait
+ * ticks on /proc/stat's first line), or -1 where it cannot be read. */
+static double idle_cpu_s(void)
+{
+    unsigned long long v[5];
+    long hz = sysconf(_SC_CLK_TCK);
+    FILE *f = fopen("/proc/stat", "r");
+    int n;
+    if (!f) return -1.0;
+    n = fscanf(f, "cpu %llu %llu %llu %llu %llu", v, v + 1, v + 2, v + 3, v + 4);
+    fclose(f);
+    return n == 5 && hz > 0 ? (double)(v[3] + v[4]) / (double)hz : -1.0;
+}
+
+static double process_cpu_s(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)) return 0.0;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void window_start(struct pool *p, double now)
+{
+    p->idle_s = idle_cpu_s();
+    p->cpu_s = p->idle_s >= 0.0 ? process_cpu_s() : 0.0;
+    p->window_at = now;
+}
+
 /* Threads to hand the next region to: twice the current number once the
- * back-off after the last stall has passed. */
+ * back-off after the last stall has passed and the cores for them were
+ * there meanwhile (the pool's comment). */
 static int pool_active(struct pool *p, double now)
 {
-    if (p->active < p->n && now >= p->probe_at) p->active = p->active * 2 < p->n ? p->active * 2 : p->n;
+    if (p->active < p->n && now >= p->probe_at) {
+        int more = p->active * 2 < p->n ? p->active * 2 : p->n;
+        double d = now - p->window_at, idle;
+        if (p->idle_s >= 0.0 && d < PROBE_WINDOW_S) {
+            p->probe_at = p->window_at + PROBE_WINDOW_S;
+        } else if ((idle = p->idle_s >= 0.0 ? idle_cpu_s() : -1.0) < 0.0 ||
+                   idle - p->idle_s + process_cpu_s() - p->cpu_s >= (more - 0.5) * d) {
+            p->active = more;
+        } else {
+            /* the cores were taken: no try, a new window */
+            window_start(p, now);
+            p->probe_at = now + (p->backoff > PROBE_WINDOW_S ? p->backoff : PROBE_WINDOW_S);
+        }
+    }
     /* a long quiet spell at full strength forgets the back-off */
     if (p->active == p->n && now - p->stalled_at > 2.0 * p->backoff) p->backoff = BACKOFF_MIN_S;
     return p->active;
@@ -275,6 +335,7 @@ static void pool_stalled(struct pool *p, double now)
     p->probe_at = now + p->backoff;
     p->backoff = 2.0 * p->backoff < BACKOFF_MAX_S ? 2.0 * p->backoff : BACKOFF_MAX_S;
     p->stalled_at = now;
+    window_start(p, now);
 }
 
 /* fn(arg, tid, u) for every unit u in [0, units), spread over the pool;
@@ -474,6 +535,8 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     p->active = n;
     p->probe_at = p->stalled_at = 0.0;
     p->backoff = BACKOFF_MIN_S;
+    p->idle_s = -1.0;
+    p->cpu_s = p->window_at = 0.0;
     p->spins = SPINS;
 #if defined(_SC_NPROCESSORS_ONLN)
     if (n > sysconf(_SC_NPROCESSORS_ONLN)) p->spins = SPINS_OVERSUBSCRIBED;

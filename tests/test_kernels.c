@@ -775,7 +775,22 @@ static float *tmodel_float(struct tmodel *t)
 /* Logits (3, 7) of the T 101 model (several row blocks, query blocks and
  * channel groups per region) as float32 (dt 0), INT8 (1) or INT8 with INT8
  * attention (2). */
+static void observe_nothing(void *user, int layer, int what, const float *x, int rows, int cols)
+{
+    (void)user, (void)layer, (void)what, (void)x, (void)rows, (void)cols;
+}
+
+static int run_dtype_obs(const char *kern, int threads, int dt, int merge, int observe, float *logits);
+
 static int run_dtype(const char *kern, int threads, int dt, int merge, float *logits)
+{
+    return run_dtype_obs(kern, threads, dt, merge, 0, logits);
+}
+
+/* observe: with an observer that looks at nothing, which keeps each
+ * layer's input preparation in a region of its own (evrt.c's fuse_quant
+ * and epilogues are for unobserved runs) */
+static int run_dtype_obs(const char *kern, int threads, int dt, int merge, int observe, float *logits)
 {
     struct tmodel t;
     evrt_ctx *c = NULL;
@@ -793,6 +808,7 @@ static int run_dtype(const char *kern, int threads, int dt, int merge, float *lo
     rc = evrt_ctx_create(&c, &t.m, 3);
     if (!rc) rc = evrt_ctx_set_kernels(c, kern);
     if (!rc) rc = evrt_ctx_set_threads(c, threads);
+    if (!rc && observe) evrt_set_observer(c, observe_nothing, NULL);
     for (i = 0; i < 3 && !rc; i++) rc = evrt_infer(c, img, 3, logits);
     if (rc) fprintf(stderr, "  %s: %s\n", kern, evrt_ctx_error(c));
     evrt_ctx_destroy(c);
@@ -824,6 +840,32 @@ static void every_dtype_gives_the_same_logits_for_any_thread_count_however_threa
                     CHECK(memcmp(one, many, sizeof one) == 0);
                 }
             }
+    }
+}
+
+/* Unobserved, a region quantizes (and for fc1, applies GELU to) the tiles
+ * it has just made for the layer after it: attention for proj, fc1 for
+ * fc2, LayerNorm for qkv and fc1.  Observed, each step has a region of its
+ * own.  Both must give the same bits, on every variant, thread count,
+ * dtype and with merging; the model's widths (heads of 24 and 20 wide,
+ * hidden layers of 70 and 33) leave padding in every layout. */
+static void preparing_the_next_layers_input_in_the_producing_region_changes_no_bit(void)
+{
+    static const int counts[2] = {1, 3};
+    float fused[21], apart[21];
+    int isa, dt, k, merge;
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        if (!evrt_isa_available(isa)) continue;
+        for (merge = 0; merge < 2; merge++)
+            for (dt = 0; dt < 3; dt++)
+                for (k = 0; k < 2; k++) {
+                    REQUIRE(run_dtype_obs(isa_name(isa), counts[k], dt, merge, 0, fused) == EVRT_OK);
+                    REQUIRE(run_dtype_obs(isa_name(isa), counts[k], dt, merge, 1, apart) == EVRT_OK);
+                    if (memcmp(fused, apart, sizeof fused))
+                        fprintf(stderr, "  %s dtype %d%s, %d threads: fused epilogues differ\n", isa_name(isa), dt,
+                                merge ? ", merging" : "", counts[k]);
+                    CHECK(memcmp(fused, apart, sizeof fused) == 0);
+                }
     }
 }
 
@@ -1056,6 +1098,7 @@ int main(int argc, char **argv)
     RUN(the_r_best_scores_merge_never_the_class_token_and_ties_go_by_index);
     RUN(int8_models_give_the_same_logits_for_any_thread_count_on_every_variant);
     RUN(every_dtype_gives_the_same_logits_for_any_thread_count_however_threads_are_scheduled);
+    RUN(preparing_the_next_layers_input_in_the_producing_region_changes_no_bit);
     RUN(int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count);
     RUN(int8_attention_needs_positive_scales_and_head_dims_up_to_512);
     RUN(unknown_kernels_and_thread_counts_are_refused);
