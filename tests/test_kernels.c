@@ -843,12 +843,12 @@ static void every_dtype_gives_the_same_logits_for_any_thread_count_however_threa
     }
 }
 
-/* Unobserved, a region quantizes (and for fc1, applies GELU to) the tiles
- * it has just made for the layer after it: attention for proj, fc1 for
- * fc2, LayerNorm for qkv and fc1.  Observed, each step has a region of its
- * own.  Both must give the same bits, on every variant, thread count,
- * dtype and with merging; the model's widths (heads of 24 and 20 wide,
- * hidden layers of 70 and 33) leave padding in every layout. */
+/* Unobserved, the region that makes a layer's input also quantizes it:
+ * the residual add and LayerNorm (or the merge) for qkv and fc1, GELU for
+ * fc2.  Observed, each step has a region of its own, so the observer sees
+ * the float input.  Both must give the same bits, on every variant, thread
+ * count, dtype and with merging; the model's widths (hidden layers of 70
+ * and 33) leave padding in every layout. */
 static void preparing_the_next_layers_input_in_the_producing_region_changes_no_bit(void)
 {
     static const int counts[2] = {1, 3};
