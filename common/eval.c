@@ -10,6 +10,7 @@
 #include "augment.h"
 #include "dataset.h"
 #include "dist.h"
+#include "head.h"
 #include "ops.h"
 #include "segmetric.h"
 #include "util.h"
@@ -186,7 +187,7 @@ int evit_eval_check_compat(const struct evit_vit *m, const char *mpath,
                            const struct evit_dataset *d, const char *dpath)
 {
     const struct evit_vit_config *c = &m->cfg;
-    int seg = c->head != EVIT_HEAD_CLASS;
+    int seg = evit_head_is_seg(c->head);
     if (seg != (d->masks != NULL))
         return evit_error("%s: a %s model needs a %s dataset, but %s holds %s", mpath,
                           seg ? "segmentation" : "classification", seg ? "segmentation" : "classification", dpath,
@@ -258,7 +259,7 @@ int evit_score_run(evit_forward_fn fn, void *ctx, int batch, const struct evit_v
                    const struct evit_dataset *d, int progress, struct evit_score *s)
 {
     memset(s, 0, sizeof *s);
-    s->seg = cfg->head != EVIT_HEAD_CLASS;
+    s->seg = evit_head_is_seg(cfg->head);
     if (s->seg) {
         if (evit_eval_seg_run(fn, ctx, batch, cfg, d, progress, NULL, &s->sg) < 0) return EVIT_ERR;
         s->value = 100.0 * s->sg.score.miou;

@@ -372,6 +372,11 @@ static int info_checkpoint(const char *path, hid_t f)
            cfg.patch, cfg.classes);
     printf("dim: %d\ndepth: %d\n", cfg.dim, cfg.depth);
     printf("head: %s\n", evit_config_head_name(cfg.head));
+    if (cfg.head == EVIT_HEAD_SEG_MLP) {
+        printf("decoder: dim %d, levels", cfg.decoder_dim);
+        for (int i = 0; i < cfg.decoder_nlevels; i++) printf(" %d", cfg.decoder_levels[i]);
+        printf("\n");
+    }
     for (int l = 0; l < cfg.depth; l++)
         printf("  block %d: heads %d, head_dim %d, mlp %d\n", l, cfg.blocks[l].heads,
                cfg.blocks[l].head_dim, cfg.blocks[l].mlp);

@@ -11,6 +11,7 @@
 #include "dataset.h"
 #include "dist.h"
 #include "eval.h"
+#include "head.h"
 #include "logits.h"
 #include "recipe.h"
 #include "qmodel.h"
@@ -26,7 +27,7 @@ static const char *usage =
     "from a teacher's logits (distill.type soft or hard) or on labels (none).\n"
     "Writes STUDENT.h5 every epoch, STUDENT.best.h5 (best validation top-1) and\n"
     "STUDENT.state.h5 (optimiser and generator state, for --resume).\n"
-    "A segmentation model (head seg_linear) learns from a segmentation\n"
+    "A segmentation model (head seg_linear or seg_mlp) learns from a segmentation\n"
     "dataset's masks: pixel cross-entropy, best model by validation mIoU\n"
     "(docs/SEGMENT.md).\n"
     "\n"
@@ -142,7 +143,7 @@ static double teacher_val_score(const struct evit_logits *l, const struct evit_d
     const char *p = evit_report_parent(NULL, meta.report, meta.parent_report, NULL);
     if (p) *report = evit_strdup(p);
     if (t.cfg.img_size == val->h && t.cfg.channels == val->c && t.cfg.classes == val->classes &&
-        (t.cfg.head != EVIT_HEAD_CLASS) == (val->masks != NULL)) {
+        evit_head_is_seg(t.cfg.head) == (val->masks != NULL)) {
         if (evit_score_vit(&t, val, 256, &e) == 0) {
             score = e.value;
             evit_score_free(&e);
@@ -216,7 +217,7 @@ static int distill_main(int argc, char **argv)
         evit_error("%s: model: required unless --init gives a checkpoint", a.recipe);
         goto fail;
     }
-    unsigned task = shape.head == EVIT_HEAD_CLASS ? EVIT_TASK_CLASSIFY : EVIT_TASK_SEGMENT;
+    unsigned task = evit_head_is_seg(shape.head) ? EVIT_TASK_SEGMENT : EVIT_TASK_CLASSIFY;
     if (task == EVIT_TASK_SEGMENT && segment_supported(&a, &r) < 0) goto fail;
     if (evit_dataset_load_task(a.data, &train, task) < 0) goto fail;
     if (a.teacher) {

@@ -13,6 +13,7 @@
 #include "dist.h"
 #include "eval.h"
 #include "h5.h"
+#include "head.h"
 #include "logits.h"
 #include "ops.h"
 #include "optim.h"
@@ -55,7 +56,7 @@ void evit_trainer_init(struct evit_trainer *t, struct evit_vit *m, const struct 
     t->tlogits = evit_malloc(sizeof(float) * (size_t)B * R * c->classes);
     t->dlogits = evit_malloc(sizeof(float) * (size_t)B * R * c->classes);
     t->ignore = -1;
-    if (c->head == EVIT_HEAD_SEG_LINEAR) {
+    if (evit_head_is_seg(c->head)) {
         t->masks = evit_malloc(hw * (size_t)B);
         t->maug = evit_malloc(hw * (size_t)B);
         t->pixels = evit_malloc(sizeof(float) * hw * (size_t)B * c->classes);

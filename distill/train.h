@@ -7,8 +7,8 @@
  *   soft:  alpha CE_s(z, y) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(z/T))
  *   hard:  alpha CE_s(z, y) + (1 - alpha) CE(z, argmax t)          (DeiT)
  * with CE_s the label-smoothed cross-entropy and t the teacher's logits for
- * the (un-augmented) image.  A segmentation model (a seg_linear head) learns
- * from masks alone so far: the pixel cross-entropy of its patch logits
+ * the (un-augmented) image.  A segmentation model (a seg_linear or seg_mlp
+ * head) learns from masks alone so far: the pixel cross-entropy of its patch logits
  * upsampled to pixels (ops.h), unlabelled pixels left out, and with a
  * teacher (soft) the distillation term per pixel: teacher and student
  * patch logits both upsampled to the pixels (their grids may differ), T^2
@@ -82,7 +82,7 @@ struct evit_trainer {
     int32_t *labels, *tlabels;      /* (B) labels, teacher argmax */
     float *tlogits;                 /* (B, R, K), R = evit_config_head_rows */
     float *dlogits;                 /* (B, R, K) */
-    /* segmentation (a seg_linear head): the batch's masks and its logits
+    /* segmentation (evit_head_is_seg): the batch's masks and its logits
      * upsampled to pixels, with their gradient; else NULL */
     uint8_t *masks, *maug;          /* (B, S, S), and the augmentation's other buffer */
     float *pixels, *dpixels;        /* (B, S, S, K) */

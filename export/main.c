@@ -122,7 +122,7 @@ int main(int argc, char **argv)
     if (quantized) {
         if (evit_qmodel_load(a.model, &q, &meta) < 0) return EVIT_EXIT_FAIL;
     } else {
-        if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0) return EVIT_EXIT_FAIL;
+        if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_LINEAR) < 0) return EVIT_EXIT_FAIL;
         evit_qmodel_from_vit(&q, &m); /* every layer float32 */
     }
     have_q = 1;

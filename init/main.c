@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "config.h"
 #include "dataset.h"
+#include "head.h"
 #include "util.h"
 #include "vit.h"
 
@@ -46,7 +47,7 @@ int main(int argc, char **argv)
     if (evit_config_load(argv[first], &cfg) < 0) return EVIT_EXIT_FAIL;
     if (data) {
         /* the dataset of the model's task: masks for a segmentation head */
-        unsigned task = cfg.head == EVIT_HEAD_CLASS ? EVIT_TASK_CLASSIFY : EVIT_TASK_SEGMENT;
+        unsigned task = evit_head_is_seg(cfg.head) ? EVIT_TASK_SEGMENT : EVIT_TASK_CLASSIFY;
         if (evit_dataset_load_header_task(data, &d, task) < 0) return EVIT_EXIT_FAIL;
         if (d.h != cfg.img_size || d.w != cfg.img_size || d.c != cfg.channels || d.classes != cfg.classes) {
             evit_error("%s: holds %dx%dx%d images of %d classes, model %s takes %dx%dx%d and %d",

@@ -31,6 +31,11 @@ static int write_config(hid_t f, const struct evit_vit_config *c)
     /* likewise the head, only when it is not the class head */
     if (c->head != EVIT_HEAD_CLASS && evit_h5_attr_write_string(f, "head", evit_config_head_name(c->head)))
         return EVIT_ERR;
+    /* and seg_mlp's decoder shape */
+    if (c->head == EVIT_HEAD_SEG_MLP &&
+        (evit_h5_attr_write_ints(f, "decoder_dim", &c->decoder_dim, 1) ||
+         evit_h5_attr_write_ints(f, "decoder_levels", c->decoder_levels, c->decoder_nlevels)))
+        return EVIT_ERR;
     return evit_h5_attr_write_string(f, "name", c->name) |
            evit_h5_attr_write_ints(f, "img_size", &c->img_size, 1) |
            evit_h5_attr_write_ints(f, "channels", &c->channels, 1) |
@@ -88,6 +93,20 @@ out:
     return rc;
 }
 
+/* seg_mlp's decoder_dim and decoder_levels (validated by the caller). */
+static int read_decoder(hid_t f, const char *path, struct evit_vit_config *c)
+{
+    int n = 0;
+    if (evit_h5_attr_read_ints(f, path, "decoder_dim", &c->decoder_dim, 1) < 0 ||
+        evit_h5_attr_len(f, path, "decoder_levels", &n) < 0)
+        return EVIT_ERR;
+    if (n < 1 || n > EVIT_DECODER_MAX_LEVELS)
+        return evit_error("%s: attribute decoder_levels has %d values, not 1 to %d", path, n,
+                          EVIT_DECODER_MAX_LEVELS);
+    c->decoder_nlevels = n;
+    return evit_h5_attr_read_ints(f, path, "decoder_levels", c->decoder_levels, n);
+}
+
 int evit_ckpt_read_config(hid_t f, const char *path, struct evit_vit_config *c)
 {
     int heads[EVIT_MAX_DEPTH], hd[EVIT_MAX_DEPTH], mlp[EVIT_MAX_DEPTH];
@@ -123,10 +142,11 @@ int evit_ckpt_read_config(hid_t f, const char *path, struct evit_vit_config *c)
         char *h = NULL;
         if (evit_h5_attr_read_string(f, path, "head", &h) < 0) return EVIT_ERR;
         c->head = evit_config_head_parse(h);
-        if (c->head < 0) evit_error("%s: unknown head '%s' (class or seg_linear)", path, h);
+        if (c->head < 0) evit_error("%s: unknown head '%s' (class, seg_linear or seg_mlp)", path, h);
         free(h);
         if (c->head < 0) return EVIT_ERR;
     }
+    if (c->head == EVIT_HEAD_SEG_MLP && read_decoder(f, path, c) < 0) return EVIT_ERR;
     return evit_config_validate(c, path);
 }
 
@@ -216,8 +236,18 @@ int evit_ckpt_load_heads(const char *path, struct evit_vit *m, struct evit_ckpt_
     int rc = evit_ckpt_read(f, path, m, meta);
     H5Fclose(f);
     if (rc == 0 && !(heads & EVIT_HEAD_BIT(m->cfg.head))) {
-        evit_error("%s: has a %s head (segmentation); this stage takes class-head models so far "
-                   "(docs/SEGMENT.md)", path, evit_config_head_name(m->cfg.head));
+        /* "class", "class or seg_linear", "class, seg_linear or seg_mlp" */
+        char taken[64] = "";
+        int left = 0;
+        for (int h = EVIT_HEAD_CLASS; h <= EVIT_HEAD_SEG_MLP; h++) left += !!(heads & EVIT_HEAD_BIT(h));
+        for (int h = EVIT_HEAD_CLASS; h <= EVIT_HEAD_SEG_MLP; h++)
+            if (heads & EVIT_HEAD_BIT(h)) {
+                left--;
+                snprintf(taken + strlen(taken), sizeof taken - strlen(taken), "%s%s", evit_config_head_name(h),
+                         left > 1 ? ", " : left == 1 ? " or " : "");
+            }
+        evit_error("%s: has a %s head, which this stage does not support yet (it takes %s heads; docs/SEGMENT.md)",
+                   path, evit_config_head_name(m->cfg.head), taken);
         evit_vit_free(m);
         if (meta) evit_ckpt_meta_free(meta);
         return EVIT_ERR;

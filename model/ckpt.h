@@ -11,7 +11,9 @@
  *     num_heads (int32, depth), head_dim (int32, depth),
  *     mlp_hidden (int32, depth), mean and std (float32, channels),
  *     classes (strings, optional), stage (string), parent_report and
- *     report (strings, optional).
+ *     report (strings, optional); head (string, absent for "class"),
+ *     merge_r (int32, depth, only when some block merges), and for a
+ *     seg_mlp head decoder_dim (int32) and decoder_levels (int32, L).
  * A file may hold more groups (an optimiser's state under /train/...);
  * loading ignores what it does not know. */
 #ifndef EVIT_CKPT_H
@@ -43,7 +45,9 @@ int evit_ckpt_save(const char *path, const struct evit_vit *m,
  * head is refused in one line (the stages learn segmentation one by one:
  * docs/SEGMENT.md). */
 int evit_ckpt_load(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta);
-/* The same for the heads in the bit set heads (EVIT_HEAD_BIT). */
+/* The same for the heads in the bit set heads (EVIT_HEAD_BIT,
+ * EVIT_HEADS_LINEAR, EVIT_HEADS_ALL); any other head is refused in one
+ * line naming the file, its head and the ones this stage takes. */
 int evit_ckpt_load_heads(const char *path, struct evit_vit *m, struct evit_ckpt_meta *meta, unsigned heads);
 
 /* The same, into / from an HDF5 file the caller opened, so a trainer can add

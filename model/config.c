@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "head.h"
 #include "json.h"
 #include "merge.h"
 #include "util.h"
@@ -40,18 +41,67 @@ int evit_config_merges(const struct evit_vit_config *c)
     return 0;
 }
 
-static const char *const head_names[] = {"class", "seg_linear", NULL};
-static const int head_values[] = {EVIT_HEAD_CLASS, EVIT_HEAD_SEG_LINEAR};
+static const char *const head_names[] = {"class", "seg_linear", "seg_mlp", NULL};
+static const int head_values[] = {EVIT_HEAD_CLASS, EVIT_HEAD_SEG_LINEAR, EVIT_HEAD_SEG_MLP};
 
 int evit_config_head_rows(const struct evit_vit_config *c)
 {
-    return c->head == EVIT_HEAD_SEG_LINEAR ? evit_config_patches(c) : 1;
+    return evit_head_is_seg(c->head) ? evit_config_patches(c) : 1;
 }
 
 const char *evit_config_head_name(int head)
 {
-    EVIT_ASSERT(head >= 0 && head <= EVIT_HEAD_SEG_LINEAR);
+    EVIT_ASSERT(head >= 0 && head <= EVIT_HEAD_SEG_MLP);
     return head_names[head];
+}
+
+void evit_config_decoder_defaults(struct evit_vit_config *c)
+{
+    int L = c->depth < EVIT_DECODER_MAX_LEVELS ? c->depth : EVIT_DECODER_MAX_LEVELS;
+    c->decoder_dim = c->dim / 2 > 0 ? c->dim / 2 : 1;
+    c->decoder_nlevels = L;
+    memset(c->decoder_levels, 0, sizeof c->decoder_levels);
+    /* evenly spaced, the last block last: (i + 1) depth / L - 1 */
+    for (int i = 0; i < L; i++) c->decoder_levels[i] = (i + 1) * c->depth / L - 1;
+}
+
+int evit_config_levels(const struct evit_vit_config *c, int *levels)
+{
+    switch (c->head) {
+    case EVIT_HEAD_SEG_LINEAR: levels[0] = c->depth - 1; return 1;
+    case EVIT_HEAD_SEG_MLP:
+        memcpy(levels, c->decoder_levels, sizeof(int) * (size_t)c->decoder_nlevels);
+        return c->decoder_nlevels;
+    }
+    return 0;
+}
+
+/* seg_mlp's width and levels (config.h); the other heads have none. */
+static int validate_decoder(const struct evit_vit_config *c, const char *where)
+{
+    int L = c->decoder_nlevels;
+    const int *lv = c->decoder_levels;
+    if (c->head != EVIT_HEAD_SEG_MLP) {
+        if (c->decoder_dim || L)
+            return evit_error("%s: decoder_dim, decoder_levels: only a seg_mlp head has a decoder (this one is %s)",
+                              where, evit_config_head_name(c->head));
+        return EVIT_OK;
+    }
+    if (c->decoder_dim < 1 || c->decoder_dim > 16384)
+        return evit_error("%s: decoder_dim %d out of range [1, 16384]", where, c->decoder_dim);
+    if (L < 1 || L > EVIT_DECODER_MAX_LEVELS)
+        return evit_error("%s: decoder_levels: %d levels, must be 1 to %d", where, L, EVIT_DECODER_MAX_LEVELS);
+    for (int i = 0; i < L; i++) {
+        if (lv[i] < 0 || lv[i] >= c->depth)
+            return evit_error("%s: decoder_levels: %d is not a block (0 to %d)", where, lv[i], c->depth - 1);
+        if (i && lv[i] <= lv[i - 1])
+            return evit_error("%s: decoder_levels: %d after %d: the blocks must be strictly increasing", where,
+                              lv[i], lv[i - 1]);
+    }
+    if (lv[L - 1] != c->depth - 1)
+        return evit_error("%s: decoder_levels: the last level must be the last block, %d, not %d", where,
+                          c->depth - 1, lv[L - 1]);
+    return EVIT_OK;
 }
 
 int evit_config_head_parse(const char *s)
@@ -63,7 +113,7 @@ int evit_config_head_parse(const char *s)
 
 int evit_config_validate(const struct evit_vit_config *c, const char *where)
 {
-    if (c->head != EVIT_HEAD_CLASS && c->head != EVIT_HEAD_SEG_LINEAR)
+    if (c->head < EVIT_HEAD_CLASS || c->head > EVIT_HEAD_SEG_MLP)
         return evit_error("%s: unknown head %d", where, c->head);
     if (c->img_size < 1 || c->img_size > 4096)
         return evit_error("%s: img_size %d out of range [1, 4096]", where, c->img_size);
@@ -89,9 +139,43 @@ int evit_config_validate(const struct evit_vit_config *c, const char *where)
         if (b->merge_r < 0 || b->merge_r > evit_merge_max_r(T))
             return evit_error("%s: block %d: merge_r %d does not fit its %d tokens (0 to %d)", where, l,
                               b->merge_r, T, evit_merge_max_r(T));
-        if (b->merge_r && c->head != EVIT_HEAD_CLASS)
+        if (b->merge_r && evit_head_is_seg(c->head))
             return evit_error("%s: block %d: merge_r %d: a %s head reads every patch token, so it does not "
                               "merge tokens", where, l, b->merge_r, evit_config_head_name(c->head));
+    }
+    return validate_decoder(c, where);
+}
+
+/* seg_mlp's "decoder_dim" and "decoder_levels" into c (whose head, depth
+ * and width are read), its defaults where absent; either key beside
+ * another head is an error. */
+static int decoder_from_json(const cJSON *obj, const char *file, const char *where, struct evit_vit_config *c)
+{
+    char key[128];
+    const char *dot = where && *where ? "." : "";
+    const cJSON *lv = cJSON_GetObjectItemCaseSensitive(obj, "decoder_levels");
+    const cJSON *dim = cJSON_GetObjectItemCaseSensitive(obj, "decoder_dim");
+    if (c->head != EVIT_HEAD_SEG_MLP) {
+        if (!lv && !dim) return EVIT_OK;
+        snprintf(key, sizeof key, "%s%s%s", where ? where : "", dot, dim ? "decoder_dim" : "decoder_levels");
+        return evit_error("%s: %s: only a seg_mlp head has a decoder (head is %s)", file, key,
+                          evit_config_head_name(c->head));
+    }
+    evit_config_decoder_defaults(c);
+    if (evit_json_get_int(obj, file, where, "decoder_dim", 0, 1, 16384, &c->decoder_dim) < 0) return EVIT_ERR;
+    if (!lv) return EVIT_OK;
+    snprintf(key, sizeof key, "%s%sdecoder_levels", where ? where : "", dot);
+    int n = cJSON_IsArray(lv) ? cJSON_GetArraySize(lv) : -1;
+    if (n < 1 || n > EVIT_DECODER_MAX_LEVELS)
+        return evit_error("%s: %s: must be an array of 1 to %d block indices", file, key, EVIT_DECODER_MAX_LEVELS);
+    memset(c->decoder_levels, 0, sizeof c->decoder_levels);
+    c->decoder_nlevels = n;
+    for (int i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetArrayItem(lv, i);
+        double d = cJSON_IsNumber(v) ? v->valuedouble : -1.0;
+        if (!cJSON_IsNumber(v) || d != (double)(int)d || d < 0 || d > EVIT_MAX_DEPTH)
+            return evit_error("%s: %s: item %d is not a block index (an integer from 0)", file, key, i);
+        c->decoder_levels[i] = (int)d;
     }
     return EVIT_OK;
 }
@@ -101,7 +185,8 @@ int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
 {
     static const char *const keys[] = {"name", "img_size", "channels", "patch",
                                        "num_classes", "embed_dim", "depth", "num_heads",
-                                       "head_dim", "mlp_hidden", "merge_r", "head", "blocks", NULL};
+                                       "head_dim", "mlp_hidden", "merge_r", "head", "blocks",
+                                       "decoder_dim", "decoder_levels", NULL};
     static const char *const bkeys[] = {"num_heads", "head_dim", "mlp_hidden", "merge_r", NULL};
     struct evit_vit_config c;
     memset(&c, 0, sizeof c);
@@ -162,7 +247,7 @@ int evit_config_from_json(const cJSON *obj, const char *file, const char *where,
             }
         }
     }
-    if (evit_config_validate(&c, file) < 0) return EVIT_ERR;
+    if (decoder_from_json(obj, file, where, &c) < 0 || evit_config_validate(&c, file) < 0) return EVIT_ERR;
     *out = c;
     return EVIT_OK;
 }
@@ -206,6 +291,10 @@ cJSON *evit_config_to_json(const struct evit_vit_config *c)
     cJSON_AddNumberToObject(o, "embed_dim", c->dim);
     cJSON_AddNumberToObject(o, "depth", c->depth);
     if (c->head != EVIT_HEAD_CLASS) cJSON_AddStringToObject(o, "head", evit_config_head_name(c->head));
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        cJSON_AddNumberToObject(o, "decoder_dim", c->decoder_dim);
+        cJSON_AddItemToObject(o, "decoder_levels", cJSON_CreateIntArray(c->decoder_levels, c->decoder_nlevels));
+    }
     cJSON *arr = cJSON_AddArrayToObject(o, "blocks");
     for (int l = 0; l < c->depth; l++) {
         cJSON *b = cJSON_CreateObject();
@@ -230,14 +319,24 @@ long evit_config_params(const struct evit_vit_config *c)
         n += 2 * D;                 /* norm2 */
         n += M * D + M + D * M + D; /* fc1, fc2 */
     }
-    n += 2 * D + K * D + K; /* final norm, head */
+    n += 2 * D; /* final norm */
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        long C = c->decoder_dim, L = c->decoder_nlevels;
+        n += (L - 1) * 2 * D;       /* the earlier levels' norms */
+        n += L * (C * D + C);       /* linear_c */
+        n += C * L * C + C;         /* linear_fuse */
+        n += K * C + K;             /* head */
+    } else {
+        n += K * D + K;
+    }
     return n;
 }
 
 /* FLOPs = 2 x multiply-adds of the matrix products (patch embedding, qkv,
  * q k^T, att v, proj, fc1, fc2, head: once per image, or once per patch
- * for a segmentation head); norms, softmax, GELU and a segmentation head's
- * upsampling are ignored, as is usual when quoting ViT FLOPs. */
+ * for a segmentation head, seg_mlp's linear_c, linear_fuse and head);
+ * norms, softmax, GELU, ReLU and a segmentation head's upsampling are
+ * ignored, as is usual when quoting ViT FLOPs. */
 double evit_config_mflops(const struct evit_vit_config *c)
 {
     double D = c->dim, N = evit_config_patches(c);
@@ -251,6 +350,11 @@ double evit_config_mflops(const struct evit_vit_config *c)
         macs += T * I * D;         /* proj */
         macs += 2 * Tm * D * M;    /* fc1 + fc2 */
     }
-    macs += evit_config_head_rows(c) * D * c->classes;
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        double C = c->decoder_dim, L = c->decoder_nlevels;
+        macs += N * (L * D * C + L * C * C + C * c->classes);
+    } else {
+        macs += evit_config_head_rows(c) * D * c->classes;
+    }
     return 2.0 * macs / 1e6;
 }

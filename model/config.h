@@ -21,8 +21,17 @@
  * class token, logits (K) per image; "seg_linear", Segmenter's linear
  * decoder, the same (K, D) linear on every patch token after the final
  * norm, logits (N, K) per image in patch order, which a consumer upsamples
- * to pixels (ops.h, evit_upsample_forward).  A segmentation head reads
- * every token's position, so it does not merge tokens. */
+ * to pixels (ops.h, evit_upsample_forward); "seg_mlp", SegFormer's
+ * all-MLP decoder over the patch tokens of several blocks (vit.h), the
+ * same (N, K) logits.  A segmentation head reads every token's position,
+ * so it does not merge tokens.
+ *
+ * seg_mlp only (an error with any other head):
+ *   "decoder_dim": C, the decoder's width (default embed_dim / 2, at least 1);
+ *   "decoder_levels": the blocks (0-based) whose outputs it reads, 1 to 4 of
+ *   them, strictly increasing, the last depth - 1 (default: min(4, depth)
+ *   evenly spaced, (i + 1) * depth / L - 1: depth 12 gives 2, 5, 8, 11,
+ *   depth 4 every block). */
 #ifndef EVIT_CONFIG_H
 #define EVIT_CONFIG_H
 
@@ -38,9 +47,13 @@ struct evit_block_shape {
     int merge_r;  /* tokens merged after this block's attention (ToMe), 0 none */
 };
 
-enum evit_head { EVIT_HEAD_CLASS = 0, EVIT_HEAD_SEG_LINEAR = 1 };
+enum evit_head { EVIT_HEAD_CLASS = 0, EVIT_HEAD_SEG_LINEAR = 1, EVIT_HEAD_SEG_MLP = 2 };
 #define EVIT_HEAD_BIT(h) (1u << (h))
-#define EVIT_HEADS_ALL (EVIT_HEAD_BIT(EVIT_HEAD_CLASS) | EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR))
+/* The heads that are one linear layer on the final norm: what libevrt runs
+ * and what evit-prune, evit-quantize and evit-export take so far. */
+#define EVIT_HEADS_LINEAR (EVIT_HEAD_BIT(EVIT_HEAD_CLASS) | EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR))
+#define EVIT_HEADS_ALL (EVIT_HEADS_LINEAR | EVIT_HEAD_BIT(EVIT_HEAD_SEG_MLP))
+#define EVIT_DECODER_MAX_LEVELS 4
 
 struct evit_vit_config {
     char name[EVIT_NAME_MAX];
@@ -52,6 +65,11 @@ struct evit_vit_config {
     int depth;
     struct evit_block_shape blocks[EVIT_MAX_DEPTH];
     int head;     /* enum evit_head */
+    /* seg_mlp's decoder (all 0 for the other heads): its width C and the
+     * blocks whose outputs it reads, increasing, the last depth - 1 */
+    int decoder_dim;
+    int decoder_nlevels;
+    int decoder_levels[EVIT_DECODER_MAX_LEVELS];
 };
 
 /* Derived sizes. */
@@ -67,10 +85,18 @@ int evit_config_tokens_at(const struct evit_vit_config *c, int l);
 int evit_config_merges(const struct evit_vit_config *c);
 /* Rows of logits per image: 1 (class head) or the patches (segmentation). */
 int evit_config_head_rows(const struct evit_vit_config *c);
-/* "class" or "seg_linear". */
+/* "class", "seg_linear" or "seg_mlp". */
 const char *evit_config_head_name(int head);
 /* The head named s, or -1. */
 int evit_config_head_parse(const char *s);
+
+/* seg_mlp's defaults for c's shape (header comment): sets decoder_dim
+ * and the levels. */
+void evit_config_decoder_defaults(struct evit_vit_config *c);
+/* The blocks whose patch tokens the head reads into levels (up to
+ * EVIT_DECODER_MAX_LEVELS), returning their count: none for the class
+ * head, the last block for seg_linear, decoder_levels for seg_mlp. */
+int evit_config_levels(const struct evit_vit_config *c, int *levels);
 
 /* Checks every invariant (positive sizes, patch divides image, depth bound).
  * where names the source in the message ("fm.json", "model.h5"). */

@@ -6,9 +6,11 @@
 #include "ops.h"
 #include "util.h"
 
+int evit_head_is_seg(int head) { return head == EVIT_HEAD_SEG_LINEAR || head == EVIT_HEAD_SEG_MLP; }
+
 size_t evit_head_scratch(const struct evit_vit_config *c, int B)
 {
-    if (c->head == EVIT_HEAD_CLASS) return 0;
+    if (!evit_head_is_seg(c->head)) return 0;
     /* the upsampled logits and their gradient */
     return 2 * (size_t)B * c->img_size * c->img_size * c->classes;
 }
@@ -17,12 +19,12 @@ double evit_head_xent(float *dlogits, float *scratch, const float *logits, const
                       const uint8_t *masks, int ignore, int B, const struct evit_vit_config *c)
 {
     int K = c->classes;
-    if (c->head == EVIT_HEAD_CLASS) {
+    if (!evit_head_is_seg(c->head)) {
         EVIT_ASSERT(labels != NULL);
         evit_xent_smooth_backward(dlogits, logits, labels, 0.0f, 1.0f, B, K);
         return evit_xent_smooth_forward(logits, labels, 0.0f, B, K);
     }
-    EVIT_ASSERT(c->head == EVIT_HEAD_SEG_LINEAR && masks != NULL);
+    EVIT_ASSERT(masks != NULL);
     int g = evit_config_grid(c), S = c->img_size;
     size_t P = (size_t)B * S * S;
     float *pixels = scratch, *dpixels = scratch + P * K;

@@ -6,10 +6,15 @@
  *   class       logits (B, K) against labels (B):
  *                 loss = mean_b -log softmax(z_b)[y_b]
  *   seg_linear  per-patch logits (B, g, g, K) upsampled bilinearly to the
- *               pixels (ops.h, evit_upsample_forward) against masks
+ *   seg_mlp     pixels (ops.h, evit_upsample_forward) against masks
  *               (B, S, S), unlabelled pixels (ignore) left out:
  *                 loss = mean over labelled p of -log softmax(u_p)[m_p],
  *               the gradient back through the upsampling (its adjoint)
+ *
+ * The two segmentation heads differ only in how the model makes its
+ * per-patch logits (vit.h); from the logits on (this loss, pixel
+ * distillation, scoring, saved logits) they are one task, and a stage
+ * asks evit_head_is_seg rather than naming them.
  */
 #ifndef EVIT_HEAD_H
 #define EVIT_HEAD_H
@@ -18,6 +23,10 @@
 #include <stdint.h>
 
 #include "config.h"
+
+/* 1 for a per-patch segmentation head (seg_linear, seg_mlp: logits
+ * (N, K) per image, scored per pixel against masks), 0 for the class head. */
+int evit_head_is_seg(int head);
 
 /* Floats of scratch evit_head_xent needs for B images of c. */
 size_t evit_head_scratch(const struct evit_vit_config *c, int B);

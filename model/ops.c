@@ -317,6 +317,17 @@ void evit_gelu_backward_ref(float *din, const float *dout, const float *in, size
     }
 }
 
+void evit_relu_forward(float *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
+void evit_relu_backward(float *din, const float *dout, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (in[i] > 0.0f) din[i] += dout[i];
+}
+
 void evit_residual_forward(float *out, const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];

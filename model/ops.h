@@ -81,6 +81,13 @@ void evit_gelu_backward(float *din /* (n) */, const float *dout /* (n) */,
 void evit_gelu_backward_ref(float *din /* (n) */, const float *dout /* (n) */,
                             const float *in /* (n) */, size_t n);
 
+/* ReLU, out = max(x, 0): SegFormer's decoder after its fuse layer. */
+void evit_relu_forward(float *out /* (n) */, const float *in /* (n) */, size_t n);
+/* din += dout where x > 0 (at x = 0 the derivative taken is 0, as
+ * PyTorch's). */
+void evit_relu_backward(float *din /* (n) */, const float *dout /* (n) */, const float *in /* (n) */,
+                        size_t n);
+
 /* out = a + b; out may alias a. */
 void evit_residual_forward(float *out /* (n) */, const float *a /* (n) */,
                            const float *b /* (n) */, size_t n);

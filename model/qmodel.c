@@ -63,6 +63,16 @@ static void bind_runtime(struct evit_qmodel *q)
     }
 }
 
+/* libevrt runs the heads that are one linear layer (EVIT_HEADS_LINEAR);
+ * any other is refused in one line before it reaches the runtime (and
+ * evit_qmodel_head_kind's assertion). */
+static int check_runtime_head(int head, const char *path)
+{
+    if (EVIT_HEADS_LINEAR & EVIT_HEAD_BIT(head)) return EVIT_OK;
+    return evit_error("%s: has a %s head, which libevrt does not run yet (docs/SEGMENT.md)", path,
+                      evit_config_head_name(head));
+}
+
 int evit_qmodel_head_kind(int head)
 {
     switch (head) {
@@ -264,7 +274,7 @@ int evit_qmodel_is_quantized(const char *path)
 static int read_config(hid_t f, const char *path, struct evit_vit_config *c)
 {
     if (evit_h5_check_format(f, path, "evit-quantized", EVIT_QMODEL_VERSION) < 0 ||
-        evit_ckpt_read_config(f, path, c) < 0)
+        evit_ckpt_read_config(f, path, c) < 0 || check_runtime_head(c->head, path) < 0)
         return EVIT_ERR;
     if (c->channels > EVRT_MAX_CHANNELS)
         return evit_error("%s: %d channels, the runtime takes at most %d", path, c->channels, EVRT_MAX_CHANNELS);
@@ -482,6 +492,7 @@ int evit_qmodel_vit_latency(const struct evit_vit *m, const struct evit_dataset 
                             double ms[3])
 {
     struct evit_qmodel q;
+    if (check_runtime_head(m->cfg.head, path) < 0) return EVIT_ERR;
     evit_qmodel_from_vit(&q, m);
     int rc = evit_qmodel_latency(&q.rt, d, n, path, ms);
     evit_qmodel_free(&q);

@@ -45,7 +45,9 @@ struct evit_qmodel {
 /* A float32 runtime model on m's parameters (borrowed: m must outlive q),
  * with int8 weights and scales computed for every linear layer (symmetric
  * per channel, evrt_quantize_weights_ref) but every dtype EVRT_F32 and
- * activation scale 1, zero 0.  Calibration then sets scales and dtypes. */
+ * activation scale 1, zero 0.  Calibration then sets scales and dtypes.
+ * m's head must be one the runtime has (EVIT_HEADS_LINEAR): the stages
+ * that come here load with that mask. */
 void evit_qmodel_from_vit(struct evit_qmodel *q, const struct evit_vit *m);
 /* Writes the model, meta (stage, report, parent, class names) and the
  * calibration fields to a temporary file renamed into place. */
@@ -97,7 +99,8 @@ struct evit_dataset;
 int evit_qmodel_latency(const struct evrt_model *rt, const struct evit_dataset *d, int n, const char *path,
                         double ms[3]);
 
-/* The same for a float ViT, through libevrt's float32 path. */
+/* The same for a float ViT, through libevrt's float32 path; a head the
+ * runtime lacks (seg_mlp) is one line and EVIT_ERR. */
 int evit_qmodel_vit_latency(const struct evit_vit *m, const struct evit_dataset *d, int n, const char *path,
                             double ms[3]);
 

@@ -6,15 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "head.h"
 #include "merge.h"
 #include "ops.h"
 #include "rng.h"
 #include "util.h"
 
+/* The width the head's linear reads: D, or seg_mlp's decoder_dim C. */
+static int head_in(const struct evit_vit_config *c)
+{
+    return c->head == EVIT_HEAD_SEG_MLP ? c->decoder_dim : c->dim;
+}
+
 void evit_vit_bind(struct evit_vit_params *p, const struct evit_vit_config *c, float *mem)
 {
     size_t D = c->dim, T = evit_config_tokens(c), K = c->classes;
     float *q = mem;
+    memset(p, 0, sizeof *p);
 #define TAKE(ptr, n) do { (ptr) = q; q += (n); } while (0)
     TAKE(p->patch_w, D * evit_config_patch_in(c));
     TAKE(p->patch_b, D);
@@ -38,7 +46,22 @@ void evit_vit_bind(struct evit_vit_params *p, const struct evit_vit_config *c, f
     }
     TAKE(p->norm_w, D);
     TAKE(p->norm_b, D);
-    TAKE(p->head_w, K * D);
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        size_t C = c->decoder_dim, L = c->decoder_nlevels;
+        for (size_t i = 0; i + 1 < L; i++) {
+            TAKE(p->dec_norm_w[i], D);
+            TAKE(p->dec_norm_b[i], D);
+        }
+        p->dec_norm_w[L - 1] = p->norm_w; /* the last level's norm is the encoder's */
+        p->dec_norm_b[L - 1] = p->norm_b;
+        for (size_t i = 0; i < L; i++) {
+            TAKE(p->dec_w[i], C * D);
+            TAKE(p->dec_b[i], C);
+        }
+        TAKE(p->fuse_w, C * L * C);
+        TAKE(p->fuse_b, C);
+    }
+    TAKE(p->head_w, K * (size_t)head_in(c));
     TAKE(p->head_b, K);
 #undef TAKE
     EVIT_ASSERT((size_t)(q - mem) == (size_t)evit_config_params(c));
@@ -99,7 +122,27 @@ int evit_vit_tensors(const struct evit_vit_config *c, const struct evit_vit_para
     }
     add_ref(out, &n, "norm.weight", p->norm_w, EVIT_T_NORM_W, -1, 1, D, 0, 0, 0);
     add_ref(out, &n, "norm.bias", p->norm_b, EVIT_T_NORM_B, -1, 1, D, 0, 0, 0);
-    add_ref(out, &n, "head.weight", p->head_w, EVIT_T_WEIGHT, -1, 2, K, D, 0, 0);
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        int64_t W = c->decoder_dim; /* C is the channels here */
+        int L = c->decoder_nlevels;
+#define DEC(fmt, i, ptr, kind, nd, a0, a1)                                        \
+        do {                                                                      \
+            snprintf(name, sizeof name, "decode_head." fmt, i);                    \
+            add_ref(out, &n, name, ptr, kind, -1, nd, a0, a1, 0, 0);               \
+        } while (0)
+        for (int i = 0; i + 1 < L; i++) {
+            DEC("norms.%d.weight", i, p->dec_norm_w[i], EVIT_T_NORM_W, 1, D, 0);
+            DEC("norms.%d.bias", i, p->dec_norm_b[i], EVIT_T_NORM_B, 1, D, 0);
+        }
+        for (int i = 0; i < L; i++) {
+            DEC("linear_c.%d.weight", i, p->dec_w[i], EVIT_T_WEIGHT, 2, W, D);
+            DEC("linear_c.%d.bias", i, p->dec_b[i], EVIT_T_BIAS, 1, W, 0);
+        }
+#undef DEC
+        add_ref(out, &n, "decode_head.linear_fuse.weight", p->fuse_w, EVIT_T_WEIGHT, -1, 2, W, L * W, 0, 0);
+        add_ref(out, &n, "decode_head.linear_fuse.bias", p->fuse_b, EVIT_T_BIAS, -1, 1, W, 0, 0, 0);
+    }
+    add_ref(out, &n, "head.weight", p->head_w, EVIT_T_WEIGHT, -1, 2, K, head_in(c), 0, 0);
     add_ref(out, &n, "head.bias", p->head_b, EVIT_T_BIAS, -1, 1, K, 0, 0, 0);
     return n;
 }
@@ -198,8 +241,11 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
     size_t I, M, H;
     max_block(c, &I, &M, &H);
     /* x_in of each block is the previous block's x_out (or x0), not counted here */
-    size_t R = evit_config_head_rows(c), seg = c->head != EVIT_HEAD_CLASS;
+    size_t R = evit_config_head_rows(c), seg = evit_head_is_seg(c->head);
     size_t total = B * N * PI + B * N * D + B * T * D + 2 * B * R * D + 2 * B * R + B * R * K + 8 * 16;
+    int levels[EVIT_DECODER_MAX_LEVELS], nl = evit_config_levels(c, levels);
+    size_t C = c->decoder_dim, L = c->decoder_nlevels; /* 0 but for seg_mlp */
+    total += (nl ? nl - 1 : 0) * (2 * B * N * D + 2 * B * N + 4 * 16) + B * N * (L * C + 2 * C) + 3 * 16;
     size_t dmax = 0;
     for (int l = 0; l < c->depth; l++)
         dmax = (size_t)c->blocks[l].head_dim > dmax ? (size_t)c->blocks[l].head_dim : dmax;
@@ -266,6 +312,23 @@ void evit_vit_acts_alloc(struct evit_vit_acts *a, const struct evit_vit_config *
     TAKE(a->lnf, B * R * D);
     TAKE(a->lnf_mean, B * R);
     TAKE(a->lnf_rstd, B * R);
+    for (int i = 0; i + 1 < nl; i++) {
+        TAKE(a->lx[i], B * N * D);
+        TAKE(a->lln[i], B * N * D);
+        TAKE(a->lmean[i], B * N);
+        TAKE(a->lrstd[i], B * N);
+    }
+    if (nl) { /* the last level is the rows the final norm reads */
+        a->lx[nl - 1] = a->xf;
+        a->lln[nl - 1] = a->lnf;
+        a->lmean[nl - 1] = a->lnf_mean;
+        a->lrstd[nl - 1] = a->lnf_rstd;
+    }
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        TAKE(a->cat, B * N * L * C);
+        TAKE(a->fuse, B * N * C);
+        TAKE(a->u, B * N * C);
+    }
     TAKE(a->logits, B * R * K);
 #undef TAKE
     EVIT_ASSERT((size_t)(q - a->mem) <= total);
@@ -371,6 +434,24 @@ static void last_block_forward(struct evit_block_acts *a, const struct evit_bloc
     evit_residual_forward(a->x_out, a->x_out, a->x_mid, (size_t)B * D);
 }
 
+/* SegFormer's all-MLP decoder (vit.h) on the levels' patch tokens a->lx,
+ * B*N rows: each level normalised and projected into its C columns of
+ * cat (the concatenation is the strided output, no copy), then
+ * linear_fuse, the ReLU and the head. */
+static void decoder_forward(struct evit_vit_acts *a, const struct evit_vit_params *p,
+                            const struct evit_vit_config *c, int B)
+{
+    int n = B * evit_config_patches(c), D = c->dim, C = c->decoder_dim, L = c->decoder_nlevels;
+    for (int i = 0; i < L; i++) {
+        evit_layernorm_forward(a->lln[i], a->lmean[i], a->lrstd[i], a->lx[i], p->dec_norm_w[i], p->dec_norm_b[i],
+                               n, D);
+        evit_linear_forward_ld(a->cat + (size_t)i * C, L * C, a->lln[i], D, p->dec_w[i], p->dec_b[i], n, D, C);
+    }
+    evit_linear_forward(a->fuse, a->cat, p->fuse_w, p->fuse_b, n, L * C, C);
+    evit_relu_forward(a->u, a->fuse, (size_t)n * C);
+    evit_linear_forward(a->logits, a->u, p->head_w, p->head_b, n, C, c->classes);
+}
+
 void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
                       const uint8_t *images, int B)
 {
@@ -385,18 +466,28 @@ void evit_vit_forward(const struct evit_vit *m, struct evit_vit_acts *a,
     float *x = a->keep ? a->x0 : a->blocks[0].x_in;
     evit_embed_forward(x, a->pe, p->cls_token, p->pos_embed, B, T, D);
     for (int i = 0; i < B * T; i++) a->blocks[0].size[i] = 1.0f;
-    int last = c->depth - 1, seg = c->head != EVIT_HEAD_CLASS, R = evit_config_head_rows(c);
-    for (int l = 0; l < c->depth - !seg; l++)
+    int last = c->depth - 1, seg = evit_head_is_seg(c->head), R = evit_config_head_rows(c);
+    int levels[EVIT_DECODER_MAX_LEVELS], nl = evit_config_levels(c, levels);
+    for (int l = 0, i = 0; l < c->depth - !seg; l++) {
         block_forward(&a->blocks[l], a->metric, l < last ? a->blocks[l + 1].size : NULL, &p->blocks[l],
                       &c->blocks[l], B, tokens_of(c, l), D);
-    if (seg) { /* the patch tokens, rows 1..T-1 of each image */
-        for (int b = 0; b < B; b++)
-            memcpy(a->xf + (size_t)b * N * D, a->blocks[last].x_out + ((size_t)b * T + 1) * D,
-                   (size_t)N * D * sizeof(float));
-    } else {
+        /* a level's patch tokens, rows 1..T-1 of each image, before the
+         * next block overwrites them (inference) */
+        if (i < nl && l == levels[i]) {
+            for (int b = 0; b < B; b++)
+                memcpy(a->lx[i] + (size_t)b * N * D, a->blocks[l].x_out + ((size_t)b * T + 1) * D,
+                       (size_t)N * D * sizeof(float));
+            i++;
+        }
+    }
+    if (!seg) {
         last_block_forward(&a->blocks[last], &p->blocks[last], &c->blocks[last], B, tokens_of(c, last), D);
         /* the last block's x_out is the class tokens already, (B, D) */
         memcpy(a->xf, a->blocks[last].x_out, (size_t)B * D * sizeof(float));
+    }
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        decoder_forward(a, p, c, B);
+        return;
     }
     evit_layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, a->xf, p->norm_w, p->norm_b, B * R, D);
     evit_linear_forward(a->logits, a->lnf, p->head_w, p->head_b, B * R, D, c->classes);
@@ -411,6 +502,8 @@ void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,
     size_t R = evit_config_head_rows(c);
     size_t total = 2 * B * T * D + 4 * B * T * I + B * H * T * T + 2 * B * T * M + B * N * D +
                    2 * B * R * D + 10 * 16;
+    size_t C = c->decoder_dim, L = c->decoder_nlevels; /* 0 but for seg_mlp */
+    total += (L ? L - 1 : 0) * (B * N * D + 16) + B * N * (L * C + 2 * C) + 3 * 16;
     memset(s, 0, sizeof *s);
     s->max_batch = max_batch;
     s->mem = evit_alloc_floats(total);
@@ -426,6 +519,15 @@ void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,
     TAKE(s->dpe, B * N * D);
     TAKE(s->dxf, B * R * D);
     TAKE(s->dlnf, B * R * D);
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        for (size_t i = 0; i + 1 < L; i++) TAKE(s->dlx[i], B * N * D);
+        s->dlx[L - 1] = s->dxf;
+        TAKE(s->dcat, B * N * L * C);
+        TAKE(s->du, B * N * C);
+        TAKE(s->dfuse, B * N * C);
+    } else if (evit_head_is_seg(c->head)) {
+        s->dlx[0] = s->dxf;
+    }
 #undef TAKE
     EVIT_ASSERT((size_t)(q - s->mem) <= total);
 }
@@ -519,6 +621,32 @@ static void last_block_backward(struct evit_block_params *g, struct evit_vit_gra
                             a->ln1_rstd, p->ln1_w, N, D);
 }
 
+/* decoder_forward, backward: from dlogits (B*N, K) to each level's patch
+ * tokens' gradient s->dlx[i] (overwritten), the parameters' accumulated. */
+static void decoder_backward(struct evit_vit_params *g, struct evit_vit_grad_scratch *s,
+                             const struct evit_vit_acts *a, const struct evit_vit_params *p,
+                             const struct evit_vit_config *c, const float *dlogits, int B)
+{
+    int n = B * evit_config_patches(c), D = c->dim, C = c->decoder_dim, L = c->decoder_nlevels;
+    size_t nc = (size_t)n * C, nd = (size_t)n * D;
+    /* logits = u W_p^T + b_p,  u = ReLU(fuse),  fuse = cat W_f^T + b_f */
+    memset(s->du, 0, nc * sizeof(float));
+    evit_linear_backward(s->du, g->head_w, g->head_b, dlogits, a->u, p->head_w, n, C, c->classes);
+    memset(s->dfuse, 0, nc * sizeof(float));
+    evit_relu_backward(s->dfuse, s->du, a->fuse, nc);
+    memset(s->dcat, 0, nc * (size_t)L * sizeof(float));
+    evit_linear_backward(s->dcat, g->fuse_w, g->fuse_b, s->dfuse, a->cat, p->fuse_w, n, L * C, C);
+    /* cat's columns i*C.. = LN_i(x_i) W_i^T + b_i */
+    for (int i = 0; i < L; i++) {
+        memset(s->dlnf, 0, nd * sizeof(float));
+        evit_linear_backward_ld(s->dlnf, D, g->dec_w[i], g->dec_b[i], s->dcat + (size_t)i * C, L * C, a->lln[i], D,
+                                p->dec_w[i], n, D, C);
+        memset(s->dlx[i], 0, nd * sizeof(float));
+        evit_layernorm_backward(s->dlx[i], g->dec_norm_w[i], g->dec_norm_b[i], s->dlnf, a->lx[i], a->lmean[i],
+                                a->lrstd[i], p->dec_norm_w[i], n, D);
+    }
+}
+
 void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scratch *s,
                        const struct evit_vit *m, const struct evit_vit_acts *a,
                        const float *dlogits, int B)
@@ -527,30 +655,42 @@ void evit_vit_backward(struct evit_vit_params *grads, struct evit_vit_grad_scrat
     const struct evit_vit_params *p = &m->p;
     int T = evit_config_tokens(c), N = evit_config_patches(c), D = c->dim, K = c->classes;
     EVIT_ASSERT(a->keep && B >= 1 && B <= a->max_batch && B <= s->max_batch);
-    int last = c->depth - 1, seg = c->head != EVIT_HEAD_CLASS, R = evit_config_head_rows(c);
+    int last = c->depth - 1, seg = evit_head_is_seg(c->head), R = evit_config_head_rows(c), top = last;
+    int levels[EVIT_DECODER_MAX_LEVELS], nl = evit_config_levels(c, levels);
     size_t rd = (size_t)B * R * D;
-    /* logits = head(LN_f(x[:, 0])), or head(LN_f(x[:, 1:])) */
-    memset(s->dlnf, 0, rd * sizeof(float));
-    evit_linear_backward(s->dlnf, grads->head_w, grads->head_b, dlogits, a->lnf, p->head_w, B * R, D, K);
-    memset(s->dxf, 0, rd * sizeof(float));
-    evit_layernorm_backward(s->dxf, grads->norm_w, grads->norm_b, s->dlnf, a->xf, a->lnf_mean, a->lnf_rstd,
-                            p->norm_w, B * R, D);
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        decoder_backward(grads, s, a, p, c, dlogits, B);
+    } else {
+        /* logits = head(LN_f(x[:, 0])), or head(LN_f(x[:, 1:])) */
+        memset(s->dlnf, 0, rd * sizeof(float));
+        evit_linear_backward(s->dlnf, grads->head_w, grads->head_b, dlogits, a->lnf, p->head_w, B * R, D, K);
+        memset(s->dxf, 0, rd * sizeof(float));
+        evit_layernorm_backward(s->dxf, grads->norm_w, grads->norm_b, s->dlnf, a->xf, a->lnf_mean, a->lnf_rstd,
+                                p->norm_w, B * R, D);
+    }
     if (seg) {
-        /* the patch tokens of the last block's output reach the head, its
-         * class tokens nothing: a full block's backward from there */
+        /* the residual stream gets its gradient from the levels' patch
+         * tokens, the class tokens nothing: full blocks' backward */
         memset(s->dres, 0, (size_t)B * T * D * sizeof(float));
-        for (int b = 0; b < B; b++)
-            memcpy(s->dres + ((size_t)b * T + 1) * D, s->dxf + (size_t)b * N * D, (size_t)N * D * sizeof(float));
-        block_backward(&grads->blocks[last], s, &a->blocks[last], NULL, &p->blocks[last], &c->blocks[last], B,
-                       tokens_of(c, last), D);
     } else {
         /* only the class token of the last block's output reaches the head */
         last_block_backward(&grads->blocks[last], s, &a->blocks[last], &p->blocks[last], &c->blocks[last], B,
                             tokens_of(c, last).T, D);
+        top = last - 1;
     }
-    for (int l = last - 1; l >= 0; l--)
-        block_backward(&grads->blocks[l], s, &a->blocks[l], a->blocks[l + 1].size, &p->blocks[l],
+    for (int l = top, i = nl - 1; l >= 0; l--) {
+        /* level i read block l's output: its gradient joins the stream's
+         * there, which holds what the blocks above sent down */
+        if (i >= 0 && l == levels[i]) {
+            for (int b = 0; b < B; b++) {
+                float *d = s->dres + ((size_t)b * T + 1) * D;
+                evit_residual_forward(d, d, s->dlx[i] + (size_t)b * N * D, (size_t)N * D);
+            }
+            i--;
+        }
+        block_backward(&grads->blocks[l], s, &a->blocks[l], l < last ? a->blocks[l + 1].size : NULL, &p->blocks[l],
                        &c->blocks[l], B, tokens_of(c, l), D);
+    }
     /* x0 = [cls ; patches @ patch_w^T + patch_b] + pos_embed */
     memset(s->dpe, 0, (size_t)B * N * D * sizeof(float));
     evit_embed_backward(s->dpe, grads->cls_token, grads->pos_embed, s->dres, B, T, D);

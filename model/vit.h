@@ -9,6 +9,19 @@
  *   logits = head(LN_f(x[:, 0]))                               (B, K)
  * or, with Segmenter's linear decoder (config head "seg_linear"),
  *   logits = head(LN_f(x[:, 1:]))                              (B, N, K)
+ * or, with SegFormer's all-MLP decoder (config head "seg_mlp"), on the
+ * outputs x_l of L blocks l_0 < ... < l_{L-1} = depth - 1 (config
+ * decoder_levels) and C = decoder_dim:
+ *   f_i = LN_i(x_{l_i}[:, 1:])                                 (B, N, D)
+ *   e_i = f_i W_i^T + b_i                                      (B, N, C)
+ *   u   = ReLU([e_0 | ... | e_{L-1}] W_f^T + b_f)               (B, N, C)
+ *   logits = u W_p^T + b_p                                     (B, N, K)
+ * LN_{L-1} is LN_f (norm.weight, norm.bias), so the encoder stays timm's;
+ * the others are decode_head.norms.{i}; W_i, b_i decode_head.linear_c.{i};
+ * W_f (C, L*C), b_f decode_head.linear_fuse; W_p (K, C), b_p head.
+ * SegFormer's BatchNorm after the fuse layer is left out: at the small
+ * batches evit trains with its statistics are noisy, and at inference it
+ * is an affine map W_f could absorb.
  *
  * Parameters live in one float buffer; struct evit_vit_params holds pointers
  * into it, so a gradient buffer (or an optimiser moment) binds to the same
@@ -44,7 +57,15 @@ struct evit_vit_params {
     float *pos_embed; /* (1, T, D) */
     struct evit_block_params blocks[EVIT_MAX_DEPTH];
     float *norm_w, *norm_b; /* (D) */
-    float *head_w;          /* (K, D) */
+    /* seg_mlp's decoder, L levels of width C (NULL for the other heads):
+     * level i's LayerNorm, the last one's being norm_w, norm_b above (the
+     * pointers alias), its linear_c, and linear_fuse */
+    float *dec_norm_w[EVIT_DECODER_MAX_LEVELS], *dec_norm_b[EVIT_DECODER_MAX_LEVELS]; /* (D) */
+    float *dec_w[EVIT_DECODER_MAX_LEVELS]; /* (C, D) */
+    float *dec_b[EVIT_DECODER_MAX_LEVELS]; /* (C) */
+    float *fuse_w;          /* (C, L*C) */
+    float *fuse_b;          /* (C) */
+    float *head_w;          /* (K, D); seg_mlp (K, C) */
     float *head_b;          /* (K) */
 };
 
@@ -72,7 +93,8 @@ struct evit_tensor_ref {
     int block; /* block index, -1 outside blocks */
 };
 
-/* Fills out (when non-NULL) and returns the number of tensors: 8 + 12*depth. */
+/* Fills out (when non-NULL) and returns the number of tensors: 8 + 12*depth,
+ * plus 2 (L - 1) + 2 L + 2 for seg_mlp's decoder. */
 int evit_vit_tensors(const struct evit_vit_config *cfg, const struct evit_vit_params *p,
                      struct evit_tensor_ref *out);
 
@@ -152,6 +174,17 @@ struct evit_vit_acts {
     float *lnf;      /* (B, R, D) */
     float *lnf_mean; /* (B, R) */
     float *lnf_rstd; /* (B, R) */
+    /* A segmentation head's levels (evit_config_levels: seg_linear the last
+     * block, seg_mlp its decoder_levels), copied as each level's block
+     * finishes, since inference reuses the blocks' buffers; the last
+     * level's are xf, lnf, lnf_mean, lnf_rstd above (the pointers alias) */
+    float *lx[EVIT_DECODER_MAX_LEVELS];    /* (B, N, D) block l_i's patch tokens */
+    float *lln[EVIT_DECODER_MAX_LEVELS];   /* (B, N, D) their LayerNorm (seg_mlp) */
+    float *lmean[EVIT_DECODER_MAX_LEVELS]; /* (B, N) */
+    float *lrstd[EVIT_DECODER_MAX_LEVELS]; /* (B, N) */
+    float *cat;      /* (B, N, L*C) seg_mlp: the levels' linear_c side by side */
+    float *fuse;     /* (B, N, C) linear_fuse's output, before the ReLU */
+    float *u;        /* (B, N, C) after it */
     float *logits;   /* (B, R, K) */
 };
 
@@ -182,7 +215,13 @@ struct evit_vit_grad_scratch {
     float *dxf;   /* (B, R, D) the head's rows after the last block (R as
                    * in evit_vit_acts); with the class head, the last
                    * block's residual gradient (its x_out, x_mid) */
-    float *dlnf;  /* (B, R, D) final LayerNorm output */
+    float *dlnf;  /* (B, R, D) final LayerNorm output; seg_mlp: each
+                   * level's LayerNorm output in turn */
+    float *dlx[EVIT_DECODER_MAX_LEVELS]; /* (B, N, D) seg_mlp: each level's
+                   * patch tokens (the last is dxf) */
+    float *dcat;  /* (B, N, L*C) seg_mlp */
+    float *du;    /* (B, N, C) after the ReLU */
+    float *dfuse; /* (B, N, C) before it */
 };
 
 void evit_vit_grad_scratch_alloc(struct evit_vit_grad_scratch *s,

@@ -132,7 +132,7 @@ int main(int argc, char **argv)
     if (pa) return pa;
 
     if (evit_prune_config_load(a.config, &pc) < 0) goto fail;
-    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0) goto fail;
+    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_LINEAR) < 0) goto fail;
     if (evit_prune_config_check(&pc, a.config, &m.cfg, a.data != NULL) < 0) goto fail;
     int taylor = pc.criterion == EVIT_PRUNE_TAYLOR;
     if (taylor && (evit_dataset_load_task(a.data, &train, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0 ||

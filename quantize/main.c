@@ -183,7 +183,7 @@ int main(int argc, char **argv)
             goto fail;
         }
     }
-    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0) goto fail;
+    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_LINEAR) < 0) goto fail;
     if (evit_dataset_load_task(a.calib, &calib, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) goto fail;
     if (evit_eval_check_compat(&m, a.model, &calib, a.calib) < 0) goto fail;
     if (evit_dataset_load_task(a.val, &val, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) goto fail;

@@ -113,4 +113,16 @@ fails_with 1 "$X" "$T/missing.h5" -o "$T/x.evit"
 echo "P5 28 28 255" >"$T/short.pgm"
 fails_with 1 "$R" "$T/q.evit" "$T/short.pgm"; stderr_has "truncated"
 ok "missing, mistaken and damaged files are refused in one line"
+
+# SegFormer's all-MLP decoder (seg_mlp): neither the device file nor ONNX
+# has it yet
+succeeds "$INIT" seg-fm-tiny-mlp -o "$T/segmlp.h5"
+fails_with 1 "$X" "$T/segmlp.h5" -o "$T/segmlp.evit"
+stderr_has "$T/segmlp.h5: has a seg_mlp head, which this stage does not support yet"
+if "$X" --help | grep -q onnx; then
+    fails_with 1 "$X" "$T/segmlp.h5" -o "$T/segmlp.onnx"
+    stderr_has "$T/segmlp.h5: has a seg_mlp head, which this stage does not support yet"
+fi
+[ ! -e "$T/segmlp.evit" ] && [ ! -e "$T/segmlp.onnx" ] || fail "a refused export of a seg_mlp model left a file"
+ok "a seg_mlp model is refused in one line, naming the file, as .evit and as ONNX"
 echo "cli_export: all checks passed"

@@ -120,3 +120,14 @@ if [ -x "$EVIT_BIN/evit-export" ] && "$X" --help | grep -q onnx; then
     [ ! -e "$T/q.onnx" ] || fail "a refused ONNX export left a file"
     ok "ONNX export of a merged model is refused in one line"
 fi
+
+# --- a segmentation head reads every patch token: evit-merge refuses one,
+# SegFormer's all-MLP decoder (seg_mlp) as Segmenter's linear one
+for cfg in seg-fm-tiny seg-fm-tiny-mlp; do
+    succeeds "$INIT" "$cfg" -o "$T/$cfg.h5"
+    fails_with 1 "$M" "$T/$cfg.h5" --r 2 -o "$T/x.h5"
+    stderr_has "$T/$cfg.h5: has a seg_"
+    stderr_has "head, which this stage does not support yet (it takes class heads"
+done
+[ ! -e "$T/x.h5" ] || fail "a refused merge of a segmentation model wrote its output"
+ok "a segmentation model (seg_linear or seg_mlp) is refused in one line, naming the file"

@@ -131,4 +131,10 @@ ok "a segmentation model prunes (Taylor on the pixel loss, and l1), keeps its he
 fails_with 1 "$P" "$T/sp.json" "$T/seg.h5" -o "$T/x.h5" --report "$T/x.json" --val "$T/val.h5"
 stderr_has "segmentation dataset"
 ok "a segmentation model with a classification --val is refused in one line"
+# --- SegFormer's all-MLP decoder (seg_mlp): evit-prune does not take it yet
+succeeds "$INIT" seg-fm-tiny-mlp -o "$T/segmlp.h5" --seed 3 --data "$T/sc.h5"
+fails_with 1 "$P" "$T/sp.json" "$T/segmlp.h5" --data "$T/sc.h5" --val "$T/sc.h5" -o "$T/x.h5" --report "$T/x.json"
+stderr_has "$T/segmlp.h5: has a seg_mlp head, which this stage does not support yet"
+[ ! -e "$T/x.h5" ] && [ ! -e "$T/x.json" ] || fail "a refused prune of a seg_mlp model wrote its output"
+ok "a seg_mlp model is refused in one line, naming the file"
 echo "cli_prune: all checks passed"

@@ -240,5 +240,12 @@ fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/m.h5" --calib "$T
 stderr_has "sc.h5"
 [ ! -e "$T/x.h5" ] || fail "a refused quantization wrote its output"
 ok "a segmentation model with a classification dataset, and the reverse, are refused in one line"
+# SegFormer's all-MLP decoder (seg_mlp) has no INT8 form nor runtime yet
+succeeds "$INIT" seg-fm-tiny-mlp -o "$T/segmlp.h5" --seed 2 --data "$T/sc.h5"
+fails_with 1 "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/segmlp.h5" --calib "$T/sc.h5" --val "$T/sc.h5" \
+    -o "$T/x.h5" --report "$T/x.json"
+stderr_has "$T/segmlp.h5: has a seg_mlp head, which this stage does not support yet"
+[ ! -e "$T/x.h5" ] && [ ! -e "$T/x.json" ] || fail "a refused quantization of a seg_mlp model wrote its output"
+ok "a seg_mlp model is refused in one line, naming the file"
 
 echo "cli_quantize: all checks passed"

@@ -35,6 +35,16 @@ static inline struct evit_vit_config make_config(const char *name, int img, int 
     return c;
 }
 
+/* c with a seg_mlp head (vit.h) of width dim reading the n blocks levels. */
+static inline void set_mlp_decoder(struct evit_vit_config *c, int dim, int n, const int *levels)
+{
+    c->head = EVIT_HEAD_SEG_MLP;
+    c->decoder_dim = dim;
+    c->decoder_nlevels = n;
+    memset(c->decoder_levels, 0, sizeof c->decoder_levels);
+    memcpy(c->decoder_levels, levels, sizeof(int) * (size_t)n);
+}
+
 static inline struct evit_vit_config tiny_config(void)
 {
     static const struct evit_block_shape b[] = {{3, 4, 20, 0}, {2, 4, 8, 0}};

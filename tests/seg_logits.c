@@ -34,7 +34,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: seg_logits MODEL.h5 DATA.h5 COUNT PATCHES.f32 PIXELS.f32\n");
         return 2;
     }
-    if (evit_ckpt_load_heads(argv[1], &m, NULL, EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR)) < 0) return 1;
+    if (evit_ckpt_load_heads(argv[1], &m, NULL, EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR) | EVIT_HEAD_BIT(EVIT_HEAD_SEG_MLP)) < 0)
+        return 1;
     if (evit_dataset_load_task(argv[2], &d, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) return 1;
     const struct evit_vit_config *c = &m.cfg;
     int n = atoi(argv[3]), S = c->img_size, g = evit_config_grid(c), N = g * g, K = c->classes;

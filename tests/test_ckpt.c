@@ -188,11 +188,85 @@ static void a_segmentation_checkpoint_round_trips_and_only_asking_stages_load_it
     evit_vit_free(&m);
 }
 
+/* Rewrites attribute key of the file at path as n ints. */
+static void rewrite_ints(const char *path, const char *key, const int *v, int n)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    if (H5Aexists(f, key) > 0) H5Adelete(f, key);
+    if (n) CHECK(evit_h5_attr_write_ints(f, key, v, n) == 0);
+    H5Fclose(f);
+}
+
+/* seg_mlp (vit.h): the decoder's tensors under decode_head.* and its
+ * shape in the decoder_dim and decoder_levels attributes, back bit for
+ * bit; the stages without it refuse the file; a damaged decoder shape is
+ * refused on load. */
+static void an_mlp_decoder_checkpoint_round_trips_with_its_levels(void)
+{
+    struct evit_vit_config c, cfg;
+    struct evit_vit m, back;
+    char path[512];
+    int rank, lv[4];
+    int64_t dims[8];
+    static const struct evit_block_shape b[] = {{3, 4, 20, 0}, {2, 5, 8, 0}, {1, 4, 6, 0}};
+    static const int levels[] = {0, 2};
+    c = make_config("tiny-mlp", 8, 2, 4, 5, 12, 3, b);
+    set_mlp_decoder(&c, 5, 2, levels);
+    REQUIRE(evit_config_validate(&c, "test") == 0);
+    evit_vit_alloc(&m, &c);
+    for (long i = 0; i < evit_config_params(&c); i++) m.mem[i] = (float)(i % 97) / 7.0f - 3.0f;
+    path_in_tmp(path, sizeof path, "mlp.h5");
+    REQUIRE(evit_ckpt_save(path, &m, NULL) == 0);
+    REQUIRE(evit_ckpt_load_heads(path, &back, NULL, EVIT_HEADS_ALL) == 0);
+    CHECK(memcmp(&back.cfg, &m.cfg, sizeof m.cfg) == 0);
+    CHECK(back.cfg.decoder_dim == 5 && back.cfg.decoder_nlevels == 2 && back.cfg.decoder_levels[1] == 2);
+    CHECK(memcmp(back.mem, m.mem, sizeof(float) * (size_t)evit_config_params(&c)) == 0);
+    CHECK(back.p.dec_norm_w[1] == back.p.norm_w && back.p.fuse_b != NULL);
+    evit_vit_free(&back);
+    hid_t f;
+    REQUIRE(evit_h5_open(path, &f) == 0);
+    CHECK(evit_h5_attr_read_ints(f, path, "decoder_dim", lv, 1) == 0 && lv[0] == 5);
+    CHECK(evit_h5_attr_read_ints(f, path, "decoder_levels", lv, 2) == 0 && lv[0] == 0 && lv[1] == 2);
+    CHECK(evit_h5_shape(f, path, "decode_head/norms/0/weight", &rank, dims) == 0 && rank == 1 && dims[0] == 12);
+    /* the last level's norm is the encoder's norm.weight: no norms.1 */
+    CHECK(!evit_h5_exists(f, "decode_head/norms/1/weight"));
+    CHECK(evit_h5_shape(f, path, "decode_head/linear_c/1/weight", &rank, dims) == 0);
+    CHECK(rank == 2 && dims[0] == 5 && dims[1] == 12);
+    CHECK(evit_h5_shape(f, path, "decode_head/linear_fuse/weight", &rank, dims) == 0);
+    CHECK(rank == 2 && dims[0] == 5 && dims[1] == 10);
+    CHECK(evit_h5_shape(f, path, "head/weight", &rank, dims) == 0 && rank == 2 && dims[0] == 5 && dims[1] == 5);
+    H5Fclose(f);
+    /* a stage without the decoder refuses it, with nothing allocated */
+    CHECK(evit_ckpt_load_heads(path, &back, NULL, EVIT_HEADS_LINEAR) == EVIT_ERR && back.mem == NULL);
+    CHECK(evit_ckpt_load(path, &back, NULL) == EVIT_ERR && back.mem == NULL);
+    CHECK(evit_ckpt_load_config(path, &cfg) == 0 && memcmp(&cfg, &c, sizeof c) == 0);
+    /* damaged: levels not ending with the last block, five levels, none */
+    lv[0] = 0;
+    lv[1] = 1;
+    rewrite_ints(path, "decoder_levels", lv, 2);
+    CHECK(evit_ckpt_load_heads(path, &back, NULL, EVIT_HEADS_ALL) == EVIT_ERR && back.mem == NULL);
+    int five[5] = {0, 1, 2, 2, 2};
+    rewrite_ints(path, "decoder_levels", five, 5);
+    CHECK(evit_ckpt_load_config(path, &cfg) == EVIT_ERR);
+    rewrite_ints(path, "decoder_levels", NULL, 0);
+    CHECK(evit_ckpt_load_config(path, &cfg) == EVIT_ERR);
+    /* a wider decoder than the tensors: their shapes no longer match */
+    lv[1] = 2;
+    rewrite_ints(path, "decoder_levels", lv, 2);
+    REQUIRE(evit_ckpt_load_config(path, &cfg) == 0);
+    lv[0] = 6;
+    rewrite_ints(path, "decoder_dim", lv, 1);
+    CHECK(evit_ckpt_load_heads(path, &back, NULL, EVIT_HEADS_ALL) == EVIT_ERR && back.mem == NULL);
+    evit_vit_free(&m);
+}
+
 int main(void)
 {
     evit_h5_quiet();
     RUN(save_then_load_gives_identical_bits_config_and_metadata);
     RUN(a_segmentation_checkpoint_round_trips_and_only_asking_stages_load_it);
+    RUN(an_mlp_decoder_checkpoint_round_trips_with_its_levels);
     RUN(tensors_are_stored_under_timm_names_in_pytorch_shapes);
     RUN(no_temporary_file_is_left_after_saving);
     RUN(saving_into_a_missing_folder_fails_and_writes_nothing);

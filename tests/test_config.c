@@ -390,6 +390,99 @@ static void the_segmentation_configs_have_a_linear_decoder_on_every_patch(void)
     CHECK(c.head == EVIT_HEAD_CLASS && evit_config_head_rows(&c) == 1);
 }
 
+/* SegFormer's all-MLP decoder (config.h, vit.h): seg-fm-tiny's encoder
+ * with decoder_dim 32 over every block.  Parameters by hand against
+ * seg-fm-tiny's (D 64, K 11, C 32, L 4): its head 11*64+11 goes; three
+ * LayerNorms 3*128, linear_c 4*(32*64+32), linear_fuse 32*128+32 and the
+ * head 11*32+11 come. */
+static void the_mlp_decoder_config_reads_four_levels_of_seg_fm_tiny(void)
+{
+    struct evit_vit_config c, lin;
+    REQUIRE(load_shipped("seg-fm-tiny-mlp", &c) == EVIT_OK);
+    REQUIRE(load_shipped("seg-fm-tiny", &lin) == EVIT_OK);
+    CHECK(c.head == EVIT_HEAD_SEG_MLP && strcmp(evit_config_head_name(c.head), "seg_mlp") == 0);
+    CHECK(c.decoder_dim == 32 && c.decoder_nlevels == 4);
+    for (int i = 0; i < 4; i++) CHECK(c.decoder_levels[i] == i);
+    CHECK(evit_config_head_rows(&c) == 144);
+    CHECK(evit_config_params(&lin) == 214283L);
+    CHECK(evit_config_params(&c) == 214283L - 715 + 384 + 8320 + 4128 + 363);
+    /* per patch: 4 * 64 * 32 + 128 * 32 + 32 * 11 multiply-adds for the
+     * decoder instead of 64 * 11 */
+    CHECK_NEAR(evit_config_mflops(&c) - evit_config_mflops(&lin),
+               2.0 * 144 * (4 * 64 * 32 + 128 * 32 + 32 * 11 - 64 * 11) / 1e6, 1e-6);
+    int lv[EVIT_DECODER_MAX_LEVELS];
+    CHECK(evit_config_levels(&c, lv) == 4 && lv[3] == 3);
+    CHECK(evit_config_levels(&lin, lv) == 1 && lv[0] == 3);
+    round_trip(&c);
+}
+
+/* Absent keys: decoder_dim embed_dim / 2, and min(4, depth) levels evenly
+ * spaced, (i + 1) depth / L - 1. */
+static void the_mlp_decoder_defaults_to_half_the_width_and_four_even_levels(void)
+{
+    static const struct { int depth, n, lv[4]; } cases[] = {
+        {12, 4, {2, 5, 8, 11}}, {4, 4, {0, 1, 2, 3}}, {6, 4, {0, 2, 3, 5}}, {3, 3, {0, 1, 2}}, {1, 1, {0}}};
+    struct evit_vit_config c;
+    char rest[256];
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(rest, sizeof rest, "\"depth\": %d, \"num_heads\": 4, \"mlp_hidden\": 32, \"head\": \"seg_mlp\"}",
+                 cases[k].depth);
+        REQUIRE(load_variant(rest, &c) == EVIT_OK);
+        CHECK(c.decoder_dim == 32 && c.decoder_nlevels == cases[k].n);
+        for (int i = 0; i < cases[k].n; i++) CHECK(c.decoder_levels[i] == cases[k].lv[i]);
+        round_trip(&c);
+    }
+    CHECK(load_variant("\"depth\": 4, \"num_heads\": 4, \"mlp_hidden\": 32, \"head\": \"seg_mlp\", "
+                       "\"decoder_dim\": 7, \"decoder_levels\": [1, 3]}", &c) == EVIT_OK);
+    CHECK(c.decoder_dim == 7 && c.decoder_nlevels == 2 && c.decoder_levels[0] == 1 && c.decoder_levels[1] == 3);
+    CHECK(c.decoder_levels[2] == 0 && c.decoder_levels[3] == 0);
+    round_trip(&c);
+    /* a width of 1 still has a decoder */
+    REQUIRE(load_text("{\"img_size\": 8, \"channels\": 1, \"patch\": 4, \"num_classes\": 3, \"embed_dim\": 1,"
+                      " \"depth\": 1, \"num_heads\": 1, \"mlp_hidden\": 2, \"head\": \"seg_mlp\"}", &c) == EVIT_OK);
+    CHECK(c.decoder_dim == 1);
+}
+
+/* Each of these is one error line (config.c): a level list that is not
+ * 1 to 4 increasing blocks ending with the last, a width out of range, a
+ * decoder beside another head, and Token Merging under the decoder. */
+static void a_bad_mlp_decoder_is_an_error(void)
+{
+    static const char *const bad[] = {
+        "\"decoder_levels\": [0, 2, 1, 3]}", "\"decoder_levels\": [1, 1, 3]}", "\"decoder_levels\": [0, 1, 2]}",
+        "\"decoder_levels\": [0, 4]}", "\"decoder_levels\": [-1, 3]}", "\"decoder_levels\": []}",
+        "\"decoder_levels\": 3}", "\"decoder_levels\": [0.5, 3]}", "\"decoder_levels\": [\"3\"]}",
+        "\"decoder_dim\": 0}", "\"decoder_dim\": 16385}", "\"decoder_dim\": 2.5}", "\"merge_r\": 1}",
+        "\"decoder_levels\": [3], \"decoder\": 1}",
+    };
+    struct evit_vit_config c;
+    char rest[256];
+    const char *seg = "\"depth\": 4, \"num_heads\": 4, \"mlp_hidden\": 32, \"head\": \"seg_mlp\", ";
+    snprintf(rest, sizeof rest, "%s\"decoder_levels\": [3]}", seg);
+    CHECK(load_variant(rest, &c) == EVIT_OK && c.decoder_nlevels == 1);
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        snprintf(rest, sizeof rest, "%s%s", seg, bad[k]);
+        if (load_variant(rest, &c) != EVIT_ERR) {
+            fprintf(stderr, "  accepted: %s\n", bad[k]);
+            CHECK(0);
+        }
+    }
+    /* five levels need depth 5 to be increasing; still too many */
+    CHECK(load_variant("\"depth\": 5, \"num_heads\": 4, \"mlp_hidden\": 32, \"head\": \"seg_mlp\", "
+                       "\"decoder_levels\": [0, 1, 2, 3, 4]}", &c) == EVIT_ERR);
+    CHECK(load_variant("\"depth\": 4, \"num_heads\": 4, \"mlp_hidden\": 32, \"head\": \"seg_linear\", "
+                       "\"decoder_dim\": 8}", &c) == EVIT_ERR);
+    CHECK(load_variant("\"depth\": 4, \"num_heads\": 4, \"mlp_hidden\": 32, \"decoder_levels\": [3]}", &c) ==
+          EVIT_ERR);
+    /* the struct's own check, as a checkpoint's attributes meet it */
+    REQUIRE(load_shipped("seg-fm-tiny-mlp", &c) == EVIT_OK);
+    c.decoder_levels[3] = 2;
+    CHECK(evit_config_validate(&c, "test") == EVIT_ERR);
+    REQUIRE(load_shipped("seg-fm-tiny", &c) == EVIT_OK);
+    c.decoder_dim = 8;
+    CHECK(evit_config_validate(&c, "test") == EVIT_ERR);
+}
+
 static void an_unknown_head_or_a_merging_segmentation_model_is_an_error(void)
 {
     struct evit_vit_config c;
@@ -412,6 +505,9 @@ int main(void)
     RUN(mflops_are_twice_the_multiply_adds_of_the_matrix_products);
     RUN(a_blocks_array_gives_each_block_its_own_shape);
     RUN(the_segmentation_configs_have_a_linear_decoder_on_every_patch);
+    RUN(the_mlp_decoder_config_reads_four_levels_of_seg_fm_tiny);
+    RUN(the_mlp_decoder_defaults_to_half_the_width_and_four_even_levels);
+    RUN(a_bad_mlp_decoder_is_an_error);
     RUN(an_unknown_head_or_a_merging_segmentation_model_is_an_error);
     RUN(a_well_formed_variant_loads_so_the_failures_below_are_meaningful);
     RUN(unknown_keys_are_errors_at_the_top_and_inside_blocks);

@@ -212,32 +212,50 @@ static void layernorm_backward_matches_central_differences(void)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
 }
 
-/* ---------------------------------------------------------------- gelu, residual */
+/* ---------------------------------------------------------------- gelu, relu, residual */
 
-struct gelu_ctx {
+/* An elementwise op's forward and backward. */
+struct pointwise_ctx {
     float *out, *in, *r;
     size_t n;
+    void (*forward)(float *out, const float *in, size_t n);
 };
 
-static double gelu_loss(void *p)
+static double pointwise_loss(void *p)
 {
-    struct gelu_ctx *c = p;
-    evit_gelu_forward(c->out, c->in, c->n);
+    struct pointwise_ctx *c = p;
+    c->forward(c->out, c->in, c->n);
     return dot(c->out, c->r, c->n);
+}
+
+/* Inputs -4 .. 4 in n steps, shifted by 0.01: both tails and the bend
+ * around zero, no input at zero itself. */
+static int pointwise_mismatches(void (*forward)(float *, const float *, size_t),
+                                void (*backward)(float *, const float *, const float *, size_t))
+{
+    size_t n = 41;
+    struct pointwise_ctx c = {evit_alloc_floats(n), evit_alloc_floats(n), normal_floats(n, 1.0), n, forward};
+    for (size_t i = 0; i < n; i++) c.in[i] = (float)(-4.0 + 8.0 * (double)i / (double)(n - 1) + 0.01);
+    float *din = normal_floats(n, 1.0), *din0 = copy_floats(din, n);
+    backward(din, c.r, c.in, n);
+    int bad = grad_mismatches("in", c.in, din, din0, n, pointwise_loss, &c);
+    float *bufs[] = {c.out, c.in, c.r, din, din0};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+    return bad;
 }
 
 static void gelu_backward_matches_central_differences(void)
 {
     evit_rng_seed(&rng, 4);
-    size_t n = 41;
-    struct gelu_ctx c = {evit_alloc_floats(n), evit_alloc_floats(n), normal_floats(n, 1.0), n};
-    /* -4 .. 4: both tails and the bend around zero */
-    for (size_t i = 0; i < n; i++) c.in[i] = (float)(-4.0 + 8.0 * (double)i / (double)(n - 1) + 0.01);
-    float *din = normal_floats(n, 1.0), *din0 = copy_floats(din, n);
-    evit_gelu_backward(din, c.r, c.in, n);
-    CHECK(grad_mismatches("in", c.in, din, din0, n, gelu_loss, &c) == 0);
-    float *bufs[] = {c.out, c.in, c.r, din, din0};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) evit_free_aligned(bufs[i]);
+    CHECK(pointwise_mismatches(evit_gelu_forward, evit_gelu_backward) == 0);
+}
+
+/* ReLU's kink is at 0; the nearest input, 0.01, is one step h above it,
+ * so its central difference still lies on one side. */
+static void relu_backward_matches_central_differences(void)
+{
+    evit_rng_seed(&rng, 6);
+    CHECK(pointwise_mismatches(evit_relu_forward, evit_relu_backward) == 0);
 }
 
 struct residual_ctx {
@@ -650,7 +668,7 @@ static void each_heads_loss_gradient_matches_central_differences(void)
     /* 12x12 pixels from a 3x3 grid of patches, some unlabelled */
     uint8_t masks[2 * 12 * 12];
     for (int i = 0; i < 2 * 12 * 12; i++) masks[i] = (uint8_t)(i % 7 == 0 ? 255 : (i * 5 + i / 12) % 4);
-    for (int head = EVIT_HEAD_CLASS; head <= EVIT_HEAD_SEG_LINEAR; head++) {
+    for (int head = EVIT_HEAD_CLASS; head <= EVIT_HEAD_SEG_MLP; head++) {
         struct evit_vit_config c = make_config("head-grad", 12, 1, 4, 4, 8, 1, b);
         c.head = head;
         evit_rng_seed(&rng, 31 + (uint64_t)head);
@@ -662,7 +680,7 @@ static void each_heads_loss_gradient_matches_central_differences(void)
         evit_head_xent(dz, h.scratch, h.logits, labels, head ? masks : NULL, 255, B, &c);
         if (!head) h.masks = NULL;
         else h.labels = NULL;
-        CHECK(grad_mismatches(head ? "seg_linear logits" : "class logits", h.logits, dz, dz0, n, head_loss, &h) == 0);
+        CHECK(grad_mismatches(evit_config_head_name(head), h.logits, dz, dz0, n, head_loss, &h) == 0);
         evit_free_aligned(h.logits);
         evit_free_aligned(h.dz);
         evit_free_aligned(dz);
@@ -717,13 +735,47 @@ static double model_loss(void *p)
 }
 
 /* merge: Token Merging's schedule, merge_r of each block (NULL: none);
- * head: enum evit_head. */
-static void model_setup_with(struct model_ctx *c, int depth, uint64_t seed, const int *merge, int head)
+ * head: enum evit_head (seg_mlp with its default decoder). */
+static struct evit_vit_config model_config(int depth, const int *merge, int head)
 {
-    evit_rng_seed(&rng, seed);
     struct evit_vit_config cfg = grad_config(depth);
     for (int l = 0; merge && l < depth; l++) cfg.blocks[l].merge_r = merge[l];
     cfg.head = head;
+    if (head == EVIT_HEAD_SEG_MLP) evit_config_decoder_defaults(&cfg);
+    return cfg;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* seg_mlp's ReLU has a kink at 0, where a central difference is wrong: a
+ * step h of a parameter that carries a pre-activation across it gives
+ * neither side's slope.  So each channel's linear_fuse bias puts its zero
+ * in the middle of the widest gap between that channel's B*N
+ * pre-activations: some rows pass the ReLU and some do not, and a step
+ * moves none of them across. */
+static void relu_away_from_zero(struct model_ctx *c)
+{
+    int n = c->B * evit_config_patches(&c->m.cfg), C = c->m.cfg.decoder_dim;
+    float *v = malloc(sizeof(float) * (size_t)n);
+    evit_vit_forward(&c->m, &c->a, c->img, c->B);
+    for (int k = 0; k < C; k++) {
+        for (int i = 0; i < n; i++) v[i] = c->a.fuse[(size_t)i * C + k] - c->m.p.fuse_b[k];
+        qsort(v, (size_t)n, sizeof *v, cmp_float);
+        int w = 0;
+        for (int i = 1; i + 1 < n; i++)
+            if (v[i + 1] - v[i] > v[w + 1] - v[w]) w = i;
+        c->m.p.fuse_b[k] = -0.5f * (v[w] + v[w + 1]);
+    }
+    free(v);
+}
+
+static void model_setup_cfg(struct model_ctx *c, struct evit_vit_config cfg, uint64_t seed)
+{
+    evit_rng_seed(&rng, seed);
     c->B = 2;
     evit_vit_alloc(&c->m, &cfg);
     randomise(&c->m);
@@ -732,11 +784,12 @@ static void model_setup_with(struct model_ctx *c, int depth, uint64_t seed, cons
     c->img = malloc(npix);
     for (size_t i = 0; i < npix; i++) c->img[i] = (uint8_t)evit_rng_below(&rng, 256);
     c->r = normal_floats((size_t)c->B * evit_config_head_rows(&cfg) * cfg.classes, 1.0);
+    if (cfg.head == EVIT_HEAD_SEG_MLP) relu_away_from_zero(c);
 }
 
 static void model_setup(struct model_ctx *c, int depth, uint64_t seed)
 {
-    model_setup_with(c, depth, seed, NULL, EVIT_HEAD_CLASS);
+    model_setup_cfg(c, model_config(depth, NULL, EVIT_HEAD_CLASS), seed);
 }
 
 static void model_teardown(struct model_ctx *c)
@@ -764,10 +817,11 @@ static float *model_gradient(struct model_ctx *c, const float *start, int calls)
 }
 
 /* Every tensor of the model, by name, against central differences. */
-static void check_model_with(int depth, uint64_t seed, const int *merge, int head)
+static void check_model_cfg(struct evit_vit_config cfg, uint64_t seed)
 {
     struct model_ctx c;
-    model_setup_with(&c, depth, seed, merge, head);
+    REQUIRE(evit_config_validate(&cfg, cfg.name) == EVIT_OK);
+    model_setup_cfg(&c, cfg, seed);
     size_t np = (size_t)evit_config_params(&c.m.cfg);
     float *g0 = normal_floats(np, 1.0);
     float *g = model_gradient(&c, g0, 1);
@@ -783,6 +837,11 @@ static void check_model_with(int depth, uint64_t seed, const int *merge, int hea
     evit_free_aligned(g0);
     evit_free_aligned(g);
     model_teardown(&c);
+}
+
+static void check_model_with(int depth, uint64_t seed, const int *merge, int head)
+{
+    check_model_cfg(model_config(depth, merge, head), seed);
 }
 
 static void check_model(int depth, uint64_t seed) { check_model_with(depth, seed, NULL, EVIT_HEAD_CLASS); }
@@ -802,6 +861,22 @@ static void vit_backward_with_a_segmentation_head_matches_central_differences(vo
 {
     check_model_with(1, 16, NULL, EVIT_HEAD_SEG_LINEAR);
     check_model_with(2, 17, NULL, EVIT_HEAD_SEG_LINEAR);
+}
+
+/* SegFormer's all-MLP decoder (vit.h): every level's LayerNorm and
+ * linear_c, linear_fuse through the ReLU, and the head, with one block
+ * and two (every block a level, decoder_dim 4); then three blocks with
+ * levels 0 and 2 and decoder_dim 5, so that block 1 is no level and
+ * block 0's output gets its gradient both from level 0 and from the
+ * blocks above. */
+static void vit_backward_with_an_mlp_decoder_matches_central_differences(void)
+{
+    check_model_with(1, 18, NULL, EVIT_HEAD_SEG_MLP);
+    check_model_with(2, 19, NULL, EVIT_HEAD_SEG_MLP);
+    static const int levels[] = {0, 2};
+    struct evit_vit_config c = grad_config(3);
+    set_mlp_decoder(&c, 5, 2, levels);
+    check_model_cfg(c, 20);
 }
 
 static void block_backward_matches_central_differences(void)
@@ -846,6 +921,7 @@ int main(void)
     RUN(linear_backward_matches_its_ref_twin);
     RUN(layernorm_backward_matches_central_differences);
     RUN(gelu_backward_matches_central_differences);
+    RUN(relu_backward_matches_central_differences);
     RUN(residual_backward_matches_central_differences);
     RUN(merge_backward_matches_central_differences);
     RUN(embed_backward_matches_central_differences);
@@ -863,6 +939,7 @@ int main(void)
     RUN(vit_backward_matches_central_differences_for_every_parameter);
     RUN(vit_backward_with_token_merging_matches_central_differences);
     RUN(vit_backward_with_a_segmentation_head_matches_central_differences);
+    RUN(vit_backward_with_an_mlp_decoder_matches_central_differences);
     RUN(vit_backward_accumulates_so_two_calls_double_the_gradient);
     return test_summary();
 }

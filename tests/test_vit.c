@@ -303,6 +303,64 @@ static void forward_of_a_batch_equals_forward_of_each_image_alone(void)
     evit_vit_free(&m);
 }
 
+/* SegFormer's all-MLP decoder (vit.h) on pruned_config's three blocks,
+ * levels 0 and 2 of width 6: its tensors after norm.*, named and shaped as
+ * the PyTorch module's, tile the buffer with the encoder's; the forward
+ * with shared activations (inference, where each level's output must be
+ * copied before the next block overwrites it) equals the training one bit
+ * for bit, and a level moved changes the logits. */
+static void an_mlp_decoder_tiles_the_buffer_and_keeps_its_levels_in_inference(void)
+{
+    static const char *const want[] = {
+        "norm.weight", "norm.bias", "decode_head.norms.0.weight", "decode_head.norms.0.bias",
+        "decode_head.linear_c.0.weight", "decode_head.linear_c.0.bias", "decode_head.linear_c.1.weight",
+        "decode_head.linear_c.1.bias", "decode_head.linear_fuse.weight", "decode_head.linear_fuse.bias",
+        "head.weight", "head.bias"};
+    static const int64_t rows[] = {16, 16, 16, 16, 6, 6, 6, 6, 6, 6, 3, 3}, cols[] = {0, 0, 0, 0, 16, 0, 16, 0, 12, 0, 6, 0};
+    static const int levels[] = {0, 2};
+    struct evit_vit_config c = pruned_config();
+    set_mlp_decoder(&c, 6, 2, levels);
+    REQUIRE(evit_config_validate(&c, "test") == 0);
+    struct evit_vit m;
+    evit_vit_alloc(&m, &c);
+    int n;
+    struct evit_tensor_ref *t = tensors_of(&m, &n);
+    REQUIRE(n == 4 + 12 * 3 + 12);
+    size_t sum = 0, P = (size_t)evit_config_params(&c);
+    for (int i = 0; i < n; i++) sum += t[i].numel;
+    CHECK(sum == P);
+    for (int i = 0; i < 12; i++) {
+        const struct evit_tensor_ref *r = &t[n - 12 + i];
+        CHECK(strcmp(r->name, want[i]) == 0 && r->shape[0] == rows[i] && r->shape[1] == cols[i] && r->block == -1);
+        CHECK(r->ndim == (cols[i] ? 2 : 1));
+        CHECK(r->kind == (strstr(r->name, "norm") ? (strstr(r->name, "weight") ? EVIT_T_NORM_W : EVIT_T_NORM_B)
+                          : strstr(r->name, "weight") ? EVIT_T_WEIGHT : EVIT_T_BIAS));
+        CHECK(r->data >= m.mem && r->data + r->numel <= m.mem + P);
+    }
+    CHECK(t[n - 1].data + t[n - 1].numel == m.mem + P && m.p.dec_norm_w[1] == m.p.norm_w);
+    free(t);
+    randomise(&m, 31);
+    enum { B = 3 };
+    uint8_t *img = random_images(&c, B, 32);
+    size_t nl = (size_t)B * evit_config_head_rows(&c) * c.classes;
+    float *logits[3];
+    for (int k = 0; k < 3; k++) {
+        struct evit_vit_acts a;
+        if (k == 2) m.cfg.decoder_levels[0] = 1; /* the same weights reading block 1 */
+        evit_vit_acts_alloc(&a, &m.cfg, B, k == 0);
+        evit_vit_forward(&m, &a, img, B);
+        logits[k] = evit_alloc_floats(nl);
+        memcpy(logits[k], a.logits, nl * sizeof(float));
+        evit_vit_acts_free(&a);
+    }
+    CHECK(memcmp(logits[0], logits[1], nl * sizeof(float)) == 0);
+    CHECK(max_abs(logits[0], nl) > 0.1f);
+    CHECK(memcmp(logits[0], logits[2], nl * sizeof(float)) != 0);
+    for (int k = 0; k < 3; k++) evit_free_aligned(logits[k]);
+    free(img);
+    evit_vit_free(&m);
+}
+
 /* ---------------------------------------------------------------- reference */
 
 /* LayerNorm of one row in double, eps 1e-6, biased variance. */
@@ -557,6 +615,7 @@ int main(void)
     RUN(init_draws_truncated_normal_weights_zero_biases_and_unit_norm_weights);
     RUN(forward_gives_bit_identical_logits_keeping_or_sharing_activations);
     RUN(forward_of_a_batch_equals_forward_of_each_image_alone);
+    RUN(an_mlp_decoder_tiles_the_buffer_and_keeps_its_levels_in_inference);
     RUN(forward_matches_a_double_precision_reference_written_from_timm);
     RUN(a_pruned_config_with_different_block_shapes_runs_and_matches_the_reference);
     RUN(a_single_block_model_matches_the_reference_and_itself_across_batches);

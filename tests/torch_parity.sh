@@ -3,7 +3,8 @@
 # PyTorch (tests/torch_vit.py), gives evit-eval's logits within 1e-4 -- for an
 # initialised fm-tiny, for a pruned-shape model whose weights h5py wrote
 # with a larger spread, with Token Merging, and for segmentation models
-# (patch and pixel logits).  Skips when /usr/bin/python3 has no torch or
+# with Segmenter's linear decoder or SegFormer's all-MLP one (patch and
+# pixel logits).  Skips when /usr/bin/python3 has no torch or
 # h5py.
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
@@ -73,3 +74,16 @@ synth_data "$T/d512.h5" 2 512 10
 printf '{"name":"seg-512-grey","img_size":512,"channels":1,"patch":16,"num_classes":14,"embed_dim":192,"depth":12,"num_heads":3,"mlp_hidden":768,"head":"seg_linear"}\n' >"$T/seg512.json"
 seg_case seg512 "$T/seg512.json" "$T/d512.h5" 2
 ok "the 512x512 deit-tiny-width segmentation shape gives PyTorch's logits within 1e-4"
+
+# SegFormer's all-MLP decoder (config head "seg_mlp", model/vit.h) against
+# tests/torch_vit.py's, written from the same equations: seg-fm-tiny-mlp
+# (every block a level), a six-block variant whose levels (1, 4, 5) skip
+# blocks and whose decoder is wider than the encoder, and the 512x512
+# deit-tiny width with the default levels 2, 5, 8, 11 and width 96
+seg_case segmlp "$EVIT_SRC/configs/models/seg-fm-tiny-mlp.json" "$T/d96.h5" 4
+printf '{"name":"seg-mlp-skip","img_size":96,"channels":1,"patch":8,"num_classes":11,"embed_dim":48,"depth":6,"num_heads":3,"mlp_hidden":96,"head":"seg_mlp","decoder_dim":80,"decoder_levels":[1,4,5]}\n' >"$T/segskip.json"
+seg_case segskip "$T/segskip.json" "$T/d96.h5" 4
+ok "an all-MLP decoder (seg_mlp) gives PyTorch's patch and pixel logits within 1e-4"
+printf '{"name":"seg-512-mlp","img_size":512,"channels":1,"patch":16,"num_classes":14,"embed_dim":192,"depth":12,"num_heads":3,"mlp_hidden":768,"head":"seg_mlp"}\n' >"$T/seg512mlp.json"
+seg_case seg512mlp "$T/seg512mlp.json" "$T/d512.h5" 2
+ok "the 512x512 deit-tiny width with an all-MLP decoder gives PyTorch's logits within 1e-4"

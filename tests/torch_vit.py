@@ -15,7 +15,12 @@ A segmentation checkpoint (head attribute "seg_linear") is Segmenter's
 linear decoder: the head on every patch token after the final norm,
 logits (N, K) per image, upsampled to pixels with F.interpolate(bilinear,
 align_corners=False); the second form compares both with the raw float32
-arrays tests/seg_logits writes.
+arrays tests/seg_logits writes.  A "seg_mlp" checkpoint is SegFormer's
+all-MLP decoder (Xie et al., NeurIPS 2021) on a plain ViT, written here
+from evit's equations (model/vit.h), without SegFormer's BatchNorm: each
+level's block output (patch tokens) through its LayerNorm (the last level's
+is the final norm) and its linear_c, concatenated, linear_fuse, ReLU, then
+the head on every patch.
 
 Token Merging (a checkpoint with a merge_r attribute) is written here from
 the paper (Bolya et al., ICLR 2023): bipartite soft matching on the keys
@@ -126,11 +131,28 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+class MlpDecoder(nn.Module):
+    """SegFormer's all-MLP decoder over the levels' patch tokens f_i:
+    ReLU(linear_fuse([linear_c_i(LN_i(f_i))]_i)), LN of the last level the
+    ViT's final norm."""
+    def __init__(self, dim, width, levels):
+        super().__init__()
+        self.norms = nn.ModuleList([nn.LayerNorm(dim, eps=1e-6) for _ in levels[:-1]])
+        self.linear_c = nn.ModuleList([nn.Linear(dim, width) for _ in levels])
+        self.linear_fuse = nn.Linear(len(levels) * width, width)
+
+    def forward(self, feats, last_norm):
+        norms = list(self.norms) + [last_norm]
+        e = [lin(norm(f)) for f, norm, lin in zip(feats, norms, self.linear_c)]
+        return F.relu(self.linear_fuse(torch.cat(e, dim=-1)))
+
+
 class VisionTransformer(nn.Module):
     def __init__(self, img_size, chans, patch, classes, dim, heads, head_dims, hiddens, merge_r=None,
-                 head="class"):
+                 head="class", decoder_dim=0, decoder_levels=()):
         super().__init__()
-        self.seg = head == "seg_linear"
+        self.seg = head in ("seg_linear", "seg_mlp")
+        self.levels = list(decoder_levels) if head == "seg_mlp" else []
         n = (img_size // patch) ** 2
         merge_r = merge_r or [0] * len(heads)
         self.patch_embed = PatchEmbed(chans, dim, patch)
@@ -138,11 +160,20 @@ class VisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, dim))
         self.blocks = nn.Sequential(*[Block(dim, h, d, m, r) for h, d, m, r in zip(heads, head_dims, hiddens, merge_r)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = nn.Linear(dim, classes)
+        if self.levels:
+            self.decode_head = MlpDecoder(dim, decoder_dim, self.levels)
+        self.head = nn.Linear(decoder_dim if self.levels else dim, classes)
 
     def forward(self, x):
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        if self.levels:
+            feats, xs = [], (x, None)
+            for i, blk in enumerate(self.blocks):
+                xs = blk(xs)
+                if i in self.levels:
+                    feats.append(xs[0][:, 1:])
+            return self.head(self.decode_head(feats, self.norm))
         x = self.norm(self.blocks((x, None))[0])
         return self.head(x[:, 1:]) if self.seg else self.head(x[:, 0])
 
@@ -164,7 +195,9 @@ def load_evit_checkpoint(path):
                               [int(v) for v in a["num_heads"]], [int(v) for v in a["head_dim"]],
                               [int(v) for v in a["mlp_hidden"]],
                               [int(v) for v in a["merge_r"]] if "merge_r" in a else None,
-                              text(a["head"]) if "head" in a else "class")
+                              text(a["head"]) if "head" in a else "class",
+                              int(a["decoder_dim"][0]) if "decoder_dim" in a else 0,
+                              [int(v) for v in a["decoder_levels"]] if "decoder_levels" in a else ())
     model.load_state_dict(state, strict=True)
     if "merge_r" in a:
         model = model.double()
