@@ -124,13 +124,20 @@ void evit_augment_batch_masks(uint8_t *out, const uint8_t *in, uint8_t *mout, co
 void evit_augment_view(uint8_t *out, const uint8_t *in, int H, int W, int C, const struct evit_augment_config *cfg,
                        uint64_t seed, int epoch, int64_t index)
 {
+    evit_augment_view_masks(out, in, NULL, NULL, H, W, C, cfg, seed, epoch, index, 0);
+}
+
+void evit_augment_view_masks(uint8_t *out, const uint8_t *in, uint8_t *mout, const uint8_t *min, int H, int W, int C,
+                             const struct evit_augment_config *cfg, uint64_t seed, int epoch, int64_t index,
+                             uint8_t mask_fill)
+{
     uint8_t key[20];
     struct evit_rng r;
     for (int i = 0; i < 8; i++) key[i] = (uint8_t)(seed >> (8 * i));
     for (int i = 0; i < 4; i++) key[8 + i] = (uint8_t)((uint32_t)epoch >> (8 * i));
     for (int i = 0; i < 8; i++) key[12 + i] = (uint8_t)((uint64_t)index >> (8 * i));
     evit_rng_seed(&r, evit_fnv1a64(key, sizeof key, EVIT_FNV_SEED));
-    evit_augment_batch(out, in, 1, H, W, C, cfg, &r);
+    evit_augment_batch_masks(out, in, mout, min, 1, H, W, C, cfg, &r, mask_fill);
 }
 
 int evit_augment_same(const struct evit_augment_config *a, const struct evit_augment_config *b)

@@ -65,6 +65,15 @@ void evit_augment_batch_masks(uint8_t *out /* (B, H, W, C) */, const uint8_t *in
 void evit_augment_view(uint8_t *out /* (H, W, C) */, const uint8_t *in /* (H, W, C) */, int H, int W, int C,
                        const struct evit_augment_config *cfg, uint64_t seed, int epoch, int64_t index);
 
+/* The same view of a segmentation image with its mask: min (H, W) moves
+ * into mout by the same crop and flip (evit_augment_batch_masks, its
+ * mask_fill where the view reaches outside the image), so out is
+ * evit_augment_view's bit for bit.  No erasing. */
+void evit_augment_view_masks(uint8_t *out /* (H, W, C) */, const uint8_t *in /* (H, W, C) */,
+                             uint8_t *mout /* (H, W) or NULL */, const uint8_t *min /* (H, W) or NULL */, int H,
+                             int W, int C, const struct evit_augment_config *cfg, uint64_t seed, int epoch,
+                             int64_t index, uint8_t mask_fill);
+
 /* 1 when a and b draw the same views (erase ranges count only when
  * erasing is on). */
 int evit_augment_same(const struct evit_augment_config *a, const struct evit_augment_config *b);

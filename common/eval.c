@@ -291,29 +291,37 @@ void evit_score_free(struct evit_score *s)
     memset(s, 0, sizeof *s);
 }
 
+int evit_eval_view_epoch(evit_forward_fn fn, void *ctx, int batch, size_t row, const struct evit_dataset *d,
+                         const struct evit_augment_config *aug, uint64_t seed, int e, float *out)
+{
+    size_t img = (size_t)d->h * d->w * d->c;
+    uint8_t *x = evit_malloc(img * (size_t)batch);
+    for (int s = 0; s < d->n; s += batch) {
+        int B = d->n - s < batch ? d->n - s : batch;
+        for (int b = 0; b < B; b++)
+            evit_augment_view(x + (size_t)b * img, d->images + (size_t)(s + b) * img, d->h, d->w, d->c, aug, seed, e,
+                              s + b);
+        fn(ctx, x, B, out + (size_t)s * row);
+    }
+    free(x);
+    for (size_t i = 0; i < (size_t)d->n * row; i++)
+        if (!isfinite(out[i])) return evit_error("model produced NaN or Inf logits on an augmented view");
+    return EVIT_OK;
+}
+
 /* The model's logits of E augmented views of every image: view e of image
  * i is evit_augment_view(seed, e, i), whatever the batch. */
 int evit_eval_views(evit_forward_fn fn, void *ctx, int batch, int k, const struct evit_dataset *d,
                       const struct evit_augment_config *aug, uint64_t seed, int epochs, int progress,
                       float *views /* (epochs, n, k) */)
 {
-    size_t img = (size_t)d->h * d->w * d->c;
-    uint8_t *x = evit_malloc(img * (size_t)batch);
     double t0 = evit_now();
     for (int e = 0; e < epochs; e++) {
-        for (int s = 0; s < d->n; s += batch) {
-            int B = d->n - s < batch ? d->n - s : batch;
-            for (int b = 0; b < B; b++)
-                evit_augment_view(x + (size_t)b * img, d->images + (size_t)(s + b) * img, d->h, d->w, d->c, aug, seed,
-                                  e, s + b);
-            fn(ctx, x, B, views + ((size_t)e * d->n + (size_t)s) * k);
-        }
+        if (evit_eval_view_epoch(fn, ctx, batch, (size_t)k, d, aug, seed, e, views + (size_t)e * d->n * k) < 0)
+            return EVIT_ERR;
         if (progress)
             evit_info("views: epoch %d/%d done, %.0f img/s", e + 1, epochs,
                       (double)(e + 1) * d->n / (evit_now() - t0));
     }
-    free(x);
-    for (size_t i = 0; i < (size_t)epochs * d->n * k; i++)
-        if (!isfinite(views[i])) return evit_error("model produced NaN or Inf logits on an augmented view");
     return EVIT_OK;
 }

@@ -5,6 +5,7 @@
 #ifndef EVIT_EVAL_H
 #define EVIT_EVAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "segmetric.h"
@@ -48,6 +49,11 @@ struct evit_augment_config;
 int evit_eval_views(evit_forward_fn fn, void *ctx, int batch, int k, const struct evit_dataset *d,
                     const struct evit_augment_config *aug, uint64_t seed, int epochs, int progress,
                     float *views /* (epochs, n, k) */);
+
+/* One epoch of those views: out (n, row) receives fn's logits of view e of
+ * every image, row floats each (k, or g*g*K for a segmentation model). */
+int evit_eval_view_epoch(evit_forward_fn fn, void *ctx, int batch, size_t row, const struct evit_dataset *d,
+                         const struct evit_augment_config *aug, uint64_t seed, int e, float *out /* (n, row) */);
 
 void evit_eval_result_free(struct evit_eval_result *r);
 

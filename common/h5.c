@@ -69,13 +69,14 @@ int evit_h5_finish(hid_t file, const char *tmp, const char *path, int ok)
     return evit_commit_file(tmp, path);
 }
 
-int evit_h5_write(hid_t file, const char *path, const char *name, hid_t type,
-                  int rank, const int64_t *dims, const void *data)
+/* Creates dataset name (intermediate groups too) of this shape; datasets
+ * of bytes larger than 1 MiB are chunked by whole rows, about 1 MiB each,
+ * and deflate-compressed.  Returns the open dataset, or H5I_INVALID_HID
+ * after an error line. */
+static hid_t create_set(hid_t file, const char *path, const char *name, hid_t type, int rank, const int64_t *dims)
 {
     hsize_t hd[8];
-    hid_t space = H5I_INVALID_HID, lcpl = H5I_INVALID_HID, dcpl = H5I_INVALID_HID,
-          ds = H5I_INVALID_HID;
-    int rc = EVIT_ERR;
+    hid_t space, lcpl, dcpl, ds;
     size_t bytes = H5Tget_size(type);
     EVIT_ASSERT(rank >= 1 && rank <= 8);
     for (int i = 0; i < rank; i++) {
@@ -100,21 +101,31 @@ int evit_h5_write(hid_t file, const char *path, const char *name, hid_t type,
         H5Pset_deflate(dcpl, 1);
     }
     ds = H5Dcreate2(file, name, type, space, lcpl, dcpl, H5P_DEFAULT);
-    if (ds < 0) {
-        evit_error("%s: cannot create dataset %s", path, name);
-        goto fail;
-    }
-    if (H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-        evit_error("%s: cannot write dataset %s (disk full?)", path, name);
-        goto fail;
-    }
-    rc = EVIT_OK;
-fail:
-    close_id(ds);
+    if (ds < 0) evit_error("%s: cannot create dataset %s", path, name);
     close_id(dcpl);
     close_id(lcpl);
     close_id(space);
+    return ds;
+}
+
+int evit_h5_write(hid_t file, const char *path, const char *name, hid_t type,
+                  int rank, const int64_t *dims, const void *data)
+{
+    hid_t ds = create_set(file, path, name, type, rank, dims);
+    if (ds < 0) return EVIT_ERR;
+    int rc = EVIT_OK;
+    if (H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        rc = evit_error("%s: cannot write dataset %s (disk full?)", path, name);
+    close_id(ds);
     return rc;
+}
+
+int evit_h5_create_set(hid_t file, const char *path, const char *name, hid_t type, int rank, const int64_t *dims)
+{
+    hid_t ds = create_set(file, path, name, type, rank, dims);
+    if (ds < 0) return EVIT_ERR;
+    close_id(ds);
+    return EVIT_OK;
 }
 
 int evit_h5_exists(hid_t file, const char *name)
@@ -194,8 +205,7 @@ static const char *type_name(hid_t t)
     return "another type";
 }
 
-int evit_h5_read(hid_t file, const char *path, const char *name, hid_t type,
-                 int rank, const int64_t *dims, void *data)
+int evit_h5_check(hid_t file, const char *path, const char *name, hid_t type, int rank, const int64_t *dims)
 {
     int r;
     int64_t d[8];
@@ -210,18 +220,27 @@ int evit_h5_read(hid_t file, const char *path, const char *name, hid_t type,
     }
     hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
     if (ds < 0) return evit_error("%s: cannot open dataset %s", path, name);
-    if (!type_matches(ds, type)) {
-        H5Dclose(ds);
-        return evit_error("%s: %s is not of type %s", path, name, type_name(type));
-    }
+    int ok = type_matches(ds, type);
+    H5Dclose(ds);
+    return ok ? EVIT_OK : evit_error("%s: %s is not of type %s", path, name, type_name(type));
+}
+
+int evit_h5_read(hid_t file, const char *path, const char *name, hid_t type,
+                 int rank, const int64_t *dims, void *data)
+{
+    if (evit_h5_check(file, path, name, type, rank, dims) < 0) return EVIT_ERR;
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (ds < 0) return evit_error("%s: cannot open dataset %s", path, name);
     herr_t e = H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
     H5Dclose(ds);
     if (e < 0) return evit_error("%s: cannot read dataset %s (truncated or corrupt)", path, name);
     return EVIT_OK;
 }
 
-int evit_h5_read_rows(hid_t file, const char *path, const char *name, hid_t type,
-                      int64_t start, int64_t count, void *data)
+/* Rows [start, start + count) along the first axis of dataset name, read
+ * into (write != 0: written from) data as type. */
+static int rows_io(hid_t file, const char *path, const char *name, hid_t type, int64_t start, int64_t count,
+                   void *data, int write)
 {
     hid_t ds = H5I_INVALID_HID, fs = H5I_INVALID_HID, ms = H5I_INVALID_HID;
     hsize_t hd[8], off[8] = {0}, cnt[8];
@@ -241,8 +260,9 @@ int evit_h5_read_rows(hid_t file, const char *path, const char *name, hid_t type
     for (int i = 1; i < r; i++) cnt[i] = hd[i];
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL);
     ms = H5Screate_simple(r, cnt, NULL);
-    if (H5Dread(ds, type, ms, fs, H5P_DEFAULT, data) < 0) {
-        evit_error("%s: cannot read dataset %s (truncated or corrupt)", path, name);
+    if (write ? H5Dwrite(ds, type, ms, fs, H5P_DEFAULT, data) < 0 : H5Dread(ds, type, ms, fs, H5P_DEFAULT, data) < 0) {
+        evit_error(write ? "%s: cannot write dataset %s (disk full?)" : "%s: cannot read dataset %s (truncated or corrupt)",
+                   path, name);
         goto fail;
     }
     rc = EVIT_OK;
@@ -251,6 +271,18 @@ fail:
     close_id(fs);
     close_id(ds);
     return rc;
+}
+
+int evit_h5_read_rows(hid_t file, const char *path, const char *name, hid_t type,
+                      int64_t start, int64_t count, void *data)
+{
+    return rows_io(file, path, name, type, start, count, data, 0);
+}
+
+int evit_h5_write_rows(hid_t file, const char *path, const char *name, hid_t type, int64_t start, int64_t count,
+                       const void *data)
+{
+    return rows_io(file, path, name, type, start, count, (void *)data, 1);
 }
 
 /* ---------------------------------------------------------------- attributes */

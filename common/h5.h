@@ -34,8 +34,16 @@ int evit_h5_finish(hid_t file, const char *tmp, const char *path, int ok);
 int evit_h5_write(hid_t file, const char *path, const char *name, hid_t type,
                   int rank, const int64_t *dims, const void *data);
 
+/* Creates a dataset of this shape (chunked and compressed as
+ * evit_h5_write's) to be filled by evit_h5_write_rows. */
+int evit_h5_create_set(hid_t file, const char *path, const char *name, hid_t type, int rank, const int64_t *dims);
+
 /* Rank and dims of a dataset (dims has room for 8). Missing -> error. */
 int evit_h5_shape(hid_t file, const char *path, const char *name, int *rank, int64_t *dims);
+
+/* Checks the dataset has exactly this shape and holds type (its class,
+ * size and sign), without reading it. */
+int evit_h5_check(hid_t file, const char *path, const char *name, hid_t type, int rank, const int64_t *dims);
 
 /* Checks the dataset has exactly this shape, then reads it as type. */
 int evit_h5_read(hid_t file, const char *path, const char *name, hid_t type,
@@ -45,6 +53,11 @@ int evit_h5_read(hid_t file, const char *path, const char *name, hid_t type,
  * was already checked; row_elems = product of the other dims. */
 int evit_h5_read_rows(hid_t file, const char *path, const char *name, hid_t type,
                       int64_t start, int64_t count, void *data);
+
+/* Writes rows [start, start + count) along the first axis of a dataset
+ * made by evit_h5_create_set; row_elems = product of the other dims. */
+int evit_h5_write_rows(hid_t file, const char *path, const char *name, hid_t type, int64_t start, int64_t count,
+                       const void *data);
 
 int evit_h5_exists(hid_t file, const char *name);
 

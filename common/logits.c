@@ -49,23 +49,6 @@ out:
     return rc;
 }
 
-int evit_logits_save_grid(const char *path, const float *logits, int n, int g, int k, uint64_t fingerprint,
-                          const char *dataset, const char *model)
-{
-    hid_t f;
-    int rc = EVIT_ERR;
-    char *tmp = evit_temp_path(path);
-    if (evit_h5_create(tmp, &f) < 0) goto out;
-    int ok = write_header(f, path, n, k, fingerprint, dataset, model, NAN, 3) == 0 &&
-             evit_h5_attr_write_ints(f, "grid", &g, 1) == 0;
-    int64_t dims[3] = {n, (int64_t)g * g, k};
-    if (ok) ok = evit_h5_write(f, path, "logits", H5T_NATIVE_FLOAT, 3, dims, logits) == 0;
-    rc = evit_h5_finish(f, tmp, path, ok);
-out:
-    free(tmp);
-    return rc;
-}
-
 /* Top-k of softmax(z) for every row: indices by decreasing probability
  * (ties: the lower class first), probabilities as round(p * 65535). */
 static void topk_rows(uint16_t *idx /* (rows, kk) */, uint16_t *val /* (rows, kk) */, const float *z /* (rows, k) */,
@@ -114,23 +97,62 @@ static int read_erase(hid_t f, const char *path, struct evit_augment_config *a)
     return EVIT_OK;
 }
 
+/* The attributes that say how the views were drawn. */
+static int write_view_attrs(hid_t f, const char *path, const struct evit_logit_views *v)
+{
+    char seed[32];
+    snprintf(seed, sizeof seed, "%016" PRIx64, v->seed);
+    int ok = evit_h5_attr_write_ints(f, "views", &v->epochs, 1) == 0 &&
+             evit_h5_attr_write_ints(f, "views_topk", &v->topk, 1) == 0 &&
+             evit_h5_attr_write_string(f, "views_seed", seed) == 0 &&
+             evit_h5_attr_write_ints(f, "views_crop_padding", &v->aug.crop_padding, 1) == 0 &&
+             evit_h5_attr_write_ints(f, "views_hflip", &v->aug.hflip, 1) == 0 &&
+             (!(v->aug.erase_prob > 0) || write_erase(f, &v->aug) == 0) &&
+             evit_h5_attr_write_string(f, "views_scheme", "view e of image i: evit_augment_view(seed, e, i): "
+                                                          "xoshiro256** seeded by FNV-1a 64 of (seed u64, e u32, "
+                                                          "i u64) little-endian; crop offsets, then the flip bit, "
+                                                          "then the erasing draws") == 0;
+    return ok ? EVIT_OK : evit_error("%s: cannot write attributes", path);
+}
+
+/* The stored type of top-k class indices: a byte up to 256 classes. */
+static hid_t index_type(int k) { return k <= 256 ? H5T_NATIVE_UINT8 : H5T_NATIVE_UINT16; }
+
+/* Storage of one top-k entry: its index and its 16-bit probability. */
+static double entry_bytes(int k) { return k <= 256 ? 3.0 : 4.0; }
+
+/* views/topk/indices and values of shape dims (the last is k kept), to be
+ * filled by write_topk_rows. */
+static int create_topk_sets(hid_t f, const char *path, int k, int rank, const int64_t *dims)
+{
+    return evit_h5_create_set(f, path, "views/topk/indices", index_type(k), rank, dims) == 0 &&
+                   evit_h5_create_set(f, path, "views/topk/values", H5T_NATIVE_UINT16, rank, dims) == 0
+               ? EVIT_OK
+               : EVIT_ERR;
+}
+
+/* Rows [start, start + count) of both top-k sets from idx and val (elems
+ * entries each), the indices narrowed to bytes up to 256 classes. */
+static int write_topk_rows(hid_t f, const char *path, const uint16_t *idx, const uint16_t *val, size_t elems, int k,
+                           int64_t start, int64_t count)
+{
+    int rc;
+    if (k <= 256) {
+        uint8_t *i8 = evit_malloc(elems ? elems : 1);
+        for (size_t i = 0; i < elems; i++) i8[i] = (uint8_t)idx[i];
+        rc = evit_h5_write_rows(f, path, "views/topk/indices", H5T_NATIVE_UINT8, start, count, i8);
+        free(i8);
+    } else {
+        rc = evit_h5_write_rows(f, path, "views/topk/indices", H5T_NATIVE_UINT16, start, count, idx);
+    }
+    if (rc == 0) rc = evit_h5_write_rows(f, path, "views/topk/values", H5T_NATIVE_UINT16, start, count, val);
+    return rc;
+}
+
 static int write_views(hid_t f, const char *path, const float *views, int n, int k, const struct evit_logit_views *v,
                        double *bytes_per_view)
 {
-    char seed[32];
-    int ok;
-    snprintf(seed, sizeof seed, "%016" PRIx64, v->seed);
-    ok = evit_h5_attr_write_ints(f, "views", &v->epochs, 1) == 0 &&
-         evit_h5_attr_write_ints(f, "views_topk", &v->topk, 1) == 0 &&
-         evit_h5_attr_write_string(f, "views_seed", seed) == 0 &&
-         evit_h5_attr_write_ints(f, "views_crop_padding", &v->aug.crop_padding, 1) == 0 &&
-         evit_h5_attr_write_ints(f, "views_hflip", &v->aug.hflip, 1) == 0 &&
-         (!(v->aug.erase_prob > 0) || write_erase(f, &v->aug) == 0) &&
-         evit_h5_attr_write_string(f, "views_scheme", "view e of image i: evit_augment_view(seed, e, i): "
-                                                      "xoshiro256** seeded by FNV-1a 64 of (seed u64, e u32, "
-                                                      "i u64) little-endian; crop offsets, then the flip bit, "
-                                                      "then the erasing draws") == 0;
-    if (!ok) return evit_error("%s: cannot write attributes", path);
+    if (write_view_attrs(f, path, v) < 0) return EVIT_ERR;
     size_t rows = (size_t)v->epochs * (size_t)n;
     if (v->topk == 0) {
         int64_t d3[3] = {v->epochs, n, k};
@@ -141,21 +163,74 @@ static int write_views(hid_t f, const char *path, const float *views, int n, int
     uint16_t *idx = evit_malloc(sizeof *idx * rows * (size_t)v->topk);
     uint16_t *val = evit_malloc(sizeof *val * rows * (size_t)v->topk);
     topk_rows(idx, val, views, rows, k, v->topk);
-    int rc;
-    if (k <= 256) {
-        uint8_t *i8 = evit_malloc(rows * (size_t)v->topk);
-        for (size_t i = 0; i < rows * (size_t)v->topk; i++) i8[i] = (uint8_t)idx[i];
-        rc = evit_h5_write(f, path, "views/topk/indices", H5T_NATIVE_UINT8, 3, d3, i8);
-        free(i8);
-        *bytes_per_view = 3.0 * v->topk;
-    } else {
-        rc = evit_h5_write(f, path, "views/topk/indices", H5T_NATIVE_UINT16, 3, d3, idx);
-        *bytes_per_view = 4.0 * v->topk;
-    }
-    if (rc == 0) rc = evit_h5_write(f, path, "views/topk/values", H5T_NATIVE_UINT16, 3, d3, val);
+    *bytes_per_view = entry_bytes(k) * v->topk;
+    int rc = create_topk_sets(f, path, k, 3, d3);
+    if (rc == 0) rc = write_topk_rows(f, path, idx, val, rows * (size_t)v->topk, k, 0, v->epochs);
     free(idx);
     free(val);
     return rc;
+}
+
+/* A segmentation model's views, top-k only, one epoch at a time: fn gives
+ * the dense per-patch logits of epoch e's views, whose top-k become row e
+ * of views/topk/indices and values (E, n, g*g, k kept).  Memory: one
+ * epoch's dense logits and its top-k, whatever E. */
+static int write_grid_views(hid_t f, const char *path, int n, int g, int k, const struct evit_logit_views *v,
+                            evit_logits_view_fn fn, void *ctx, double *bytes_per_view)
+{
+    size_t rows = (size_t)n * g * g, kk = (size_t)v->topk;
+    int64_t d4[4] = {v->epochs, n, (int64_t)g * g, v->topk};
+    if (write_view_attrs(f, path, v) < 0 || create_topk_sets(f, path, k, 4, d4) < 0) return EVIT_ERR;
+    float *z = evit_malloc(sizeof *z * rows * (size_t)k);
+    uint16_t *idx = evit_malloc(sizeof *idx * rows * kk), *val = evit_malloc(sizeof *val * rows * kk);
+    int rc = EVIT_OK;
+    for (int e = 0; e < v->epochs && rc == EVIT_OK; e++) {
+        rc = fn(ctx, e, z);
+        if (rc == EVIT_OK) {
+            topk_rows(idx, val, z, rows, k, v->topk);
+            rc = write_topk_rows(f, path, idx, val, rows * kk, k, e, 1);
+        }
+    }
+    *bytes_per_view = entry_bytes(k) * (double)kk * g * g;
+    free(z);
+    free(idx);
+    free(val);
+    return rc;
+}
+
+/* A segmentation model's logits (version 3), with its views when v is
+ * given (version 4). */
+static int save_grid(const char *path, const float *logits, int n, int g, int k, uint64_t fingerprint,
+                     const char *dataset, const char *model, const struct evit_logit_views *v,
+                     evit_logits_view_fn fn, void *ctx, double *bytes_per_view)
+{
+    hid_t f;
+    int rc = EVIT_ERR;
+    char *tmp = evit_temp_path(path);
+    if (evit_h5_create(tmp, &f) < 0) goto out;
+    int ok = write_header(f, path, n, k, fingerprint, dataset, model, NAN, v ? 4 : 3) == 0 &&
+             evit_h5_attr_write_ints(f, "grid", &g, 1) == 0;
+    int64_t dims[3] = {n, (int64_t)g * g, k};
+    if (ok) ok = evit_h5_write(f, path, "logits", H5T_NATIVE_FLOAT, 3, dims, logits) == 0;
+    if (ok && v) ok = write_grid_views(f, path, n, g, k, v, fn, ctx, bytes_per_view) == 0;
+    rc = evit_h5_finish(f, tmp, path, ok);
+out:
+    free(tmp);
+    return rc;
+}
+
+int evit_logits_save_grid(const char *path, const float *logits, int n, int g, int k, uint64_t fingerprint,
+                          const char *dataset, const char *model)
+{
+    return save_grid(path, logits, n, g, k, fingerprint, dataset, model, NULL, NULL, NULL, NULL);
+}
+
+int evit_logits_save_grid_views(const char *path, const float *logits, int n, int g, int k, uint64_t fingerprint,
+                                const char *dataset, const char *model, const struct evit_logit_views *v,
+                                evit_logits_view_fn fn, void *ctx, double *bytes_per_view)
+{
+    EVIT_ASSERT(v->epochs > 0 && v->topk >= 1 && v->topk <= k && !(v->aug.erase_prob > 0));
+    return save_grid(path, logits, n, g, k, fingerprint, dataset, model, v, fn, ctx, bytes_per_view);
 }
 
 int evit_logits_save_views(const char *path, const float *logits, int n, int k, uint64_t fingerprint,
@@ -190,8 +265,9 @@ static void rebuild_row(float *row, const int32_t *ix, const double *p, int kk, 
 }
 
 /* One top-k row (classes ix, probabilities p) checked -- classes in range
- * and distinct, total at most max_mass -- and rebuilt into row.  name is
- * the dataset the row comes from, r its index; seen is k bytes of scratch. */
+ * and distinct, total at most max_mass -- and rebuilt into row (unless row
+ * is NULL).  name is the dataset the row comes from, r its index; seen is
+ * k bytes of scratch. */
 static int topk_row(float *row, const int32_t *ix, const double *p, int kk, int k, double max_mass, uint8_t *seen,
                     const char *path, const char *name, size_t r)
 {
@@ -204,7 +280,7 @@ static int topk_row(float *row, const int32_t *ix, const double *p, int kk, int 
         mass += p[j];
     }
     if (mass > max_mass) return evit_error("%s: %s/values row %zu sums to %.4f, more than 1", path, name, r, mass);
-    rebuild_row(row, ix, p, kk, k);
+    if (row) rebuild_row(row, ix, p, kk, k);
     return EVIT_OK;
 }
 
@@ -252,47 +328,137 @@ fail:
     return rc;
 }
 
+/* Scratch for checking and rebuilding stored top-k rows of kk of k classes. */
+struct topk_scratch {
+    int32_t *ix;   /* (kk) */
+    double *p;     /* (kk) */
+    uint8_t *seen; /* (k) */
+};
+
+static void scratch_init(struct topk_scratch *s, int kk, int k)
+{
+    s->ix = evit_malloc(sizeof *s->ix * (size_t)kk);
+    s->p = evit_malloc(sizeof *s->p * (size_t)kk);
+    s->seen = evit_malloc((size_t)k);
+}
+
+static void scratch_free(struct topk_scratch *s)
+{
+    free(s->ix);
+    free(s->p);
+    free(s->seen);
+}
+
+/* Row r of stored views (kk indices and round(p * 65535) values) checked
+ * and, unless row is NULL, rebuilt into row (k log-probabilities). */
+static int stored_row(float *row, const uint16_t *idx, const uint16_t *val, int kk, int k, struct topk_scratch *s,
+                      const char *path, size_t r)
+{
+    for (int j = 0; j < kk; j++) {
+        s->ix[j] = idx[j];
+        s->p[j] = val[j] / 65535.0;
+    }
+    /* each stored probability is rounded by up to 1/131070 */
+    return topk_row(row, s->ix, s->p, kk, k, 1.0 + 1e-3 * (double)kk, s->seen, path, "views/topk", r);
+}
+
 static int read_view_topk(hid_t f, const char *path, struct evit_logits *l)
 {
     struct evit_logit_views *v = &l->views;
     size_t rows = (size_t)v->epochs * (size_t)l->n, kk = (size_t)v->topk;
     int64_t d3[3] = {v->epochs, l->n, v->topk};
     uint16_t *idx = evit_malloc(sizeof *idx * rows * kk), *val = evit_malloc(sizeof *val * rows * kk);
-    int32_t *ix = evit_malloc(sizeof *ix * kk);
-    double *p = evit_malloc(sizeof *p * kk);
-    uint8_t *seen = evit_malloc((size_t)l->k);
+    struct topk_scratch s;
     int rc = EVIT_ERR;
-    if (l->k <= 256) { /* indices stored as bytes (write_views) */
-        uint8_t *i8 = evit_malloc(rows * kk);
-        int bad = evit_h5_read(f, path, "views/topk/indices", H5T_NATIVE_UINT8, 3, d3, i8) < 0;
-        for (size_t i = 0; !bad && i < rows * kk; i++) idx[i] = i8[i];
-        free(i8);
-        if (bad) goto fail;
-    } else if (evit_h5_read(f, path, "views/topk/indices", H5T_NATIVE_UINT16, 3, d3, idx) < 0) {
+    scratch_init(&s, v->topk, l->k);
+    /* byte indices (up to 256 classes) are widened by HDF5 as they are read */
+    if (evit_h5_check(f, path, "views/topk/indices", index_type(l->k), 3, d3) < 0 ||
+        evit_h5_check(f, path, "views/topk/values", H5T_NATIVE_UINT16, 3, d3) < 0 ||
+        evit_h5_read_rows(f, path, "views/topk/indices", H5T_NATIVE_UINT16, 0, v->epochs, idx) < 0 ||
+        evit_h5_read_rows(f, path, "views/topk/values", H5T_NATIVE_UINT16, 0, v->epochs, val) < 0)
         goto fail;
-    }
-    if (evit_h5_read(f, path, "views/topk/values", H5T_NATIVE_UINT16, 3, d3, val) < 0) goto fail;
-    for (size_t r = 0; r < rows; r++) {
-        for (size_t j = 0; j < kk; j++) {
-            ix[j] = idx[r * kk + j];
-            p[j] = val[r * kk + j] / 65535.0;
-        }
-        /* each stored probability is rounded by up to 1/131070 */
-        if (topk_row(v->logits + r * (size_t)l->k, ix, p, (int)kk, l->k, 1.0 + 1e-3 * (double)kk, seen, path,
-                     "views/topk", r) < 0)
+    for (size_t r = 0; r < rows; r++)
+        if (stored_row(v->logits + r * (size_t)l->k, idx + r * kk, val + r * kk, v->topk, l->k, &s, path, r) < 0)
             goto fail;
-    }
     rc = EVIT_OK;
 fail:
     free(idx);
     free(val);
-    free(ix);
-    free(p);
-    free(seen);
+    scratch_free(&s);
     return rc;
 }
 
-static int read_views(hid_t f, const char *path, struct evit_logits *l)
+/* Epoch e's top-k of a segmentation model's views, rows (n, g*g, k kept),
+ * read into v->idx and v->val and checked; v->held becomes e. */
+static int read_grid_epoch(hid_t f, const char *path, struct evit_logits *l, int e)
+{
+    struct evit_logit_views *v = &l->views;
+    size_t gg = (size_t)l->grid * l->grid, rows = (size_t)l->n * gg, kk = (size_t)v->topk;
+    int64_t d4[4] = {v->epochs, l->n, (int64_t)gg, v->topk};
+    struct topk_scratch s;
+    int rc = EVIT_ERR;
+    v->held = -1;
+    if (evit_h5_check(f, path, "views/topk/indices", index_type(l->k), 4, d4) < 0 ||
+        evit_h5_check(f, path, "views/topk/values", H5T_NATIVE_UINT16, 4, d4) < 0 ||
+        evit_h5_read_rows(f, path, "views/topk/indices", H5T_NATIVE_UINT16, e, 1, v->idx) < 0 ||
+        evit_h5_read_rows(f, path, "views/topk/values", H5T_NATIVE_UINT16, e, 1, v->val) < 0)
+        return EVIT_ERR;
+    scratch_init(&s, v->topk, l->k);
+    for (size_t r = 0; r < rows; r++)
+        if (stored_row(NULL, v->idx + r * kk, v->val + r * kk, v->topk, l->k, &s, path, (size_t)e * rows + r) < 0)
+            goto fail;
+    v->held = e;
+    rc = EVIT_OK;
+fail:
+    scratch_free(&s);
+    return rc;
+}
+
+int evit_logits_view_rows(struct evit_logits *l, int e, int i, float *out)
+{
+    struct evit_logit_views *v = &l->views;
+    EVIT_ASSERT(l->grid && v->idx && e >= 0 && e < v->epochs && i >= 0 && i < l->n);
+    if (v->held != e) {
+        hid_t f;
+        if (evit_h5_open(v->path, &f) < 0) return EVIT_ERR;
+        int rc = read_grid_epoch(f, v->path, l, e);
+        H5Fclose(f);
+        if (rc < 0) return EVIT_ERR;
+    }
+    size_t gg = (size_t)l->grid * l->grid, kk = (size_t)v->topk;
+    struct topk_scratch s;
+    scratch_init(&s, v->topk, l->k);
+    for (size_t p = 0; p < gg; p++) {
+        size_t r = (size_t)i * gg + p;
+        /* checked when the epoch was read: this only rebuilds */
+        stored_row(out + p * (size_t)l->k, v->idx + r * kk, v->val + r * kk, v->topk, l->k, &s, v->path, r);
+    }
+    scratch_free(&s);
+    return EVIT_OK;
+}
+
+/* A segmentation model's views: top-k only, no erasing; every epoch is
+ * read and checked now, one at a time, and epoch 0 stays held. */
+static int read_grid_views(hid_t f, const char *path, struct evit_logits *l)
+{
+    struct evit_logit_views *v = &l->views;
+    if (v->topk < 1) return evit_error("%s: a segmentation model's views must be top-k (views_topk is 0)", path);
+    if (v->aug.erase_prob > 0)
+        return evit_error("%s: a segmentation model's views cannot have random erasing (views_erase)", path);
+    size_t slab = (size_t)l->n * (size_t)l->grid * (size_t)l->grid * (size_t)v->topk;
+    if (slab > ((size_t)1 << 32))
+        return evit_error("%s: %d images of %d x %d patches, top-%d, are too many to hold", path, l->n, l->grid,
+                          l->grid, v->topk);
+    v->path = evit_strdup(path);
+    v->idx = evit_malloc(sizeof *v->idx * slab);
+    v->val = evit_malloc(sizeof *v->val * slab);
+    for (int e = v->epochs - 1; e >= 0; e--)
+        if (read_grid_epoch(f, path, l, e) < 0) return EVIT_ERR;
+    return EVIT_OK;
+}
+
+/* The attributes that say how the views were drawn, in range. */
+static int read_view_attrs(hid_t f, const char *path, struct evit_logits *l)
 {
     struct evit_logit_views *v = &l->views;
     char *seed = NULL;
@@ -309,6 +475,14 @@ static int read_views(hid_t f, const char *path, struct evit_logits *l)
         v->aug.crop_padding > 1024 || (v->aug.hflip != 0 && v->aug.hflip != 1))
         return evit_error("%s: views attributes out of range (views %d, views_topk %d, crop_padding %d, hflip %d)",
                           path, v->epochs, v->topk, v->aug.crop_padding, v->aug.hflip);
+    return EVIT_OK;
+}
+
+static int read_views(hid_t f, const char *path, struct evit_logits *l)
+{
+    struct evit_logit_views *v = &l->views;
+    if (read_view_attrs(f, path, l) < 0) return EVIT_ERR;
+    if (l->grid) return read_grid_views(f, path, l);
     size_t total = (size_t)v->epochs * (size_t)l->n * (size_t)l->k;
     if (total > ((size_t)1 << 32)) return evit_error("%s: %d views of %d images are too many to hold", path, v->epochs, l->n);
     v->logits = evit_malloc(sizeof(float) * total);
@@ -373,10 +547,6 @@ int evit_logits_load(const char *path, struct evit_logits *l)
             goto fail;
         }
     }
-    if (l->grid && evit_h5_attr_exists(f, "views")) {
-        evit_error("%s: a segmentation model's logits have no views", path);
-        goto fail;
-    }
     if (evit_h5_attr_exists(f, "views") && read_views(f, path, l) < 0) goto fail;
     free(fp);
     H5Fclose(f);
@@ -405,6 +575,9 @@ void evit_logits_free(struct evit_logits *l)
 {
     free(l->logits);
     free(l->views.logits);
+    free(l->views.path);
+    free(l->views.idx);
+    free(l->views.val);
     free(l->dataset);
     free(l->model);
     memset(l, 0, sizeof *l);

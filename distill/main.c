@@ -90,13 +90,22 @@ static int segment_supported(const struct args *a, const struct evit_recipe *r)
 {
     const char *why = r->kd == EVIT_KD_HARD       ? "hard distillation (distill.type hard)"
                       : r->augment.erase_prob > 0 ? "random erasing (the erased pixels would need a label)"
-                      : a->teacher && (r->augment.crop_padding > 0 || r->augment.hflip)
-                          ? "crops or flips with a teacher (its logits are of the images as they are; replayed "
-                            "views for segmentation land later)"
-                      : evit_dist_size() > 1 ? "data-parallel training under mpirun"
-                                             : NULL;
+                      : evit_dist_size() > 1      ? "data-parallel training under mpirun"
+                                                  : NULL;
     if (!why) return EVIT_OK;
     return evit_error("%s: a segmentation model does not take %s yet (docs/SEGMENT.md)", a->recipe, why);
+}
+
+/* Crops or flips beside a segmentation teacher need its logits of those
+ * very views (evit-eval --augment); its plain logits describe the images
+ * as they are. */
+static int segment_views_needed(const struct args *a, const struct evit_recipe *r, const struct evit_logits *l)
+{
+    if (l->views.epochs || !(r->augment.crop_padding > 0 || r->augment.hflip)) return EVIT_OK;
+    return evit_error("%s: a segmentation model does not take crops or flips with a teacher whose logits have no "
+                      "views (%s is of the images as they are): save its views with evit-eval TEACHER DATA "
+                      "--save-logits L.h5 --augment %s --epochs E --topk K (docs/SEGMENT.md)",
+                      a->recipe, a->teacher, a->recipe);
 }
 
 /* The model to train: --init's weights and shape, else the recipe's shape
@@ -232,6 +241,7 @@ static int distill_main(int argc, char **argv)
                        task == EVIT_TASK_SEGMENT ? "a segmentation teacher's" : "a classifier's");
             goto fail;
         }
+        if (task == EVIT_TASK_SEGMENT && segment_views_needed(&a, &r, &teacher) < 0) goto fail;
         if (evit_train_check_views(&r, &teacher, a.teacher, a.recipe) < 0) goto fail;
         if (teacher.views.epochs && !a.quiet)
             evit_info("replaying %d augmented view%s per image from %s (epoch e uses view e mod %d)",

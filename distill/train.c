@@ -260,34 +260,45 @@ const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_
 {
     const struct evit_dataset *d = o->train;
     const struct evit_recipe *r = o->recipe;
-    const struct evit_logit_views *v = o->teacher && o->teacher->views.epochs ? &o->teacher->views : NULL;
-    size_t img = (size_t)d->h * d->w * d->c;
-    int K = t->m->cfg.classes;
+    struct evit_logits *l = o->teacher;
+    const struct evit_logit_views *v = l && l->views.epochs ? &l->views : NULL;
+    size_t img = (size_t)d->h * d->w * d->c, hw = (size_t)d->h * d->w;
+    int K = t->m->cfg.classes, ev = v ? epoch % v->epochs : 0;
     /* the teacher's logits of one image: K, or a segmentation teacher's g*g*K */
-    size_t tk = (size_t)K * (o->teacher && o->teacher->grid ? (size_t)o->teacher->grid * o->teacher->grid : 1);
-    /* with views, epoch e replays view e mod E: its image and its logits */
-    const float *tz = o->teacher ? o->teacher->logits : NULL;
-    if (v) tz = v->logits + (size_t)(epoch % v->epochs) * (size_t)d->n * K;
+    size_t tk = (size_t)K * (l && l->grid ? (size_t)l->grid * l->grid : 1);
+    /* with views, epoch e replays view e mod E: its image and its logits
+     * (a segmentation teacher's rebuilt from its top-k, image by image) */
+    const float *tz = l ? l->logits : NULL;
+    if (v) tz = l->grid ? NULL : v->logits + (size_t)ev * (size_t)d->n * K;
+    uint8_t mask_fill = (uint8_t)(d->ignore >= 0 ? d->ignore : 0);
     for (int b = 0; b < B; b++) {
         int i = t->order[start + b];
         memcpy(t->batch + (size_t)b * img, d->images + (size_t)i * img, img);
         if (d->masks)
-            memcpy(t->masks + (size_t)b * d->h * d->w, d->masks + (size_t)i * d->h * d->w, (size_t)d->h * d->w);
+            memcpy(t->masks + (size_t)b * hw, d->masks + (size_t)i * hw, hw);
         else
             t->labels[b] = d->labels[i];
         if (tz) memcpy(t->tlogits + (size_t)b * tk, tz + (size_t)i * tk, sizeof(float) * tk);
+        else if (v && evit_logits_view_rows(l, ev, i, t->tlogits + (size_t)b * tk) < 0) return NULL;
     }
-    if (v) {
+    if (v) { /* a mask moves with its image (augment.h), so t->masks holds the view's after */
         for (int b = 0; b < B; b++)
-            evit_augment_view(t->aug + (size_t)b * img, t->batch + (size_t)b * img, d->h, d->w, d->c, &r->augment,
-                              v->seed, epoch % v->epochs, t->order[start + b]);
+            evit_augment_view_masks(t->aug + (size_t)b * img, t->batch + (size_t)b * img,
+                                    d->masks ? t->maug + (size_t)b * hw : NULL,
+                                    d->masks ? t->masks + (size_t)b * hw : NULL, d->h, d->w, d->c, &r->augment,
+                                    v->seed, ev, t->order[start + b], mask_fill);
+        if (d->masks) {
+            uint8_t *m = t->maug;
+            t->maug = t->masks;
+            t->masks = m;
+        }
         return t->aug;
     }
     if (r->augment.crop_padding > 0 || r->augment.hflip || r->augment.erase_prob > 0) {
         if (d->masks) { /* the masks move with their images; t->masks holds them after */
             uint8_t *m = t->maug;
             evit_augment_batch_masks(t->aug, t->batch, m, t->masks, B, d->h, d->w, d->c, &r->augment, &t->rng,
-                                     (uint8_t)(d->ignore >= 0 ? d->ignore : 0));
+                                     mask_fill);
             t->maug = t->masks;
             t->masks = m;
         } else {
@@ -472,6 +483,7 @@ static int64_t run_epoch(struct evit_trainer *t, const struct evit_train_opts *o
     for (int s = 0; s < d->n && p->step < sc->stop_at; s += Bmax, done++) {
         int B = d->n - s < Bmax ? d->n - s : Bmax;
         const uint8_t *x = evit_train_batch(t, o, epoch, s, B);
+        if (!x) return -1;
         double lr = evit_optim_lr(r->optim.lr, r->min_lr, p->step, sc->warmup, sc->total);
         double ts = evit_now();
         double loss = evit_trainer_step(t, r, x, B, o->teacher != NULL, lr);

@@ -7,16 +7,16 @@
  *   soft:  alpha CE_s(z, y) + (1 - alpha) T^2 KL(softmax(t/T) || softmax(z/T))
  *   hard:  alpha CE_s(z, y) + (1 - alpha) CE(z, argmax t)          (DeiT)
  * with CE_s the label-smoothed cross-entropy and t the teacher's logits for
- * the (un-augmented) image.  A segmentation model (a seg_linear or seg_mlp
- * head) learns from masks alone so far: the pixel cross-entropy of its patch logits
- * upsampled to pixels (ops.h), unlabelled pixels left out, and with a
- * teacher (soft) the distillation term per pixel: teacher and student
- * patch logits both upsampled to the pixels (their grids may differ), T^2
- * KL at every pixel, labelled or not; crops and
- * flips moving the masks with the images (a mask pixel from outside the
- * image is unlabelled when the dataset has an ignore value, background
- * otherwise); its training accuracy counts pixels and its validation
- * score is the mIoU.
+ * the (un-augmented) image, or for the view replayed (below).  A
+ * segmentation model (a seg_linear or seg_mlp head) learns from masks: the
+ * pixel cross-entropy of its patch logits upsampled to pixels (ops.h),
+ * unlabelled pixels left out, and with a teacher (soft) the distillation
+ * term per pixel: teacher and student patch logits both upsampled to the
+ * pixels (their grids may differ), T^2 KL at every pixel, labelled or not;
+ * crops and flips moving the masks with the images (a mask pixel from
+ * outside the image is unlabelled when the dataset has an ignore value,
+ * background otherwise), with a teacher only as its saved views; its
+ * training accuracy counts pixels and its validation score is the mIoU.
  *
  * Every epoch the model goes to out_path, and the whole training state (model,
  * optimiser moments, generator state, epoch, best accuracy) to state_path, so
@@ -43,7 +43,8 @@ struct evit_train_opts {
     const struct evit_dataset *train;
     const char *train_path;
     const struct evit_dataset *val;     /* or NULL */
-    const struct evit_logits *teacher;  /* or NULL (required unless kd is none) */
+    struct evit_logits *teacher;        /* or NULL (required unless kd is none); not const: a
+                                           segmentation teacher's views are read an epoch at a time */
     const char *out_path, *best_path, *state_path;
     struct evit_ckpt_meta meta;         /* written into every checkpoint */
     int resume;
@@ -105,12 +106,16 @@ double evit_trainer_step(struct evit_trainer *t, const struct evit_recipe *r, co
                          int B, int have_teacher, double lr);
 
 /* The images of the batch of this epoch's order from position start: B
- * images gathered, with their labels and teacher logits, and augmented.
- * When the teacher's file has views (evit-eval --augment), epoch e replays
- * view e mod E of each image -- evit_augment_view(seed, e mod E, index),
- * the very pixels the teacher saw -- with that view's logits; otherwise the
- * recipe's augmentation draws from the run's generator.  Returns the
- * images to train on (t->aug or t->batch). */
+ * images gathered, with their labels (or masks) and teacher logits, and
+ * augmented.  When the teacher's file has views (evit-eval --augment),
+ * epoch e replays view e mod E of each image -- evit_augment_view(seed,
+ * e mod E, index), the very pixels the teacher saw, and for segmentation
+ * the mask moved with them (evit_augment_view_masks) -- with that view's
+ * logits (a segmentation teacher's rebuilt per patch from its top-k,
+ * evit_logits_view_rows); otherwise the recipe's augmentation draws from
+ * the run's generator.  Returns the images to train on (t->aug or
+ * t->batch), or NULL after an error line (a views epoch that could not be
+ * read again). */
 const uint8_t *evit_train_batch(struct evit_trainer *t, const struct evit_train_opts *o, int epoch, int start,
                                 int B);
 

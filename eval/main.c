@@ -49,7 +49,9 @@ static const char *usage =
     "      --epochs E       views per image (default 1)\n"
     "      --topk K         keep each view's K most likely classes (as\n"
     "                       probabilities, 3 bytes each up to 256 classes);\n"
-    "                       0 keeps dense float32 logits (default)\n"
+    "                       0 keeps dense float32 logits (default); a\n"
+    "                       segmentation model's views need K >= 1 (kept per\n"
+    "                       patch) and take crops and flips only\n"
     "  -t, --threads N      threads (default: all cores)\n"
     "  -q, --quiet          no progress lines\n"
     "  -h, --help           this text\n"
@@ -113,23 +115,93 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
 }
 
 
+/* The views --augment asks for: the recipe's augmentation and views seed
+ * (its augment.seed, else its seed), --epochs and --topk. */
+static int view_config(const struct eval_args *a, struct evit_logit_views *v)
+{
+    struct evit_recipe rec = {0};
+    memset(v, 0, sizeof *v);
+    v->epochs = a->epochs ? a->epochs : 1;
+    v->topk = a->topk;
+    if (evit_recipe_load(a->augment, NULL, &rec) < 0) return EVIT_ERR;
+    v->seed = (uint64_t)rec.augment_seed;
+    v->aug = rec.augment;
+    evit_recipe_free(&rec);
+    return EVIT_OK;
+}
+
+static void print_views(const struct eval_args *a, const struct evit_logit_views *v, int n, double bytes)
+{
+    char desc[160];
+    evit_augment_describe(desc, sizeof desc, &v->aug);
+    printf("%s: %d views of %d images (%s, seed %llu), %s, %.0f bytes per image per epoch\n", a->logits, v->epochs, n,
+           desc, (unsigned long long)v->seed, v->topk ? "top-k" : "dense", bytes);
+}
+
+static void report_views(cJSON *rep, const struct eval_args *a, const struct evit_logit_views *v, double bytes)
+{
+    cJSON *vj = cJSON_AddObjectToObject(rep, "views");
+    cJSON_AddStringToObject(vj, "recipe", a->augment);
+    cJSON_AddNumberToObject(vj, "epochs", v->epochs);
+    cJSON_AddNumberToObject(vj, "topk", v->topk);
+    cJSON_AddNumberToObject(vj, "bytes_per_image_per_epoch", bytes);
+}
+
+/* A segmentation model's views, one epoch at a time (evit_logits_view_fn). */
+struct seg_views {
+    const struct eval_args *a;
+    evit_forward_fn fn;
+    void *run;
+    const struct evit_dataset *d;
+    const struct evit_logit_views *v;
+    size_t row; /* floats per image: g*g*K */
+    double t0;
+};
+
+static int seg_view_epoch(void *ctx, int e, float *out)
+{
+    struct seg_views *s = ctx;
+    if (evit_eval_view_epoch(s->fn, s->run, s->a->batch, s->row, s->d, &s->v->aug, s->v->seed, e, out) < 0)
+        return EVIT_ERR;
+    if (!s->a->quiet)
+        evit_info("views: epoch %d/%d done, %.0f img/s", e + 1, s->v->epochs,
+                  (double)(e + 1) * s->d->n / (evit_now() - s->t0));
+    return EVIT_OK;
+}
+
+/* What --augment asks of a segmentation model that it cannot give: random
+ * erasing (an erased pixel would need a label) and dense views (E N g^2 K
+ * floats: 1.3 GB for 20 epochs of 10,000 12x12-patch scenes of 11
+ * classes), each one line. */
+static int seg_views_supported(const struct eval_args *a, const struct evit_logit_views *v, int K)
+{
+    if (v->aug.erase_prob > 0)
+        return evit_error("%s: asks for random erasing, which a segmentation model's views do not take (the erased "
+                          "pixels would need a label); crops and flips only", a->augment);
+    if (v->topk < 1 || v->topk > K)
+        return evit_error("%s: a segmentation model's views are kept as their top-k per patch: give --topk between 1 "
+                          "and %d (dense views would take 4 bytes per class per patch per epoch)", a->model, K);
+    return EVIT_OK;
+}
+
 /* A segmentation model on a segmentation dataset: mIoU, Dice and pixel
- * accuracy (evit_eval_seg_run), printed and reported; the options that
- * only a classifier has are refused. */
+ * accuracy (evit_eval_seg_run), printed and reported; with --augment also
+ * the top-k of its views, per patch (seg_views_supported says what is
+ * refused). */
 static int eval_seg(const struct eval_args *a, const struct evit_vit *m, const struct evrt_model *rt,
                     const struct evit_ckpt_meta *meta, const struct evit_dataset *d, evit_forward_fn fn, void *run,
                     double model_bytes, double t0)
 {
     struct evit_seg_eval r;
-    if (a->augment || a->topk) {
-        evit_error("%s: --augment and --topk take class-head models so far (docs/SEGMENT.md)", a->model);
+    struct evit_logit_views v = {0};
+    int g = evit_config_grid(&m->cfg);
+    double view_bytes = 0.0;
+    if (a->augment && (view_config(a, &v) < 0 || seg_views_supported(a, &v, m->cfg.classes) < 0))
         return EVIT_EXIT_FAIL;
-    }
     if (evit_dist_size() > 1) {
         evit_error("%s: a segmentation evaluation runs in one process so far", a->model);
         return EVIT_EXIT_FAIL;
     }
-    int g = evit_config_grid(&m->cfg);
     float *keep = a->logits ? evit_malloc(sizeof(float) * (size_t)d->n * g * g * m->cfg.classes) : NULL;
     if (evit_eval_seg_run(fn, run, a->batch, &m->cfg, d, !a->quiet, keep, &r) < 0) {
         free(keep);
@@ -149,9 +221,20 @@ static int eval_seg(const struct eval_args *a, const struct evit_vit *m, const s
             printf("%s: batch-1 latency through libevrt to the mask (1 thread): median %.3f ms, mean %.3f ms, "
                    "p99 %.3f ms\n", a->model, lat[0], lat[1], lat[2]);
     }
-    if (rc == EVIT_EXIT_OK && keep && evit_logits_save_grid(a->logits, keep, d->n, g, m->cfg.classes, evit_dataset_fingerprint(d), a->data,
-                                      a->model) < 0)
+    if (rc == EVIT_EXIT_OK && keep && !a->augment &&
+        evit_logits_save_grid(a->logits, keep, d->n, g, m->cfg.classes, evit_dataset_fingerprint(d), a->data,
+                              a->model) < 0)
         rc = EVIT_EXIT_FAIL;
+    if (rc == EVIT_EXIT_OK && a->augment) {
+        /* the views, an epoch at a time: the dense logits of one epoch are
+         * cut to their top-k before the next is computed */
+        struct seg_views sv = {a, fn, run, d, &v, (size_t)g * g * m->cfg.classes, evit_now()};
+        if (evit_logits_save_grid_views(a->logits, keep, d->n, g, m->cfg.classes, evit_dataset_fingerprint(d), a->data,
+                                        a->model, &v, seg_view_epoch, &sv, &view_bytes) < 0)
+            rc = EVIT_EXIT_FAIL;
+        else
+            print_views(a, &v, d->n, view_bytes);
+    }
     free(keep);
     if (rc == EVIT_EXIT_OK && a->report) {
         const char *stage = a->stage ? a->stage : meta->stage ? meta->stage : "eval";
@@ -160,6 +243,7 @@ static int eval_seg(const struct eval_args *a, const struct evit_vit *m, const s
         evit_report_add_model(rep, &m->cfg, model_bytes);
         evit_report_add_seg(rep, &r, d->class_names);
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a->batch);
+        if (a->augment) report_views(rep, a, &v, view_bytes);
         if (a->latency) evit_report_add_latency(rep, lat, a->latency);
         if (evit_report_save(rep, a->report, evit_now() - t0) < 0) rc = EVIT_EXIT_FAIL;
         cJSON_Delete(rep);
@@ -221,7 +305,7 @@ static int eval_main(int argc, char **argv)
     printf("%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%d images, %.0f img/s)\n", a.model,
            a.data, r.top1, r.top5, r.loss, r.n, r.images_per_s);
     double lat[3] = {0.0, 0.0, 0.0}, view_bytes = 0.0;
-    int view_epochs = 0;
+    struct evit_logit_views v = {0};
     if (a.latency) {
         /* a float checkpoint runs the runtime's float32 path */
         if (!quantized) evit_qmodel_from_vit(&q, &m);
@@ -235,12 +319,7 @@ static int eval_main(int argc, char **argv)
         evit_logits_save(a.logits, r.logits, r.n, r.k, evit_dataset_fingerprint(&d), a.data, a.model, r.top1) < 0)
         goto fail;
     if (a.augment) {
-        struct evit_recipe rec = {0};
-        struct evit_logit_views v = {.epochs = a.epochs ? a.epochs : 1, .topk = a.topk};
-        if (evit_recipe_load(a.augment, NULL, &rec) < 0) goto fail;
-        v.seed = (uint64_t)rec.augment_seed;
-        v.aug = rec.augment;
-        evit_recipe_free(&rec);
+        if (view_config(&a, &v) < 0) goto fail;
         if (v.topk > r.k) {
             evit_error("--topk %d: the model has only %d classes", v.topk, r.k);
             goto fail;
@@ -253,12 +332,7 @@ static int eval_main(int argc, char **argv)
                                          r.top1, views, &v, &view_bytes) < 0;
         free(views);
         if (bad) goto fail;
-        view_epochs = v.epochs;
-        char desc[160];
-        evit_augment_describe(desc, sizeof desc, &v.aug);
-        printf("%s: %d views of %d images (%s, seed %llu), %s, %.0f bytes per image per epoch\n", a.logits,
-               v.epochs, r.n, desc, (unsigned long long)v.seed,
-               v.topk ? "top-k" : "dense", view_bytes);
+        print_views(&a, &v, r.n, view_bytes);
     }
     if (a.report) {
         const char *stage = a.stage ? a.stage : meta.stage ? meta.stage : "eval";
@@ -271,13 +345,7 @@ static int eval_main(int argc, char **argv)
         evit_report_add_eval(rep, &r, d.class_names);
         cJSON_AddNumberToObject(cJSON_GetObjectItemCaseSensitive(rep, "config"), "batch", a.batch);
         cJSON_AddNumberToObject(rep, "ranks", evit_dist_size());
-        if (view_epochs) {
-            cJSON *vj = cJSON_AddObjectToObject(rep, "views");
-            cJSON_AddStringToObject(vj, "recipe", a.augment);
-            cJSON_AddNumberToObject(vj, "epochs", view_epochs);
-            cJSON_AddNumberToObject(vj, "topk", a.topk);
-            cJSON_AddNumberToObject(vj, "bytes_per_image_per_epoch", view_bytes);
-        }
+        if (a.augment) report_views(rep, &a, &v, view_bytes);
         if (a.latency) evit_report_add_latency(rep, lat, a.latency);
         int bad = evit_report_save(rep, a.report, evit_now() - t0) < 0;
         cJSON_Delete(rep);

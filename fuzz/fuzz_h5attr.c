@@ -9,7 +9,8 @@
  * no crash, no out-of-bounds access, no leak.
  *
  *   input  = kind byte (checkpoint, dataset, logits, segmentation
- *            dataset), then edits of 8 bytes
+ *            dataset, segmentation logits with views), then edits of 8
+ *            bytes
  *            [op, target, n, a, b, c, d, e] */
 #include <stdint.h>
 #include <stdio.h>
@@ -43,8 +44,18 @@ static const char *const seg_sets[] = {"images", "masks"};
 static const char *const logit_attrs[] = {"format", "format_version", "count", "num_classes",
                                           "label_fingerprint", "dataset", "model", "top1", "grid"};
 static const char *const logit_sets[] = {"logits", "topk/values", "topk/indices"};
+static const char *const view_attrs[] = {"format_version", "count", "num_classes", "grid", "views", "views_topk",
+                                         "views_seed", "views_crop_padding", "views_hflip", "views_erase"};
+static const char *const view_sets[] = {"logits", "views/topk/indices", "views/topk/values"};
 
-static char templ[4][128];
+static char templ[5][128];
+
+/* The views of the segmentation logits template: made-up logits. */
+static int view_epoch(void *ctx, int e, float *out)
+{
+    for (int i = 0; i < 6 * 4 * 3; i++) out[i] = (float)((i * 7 + e * 5) % 11) / 3.0f;
+    return 0;
+}
 
 /* One small valid file of each kind, written once. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -63,7 +74,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     c.img_size = 4, c.channels = 1, c.patch = 2, c.classes = 3, c.dim = 4, c.depth = 2;
     c.blocks[0] = (struct evit_block_shape){2, 2, 6, 0};
     c.blocks[1] = (struct evit_block_shape){1, 2, 4, 0};
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         snprintf(templ[i], sizeof templ[i], "/dev/shm/evit-fuzz-templ-%d-%d.h5", (int)getpid(), i);
     evit_vit_alloc(&m, &c);
     evit_vit_init(&m, 1);
@@ -80,6 +91,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     for (int i = 0; i < (int)sizeof masks; i++) masks[i] = (uint8_t)(i % 7 == 6 ? 255 : i % 3);
     d.labels = NULL, d.masks = masks, d.ignore = 255;
     if (evit_dataset_save(&d, templ[3]) < 0) abort();
+    float grid[6 * 4 * 3];
+    double bytes;
+    struct evit_logit_views v = {.epochs = 2, .topk = 2, .seed = 5, .aug = {.crop_padding = 1, .hflip = 1}};
+    for (int i = 0; i < 6 * 4 * 3; i++) grid[i] = (float)i / 9.0f;
+    if (evit_logits_save_grid_views(templ[4], grid, 6, 2, 3, 42, "d.h5", "m.h5", &v, view_epoch, NULL, &bytes) < 0)
+        abort();
     return 0;
 }
 
@@ -150,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char path[128];
     hid_t f;
     if (size < 1) return 0;
-    int kind = data[0] % 4;
+    int kind = data[0] % 5;
     snprintf(path, sizeof path, "/dev/shm/evit-fuzz-%d.h5", (int)getpid());
     if (copy_file(templ[kind], path) < 0) return 0;
     f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
@@ -160,6 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (kind == 1) edit(f, data + at, data_attrs, 6, data_sets, 2);
         if (kind == 2) edit(f, data + at, logit_attrs, 9, logit_sets, 3);
         if (kind == 3) edit(f, data + at, seg_attrs, 7, seg_sets, 2);
+        if (kind == 4) edit(f, data + at, view_attrs, 10, view_sets, 3);
     }
     H5Fclose(f);
     if (kind == 0) {
@@ -173,7 +191,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         evit_dataset_free(&d);
     } else {
         struct evit_logits l = {0};
-        evit_logits_load(path, &l);
+        if (evit_logits_load(path, &l) == 0 && l.views.idx) { /* every epoch read again, then rebuilt */
+            float *rows = malloc(sizeof(float) * (size_t)l.grid * l.grid * l.k);
+            for (int e = 0; e < l.views.epochs; e++) evit_logits_view_rows(&l, e, l.n - 1, rows);
+            free(rows);
+        }
         evit_logits_free(&l);
     }
     remove(path);

@@ -107,10 +107,11 @@ build_json() {
 
 build_h5attr() {
     build_libevit fuzz_h5attr.c "$1/fuzz"
-    for k in 0 1 2 3; do printf "\\$k" >"$1/seeds/plain$k"; done
+    for k in 0 1 2 3 4; do printf "\\$k" >"$1/seeds/plain$k"; done
     printf '\000\001\003\001\002\003\004\005' >"$1/seeds/ck-img"
     printf '\001\004\001\002\003\004\005\006' >"$1/seeds/ds-images"
     printf '\002\001\002\001\002\003\004\005' >"$1/seeds/lg-count"
+    printf '\004\004\002\001\002\003\004\005' >"$1/seeds/views-values"
     echo 512
 }
 
