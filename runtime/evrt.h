@@ -102,6 +102,10 @@
  *                                            patch n at grid row n / G,
  *                                            column n % G
  *
+ * or, with SegFormer's all-MLP decoder (EVRT_HEAD_SEG_MLP, struct
+ * evrt_decoder below), z the decoder's per-patch logits, in the same order;
+ * everything from z on is the same for both heads:
+ *
  * and, through the decoder (the kernels' decode slot), per-pixel class
  * scores: z bilinearly upsampled to img_size x img_size as PyTorch's
  * interpolate(align_corners=False) does, and the mask, each pixel's
@@ -179,8 +183,40 @@ struct evrt_block {
 
 /* What the model computes from its last block (above). */
 enum evrt_head {
-    EVRT_HEAD_CLASS = 0,     /* logits of the class token: evrt_infer */
-    EVRT_HEAD_SEG_LINEAR = 1 /* logits of every patch token: evrt_infer_seg */
+    EVRT_HEAD_CLASS = 0,      /* logits of the class token: evrt_infer */
+    EVRT_HEAD_SEG_LINEAR = 1, /* logits of every patch token: evrt_infer_seg */
+    EVRT_HEAD_SEG_MLP = 2     /* SegFormer's all-MLP decoder over several
+                                 blocks' patch tokens (struct evrt_decoder):
+                                 per-patch logits, evrt_infer_seg */
+};
+
+#define EVRT_MAX_LEVELS 4
+
+/* The all-MLP decoder of head EVRT_HEAD_SEG_MLP (SegFormer, Xie et al.
+ * 2021, on a plain ViT: every level has the same patch grid, so nothing is
+ * upsampled before the fuse), reading the outputs x_{l_i} (the residual
+ * stream after the block's MLP add) of L blocks l_0 < ... < l_{L-1} =
+ * depth - 1, on the patch tokens alone (N = (img_size/patch)^2 rows per
+ * image):
+ *
+ *   f_i    = LN_i(x_{l_i}[:, 1:])          (N, D)  LN_{L-1} is the final norm
+ *   e_i    = linear_c[i](f_i)              (N, C)
+ *   u      = ReLU(fuse([e_0 | ... | e_{L-1}]))   (N, C), ReLU(x) = x > 0 ? x : 0
+ *   logits = head(u)                        (N, K)  (the model's head is C -> K)
+ *
+ * Each linear is a layer like any other (numbered after the head, below),
+ * float32 or INT8; LayerNorm, the concatenation and the ReLU stay float32. */
+struct evrt_decoder {
+    int dim;                         /* C */
+    int levels;                      /* L, 1 to EVRT_MAX_LEVELS */
+    int level[EVRT_MAX_LEVELS];      /* the blocks l_i, 0-based, strictly
+                                        increasing, the last depth - 1 */
+    const float *norm_w[EVRT_MAX_LEVELS], *norm_b[EVRT_MAX_LEVELS];
+                                     /* (D) LN_i for i < L - 1; the last
+                                        level's is norm_w, norm_b of the model
+                                        (these two entries are not read) */
+    struct evrt_linear linear_c[EVRT_MAX_LEVELS]; /* D -> C, i < L */
+    struct evrt_linear fuse;         /* L*C -> C, its input [e_0 | ... | e_{L-1}] */
 };
 
 struct evrt_model {
@@ -193,18 +229,28 @@ struct evrt_model {
     const float *pos_embed;         /* (1 + (img_size/patch)^2, D) */
     struct evrt_block *blocks;      /* (depth) */
     const float *norm_w, *norm_b;   /* (D) final LayerNorm */
-    struct evrt_linear head;        /* D -> classes */
+    struct evrt_linear head;        /* D -> classes; C -> classes for
+                                       EVRT_HEAD_SEG_MLP */
     int head_kind;                  /* enum evrt_head; 0 (the class head)
                                        when the struct is zeroed */
+    struct evrt_decoder *decoder;   /* EVRT_HEAD_SEG_MLP's decoder (must
+                                       outlive contexts, like blocks); not
+                                       read for the other heads */
 };
 
-/* Linear layers are numbered in execution order: 0 the patch embedding,
- * 1 + 4l + {0 qkv, 1 proj, 2 fc1, 3 fc2} for block l, 1 + 4 depth the head. */
+/* Linear layers are numbered: 0 the patch embedding, 1 + 4l + {0 qkv,
+ * 1 proj, 2 fc1, 3 fc2} for block l, 1 + 4 depth the head (execution order
+ * so far); then, for EVRT_HEAD_SEG_MLP only, 2 + 4 depth + i for the
+ * decoder's linear_c[i] (i < L) and 2 + 4 depth + L for its fuse layer,
+ * appended so that every other layer keeps its number (in execution they
+ * come before the head: linear_c[i] after block l_i, the fuse layer after
+ * the last block).  2 + 4 depth layers, plus L + 1 for the decoder. */
 int evrt_layer_count(const struct evrt_model *m);
 /* The layer with that number (NULL when out of range). */
 struct evrt_linear *evrt_model_layer(const struct evrt_model *m, int layer);
 /* Its timm name without ".weight": "patch_embed.proj", "blocks.0.attn.qkv",
- * "blocks.0.mlp.fc2", "head".  Returns buf. */
+ * "blocks.0.mlp.fc2", "head", "decode_head.linear_c.0",
+ * "decode_head.linear_fuse".  Returns buf. */
 const char *evrt_layer_name(const struct evrt_model *m, int layer, char *buf, size_t n);
 
 /* Tokens T = 1 + (img_size / patch)^2. */
@@ -213,14 +259,17 @@ int evrt_model_tokens(const struct evrt_model *m);
  * blocks before it. */
 int evrt_model_tokens_at(const struct evrt_model *m, int l);
 /* Floats of output per image: classes for the class head, (T - 1) *
- * classes (per patch) for a segmentation head. */
+ * classes (per patch) for a segmentation head (either). */
 size_t evrt_model_outputs(const struct evrt_model *m);
 /* Bytes of every tensor at its stored precision: int8 weights plus their
- * float scales for EVRT_I8 layers, float32 for everything else, plus the
- * two activation-quantization numbers of each EVRT_I8 layer. */
+ * float scales for EVRT_I8 layers, float32 for everything else (the
+ * decoder's LayerNorms and layers included), plus the two
+ * activation-quantization numbers of each EVRT_I8 layer. */
 size_t evrt_model_bytes(const struct evrt_model *m);
-/* Checks shapes and that every tensor the dtypes need is present; on failure
- * writes a message to err (err_n bytes, may be 0) and returns EVRT_EINVAL. */
+/* Checks shapes and that every tensor the dtypes need is present (for
+ * EVRT_HEAD_SEG_MLP: the decoder, its levels and its LayerNorms too); on
+ * failure writes a message to err (err_n bytes, may be 0) and returns
+ * EVRT_EINVAL. */
 int evrt_model_check(const struct evrt_model *m, char *err, size_t err_n);
 
 typedef struct evrt_ctx evrt_ctx;
@@ -231,7 +280,9 @@ typedef struct evrt_ctx evrt_ctx;
  * entering it, evrt_model_tokens_at; B*T_{l+1} from fc1 on when it
  * merges), B*(T-1) for the patch embedding, or B in the last block after
  * attention and in the head; a segmentation model's last block has B*T
- * rows throughout and its head B*(T-1), the patch tokens. */
+ * rows throughout and its head B*(T-1), the patch tokens, as have the
+ * decoder's layers (EVRT_HEAD_SEG_MLP; the head's input is then u, after
+ * the ReLU). */
 enum { EVRT_OBSERVE_INPUT = 0, EVRT_OBSERVE_OUTPUT = 1 };
 typedef void (*evrt_observer_fn)(void *user, int layer, int phase, const float *x /* (rows, cols) */,
                                  int rows, int cols);
@@ -296,7 +347,8 @@ const float *evrt_ctx_attention_bias(const evrt_ctx *ctx);
 int evrt_infer(evrt_ctx *ctx, const uint8_t *images /* (B, H, W, C) */, int B,
                float *logits /* (B, classes) */);
 
-/* A segmentation model (head_kind EVRT_HEAD_SEG_LINEAR) on B images: any of
+/* A segmentation model (head_kind EVRT_HEAD_SEG_LINEAR or
+ * EVRT_HEAD_SEG_MLP) on B images: any of
  * the three outputs may be NULL (not all): the per-patch logits z, the
  * per-pixel scores (the decoder's upsampling, above) and the mask (its
  * argmax; classes <= 256).  Scores take B * img_size^2 * classes floats;
@@ -452,8 +504,9 @@ const char *evrt_file_class_name(const evrt_file *f, int k);
  * NULL.  Returns the bytes of one image, img_size^2 * channels. */
 size_t evrt_file_input(const evrt_file *f, int *img_size, int *channels, int *classes);
 /* The model's head (enum evrt_head): EVRT_HEAD_CLASS, whose logits come
- * from evrt_infer, or EVRT_HEAD_SEG_LINEAR, whose per-patch logits, scores
- * and mask come from evrt_infer_seg (for bindings, as evrt_file_input). */
+ * from evrt_infer, or EVRT_HEAD_SEG_LINEAR or EVRT_HEAD_SEG_MLP, whose
+ * per-patch logits, scores and mask come from evrt_infer_seg (for
+ * bindings, as evrt_file_input). */
 int evrt_file_head(const evrt_file *f);
 const struct evrt_lineage *evrt_file_lineage(const evrt_file *f);
 /* Bytes mapped or held for the file. */
