@@ -415,8 +415,10 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   0       8     magic "EVITMODL"
  *   8       4     u32 format version: 1; 2 when some block has INT8
  *                 attention; 3 when the model merges tokens (a merge_r
- *                 tensor); 4 when its head is not the class head; this
- *                 runtime reads all four
+ *                 tensor); 4 when its head is not the class head; 5 when
+ *                 it is seg_mlp (the decoder entry below); the writer
+ *                 uses the lowest that holds the model, and this runtime
+ *                 reads all five
  *   12      4     u32 endianness marker 0x01020304 (bytes 04 03 02 01)
  *   16      4     u32 header_bytes H: bytes [0, H) are the header; a
  *                 multiple of 64
@@ -434,11 +436,18 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   88      16    f32 mean[4] \ per channel on pixel/255, unused channels 0;
  *   104     16    f32 std[4]  / std > 0
  *   120     4     u32 head (enum evrt_head): 0 class, 1 seg_linear (a
- *                 segmentation model, version 4 only)
+ *                 segmentation model, from version 4), 2 seg_mlp (from
+ *                 version 5)
  *   124     4     zero
  *   128     16*depth       blocks: u32 heads, head_dim, mlp, attention dtype
  *                 (0 float32, 1 int8: version 2 only)
- *   then    16*(2+4depth)  linear layers in evrt_model_layer order:
+ *   then    32             the decoder entry, for head 2 only (absent
+ *                 otherwise): +0 u32 C (1..65536), +4 u32 L (1..4),
+ *                 +8 u32 level[4] (blocks l_0 < ... < l_{L-1} = depth - 1;
+ *                 the entries past L zero), +24 u32 0, +28 u32 0
+ *   then    16*n_layers    linear layers in evrt_model_layer order
+ *                 (n_layers = evrt_layer_count: 2 + 4 depth, plus L + 1
+ *                 for head 2, its linear_c[i] and fuse after the head):
  *                 u32 dtype (enum evrt_dtype), f32 in_scale, i32 in_zero, 0
  *   then    96*n_tensors   tensor table:
  *                 +0 char name[48], NUL-terminated, zero-padded
@@ -455,14 +464,18 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *
  * Tensor names and shapes (D dim, T tokens, layer X one of patch_embed.proj,
  * blocks.L.attn.qkv, blocks.L.attn.proj, blocks.L.mlp.fc1, blocks.L.mlp.fc2,
- * head, with (out, in) from the config):
+ * head, and for head 2 decode_head.linear_c.I (I < L; (C, D)) and
+ * decode_head.linear_fuse ((C, L C); the head is then (classes, C)), with
+ * (out, in) from the config and the decoder entry):
  *   cls_token (D), pos_embed (T, D), blocks.L.norm1.weight / .bias (D),
  *   blocks.L.norm2.weight / .bias (D), norm.weight / norm.bias (D);
  *   X.weight float32 (out, in) for a float32 layer, X.weight_int8 int8
  *   (out, in) and X.weight_scale float32 (out) for an int8 layer; X.bias
  *   float32 (out), optional; blocks.L.attn.act_scale float32 (4), the
  *   q, k, v, p scales of a block with INT8 attention; merge_r int32 (depth),
- *   Token Merging's schedule (version 3, optional: none is all zeros).
+ *   Token Merging's schedule (version 3, optional: none is all zeros);
+ *   for head 2, decode_head.norms.I.weight / .bias float32 (D) for
+ *   I < L - 1 (the last level's LayerNorm is norm.weight / norm.bias).
  *   No other tensor, none twice.  float32
  *   tensors must be finite.
  *
