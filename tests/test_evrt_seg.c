@@ -35,18 +35,22 @@ static struct evit_vit_config seg_config(int k)
 
 /* SegFormer's decoder (EVRT_HEAD_SEG_MLP) on non-trivial levels: k 0,
  * three blocks of odd widths (D 13) read at levels 0 and 2 (block 1 is
- * none), C 7; k 1, seg24's grid with four blocks, every one a level, C 9. */
+ * none), C 7; k 1, seg24's grid with four blocks, every one a level, C 9;
+ * k 2, k 0's blocks on a 12 x 12 grid at D 24 and C 21, large enough that
+ * every decoder step but the head's product is a parallel region for a
+ * batch of 3 (432 rows). */
 static struct evit_vit_config mlp_config(int k)
 {
     static const struct evit_block_shape b0[] = {{3, 5, 19, 0}, {2, 3, 9, 0}, {1, 7, 11, 0}};
     static const struct evit_block_shape b1[] = {{2, 6, 16, 0}, {1, 5, 7, 0}, {2, 3, 10, 0}, {2, 6, 16, 0}};
     static const int lv0[] = {0, 2}, lv1[] = {0, 1, 2, 3};
-    struct evit_vit_config c =
-        k == 0 ? make_config("mlp16", 16, 3, 4, 5, 13, 3, b0) : make_config("mlp24", 24, 1, 8, 3, 12, 4, b1);
-    if (k == 0)
-        set_mlp_decoder(&c, 7, 2, lv0);
-    else
+    struct evit_vit_config c = k == 0   ? make_config("mlp16", 16, 3, 4, 5, 13, 3, b0)
+                               : k == 1 ? make_config("mlp24", 24, 1, 8, 3, 12, 4, b1)
+                                        : make_config("mlp48", 48, 3, 4, 5, 24, 3, b0);
+    if (k == 1)
         set_mlp_decoder(&c, 9, 4, lv1);
+    else
+        set_mlp_decoder(&c, k == 0 ? 7 : 21, 2, lv0);
     return c;
 }
 
@@ -360,7 +364,7 @@ static void all_int8(struct evrt_model *rt)
 
 static void an_int8_seg_mlp_model_gives_the_same_bits_for_every_thread_count_on_every_variant(void)
 {
-    struct evit_vit_config c = mlp_config(0);
+    struct evit_vit_config c = mlp_config(2);
     struct evit_vit m;
     struct evit_qmodel q;
     enum { B = 3 };

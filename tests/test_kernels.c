@@ -676,14 +676,15 @@ static void tmodel_make_img(struct tmodel *t, uint64_t seed, int img, int wide)
 static void tmodel_make(struct tmodel *t, uint64_t seed) { tmodel_make_img(t, seed, 16, 0); }
 
 /* SegFormer's decoder (evrt.h, EVRT_HEAD_SEG_MLP) on the model: levels 0
- * and 2 (block 1 is none), width 21 (padding in every layout), every layer
- * INT8 like the others with some asymmetric inputs, and a new head C -> 7;
- * its tensors in t->df and t->dq. */
+ * and 2 (block 1 is none), width 29 (padding in every layout; at img 40
+ * every decoder step but the head's product is a parallel region), every
+ * layer INT8 like the others with some asymmetric inputs, and a new head
+ * C -> 7; its tensors in t->df and t->dq. */
 static void tmodel_seg_mlp(struct tmodel *t)
 {
     struct evrt_model *m = &t->m;
     struct evrt_decoder *d = &t->dec;
-    int D = m->dim, C = 21, i, first = 1 + 4 * m->depth;
+    int D = m->dim, C = 29, i, first = 1 + 4 * m->depth;
     size_t nf = 2 * (size_t)D, nq = 0, fo = 0, qo = 0, j;
     memset(d, 0, sizeof *d);
     d->dim = C;
@@ -912,7 +913,7 @@ static void every_dtype_gives_the_same_logits_for_any_thread_count_however_threa
  * fuse layer, ReLU for the head.  Observed, each step has a region of its
  * own, so the observer sees the float input.  Both must give the same bits,
  * on every variant, thread count, dtype, with merging and with the decoder;
- * the model's widths (hidden layers of 70 and 33, decoder 21) leave padding
+ * the model's widths (hidden layers of 70 and 33, decoder 29) leave padding
  * in every layout. */
 static void preparing_the_next_layers_input_in_the_producing_region_changes_no_bit(void)
 {
