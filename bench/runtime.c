@@ -55,7 +55,7 @@
 #include "vit.h"
 
 struct calib {
-    float amax[4 * EVIT_MAX_DEPTH + 2];
+    float amax[EVIT_QMODEL_MAX_LAYERS];
     float qkv[EVIT_MAX_DEPTH][3]; /* max |q|, |k|, |v| per block */
     int depth;
 };

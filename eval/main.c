@@ -108,6 +108,11 @@ static int load_model_file(const char *path, evrt_file **f, struct evit_qmodel *
     snprintf(c->name, sizeof c->name, "%s", evrt_file_name(*f));
     EVIT_QMODEL_COPY_GEOMETRY(c, rt);
     c->head = evit_qmodel_config_head(rt->head_kind);
+    if (rt->head_kind == EVRT_HEAD_SEG_MLP) { /* the config's decoder, for the report's sizes */
+        c->decoder_dim = rt->decoder->dim;
+        c->decoder_nlevels = rt->decoder->levels;
+        memcpy(c->decoder_levels, rt->decoder->level, sizeof(int) * (size_t)rt->decoder->levels);
+    }
     for (int l = 0; l < rt->depth; l++)
         c->blocks[l] = (struct evit_block_shape){rt->blocks[l].heads, rt->blocks[l].head_dim, rt->blocks[l].mlp,
                                                  rt->blocks[l].merge_r};

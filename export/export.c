@@ -70,6 +70,12 @@ static void add_linear(struct tlist *l, const struct evrt_model *m, int layer)
     add(l, name, 0, L->bias, L->out, 0);
 }
 
+/* seg_mlp's decoder levels (the file's decoder entry), 0 for the other heads. */
+static int levels_of(const struct evrt_model *m)
+{
+    return m->head_kind == EVRT_HEAD_SEG_MLP ? m->decoder->levels : 0;
+}
+
 static int merges(const struct evrt_model *m)
 {
     for (int b = 0; b < m->depth; b++)
@@ -107,6 +113,15 @@ static struct tlist list_tensors(const struct evrt_model *m)
     }
     add(&l, "norm.weight", 0, m->norm_w, D, 0);
     add(&l, "norm.bias", 0, m->norm_b, D, 0);
+    /* seg_mlp's decoder, in the checkpoint's order: the earlier levels'
+     * LayerNorms, linear_c per level, linear_fuse, then the head */
+    for (int i = 0; i < levels_of(m) - 1; i++) {
+        snprintf(name, sizeof name, "decode_head.norms.%d.weight", i);
+        add(&l, name, 0, m->decoder->norm_w[i], D, 0);
+        snprintf(name, sizeof name, "decode_head.norms.%d.bias", i);
+        add(&l, name, 0, m->decoder->norm_b[i], D, 0);
+    }
+    for (int i = 2 + 4 * m->depth; i < evrt_layer_count(m); i++) add_linear(&l, m, i);
     add_linear(&l, m, 1 + 4 * m->depth);
     /* Token Merging's schedule, only where something merges: a file
      * without it stays readable by runtimes older than format version 3 */
@@ -152,7 +167,8 @@ void evit_export_build(const struct evrt_model *m, const struct evit_export_info
     int names = info && info->class_names ? m->classes : 0;
     size_t sbytes = strlen(name) + 1;
     for (int k = 0; k < names; k++) sbytes += strlen(info->class_names[k]) + 1;
-    size_t str = evrt_file_strings_at(m->depth, (uint32_t)l.n);
+    int levels = levels_of(m);
+    size_t str = evrt_file_strings_at(m->depth, levels, (uint32_t)l.n);
     uint64_t header = align64(str + sbytes), end = header;
     EVIT_ASSERT(header < ((uint64_t)1 << 32));
     for (int i = 0; i < l.n; i++) {
@@ -161,14 +177,15 @@ void evit_export_build(const struct evrt_model *m, const struct evit_export_info
     }
     uint8_t *b = evit_calloc((size_t)end, 1);
     memcpy(b + EVRT_FH_MAGIC, EVRT_FILE_MAGIC, 8);
-    /* version 1 unless INT8 attention needs version 2, Token Merging 3 or
-     * a segmentation head 4:
-     * older runtimes keep reading every file they can run */
+    /* version 1 unless INT8 attention needs version 2, Token Merging 3, a
+     * segmentation head 4 or seg_mlp's decoder 5: older runtimes keep
+     * reading every file they can run */
     uint32_t version = 1;
     for (int d = 0; d < m->depth; d++)
         if (m->blocks[d].attn_dtype == EVRT_I8) version = EVRT_FILE_VERSION_ATT;
     if (merges(m)) version = EVRT_FILE_VERSION_MERGE;
     if (m->head_kind != EVRT_HEAD_CLASS) version = EVRT_FILE_VERSION_HEAD;
+    if (levels) version = EVRT_FILE_VERSION_DECODER;
     put32(b + EVRT_FH_VERSION, version);
     put32(b + EVRT_FH_HEAD, (uint32_t)m->head_kind);
     put32(b + EVRT_FH_ENDIAN, EVRT_FILE_ENDIAN);
@@ -195,16 +212,22 @@ void evit_export_build(const struct evrt_model *m, const struct evit_export_info
         put32(e + 8, (uint32_t)m->blocks[d].mlp);
         put32(e + 12, (uint32_t)m->blocks[d].attn_dtype);
     }
+    if (levels) {
+        uint8_t *e = b + evrt_file_decoder_at(m->depth);
+        put32(e + EVRT_DE_DIM, (uint32_t)m->decoder->dim);
+        put32(e + EVRT_DE_LEVELS, (uint32_t)levels);
+        for (int i = 0; i < levels; i++) put32(e + EVRT_DE_LEVEL + 4 * i, (uint32_t)m->decoder->level[i]);
+    }
     for (int i = 0; i < evrt_layer_count(m); i++) {
         const struct evrt_linear *L = evrt_model_layer(m, i);
-        uint8_t *e = b + evrt_file_layers_at(m->depth) + (size_t)i * EVRT_LAYER_ENTRY;
+        uint8_t *e = b + evrt_file_layers_at(m->depth, levels) + (size_t)i * EVRT_LAYER_ENTRY;
         put32(e, (uint32_t)L->dtype);
         putf(e + 4, L->in_scale);
         put32(e + 8, (uint32_t)L->in_zero);
     }
     for (int i = 0; i < l.n; i++) {
         const struct out_tensor *t = &l.t[i];
-        uint8_t *e = b + evrt_file_tensors_at(m->depth) + (size_t)i * EVRT_TENSOR_ENTRY;
+        uint8_t *e = b + evrt_file_tensors_at(m->depth, levels) + (size_t)i * EVRT_TENSOR_ENTRY;
         memcpy(e + EVRT_TE_NAME, t->name, strlen(t->name));
         put32(e + EVRT_TE_DTYPE, t->dtype);
         put32(e + EVRT_TE_NDIM, t->ndim);

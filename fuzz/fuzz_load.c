@@ -45,7 +45,12 @@ static void fix_checksums(uint8_t *b, size_t n)
     nt = get(b + EVRT_FH_TENSORS, 4);
     if (h < EVRT_FH_BYTES || h > n) return;
     if (depth >= 1 && depth <= EVRT_FILE_MAX_DEPTH) {
-        at = evrt_file_tensors_at(depth);
+        int levels = 0; /* a seg_mlp file's decoder entry adds layer entries */
+        if (get(b + EVRT_FH_HEAD, 4) == EVRT_HEAD_SEG_MLP && evrt_file_layers_at(depth, 1) <= h) {
+            levels = (int)get(b + evrt_file_decoder_at(depth) + EVRT_DE_LEVELS, 4);
+            if (levels < 1 || levels > EVRT_MAX_LEVELS) levels = 0;
+        }
+        at = evrt_file_tensors_at(depth, levels);
         for (i = 0; i < nt && at + (i + 1) * EVRT_TENSOR_ENTRY <= h; i++) {
             uint8_t *e = b + at + i * EVRT_TENSOR_ENTRY;
             uint64_t off = get(e + EVRT_TE_OFFSET, 8), len = get(e + EVRT_TE_BYTES, 8);

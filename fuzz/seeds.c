@@ -24,6 +24,7 @@ int main(int argc, char **argv)
     static char n0[] = "a", n1[] = "bb", n2[] = "ccc";
     char *names[3] = {n0, n1, n2};
     struct evrt_block blk[2];
+    struct evrt_decoder dec;
     struct evrt_model m;
     unsigned s = 1;
     float ones[64];
@@ -31,12 +32,14 @@ int main(int argc, char **argv)
     fill(buf_, 1 << 16, &s);
     for (int i = 0; i < (1 << 16); i++) q_[i] = (int8_t)(i * 7 % 255 - 127);
     for (int i = 0; i < 64; i++) ones[i] = 1.0f;
-    /* variant 4: a segmentation model (head seg_linear, a version 4 file) */
-    for (int variant = 0; variant < 5; variant++) {
+    /* variant 4: a segmentation model (head seg_linear, a version 4 file);
+     * 5: SegFormer's decoder over both blocks (seg_mlp, version 5) */
+    for (int variant = 0; variant < 6; variant++) {
         struct evit_export_info info = {"seed", variant & 2 ? names : NULL, {1, 99, 7}};
         char path[1024];
         memset(&m, 0, sizeof m);
         memset(blk, 0, sizeof blk);
+        memset(&dec, 0, sizeof dec);
         m.img_size = 4;
         m.channels = variant & 1 ? 1 : 3;
         m.patch = 2;
@@ -69,7 +72,18 @@ int main(int argc, char **argv)
         }
         m.patch_embed = (struct evrt_linear){m.channels * 4, 8, 0, 0, 0, 0, 0, 1, 0};
         m.head = (struct evrt_linear){8, 3, 0, 0, 0, 0, 0, 1, 0};
-        m.head_kind = variant == 4 ? EVRT_HEAD_SEG_LINEAR : EVRT_HEAD_CLASS;
+        m.head_kind = variant == 4 ? EVRT_HEAD_SEG_LINEAR : variant == 5 ? EVRT_HEAD_SEG_MLP : EVRT_HEAD_CLASS;
+        if (variant == 5) { /* depth 2: levels 0 and 1, width 5 */
+            dec.dim = 5;
+            dec.levels = 2;
+            dec.level[1] = 1;
+            dec.norm_w[0] = ones;
+            dec.norm_b[0] = buf_ + 300;
+            dec.linear_c[0] = dec.linear_c[1] = (struct evrt_linear){8, 5, 0, 0, 0, 0, 0, 1, 0};
+            dec.fuse = (struct evrt_linear){10, 5, 0, 0, 0, 0, 0, 1, 0};
+            m.head.in = 5;
+            m.decoder = &dec;
+        }
         for (int i = 0; i < evrt_layer_count(&m); i++) {
             struct evrt_linear *L = evrt_model_layer(&m, i);
             L->w = buf_ + 1000 + 50 * i;

@@ -49,8 +49,27 @@ static void bind_runtime(struct evit_qmodel *q)
         b->fc1 = (struct evrt_linear){.in = D, .out = M, .w = bp->fc1_w, .bias = bp->fc1_b};
         b->fc2 = (struct evrt_linear){.in = M, .out = D, .w = bp->fc2_w, .bias = bp->fc2_b};
     }
-    rt->head = (struct evrt_linear){.in = D, .out = c->classes, .w = p->head_w, .bias = p->head_b};
     rt->head_kind = evit_qmodel_head_kind(c->head);
+    memset(&q->dec, 0, sizeof q->dec);
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        /* SegFormer's decoder: the last level's LayerNorm is the final norm
+         * (evrt_decoder leaves its entries unread) */
+        int C = c->decoder_dim, L = c->decoder_nlevels;
+        q->dec.dim = C;
+        q->dec.levels = L;
+        for (int i = 0; i < L; i++) {
+            q->dec.level[i] = c->decoder_levels[i];
+            if (i < L - 1) {
+                q->dec.norm_w[i] = p->dec_norm_w[i];
+                q->dec.norm_b[i] = p->dec_norm_b[i];
+            }
+            q->dec.linear_c[i] = (struct evrt_linear){.in = D, .out = C, .w = p->dec_w[i], .bias = p->dec_b[i]};
+        }
+        q->dec.fuse = (struct evrt_linear){.in = L * C, .out = C, .w = p->fuse_w, .bias = p->fuse_b};
+        rt->decoder = &q->dec;
+    }
+    rt->head = (struct evrt_linear){.in = c->head == EVIT_HEAD_SEG_MLP ? c->decoder_dim : D, .out = c->classes,
+                                    .w = p->head_w, .bias = p->head_b};
     for (int i = 0; i < evrt_layer_count(rt); i++) {
         struct evrt_linear *L = evrt_model_layer(rt, i);
         L->dtype = EVRT_F32;
@@ -63,12 +82,12 @@ static void bind_runtime(struct evit_qmodel *q)
     }
 }
 
-/* libevrt runs the heads that are one linear layer (EVIT_HEADS_LINEAR);
- * any other is refused in one line before it reaches the runtime (and
- * evit_qmodel_head_kind's assertion). */
+/* libevrt runs the heads of EVIT_HEADS_RUNTIME; any other is refused in
+ * one line before it reaches the runtime (and evit_qmodel_head_kind's
+ * assertion). */
 static int check_runtime_head(int head, const char *path)
 {
-    if (EVIT_HEADS_LINEAR & EVIT_HEAD_BIT(head)) return EVIT_OK;
+    if (EVIT_HEADS_RUNTIME & EVIT_HEAD_BIT(head)) return EVIT_OK;
     return evit_error("%s: has a %s head, which libevrt does not run yet (docs/SEGMENT.md)", path,
                       evit_config_head_name(head));
 }
@@ -78,6 +97,7 @@ int evit_qmodel_head_kind(int head)
     switch (head) {
     case EVIT_HEAD_CLASS: return EVRT_HEAD_CLASS;
     case EVIT_HEAD_SEG_LINEAR: return EVRT_HEAD_SEG_LINEAR;
+    case EVIT_HEAD_SEG_MLP: return EVRT_HEAD_SEG_MLP;
     }
     EVIT_ASSERT(!"a head the runtime lacks");
     return -1;
@@ -85,7 +105,9 @@ int evit_qmodel_head_kind(int head)
 
 int evit_qmodel_config_head(int head_kind)
 {
-    return head_kind == EVRT_HEAD_SEG_LINEAR ? EVIT_HEAD_SEG_LINEAR : EVIT_HEAD_CLASS;
+    return head_kind == EVRT_HEAD_SEG_MLP      ? EVIT_HEAD_SEG_MLP
+           : head_kind == EVRT_HEAD_SEG_LINEAR ? EVIT_HEAD_SEG_LINEAR
+                                               : EVIT_HEAD_CLASS;
 }
 
 int evit_qmodel_infer(evrt_ctx *ctx, const struct evrt_model *rt, const uint8_t *images, int B, float *out)
@@ -161,7 +183,7 @@ static int write_meta(hid_t f, const char *path, const struct evit_qmodel *q,
                       const struct evit_ckpt_meta *meta)
 {
     int n8 = evit_qmodel_int8_layers(q), nl = evrt_layer_count(&q->rt), nf = 0;
-    char *names[2 + 4 * EVIT_MAX_DEPTH];
+    char *names[EVIT_QMODEL_MAX_LAYERS];
     int version = evit_qmodel_int8_attention(q) ? EVIT_QMODEL_VERSION_ATT : 1;
     if (evit_h5_write_format(f, "evit-quantized", version) < 0 ||
         evit_ckpt_write_header(f, path, &q->vit, meta, "quantize") < 0)

@@ -29,11 +29,18 @@
     ((dst)->img_size = (src)->img_size, (dst)->channels = (src)->channels, (dst)->patch = (src)->patch, \
      (dst)->dim = (src)->dim, (dst)->depth = (src)->depth, (dst)->classes = (src)->classes)
 
+/* The most linear layers a runtime model of evit's has: patch embedding,
+ * four per block, head, and seg_mlp's linear_c per level and fuse layer
+ * (evrt_layer_count); quantization entries add one per block. */
+#define EVIT_QMODEL_MAX_LAYERS (2 + 4 * EVIT_MAX_DEPTH + EVIT_DECODER_MAX_LEVELS + 1)
+#define EVIT_QMODEL_MAX_ENTRIES (EVIT_QMODEL_MAX_LAYERS + EVIT_MAX_DEPTH)
+
 struct evit_qmodel {
     struct evit_vit vit; /* float parameters (owned after load) */
     int own_vit;
     struct evrt_model rt;
     struct evrt_block blocks[EVIT_MAX_DEPTH];
+    struct evrt_decoder dec; /* rt.decoder for a seg_mlp head */
     int8_t *wq;     /* every linear's int8 weights, back to back */
     float *wscale;  /* every linear's per-channel scales */
     /* how it was calibrated (written to and read from the file) */
@@ -46,8 +53,8 @@ struct evit_qmodel {
  * with int8 weights and scales computed for every linear layer (symmetric
  * per channel, evrt_quantize_weights_ref) but every dtype EVRT_F32 and
  * activation scale 1, zero 0.  Calibration then sets scales and dtypes.
- * m's head must be one the runtime has (EVIT_HEADS_LINEAR): the stages
- * that come here load with that mask. */
+ * Every head maps (seg_mlp's decoder to rt.decoder, its layers numbered
+ * after the head: evrt.h). */
 void evit_qmodel_from_vit(struct evit_qmodel *q, const struct evit_vit *m);
 /* Writes the model, meta (stage, report, parent, class names) and the
  * calibration fields to a temporary file renamed into place. */
@@ -99,8 +106,7 @@ struct evit_dataset;
 int evit_qmodel_latency(const struct evrt_model *rt, const struct evit_dataset *d, int n, const char *path,
                         double ms[3]);
 
-/* The same for a float ViT, through libevrt's float32 path; a head the
- * runtime lacks (seg_mlp) is one line and EVIT_ERR. */
+/* The same for a float ViT, through libevrt's float32 path. */
 int evit_qmodel_vit_latency(const struct evit_vit *m, const struct evit_dataset *d, int n, const char *path,
                             double ms[3]);
 

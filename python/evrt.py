@@ -155,7 +155,8 @@ class Model:
     in chunks of it).
 
     head is "class" (logits of the class token: logits, top) or
-    "seg_linear" (a segmentation model: per-patch logits and the mask);
+    "seg_linear" or "seg_mlp" (a segmentation model: per-patch logits and
+    the mask);
     grid the patches per side, img_size / patch."""
 
     _f = None
@@ -193,10 +194,10 @@ class Model:
         self.head, self.grid = self._head(lib)
 
     def _head(self, lib):
-        """("class" or "seg_linear", grid), from evrt_file_head."""
+        """("class", "seg_linear" or "seg_mlp", grid), from evrt_file_head."""
         m = lib.evrt_file_model(self._f)
         grid = int(round((lib.evrt_model_tokens(m) - 1) ** 0.5))
-        return ("seg_linear" if lib.evrt_file_head(self._f) == 1 else "class"), grid
+        return {1: "seg_linear", 2: "seg_mlp"}.get(lib.evrt_file_head(self._f), "class"), grid
 
     def _ctx_error(self):
         return _lib.evrt_ctx_error(self._ctx).decode(errors="replace")
@@ -246,7 +247,7 @@ class Model:
         (frames resized as for logits): uint8 (img_size, img_size) for one
         frame, (N, img_size, img_size) for a batch; libevrt's decoder, so
         evit-run's --mask of the same pixels."""
-        if self.head != "seg_linear":
+        if self.head == "class":
             raise Error("%s: a class-head model has no mask: mask() takes a segmentation model" % self.path)
         return self._run(frames, (self.img_size, self.img_size), np.uint8,
                          lambda x, n, m: _lib.evrt_infer_seg(self._ctx, x, n, None, None, m))

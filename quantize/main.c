@@ -164,7 +164,7 @@ int main(int argc, char **argv)
     struct evit_qmodel q = {0};
     struct evit_score ef = {0}, eq = {0};
     struct evit_quant_stats *stats = NULL;
-    struct evit_quant_layer_err err[2 + 5 * EVIT_MAX_DEPTH];
+    struct evit_quant_layer_err err[EVIT_QMODEL_MAX_ENTRIES];
     uint8_t *cimg = NULL;
     cJSON *history = NULL;
     int rc = EVIT_EXIT_FAIL, have_q = 0;
@@ -183,7 +183,7 @@ int main(int argc, char **argv)
             goto fail;
         }
     }
-    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_LINEAR) < 0) goto fail;
+    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_RUNTIME) < 0) goto fail;
     if (evit_dataset_load_task(a.calib, &calib, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) goto fail;
     if (evit_eval_check_compat(&m, a.model, &calib, a.calib) < 0) goto fail;
     if (evit_dataset_load_task(a.val, &val, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0) goto fail;

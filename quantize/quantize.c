@@ -430,6 +430,10 @@ static void attention_buffers(const struct evit_qmodel *q, int B, float **att, f
     *out = evit_malloc(sizeof(float) * (size_t)B * T * I);
 }
 
+/* 1 for a layer of a block (qkv, proj, fc1, fc2): not the patch
+ * embedding, the head or seg_mlp's decoder layers after it (evrt.h). */
+static int block_layer(const struct evrt_model *m, int layer) { return layer >= 1 && layer <= 4 * m->depth; }
+
 struct collect {
     struct evit_quant_stats *stats;
     const struct evit_qmodel *q;
@@ -458,7 +462,7 @@ static void collect_observer(void *user, int layer, int phase, const float *x, i
         stats_add(c, layer, x, (size_t)rows * cols);
         return;
     }
-    if (layer < 1 || layer >= nl - 1 || (layer - 1) % 4 != 0) return;
+    if (!block_layer(m, layer) || (layer - 1) % 4 != 0) return;
     const struct evrt_block *b = &m->blocks[l];
     /* the block's tokens: fewer after Token Merging, whose sizes bias
      * the attention (proportional attention) */
@@ -485,7 +489,7 @@ static void collect_observer(void *user, int layer, int phase, const float *x, i
 int evit_quant_collect(struct evit_qmodel *q, const uint8_t *images, int n, int batch,
                        struct evit_quant_stats *stats)
 {
-    int saved[2 + 5 * EVIT_MAX_DEPTH], rc = EVIT_OK;
+    int saved[EVIT_QMODEL_MAX_ENTRIES], rc = EVIT_OK;
     struct collect c = {stats, q, 0, NULL, NULL, NULL};
     attention_buffers(q, batch, &c.att, &c.out);
     for (int i = 0; i < evit_quant_stat_count(q); i++) evit_quant_stats_init(&stats[i]);
@@ -556,7 +560,7 @@ static void measure_attention(struct measure *m, int layer, int phase, const flo
 {
     const struct evrt_model *rt = &m->q->rt;
     int nl = evrt_layer_count(rt), l = (layer - 1) / 4, e = nl + l, k = (layer - 1) % 4;
-    if (layer < 1 || layer >= nl - 1 || k > 1) return;
+    if (!block_layer(rt, layer) || k > 1) return;
     const struct evrt_block *b = &rt->blocks[l];
     int T = evrt_model_tokens_at(rt, l), nq = l == rt->depth - 1 && rt->head_kind == EVRT_HEAD_CLASS ? 1 : T;
     if (k == 0 && phase == EVRT_OBSERVE_OUTPUT && m->pass == 0 && m->saved[e] == EVRT_I8) {
@@ -601,7 +605,7 @@ static void measure_observer(void *user, int layer, int phase, const float *x, i
 int evit_quant_measure(struct evit_qmodel *q, const uint8_t *images, int n, int batch,
                        struct evit_quant_layer_err *err)
 {
-    int nl = evit_quant_entries(q), saved[2 + 5 * EVIT_MAX_DEPTH], rc = EVIT_OK, dmax = 1;
+    int nl = evit_quant_entries(q), saved[EVIT_QMODEL_MAX_ENTRIES], rc = EVIT_OK, dmax = 1;
     size_t img = (size_t)q->rt.img_size * q->rt.img_size * q->rt.channels, most = 0;
     int T = evrt_model_tokens(&q->rt);
     struct measure m = {.q = q, .saved = saved};

@@ -179,6 +179,11 @@ struct evrt_ctx {
     /* segmentation (evrt_infer_seg) */
     float *seg_z;           /* (B, N, K) per-patch logits when the caller wants none */
     float *seg_scratch;     /* (threads, evrt_seg_scratch) the decoder's */
+    /* seg_mlp's decoder (EVRT_HEAD_SEG_MLP): each level's linear_c output,
+     * their concatenation, the fuse layer's output */
+    float *dec_e;           /* (L, B * N, C) */
+    float *dec_cat;         /* (B * N, L * C) */
+    float *dec_u;           /* (B * N, C) */
 };
 
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -733,7 +738,19 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
         *out = NULL;
         return EVRT_ENOMEM;
     }
-    if (m->head_kind == EVRT_HEAD_SEG_LINEAR) {
+    if (m->head_kind == EVRT_HEAD_SEG_MLP) {
+        size_t C = (size_t)m->decoder->dim, BN = B * c->N, Lv = (size_t)m->decoder->levels;
+        c->dec_e = malloc(sizeof(float) * Lv * BN * C);
+        c->dec_cat = malloc(sizeof(float) * Lv * BN * C);
+        c->dec_u = malloc(sizeof(float) * BN * C);
+        c->bytes += sizeof(float) * (2 * Lv + 1) * BN * C;
+        if (!c->dec_e || !c->dec_cat || !c->dec_u) {
+            evrt_ctx_destroy(c);
+            *out = NULL;
+            return EVRT_ENOMEM;
+        }
+    }
+    if (m->head_kind != EVRT_HEAD_CLASS) {
         c->seg_z = malloc(sizeof(float) * B * c->N * (size_t)m->classes);
         c->seg_scratch = malloc(sizeof(float) * evrt_seg_scratch(m->img_size, m->classes));
         c->bytes += sizeof(float) * (B * c->N * (size_t)m->classes + evrt_seg_scratch(m->img_size, m->classes));
@@ -827,6 +844,9 @@ void evrt_ctx_destroy(evrt_ctx *c)
     free(c->order);
     free(c->seg_z);
     free(c->seg_scratch);
+    free(c->dec_e);
+    free(c->dec_cat);
+    free(c->dec_u);
     free(c->xq);
     free(c->wsum);
     free(c->wsum_off);
@@ -872,6 +892,9 @@ static int blocks_of(int n, int b) { return (n + b - 1) / b; }
  * that claiming costs nothing (a claim is a shared cache line). */
 #define UNITS_PER_THREAD 6
 
+/* What a linear layer's input takes first, in place. */
+enum act { ACT_NONE = 0, ACT_GELU = 1, ACT_RELU = 2 };
+
 struct linear_job {
     const struct evrt_kernels *k;
     const struct evrt_linear *L;
@@ -881,7 +904,8 @@ struct linear_job {
     const int32_t *wsum;
     const void *wp; /* packed weights, or NULL */
     int rows, row_blocks, items, per_unit, row_unit;
-    int gelu;       /* GELU on x in place first (fc2's input) */
+    int act;        /* an activation on x in place first (enum act) */
+    int act_fused;  /* 1: in the region that quantizes x (rows_unit) */
 };
 
 /* Rows [r0, r1) by channels [o0, o1) of the layer. */
@@ -930,21 +954,33 @@ static void quant_rows(const struct evrt_kernels *k, void *xq, const struct evrt
              L->in_scale, L->in_zero);
 }
 
-static void gelu_unit(void *arg, int tid, int u)
+/* ReLU in place: x > 0 ? x : 0 (NaN 0), as evit's evit_relu_forward. */
+static void relu(float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void act_unit(void *arg, int tid, int u)
 {
     struct linear_job *j = arg;
     int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
+    float *x = j->x + (size_t)r0 * j->L->in;
+    size_t n = (size_t)(r1 - r0) * j->L->in;
     (void)tid;
-    j->k->gelu(j->x + (size_t)r0 * j->L->in, (size_t)(r1 - r0) * j->L->in);
+    if (j->act == ACT_GELU)
+        j->k->gelu(x, n);
+    else
+        relu(x, n);
 }
 
-/* Rows of x: GELU in place (gelu), then quantization (INT8): GELU is
- * element-wise, so any split gives the same bits. */
+/* Rows of x: the activation in place (act), then quantization (INT8): GELU
+ * and ReLU are element-wise, so any split gives the same bits. */
 static void rows_unit(void *arg, int tid, int u)
 {
     struct linear_job *j = arg;
     int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
-    if (j->gelu) gelu_unit(arg, tid, u);
+    if (j->act_fused) act_unit(arg, tid, u);
     quant_rows(j->k, j->xq, j->L, j->x, r0, r1);
 }
 
@@ -966,9 +1002,10 @@ static int row_unit(const evrt_ctx *c, int rows)
 }
 
 /* One linear layer on rows of x, through the observer.  quantized: x is
- * already in c->xq (fuse_quant).  gelu: x is the MLP's hidden layer,
- * which takes GELU (in place) first, in the region that quantizes it. */
-static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int quantized, int gelu,
+ * already in c->xq (fuse_quant).  act: x takes an activation in place
+ * first (GELU: the MLP's hidden layer; ReLU: seg_mlp's fused features), in
+ * the region that quantizes it. */
+static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int quantized, int act,
                    const struct side *side)
 {
     const struct evrt_linear *L = evrt_model_layer(c->m, layer);
@@ -986,10 +1023,11 @@ static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int qua
     j.row_unit = row_unit(c, rows);
     j.wsum = i8 ? wsum_of(c, layer) : NULL;
     j.wp = packed(c, layer);
-    /* GELU in the region that quantizes, unless the observer must see x
-     * between the two */
-    j.gelu = gelu && i8 && !quantized && !c->observer;
-    if (gelu && !j.gelu) parallel(c, gelu_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * L->in < 8192);
+    /* the activation in the region that quantizes, unless the observer
+     * must see x between the two */
+    j.act = act;
+    j.act_fused = act && i8 && !quantized && !c->observer;
+    if (act && !j.act_fused) parallel(c, act_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * L->in < 8192);
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_INPUT, x, rows, L->in);
     if (i8 && !quantized)
         parallel(c, rows_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * L->in < 8192);
@@ -1240,15 +1278,125 @@ static int block(evrt_ctx *c, int l, int B, int T, int last, int q1)
         q2 = addln(c, c->tmp, b->ln2_w, b->ln2_b, rows, 3 + 4 * l);
     }
     linear(c, 3 + 4 * l, c->h, c->ln, rows, q2, 0, NULL);
-    linear(c, 4 + 4 * l, c->tmp, c->h, rows, 0, 1, NULL);
+    linear(c, 4 + 4 * l, c->tmp, c->h, rows, 0, ACT_GELU, NULL);
     return T;
+}
+
+/* ---------------------------------------------------------------- seg_mlp's decoder */
+
+/* Level i of the decoder (struct evrt_decoder) on the stream c->x (B, T, D)
+ * as its block left it: the patch tokens' LayerNorm f_i into c->tmp (free
+ * between a block's residual add and the next block's projection), as
+ * (B * N, D) rows, quantized for linear_c[i] when next; in units of rows
+ * (row_unit), each row the same code whoever computes it. */
+struct level_job {
+    const struct evrt_kernels *k;
+    const float *x;  /* (B, T, D) */
+    float *out;      /* (B * N, D) */
+    const float *w, *b;
+    const struct evrt_linear *next;
+    void *xq;
+    int N, T, D, rows, row_unit;
+};
+
+static void level_unit(void *arg, int tid, int u)
+{
+    const struct level_job *j = arg;
+    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows), g;
+    (void)tid;
+    for (g = r0; g < r1;) { /* a run of one image's patch tokens */
+        int b = g / j->N, n0 = g % j->N, n1 = imin(j->N, n0 + (r1 - g));
+        j->k->layernorm(j->out + (size_t)g * j->D, j->x + ((size_t)b * j->T + 1 + n0) * j->D, j->w, j->b, n1 - n0,
+                        j->D);
+        g += n1 - n0;
+    }
+    if (j->next) quant_rows(j->k, j->xq, j->next, j->out, r0, r1);
+}
+
+static void level(evrt_ctx *c, int i, int B)
+{
+    const struct evrt_model *m = c->m;
+    const struct evrt_decoder *d = m->decoder;
+    int layer = 2 + 4 * m->depth + i, last = i == d->levels - 1;
+    struct level_job j;
+    j.k = c->k;
+    j.x = c->x;
+    j.out = c->tmp;
+    j.w = last ? m->norm_w : d->norm_w[i];
+    j.b = last ? m->norm_b : d->norm_b[i];
+    j.next = fuse_quant(c, layer) ? evrt_model_layer(m, layer) : NULL;
+    j.xq = c->xq;
+    j.N = c->N;
+    j.T = c->T;
+    j.D = m->dim;
+    j.rows = B * c->N;
+    j.row_unit = row_unit(c, j.rows);
+    parallel(c, level_unit, &j, blocks_of(j.rows, j.row_unit), (size_t)j.rows * j.D < 8192);
+    linear(c, layer, c->dec_e + (size_t)i * j.rows * d->dim, c->tmp, j.rows, j.next != NULL, ACT_NONE, NULL);
+}
+
+/* [e_0 | ... | e_{L-1}] row by row into c->dec_cat (quantized for the
+ * fuse layer when next), in units of rows. */
+struct concat_job {
+    const struct evrt_kernels *k;
+    const float *e; /* (L, rows, C) */
+    float *cat;     /* (rows, L * C) */
+    const struct evrt_linear *next;
+    void *xq;
+    int L, C, rows, row_unit;
+};
+
+static void concat_unit(void *arg, int tid, int u)
+{
+    const struct concat_job *j = arg;
+    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows), r, i;
+    size_t C = (size_t)j->C;
+    (void)tid;
+    for (r = r0; r < r1; r++)
+        for (i = 0; i < j->L; i++)
+            memcpy(j->cat + ((size_t)r * j->L + i) * C, j->e + ((size_t)i * j->rows + r) * C, sizeof(float) * C);
+    if (j->next) quant_rows(j->k, j->xq, j->next, j->cat, r0, r1);
+}
+
+/* After the last level: the concatenation, the fuse layer, the ReLU (in
+ * the head's input region) and the head, into logits (B * N, K). */
+static void decode(evrt_ctx *c, int B, float *logits)
+{
+    const struct evrt_model *m = c->m;
+    const struct evrt_decoder *d = m->decoder;
+    int fuse = 2 + 4 * m->depth + d->levels;
+    struct concat_job j;
+    j.k = c->k;
+    j.e = c->dec_e;
+    j.cat = c->dec_cat;
+    j.next = fuse_quant(c, fuse) ? evrt_model_layer(m, fuse) : NULL;
+    j.xq = c->xq;
+    j.L = d->levels;
+    j.C = d->dim;
+    j.rows = B * c->N;
+    j.row_unit = row_unit(c, j.rows);
+    parallel(c, concat_unit, &j, blocks_of(j.rows, j.row_unit), (size_t)j.rows * j.L * j.C < 8192);
+    linear(c, fuse, c->dec_u, c->dec_cat, j.rows, j.next != NULL, ACT_NONE, NULL);
+    linear(c, 1 + 4 * m->depth, logits, c->dec_u, j.rows, 0, ACT_RELU, NULL);
+}
+
+/* The decoder level that reads block l's output, or -1 (none, or no
+ * seg_mlp decoder). */
+static int level_of(const struct evrt_model *m, int l)
+{
+    int i;
+    if (m->head_kind != EVRT_HEAD_SEG_MLP) return -1;
+    for (i = 0; i < m->decoder->levels; i++)
+        if (m->decoder->level[i] == l) return i;
+    return -1;
 }
 
 /* The model on B checked images: logits (B, evrt_model_outputs / B). */
 static int forward(evrt_ctx *c, const uint8_t *images, int B, float *logits)
 {
     const struct evrt_model *m = c->m;
-    int T = c->T, N = c->N, D = m->dim, b, t, i, l, q, seg = m->head_kind == EVRT_HEAD_SEG_LINEAR;
+    int T = c->T, N = c->N, D = m->dim, b, t, i, l, q, seg = m->head_kind != EVRT_HEAD_CLASS;
+    int mlp = m->head_kind == EVRT_HEAD_SEG_MLP;
     /* dtypes and scales may have changed since the last call */
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
     if (model_merges(m) && !c->size)
@@ -1273,17 +1421,25 @@ static int forward(evrt_ctx *c, const uint8_t *images, int B, float *logits)
     c->bias_now = NULL;
     q = addln(c, NULL, m->blocks[0].ln1_w, m->blocks[0].ln1_b, B * T, 1);
     for (l = 0; l < m->depth; l++) {
-        int last = l == m->depth - 1;
+        int last = l == m->depth - 1, lv = level_of(m, l);
         /* a class head needs only the class token out of the last block */
         T = block(c, l, B, T, last && !seg, q);
         /* the residual add, and the next block's LN1 (or the final norm
-         * on the class tokens), quantized for the layer after it */
+         * on the class tokens), quantized for the layer after it, unless
+         * a decoder level's layer takes c->xq first */
         if (!last)
-            q = addln(c, c->tmp, m->blocks[l + 1].ln1_w, m->blocks[l + 1].ln1_b, B * T, 1 + 4 * (l + 1));
+            q = addln(c, c->tmp, m->blocks[l + 1].ln1_w, m->blocks[l + 1].ln1_b, B * T, lv < 0 ? 1 + 4 * (l + 1) : -1);
         else if (!seg)
             q = addln(c, c->tmp, m->norm_w, m->norm_b, B, 1 + 4 * m->depth);
+        else if (mlp)
+            addln(c, c->tmp, NULL, NULL, B * T, -1); /* the residual add alone */
+        /* seg_mlp: the level's features, before the next block overwrites
+         * the stream */
+        if (lv >= 0) level(c, lv, B);
     }
-    if (seg) {
+    if (mlp) {
+        decode(c, B, logits);
+    } else if (seg) {
         /* the final norm on every token, then the patch tokens alone,
          * compacted to (B * N, D), go through the head (quantized there:
          * the class token's row is neither computed nor calibrated) */
@@ -1341,7 +1497,7 @@ int evrt_infer_seg(evrt_ctx *c, const uint8_t *images, int B, float *logits, flo
         return evrt_errf(c->err, sizeof c->err, "batch %d outside [1, %d]", B, c->max_batch);
     if (!images || (!logits && !scores && !mask))
         return evrt_errf(c->err, sizeof c->err, "images and one of logits, scores and mask must not be NULL");
-    if (m->head_kind != EVRT_HEAD_SEG_LINEAR)
+    if (m->head_kind == EVRT_HEAD_CLASS)
         return evrt_errf(c->err, sizeof c->err, "a class-head model: its logits come from evrt_infer");
     if (mask && m->classes > 256)
         return evrt_errf(c->err, sizeof c->err, "a mask of bytes takes at most 256 classes, not %d", m->classes);

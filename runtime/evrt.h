@@ -102,6 +102,10 @@
  *                                            patch n at grid row n / G,
  *                                            column n % G
  *
+ * or, with SegFormer's all-MLP decoder (EVRT_HEAD_SEG_MLP, struct
+ * evrt_decoder below), z the decoder's per-patch logits, in the same order;
+ * everything from z on is the same for both heads:
+ *
  * and, through the decoder (the kernels' decode slot), per-pixel class
  * scores: z bilinearly upsampled to img_size x img_size as PyTorch's
  * interpolate(align_corners=False) does, and the mask, each pixel's
@@ -179,8 +183,40 @@ struct evrt_block {
 
 /* What the model computes from its last block (above). */
 enum evrt_head {
-    EVRT_HEAD_CLASS = 0,     /* logits of the class token: evrt_infer */
-    EVRT_HEAD_SEG_LINEAR = 1 /* logits of every patch token: evrt_infer_seg */
+    EVRT_HEAD_CLASS = 0,      /* logits of the class token: evrt_infer */
+    EVRT_HEAD_SEG_LINEAR = 1, /* logits of every patch token: evrt_infer_seg */
+    EVRT_HEAD_SEG_MLP = 2     /* SegFormer's all-MLP decoder over several
+                                 blocks' patch tokens (struct evrt_decoder):
+                                 per-patch logits, evrt_infer_seg */
+};
+
+#define EVRT_MAX_LEVELS 4
+
+/* The all-MLP decoder of head EVRT_HEAD_SEG_MLP (SegFormer, Xie et al.
+ * 2021, on a plain ViT: every level has the same patch grid, so nothing is
+ * upsampled before the fuse), reading the outputs x_{l_i} (the residual
+ * stream after the block's MLP add) of L blocks l_0 < ... < l_{L-1} =
+ * depth - 1, on the patch tokens alone (N = (img_size/patch)^2 rows per
+ * image):
+ *
+ *   f_i    = LN_i(x_{l_i}[:, 1:])          (N, D)  LN_{L-1} is the final norm
+ *   e_i    = linear_c[i](f_i)              (N, C)
+ *   u      = ReLU(fuse([e_0 | ... | e_{L-1}]))   (N, C), ReLU(x) = x > 0 ? x : 0
+ *   logits = head(u)                        (N, K)  (the model's head is C -> K)
+ *
+ * Each linear is a layer like any other (numbered after the head, below),
+ * float32 or INT8; LayerNorm, the concatenation and the ReLU stay float32. */
+struct evrt_decoder {
+    int dim;                         /* C */
+    int levels;                      /* L, 1 to EVRT_MAX_LEVELS */
+    int level[EVRT_MAX_LEVELS];      /* the blocks l_i, 0-based, strictly
+                                        increasing, the last depth - 1 */
+    const float *norm_w[EVRT_MAX_LEVELS], *norm_b[EVRT_MAX_LEVELS];
+                                     /* (D) LN_i for i < L - 1; the last
+                                        level's is norm_w, norm_b of the model
+                                        (these two entries are not read) */
+    struct evrt_linear linear_c[EVRT_MAX_LEVELS]; /* D -> C, i < L */
+    struct evrt_linear fuse;         /* L*C -> C, its input [e_0 | ... | e_{L-1}] */
 };
 
 struct evrt_model {
@@ -193,18 +229,28 @@ struct evrt_model {
     const float *pos_embed;         /* (1 + (img_size/patch)^2, D) */
     struct evrt_block *blocks;      /* (depth) */
     const float *norm_w, *norm_b;   /* (D) final LayerNorm */
-    struct evrt_linear head;        /* D -> classes */
+    struct evrt_linear head;        /* D -> classes; C -> classes for
+                                       EVRT_HEAD_SEG_MLP */
     int head_kind;                  /* enum evrt_head; 0 (the class head)
                                        when the struct is zeroed */
+    struct evrt_decoder *decoder;   /* EVRT_HEAD_SEG_MLP's decoder (must
+                                       outlive contexts, like blocks); not
+                                       read for the other heads */
 };
 
-/* Linear layers are numbered in execution order: 0 the patch embedding,
- * 1 + 4l + {0 qkv, 1 proj, 2 fc1, 3 fc2} for block l, 1 + 4 depth the head. */
+/* Linear layers are numbered: 0 the patch embedding, 1 + 4l + {0 qkv,
+ * 1 proj, 2 fc1, 3 fc2} for block l, 1 + 4 depth the head (execution order
+ * so far); then, for EVRT_HEAD_SEG_MLP only, 2 + 4 depth + i for the
+ * decoder's linear_c[i] (i < L) and 2 + 4 depth + L for its fuse layer,
+ * appended so that every other layer keeps its number (in execution they
+ * come before the head: linear_c[i] after block l_i, the fuse layer after
+ * the last block).  2 + 4 depth layers, plus L + 1 for the decoder. */
 int evrt_layer_count(const struct evrt_model *m);
 /* The layer with that number (NULL when out of range). */
 struct evrt_linear *evrt_model_layer(const struct evrt_model *m, int layer);
 /* Its timm name without ".weight": "patch_embed.proj", "blocks.0.attn.qkv",
- * "blocks.0.mlp.fc2", "head".  Returns buf. */
+ * "blocks.0.mlp.fc2", "head", "decode_head.linear_c.0",
+ * "decode_head.linear_fuse".  Returns buf. */
 const char *evrt_layer_name(const struct evrt_model *m, int layer, char *buf, size_t n);
 
 /* Tokens T = 1 + (img_size / patch)^2. */
@@ -213,14 +259,17 @@ int evrt_model_tokens(const struct evrt_model *m);
  * blocks before it. */
 int evrt_model_tokens_at(const struct evrt_model *m, int l);
 /* Floats of output per image: classes for the class head, (T - 1) *
- * classes (per patch) for a segmentation head. */
+ * classes (per patch) for a segmentation head (either). */
 size_t evrt_model_outputs(const struct evrt_model *m);
 /* Bytes of every tensor at its stored precision: int8 weights plus their
- * float scales for EVRT_I8 layers, float32 for everything else, plus the
- * two activation-quantization numbers of each EVRT_I8 layer. */
+ * float scales for EVRT_I8 layers, float32 for everything else (the
+ * decoder's LayerNorms and layers included), plus the two
+ * activation-quantization numbers of each EVRT_I8 layer. */
 size_t evrt_model_bytes(const struct evrt_model *m);
-/* Checks shapes and that every tensor the dtypes need is present; on failure
- * writes a message to err (err_n bytes, may be 0) and returns EVRT_EINVAL. */
+/* Checks shapes and that every tensor the dtypes need is present (for
+ * EVRT_HEAD_SEG_MLP: the decoder, its levels and its LayerNorms too); on
+ * failure writes a message to err (err_n bytes, may be 0) and returns
+ * EVRT_EINVAL. */
 int evrt_model_check(const struct evrt_model *m, char *err, size_t err_n);
 
 typedef struct evrt_ctx evrt_ctx;
@@ -231,7 +280,9 @@ typedef struct evrt_ctx evrt_ctx;
  * entering it, evrt_model_tokens_at; B*T_{l+1} from fc1 on when it
  * merges), B*(T-1) for the patch embedding, or B in the last block after
  * attention and in the head; a segmentation model's last block has B*T
- * rows throughout and its head B*(T-1), the patch tokens. */
+ * rows throughout and its head B*(T-1), the patch tokens, as have the
+ * decoder's layers (EVRT_HEAD_SEG_MLP; the head's input is then u, after
+ * the ReLU). */
 enum { EVRT_OBSERVE_INPUT = 0, EVRT_OBSERVE_OUTPUT = 1 };
 typedef void (*evrt_observer_fn)(void *user, int layer, int phase, const float *x /* (rows, cols) */,
                                  int rows, int cols);
@@ -296,7 +347,8 @@ const float *evrt_ctx_attention_bias(const evrt_ctx *ctx);
 int evrt_infer(evrt_ctx *ctx, const uint8_t *images /* (B, H, W, C) */, int B,
                float *logits /* (B, classes) */);
 
-/* A segmentation model (head_kind EVRT_HEAD_SEG_LINEAR) on B images: any of
+/* A segmentation model (head_kind EVRT_HEAD_SEG_LINEAR or
+ * EVRT_HEAD_SEG_MLP) on B images: any of
  * the three outputs may be NULL (not all): the per-patch logits z, the
  * per-pixel scores (the decoder's upsampling, above) and the mask (its
  * argmax; classes <= 256).  Scores take B * img_size^2 * classes floats;
@@ -363,8 +415,10 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   0       8     magic "EVITMODL"
  *   8       4     u32 format version: 1; 2 when some block has INT8
  *                 attention; 3 when the model merges tokens (a merge_r
- *                 tensor); 4 when its head is not the class head; this
- *                 runtime reads all four
+ *                 tensor); 4 when its head is not the class head; 5 when
+ *                 it is seg_mlp (the decoder entry below); the writer
+ *                 uses the lowest that holds the model, and this runtime
+ *                 reads all five
  *   12      4     u32 endianness marker 0x01020304 (bytes 04 03 02 01)
  *   16      4     u32 header_bytes H: bytes [0, H) are the header; a
  *                 multiple of 64
@@ -382,11 +436,18 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *   88      16    f32 mean[4] \ per channel on pixel/255, unused channels 0;
  *   104     16    f32 std[4]  / std > 0
  *   120     4     u32 head (enum evrt_head): 0 class, 1 seg_linear (a
- *                 segmentation model, version 4 only)
+ *                 segmentation model, from version 4), 2 seg_mlp (from
+ *                 version 5)
  *   124     4     zero
  *   128     16*depth       blocks: u32 heads, head_dim, mlp, attention dtype
  *                 (0 float32, 1 int8: version 2 only)
- *   then    16*(2+4depth)  linear layers in evrt_model_layer order:
+ *   then    32             the decoder entry, for head 2 only (absent
+ *                 otherwise): +0 u32 C (1..65536), +4 u32 L (1..4),
+ *                 +8 u32 level[4] (blocks l_0 < ... < l_{L-1} = depth - 1;
+ *                 the entries past L zero), +24 u32 0, +28 u32 0
+ *   then    16*n_layers    linear layers in evrt_model_layer order
+ *                 (n_layers = evrt_layer_count: 2 + 4 depth, plus L + 1
+ *                 for head 2, its linear_c[i] and fuse after the head):
  *                 u32 dtype (enum evrt_dtype), f32 in_scale, i32 in_zero, 0
  *   then    96*n_tensors   tensor table:
  *                 +0 char name[48], NUL-terminated, zero-padded
@@ -403,14 +464,18 @@ void evrt_quantize_weights_ref(int8_t *wq /* (O, I) */, float *scale /* (O) */,
  *
  * Tensor names and shapes (D dim, T tokens, layer X one of patch_embed.proj,
  * blocks.L.attn.qkv, blocks.L.attn.proj, blocks.L.mlp.fc1, blocks.L.mlp.fc2,
- * head, with (out, in) from the config):
+ * head, and for head 2 decode_head.linear_c.I (I < L; (C, D)) and
+ * decode_head.linear_fuse ((C, L C); the head is then (classes, C)), with
+ * (out, in) from the config and the decoder entry):
  *   cls_token (D), pos_embed (T, D), blocks.L.norm1.weight / .bias (D),
  *   blocks.L.norm2.weight / .bias (D), norm.weight / norm.bias (D);
  *   X.weight float32 (out, in) for a float32 layer, X.weight_int8 int8
  *   (out, in) and X.weight_scale float32 (out) for an int8 layer; X.bias
  *   float32 (out), optional; blocks.L.attn.act_scale float32 (4), the
  *   q, k, v, p scales of a block with INT8 attention; merge_r int32 (depth),
- *   Token Merging's schedule (version 3, optional: none is all zeros).
+ *   Token Merging's schedule (version 3, optional: none is all zeros);
+ *   for head 2, decode_head.norms.I.weight / .bias float32 (D) for
+ *   I < L - 1 (the last level's LayerNorm is norm.weight / norm.bias).
  *   No other tensor, none twice.  float32
  *   tensors must be finite.
  *
@@ -452,8 +517,9 @@ const char *evrt_file_class_name(const evrt_file *f, int k);
  * NULL.  Returns the bytes of one image, img_size^2 * channels. */
 size_t evrt_file_input(const evrt_file *f, int *img_size, int *channels, int *classes);
 /* The model's head (enum evrt_head): EVRT_HEAD_CLASS, whose logits come
- * from evrt_infer, or EVRT_HEAD_SEG_LINEAR, whose per-patch logits, scores
- * and mask come from evrt_infer_seg (for bindings, as evrt_file_input). */
+ * from evrt_infer, or EVRT_HEAD_SEG_LINEAR or EVRT_HEAD_SEG_MLP, whose
+ * per-patch logits, scores and mask come from evrt_infer_seg (for
+ * bindings, as evrt_file_input). */
 int evrt_file_head(const evrt_file *f);
 const struct evrt_lineage *evrt_file_lineage(const evrt_file *f);
 /* Bytes mapped or held for the file. */

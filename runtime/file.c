@@ -36,6 +36,7 @@ struct evrt_file {
     void *alloc;    /* malloc'd copy (data is aligned inside it), or NULL */
     struct evrt_model model;
     struct evrt_block *blocks; /* (depth) */
+    struct evrt_decoder decoder; /* model.decoder for head 2 (seg_mlp) */
     const char *name;
     const char **classes; /* (classes) or NULL */
     struct evrt_lineage lineage;
@@ -97,14 +98,19 @@ uint32_t evrt_crc32(uint32_t crc, const void *data, size_t n)
 }
 
 size_t evrt_file_blocks_at(void) { return EVRT_FH_BYTES; }
-size_t evrt_file_layers_at(int depth) { return EVRT_FH_BYTES + (size_t)depth * EVRT_BLOCK_ENTRY; }
-size_t evrt_file_tensors_at(int depth)
+size_t evrt_file_decoder_at(int depth) { return EVRT_FH_BYTES + (size_t)depth * EVRT_BLOCK_ENTRY; }
+size_t evrt_file_layers_at(int depth, int levels)
 {
-    return evrt_file_layers_at(depth) + (size_t)(2 + 4 * depth) * EVRT_LAYER_ENTRY;
+    return evrt_file_decoder_at(depth) + (levels ? EVRT_DECODER_ENTRY : 0);
 }
-size_t evrt_file_strings_at(int depth, uint32_t tensors)
+int evrt_file_layer_entries(int depth, int levels) { return 2 + 4 * depth + (levels ? levels + 1 : 0); }
+size_t evrt_file_tensors_at(int depth, int levels)
 {
-    return evrt_file_tensors_at(depth) + (size_t)tensors * EVRT_TENSOR_ENTRY;
+    return evrt_file_layers_at(depth, levels) + (size_t)evrt_file_layer_entries(depth, levels) * EVRT_LAYER_ENTRY;
+}
+size_t evrt_file_strings_at(int depth, int levels, uint32_t tensors)
+{
+    return evrt_file_tensors_at(depth, levels) + (size_t)tensors * EVRT_TENSOR_ENTRY;
 }
 
 static int ferr(char *err, size_t n, int code, const char *fmt, ...)
@@ -177,11 +183,51 @@ static int read_config(struct evrt_file *f, char *err, size_t n)
     }
     if (rd32(h + EVRT_FH_RESERVED)) return ferr(err, n, EVRT_EFORMAT, "reserved header bytes are not zero");
     m->head_kind = (int)rd32(h + EVRT_FH_HEAD);
-    if (rd32(h + EVRT_FH_HEAD) > EVRT_HEAD_SEG_LINEAR || (m->head_kind && f->version < EVRT_FILE_VERSION_HEAD))
+    if (rd32(h + EVRT_FH_HEAD) > EVRT_HEAD_SEG_MLP || (m->head_kind && f->version < EVRT_FILE_VERSION_HEAD) ||
+        (m->head_kind == EVRT_HEAD_SEG_MLP && f->version < EVRT_FILE_VERSION_DECODER))
         return ferr(err, n, EVRT_EFORMAT, "head kind %lu invalid in format version %lu",
                     (unsigned long)rd32(h + EVRT_FH_HEAD), (unsigned long)f->version);
     return EVRT_OK;
 }
+
+/* seg_mlp's decoder entry (head 2): width, levels and the level list,
+ * checked before the layer table's size is derived from the levels. */
+static int read_decoder(struct evrt_file *f, uint64_t header, char *err, size_t n)
+{
+    struct evrt_model *m = &f->model;
+    struct evrt_decoder *d = &f->decoder;
+    const uint8_t *e = f->data + evrt_file_decoder_at(m->depth);
+    uint32_t C, L, lv[EVRT_MAX_LEVELS], i;
+    if (m->head_kind != EVRT_HEAD_SEG_MLP) return EVRT_OK;
+    if (evrt_file_layers_at(m->depth, 1) > header)
+        return ferr(err, n, EVRT_EFORMAT, "the decoder entry does not fit a %llu-byte header",
+                    (unsigned long long)header);
+    C = rd32(e + EVRT_DE_DIM);
+    L = rd32(e + EVRT_DE_LEVELS);
+    if (C < 1 || C > EVRT_FILE_MAX_DIM)
+        return ferr(err, n, EVRT_EFORMAT, "decoder width %lu outside [1, %d]", (unsigned long)C, EVRT_FILE_MAX_DIM);
+    if (L < 1 || L > EVRT_MAX_LEVELS)
+        return ferr(err, n, EVRT_EFORMAT, "decoder levels %lu outside [1, %d]", (unsigned long)L, EVRT_MAX_LEVELS);
+    for (i = 0; i < EVRT_MAX_LEVELS; i++) {
+        lv[i] = rd32(e + EVRT_DE_LEVEL + 4 * i);
+        if (i >= L ? lv[i] != 0
+                   : lv[i] >= (uint32_t)m->depth || (i > 0 && lv[i] <= lv[i - 1]) ||
+                         (i == L - 1 && lv[i] != (uint32_t)m->depth - 1))
+            return ferr(err, n, EVRT_EFORMAT,
+                        "decoder level %lu is %lu: levels must be blocks, strictly increasing, the last %d "
+                        "(unused ones 0)", (unsigned long)i, (unsigned long)lv[i], m->depth - 1);
+    }
+    if (rd32(e + EVRT_DE_RESERVED) || rd32(e + EVRT_DE_RESERVED + 4))
+        return ferr(err, n, EVRT_EFORMAT, "reserved decoder bytes are not zero");
+    d->dim = (int)C;
+    d->levels = (int)L;
+    for (i = 0; i < L; i++) d->level[i] = (int)lv[i];
+    m->decoder = d;
+    return EVRT_OK;
+}
+
+/* The decoder's levels, 0 without one (the layer table's extra entries). */
+static int levels_of(const struct evrt_model *m) { return m->decoder ? m->decoder->levels : 0; }
 
 static int read_blocks(struct evrt_file *f, char *err, size_t n)
 {
@@ -223,8 +269,18 @@ static int read_blocks(struct evrt_file *f, char *err, size_t n)
     }
     m->head.in = m->dim;
     m->head.out = m->classes;
+    if (m->decoder) {
+        struct evrt_decoder *d = m->decoder;
+        for (i = 0; i < d->levels; i++) {
+            d->linear_c[i].in = m->dim;
+            d->linear_c[i].out = d->dim;
+        }
+        d->fuse.in = d->levels * d->dim;
+        d->fuse.out = d->dim;
+        m->head.in = d->dim;
+    }
     for (i = 0; i < evrt_layer_count(m); i++) {
-        const uint8_t *e = f->data + evrt_file_layers_at(m->depth) + (size_t)i * EVRT_LAYER_ENTRY;
+        const uint8_t *e = f->data + evrt_file_layers_at(m->depth, levels_of(m)) + (size_t)i * EVRT_LAYER_ENTRY;
         struct evrt_linear *L = evrt_model_layer(m, i);
         uint32_t dt = rd32(e);
         char name[64];
@@ -414,13 +470,21 @@ static int bind_all(struct evrt_file *f, struct tensor *t, uint32_t nt, char *er
             for (k = 0; k < 4; k++) b->attn_scale[k] = rdf32(sc + 4 * k);
         }
     }
-#undef BIND
     /* Token Merging's schedule (format version 3): optional, int32 (depth) */
     if ((rc = bind(f, t, nt, "merge_r", 2, m->depth, 0, 1, &p[0], err, n)) != EVRT_OK) return rc;
     if (p[0] && f->version < EVRT_FILE_VERSION_MERGE)
         return ferr(err, n, EVRT_EFORMAT, "tensor merge_r is invalid in format version %lu",
                     (unsigned long)f->version);
     for (l = 0; p[0] && l < m->depth; l++) f->blocks[l].merge_r = (int)rdi32((const uint8_t *)p[0] + 4 * l);
+    /* seg_mlp's decoder: the earlier levels' LayerNorms (the last one's is
+     * norm.weight, norm.bias), then its layers with the others */
+    for (i = 0; m->decoder && i < m->decoder->levels - 1; i++) {
+        sprintf(name, "decode_head.norms.%d.weight", i);
+        BIND(name, D, 0, m->decoder->norm_w[i]);
+        sprintf(name, "decode_head.norms.%d.bias", i);
+        BIND(name, D, 0, m->decoder->norm_b[i]);
+    }
+#undef BIND
     for (i = 0; i < evrt_layer_count(m); i++)
         if ((rc = bind_linear(f, t, nt, i, err, n)) != EVRT_OK) return rc;
     for (k = 0; k < nt; k++)
@@ -471,15 +535,16 @@ static int parse(struct evrt_file *f, char *err, size_t n)
     if (f->lineage.source_kind > EVRT_SOURCE_QUANTIZED)
         return ferr(err, n, EVRT_EFORMAT, "unknown source kind %lu", (unsigned long)f->lineage.source_kind);
     if ((rc = read_config(f, err, n)) != EVRT_OK) return rc;
+    if ((rc = read_decoder(f, header, err, n)) != EVRT_OK) return rc;
     nt = rd32(h + EVRT_FH_TENSORS);
     sbytes = rd32(h + EVRT_FH_STRING_BYTES);
     nnames = rd32(h + EVRT_FH_CLASS_NAMES);
     /* depth <= 256 and nt, sbytes < 2^32 keep these sums below 2^45 */
-    tab = evrt_file_tensors_at(f->model.depth);
+    tab = evrt_file_tensors_at(f->model.depth, levels_of(&f->model));
     if ((uint64_t)tab + (uint64_t)nt * EVRT_TENSOR_ENTRY + sbytes > header)
         return ferr(err, n, EVRT_EFORMAT, "%lu tensors and %lu string bytes do not fit a %llu-byte header",
                     (unsigned long)nt, (unsigned long)sbytes, (unsigned long long)header);
-    str = evrt_file_strings_at(f->model.depth, nt);
+    str = evrt_file_strings_at(f->model.depth, levels_of(&f->model), nt);
     for (i = (uint32_t)(str + sbytes); i < header; i++)
         if (h[i]) return ferr(err, n, EVRT_EFORMAT, "header padding is not zero");
     if ((rc = read_blocks(f, err, n)) != EVRT_OK) return rc;

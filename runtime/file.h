@@ -15,13 +15,16 @@
 #include "evrt.h"
 
 #define EVRT_FILE_MAGIC "EVITMODL" /* 8 bytes, no terminator */
-#define EVRT_FILE_VERSION 4u   /* the newest this runtime reads */
+#define EVRT_FILE_VERSION 5u   /* the newest this runtime reads */
 #define EVRT_FILE_VERSION_ATT 2u /* the first with INT8 attention; a file
                                     without it is written as version 1 */
 #define EVRT_FILE_VERSION_MERGE 3u /* the first with Token Merging (a
                                       merge_r tensor); written only then */
 #define EVRT_FILE_VERSION_HEAD 4u /* the first with a head other than the
                                      class head (EVRT_FH_HEAD); written only then */
+#define EVRT_FILE_VERSION_DECODER 5u /* the first with head 2, seg_mlp (its
+                                        decoder entry, layers and tensors);
+                                        written only then */
 #define EVRT_FILE_ENDIAN 0x01020304u /* stored as 04 03 02 01 */
 #define EVRT_FILE_ALIGN 64u
 
@@ -41,11 +44,17 @@
 #define EVRT_FH_IMG_SIZE 64    /* i32 x 6: img_size channels patch dim depth classes */
 #define EVRT_FH_MEAN 88        /* f32[4] */
 #define EVRT_FH_STD 104        /* f32[4] */
-#define EVRT_FH_HEAD 120       /* u32: enum evrt_head (version 4; 0 before) */
+#define EVRT_FH_HEAD 120       /* u32: enum evrt_head (version 4; 0 before; 2 from version 5) */
 #define EVRT_FH_RESERVED 124   /* u32, zero */
 #define EVRT_FH_BYTES 128
 
 #define EVRT_BLOCK_ENTRY 16  /* u32 heads, head_dim, mlp, attention dtype (0 in version 1) */
+/* the decoder entry, after the blocks, for head 2 (seg_mlp) only */
+#define EVRT_DECODER_ENTRY 32
+#define EVRT_DE_DIM 0        /* u32: C */
+#define EVRT_DE_LEVELS 4     /* u32: L, 1..EVRT_MAX_LEVELS */
+#define EVRT_DE_LEVEL 8      /* u32[4]: the blocks l_0 < ... < l_{L-1} = depth - 1, unused 0 */
+#define EVRT_DE_RESERVED 24  /* u32[2], zero */
 #define EVRT_LAYER_ENTRY 16  /* u32 dtype, f32 in_scale, i32 in_zero, u32 reserved 0 */
 #define EVRT_TENSOR_ENTRY 96 /* see below */
 #define EVRT_TENSOR_NAME 48  /* name bytes, NUL-terminated, zero-padded */
@@ -67,11 +76,15 @@
 #define EVRT_FILE_MAX_CLASSES 1000000
 #define EVRT_FILE_MAX_STRINGS (64u << 20)
 
-/* Offsets of the variable parts of the header, from depth and counts. */
+/* Offsets of the variable parts of the header, from depth, the decoder's
+ * levels (0: no decoder entry, a head other than seg_mlp) and counts. */
 size_t evrt_file_blocks_at(void);
-size_t evrt_file_layers_at(int depth);
-size_t evrt_file_tensors_at(int depth);
-size_t evrt_file_strings_at(int depth, uint32_t tensors);
+size_t evrt_file_decoder_at(int depth);
+size_t evrt_file_layers_at(int depth, int levels);
+/* Entries of the layer table: 2 + 4 depth, plus levels + 1 with a decoder. */
+int evrt_file_layer_entries(int depth, int levels);
+size_t evrt_file_tensors_at(int depth, int levels);
+size_t evrt_file_strings_at(int depth, int levels, uint32_t tensors);
 
 /* Where f maps its file, hands the whole pages inside [p, p + bytes) back
  * to the kernel (they are read again from the file when next touched);

@@ -17,15 +17,31 @@ int evrt_errf(char *err, size_t n, const char *fmt, ...)
     return EVRT_EINVAL;
 }
 
-int evrt_layer_count(const struct evrt_model *m) { return 2 + 4 * m->depth; }
+/* The decoder's levels L when the model has a seg_mlp decoder of 1 to
+ * EVRT_MAX_LEVELS levels, else 0 (evrt_model_check refuses a seg_mlp model
+ * without one; until then its layers are not counted). */
+static int decoder_levels(const struct evrt_model *m)
+{
+    const struct evrt_decoder *d = m->decoder;
+    return m->head_kind == EVRT_HEAD_SEG_MLP && d && d->levels >= 1 && d->levels <= EVRT_MAX_LEVELS ? d->levels
+                                                                                                    : 0;
+}
+
+int evrt_layer_count(const struct evrt_model *m)
+{
+    int L = decoder_levels(m);
+    return 2 + 4 * m->depth + (L ? L + 1 : 0);
+}
 
 struct evrt_linear *evrt_model_layer(const struct evrt_model *m, int layer)
 {
-    int l, k;
+    int l, k, first = 2 + 4 * m->depth;
     if (layer < 0 || layer >= evrt_layer_count(m)) return NULL;
     /* like strchr: the model is const to the runtime, not to its owner */
     if (layer == 0) return (struct evrt_linear *)&m->patch_embed;
     if (layer == 1 + 4 * m->depth) return (struct evrt_linear *)&m->head;
+    if (layer >= first)
+        return layer - first < m->decoder->levels ? &m->decoder->linear_c[layer - first] : &m->decoder->fuse;
     l = (layer - 1) / 4;
     k = (layer - 1) % 4;
     return k == 0 ? &m->blocks[l].qkv : k == 1 ? &m->blocks[l].proj : k == 2 ? &m->blocks[l].fc1
@@ -35,12 +51,17 @@ struct evrt_linear *evrt_model_layer(const struct evrt_model *m, int layer)
 const char *evrt_layer_name(const struct evrt_model *m, int layer, char *buf, size_t n)
 {
     static const char *const part[4] = {"attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"};
+    int first = 2 + 4 * m->depth, L = decoder_levels(m);
     if (layer == 0)
         snprintf(buf, n, "patch_embed.proj");
     else if (layer == 1 + 4 * m->depth)
         snprintf(buf, n, "head");
     else if (layer > 0 && layer < 1 + 4 * m->depth)
         snprintf(buf, n, "blocks.%d.%s", (layer - 1) / 4, part[(layer - 1) % 4]);
+    else if (layer >= first && layer < first + L)
+        snprintf(buf, n, "decode_head.linear_c.%d", layer - first);
+    else if (L && layer == first + L)
+        snprintf(buf, n, "decode_head.linear_fuse");
     else
         snprintf(buf, n, "?");
     return buf;
@@ -61,7 +82,7 @@ int evrt_model_tokens_at(const struct evrt_model *m, int l)
 
 size_t evrt_model_outputs(const struct evrt_model *m)
 {
-    return (size_t)m->classes * (m->head_kind == EVRT_HEAD_SEG_LINEAR ? (size_t)evrt_model_tokens(m) - 1 : 1);
+    return (size_t)m->classes * (m->head_kind != EVRT_HEAD_CLASS ? (size_t)evrt_model_tokens(m) - 1 : 1);
 }
 
 size_t evrt_model_bytes(const struct evrt_model *m)
@@ -70,6 +91,7 @@ size_t evrt_model_bytes(const struct evrt_model *m)
     int l, i;
     f += D + (size_t)evrt_model_tokens(m) * D + 2 * D; /* cls, pos, final norm */
     for (l = 0; l < m->depth; l++) f += 4 * D + (m->blocks[l].attn_dtype == EVRT_I8 ? 4 : 0);
+    if (decoder_levels(m)) f += 2 * D * (size_t)(decoder_levels(m) - 1); /* the earlier levels' LayerNorms */
     for (i = 0; i < evrt_layer_count(m); i++) {
         const struct evrt_linear *L = evrt_model_layer(m, i);
         size_t w = (size_t)L->in * L->out;
@@ -105,9 +127,32 @@ static int check_linear(const struct evrt_linear *L, const char *name, int in, i
     return EVRT_OK;
 }
 
+/* The seg_mlp decoder's description (its layers' shapes are checked with
+ * the others). */
+static int check_decoder(const struct evrt_model *m, char *err, size_t n)
+{
+    const struct evrt_decoder *d = m->decoder;
+    int i;
+    if (!d) return evrt_errf(err, n, "a seg_mlp head without its decoder");
+    if (d->dim < 1 || d->dim > 65536) return evrt_errf(err, n, "decoder width %d outside [1, 65536]", d->dim);
+    if (d->levels < 1 || d->levels > EVRT_MAX_LEVELS)
+        return evrt_errf(err, n, "decoder levels %d outside [1, %d]", d->levels, EVRT_MAX_LEVELS);
+    for (i = 0; i < d->levels; i++) {
+        if (d->level[i] < 0 || d->level[i] >= m->depth || (i > 0 && d->level[i] <= d->level[i - 1]))
+            return evrt_errf(err, n, "decoder level %d is block %d: levels must be blocks 0 to %d, strictly increasing",
+                             i, d->level[i], m->depth - 1);
+        if (i < d->levels - 1 && (!d->norm_w[i] || !d->norm_b[i]))
+            return evrt_errf(err, n, "decoder level %d: missing LayerNorm parameters", i);
+    }
+    if (d->level[d->levels - 1] != m->depth - 1)
+        return evrt_errf(err, n, "the decoder's last level is block %d, not the last block %d", d->level[d->levels - 1],
+                         m->depth - 1);
+    return EVRT_OK;
+}
+
 int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
 {
-    int l, i, D = m->dim, PI;
+    int l, i, D = m->dim, PI, rc;
     char name[64];
     if (m->img_size < 1 || m->patch < 1 || m->img_size % m->patch)
         return evrt_errf(err, n, "patch %d must divide img_size %d", m->patch, m->img_size);
@@ -118,8 +163,9 @@ int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
                     m->classes);
     for (i = 0; i < m->channels; i++)
         if (!(m->std[i] > 0.0f)) return evrt_errf(err, n, "std[%d] must be positive", i);
-    if (m->head_kind != EVRT_HEAD_CLASS && m->head_kind != EVRT_HEAD_SEG_LINEAR)
+    if (m->head_kind != EVRT_HEAD_CLASS && m->head_kind != EVRT_HEAD_SEG_LINEAR && m->head_kind != EVRT_HEAD_SEG_MLP)
         return evrt_errf(err, n, "unknown head kind %d", m->head_kind);
+    if (m->head_kind == EVRT_HEAD_SEG_MLP && (rc = check_decoder(m, err, n)) != EVRT_OK) return rc;
     if (!m->cls_token || !m->pos_embed || !m->norm_w || !m->norm_b)
         return evrt_errf(err, n, "missing class token, position embedding or final norm");
     for (l = 0; l < m->depth; l++) {
@@ -151,12 +197,16 @@ int evrt_model_check(const struct evrt_model *m, char *err, size_t n)
     }
     PI = m->channels * m->patch * m->patch;
     for (i = 0; i < evrt_layer_count(m); i++) {
-        int in = D, out = D, rc;
+        int in = D, out = D, C = m->decoder ? m->decoder->dim : 0;
         l = (i - 1) / 4;
         if (i == 0) {
             in = PI;
         } else if (i == 1 + 4 * m->depth) {
+            in = m->head_kind == EVRT_HEAD_SEG_MLP ? C : D;
             out = m->classes;
+        } else if (i > 1 + 4 * m->depth) { /* the decoder's: linear_c, then the fuse */
+            in = i - (2 + 4 * m->depth) < m->decoder->levels ? D : m->decoder->levels * C;
+            out = C;
         } else {
             int I = m->blocks[l].heads * m->blocks[l].head_dim, M = m->blocks[l].mlp;
             switch ((i - 1) % 4) {

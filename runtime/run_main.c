@@ -54,10 +54,11 @@ static const char *usage_text =
     "top-5 classes with their probabilities.  Images of another size are\n"
     "resized to the model's (nearest neighbour); grey and RGB convert.\n"
     "\n"
-    "A segmentation model (evit-data info: head seg_linear) gives a class per\n"
-    "pixel of the resized image, its mask; evit-run prints one line, the number\n"
-    "of classes in the mask, the 3 largest with their share of its pixels\n"
-    "(largest first) and the milliseconds of inference (decoder included):\n"
+    "A segmentation model (evit-data info: head seg_linear or seg_mlp) gives a\n"
+    "class per pixel of the resized image, its mask; evit-run prints one line,\n"
+    "the number of classes in the mask, the 3 largest with their share of its\n"
+    "pixels (largest first) and the milliseconds of inference (decoder\n"
+    "included):\n"
     "  5 classes  0 81.23% background  2 9.10% Trouser  8 4.00% Sneaker  12.345 ms\n"
     "(names where the model has them).\n"
     "\n"
@@ -321,7 +322,7 @@ static int image_input(const char *ipath, const struct evrt_model *m, unsigned c
 
 static int is_seg(const struct evrt_model *m)
 {
-    return m->head_kind == EVRT_HEAD_SEG_LINEAR;
+    return m->head_kind != EVRT_HEAD_CLASS;
 }
 
 /* Bytes of what infer_one writes: a class head's logits, or a segmentation

@@ -227,9 +227,9 @@ printf '{"epochs":1,"batch_size":16,"seed":6,"optimizer":{"type":"adamw","lr":0.
 succeeds "$D" "$T/seg-mlp-kd.json" --init "$T/seg-mlp.h5" --data "$T/sc-train.h5" --teacher "$T/seg-logits.h5" \
     --val "$T/sc-val.h5" -o "$T/seg-mlp-kd.h5" -q --threads 2
 succeeds "$EVAL" "$T/seg-mlp-kd.h5" "$T/sc-val.h5" -q
-# libevrt has no seg_mlp decoder: timing through it is one line
-fails_with 1 "$EVAL" "$T/seg-mlp.h5" "$T/sc-val.h5" --latency 3 -q
-stderr_has "$T/seg-mlp.h5: has a seg_mlp head, which libevrt does not run yet"
+# timed through libevrt's float32 path, decoder and mask included
+succeeds "$EVAL" "$T/seg-mlp.h5" "$T/sc-val.h5" --latency 3 -q
+stdout_has "latency through libevrt to the mask"
 ok "a seg_mlp model trains on masks and resumes, evit-eval scores it, and it distils pixel-wise from a seg_linear teacher"
 
 fails_with 1 "$D" "$T/seg.json" --data "$T/all.h5" -o "$T/x.h5" -q

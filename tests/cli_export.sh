@@ -114,15 +114,26 @@ echo "P5 28 28 255" >"$T/short.pgm"
 fails_with 1 "$R" "$T/q.evit" "$T/short.pgm"; stderr_has "truncated"
 ok "missing, mistaken and damaged files are refused in one line"
 
-# SegFormer's all-MLP decoder (seg_mlp): neither the device file nor ONNX
-# has it yet
+# SegFormer's all-MLP decoder (seg_mlp): the device file carries it (format
+# version 5, its 5 decoder layers beside the encoder's 18; an older
+# head's file stays version 4), evit-run runs it; ONNX has no decoder yet
 succeeds "$INIT" seg-fm-tiny-mlp -o "$T/segmlp.h5"
-fails_with 1 "$X" "$T/segmlp.h5" -o "$T/segmlp.evit"
-stderr_has "$T/segmlp.h5: has a seg_mlp head, which this stage does not support yet"
+succeeds "$X" "$T/segmlp.h5" -o "$T/segmlp.evit" --report "$T/segmlp.export.json"
+stdout_has "0 of 23 layers int8"
+[ "$(od -An -tu1 -j8 -N1 "$T/segmlp.evit" | tr -d ' ')" = 5 ] || fail "a seg_mlp .evit is not format version 5"
+[ "$(od -An -tu1 -j120 -N1 "$T/segmlp.evit" | tr -d ' ')" = 2 ] || fail "a seg_mlp .evit's head is not 2"
+grep -q '"precision":[[:space:]]*"float32"' "$T/segmlp.export.json" || fail "the seg_mlp export report lacks its precision"
+succeeds "$INIT" seg-fm-tiny -o "$T/seglin.h5"
+succeeds "$X" "$T/seglin.h5" -o "$T/seglin.evit" -q
+[ "$(od -An -tu1 -j8 -N1 "$T/seglin.evit" | tr -d ' ')" = 4 ] || fail "a seg_linear .evit is not format version 4"
+{ printf 'P5\n96 96\n255\n'; head -c 9216 "$T/segmlp.evit"; } >"$T/g96.pgm"
+succeeds "$R" "$T/segmlp.evit" "$T/g96.pgm" --mask "$T/segmlp-mask.pgm"
+stdout_has " classes "
+[ "$(wc -c <"$T/segmlp-mask.pgm")" -eq $((13 + 96 * 96)) ] || fail "evit-run's seg_mlp mask is not a 96x96 PGM"
 if "$X" --help | grep -q onnx; then
     fails_with 1 "$X" "$T/segmlp.h5" -o "$T/segmlp.onnx"
     stderr_has "$T/segmlp.h5: has a seg_mlp head, which this stage does not support yet"
+    [ ! -e "$T/segmlp.onnx" ] || fail "a refused ONNX export of a seg_mlp model left a file"
 fi
-[ ! -e "$T/segmlp.evit" ] && [ ! -e "$T/segmlp.onnx" ] || fail "a refused export of a seg_mlp model left a file"
-ok "a seg_mlp model is refused in one line, naming the file, as .evit and as ONNX"
+ok "a seg_mlp model exports as a version 5 .evit that evit-run masks; ONNX refuses it in one line"
 echo "cli_export: all checks passed"

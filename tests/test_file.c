@@ -38,15 +38,30 @@ static void fill_normal(struct evit_vit *m, uint64_t seed, double std)
     free(t);
 }
 
-static void random_model(struct evit_vit *m, uint64_t seed)
+static void model_of(struct evit_vit *m, const struct evit_vit_config *cfg, uint64_t seed)
 {
-    struct evit_vit_config c = file_config();
+    struct evit_vit_config c = *cfg;
     evit_vit_alloc(m, &c);
     fill_normal(m, seed, 0.3);
     m->mean[0] = 0.4f;
     m->mean[1] = 0.5f;
     m->std[0] = 0.25f;
     m->std[1] = 0.3f;
+}
+
+static void random_model(struct evit_vit *m, uint64_t seed)
+{
+    struct evit_vit_config c = file_config();
+    model_of(m, &c, seed);
+}
+
+/* file_config's blocks with SegFormer's decoder over both, width 5 */
+static void mlp_model(struct evit_vit *m, uint64_t seed)
+{
+    static const int levels[2] = {0, 1};
+    struct evit_vit_config c = file_config();
+    set_mlp_decoder(&c, 5, 2, levels);
+    model_of(m, &c, seed);
 }
 
 /* Layers 1, 3, 4 and the head int8, one with an asymmetric zero point. */
@@ -180,45 +195,6 @@ static void round_trip(int mixed)
     evit_vit_free(&m);
 }
 
-/* A segmentation model (seg_linear head, mixed int8): format version 4
- * with the head in the header, per-patch logits and masks bit-identical. */
-static void a_segmentation_model_round_trips_as_version_4_to_bit_identical_masks(void)
-{
-    struct evit_vit m;
-    struct evit_qmodel q;
-    struct evit_export_info info = test_info();
-    char err[EVRT_ERR_MAX], path[512];
-    uint8_t img[2 * 8 * 8 * 2], mw[2 * 64], mg[2 * 64], *buf;
-    float zw[2 * 4 * 5], zg[2 * 4 * 5];
-    size_t len;
-    evrt_file *f = NULL;
-    evrt_ctx *ctx = NULL;
-    images(img, (int)sizeof img);
-    random_model(&m, 12);
-    m.cfg.head = EVIT_HEAD_SEG_LINEAR;
-    evit_qmodel_from_vit(&q, &m);
-    make_mixed(&q);
-    REQUIRE(evrt_ctx_create(&ctx, &q.rt, 2) == EVRT_OK);
-    CHECK(evrt_infer_seg(ctx, img, 2, zw, NULL, mw) == EVRT_OK);
-    evrt_ctx_destroy(ctx);
-    evit_export_build(&q.rt, &info, &buf, &len);
-    CHECK(buf[EVRT_FH_VERSION] == 4 && buf[EVRT_FH_HEAD] == EVRT_HEAD_SEG_LINEAR);
-    free(buf);
-    snprintf(path, sizeof path, "%s/seg.evit", test_tmpdir());
-    CHECK(evit_export_write(path, &q.rt, &info, NULL) == EVIT_OK);
-    int rc = evrt_open(&f, path, err, sizeof err);
-    if (rc != EVRT_OK) fprintf(stderr, "  %s\n", err);
-    REQUIRE(rc == EVRT_OK);
-    CHECK(evrt_file_model(f)->head_kind == EVRT_HEAD_SEG_LINEAR);
-    REQUIRE(evrt_ctx_create_file(&ctx, f, 2) == EVRT_OK);
-    CHECK(evrt_infer_seg(ctx, img, 2, zg, NULL, mg) == EVRT_OK);
-    CHECK(memcmp(zw, zg, sizeof zw) == 0);
-    CHECK(memcmp(mw, mg, sizeof mw) == 0);
-    evrt_ctx_destroy(ctx);
-    evrt_close(f);
-    evit_qmodel_free(&q);
-    evit_vit_free(&m);
-}
 
 static void a_float_model_round_trips_to_bit_identical_logits(void) { round_trip(0); }
 static void a_mixed_int8_model_round_trips_to_bit_identical_logits(void) { round_trip(1); }
@@ -341,25 +317,32 @@ struct sample {
     uint8_t *raw, *buf; /* buf: 64-byte aligned copy of the file */
     size_t len;
     uint32_t header;
-    int depth;
+    int depth, levels; /* levels: the decoder's, 0 without one */
 };
 
-static void sample_make(struct sample *s)
+/* s holds rt's file */
+static void sample_of(struct sample *s, const struct evrt_model *rt)
 {
-    struct evit_vit m;
-    struct evit_qmodel q;
     struct evit_export_info info = test_info();
     uint8_t *b;
-    random_model(&m, 3);
-    evit_qmodel_from_vit(&q, &m);
-    make_mixed(&q);
-    evit_export_build(&q.rt, &info, &b, &s->len);
+    evit_export_build(rt, &info, &b, &s->len);
     s->raw = malloc(s->len + 64);
     s->buf = s->raw + (64 - (uintptr_t)s->raw % 64) % 64;
     memcpy(s->buf, b, s->len);
     free(b);
     s->header = (uint32_t)s->buf[16] | (uint32_t)s->buf[17] << 8 | (uint32_t)s->buf[18] << 16;
-    s->depth = q.rt.depth;
+    s->depth = rt->depth;
+    s->levels = rt->head_kind == EVRT_HEAD_SEG_MLP ? rt->decoder->levels : 0;
+}
+
+static void sample_make(struct sample *s)
+{
+    struct evit_vit m;
+    struct evit_qmodel q;
+    random_model(&m, 3);
+    evit_qmodel_from_vit(&q, &m);
+    make_mixed(&q);
+    sample_of(s, &q.rt);
     evit_qmodel_free(&q);
     evit_vit_free(&m);
 }
@@ -383,8 +366,111 @@ static void fix_crc(struct sample *s)
 
 static uint8_t *tensor_entry(struct sample *s, int i)
 {
-    return s->buf + evrt_file_tensors_at(s->depth) + (size_t)i * EVRT_TENSOR_ENTRY;
+    return s->buf + evrt_file_tensors_at(s->depth, s->levels) + (size_t)i * EVRT_TENSOR_ENTRY;
 }
+
+/* ---- segmentation ---- */
+
+/* seg_mlp's decoder layers (after the head, 9: linear_c.0 10, linear_c.1
+ * 11, linear_fuse 12) int8 too, the fuse's input asymmetric. */
+static void make_mixed_decoder(struct evit_qmodel *q)
+{
+    for (int i = 10; i <= 12; i += 2) {
+        struct evrt_linear *L = evrt_model_layer(&q->rt, i);
+        L->dtype = EVRT_I8;
+        L->in_scale = 0.05f;
+        L->in_zero = i == 12 ? -11 : 0;
+    }
+}
+
+/* 1 when the file of rt has a tensor called name. */
+static int has_tensor(const struct evrt_model *rt, const char *name)
+{
+    struct sample s;
+    int yes = 0;
+    sample_of(&s, rt);
+    for (int i = 0; i < evit_export_tensor_count(rt); i++) yes |= !strcmp((const char *)tensor_entry(&s, i), name);
+    free(s.raw);
+    return yes;
+}
+
+/* A segmentation model, mixed int8: seg_linear as format version 4 with
+ * the head in the header; seg_mlp (mixed: its decoder's layers int8 too)
+ * as version 5 with its decoder entry.  Per-patch logits and masks
+ * bit-identical, the description (decoder included) read back. */
+static void seg_round_trip(int mlp, int mixed)
+{
+    struct evit_vit m;
+    struct evit_qmodel q;
+    struct evit_export_info info = test_info();
+    char err[EVRT_ERR_MAX], path[512];
+    uint8_t img[2 * 8 * 8 * 2], mw[2 * 64], mg[2 * 64], *buf;
+    float zw[2 * 4 * 5], zg[2 * 4 * 5];
+    size_t len;
+    evrt_file *f = NULL;
+    evrt_ctx *ctx = NULL;
+    images(img, (int)sizeof img);
+    if (mlp) {
+        mlp_model(&m, 13);
+    } else {
+        random_model(&m, 12);
+        m.cfg.head = EVIT_HEAD_SEG_LINEAR;
+    }
+    evit_qmodel_from_vit(&q, &m);
+    if (mixed) make_mixed(&q);
+    if (mixed && mlp) make_mixed_decoder(&q);
+    REQUIRE(evrt_ctx_create(&ctx, &q.rt, 2) == EVRT_OK);
+    CHECK(evrt_infer_seg(ctx, img, 2, zw, NULL, mw) == EVRT_OK);
+    evrt_ctx_destroy(ctx);
+    evit_export_build(&q.rt, &info, &buf, &len);
+    CHECK(buf[EVRT_FH_VERSION] == (mlp ? 5 : 4) && buf[EVRT_FH_HEAD] == (mlp ? EVRT_HEAD_SEG_MLP : EVRT_HEAD_SEG_LINEAR));
+    if (mlp) { /* the decoder entry: C 5, L 2, levels 0 and 1 */
+        const uint8_t *e = buf + evrt_file_decoder_at(2);
+        CHECK(e[EVRT_DE_DIM] == 5 && e[EVRT_DE_LEVELS] == 2 && e[EVRT_DE_LEVEL] == 0 && e[EVRT_DE_LEVEL + 4] == 1);
+        CHECK(has_tensor(&q.rt, "decode_head.norms.0.weight") && has_tensor(&q.rt, "decode_head.norms.0.bias"));
+        CHECK(!has_tensor(&q.rt, "decode_head.norms.1.weight")); /* the last level's is norm.weight */
+        CHECK(has_tensor(&q.rt, mixed ? "decode_head.linear_c.0.weight_int8" : "decode_head.linear_c.0.weight"));
+        CHECK(has_tensor(&q.rt, "decode_head.linear_c.1.weight") && has_tensor(&q.rt, "decode_head.linear_fuse.bias"));
+    }
+    free(buf);
+    snprintf(path, sizeof path, "%s/seg%d%d.evit", test_tmpdir(), mlp, mixed);
+    CHECK(evit_export_write(path, &q.rt, &info, NULL) == EVIT_OK);
+    int rc = evrt_open(&f, path, err, sizeof err);
+    if (rc != EVRT_OK) fprintf(stderr, "  %s\n", err);
+    REQUIRE(rc == EVRT_OK);
+    const struct evrt_model *fm = evrt_file_model(f);
+    CHECK(fm->head_kind == q.rt.head_kind && evrt_file_head(f) == q.rt.head_kind);
+    CHECK(evrt_layer_count(fm) == evrt_layer_count(&q.rt));
+    CHECK(evrt_model_bytes(fm) == evrt_model_bytes(&q.rt));
+    if (mlp) {
+        CHECK(fm->decoder->dim == 5 && fm->decoder->levels == 2);
+        CHECK(fm->decoder->level[0] == 0 && fm->decoder->level[1] == 1);
+        CHECK(memcmp(fm->decoder->norm_w[0], q.dec.norm_w[0], sizeof(float) * 12) == 0);
+        CHECK(fm->head.in == 5 && fm->decoder->fuse.in == 10);
+    }
+    for (int i = 0; i < evrt_layer_count(fm); i++) {
+        const struct evrt_linear *a = evrt_model_layer(fm, i), *b = evrt_model_layer(&q.rt, i);
+        CHECK(a->dtype == b->dtype && a->in_scale == b->in_scale && a->in_zero == b->in_zero);
+        CHECK(a->in == b->in && a->out == b->out);
+    }
+    REQUIRE(evrt_ctx_create_file(&ctx, f, 2) == EVRT_OK);
+    CHECK(evrt_infer_seg(ctx, img, 2, zg, NULL, mg) == EVRT_OK);
+    CHECK(memcmp(zw, zg, sizeof zw) == 0);
+    CHECK(memcmp(mw, mg, sizeof mw) == 0);
+    evrt_ctx_destroy(ctx);
+    evrt_close(f);
+    evit_qmodel_free(&q);
+    evit_vit_free(&m);
+}
+
+static void a_segmentation_model_round_trips_as_version_4_to_bit_identical_masks(void) { seg_round_trip(0, 1); }
+static void a_float_seg_mlp_model_round_trips_as_version_5_to_bit_identical_masks(void) { seg_round_trip(1, 0); }
+static void a_mixed_int8_seg_mlp_model_round_trips_as_version_5_to_bit_identical_masks(void)
+{
+    seg_round_trip(1, 1);
+}
+
+/* ---- damage, continued ---- */
 
 /* opens len bytes of s (fresh copy each time so nothing leaks between
  * cases), expects code and a message containing what */
@@ -458,7 +544,7 @@ static void wrong_magic_version_or_endianness_is_refused(void)
     s.buf[0] = 'X';
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "magic"));
     s.buf[0] = 'E';
-    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, EVRT_FILE_VERSION + 1, "version 5"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, EVRT_FILE_VERSION + 1, "version 6"));
     CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, 0, "version 0"));
     put32(s.buf + EVRT_FH_VERSION, 1);
     CHECK(patched_refused(&s, s.buf + EVRT_FH_ENDIAN, 0x04030201u, "byte order"));
@@ -499,7 +585,9 @@ static void a_head_kind_needs_version_4_and_must_be_known(void)
     put32(s.buf + EVRT_FH_VERSION, 4);
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_OK, ""));
-    CHECK(patched_refused(&s, s.buf + EVRT_FH_HEAD, 2, "head kind 2"));
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_HEAD, 2, "head kind 2 invalid in format version 4"));
+    put32(s.buf + EVRT_FH_VERSION, 5);
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_HEAD, 3, "head kind 3"));
     put32(s.buf + EVRT_FH_HEAD, 0);
     CHECK(patched_refused(&s, s.buf + EVRT_FH_RESERVED, 1, "reserved"));
     free(s.raw);
@@ -510,19 +598,12 @@ static void a_merge_schedule_needs_version_3_and_must_fit_its_tokens(void)
 {
     struct evit_vit m;
     struct evit_qmodel q;
-    struct evit_export_info info = test_info();
     struct sample s;
-    uint8_t *b, *e = NULL;
+    uint8_t *e = NULL;
     random_model(&m, 3);
     evit_qmodel_from_vit(&q, &m);
     q.rt.blocks[0].merge_r = 1;
-    evit_export_build(&q.rt, &info, &b, &s.len);
-    s.raw = malloc(s.len + 64);
-    s.buf = s.raw + (64 - (uintptr_t)s.raw % 64) % 64;
-    memcpy(s.buf, b, s.len);
-    free(b);
-    s.header = (uint32_t)s.buf[16] | (uint32_t)s.buf[17] << 8 | (uint32_t)s.buf[18] << 16;
-    s.depth = q.rt.depth;
+    sample_of(&s, &q.rt);
     CHECK(expect(&s, s.len, EVRT_OK, ""));
     for (uint32_t i = 0; i < (uint32_t)evit_export_tensor_count(&q.rt); i++)
         if (!strcmp((const char *)tensor_entry(&s, (int)i), "merge_r")) e = tensor_entry(&s, (int)i);
@@ -542,6 +623,83 @@ static void a_merge_schedule_needs_version_3_and_must_fit_its_tokens(void)
     free(s.raw);
     evit_qmodel_free(&q);
     evit_vit_free(&m);
+}
+
+/* seg_mlp's decoder: its entry (width, levels, the level list, reserved
+ * words), head 2 only from version 5, its tensors present and of the
+ * config's shapes, its layers' table entries. */
+static void corrupt_decoder_data_is_refused_with_a_message(void)
+{
+    struct evit_vit m;
+    struct evit_qmodel q;
+    struct sample s;
+    mlp_model(&m, 5);
+    evit_qmodel_from_vit(&q, &m);
+    make_mixed(&q);
+    make_mixed_decoder(&q);
+    sample_of(&s, &q.rt);
+    evit_qmodel_free(&q);
+    evit_vit_free(&m);
+    CHECK(expect(&s, s.len, EVRT_OK, ""));
+    uint8_t *e = s.buf + evrt_file_decoder_at(s.depth);
+    CHECK(patched_refused(&s, s.buf + EVRT_FH_VERSION, 4, "head kind 2 invalid in format version 4"));
+    put32(s.buf + EVRT_FH_VERSION, 5);
+    CHECK(patched_refused(&s, e + EVRT_DE_LEVELS, 0, "decoder levels 0 outside [1, 4]"));
+    CHECK(patched_refused(&s, e + EVRT_DE_LEVELS, 5, "decoder levels 5 outside [1, 4]"));
+    /* one level: the table's entries then disagree, and level 0 is not the last block */
+    CHECK(patched_refused(&s, e + EVRT_DE_LEVELS, 1, "decoder level 0 is 0: levels must be blocks"));
+    put32(e + EVRT_DE_LEVELS, 2);
+    CHECK(patched_refused(&s, e + EVRT_DE_LEVEL, 1, "decoder level 1 is 1: levels must be blocks, strictly increasing"));
+    put32(e + EVRT_DE_LEVEL, 0);
+    CHECK(patched_refused(&s, e + EVRT_DE_LEVEL + 4, 2, "decoder level 1 is 2"));
+    put32(e + EVRT_DE_LEVEL + 4, 1);
+    CHECK(patched_refused(&s, e + EVRT_DE_LEVEL + 8, 7, "decoder level 2 is 7"));
+    put32(e + EVRT_DE_LEVEL + 8, 0);
+    CHECK(patched_refused(&s, e + EVRT_DE_RESERVED + 4, 1, "reserved decoder bytes"));
+    put32(e + EVRT_DE_RESERVED + 4, 0);
+    CHECK(patched_refused(&s, e + EVRT_DE_DIM, 0, "decoder width 0"));
+    /* the head, bound first, is C -> K */
+    CHECK(patched_refused(&s, e + EVRT_DE_DIM, 6, "tensor head.weight_int8: dtype or shape disagrees"));
+    put32(e + EVRT_DE_DIM, 5);
+    /* the fuse layer declared float32 while its tensors are int8 */
+    uint8_t *fuse = s.buf + evrt_file_layers_at(s.depth, s.levels) + 12 * EVRT_LAYER_ENTRY;
+    CHECK(patched_refused(&s, fuse, 0, "tensor decode_head.linear_fuse.weight is missing"));
+    put32(fuse, 1);
+    CHECK(patched_refused(&s, fuse + 8, 200, "decode_head.linear_fuse: activation scale"));
+    put32(fuse + 8, (uint32_t)-11);
+    fix_crc(&s);
+    CHECK(expect(&s, s.len, EVRT_OK, ""));
+    /* a missing LayerNorm, renamed to an unknown tensor */
+    int nt = (int)s.buf[EVRT_FH_TENSORS] | (int)s.buf[EVRT_FH_TENSORS + 1] << 8, found = 0;
+    for (int i = 0; i < nt; i++) {
+        uint8_t *t = tensor_entry(&s, i);
+        if (strcmp((const char *)t, "decode_head.norms.0.bias")) continue;
+        found++;
+        t[12] = 'X';
+        fix_crc(&s);
+        CHECK(expect(&s, s.len, EVRT_EFORMAT, "tensor decode_head.norms.0.bias is missing"));
+        t[12] = 'n';
+        /* the wrong shape: (D) becomes (D, 1), the same bytes */
+        put32(t + EVRT_TE_NDIM, 2);
+        put32(t + EVRT_TE_SHAPE + 4, 1);
+        fix_crc(&s);
+        CHECK(expect(&s, s.len, EVRT_EFORMAT, "tensor decode_head.norms.0.bias: dtype or shape disagrees"));
+        put32(t + EVRT_TE_NDIM, 1);
+        put32(t + EVRT_TE_SHAPE + 4, 0);
+        fix_crc(&s);
+        CHECK(expect(&s, s.len, EVRT_OK, ""));
+    }
+    for (int i = 0; i < nt; i++) { /* linear_c.1 (C, D) = (5, 12) as (10, 6) */
+        uint8_t *t = tensor_entry(&s, i);
+        if (strcmp((const char *)t, "decode_head.linear_c.1.weight")) continue;
+        found++;
+        put32(t + EVRT_TE_SHAPE, 10);
+        put32(t + EVRT_TE_SHAPE + 4, 6);
+        fix_crc(&s);
+        CHECK(expect(&s, s.len, EVRT_EFORMAT, "tensor decode_head.linear_c.1.weight: dtype or shape disagrees"));
+    }
+    CHECK(found == 2);
+    free(s.raw);
 }
 
 static void offsets_outside_the_file_or_misaligned_are_refused(void)
@@ -604,7 +762,7 @@ static void shapes_dtypes_and_config_inconsistent_with_each_other_are_refused(vo
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "missing"));
     e[0] = 'p';
-    uint8_t *layer = s.buf + evrt_file_layers_at(s.depth) + 1 * EVRT_LAYER_ENTRY;
+    uint8_t *layer = s.buf + evrt_file_layers_at(s.depth, s.levels) + 1 * EVRT_LAYER_ENTRY;
     put32(layer + 8, 300); /* zero point out of range */
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "zero point"));
@@ -625,7 +783,7 @@ static void strings_must_be_terminated_and_counted(void)
     sample_make(&s);
     uint32_t sbytes = (uint32_t)s.buf[EVRT_FH_STRING_BYTES] | (uint32_t)s.buf[EVRT_FH_STRING_BYTES + 1] << 8;
     uint32_t nt = (uint32_t)s.buf[EVRT_FH_TENSORS] | (uint32_t)s.buf[EVRT_FH_TENSORS + 1] << 8;
-    uint8_t *str = s.buf + evrt_file_strings_at(s.depth, nt);
+    uint8_t *str = s.buf + evrt_file_strings_at(s.depth, s.levels, nt);
     str[sbytes - 1] = 'x';
     fix_crc(&s);
     CHECK(expect(&s, s.len, EVRT_EFORMAT, "NUL-terminated"));
@@ -659,6 +817,8 @@ int main(void)
     RUN(a_model_with_int8_attention_round_trips_to_bit_identical_logits);
     RUN(a_model_that_merges_tokens_round_trips_to_bit_identical_logits);
     RUN(a_segmentation_model_round_trips_as_version_4_to_bit_identical_masks);
+    RUN(a_float_seg_mlp_model_round_trips_as_version_5_to_bit_identical_masks);
+    RUN(a_mixed_int8_seg_mlp_model_round_trips_as_version_5_to_bit_identical_masks);
     RUN(a_file_context_lets_packed_weights_go_and_stays_exact);
     RUN(the_sample_file_itself_loads);
     RUN(any_flipped_header_byte_is_a_checksum_error);
@@ -668,6 +828,7 @@ int main(void)
     RUN(int8_attention_needs_version_2_and_its_scales);
     RUN(a_merge_schedule_needs_version_3_and_must_fit_its_tokens);
     RUN(a_head_kind_needs_version_4_and_must_be_known);
+    RUN(corrupt_decoder_data_is_refused_with_a_message);
     RUN(offsets_outside_the_file_or_misaligned_are_refused);
     RUN(shapes_dtypes_and_config_inconsistent_with_each_other_are_refused);
     RUN(strings_must_be_terminated_and_counted);

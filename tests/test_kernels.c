@@ -587,6 +587,9 @@ struct tmodel {
     float *f;  /* all float tensors */
     int8_t *q; /* all int8 weights */
     float *s;  /* all scales */
+    struct evrt_decoder dec; /* tmodel_seg_mlp's */
+    float *df;  /* its float tensors, scales included */
+    int8_t *dq; /* its int8 weights */
 };
 
 /* A fixed random model: img 16 (T 17) or another multiple of 4, patch 4,
@@ -672,6 +675,54 @@ static void tmodel_make_img(struct tmodel *t, uint64_t seed, int img, int wide)
 
 static void tmodel_make(struct tmodel *t, uint64_t seed) { tmodel_make_img(t, seed, 16, 0); }
 
+/* SegFormer's decoder (evrt.h, EVRT_HEAD_SEG_MLP) on the model: levels 0
+ * and 2 (block 1 is none), width 29 (padding in every layout; at img 40
+ * every decoder step but the head's product is a parallel region), every
+ * layer INT8 like the others with some asymmetric inputs, and a new head
+ * C -> 7; its tensors in t->df and t->dq. */
+static void tmodel_seg_mlp(struct tmodel *t)
+{
+    struct evrt_model *m = &t->m;
+    struct evrt_decoder *d = &t->dec;
+    int D = m->dim, C = 29, i, first = 1 + 4 * m->depth;
+    size_t nf = 2 * (size_t)D, nq = 0, fo = 0, qo = 0, j;
+    memset(d, 0, sizeof *d);
+    d->dim = C;
+    d->levels = 2;
+    d->level[1] = 2;
+    d->linear_c[0].in = d->linear_c[1].in = D;
+    d->linear_c[0].out = d->linear_c[1].out = C;
+    d->fuse.in = 2 * C;
+    d->fuse.out = C;
+    m->head.in = C;
+    m->head_kind = EVRT_HEAD_SEG_MLP;
+    m->decoder = d;
+    /* the head (first), then the decoder's layers */
+    for (i = first; i < evrt_layer_count(m); i++) {
+        nq += (size_t)evrt_model_layer(m, i)->in * evrt_model_layer(m, i)->out;
+        nf += 2 * (size_t)evrt_model_layer(m, i)->out;
+    }
+    t->df = malloc(sizeof(float) * nf);
+    t->dq = malloc(nq);
+    for (j = 0; j < nf; j++) t->df[j] = 0.3f * rng_sym();
+    for (j = 0; j < (size_t)D; j++) t->df[j] += 1.0f;
+    d->norm_w[0] = t->df, d->norm_b[0] = t->df + D, fo = 2 * (size_t)D;
+    for (i = first; i < evrt_layer_count(m); i++) {
+        struct evrt_linear *li = evrt_model_layer(m, i);
+        size_t w = (size_t)li->in * li->out;
+        for (j = 0; j < w; j++) t->dq[qo + j] = (int8_t)(rng_below(255) - 127);
+        li->dtype = EVRT_I8;
+        li->wq = t->dq + qo;
+        li->w_scale = t->df + fo;
+        for (j = 0; j < (size_t)li->out; j++) t->df[fo + j] = 1.5f / (127.0f * sqrtf((float)li->in));
+        li->bias = t->df + fo + li->out;
+        li->in_scale = 0.04f;
+        li->in_zero = i % 2 ? -60 : 0; /* the head's input, after the ReLU, is never negative */
+        qo += w;
+        fo += 2 * (size_t)li->out;
+    }
+}
+
 /* INT8 attention in every block, with scales that saturate some q, k, v
  * and (block 1) some probabilities. */
 static void tmodel_int8_attention(struct tmodel *t)
@@ -692,6 +743,8 @@ static void tmodel_free(struct tmodel *t)
     free(t->f);
     free(t->q);
     free(t->s);
+    free(t->df);
+    free(t->dq);
 }
 
 static uint8_t *test_images(int B)
@@ -780,17 +833,24 @@ static void observe_nothing(void *user, int layer, int what, const float *x, int
     (void)user, (void)layer, (void)what, (void)x, (void)rows, (void)cols;
 }
 
-static int run_dtype_obs(const char *kern, int threads, int dt, int merge, int observe, float *logits);
+static int run_dtype_obs(const char *kern, int threads, int dt, int shape, int observe, float *logits);
 
-static int run_dtype(const char *kern, int threads, int dt, int merge, float *logits)
+static int run_dtype(const char *kern, int threads, int dt, int shape, float *logits)
 {
-    return run_dtype_obs(kern, threads, dt, merge, 0, logits);
+    return run_dtype_obs(kern, threads, dt, shape, 0, logits);
 }
+
+/* The shapes of the T 101 model: the class head (0), merging tokens (1),
+ * or SegFormer's decoder (2, tmodel_seg_mlp: per-patch logits (3, 100, 7)
+ * from evrt_infer_seg, 300 rows in every decoder layer); logits hold
+ * TM_LOGITS floats, zeros past the model's outputs. */
+#define TM_LOGITS (3 * 100 * 7)
+static const char *const shape_name[3] = {"", ", merging", ", seg_mlp"};
 
 /* observe: with an observer that looks at nothing, which keeps each
  * layer's input preparation in a region of its own (evrt.c's fuse_quant
  * and epilogues are for unobserved runs) */
-static int run_dtype_obs(const char *kern, int threads, int dt, int merge, int observe, float *logits)
+static int run_dtype_obs(const char *kern, int threads, int dt, int shape, int observe, float *logits)
 {
     struct tmodel t;
     evrt_ctx *c = NULL;
@@ -798,8 +858,10 @@ static int run_dtype_obs(const char *kern, int threads, int dt, int merge, int o
     float *w = NULL;
     size_t n = 3 * 40 * 40 * 3, i;
     int rc;
+    memset(logits, 0, sizeof(float) * TM_LOGITS);
     tmodel_make_img(&t, 11, 40, 0);
-    if (merge) t.blk[0].merge_r = 12, t.blk[1].merge_r = 10; /* T 101, 89, 79 */
+    if (shape == 1) t.blk[0].merge_r = 12, t.blk[1].merge_r = 10; /* T 101, 89, 79 */
+    if (shape == 2) tmodel_seg_mlp(&t);
     if (dt == 0) w = tmodel_float(&t);
     if (dt == 2) tmodel_int8_attention(&t);
     img = malloc(n);
@@ -809,7 +871,8 @@ static int run_dtype_obs(const char *kern, int threads, int dt, int merge, int o
     if (!rc) rc = evrt_ctx_set_kernels(c, kern);
     if (!rc) rc = evrt_ctx_set_threads(c, threads);
     if (!rc && observe) evrt_set_observer(c, observe_nothing, NULL);
-    for (i = 0; i < 3 && !rc; i++) rc = evrt_infer(c, img, 3, logits);
+    for (i = 0; i < 3 && !rc; i++)
+        rc = shape == 2 ? evrt_infer_seg(c, img, 3, logits, NULL, NULL) : evrt_infer(c, img, 3, logits);
     if (rc) fprintf(stderr, "  %s: %s\n", kern, evrt_ctx_error(c));
     evrt_ctx_destroy(c);
     tmodel_free(&t);
@@ -820,23 +883,24 @@ static int run_dtype_obs(const char *kern, int threads, int dt, int merge, int o
 
 /* The pool hands out units of work to whichever thread asks first; in the
  * jitter build (tests/test_kernels_jitter) threads also yield and sleep at
- * random before each unit, as a loaded machine deschedules them. */
+ * random before each unit, as a loaded machine deschedules them.  Every
+ * dtype, with and without merging, and with the seg_mlp decoder. */
 static void every_dtype_gives_the_same_logits_for_any_thread_count_however_threads_are_scheduled(void)
 {
     static const int counts[4] = {2, 3, 4, 7};
     static const char *const dtn[3] = {"float32", "int8", "int8 + int8 attention"};
-    float one[21], many[21];
-    int isa, dt, k, merge;
+    static float one[TM_LOGITS], many[TM_LOGITS];
+    int isa, dt, k, shape;
     for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
         if (!evrt_isa_available(isa)) continue;
-        for (merge = 0; merge < 2; merge++)
+        for (shape = 0; shape < 3; shape++)
             for (dt = 0; dt < 3; dt++) {
-                REQUIRE(run_dtype(isa_name(isa), 1, dt, merge, one) == EVRT_OK);
+                REQUIRE(run_dtype(isa_name(isa), 1, dt, shape, one) == EVRT_OK);
                 for (k = 0; k < 4; k++) {
-                    REQUIRE(run_dtype(isa_name(isa), counts[k], dt, merge, many) == EVRT_OK);
+                    REQUIRE(run_dtype(isa_name(isa), counts[k], dt, shape, many) == EVRT_OK);
                     if (memcmp(one, many, sizeof one))
                         fprintf(stderr, "  %s %s%s: %d threads differ from 1\n", isa_name(isa), dtn[dt],
-                                merge ? ", merging" : "", counts[k]);
+                                shape_name[shape], counts[k]);
                     CHECK(memcmp(one, many, sizeof one) == 0);
                 }
             }
@@ -845,25 +909,27 @@ static void every_dtype_gives_the_same_logits_for_any_thread_count_however_threa
 
 /* Unobserved, the region that makes a layer's input also quantizes it:
  * the residual add and LayerNorm (or the merge) for qkv and fc1, GELU for
- * fc2.  Observed, each step has a region of its own, so the observer sees
- * the float input.  Both must give the same bits, on every variant, thread
- * count, dtype and with merging; the model's widths (hidden layers of 70
- * and 33) leave padding in every layout. */
+ * fc2; seg_mlp's level LayerNorms for linear_c, the concatenation for the
+ * fuse layer, ReLU for the head.  Observed, each step has a region of its
+ * own, so the observer sees the float input.  Both must give the same bits,
+ * on every variant, thread count, dtype, with merging and with the decoder;
+ * the model's widths (hidden layers of 70 and 33, decoder 29) leave padding
+ * in every layout. */
 static void preparing_the_next_layers_input_in_the_producing_region_changes_no_bit(void)
 {
     static const int counts[2] = {1, 3};
-    float fused[21], apart[21];
-    int isa, dt, k, merge;
+    static float fused[TM_LOGITS], apart[TM_LOGITS];
+    int isa, dt, k, shape;
     for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
         if (!evrt_isa_available(isa)) continue;
-        for (merge = 0; merge < 2; merge++)
+        for (shape = 0; shape < 3; shape++)
             for (dt = 0; dt < 3; dt++)
                 for (k = 0; k < 2; k++) {
-                    REQUIRE(run_dtype_obs(isa_name(isa), counts[k], dt, merge, 0, fused) == EVRT_OK);
-                    REQUIRE(run_dtype_obs(isa_name(isa), counts[k], dt, merge, 1, apart) == EVRT_OK);
+                    REQUIRE(run_dtype_obs(isa_name(isa), counts[k], dt, shape, 0, fused) == EVRT_OK);
+                    REQUIRE(run_dtype_obs(isa_name(isa), counts[k], dt, shape, 1, apart) == EVRT_OK);
                     if (memcmp(fused, apart, sizeof fused))
                         fprintf(stderr, "  %s dtype %d%s, %d threads: fused epilogues differ\n", isa_name(isa), dt,
-                                merge ? ", merging" : "", counts[k]);
+                                shape_name[shape], counts[k]);
                     CHECK(memcmp(fused, apart, sizeof fused) == 0);
                 }
     }
