@@ -52,6 +52,7 @@
 #include "qmodel.h"
 #include "rng.h"
 #include "util.h"
+#include "head.h"
 #include "vit.h"
 
 struct calib {
@@ -75,13 +76,18 @@ static void observe(void *user, int layer, int phase, const float *x, int rows, 
 
 /* Multiply-adds of one image: every linear layer (patch embedding on the
  * patches, the last block's proj and MLP and the head on the class token
- * alone; a segmentation model's on every token, its head on every patch)
- * and attention (q k^T and P v per head). */
+ * alone; a segmentation model's on every token, its head on every patch,
+ * seg_mlp's decoder too: L levels D -> C, the fuse L C -> C, the head
+ * C -> K) and attention (q k^T and P v per head). */
 static double int8_macs(const struct evit_vit_config *c)
 {
     double T = evit_config_tokens(c), N = evit_config_patches(c), D = c->dim, s;
-    int l, seg = c->head != EVIT_HEAD_CLASS;
+    int l, seg = evit_head_is_seg(c->head);
     s = N * evit_config_patch_in(c) * D + D * c->classes * (seg ? N : 1.0);
+    if (c->head == EVIT_HEAD_SEG_MLP) {
+        double C = c->decoder_dim, L = c->decoder_nlevels;
+        s += N * (L * D * C + L * C * C + C * c->classes) - D * c->classes * N;
+    }
     for (l = 0; l < c->depth; l++) {
         const struct evit_block_shape *b = &c->blocks[l];
         double I = (double)b->heads * b->head_dim, q = l + 1 < c->depth || seg ? T : 1.0;

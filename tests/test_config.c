@@ -414,6 +414,16 @@ static void the_mlp_decoder_config_reads_four_levels_of_seg_fm_tiny(void)
     CHECK(evit_config_levels(&c, lv) == 4 && lv[3] == 3);
     CHECK(evit_config_levels(&lin, lv) == 1 && lv[0] == 3);
     round_trip(&c);
+    /* the Nano's 512x512 model with this decoder at its defaults: C 96
+     * over blocks 2, 5, 8 and 11; against seg-deit-tiny-512 (D 192, K 14)
+     * the head 14*192+14 goes, three LayerNorms 3*384, linear_c
+     * 4*(96*192+96), linear_fuse 96*384+96 and the head 14*96+14 come */
+    REQUIRE(load_shipped("seg-deit-tiny-512-mlp", &c) == EVIT_OK);
+    REQUIRE(load_shipped("seg-deit-tiny-512", &lin) == EVIT_OK);
+    CHECK(c.head == EVIT_HEAD_SEG_MLP && c.decoder_dim == 96 && c.decoder_nlevels == 4);
+    CHECK(c.decoder_levels[0] == 2 && c.decoder_levels[1] == 5 && c.decoder_levels[2] == 8 &&
+          c.decoder_levels[3] == 11);
+    CHECK(evit_config_params(&c) == evit_config_params(&lin) - 2702 + 1152 + 74112 + 36960 + 1358);
 }
 
 /* Absent keys: decoder_dim embed_dim / 2, and min(4, depth) levels evenly
