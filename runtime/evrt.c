@@ -48,9 +48,11 @@
  *
  * A try that stalls again costs one slow inference (a scheduler time
  * slice of waiting), and under a steady load every try stalls: one a
- * second is a slow frame in every hundred at 100 frames/s, the p99.  So a
- * try waits for evidence that the cores are there.  Over the window since
- * the stall (at least PROBE_WINDOW_S), the cores this process could have
+ * second is a slow frame in every hundred at 100 frames/s, the p99.  So
+ * after a second stall in a row (one alone is as likely a hiccup of the
+ * machine, after which the first try comes blind, as above) a try waits
+ * for evidence that the cores are there.  Over the window since the
+ * stall (at least PROBE_WINDOW_S), the cores this process could have
  * had are the machine's idle time (/proc/stat, every CPU) plus its own CPU
  * time, per second of the window: a busy process elsewhere takes its core
  * out of both, while this process's own pauses between frames do not.
@@ -81,7 +83,7 @@ struct pool {
      * to try more (pool_active, pool_stalled); at window_at, the machine's
      * idle CPU seconds (idle_s < 0: unknown) and this process's CPU
      * seconds */
-    int active;
+    int active, stalls; /* stalls in a row */
     double probe_at, backoff, stalled_at;
     double idle_s, cpu_s, window_at;
 };
@@ -330,7 +332,10 @@ static int pool_active(struct pool *p, double now)
         }
     }
     /* a long quiet spell at full strength forgets the back-off */
-    if (p->active == p->n && now - p->stalled_at > 2.0 * p->backoff) p->backoff = BACKOFF_MIN_S;
+    if (p->active == p->n && now - p->stalled_at > 2.0 * p->backoff) {
+        p->backoff = BACKOFF_MIN_S;
+        p->stalls = 0;
+    }
     return p->active;
 }
 
@@ -340,7 +345,11 @@ static void pool_stalled(struct pool *p, double now)
     p->probe_at = now + p->backoff;
     p->backoff = 2.0 * p->backoff < BACKOFF_MAX_S ? 2.0 * p->backoff : BACKOFF_MAX_S;
     p->stalled_at = now;
-    window_start(p, now);
+    if (++p->stalls >= 2) {
+        window_start(p, now);
+    } else {
+        p->idle_s = -1.0; /* the first try blind */
+    }
 }
 
 /* fn(arg, tid, u) for every unit u in [0, units), spread over the pool;
@@ -542,6 +551,7 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     p->backoff = BACKOFF_MIN_S;
     p->idle_s = -1.0;
     p->cpu_s = p->window_at = 0.0;
+    p->stalls = 0;
     p->spins = SPINS;
 #if defined(_SC_NPROCESSORS_ONLN)
     if (n > sysconf(_SC_NPROCESSORS_ONLN)) p->spins = SPINS_OVERSUBSCRIBED;

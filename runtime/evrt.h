@@ -313,7 +313,8 @@ size_t evrt_ctx_bytes(const evrt_ctx *ctx);
  * up only the unit it is computing; waiting threads poll for about 50
  * microseconds, then sleep and give their core away; after a stall (a
  * worker descheduled inside a unit) work goes to half as many threads for
- * a back-off of 10 ms to 1 s, and more threads are tried again only when
+ * a back-off of 10 ms to 1 s; after a second stall in a row, more
+ * threads are tried again only when
  * the machine's idle time plus this process's CPU time since the stall
  * (Linux /proc/stat, windows of at least 0.25 s) show the cores for them,
  * so a steady competing load costs no further stalls.  Every output
