@@ -74,7 +74,7 @@ succeeds "$DATA" scenes "$T/d.h5" -o "$T/sc.h5" --count 4 --size 96 --seed 3 -q
 succeeds "$INIT" seg-fm-tiny -o "$T/seg.h5" --seed 5 --data "$T/sc.h5"
 succeeds "$X" "$T/seg.h5" -o "$T/seg.evit"
 # one patch per image: outputs per image are the classes for either head
-for h in class seg_linear; do
+for h in class seg_linear seg_mlp; do
     printf '{"name":"one","img_size":8,"channels":1,"patch":8,"num_classes":3,"embed_dim":16,"depth":1,"num_heads":2,"mlp_hidden":16,"head":"%s"}' \
         "$h" >"$T/one-$h.json"
     succeeds "$INIT" "$T/one-$h.json" -o "$T/one-$h.h5"
@@ -236,13 +236,13 @@ zb, mb = sm.logits(batch), sm.mask(batch)
 if zb.shape != (3, 144, 11) or mb.shape != (3, 96, 96) or not same(zb[2], sm.logits(big)) or \
         not (mb[1] == sm.mask(batch[1])).all() or not (mb[0] == mb[2]).all():
     fail("a batch of 3 (in chunks of 1) differs from its frames: %s %s" % (zb.shape, mb.shape))
-for h, shape in (("class", (3,)), ("seg_linear", (1, 3))):
+for h, shape in (("class", (3,)), ("seg_linear", (1, 3)), ("seg_mlp", (1, 3))):
     one = evrt.Model("%s/one-%s.evit" % (t, h))
     if one.head != h or one.grid != 1 or one.logits(np.zeros((8, 8), np.uint8)).shape != shape:
         fail("a one-patch %s model reads as head %s, grid %d" % (h, one.head, one.grid))
     one.close()
 print("ok - a segmentation model: head seg_linear, per-patch logits (144, 11) bit-identical to evit-run's, "
-      "mask (96, 96) equal to evit-run's --mask PGM, batches as single frames; a one-patch model's head is told too")
+      "mask (96, 96) equal to evit-run's --mask PGM, batches as single frames; a one-patch model's head (class, seg_linear, seg_mlp) is told too")
 
 raises("top on a segmentation model", lambda: sm.top(big), "seg.evit: ", "segmentation model", "mask()")
 raises("mask on a class model", lambda: f.mask(xs["s96"]), "f.evit: ", "class-head model has no mask")
