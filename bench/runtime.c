@@ -82,12 +82,13 @@ static void observe(void *user, int layer, int phase, const float *x, int rows, 
 static double int8_macs(const struct evit_vit_config *c)
 {
     double T = evit_config_tokens(c), N = evit_config_patches(c), D = c->dim, s;
+    double C = c->decoder_dim, L = c->decoder_nlevels;
     int l, seg = evit_head_is_seg(c->head);
-    s = N * evit_config_patch_in(c) * D + D * c->classes * (seg ? N : 1.0);
-    if (c->head == EVIT_HEAD_SEG_MLP) {
-        double C = c->decoder_dim, L = c->decoder_nlevels;
-        s += N * (L * D * C + L * C * C + C * c->classes) - D * c->classes * N;
-    }
+    s = N * evit_config_patch_in(c) * D;
+    if (c->head == EVIT_HEAD_SEG_MLP)
+        s += N * (L * D * C + L * C * C + C * c->classes);
+    else
+        s += D * c->classes * (seg ? N : 1.0);
     for (l = 0; l < c->depth; l++) {
         const struct evit_block_shape *b = &c->blocks[l];
         double I = (double)b->heads * b->head_dim, q = l + 1 < c->depth || seg ? T : 1.0;

@@ -277,12 +277,15 @@ static void *worker_main(void *arg)
     }
 }
 
-static double now_s(void)
+/* Seconds on clock id (0 where it cannot be read). */
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (clock_gettime(id, &ts)) return 0.0;
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
 
 /* The machine's idle time in CPU seconds (every CPU's idle and iowait
  * ticks on /proc/stat's first line), or -1 where it cannot be read. */
@@ -298,17 +301,10 @@ static double idle_cpu_s(void)
     return n == 5 && hz > 0 ? (double)(v[3] + v[4]) / (double)hz : -1.0;
 }
 
-static double process_cpu_s(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts)) return 0.0;
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void window_start(struct pool *p, double now)
 {
     p->idle_s = idle_cpu_s();
-    p->cpu_s = p->idle_s >= 0.0 ? process_cpu_s() : 0.0;
+    p->cpu_s = p->idle_s >= 0.0 ? clock_s(CLOCK_PROCESS_CPUTIME_ID) : 0.0;
     p->window_at = now;
 }
 
@@ -323,7 +319,7 @@ static int pool_active(struct pool *p, double now)
         if (p->idle_s >= 0.0 && d < PROBE_WINDOW_S) {
             p->probe_at = p->window_at + PROBE_WINDOW_S;
         } else if ((idle = p->idle_s >= 0.0 ? idle_cpu_s() : -1.0) < 0.0 ||
-                   idle - p->idle_s + process_cpu_s() - p->cpu_s >= (more - 0.5) * d) {
+                   idle - p->idle_s + clock_s(CLOCK_PROCESS_CPUTIME_ID) - p->cpu_s >= (more - 0.5) * d) {
             p->active = more;
         } else {
             /* the cores were taken: no try, a new window */
