@@ -10,8 +10,9 @@
 #     residual adds): every pass a kernel makes over its data; elements per
 #     iteration from the vector widths.
 # Those rates and each model's work (configs/models/deit-tiny.json,
-# fm-tiny.json and the 512x512 segmentation model seg-deit-tiny-512.json,
-# whose decoder (evrt_seg_rows_fast) is timed like the other non-matmul
+# fm-tiny.json and the 512x512 segmentation models seg-deit-tiny-512.json
+# and seg-deit-tiny-512-mlp.json (SegFormer's all-MLP decoder), whose
+# upsampling and argmax (evrt_seg_rows_fast) are timed like the other non-matmul
 # kernels; per block, from its token count) give projected milliseconds
 # for float32, INT8 linears, INT8 linears + attention, and the latter with
 # Token Merging (r tokens merged per block).
@@ -278,6 +279,19 @@ def work(c, r, lin8, att8):
     w["add"] = T0 * D  # position embedding
     w["layernorm"] = (T0 if seg else 1) * D  # the final norm
     w["decode"] = c["img_size"] ** 2 * C if seg else 0
+    if c.get("head") == "seg_mlp":
+        # SegFormer's all-MLP decoder (evrt.c "seg_mlp's decoder"): on the
+        # N patch tokens of Ld levels (config.c's defaults: width D / 2, the
+        # min(depth, 4) evenly spaced blocks), a LayerNorm and linear_c
+        # (D to Cd) each, the fuse layer (Ld Cd to Cd), its ReLU (at
+        # evrt_add_fast's rate) and the head (Cd to C) instead of D to C;
+        # the last level's LayerNorm is the final norm, on the patch tokens
+        N, Cd = T0 - 1, c.get("decoder_dim", max(D // 2, 1))
+        Ld = len(c.get("decoder_levels", range(min(L, 4))))
+        w["lin"] += Ld * N * D * Cd + N * Ld * Cd * Cd + N * Cd * C - nh * D * C
+        w["quantize"] += (Ld * N * D + N * Ld * Cd + N * Cd - nh * D) * lin8
+        w["layernorm"] += Ld * N * D - T0 * D
+        w["add"] += N * Cd
     T, Ts = T0, []
     for l in range(L):
         # the last block needs qkv of every token but the rest for the
@@ -318,7 +332,8 @@ def work(c, r, lin8, att8):
 def ms(cyc): return cyc / (GHZ * 1e6)
 
 HDR = ("configuration", "tokens", "MMACs", "matmul ms", "other ms", "total ms", "4 thr ms", "speedup")
-for model, rs in (("deit-tiny", (8, 16)), ("fm-tiny", (2, 4)), ("seg-deit-tiny-512", ())):
+for model, rs in (("deit-tiny", (8, 16)), ("fm-tiny", (2, 4)), ("seg-deit-tiny-512", ()),
+                  ("seg-deit-tiny-512-mlp", ())):
     c = json.load(open("%s/configs/models/%s.json" % (src, model)))
     w0 = work(c, 0, 1, 1)
     print("\n%s: T=%d tokens, D=%d, %d heads, MLP %d, depth %d; matmul MACs: linear %.2fM, attention %.2fM"

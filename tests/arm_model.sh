@@ -51,3 +51,15 @@ echo "$sp" | awk '{ for (i = 1; i <= NF; i++) { v[i] = $i + 0; if (v[i] <= 1) ex
                    exit !(NF == 4 && v[2] > v[1] && v[4] > v[3]) }' \
     || fail "ToMe speedups $sp: wanted 4, each over 1x, growing with r"
 ok "Token Merging's rows follow the schedule and speed up with r: $sp"
+
+# the all-MLP decoder's work on top of the linear one's: four levels of
+# LayerNorm and linear_c (192 to 96) on 1,024 patch tokens, the fuse layer
+# (384 to 96) and the head on 96 values instead of 192, 14 classes:
+# 4*1024*192*96 + 1024*384*96 + 1024*96*14 - 1024*192*14 = 111.87 M
+mmacs() { awk -v m="$1" '$0 ~ "^" m ": " { f = 1; next } f && /^INT8 linear \+ attention/ { print $(NF - 4); exit }' "$T/out"; }
+lin=$(mmacs seg-deit-tiny-512)
+mlp=$(mmacs seg-deit-tiny-512-mlp)
+[ -n "$lin" ] && [ -n "$mlp" ] || fail "no projection rows for seg-deit-tiny-512 and seg-deit-tiny-512-mlp"
+awk -v a="$lin" -v b="$mlp" 'BEGIN { d = b - a - 111.87; exit !(d < 0.01 && d > -0.01) }' \
+    || fail "seg_mlp's decoder: $mlp - $lin MMACs, wanted 111.87 more than the linear decoder"
+ok "the all-MLP decoder's 512x512 model counts 111.87 M multiply-adds more than the linear one ($lin, $mlp)"
