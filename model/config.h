@@ -49,8 +49,8 @@ struct evit_block_shape {
 
 enum evit_head { EVIT_HEAD_CLASS = 0, EVIT_HEAD_SEG_LINEAR = 1, EVIT_HEAD_SEG_MLP = 2 };
 #define EVIT_HEAD_BIT(h) (1u << (h))
-/* The heads that are one linear layer on the final norm: what evit-prune
- * and the ONNX export take so far. */
+/* The heads that are one linear layer on the final norm: what the ONNX
+ * export takes so far. */
 #define EVIT_HEADS_LINEAR (EVIT_HEAD_BIT(EVIT_HEAD_CLASS) | EVIT_HEAD_BIT(EVIT_HEAD_SEG_LINEAR))
 #define EVIT_HEADS_ALL (EVIT_HEADS_LINEAR | EVIT_HEAD_BIT(EVIT_HEAD_SEG_MLP))
 /* What libevrt runs (seg_mlp's decoder included): what evit-quantize, the

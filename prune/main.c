@@ -1,6 +1,7 @@
-/* evit-prune: remove attention heads and MLP channels from a checkpoint,
- * ratios and per-block counts from a JSON config; the output is a smaller
- * ordinary checkpoint, to be fine-tuned with evit-distill --init. */
+/* evit-prune: remove attention heads and MLP channels from a checkpoint
+ * (and narrow a seg_mlp decoder), ratios and per-block counts from a JSON
+ * config; the output is a smaller ordinary checkpoint, to be fine-tuned
+ * with evit-distill --init. */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,10 +22,11 @@
 static const char *usage =
     "usage: evit-prune CONFIG.json MODEL.h5 -o PRUNED.h5 --report R.json [options]\n"
     "\n"
-    "Removes whole attention heads and MLP hidden channels, ranked by importance\n"
-    "(criterion l1, l2 or taylor), with the ratios and per-block counts of CONFIG\n"
-    "(docs/PRUNE.md). PRUNED.h5 is an ordinary, smaller checkpoint: fine-tune it\n"
-    "with evit-distill --init. The report lists what each block kept and lost.\n"
+    "Removes whole attention heads and MLP hidden channels, and a seg_mlp decoder's\n"
+    "channels, ranked by importance (criterion l1, l2 or taylor), with the ratios\n"
+    "and per-block counts of CONFIG (docs/PRUNE.md). PRUNED.h5 is an ordinary,\n"
+    "smaller checkpoint: fine-tune it with evit-distill --init. The report lists\n"
+    "what each block (and the decoder) kept and lost.\n"
     "\n"
     "  CONFIG.json          pruning config (configs/fmnist/prune-*.json)\n"
     "  MODEL.h5             checkpoint to prune\n"
@@ -109,6 +111,8 @@ static cJSON *prune_section(const struct evit_prune_config *pc, const struct evi
         cJSON_AddNumberToObject(o, k, after->value);
     }
     cJSON_AddItemToObject(o, "blocks", evit_prune_plan_to_json(plan, in, out));
+    cJSON *dec = evit_prune_decoder_to_json(plan, in, out);
+    if (dec) cJSON_AddItemToObject(o, "decoder", dec);
     return o;
 }
 
@@ -132,7 +136,7 @@ int main(int argc, char **argv)
     if (pa) return pa;
 
     if (evit_prune_config_load(a.config, &pc) < 0) goto fail;
-    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_LINEAR) < 0) goto fail;
+    if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_ALL) < 0) goto fail;
     if (evit_prune_config_check(&pc, a.config, &m.cfg, a.data != NULL) < 0) goto fail;
     int taylor = pc.criterion == EVIT_PRUNE_TAYLOR;
     if (taylor && (evit_dataset_load_task(a.data, &train, EVIT_TASK_CLASSIFY | EVIT_TASK_SEGMENT) < 0 ||
@@ -188,6 +192,8 @@ int main(int argc, char **argv)
            a.out, evit_config_params(&m.cfg), evit_config_params(&p.cfg), evit_config_mflops(&m.cfg),
            evit_config_mflops(&p.cfg), total_heads(&m.cfg), total_heads(&p.cfg), total_mlp(&m.cfg),
            total_mlp(&p.cfg));
+    if (p.cfg.decoder_dim != m.cfg.decoder_dim)
+        printf(", decoder width %d -> %d", m.cfg.decoder_dim, p.cfg.decoder_dim);
     if (a.val) printf("; %s %.2f%% -> %.2f%%", evit_score_name(&e), before, after);
     printf("\n");
     rc = EVIT_EXIT_OK;

@@ -80,7 +80,8 @@ int evit_prune_config_parse(const cJSON *obj, const char *file, struct evit_prun
 {
     static const char *const keys[] = {"description", "criterion", "scope", "heads_ratio",
                                        "mlp_ratio", "min_heads", "mlp_multiple",
-                                       "taylor_batches", "blocks", NULL};
+                                       "taylor_batches", "blocks", "decoder_ratio",
+                                       "decoder_keep", NULL};
     static const char *const crit_names[] = {"l1", "l2", "taylor", NULL};
     static const int crit_values[] = {EVIT_PRUNE_L1, EVIT_PRUNE_L2, EVIT_PRUNE_TAYLOR};
     static const char *const scope_names[] = {"global", "layer", NULL};
@@ -99,8 +100,16 @@ int evit_prune_config_parse(const cJSON *obj, const char *file, struct evit_prun
         get_ratio(obj, file, "mlp_ratio", &c->mlp_ratio) < 0 ||
         evit_json_get_int(obj, file, "", "min_heads", 0, 1, 1024, &c->min_heads) < 0 ||
         evit_json_get_int(obj, file, "", "mlp_multiple", 0, 1, 65536, &c->mlp_multiple) < 0 ||
-        evit_json_get_int(obj, file, "", "taylor_batches", 0, 1, 100000, &c->taylor_batches) < 0)
+        evit_json_get_int(obj, file, "", "taylor_batches", 0, 1, 100000, &c->taylor_batches) < 0 ||
+        get_ratio(obj, file, "decoder_ratio", &c->decoder_ratio) < 0 ||
+        evit_json_get_int(obj, file, "", "decoder_keep", 0, 1, 16384, &c->decoder_keep) < 0)
         return EVIT_ERR;
+    /* remembered by name, so that a model without a decoder refuses even
+     * "decoder_ratio": 0 (the config was written for another model) */
+    if (cJSON_GetObjectItemCaseSensitive(obj, "decoder_keep"))
+        c->decoder_key = "decoder_keep";
+    else if (cJSON_GetObjectItemCaseSensitive(obj, "decoder_ratio"))
+        c->decoder_key = "decoder_ratio";
     return parse_blocks(obj, file, c);
 }
 
@@ -133,6 +142,12 @@ int evit_prune_config_check(const struct evit_prune_config *c, const char *file,
             return evit_error("%s: blocks.%d.mlp_keep: %d is more than the %d channels block %d has",
                               file, l, c->mlp_keep[l], b->mlp, l);
     }
+    if (c->decoder_key && model->head != EVIT_HEAD_SEG_MLP)
+        return evit_error("%s: %s: the model has a %s head, which has no decoder to prune (only seg_mlp has one)",
+                          file, c->decoder_key, evit_config_head_name(model->head));
+    if (c->decoder_keep > model->decoder_dim) /* a seg_mlp head, from the check above */
+        return evit_error("%s: decoder_keep: %d is more than the decoder's width %d", file, c->decoder_keep,
+                          model->decoder_dim);
     if (c->criterion == EVIT_PRUNE_TAYLOR && !have_data)
         return evit_error("%s: criterion: taylor needs training images (--data TRAIN.h5)", file);
     return EVIT_OK;
@@ -154,6 +169,11 @@ void evit_prune_scores_alloc(struct evit_prune_scores *s, const struct evit_vit_
         s->head[l] = evit_calloc((size_t)cfg->blocks[l].heads, sizeof(double));
         s->mlp[l] = evit_calloc((size_t)cfg->blocks[l].mlp, sizeof(double));
     }
+    if (cfg->head != EVIT_HEAD_SEG_MLP) return;
+    s->levels = cfg->decoder_nlevels;
+    s->dec_dim = cfg->decoder_dim;
+    for (int i = 0; i < s->levels; i++) s->dec[i] = evit_calloc((size_t)s->dec_dim, sizeof(double));
+    s->fuse = evit_calloc((size_t)s->dec_dim, sizeof(double));
 }
 
 void evit_prune_scores_free(struct evit_prune_scores *s)
@@ -162,6 +182,8 @@ void evit_prune_scores_free(struct evit_prune_scores *s)
         free(s->head[l]);
         free(s->mlp[l]);
     }
+    for (int i = 0; i < s->levels; i++) free(s->dec[i]);
+    free(s->fuse);
     memset(s, 0, sizeof *s);
 }
 
@@ -215,6 +237,36 @@ static void score_block(double *head /* (H) */, double *mlp /* (M) */,
     }
 }
 
+/* Scores of seg_mlp's decoder channels from its weights w and, for taylor,
+ * the gradients g bound to the same layout (prune.h: what each owns).
+ * fuse_w is (C, L*C): level i's channel c is column i*C + c, the fuse
+ * output's channel c is row c; head_w (K, C): u's channel c is column c. */
+static void score_decoder(struct evit_prune_scores *s, const struct evit_vit_params *w,
+                          const struct evit_vit_params *g, const struct evit_vit_config *cfg,
+                          enum evit_prune_criterion crit)
+{
+    size_t D = (size_t)cfg->dim, C = (size_t)cfg->decoder_dim, L = (size_t)cfg->decoder_nlevels;
+    size_t K = (size_t)cfg->classes, LC = L * C;
+    int taylor = crit == EVIT_PRUNE_TAYLOR;
+    EVIT_ASSERT(s->levels == (int)L && s->dec_dim == (int)C);
+    for (size_t i = 0; i < L; i++) {
+        for (size_t c = 0; c < C; c++) {
+            double a = span(crit, w->dec_w[i] + c * D, taylor ? g->dec_w[i] + c * D : NULL, D);
+            a += term(crit, w->dec_b[i][c], taylor ? g->dec_b[i] : NULL, c);
+            for (size_t row = 0; row < C; row++)
+                a += term(crit, w->fuse_w[row * LC + i * C + c], taylor ? g->fuse_w : NULL, row * LC + i * C + c);
+            s->dec[i][c] = crit == EVIT_PRUNE_L2 ? sqrt(a) : a;
+        }
+    }
+    for (size_t c = 0; c < C; c++) {
+        double a = span(crit, w->fuse_w + c * LC, taylor ? g->fuse_w + c * LC : NULL, LC);
+        a += term(crit, w->fuse_b[c], taylor ? g->fuse_b : NULL, c);
+        for (size_t k = 0; k < K; k++)
+            a += term(crit, w->head_w[k * C + c], taylor ? g->head_w : NULL, k * C + c);
+        s->fuse[c] = crit == EVIT_PRUNE_L2 ? sqrt(a) : a;
+    }
+}
+
 void evit_prune_magnitude(struct evit_prune_scores *s, const struct evit_vit *m,
                           enum evit_prune_criterion crit)
 {
@@ -222,6 +274,7 @@ void evit_prune_magnitude(struct evit_prune_scores *s, const struct evit_vit *m,
     for (int l = 0; l < m->cfg.depth; l++)
         score_block(s->head[l], s->mlp[l], &m->p.blocks[l], NULL, &m->cfg.blocks[l],
                     (size_t)m->cfg.dim, crit);
+    if (m->cfg.head == EVIT_HEAD_SEG_MLP) score_decoder(s, &m->p, NULL, &m->cfg, crit);
 }
 
 void evit_prune_taylor(struct evit_prune_scores *s, const struct evit_vit *m,
@@ -274,6 +327,7 @@ void evit_prune_taylor(struct evit_prune_scores *s, const struct evit_vit *m,
     for (int l = 0; l < c->depth; l++)
         score_block(s->head[l], s->mlp[l], &m->p.blocks[l], &g.blocks[l], &c->blocks[l],
                     (size_t)c->dim, EVIT_PRUNE_TAYLOR);
+    if (c->head == EVIT_HEAD_SEG_MLP) score_decoder(s, &m->p, &g, c, EVIT_PRUNE_TAYLOR);
     free(dlogits);
     free(hs);
     free(mk);
@@ -379,6 +433,25 @@ static int *top_k(const double *score, int n, int k)
     return idx;
 }
 
+/* seg_mlp's decoder: one width C' for every level and the fuse output
+ * (decoder_dim is one config value), each keeping its own best C'
+ * channels.  A group of its own, so the scope does not matter. */
+static void select_decoder(struct evit_prune_plan *plan, const struct evit_prune_config *c,
+                           const struct evit_vit_config *model, const struct evit_prune_scores *s)
+{
+    int C = model->decoder_dim;
+    EVIT_ASSERT(s->levels == model->decoder_nlevels && s->dec_dim == C && c->decoder_keep <= C);
+    plan->levels = model->decoder_nlevels;
+    if (c->decoder_keep > 0)
+        plan->dec_dim = c->decoder_keep; /* exact, like mlp_keep */
+    else /* nothing asked for, nothing rounded away */
+        plan->dec_dim = c->decoder_ratio > 0.0
+                            ? evit_prune_round_mlp(C * (1.0 - c->decoder_ratio), C, c->mlp_multiple)
+                            : C;
+    for (int i = 0; i < plan->levels; i++) plan->dec_idx[i] = top_k(s->dec[i], C, plan->dec_dim);
+    plan->fuse_idx = top_k(s->fuse, C, plan->dec_dim);
+}
+
 void evit_prune_select(struct evit_prune_plan *plan, const struct evit_prune_config *c,
                        const struct evit_vit_config *model, const struct evit_prune_scores *s)
 {
@@ -419,6 +492,7 @@ void evit_prune_select(struct evit_prune_plan *plan, const struct evit_prune_con
         plan->head_idx[l] = top_k(s->head[l], model->blocks[l].heads, plan->heads[l]);
         plan->mlp_idx[l] = top_k(s->mlp[l], model->blocks[l].mlp, plan->mlp[l]);
     }
+    if (model->head == EVIT_HEAD_SEG_MLP) select_decoder(plan, c, model, s);
 }
 
 void evit_prune_plan_free(struct evit_prune_plan *plan)
@@ -427,6 +501,8 @@ void evit_prune_plan_free(struct evit_prune_plan *plan)
         free(plan->head_idx[l]);
         free(plan->mlp_idx[l]);
     }
+    for (int i = 0; i < plan->levels; i++) free(plan->dec_idx[i]);
+    free(plan->fuse_idx);
     memset(plan, 0, sizeof *plan);
 }
 
@@ -442,6 +518,11 @@ void evit_prune_shape(struct evit_vit_config *out, const struct evit_vit_config 
     for (int l = 0; l < in->depth; l++) {
         out->blocks[l].heads = plan->heads[l];
         out->blocks[l].mlp = plan->mlp[l];
+    }
+    if (in->head == EVIT_HEAD_SEG_MLP) {
+        EVIT_ASSERT(plan->levels == in->decoder_nlevels && plan->dec_dim >= 1 &&
+                    plan->dec_dim <= in->decoder_dim);
+        out->decoder_dim = plan->dec_dim;
     }
     /* a model pruned again keeps one tag */
     int tagged = n >= t && strcmp(in->name + n - t, tag) == 0;
@@ -476,6 +557,35 @@ static void gather_block(struct evit_block_params *o, const struct evit_block_pa
         for (int j = 0; j < M2; j++) o->fc2_w[row * (size_t)M2 + j] = w->fc2_w[row * M + (size_t)midx[j]];
 }
 
+/* Copies seg_mlp's kept decoder channels from w (width C) into o (width
+ * C2): level i's channel E_i[k] becomes its channel k (a row of dec_w[i],
+ * an entry of dec_b[i], and fuse_w's column i*C2 + k from i*C + E_i[k]);
+ * the fuse output's channel U[r] becomes channel r (a row of fuse_w, an
+ * entry of fuse_b, a column of head_w). */
+static void gather_decoder(struct evit_vit_params *o, const struct evit_vit_params *w,
+                           const struct evit_vit_config *in, const struct evit_prune_plan *plan)
+{
+    size_t D = (size_t)in->dim, C = (size_t)in->decoder_dim, C2 = (size_t)plan->dec_dim;
+    size_t L = (size_t)in->decoder_nlevels, K = (size_t)in->classes;
+    const int *U = plan->fuse_idx;
+    for (size_t i = 0; i < L; i++) {
+        const int *E = plan->dec_idx[i];
+        for (size_t k = 0; k < C2; k++) {
+            memcpy(o->dec_w[i] + k * D, w->dec_w[i] + (size_t)E[k] * D, sizeof(float) * D);
+            o->dec_b[i][k] = w->dec_b[i][E[k]];
+        }
+    }
+    for (size_t r = 0; r < C2; r++) {
+        const float *src = w->fuse_w + (size_t)U[r] * L * C; /* (L*C) row U[r] */
+        float *dst = o->fuse_w + r * L * C2;                 /* (L*C2) row r */
+        for (size_t i = 0; i < L; i++)
+            for (size_t k = 0; k < C2; k++) dst[i * C2 + k] = src[i * C + (size_t)plan->dec_idx[i][k]];
+        o->fuse_b[r] = w->fuse_b[U[r]];
+    }
+    for (size_t k = 0; k < K; k++)
+        for (size_t r = 0; r < C2; r++) o->head_w[k * C2 + r] = w->head_w[k * C + (size_t)U[r]];
+}
+
 void evit_prune_apply(struct evit_vit *out, const struct evit_vit *in,
                       const struct evit_prune_plan *plan)
 {
@@ -487,7 +597,8 @@ void evit_prune_apply(struct evit_vit *out, const struct evit_vit *in,
     memcpy(out->std, in->std, sizeof out->std);
     /* Every tensor whose size did not change is copied whole (embeddings,
      * norms, proj and fc2 biases, head, and the tensors of blocks that kept
-     * everything); the six that shrink are gathered below. */
+     * everything, the decoder's norms); the six per block that shrink, and
+     * seg_mlp's linear_c, linear_fuse and head weight, are gathered below. */
     struct evit_tensor_ref *ti = evit_vit_tensor_list(&in->cfg, &in->p, &n_in);
     struct evit_tensor_ref *to = evit_vit_tensor_list(&out->cfg, &out->p, &n_out);
     EVIT_ASSERT(n_in == n_out);
@@ -500,6 +611,7 @@ void evit_prune_apply(struct evit_vit *out, const struct evit_vit *in,
     for (int l = 0; l < cfg.depth; l++)
         gather_block(&out->p.blocks[l], &in->p.blocks[l], &in->cfg.blocks[l], (size_t)cfg.dim,
                      plan->heads[l], plan->head_idx[l], plan->mlp[l], plan->mlp_idx[l]);
+    if (cfg.head == EVIT_HEAD_SEG_MLP) gather_decoder(&out->p, &in->p, &in->cfg, plan);
 }
 
 /* ---------------------------------------------------------------- report */
@@ -557,4 +669,46 @@ cJSON *evit_prune_plan_to_json(const struct evit_prune_plan *plan, const struct 
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
+}
+
+/* The decoder's parameters: decode_head.* (the earlier levels' norms,
+ * linear_c, linear_fuse) and the head. */
+static long decoder_params(const struct evit_vit *m)
+{
+    int n;
+    long p = 0;
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&m->cfg, &m->p, &n);
+    for (int i = 0; i < n; i++)
+        if (strncmp(t[i].name, "decode_head.", 12) == 0 || strncmp(t[i].name, "head.", 5) == 0)
+            p += (long)t[i].numel;
+    free(t);
+    return p;
+}
+
+cJSON *evit_prune_decoder_to_json(const struct evit_prune_plan *plan, const struct evit_vit *in,
+                                  const struct evit_vit *out)
+{
+    if (in->cfg.head != EVIT_HEAD_SEG_MLP) return NULL;
+    int C = in->cfg.decoder_dim;
+    /* the FLOPs the width saves: the whole model with only the decoder
+     * pruned, against the original */
+    struct evit_vit_config one = in->cfg;
+    one.decoder_dim = plan->dec_dim;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "dim_before", C);
+    cJSON_AddNumberToObject(o, "dim_after", plan->dec_dim);
+    cJSON *lv = cJSON_AddArrayToObject(o, "levels");
+    for (int i = 0; i < plan->levels; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "level", i);
+        cJSON_AddNumberToObject(e, "block", in->cfg.decoder_levels[i]);
+        add_indices(e, "kept", "removed", plan->dec_idx[i], plan->dec_dim, C);
+        cJSON_AddItemToArray(lv, e);
+    }
+    cJSON *f = cJSON_AddObjectToObject(o, "fuse");
+    add_indices(f, "kept", "removed", plan->fuse_idx, plan->dec_dim, C);
+    cJSON_AddNumberToObject(o, "params_before", (double)decoder_params(in));
+    cJSON_AddNumberToObject(o, "params_after", (double)decoder_params(out));
+    cJSON_AddNumberToObject(o, "mflops_saved", evit_config_mflops(&in->cfg) - evit_config_mflops(&one));
+    return o;
 }

@@ -11,6 +11,18 @@
  * a channel's GELU output only through its fc2 column), so the result is an
  * ordinary, smaller model (config.h's per-block heads and mlp), not a mask.
  *
+ * A seg_mlp head (vit.h) adds a third kind, the decoder's width C: one
+ * config value (decoder_dim) shared by every level's e_i and by u, so all
+ * of them go to the same C', but each keeps its own best C' channels:
+ *   - level i's channel c owns row c of linear_c.i (dec_w[i]), dec_b[i][c]
+ *     and column i*C + c of linear_fuse (fuse_w); zeroing its row and bias
+ *     makes e_i[c] = 0, which its fuse column then multiplies to nothing;
+ *   - the fuse output's channel c owns row c of linear_fuse, fuse_b[c] and
+ *     column c of head.weight; zeroing its row and bias makes
+ *     u[c] = ReLU(0) = 0, which reaches the logits only through that column.
+ * The decoder is a group of its own: neither scope mixes it with heads or
+ * MLP channels.
+ *
  * Steps: importance (evit_prune_magnitude or evit_prune_taylor) fills a
  * score per head and channel; evit_prune_select turns scores and the config
  * into a plan (which indices each block keeps); evit_prune_apply builds the
@@ -24,7 +36,12 @@
  *     "mlp_multiple": 8,                         kept channels rounded to it
  *     "taylor_batches": 8,                       batches of 64 for taylor
  *     "blocks": { "0": {"heads_keep": 3, "mlp_keep": 128} },
- *     "description": "free text" } */
+ *     "decoder_ratio": 0.25,                     seg_mlp: fraction of C removed,
+ *                                                kept width rounded to mlp_multiple
+ *     "decoder_keep": 24,                        seg_mlp: kept width, exact; wins
+ *     "description": "free text" }
+ * decoder_ratio and decoder_keep are refused for a model without a seg_mlp
+ * head (evit_prune_config_check). */
 #ifndef EVIT_PRUNE_H
 #define EVIT_PRUNE_H
 
@@ -51,6 +68,10 @@ struct evit_prune_config {
     int heads_keep[EVIT_MAX_DEPTH];
     int mlp_keep[EVIT_MAX_DEPTH];
     int max_block;                 /* highest block named in "blocks", -1 if none */
+    double decoder_ratio;          /* seg_mlp: fraction of decoder_dim removed, [0, 1) */
+    int decoder_keep;              /* seg_mlp: kept decoder width, 0 when not given */
+    const char *decoder_key;       /* "decoder_keep" or "decoder_ratio" when either
+                                    * was given (static string), else NULL */
     cJSON *json;                   /* the file as read, for the report; owned */
 };
 
@@ -64,7 +85,9 @@ int evit_prune_config_parse(const cJSON *obj, const char *file, struct evit_prun
 int evit_prune_config_load(const char *path, struct evit_prune_config *c);
 
 /* What can only be checked against the model: named blocks exist, explicit
- * counts do not exceed the block's, taylor has training data. */
+ * counts do not exceed the block's, the decoder keys come with a seg_mlp
+ * head and decoder_keep does not exceed its width, taylor has training
+ * data. */
 int evit_prune_config_check(const struct evit_prune_config *c, const char *file,
                             const struct evit_vit_config *model, int have_data);
 
@@ -78,13 +101,18 @@ struct evit_prune_scores {
     int depth;
     double *head[EVIT_MAX_DEPTH]; /* (heads_l) */
     double *mlp[EVIT_MAX_DEPTH];  /* (mlp_l) */
+    /* seg_mlp's decoder (levels 0 and both NULL for the other heads) */
+    int levels;                   /* L, decoder_nlevels */
+    int dec_dim;                  /* C, decoder_dim */
+    double *dec[EVIT_DECODER_MAX_LEVELS]; /* (C) level i's linear_c channels */
+    double *fuse;                 /* (C) linear_fuse's output channels */
 };
 
 void evit_prune_scores_alloc(struct evit_prune_scores *s, const struct evit_vit_config *cfg);
 void evit_prune_scores_free(struct evit_prune_scores *s);
 
 /* l1: sum |w|, l2: sqrt(sum w^2), over every weight and bias a head or
- * channel owns (see the top of this file). */
+ * channel (or decoder channel) owns (see the top of this file). */
 void evit_prune_magnitude(struct evit_prune_scores *s, const struct evit_vit *m,
                           enum evit_prune_criterion crit);
 
@@ -105,17 +133,26 @@ struct evit_prune_plan {
     int mlp[EVIT_MAX_DEPTH];       /* channels kept */
     int *head_idx[EVIT_MAX_DEPTH]; /* (heads[l]) */
     int *mlp_idx[EVIT_MAX_DEPTH];  /* (mlp[l]) */
+    /* seg_mlp's decoder (levels 0, dec_dim 0 and NULLs for the other heads) */
+    int levels;                    /* L */
+    int dec_dim;                   /* C', the width every level and u keep */
+    int *dec_idx[EVIT_DECODER_MAX_LEVELS]; /* (C') level i's kept channels */
+    int *fuse_idx;                 /* (C') linear_fuse's kept output channels */
 };
 
 /* Counts per block (explicit overrides; else layer: the ratio in every block,
  * or global: one ranking of scores divided by their block's mean), then the
- * highest-scoring heads and channels of each block (ties: lower index). */
+ * highest-scoring heads and channels of each block (ties: lower index).
+ * The decoder's width is decoder_keep, else C (1 - decoder_ratio) rounded
+ * to mlp_multiple (a ratio of 0 keeps C as it is), whatever the scope; each
+ * level and the fuse output keep their own highest-scoring channels. */
 void evit_prune_select(struct evit_prune_plan *plan, const struct evit_prune_config *c,
                        const struct evit_vit_config *model, const struct evit_prune_scores *s);
 
 void evit_prune_plan_free(struct evit_prune_plan *plan);
 
-/* The model's config with the plan's counts, named "<name>-pruned". */
+/* The model's config with the plan's counts (and decoder width), named
+ * "<name>-pruned". */
 void evit_prune_shape(struct evit_vit_config *out, const struct evit_vit_config *in,
                       const struct evit_prune_plan *plan);
 
@@ -131,5 +168,12 @@ int evit_prune_round_mlp(double want, int M, int q);
  * before and after; caller deletes. */
 cJSON *evit_prune_plan_to_json(const struct evit_prune_plan *plan, const struct evit_vit *in,
                                const struct evit_vit *out);
+
+/* seg_mlp's decoder: dim_before, dim_after, per level and for the fuse
+ * output the channels kept and removed, the decoder's parameters
+ * (decode_head.* and head.*) before and after, and the MFLOPs the width
+ * saves; NULL for a model without the decoder.  Caller deletes. */
+cJSON *evit_prune_decoder_to_json(const struct evit_prune_plan *plan, const struct evit_vit *in,
+                                  const struct evit_vit *out);
 
 #endif

@@ -2,7 +2,8 @@
 # cli_prune.sh: evit-prune end to end on a small trained model: the pruned
 # checkpoint, its report and lineage, loading it in evit-eval and fine-tuning
 # it with evit-distill --init, ratio 0 changing nothing, the taylor criterion,
-# per-block overrides, and the configs and inputs it must refuse.
+# per-block overrides, segmentation models (a seg_mlp decoder's width
+# included), and the configs and inputs it must refuse.
 set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
@@ -131,10 +132,55 @@ ok "a segmentation model prunes (Taylor on the pixel loss, and l1), keeps its he
 fails_with 1 "$P" "$T/sp.json" "$T/seg.h5" -o "$T/x.h5" --report "$T/x.json" --val "$T/val.h5"
 stderr_has "segmentation dataset"
 ok "a segmentation model with a classification --val is refused in one line"
-# --- SegFormer's all-MLP decoder (seg_mlp): evit-prune does not take it yet
+# --- SegFormer's all-MLP decoder (seg_mlp): its width C (32) prunes with
+# the heads and channels, each level and the fuse output keeping their own
+# best channels; the pruned model is scored, quantized, exported and run
 succeeds "$INIT" seg-fm-tiny-mlp -o "$T/segmlp.h5" --seed 3 --data "$T/sc.h5"
-fails_with 1 "$P" "$T/sp.json" "$T/segmlp.h5" --data "$T/sc.h5" --val "$T/sc.h5" -o "$T/x.h5" --report "$T/x.json"
-stderr_has "$T/segmlp.h5: has a seg_mlp head, which this stage does not support yet"
-[ ! -e "$T/x.h5" ] && [ ! -e "$T/x.json" ] || fail "a refused prune of a seg_mlp model wrote its output"
-ok "a seg_mlp model is refused in one line, naming the file"
+printf '{ "criterion": "taylor", "heads_ratio": 0.25, "mlp_ratio": 0.3, "decoder_ratio": 0.25, "taylor_batches": 1 }\n' >"$T/dp.json"
+succeeds "$P" "$T/dp.json" "$T/segmlp.h5" --data "$T/sc.h5" --val "$T/sc.h5" -o "$T/segmlpp.h5" --report "$T/segmlpp.json"
+stdout_has "decoder width 32 -> 24"
+stdout_has "mIoU"
+[ "$(num dim_before "$T/segmlpp.json")" = 32 ] && [ "$(num dim_after "$T/segmlpp.json")" = 24 ] ||
+    fail "the report's decoder says $(num dim_before "$T/segmlpp.json") -> $(num dim_after "$T/segmlpp.json"), not 32 -> 24"
+for key in '"decoder":' '"levels":' '"fuse":' '"kept":' '"removed":' '"head":	"seg_mlp"' '"decoder_dim":	24'; do
+    grep -qF "$key" "$T/segmlpp.json" || fail "the seg_mlp prune report lacks $key"
+done
+[ "$(num heads_after "$T/segmlpp.json")" -lt "$(num heads_before "$T/segmlpp.json")" ] || fail "seg_mlp: no head was pruned"
+succeeds "$DATA" info "$T/segmlpp.h5"
+stdout_has "decoder: dim 24, levels 0 1 2 3"
+after=$(num val_miou_after "$T/segmlpp.json")
+succeeds "$EVAL" "$T/segmlpp.h5" "$T/sc.h5" --report "$T/segmlppe.json" -q
+stdout_has "mIoU"
+[ -n "$after" ] && [ "$(num miou "$T/segmlppe.json")" = "$after" ] ||
+    fail "evit-eval's mIoU $(num miou "$T/segmlppe.json") of the pruned seg_mlp model is not evit-prune's $after"
+ok "a seg_mlp model prunes its decoder (32 -> 24) with its heads and channels, and evit-eval agrees with the report (mIoU $(printf '%.2f' "$after")%)"
+
+# decoder_keep is exact: 13, no multiple of 8, through the INT8 path and
+# the runtime, whose mIoU is the quantize report's
+printf '{ "criterion": "l2", "decoder_keep": 13 }\n' >"$T/dk.json"
+succeeds "$P" "$T/dk.json" "$T/segmlp.h5" -o "$T/segk.h5" --report "$T/segk.json" -q
+stdout_has "decoder width 32 -> 13"
+stdout_has "heads 16 -> 16, MLP channels 1024 -> 1024"
+succeeds "$DATA" info "$T/segk.h5"
+stdout_has "decoder: dim 13, levels 0 1 2 3"
+succeeds "$Q" "$EVIT_SRC/configs/fmnist/quantize.json" "$T/segk.h5" --calib "$T/sc.h5" --val "$T/sc.h5" \
+    -o "$T/segk.q8.h5" --report "$T/segkq.json" -q --threads 2
+im=$(num int8_miou "$T/segkq.json")
+[ -n "$im" ] || fail "the quantize report of the pruned seg_mlp model lacks int8_miou"
+succeeds "$X" "$T/segk.q8.h5" -o "$T/segk.evit" -q
+succeeds "$EVAL" "$T/segk.evit" "$T/sc.h5" --report "$T/segkx.json" -q
+[ "$(num miou "$T/segkx.json")" = "$im" ] ||
+    fail "the pruned seg_mlp device file's mIoU $(num miou "$T/segkx.json") is not the INT8 model's $im"
+succeeds "$EVIT_BIN/evit-run" "$T/segk.evit" --bench --runs 2 --warmup 1
+ok "decoder_keep 13 prunes exactly and the model quantizes, exports and runs (INT8 mIoU $(printf '%.2f' "$im")%)"
+
+# the decoder keys are the seg_mlp head's: a seg_linear model refuses them
+printf '{ "decoder_ratio": 0.25 }\n' >"$T/dbad.json"
+fails_with 1 "$P" "$T/dbad.json" "$T/seg.h5" -o "$T/x.h5" --report "$T/x.json"
+stderr_has "dbad.json: decoder_ratio: the model has a seg_linear head, which has no decoder to prune"
+printf '{ "decoder_keep": 33 }\n' >"$T/dbad.json"
+fails_with 1 "$P" "$T/dbad.json" "$T/segmlp.h5" -o "$T/x.h5" --report "$T/x.json"
+stderr_has "dbad.json: decoder_keep: 33 is more than the decoder's width 32"
+[ ! -e "$T/x.h5" ] && [ ! -e "$T/x.json" ] || fail "a refused decoder config wrote its output"
+ok "decoder keys are refused for a model without the decoder and above its width, naming file and key"
 echo "cli_prune: all checks passed"

@@ -1,6 +1,7 @@
-/* test_prune.c: importance, selection and the physical removal of heads and
- * MLP channels.  The central fact checked: removing a head or channel gives
- * the same logits as zeroing everything it owns in the full model. */
+/* test_prune.c: importance, selection and the physical removal of heads,
+ * MLP channels and a seg_mlp decoder's channels.  The central fact checked:
+ * removing a head or channel gives the same logits as zeroing everything it
+ * owns in the full model. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,14 +54,21 @@ static uint8_t *images(const struct evit_vit_config *c, int n, uint64_t seed)
     return x;
 }
 
-/* Logits (n, K) of m on x; caller frees. */
+/* Floats of logits per image: K, or N * K for a segmentation head. */
+static size_t logits_per_image(const struct evit_vit_config *c)
+{
+    return (size_t)evit_config_head_rows(c) * (size_t)c->classes;
+}
+
+/* Logits (n, R, K) of m on x; caller frees. */
 static float *logits_of(const struct evit_vit *m, const uint8_t *x, int n)
 {
     struct evit_vit_acts a;
+    size_t nz = (size_t)n * logits_per_image(&m->cfg);
     evit_vit_acts_alloc(&a, &m->cfg, n, 0);
     evit_vit_forward(m, &a, x, n);
-    float *z = malloc(sizeof(float) * (size_t)n * m->cfg.classes);
-    memcpy(z, a.logits, sizeof(float) * (size_t)n * m->cfg.classes);
+    float *z = malloc(sizeof(float) * nz);
+    memcpy(z, a.logits, sizeof(float) * nz);
     evit_vit_acts_free(&a);
     return z;
 }
@@ -79,7 +87,7 @@ static double logit_gap(const struct evit_vit *a, const struct evit_vit *b, int 
 {
     uint8_t *x = images(&a->cfg, NIMG, seed);
     float *za = logits_of(a, x, NIMG), *zb = logits_of(b, x, NIMG);
-    size_t n = (size_t)NIMG * a->cfg.classes;
+    size_t n = (size_t)NIMG * logits_per_image(&a->cfg);
     double d = max_abs_diff(za, zb, n);
     for (size_t i = 0; i < n; i++)
         if (isnan(za[i]) || isnan(zb[i])) d = NAN;
@@ -112,6 +120,57 @@ static void zero_channel(struct evit_vit *m, int l, int c)
     memset(p->fc1_w + (size_t)c * D, 0, sizeof(float) * D);
     p->fc1_b[c] = 0.0f;
     for (size_t row = 0; row < D; row++) p->fc2_w[row * M + (size_t)c] = 0.0f;
+}
+
+/* tiny_config's encoder with a seg_mlp head (vit.h): C 10 over both blocks,
+ * so linear_fuse is (10, 20) and the logits (N 4, K 5) per image. */
+#define SEG_C 10
+
+static struct evit_vit_config seg_config(void)
+{
+    static const int levels[] = {0, 1};
+    struct evit_vit_config c = tiny_config();
+    snprintf(c.name, sizeof c.name, "tinyseg");
+    set_mlp_decoder(&c, SEG_C, 2, levels);
+    return c;
+}
+
+static void make_seg_model(struct evit_vit *m, uint64_t seed)
+{
+    struct evit_vit_config c = seg_config();
+    evit_vit_alloc(m, &c);
+    randomise(m, seed);
+}
+
+/* Zeroes level i's channel c of the decoder: its row of linear_c.i and its
+ * bias, which makes e_i[c] = 0; with columns, also the fuse column
+ * i*C + c that reads it, so that everything it owns is zero. */
+static void zero_level_channel(struct evit_vit *m, int i, int c, int columns)
+{
+    size_t D = (size_t)m->cfg.dim, C = (size_t)m->cfg.decoder_dim, LC = (size_t)m->cfg.decoder_nlevels * C;
+    memset(m->p.dec_w[i] + (size_t)c * D, 0, sizeof(float) * D);
+    m->p.dec_b[i][c] = 0.0f;
+    if (columns)
+        for (size_t row = 0; row < C; row++) m->p.fuse_w[row * LC + (size_t)i * C + (size_t)c] = 0.0f;
+}
+
+/* Zeroes the fuse output's channel c: its row of linear_fuse and its bias,
+ * which makes u[c] = ReLU(0) = 0; with columns, also its head column. */
+static void zero_fuse_channel(struct evit_vit *m, int c, int columns)
+{
+    size_t C = (size_t)m->cfg.decoder_dim, LC = (size_t)m->cfg.decoder_nlevels * C;
+    memset(m->p.fuse_w + (size_t)c * LC, 0, sizeof(float) * LC);
+    m->p.fuse_b[c] = 0.0f;
+    if (columns)
+        for (int k = 0; k < m->cfg.classes; k++) m->p.head_w[(size_t)k * C + (size_t)c] = 0.0f;
+}
+
+/* 1 when the ascending idx (k of them) holds i. */
+static int kept(const int *idx, int k, int i)
+{
+    for (int j = 0; j < k; j++)
+        if (idx[j] == i) return 1;
+    return 0;
 }
 
 /* A config from JSON text, parsed strictly; REQUIREs success. */
@@ -496,6 +555,7 @@ static void the_pruned_model_has_the_shapes_and_parameter_count_of_its_config(vo
         saved += cJSON_GetObjectItem(b, "params_before")->valuedouble -
                  cJSON_GetObjectItem(b, "params_after")->valuedouble;
     CHECK_NEAR(saved, (double)(evit_config_params(&m.cfg) - evit_config_params(&p.cfg)), 0.5);
+    CHECK(evit_prune_decoder_to_json(&plan, &m, &p) == NULL); /* a class head has no decoder */
     cJSON_Delete(j);
     free(t);
     evit_prune_plan_free(&plan);
@@ -504,11 +564,10 @@ static void the_pruned_model_has_the_shapes_and_parameter_count_of_its_config(vo
     evit_vit_free(&m);
 }
 
-/* Runs parse + check on json with stderr captured; the one error line must
- * contain want. */
-static int refused_with(const char *json, int have_data, const char *want)
+/* Runs parse + check against model c on json with stderr captured; the one
+ * error line must contain want. */
+static int refused_for(const struct evit_vit_config *c, const char *json, int have_data, const char *want)
 {
-    struct evit_vit_config c = tiny_config();
     struct evit_prune_config pc;
     char path[300], line[512] = "";
     snprintf(path, sizeof path, "%s/stderr.txt", test_tmpdir());
@@ -518,7 +577,7 @@ static int refused_with(const char *json, int have_data, const char *want)
     if (!f || saved < 0) return 0;
     dup2(fileno(f), 2);
     int rc = config_from(json, &pc);
-    if (rc == 0) rc = evit_prune_config_check(&pc, "test.json", &c, have_data);
+    if (rc == 0) rc = evit_prune_config_check(&pc, "test.json", c, have_data);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -531,6 +590,33 @@ static int refused_with(const char *json, int have_data, const char *want)
     int ok = rc < 0 && strncmp(line, "error: test.json: ", 18) == 0 && strstr(line, want) != NULL;
     if (!ok) fprintf(stderr, "  config %s: rc %d, message '%s', wanted '%s'\n", json, rc, line, want);
     return ok;
+}
+
+/* The same against tiny_config (a class head). */
+static int refused_with(const char *json, int have_data, const char *want)
+{
+    struct evit_vit_config c = tiny_config();
+    return refused_for(&c, json, have_data, want);
+}
+
+static void decoder_keys_are_refused_for_a_model_without_the_decoder_and_above_its_width(void)
+{
+    struct evit_vit_config seg = seg_config(), lin = tiny_config();
+    lin.head = EVIT_HEAD_SEG_LINEAR;
+    CHECK(refused_with("{\"decoder_ratio\": 0.25}", 0,
+                       "decoder_ratio: the model has a class head, which has no decoder to prune"));
+    CHECK(refused_with("{\"decoder_ratio\": 0}", 0, "decoder_ratio: the model has a class head"));
+    CHECK(refused_with("{\"decoder_ratio\": 0.5, \"decoder_keep\": 4}", 0, "decoder_keep: the model has a class head"));
+    CHECK(refused_for(&lin, "{\"decoder_keep\": 4}", 0, "decoder_keep: the model has a seg_linear head, which has no decoder"));
+    CHECK(refused_for(&seg, "{\"decoder_keep\": 11}", 0, "decoder_keep: 11 is more than the decoder's width 10"));
+    CHECK(refused_for(&seg, "{\"decoder_keep\": 0}", 0, "decoder_keep: 0 is out of range"));
+    CHECK(refused_for(&seg, "{\"decoder_keep\": 2.5}", 0, "decoder_keep: must be an integer"));
+    CHECK(refused_for(&seg, "{\"decoder_ratio\": 1}", 0, "decoder_ratio: 1 would remove everything"));
+    CHECK(refused_for(&seg, "{\"decoder_ratio\": -0.5}", 0, "decoder_ratio: -0.5 is out of range"));
+    CHECK(refused_for(&seg, "{\"decoder_ration\": 0.5}", 0, "decoder_ration: unknown key"));
+    struct evit_prune_config pc;
+    CHECK(config_from("{\"decoder_keep\": 10, \"decoder_ratio\": 0.9}", &pc) == 0);
+    CHECK(evit_prune_config_check(&pc, "test.json", &seg, 0) == 0);
 }
 
 static void bad_configs_are_refused_naming_the_key_and_the_problem(void)
@@ -603,6 +689,222 @@ static void taylor_importance_ranks_a_zeroed_head_and_channel_last(void)
     evit_vit_free(&m);
 }
 
+/* The decoder's gather checked against the maths: dropping live channels
+ * of every level and of the fuse output (with heads and MLP channels, so
+ * that the decoder reads pruned blocks) gives the logits of the full model
+ * with only their linear_c rows and biases, and linear_fuse rows and
+ * biases, zeroed: the fuse and head columns the gather drops then multiply
+ * zeros. */
+static void removing_live_decoder_channels_equals_zeroing_their_rows_in_the_full_model(void)
+{
+    const char *cfgs[] = {"{\"decoder_keep\": 7, \"blocks\": {\"0\": {\"heads_keep\": 2, \"mlp_keep\": 11}}}",
+                          "{\"criterion\": \"l1\", \"decoder_ratio\": 0.5, \"heads_ratio\": 0.2, \"mlp_multiple\": 1}"};
+    const int want[] = {7, 5};
+    for (int k = 0; k < 2; k++) {
+        struct evit_vit m, z, p;
+        struct evit_prune_scores s;
+        struct evit_prune_plan plan;
+        make_seg_model(&m, 20 + (uint64_t)k);
+        REQUIRE(prune_with(cfgs[k], &m, &s, &plan, &p) == 0);
+        REQUIRE(plan.levels == 2 && plan.dec_dim == want[k] && p.cfg.decoder_dim == want[k]);
+        copy_model(&z, &m);
+        for (int l = 0; l < 2; l++) {
+            for (int h = 0; h < m.cfg.blocks[l].heads; h++)
+                if (!kept(plan.head_idx[l], plan.heads[l], h)) zero_head(&z, l, h);
+            for (int c = 0; c < m.cfg.blocks[l].mlp; c++)
+                if (!kept(plan.mlp_idx[l], plan.mlp[l], c)) zero_channel(&z, l, c);
+        }
+        int removed = 0;
+        for (int c = 0; c < SEG_C; c++) {
+            for (int i = 0; i < 2; i++)
+                if (!kept(plan.dec_idx[i], plan.dec_dim, c)) zero_level_channel(&z, i, c, 0), removed++;
+            if (!kept(plan.fuse_idx, plan.dec_dim, c)) zero_fuse_channel(&z, c, 0), removed++;
+        }
+        CHECK(removed == 3 * (SEG_C - want[k]));
+        double gap = logit_gap(&z, &p, 30), real = logit_gap(&m, &p, 30);
+        CHECK(gap <= 1e-5);
+        CHECK(real > 1e-3); /* something real was removed */
+        if (gap > 1e-5 || !(real > 1e-3)) fprintf(stderr, "  config %d: gap %g, change %g\n", k, gap, real);
+        evit_prune_plan_free(&plan);
+        evit_prune_scores_free(&s);
+        evit_vit_free(&p);
+        evit_vit_free(&z);
+        evit_vit_free(&m);
+    }
+}
+
+/* Levels and the fuse output keep their own channels: with channel 7 of
+ * level 0, 3 of level 1 and 2 of the fuse output zeroed (everything each
+ * owns), l2 and taylor score them 0 and lowest, a ratio that removes one
+ * channel removes exactly those, and the logits do not change. */
+static void zeroed_decoder_channels_rank_last_per_level_and_removing_them_changes_nothing(void)
+{
+    for (int taylor = 0; taylor < 2; taylor++) {
+        struct evit_vit m, p;
+        struct evit_prune_scores s;
+        struct evit_prune_config pc;
+        struct evit_prune_plan plan;
+        struct evit_dataset d;
+        make_seg_model(&m, 22);
+        /* on so few patches some fuse channels are dead (ReLU off on every
+         * one), and a dead channel's gradient is 0: a bias of 3 keeps them
+         * all on, so that only the zeroed one scores 0 */
+        for (int c = 0; c < SEG_C; c++) m.p.fuse_b[c] = 3.0f;
+        zero_level_channel(&m, 0, 7, 1);
+        zero_level_channel(&m, 1, 3, 1);
+        zero_fuse_channel(&m, 2, 1);
+        memset(&d, 0, sizeof d);
+        d.n = 40;
+        d.h = d.w = 8;
+        d.c = 2;
+        d.classes = 5;
+        d.ignore = -1;
+        d.images = images(&m.cfg, d.n, 23);
+        d.masks = malloc((size_t)d.n * 64);
+        for (size_t j = 0; j < (size_t)d.n * 64; j++) d.masks[j] = (uint8_t)((j * 7 + j / 64) % 5);
+        evit_prune_scores_alloc(&s, &m.cfg);
+        REQUIRE(s.levels == 2 && s.dec_dim == SEG_C && s.fuse != NULL);
+        if (taylor)
+            evit_prune_taylor(&s, &m, &d, 1, 0);
+        else
+            evit_prune_magnitude(&s, &m, EVIT_PRUNE_L2);
+        CHECK(s.dec[0][7] == 0.0 && s.dec[1][3] == 0.0 && s.fuse[2] == 0.0);
+        for (int c = 0; c < SEG_C; c++) {
+            CHECK(c == 7 || s.dec[0][c] > 0.0);
+            CHECK(c == 3 || s.dec[1][c] > 0.0);
+            CHECK(c == 2 || s.fuse[c] > 0.0);
+        }
+        REQUIRE(config_from(taylor ? "{\"criterion\": \"taylor\", \"decoder_ratio\": 0.1, \"mlp_multiple\": 1}"
+                                   : "{\"decoder_ratio\": 0.1, \"mlp_multiple\": 1}", &pc) == 0);
+        REQUIRE(evit_prune_config_check(&pc, "test.json", &m.cfg, 1) == 0);
+        evit_prune_select(&plan, &pc, &m.cfg, &s);
+        REQUIRE(plan.dec_dim == SEG_C - 1);
+        CHECK(!kept(plan.dec_idx[0], plan.dec_dim, 7) && !kept(plan.dec_idx[1], plan.dec_dim, 3));
+        CHECK(!kept(plan.fuse_idx, plan.dec_dim, 2));
+        for (int l = 0; l < 2; l++) CHECK(plan.heads[l] == m.cfg.blocks[l].heads && plan.mlp[l] == m.cfg.blocks[l].mlp);
+        evit_prune_apply(&p, &m, &plan);
+        CHECK(logit_gap(&m, &p, 24) <= 1e-5);
+        evit_prune_plan_free(&plan);
+        evit_prune_scores_free(&s);
+        free(d.images);
+        free(d.masks);
+        evit_vit_free(&p);
+        evit_vit_free(&m);
+    }
+}
+
+/* decoder_keep 7 of 10 (not rounded, not a multiple of mlp_multiple 8):
+ * linear_c (7, D), linear_fuse (7, 2*7), head (K, 7); the parameters are
+ * what the config says, and the report's decoder and block counts add up
+ * to the difference. */
+static void a_pruned_decoder_has_the_shapes_and_parameter_count_of_its_config(void)
+{
+    struct evit_vit m, p;
+    struct evit_prune_scores s;
+    struct evit_prune_plan plan;
+    make_seg_model(&m, 25);
+    REQUIRE(prune_with("{\"decoder_keep\": 7, \"decoder_ratio\": 0.5, \"heads_ratio\": 0.4, \"mlp_ratio\": 0.5}",
+                       &m, &s, &plan, &p) == 0);
+    struct evit_vit_config want = m.cfg;
+    for (int l = 0; l < 2; l++) {
+        want.blocks[l].heads = plan.heads[l];
+        want.blocks[l].mlp = plan.mlp[l];
+    }
+    want.decoder_dim = 7;
+    CHECK(p.cfg.decoder_dim == 7 && p.cfg.decoder_nlevels == 2 && p.cfg.head == EVIT_HEAD_SEG_MLP);
+    CHECK(evit_config_params(&p.cfg) == evit_config_params(&want));
+    CHECK(evit_config_validate(&p.cfg, "pruned") == 0);
+    int n, shapes = 0;
+    size_t total = 0;
+    struct evit_tensor_ref *t = evit_vit_tensor_list(&p.cfg, &p.p, &n);
+    /* (rows, columns) each decoder tensor must have; a bias has no columns */
+    static const struct { const char *name; int64_t rows, cols; } want_shape[] = {
+        {"decode_head.linear_c.0.weight", 7, 12}, {"decode_head.linear_c.0.bias", 7, 0},
+        {"decode_head.linear_c.1.weight", 7, 12}, {"decode_head.linear_c.1.bias", 7, 0},
+        {"decode_head.linear_fuse.weight", 7, 14}, {"decode_head.linear_fuse.bias", 7, 0},
+        {"head.weight", 5, 7}};
+    for (int i = 0; i < n; i++) {
+        total += t[i].numel;
+        for (size_t j = 0; j < sizeof want_shape / sizeof want_shape[0]; j++) {
+            if (strcmp(t[i].name, want_shape[j].name) != 0) continue;
+            CHECK(t[i].shape[0] == want_shape[j].rows && t[i].ndim == (want_shape[j].cols ? 2 : 1));
+            CHECK(want_shape[j].cols == 0 || t[i].shape[1] == want_shape[j].cols);
+            shapes++;
+        }
+    }
+    CHECK(shapes == 7);
+    CHECK((long)total == evit_config_params(&want));
+    free(t);
+    cJSON *blocks = evit_prune_plan_to_json(&plan, &m, &p);
+    cJSON *dec = evit_prune_decoder_to_json(&plan, &m, &p);
+    REQUIRE(dec != NULL);
+    double saved = cJSON_GetObjectItem(dec, "params_before")->valuedouble -
+                   cJSON_GetObjectItem(dec, "params_after")->valuedouble;
+    for (cJSON *b = blocks->child; b; b = b->next)
+        saved += cJSON_GetObjectItem(b, "params_before")->valuedouble -
+                 cJSON_GetObjectItem(b, "params_after")->valuedouble;
+    CHECK_NEAR(saved, (double)(evit_config_params(&m.cfg) - evit_config_params(&p.cfg)), 0.5);
+    CHECK(cJSON_GetObjectItem(dec, "dim_before")->valueint == 10 && cJSON_GetObjectItem(dec, "dim_after")->valueint == 7);
+    CHECK(cJSON_GetObjectItem(dec, "mflops_saved")->valuedouble > 0.0);
+    cJSON *lv = cJSON_GetObjectItem(dec, "levels");
+    CHECK(cJSON_GetArraySize(lv) == 2);
+    for (cJSON *e = lv->child; e; e = e->next)
+        CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(e, "kept")) == 7 &&
+              cJSON_GetArraySize(cJSON_GetObjectItem(e, "removed")) == 3);
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(dec, "fuse"), "removed")) == 3);
+    cJSON_Delete(dec);
+    cJSON_Delete(blocks);
+    evit_prune_plan_free(&plan);
+    evit_prune_scores_free(&s);
+    evit_vit_free(&p);
+    evit_vit_free(&m);
+}
+
+/* The decoder's width is its own group: a ratio rounds to mlp_multiple
+ * (10 * 0.7 = 7 -> 8 with mlp_multiple 4), no ratio keeps a width that is
+ * no multiple (10 with the default 8), and neither scope lets heads or
+ * channels move it. */
+static void decoder_ratio_rounds_to_mlp_multiple_and_stays_out_of_the_block_rankings(void)
+{
+    struct evit_vit_config c = seg_config();
+    struct evit_prune_scores s;
+    struct evit_prune_config pc;
+    struct evit_prune_plan p;
+    evit_prune_scores_alloc(&s, &c);
+    for (int i = 0; i < SEG_C; i++) {
+        s.dec[0][i] = i;
+        s.dec[1][i] = SEG_C - i;
+        s.fuse[i] = i % 2 ? 100.0 : 0.01; /* far apart from the blocks' zeros */
+    }
+    REQUIRE(config_from("{\"decoder_ratio\": 0.3, \"mlp_multiple\": 4}", &pc) == 0);
+    evit_prune_select(&p, &pc, &c, &s);
+    REQUIRE(p.dec_dim == 8);
+    for (int j = 0; j < 8; j++) CHECK(p.dec_idx[0][j] == 2 + j && p.dec_idx[1][j] == j);
+    /* the five odd channels and, among the equal evens, the lowest three */
+    static const int fuse_kept[8] = {0, 1, 2, 3, 4, 5, 7, 9};
+    for (int j = 0; j < 8; j++) CHECK(p.fuse_idx[j] == fuse_kept[j]);
+    evit_prune_plan_free(&p);
+    const char *zero[] = {"{}", "{\"scope\": \"layer\", \"heads_ratio\": 0.5, \"mlp_ratio\": 0.5}",
+                          "{\"heads_ratio\": 0.5, \"mlp_ratio\": 0.5}"};
+    for (int k = 0; k < 3; k++) {
+        REQUIRE(config_from(zero[k], &pc) == 0);
+        evit_prune_select(&p, &pc, &c, &s);
+        CHECK(p.dec_dim == SEG_C && p.levels == 2);
+        for (int j = 0; j < SEG_C; j++) CHECK(p.dec_idx[0][j] == j && p.fuse_idx[j] == j);
+        evit_prune_plan_free(&p);
+    }
+    evit_prune_scores_free(&s);
+    /* a model without the decoder has no decoder scores or plan */
+    struct evit_vit_config t = tiny_config();
+    evit_prune_scores_alloc(&s, &t);
+    CHECK(s.levels == 0 && s.fuse == NULL && s.dec[0] == NULL);
+    REQUIRE(config_from("{}", &pc) == 0);
+    evit_prune_select(&p, &pc, &t, &s);
+    CHECK(p.levels == 0 && p.dec_dim == 0 && p.fuse_idx == NULL);
+    evit_prune_plan_free(&p);
+    evit_prune_scores_free(&s);
+}
+
 int main(void)
 {
     RUN(pruning_nothing_copies_the_model_and_gives_bit_identical_logits);
@@ -617,5 +919,10 @@ int main(void)
     RUN(the_pruned_model_has_the_shapes_and_parameter_count_of_its_config);
     RUN(bad_configs_are_refused_naming_the_key_and_the_problem);
     RUN(taylor_importance_ranks_a_zeroed_head_and_channel_last);
+    RUN(removing_live_decoder_channels_equals_zeroing_their_rows_in_the_full_model);
+    RUN(zeroed_decoder_channels_rank_last_per_level_and_removing_them_changes_nothing);
+    RUN(a_pruned_decoder_has_the_shapes_and_parameter_count_of_its_config);
+    RUN(decoder_ratio_rounds_to_mlp_multiple_and_stays_out_of_the_block_rankings);
+    RUN(decoder_keys_are_refused_for_a_model_without_the_decoder_and_above_its_width);
     return test_summary();
 }
