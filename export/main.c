@@ -27,12 +27,12 @@ static const char *usage =
     "float checkpoint as float32, a quantized model as QDQ (int8 weights with\n"
     "per-channel scales, QuantizeLinear/DequantizeLinear on activations).\n"
     "The ONNX input is float32 (batch, C, H, W) holding pixel/255; the graph\n"
-    "applies the model's mean/std.  A segmentation model (head seg_linear)\n"
-    "exports both ways: the .evit carries its head (format version 4), the\n"
-    "ONNX graph has outputs logits (batch, G*G, K) per patch, scores (batch,\n"
-    "K, H, W) upsampled by Resize and mask (batch, H, W) by ArgMax.  A seg_mlp\n"
-    "model (SegFormer's all-MLP decoder) exports as .evit only (format\n"
-    "version 5, the decoder's layers beside the others).\n"
+    "applies the model's mean/std.  A segmentation model exports both ways:\n"
+    "the .evit carries its head (format version 4 for seg_linear, 5 for\n"
+    "seg_mlp, SegFormer's all-MLP decoder, whose layers sit beside the\n"
+    "others); the ONNX graph has outputs logits (batch, G*G, K) per patch\n"
+    "(seg_mlp: its decoder's), scores (batch, K, H, W) upsampled by Resize\n"
+    "and mask (batch, H, W) by ArgMax.\n"
     "\n"
     "  MODEL                  checkpoint (.h5) or quantized model (.h5)\n"
     "  -o, --output F         file to write (atomically)\n"
@@ -121,21 +121,15 @@ int main(int argc, char **argv)
     if (pa != EVIT_EXIT_OK) return pa;
 
     int quantized = evit_qmodel_is_quantized(a.model);
-    /* the .evit takes every head libevrt runs; the ONNX graph has no
-     * seg_mlp decoder yet */
-    unsigned heads = a.onnx ? EVIT_HEADS_LINEAR : EVIT_HEADS_RUNTIME;
+    /* both formats take every head libevrt runs (the quantized model's
+     * loader refuses any other) */
     if (quantized) {
         if (evit_qmodel_load(a.model, &q, &meta) < 0) return EVIT_EXIT_FAIL;
     } else {
-        if (evit_ckpt_load_heads(a.model, &m, &meta, heads) < 0) return EVIT_EXIT_FAIL;
+        if (evit_ckpt_load_heads(a.model, &m, &meta, EVIT_HEADS_RUNTIME) < 0) return EVIT_EXIT_FAIL;
         evit_qmodel_from_vit(&q, &m); /* every layer float32 */
     }
     have_q = 1;
-    if (!(heads & EVIT_HEAD_BIT(q.vit.cfg.head))) {
-        evit_error("%s: has a %s head, which the ONNX export does not support yet (it takes class or seg_linear "
-                   "heads; docs/SEGMENT.md)", a.model, evit_config_head_name(q.vit.cfg.head));
-        goto fail;
-    }
     info.name = q.vit.cfg.name;
     if (meta.classes == q.rt.classes) info.class_names = meta.class_names;
     info.lineage.source_kind = quantized ? EVRT_SOURCE_QUANTIZED : EVRT_SOURCE_FLOAT;

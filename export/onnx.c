@@ -448,10 +448,73 @@ static void constants(struct graph *b)
     b->i2 = scalar_i64(b, "index2", 2);
 }
 
+/* The patch tokens of x (B, T, D): Slice of tokens 1 to T on axis 1,
+ * (B, N, D), N = G*G in row-major grid order; the Slice's starts, ends and
+ * axes are initializers "prefix.patch_start" etc. (TensorRT 8.2 asks for
+ * constant axes). */
+static const char *patch_tokens(struct graph *b, const struct evrt_model *m, const char *prefix, const char *x)
+{
+    int64_t start[1] = {1}, end[1] = {evrt_model_tokens(m)}, axis[1] = {1};
+    char *sn = evit_strfmt("%s.patch_start", prefix), *en = evit_strfmt("%s.patch_end", prefix),
+         *an = evit_strfmt("%s.patch_axis", prefix);
+    Onnx__NodeProto *sl = node(b, "Slice", evit_strfmt("%s/patches", prefix), x, ints(b, sn, start, 1),
+                               ints(b, en, end, 1));
+    sl->input = realloc(sl->input, sizeof(char *) * 4); /* node() takes three inputs, Slice a fourth (axes) */
+    EVIT_ASSERT(sl->input);
+    sl->input[sl->n_input++] = evit_strdup(ints(b, an, axis, 1));
+    free(sn);
+    free(en);
+    free(an);
+    return out(sl);
+}
+
 /* Segmenter's linear decoder on the normed tokens x (B, T, D), as
- * evrt_infer_seg (evrt.h "Segmentation"):
- *   logits  the head on every patch token: Slice(x, 1:T on axis 1) -> MatMul
- *           (B, N, K), N = G*G in row-major grid order
+ * evrt_infer_seg (evrt.h "Segmentation"): the head on every patch token,
+ * "logits" (B, N, K). */
+static const char *seg_linear(struct graph *b, const struct evrt_model *m, const char *x)
+{
+    return linear(b, "head", patch_tokens(b, m, "head", x), &m->head, "logits");
+}
+
+/* SegFormer's all-MLP decoder (evrt.h struct evrt_decoder) on the block
+ * outputs lx[i] = x_{l_i} (B, T, D), as libevrt runs it:
+ *   f_i    = LN_i(x_{l_i}[:, 1:])  Slice, then LayerNorm (per token, so
+ *            slicing first is the same maths on fewer rows); LN_{L-1} is
+ *            the final norm, "norm"                         (B, N, D)
+ *   e_i    = linear_c[i](f_i)                               (B, N, C)
+ *   u      = Relu(linear_fuse(Concat(e_0, ..., e_{L-1}, axis -1)))  (B, N, C)
+ *   logits = head(u)                                        (B, N, K)
+ * In a QDQ graph each int8 linear quantizes its own input (linear()): f_i
+ * with linear_c[i]'s scale, the concatenation with the fuse layer's, u
+ * after the Relu with the head's, where libevrt quantizes them. */
+static const char *seg_mlp(struct graph *b, const struct evrt_model *m, const char *const *lx)
+{
+    const struct evrt_decoder *d = m->decoder;
+    const char *e[EVRT_MAX_LEVELS];
+    char name[BNAME], pn[BNAME];
+    EVIT_ASSERT(d && d->levels >= 1 && d->levels <= EVRT_MAX_LEVELS);
+    for (int i = 0; i < d->levels; i++) {
+        int last = i == d->levels - 1;
+        snprintf(name, sizeof name, "decode_head.levels.%d", i);
+        const char *f = patch_tokens(b, m, name, lx[i]);
+        snprintf(pn, sizeof pn, last ? "norm" : "decode_head.norms.%d", i);
+        f = layernorm(b, pn, f, last ? m->norm_w : d->norm_w[i], last ? m->norm_b : d->norm_b[i], m->dim);
+        snprintf(name, sizeof name, "decode_head.linear_c.%d", i);
+        e[i] = linear(b, name, f, &d->linear_c[i], NULL);
+    }
+    /* node() takes up to three inputs; the Concat takes L */
+    Onnx__NodeProto *cat = node(b, "Concat", evit_strdup("decode_head/concat"), e[0], NULL, NULL);
+    cat->input = realloc(cat->input, sizeof(char *) * (size_t)d->levels);
+    EVIT_ASSERT(cat->input);
+    for (int i = 1; i < d->levels; i++) cat->input[cat->n_input++] = evit_strdup(e[i]);
+    attr_int(cat, "axis", -1);
+    const char *f = linear(b, "decode_head.linear_fuse", out(cat), &d->fuse, NULL);
+    const char *u = op(b, "Relu", "decode_head", "relu", f, NULL);
+    return linear(b, "head", u, &m->head, "logits");
+}
+
+/* Everything after the per-patch logits z (B, N, K), the same for both
+ * segmentation heads (evrt.h "Segmentation"):
  *   scores  Reshape (B, G, G, K) -> Transpose (B, K, G, G) -> Resize
  *           (B, K, S, S), linear, half_pixel, scales (1, 1, P, P): per axis
  *           x_in = (x_out + 0.5) / P - 0.5, which is PyTorch's
@@ -461,18 +524,12 @@ static void constants(struct graph *b)
  *           an output of length 1, and S >= 2 here.)
  *   mask    ArgMax over K (the first of equal maxima, as evit), int64
  *           (B, S, S). */
-static void seg_head(struct graph *b, const struct evrt_model *m, const char *x)
+static void seg_tail(struct graph *b, const struct evrt_model *m, const char *z)
 {
-    int G = m->img_size / m->patch, K = m->classes, T = evrt_model_tokens(m);
-    int64_t start[1] = {1}, end[1] = {T}, axis[1] = {1}, grid[4] = {0, G, G, K}, nchw[4] = {0, 3, 1, 2};
+    int G = m->img_size / m->patch, K = m->classes;
+    int64_t grid[4] = {0, G, G, K}, nchw[4] = {0, 3, 1, 2};
     float scales[4] = {1.0f, 1.0f, (float)m->patch, (float)m->patch};
     int64_t four = 4;
-    Onnx__NodeProto *sl = node(b, "Slice", evit_strdup("head/patches"), x, ints(b, "head.patch_start", start, 1),
-                               ints(b, "head.patch_end", end, 1));
-    sl->input = realloc(sl->input, sizeof(char *) * 4); /* node() takes three inputs, Slice a fourth (axes) */
-    EVIT_ASSERT(sl->input);
-    sl->input[sl->n_input++] = evit_strdup(ints(b, "head.patch_axis", axis, 1));
-    const char *z = linear(b, "head", out(sl), &m->head, "logits");
     const char *r = op(b, "Reshape", "decoder", "grid", z, ints(b, "decoder.grid_shape", grid, 4));
     const char *t = transpose(b, "decoder", "nchw", r, nchw, 4);
     const char *sc = init_tensor(b, "decoder.scales", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, &four, 1, scales,
@@ -485,25 +542,21 @@ static void seg_head(struct graph *b, const struct evrt_model *m, const char *x)
     attr_int(am, "keepdims", 0);
 }
 
-static void graph_build(struct graph *b, const struct evrt_model *m, const char *name)
+/* The decoder level that reads block l's output, or -1 (none, or not a
+ * seg_mlp model). */
+static int level_of(const struct evrt_model *m, int l)
 {
-    int S = m->img_size, G = S / m->patch, K = m->classes, seg = m->head_kind == EVRT_HEAD_SEG_LINEAR;
+    if (m->head_kind != EVRT_HEAD_SEG_MLP) return -1;
+    for (int i = 0; i < m->decoder->levels; i++)
+        if (m->decoder->level[i] == l) return i;
+    return -1;
+}
+
+static void graph_outputs(Onnx__GraphProto *g, const struct evrt_model *m)
+{
+    int S = m->img_size, G = S / m->patch, K = m->classes, seg = m->head_kind != EVRT_HEAD_CLASS;
     int64_t in[4] = {0, m->channels, S, S}, outd[2] = {0, K}, patches[3] = {0, G * G, K}, px[4] = {0, K, S, S},
             mask[3] = {0, S, S};
-    Onnx__GraphProto *g = b->g;
-    g->name = evit_strdup(name);
-    constants(b);
-    const char *x = embed(b, m);
-    /* every block on every token: the graph has no class-token-only last
-     * block, which a segmentation head could not take */
-    for (int l = 0; l < m->depth; l++) x = mlp(b, m, l, attention(b, m, l, x));
-    x = layernorm(b, "norm", x, m->norm_w, m->norm_b, m->dim);
-    if (seg) {
-        seg_head(b, m, x);
-    } else {
-        const char *c = gather(b, "head", "cls", x, b->i0, 1); /* (B, D) */
-        linear(b, "head", c, &m->head, "logits");
-    }
     g->n_input = 1;
     g->n_output = seg ? 3 : 1;
     g->input = evit_malloc(sizeof *g->input);
@@ -516,6 +569,31 @@ static void graph_build(struct graph *b, const struct evrt_model *m, const char 
     g->output[0] = value_info("logits", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, patches, 3);
     g->output[1] = value_info("scores", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, px, 4);
     g->output[2] = value_info("mask", ONNX__TENSOR_PROTO__DATA_TYPE__INT64, mask, 3);
+}
+
+static void graph_build(struct graph *b, const struct evrt_model *m, const char *name)
+{
+    const char *lx[EVRT_MAX_LEVELS] = {0}; /* seg_mlp: the levels' block outputs */
+    b->g->name = evit_strdup(name);
+    constants(b);
+    const char *x = embed(b, m);
+    /* every block on every token: the graph has no class-token-only last
+     * block, which a segmentation head could not take */
+    for (int l = 0; l < m->depth; l++) {
+        x = mlp(b, m, l, attention(b, m, l, x));
+        int i = level_of(m, l);
+        if (i >= 0) lx[i] = x;
+    }
+    if (m->head_kind == EVRT_HEAD_SEG_MLP) {
+        seg_tail(b, m, seg_mlp(b, m, lx));
+    } else {
+        x = layernorm(b, "norm", x, m->norm_w, m->norm_b, m->dim);
+        if (m->head_kind == EVRT_HEAD_SEG_LINEAR)
+            seg_tail(b, m, seg_linear(b, m, x));
+        else
+            linear(b, "head", gather(b, "head", "cls", x, b->i0, 1) /* (B, D) */, &m->head, "logits");
+    }
+    graph_outputs(b->g, m);
 }
 
 static void add_meta(Onnx__ModelProto *mp, const char *key, char *value /* taken */)
@@ -548,7 +626,7 @@ static Onnx__ModelProto *model_build(const struct evit_qmodel *q, const struct e
     mp->producer_name = evit_strdup("evit");
     mp->producer_version = evit_strdup(PACKAGE_VERSION);
     mp->doc_string = evit_strdup(
-        m->head_kind == EVRT_HEAD_SEG_LINEAR
+        m->head_kind != EVRT_HEAD_CLASS
             ? "input: float32 (batch, C, H, W), pixel/255; the graph normalises with the model's mean/std. "
               "outputs: logits (batch, G*G, classes) per patch in row-major grid order, scores (batch, classes, "
               "H, W) their bilinear upsampling (PyTorch align_corners=False), mask (batch, H, W) int64 argmax."

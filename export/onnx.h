@@ -11,9 +11,14 @@
  *           has no LayerNormalization), attention with MatMul and Softmax,
  *           GELU as 0.5 x (1 + Erf(x / sqrt 2))
  *   output  "logits", float32 (batch, K), the head on the class token
- * A segmentation model (head_kind EVRT_HEAD_SEG_LINEAR) has, after the
- * same blocks on every token, three outputs instead (evrt.h "Segmentation"):
- *           "logits" float32 (batch, G*G, K), the head on each patch token;
+ * A segmentation model (head_kind EVRT_HEAD_SEG_LINEAR or
+ * EVRT_HEAD_SEG_MLP) has, after the same blocks on every token, three
+ * outputs instead (evrt.h "Segmentation"):
+ *           "logits" float32 (batch, G*G, K): seg_linear's head on each
+ *           patch token, or seg_mlp's all-MLP decoder (struct evrt_decoder)
+ *           on the patch tokens of its levels' blocks: per level Slice,
+ *           LayerNorm, linear_c; Concat on the last axis, linear_fuse,
+ *           Relu, the head;
  *           "scores" float32 (batch, K, H, W), their Resize (linear,
  *           half_pixel: PyTorch's align_corners=False); "mask" int64
  *           (batch, H, W), ArgMax over K
@@ -29,7 +34,9 @@
  * axis 0 for the conv), and its input passes QuantizeLinear/DequantizeLinear
  * with the calibrated per-tensor scale and zero point.  Blocks with INT8
  * attention get the same pair on q, k, v (symmetric) and on the softmax
- * output.  ONNX Runtime and TensorRT fuse these pairs into int8 kernels. */
+ * output.  seg_mlp's decoder linears are layers like the others: each
+ * quantizes its own input (a level's LayerNorm output, the concatenation,
+ * the Relu's output), where libevrt does.  ONNX Runtime and TensorRT fuse these pairs into int8 kernels. */
 #ifndef EVIT_ONNX_H
 #define EVIT_ONNX_H
 

@@ -1,11 +1,16 @@
 #!/usr/bin/python3
 """Checks for evit-export's ONNX output (tests/cli_onnx.sh, bench/onnx.sh).
 
-    onnx_check.py structure MODEL.onnx [--qdq] [--seg]   the ONNX checker
-        (full, with shape inference), opset 13, symbolic batch, timm-named
-        tensors, and for --qdq int8 weights dequantized per channel; --seg: a
-        segmentation model's outputs (logits, scores by a linear half_pixel
-        Resize, mask by ArgMax) and their inferred shapes; needs python3-onnx
+    onnx_check.py structure MODEL.onnx [--qdq] [--seg] [--levels L [--quantized Q.h5]]
+        the ONNX checker (full, with shape inference), opset 13, symbolic
+        batch, timm-named tensors, and for --qdq int8 weights dequantized per
+        channel; --seg: a segmentation model's outputs (logits, scores by a
+        linear half_pixel Resize, mask by ArgMax) and their inferred shapes;
+        --levels L: a seg_mlp model's decoder of L levels (its LayerNorms and
+        linear_c, a Concat on the last axis into linear_fuse, a Relu into the
+        head; --qdq: each of those linears int8; --quantized: their int8
+        weights, weight scales and input scales and zero points those of the
+        quantized model Q.h5, which needs h5py); needs python3-onnx
     onnx_check.py images DATA.h5 OUT.u8          a dataset's images, raw uint8
     onnx_check.py compare ORT.f32 LOGITS.h5 [--tol T]
         ONNX Runtime's logits (raw float32) against evit-eval --save-logits
@@ -13,15 +18,15 @@
     onnx_check.py decoder PATCHES.f32 PIXELS.f32 N G S K
         this script's decoder (below) against evit's own (tests/seg_logits):
         the same pixel scores, bit for bit
-    onnx_check.py seg ORT LOGITS.h5 S (--tol T | --agree PCT)
+    onnx_check.py seg ORT LOGITS.h5 S [--tol T] [--agree PCT]
         a segmentation model's ONNX Runtime outputs ORT.logits, ORT.scores,
         ORT.mask (tests/ort_run.js) against evit-eval --save-logits's per-patch
-        logits and their decoding to S x S pixels.  --tol (float): logits and
-        scores within T, and the masks equal but at near-ties, pixels whose
-        top-2 score gap in evit is under 1e-4.  --agree (QDQ, whose rounding
-        differs from evit's INT8 kernels): at least PCT % of the mask pixels
-        equal, and each other one a pixel whose gap the measured score
-        difference could close.
+        logits and their decoding to S x S pixels.  --tol: logits and scores
+        within T.  Without --agree (float): the masks equal but at near-ties,
+        pixels whose top-2 score gap in evit is under 1e-4.  --agree (QDQ,
+        whose rounding differs from evit's INT8 kernels): at least PCT % of
+        the mask pixels equal, and each other one a pixel whose gap the
+        measured score difference could close.
 """
 import sys
 
@@ -48,7 +53,59 @@ def seg_structure(onnx, m):
     return f", logits {shapes['logits']}, scores {shapes['scores']}, mask {shapes['mask']} int64"
 
 
-def structure(path, qdq, seg):
+def same_quantization(g, linears, qpath):
+    """Each linear's QDQ numbers are the quantized model's (docs/FORMATS.md
+    "Quantized models"), the weights transposed to (in, out)."""
+    import h5py
+    from onnx import numpy_helper
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    with h5py.File(qpath, "r") as f:
+        for x in linears:
+            q = f[x.replace(".", "/")]
+            assert (init[x + ".weight_quantized"] == q["weight_int8"][()].T).all(), x
+            assert (init[x + ".weight_scale"] == q["weight_scale"][()]).all(), x
+            assert init[x + ".input.scale"] == q["input_scale"][0], x
+            assert init[x + ".input.zero_point"] == q["input_zero"][0], x
+
+
+def seg_mlp_structure(onnx, m, levels, qdq, qpath):
+    """A seg_mlp decoder of `levels` levels (export/onnx.c seg_mlp): each
+    level's LayerNorm (the last the final norm) and linear_c, their Concat
+    on the last axis feeding linear_fuse, a Relu feeding the head."""
+    g = m.graph
+    names = {t.name for t in g.initializer}
+    by_out = {o: n for n in g.node for o in n.output}
+    weight = ".weight_quantized" if qdq else ".weight"
+    linears = [f"decode_head.linear_c.{i}" for i in range(levels)] + ["decode_head.linear_fuse", "head"]
+    for key in [f"decode_head.norms.{i}.weight" for i in range(levels - 1)] + [x + weight for x in linears]:
+        assert key in names, key
+    assert f"decode_head.norms.{levels - 1}.weight" not in names, "the last level has a norm of its own"
+
+    def matmul_input(prefix):
+        """The activation entering linear prefix's MatMul, before its QDQ
+        pair, which must be the layer's own."""
+        x = by_out[f"{prefix}/matmul"].input[0]
+        if not qdq:
+            return x
+        q = by_out[by_out[x].input[0]]
+        assert q.op_type == "QuantizeLinear" and q.input[1] == f"{prefix}.input.scale", q
+        return q.input[0]
+
+    cat = by_out[matmul_input("decode_head.linear_fuse")]
+    assert cat.op_type == "Concat" and len(cat.input) == levels, cat
+    assert [a.i for a in cat.attribute if a.name == "axis"] == [-1], cat
+    for i, x in enumerate(cat.input):
+        assert x == f"decode_head.linear_c.{i}/out", (i, x)
+    relu = by_out[matmul_input("head")]
+    assert relu.op_type == "Relu" and relu.input[0] == "decode_head.linear_fuse/out", relu
+    for i in range(levels):
+        assert matmul_input(f"decode_head.linear_c.{i}").endswith("/out"), i  # a LayerNorm's
+    if qpath:
+        same_quantization(g, linears, qpath)
+    return f", a {levels}-level all-MLP decoder{' quantized as ' + qpath if qpath else ''}"
+
+
+def structure(path, qdq, seg, levels, qpath):
     import onnx
     m = onnx.load(path)
     onnx.checker.check_model(m, full_check=True)
@@ -74,6 +131,8 @@ def structure(path, qdq, seg):
         assert "blocks.0.attn.qkv.weight" in names
         assert "QuantizeLinear" not in ops and "DequantizeLinear" not in ops
     shapes = seg_structure(onnx, m) if seg else ""
+    if levels:
+        shapes += seg_mlp_structure(onnx, m, levels, qdq, qpath)
     print(f"{path}: valid ONNX, opset 13, {len(g.node)} nodes, {len(g.initializer)} initializers"
           f"{', QDQ' if qdq else ''}{shapes}")
     return 0
@@ -126,18 +185,23 @@ def seg(args):
     if not (mask == scores.argmax(-1)).all():
         print("the mask is not the argmax of the scores")
         return 1
+    good = True
     if "--tol" in args:
         tol = float(args[args.index("--tol") + 1])
-        return 0 if dl <= tol and ds <= tol and worst < 1e-4 else 1
+        good = dl <= tol and ds <= tol
+    if "--agree" not in args:
+        return 0 if good and worst < 1e-4 else 1
     agree = float(args[args.index("--agree") + 1])
     # a score moved by at most ds flips a pixel only if its gap is under 2 ds
-    return 0 if 100 * (1 - nd / mask.size) >= agree and worst <= 2 * ds else 1
+    return 0 if good and 100 * (1 - nd / mask.size) >= agree and worst <= 2 * ds else 1
 
 
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "structure":
-        return structure(args[0], "--qdq" in args, "--seg" in args)
+        levels = int(args[args.index("--levels") + 1]) if "--levels" in args else 0
+        qpath = args[args.index("--quantized") + 1] if "--quantized" in args else None
+        return structure(args[0], "--qdq" in args, "--seg" in args, levels, qpath)
     if cmd == "decoder":
         return decoder(args)
     if cmd == "seg":
