@@ -7,7 +7,7 @@ set -eu
 . "$EVIT_SRC/tests/lib.sh"
 
 S="$EVIT_SRC/scripts"
-for s in pipeline distill_study iterative_prune kd_study; do
+for s in pipeline distill_study iterative_prune kd_study seg_study; do
     succeeds sh "$S/$s.sh" --help
     stdout_has "$s.sh"
     fails_with 2 sh "$S/$s.sh" --bogus
@@ -18,6 +18,8 @@ done
 fails_with 2 sh "$S/pipeline.sh" --profile huge
 stderr_has "--profile is quick or full"
 fails_with 2 sh "$S/distill_study.sh" --profile huge
+fails_with 2 sh "$S/seg_study.sh" --profile huge
+stderr_has "--profile is quick or full"
 fails_with 2 sh "$S/iterative_prune.sh" --profile full
 stderr_has "unknown argument --profile"
 fails_with 2 sh "$S/iterative_prune.sh" --rounds 0
@@ -90,3 +92,30 @@ EVIT_SEG_SCENES="64 16" FASHION_MNIST="$T/fm" EVIT_BIN="$EVIT_BIN" run_cmd sh "$
     --seed 3 --out "$T/seg" --threads 1 --control
 [ "$rc" -eq 0 ] && [ "$(grep -c 'up to date' "$T/err")" -ge 10 ] || fail "the second segmentation run redid finished stages"
 ok "pipeline.sh --task seg runs the segmentation chain to the device file, its control on the masks alone and the comparison; --seed reaches the training; a rerun skips it"
+
+# --- seg_study.sh over that run: the seed's folder is the pipeline's, so
+# every stage is up to date and the study only runs the checks and the table
+fails_with 2 sh "$S/seg_study.sh" --jobs 0
+stderr_has "--jobs takes a positive whole number"
+fails_with 2 sh "$S/seg_study.sh" --seeds "1 x"
+stderr_has "--seeds takes whole numbers, not 'x'"
+mkdir -p "$T/study"
+mv "$T/seg" "$T/study/s3"
+EVIT_SEG_SCENES="64 16" FASHION_MNIST="$T/fm" EVIT_BIN="$EVIT_BIN" run_cmd sh "$T/top/scripts/seg_study.sh" \
+    --seeds 3 --out "$T/study" --jobs 1
+[ "$rc" -eq 0 ] || { cat "$T/err" >&2; fail "seg_study.sh failed"; }
+[ "$(grep -c 'up to date' "$T/study/s3.log")" -ge 10 ] || fail "seg_study.sh redid the seed's finished stages"
+dev=$(num miou "$T/study/s3/export.report.json")
+ft=$(num miou "$T/study/s3/finetuned.report.json")
+want=$(awk -v a="$dev" 'BEGIN { printf "%.2f", a }')
+grep -q "^| student, device file (.evit, libevrt) | $want | $want | 0.00 | 0.00 |" "$T/study/summary.md" ||
+    fail "the summary's device-file row does not hold its report's mIoU $want"
+want=$(awk -v a="$dev" -v b="$ft" 'BEGIN { printf "%.2f", a - b }')
+grep -q "^| device file - its float model | $want |" "$T/study/summary.md" ||
+    fail "the summary's INT8 check is not the device file's mIoU less the fine-tuned model's ($want)"
+grep -q "^| Dice % | seed 3 |" "$T/study/summary.md" || fail "the summary has no Dice table"
+grep -q "^distillation: the distilled student beats the control in [01] of 1 seeds$" "$T/out" ||
+    fail "seg_study.sh does not say whether distillation beat the control"
+grep -q "^INT8: the device file is within 1.0 mIoU point of its float model in [01] of 1 seeds" "$T/out" ||
+    fail "seg_study.sh does not say whether INT8 held within 1 mIoU point"
+ok "seg_study.sh runs the chain per seed (here found up to date), tabulates mIoU and Dice per stage and checks distillation and INT8"
