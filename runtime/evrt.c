@@ -891,9 +891,16 @@ static int blocks_of(int n, int b) { return (n + b - 1) / b; }
 
 /* The linear layer's work: items of ROW_BLOCK rows by 32 output channels
  * (two 16-channel panels, what the kernels' widest tiles take), numbered
- * channel-group-major, in units of a run of consecutive items; a run's
- * items of one channel group make one kernel call over their rows, which
- * share the weight panel.  About UNITS_PER_THREAD units per thread: enough
+ * row-block-major, in units of a run of consecutive items; a run's items
+ * of one row block make one kernel call across their channels, which
+ * share the block's input rows.  Row-block-major, a thread's share is a
+ * band of whole rows: mostly the rows it normalised, quantized or
+ * activated in the row-wise region before (row units split the rows the
+ * same way), so its input is in its own core's cache and its output is
+ * where the next row-wise region reads it.  Channel-group-major, every
+ * thread read every row, half of them from the other core: deit-tiny
+ * INT8 at 2 threads took 6.4 ms instead of 5.2 (Intel, AMX; RESULTS.md,
+ * session 17).  About UNITS_PER_THREAD units per thread: enough
  * for a running thread to take over a descheduled one's share, few enough
  * that claiming costs nothing (a claim is a shared cache line). */
 #define UNITS_PER_THREAD 6
@@ -943,10 +950,11 @@ static void linear_unit(void *arg, int tid, int u)
     struct linear_job *j = arg;
     int a = u * j->per_unit, b = imin(a + j->per_unit, j->items);
     (void)tid;
+    int groups = j->items / j->row_blocks;
     while (a < b) {
-        int g = a / j->row_blocks, rb = a % j->row_blocks, run = imin(b - a, j->row_blocks - rb);
+        int rb = a / groups, g = a % groups, run = imin(b - a, groups - g);
         int o0 = 32 * g;
-        linear_tile(j, rb * ROW_BLOCK, imin((rb + run) * ROW_BLOCK, j->rows), o0, imin(o0 + 32, j->L->out));
+        linear_tile(j, rb * ROW_BLOCK, imin((rb + 1) * ROW_BLOCK, j->rows), o0, imin(o0 + 32 * run, j->L->out));
         a += run;
     }
 }
