@@ -823,6 +823,25 @@ static double logsumexp_row(const float *z /* (K) */, double tau, int K)
     return mx + log(s);
 }
 
+/* Rows of at most ROW_EXP_MAX classes keep their exps instead of taking
+ * them again for the softmax: the per-pixel losses of segmentation (a row
+ * per pixel) spent more than half of a small student's training step in
+ * exp() and log().  Wider rows (a class head's, one per image) recompute. */
+#define ROW_EXP_MAX 64
+
+/* e[k] = exp(z[k]/tau - m), m = max_k z[k]/tau; returns s = sum_k e[k] and
+ * sets *m.  softmax(z/tau)_k = e[k] / s and logsumexp(z/tau) = m + log s,
+ * the same bits as logsumexp_row (the same operations in the same order). */
+static double exp_row(double *e /* (K) */, double *m, const float *z /* (K) */, double tau, int K)
+{
+    double mx = (double)z[0] / tau;
+    for (int k = 1; k < K; k++) mx = (double)z[k] / tau > mx ? (double)z[k] / tau : mx;
+    double s = 0.0;
+    for (int k = 0; k < K; k++) s += e[k] = exp((double)z[k] / tau - mx);
+    *m = mx;
+    return s;
+}
+
 double evit_xent_smooth_forward(const float *logits, const int32_t *labels, float smoothing,
                                 int B, int K)
 {
@@ -861,9 +880,18 @@ void evit_xent_smooth_backward(float *dlogits, const float *logits, const int32_
 
 static double kd_rows(const float *student, const float *teacher, double t, size_t r0, size_t r1, int K)
 {
-    double total = 0.0;
+    double total = 0.0, es[ROW_EXP_MAX], et[ROW_EXP_MAX];
     for (size_t b = r0; b < r1; b++) {
         const float *zs = student + b * K, *zt = teacher + b * K;
+        if (K <= ROW_EXP_MAX) { /* p_t from the kept exps */
+            double ms, mt, ss = exp_row(es, &ms, zs, t, K), st = exp_row(et, &mt, zt, t, K);
+            double lse_s = ms + log(ss), lse_t = mt + log(st);
+            for (int k = 0; k < K; k++) {
+                double pt = et[k] / st;
+                if (pt > 0.0) total += pt * (((double)zt[k] / t - lse_t) - ((double)zs[k] / t - lse_s));
+            }
+            continue;
+        }
         double lse_s = logsumexp_row(zs, t, K), lse_t = logsumexp_row(zt, t, K);
         for (int k = 0; k < K; k++) {
             double lpt = (double)zt[k] / t - lse_t, lps = (double)zs[k] / t - lse_s;
@@ -901,8 +929,14 @@ void evit_kd_backward(float *dstudent, const float *student, const float *teache
 #pragma omp parallel for schedule(static) if ((size_t)B * K > 65536)
     for (int b = 0; b < B; b++) {
         const float *zs = student + (size_t)b * K, *zt = teacher + (size_t)b * K;
-        double lse_s = logsumexp_row(zs, t, K), lse_t = logsumexp_row(zt, t, K);
         float *g = dstudent + (size_t)b * K;
+        if (K <= ROW_EXP_MAX) { /* softmaxes from the kept exps */
+            double es[ROW_EXP_MAX], et[ROW_EXP_MAX], ms, mt;
+            double ss = exp_row(es, &ms, zs, t, K), st = exp_row(et, &mt, zt, t, K);
+            for (int k = 0; k < K; k++) g[k] += (float)(c * (es[k] / ss - et[k] / st));
+            continue;
+        }
+        double lse_s = logsumexp_row(zs, t, K), lse_t = logsumexp_row(zt, t, K);
         for (int k = 0; k < K; k++)
             g[k] += (float)(c * (exp((double)zs[k] / t - lse_s) - exp((double)zt[k] / t - lse_t)));
     }
@@ -1027,8 +1061,13 @@ void evit_xent_pixels_backward(float *dlogits, const float *logits, const uint8_
     for (size_t p = 0; p < P; p++) {
         if (mask[p] == ignore) continue;
         const float *z = logits + p * K;
-        double lse = logsumexp_row(z, 1.0, K);
         float *g = dlogits + p * K;
+        if (K <= ROW_EXP_MAX) { /* the softmax from the kept exps */
+            double e[ROW_EXP_MAX], m, s = exp_row(e, &m, z, 1.0, K);
+            for (int k = 0; k < K; k++) g[k] += (float)(c * (e[k] / s - (k == mask[p] ? 1.0 : 0.0)));
+            continue;
+        }
+        double lse = logsumexp_row(z, 1.0, K);
         for (int k = 0; k < K; k++) g[k] += (float)(c * (exp((double)z[k] - lse) - (k == mask[p] ? 1.0 : 0.0)));
     }
 }

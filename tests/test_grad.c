@@ -533,14 +533,17 @@ static double kd_loss(void *p)
     return (double)c->scale * evit_kd_forward(c->student, c->teacher, c->tau, c->B, c->K);
 }
 
+/* K 5 takes ops.c's kept-exps path (ROW_EXP_MAX), K 70 the recomputing one */
 static void kd_backward_matches_central_differences(void)
 {
     evit_rng_seed(&rng, 11);
-    int B = 3, K = 5;
-    size_t bk = (size_t)B * K;
+    int B = 3;
     static const float taus[2] = {1.0f, 3.0f};
-    for (int t = 0; t < 2; t++) {
-        struct kd_ctx c = {normal_floats(bk, 2.0), normal_floats(bk, 2.0), taus[t], 0.6f, B, K};
+    static const int Ks[2] = {5, 70};
+    for (int t = 0; t < 4; t++) {
+        int K = Ks[t / 2];
+        size_t bk = (size_t)B * K;
+        struct kd_ctx c = {normal_floats(bk, 2.0), normal_floats(bk, 2.0), taus[t % 2], 0.6f, B, K};
         float *ds = normal_floats(bk, 1.0), *ds0 = copy_floats(ds, bk);
         evit_kd_backward(ds, c.student, c.teacher, c.tau, c.scale, B, K);
         CHECK(grad_mismatches("student", c.student, ds, ds0, bk, kd_loss, &c) == 0);
@@ -626,21 +629,25 @@ static double xpix_loss(void *p)
     return (double)c->scale * evit_xent_pixels_forward(NULL, c->logits, c->mask, 255, c->P, c->K);
 }
 
+/* K 4 takes ops.c's kept-exps path (ROW_EXP_MAX), K 70 the recomputing one */
 static void pixel_cross_entropy_backward_matches_central_differences(void)
 {
     evit_rng_seed(&rng, 22);
     static const uint8_t mask[6] = {3, 255, 0, 1, 3, 255};
+    static const int Ks[2] = {4, 70};
     size_t P = 6;
-    int K = 4;
-    struct xpix_ctx c = {normal_floats(P * K, 2.0), mask, 0.8f, P, K};
-    float *dz = normal_floats(P * K, 1.0), *dz0 = copy_floats(dz, P * K);
-    evit_xent_pixels_backward(dz, c.logits, mask, 255, c.scale, P, K);
-    /* the ignored pixels' rows get nothing: their central differences are 0 */
-    CHECK(grad_mismatches("logits", c.logits, dz, dz0, P * K, xpix_loss, &c) == 0);
-    CHECK(memcmp(dz + K, dz0 + K, K * sizeof(float)) == 0);
-    evit_free_aligned(c.logits);
-    evit_free_aligned(dz);
-    evit_free_aligned(dz0);
+    for (int i = 0; i < 2; i++) {
+        int K = Ks[i];
+        struct xpix_ctx c = {normal_floats(P * K, 2.0), mask, 0.8f, P, K};
+        float *dz = normal_floats(P * K, 1.0), *dz0 = copy_floats(dz, P * K);
+        evit_xent_pixels_backward(dz, c.logits, mask, 255, c.scale, P, K);
+        /* the ignored pixels' rows get nothing: their central differences are 0 */
+        CHECK(grad_mismatches("logits", c.logits, dz, dz0, P * K, xpix_loss, &c) == 0);
+        CHECK(memcmp(dz + K, dz0 + K, K * sizeof(float)) == 0);
+        evit_free_aligned(c.logits);
+        evit_free_aligned(dz);
+        evit_free_aligned(dz0);
+    }
 }
 
 /* head.h: the task's loss through each head, against central differences
