@@ -164,19 +164,6 @@ vals() { # FILE-PATTERN (SEED in place of the seed): top-1 per seed, - when miss
         printf ' %s' "${v:--}"
     done
 }
-# stats: the numbers on stdin (- where missing) as table cells, then
-# their mean, sd and range over those present (- when none)
-stats() {
-    awk '{
-        n = 0; s = 0; lo = 1e9; hi = -1e9; cells = "";
-        for (i = 1; i <= NF; i++) { cells = cells ($i == "-" ? " - |" : sprintf(" %.2f |", $i)); if ($i == "-") continue;
-            a[++n] = $i; s += $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i }
-        if (n == 0) { printf "%s - | - | - |\n", cells; next }
-        # two passes: sum(x^2) - n m^2 can round below zero for equal values
-        m = s / n; ss = 0; for (i = 1; i <= n; i++) ss += (a[i] - m) * (a[i] - m);
-        sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
-        printf "%s %.2f | %.2f | %.2f |\n", cells, m, sd, hi - lo }'
-}
 row() { echo "| $1 |$(vals "$2" | stats)"; } # LABEL FILE-PATTERN
 # mean FILE-PATTERN: the mean top-1 over the seeds present, - when none
 mean() { vals "$1" | stats | awk -F'|' '{ v = $(NF - 3); gsub(/ /, "", v); print v }'; }

@@ -101,6 +101,21 @@ report_list() {
     tr -d ' \t\n' <"$1" 2>/dev/null | sed -n "s/.*\"$2\":\\[\\([0-9,]*\\)\\].*/\\1/p"
 }
 
+# stats: the numbers on stdin (- where missing) as markdown table cells,
+# then their mean, sample standard deviation and range over those present
+# (- when none): the seed tables of kd_study.sh and seg_study.sh.
+stats() {
+    awk '{
+        n = 0; s = 0; lo = 1e9; hi = -1e9; cells = "";
+        for (i = 1; i <= NF; i++) { cells = cells ($i == "-" ? " - |" : sprintf(" %.2f |", $i)); if ($i == "-") continue;
+            a[++n] = $i; s += $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i }
+        if (n == 0) { printf "%s - | - | - |\n", cells; next }
+        # two passes: sum(x^2) - n m^2 can round below zero for equal values
+        m = s / n; ss = 0; for (i = 1; i <= n; i++) ss += (a[i] - m) * (a[i] - m);
+        sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
+        printf "%s %.2f | %.2f | %.2f |\n", cells, m, sd, hi - lo }'
+}
+
 # scaled X F: X times F, four decimals (awk's arithmetic, not the shell's).
 scaled() {
     awk -v x="$1" -v f="$2" 'BEGIN { printf "%.4f", x * f }'

@@ -65,18 +65,6 @@ vals() {
         printf ' %s' "${v:--}"
     done
 }
-# stats: the numbers on stdin (- where missing) as table cells, then
-# their mean, sd and range over those present (- when none)
-stats() {
-    awk '{
-        n = 0; s = 0; lo = 1e9; hi = -1e9; cells = "";
-        for (i = 1; i <= NF; i++) { cells = cells ($i == "-" ? " - |" : sprintf(" %.2f |", $i)); if ($i == "-") continue;
-            a[++n] = $i; s += $i; if ($i < lo) lo = $i; if ($i > hi) hi = $i }
-        if (n == 0) { printf "%s - | - | - |\n", cells; next }
-        m = s / n; ss = 0; for (i = 1; i <= n; i++) ss += (a[i] - m) * (a[i] - m);
-        sd = n > 1 ? sqrt(ss / (n - 1)) : 0;
-        printf "%s %.2f | %.2f | %.2f |\n", cells, m, sd, hi - lo }'
-}
 # diffs KEY A B: per seed, KEY of report A minus KEY of report B (- when
 # either is missing)
 diffs() {
