@@ -542,16 +542,6 @@ static void seg_tail(struct graph *b, const struct evrt_model *m, const char *z)
     attr_int(am, "keepdims", 0);
 }
 
-/* The decoder level that reads block l's output, or -1 (none, or not a
- * seg_mlp model). */
-static int level_of(const struct evrt_model *m, int l)
-{
-    if (m->head_kind != EVRT_HEAD_SEG_MLP) return -1;
-    for (int i = 0; i < m->decoder->levels; i++)
-        if (m->decoder->level[i] == l) return i;
-    return -1;
-}
-
 static void graph_outputs(Onnx__GraphProto *g, const struct evrt_model *m)
 {
     int S = m->img_size, G = S / m->patch, K = m->classes, seg = m->head_kind != EVRT_HEAD_CLASS;
@@ -581,7 +571,7 @@ static void graph_build(struct graph *b, const struct evrt_model *m, const char 
      * block, which a segmentation head could not take */
     for (int l = 0; l < m->depth; l++) {
         x = mlp(b, m, l, attention(b, m, l, x));
-        int i = level_of(m, l);
+        int i = evrt_model_level_of(m, l);
         if (i >= 0) lx[i] = x;
     }
     if (m->head_kind == EVRT_HEAD_SEG_MLP) {

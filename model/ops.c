@@ -823,10 +823,13 @@ static double logsumexp_row(const float *z /* (K) */, double tau, int K)
     return mx + log(s);
 }
 
-/* Rows of at most ROW_EXP_MAX classes keep their exps instead of taking
- * them again for the softmax: the per-pixel losses of segmentation (a row
- * per pixel) spent more than half of a small student's training step in
- * exp() and log().  Wider rows (a class head's, one per image) recompute. */
+/* Rows of at most ROW_EXP_MAX classes keep their exps (on the stack)
+ * instead of taking them again for the softmax: the per-pixel losses of
+ * segmentation (a row per pixel) spent more than half of a small student's
+ * training step in exp() and log().  Class heads of up to 64 classes take
+ * the same path (the softmax e/s instead of exp(z - lse): the last bits
+ * differ); wider rows (a 1000-class head's, one per image, where the exps
+ * cost nothing next to the model) recompute. */
 #define ROW_EXP_MAX 64
 
 /* e[k] = exp(z[k]/tau - m), m = max_k z[k]/tau; returns s = sum_k e[k] and

@@ -1394,17 +1394,6 @@ static void decode(evrt_ctx *c, int B, float *logits)
     linear(c, 1 + 4 * m->depth, logits, c->dec_u, j.rows, 0, ACT_RELU, NULL);
 }
 
-/* The decoder level that reads block l's output, or -1 (none, or no
- * seg_mlp decoder). */
-static int level_of(const struct evrt_model *m, int l)
-{
-    int i;
-    if (m->head_kind != EVRT_HEAD_SEG_MLP) return -1;
-    for (i = 0; i < m->decoder->levels; i++)
-        if (m->decoder->level[i] == l) return i;
-    return -1;
-}
-
 /* The model on B checked images: logits (B, evrt_model_outputs / B). */
 static int forward(evrt_ctx *c, const uint8_t *images, int B, float *logits)
 {
@@ -1435,7 +1424,7 @@ static int forward(evrt_ctx *c, const uint8_t *images, int B, float *logits)
     c->bias_now = NULL;
     q = addln(c, NULL, m->blocks[0].ln1_w, m->blocks[0].ln1_b, B * T, 1);
     for (l = 0; l < m->depth; l++) {
-        int last = l == m->depth - 1, lv = level_of(m, l);
+        int last = l == m->depth - 1, lv = evrt_model_level_of(m, l);
         /* a class head needs only the class token out of the last block */
         T = block(c, l, B, T, last && !seg, q);
         /* the residual add, and the next block's LN1 (or the final norm

@@ -258,6 +258,9 @@ int evrt_model_tokens(const struct evrt_model *m);
 /* Tokens entering block l (0 <= l < depth): T minus the merge_r of the
  * blocks before it. */
 int evrt_model_tokens_at(const struct evrt_model *m, int l);
+/* The seg_mlp decoder level that reads block l's output, or -1 (none, or
+ * no seg_mlp decoder). */
+int evrt_model_level_of(const struct evrt_model *m, int l);
 /* Floats of output per image: classes for the class head, (T - 1) *
  * classes (per patch) for a segmentation head (either). */
 size_t evrt_model_outputs(const struct evrt_model *m);

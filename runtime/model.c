@@ -80,6 +80,15 @@ int evrt_model_tokens_at(const struct evrt_model *m, int l)
     return T;
 }
 
+int evrt_model_level_of(const struct evrt_model *m, int l)
+{
+    int i;
+    if (m->head_kind != EVRT_HEAD_SEG_MLP) return -1;
+    for (i = 0; i < m->decoder->levels; i++)
+        if (m->decoder->level[i] == l) return i;
+    return -1;
+}
+
 size_t evrt_model_outputs(const struct evrt_model *m)
 {
     return (size_t)m->classes * (m->head_kind != EVRT_HEAD_CLASS ? (size_t)evrt_model_tokens(m) - 1 : 1);
