@@ -242,7 +242,7 @@ ai8 = i8
 # INT8 attention, evrt.c's residual add), the file it is in
 PARTS = (("layernorm", "evrt_layernorm_fast", "kernels.c"), ("softmax", "evrt_softmax_fast", "kernels.c"),
          ("softmax_i8", "evrt_softmax_i8", "kernels.c"), ("gelu", "evrt_gelu_fast", "kernels.c"),
-         ("quantize", "quant_pad", "kernels_arm.c"), ("kv_quant", "att8_kv_arm", "kernels_arm.c"),
+         ("quantize", "quant_pad", "kernels_arm.c"), ("kv_quant", "att8_kv_rows_arm", "kernels_arm.c"),
          ("add", "evrt_add_fast", "kernels.c"), ("decode", "evrt_seg_rows_fast", "kernels.c"))
 print("\nNon-matmul kernels, llvm-mca -mcpu=cortex-a57: every pass over the data (cycles per element = sum")
 print("over passes of cycles/it / elements/it; elements/it from the vector widths; post-indexed stores timed")
@@ -310,7 +310,7 @@ def work(c, r, lin8, att8):
         w["add"] += (nq + nm) * D
         # inputs of qkv, proj, fc1 and fc2; INT8 attention also quantizes q
         # (rounded by evrt_qsym, then through quant: twice) and P, and each
-        # head's K and V (att8_kv_arm)
+        # head's K and V (att8_kv_rows_arm)
         w["quantize"] += (T * D + nq * D + nm * (D + M)) * lin8 + (2 * nq * D + H * nq * T) * att8
         w["kv_quant"] += 2 * T * D * att8
         if T < T0: w["merge"] += H * nq * T  # proportional attention: + log size, one add a score

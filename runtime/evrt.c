@@ -23,6 +23,13 @@
  * between cores); when its share is done it takes what is left of the
  * others'.  So a thread the kernel has descheduled holds up at most the
  * one unit it is computing: the running ones take the rest of its share.
+ * Even threads go through their share front to back, odd ones back to
+ * front, and a thread takes from another's share at the end its owner
+ * leaves for last, its neighbour's first: so the units left over at the
+ * end of a region are next to the thief's own, whose data it has in its
+ * cache (the rows it produced; the head whose K and V it has prepared: a
+ * fresh head costs INT8 attention a unit's work again, most of it
+ * reading K and V from the other core).
  * A counter is one 64-bit word, gen << 40 | end << 20 | next: a claim is a
  * compare-and-swap on it, so a thread still looking at an old region can
  * never take a unit of the next one.  Which thread computes a unit
@@ -166,6 +173,16 @@ struct evrt_ctx {
     struct pool pool;
     struct worker *workers;
     int *att_last;          /* (threads) attention's per-thread head (att_job) */
+    /* INT8 attention's shared K and V (kv_shared): a slot per (image,
+     * head) of K and V^T quantized and packed, K's sums, and the V sums
+     * of each range of 16 tokens (kv8_layout); ones (T) for the kernels'
+     * w_scale; per thread, the vws of each head of the image it last
+     * worked on (hvws_of: that image, -1 none) */
+    char *kv8;              /* (B * hmax, kv8_bytes) or NULL */
+    float *ones;            /* (T) */
+    int32_t *hvws;          /* (threads, hmax, dmax) */
+    int *hvws_of;           /* (threads, hmax) */
+    int hmax;               /* most heads of a block */
     /* Token Merging (evrt.h): per image, the tokens' sizes and their
      * proportional-attention bias; the matching's normalised metric (A's
      * rows, B's columns), best matches and scores; each output's inputs */
@@ -226,18 +243,21 @@ static void run_units(struct pool *p, unsigned gen, int tid)
     uint64_t w = LOAD(&p->work);
     int units = (int)((w >> 20) & POOL_MAX_UNITS), active = (int)(w & 0x1FF), done = 0, k;
     if (word_gen(w) != gen || tid >= active) return;
-    /* its own share first, then the others' in turn */
+    /* its own share first, then the others' in turn, its neighbour on the
+     * side where its own share ends first (the pool's comment) */
     for (k = 0; k < active; k++) {
-        uint64_t *ctr = p->ctr + 8 * ((tid + k) % active);
+        int v = tid % 2 ? (tid - k + active) % active : (tid + k) % active;
+        int back = v % 2 ? v == tid : v != tid; /* claim from the back */
+        uint64_t *ctr = p->ctr + 8 * v;
         w = LOAD(ctr);
         for (;;) {
             int next = (int)(w & POOL_MAX_UNITS), end = (int)((w >> 20) & POOL_MAX_UNITS);
             if (word_gen(w) != gen || next >= end) break;
-            if (!CAS(ctr, &w, w + 1)) continue; /* w reloaded */
+            if (!CAS(ctr, &w, back ? w - ((uint64_t)1 << 20) : w + 1)) continue; /* w reloaded */
 #ifdef EVRT_POOL_JITTER
             jitter(&s);
 #endif
-            p->fn(p->arg, tid, next);
+            p->fn(p->arg, tid, back ? end - 1 : next);
             done++;
             w = LOAD(ctr);
         }
@@ -503,6 +523,37 @@ static size_t att8_bytes(const evrt_ctx *c)
     return att8_layout(c, NULL, &a);
 }
 
+/* One (image, head) slot of the shared K and V, carved from base (NULL:
+ * sizes only): a->kp, a->vp and a->kws as att8_layout's, and *vsum, the V
+ * sums of each range of 16 tokens, (T / 16 rounded up, dmax).  Returns
+ * its bytes. */
+static size_t kv8_layout(const evrt_ctx *c, char *base, struct evrt_att8 *a, int32_t **vsum)
+{
+    size_t T = (size_t)c->T, d = (size_t)c->dmax, kp = 0, vp = 0, at = 0;
+    int isa;
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        size_t k = evrt_pack_i8_bytes(isa, c->T, c->dmax), v = evrt_pack_i8_bytes(isa, c->dmax, c->T);
+        kp = k > kp ? k : kp;
+        vp = v > vp ? v : vp;
+    }
+    a->kp = base ? base + at : NULL;
+    at += a64(kp);
+    a->vp = base ? base + at : NULL;
+    at += a64(vp);
+    a->kws = (int32_t *)(void *)(base ? base + at : NULL);
+    at += a64(4 * T);
+    *vsum = (int32_t *)(void *)(base ? base + at : NULL);
+    at += a64(4 * d * ((T + 15) / 16));
+    return at;
+}
+
+static size_t kv8_bytes(const evrt_ctx *c)
+{
+    struct evrt_att8 a;
+    int32_t *v;
+    return kv8_layout(c, NULL, &a, &v);
+}
+
 int evrt_ctx_set_threads(evrt_ctx *c, int n)
 {
     struct pool *p = &c->pool;
@@ -520,6 +571,15 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     last = realloc(c->att_last, sizeof(int) * (size_t)n);
     if (!last) return EVRT_ENOMEM;
     c->att_last = last;
+    if (c->kv8) {
+        int32_t *hv = realloc(c->hvws, sizeof(int32_t) * (size_t)c->hmax * (size_t)c->dmax * (size_t)n);
+        int *of;
+        if (!hv) return EVRT_ENOMEM;
+        c->hvws = hv;
+        of = realloc(c->hvws_of, sizeof(int) * (size_t)c->hmax * (size_t)n);
+        if (!of) return EVRT_ENOMEM;
+        c->hvws_of = of;
+    }
     if (c->seg_scratch) {
         float *ss = realloc(c->seg_scratch, sizeof(float) * evrt_seg_scratch(c->m->img_size, c->m->classes) * (size_t)n);
         if (!ss) return EVRT_ENOMEM;
@@ -690,7 +750,7 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
 {
     evrt_ctx *c = calloc(1, sizeof *c);
     size_t B = (size_t)max_batch, T, D, I = 0, M = 0, in = 0, outs = 0, qb;
-    int l, i, L;
+    int l, i, L, att8 = 0;
     const char *env;
     *out = c;
     if (!c) return EVRT_ENOMEM;
@@ -713,6 +773,8 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
         I = (size_t)imax((int)I, m->blocks[l].heads * m->blocks[l].head_dim);
         M = (size_t)imax((int)M, m->blocks[l].mlp);
         c->dmax = imax(c->dmax, m->blocks[l].head_dim);
+        c->hmax = imax(c->hmax, m->blocks[l].heads);
+        att8 |= m->blocks[l].attn_dtype == EVRT_I8;
     }
     L = evrt_layer_count(m);
     for (i = 0; i < L; i++) {
@@ -765,6 +827,21 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
             *out = NULL;
             return EVRT_ENOMEM;
         }
+    }
+    if (att8) {
+        size_t hv = (size_t)c->hmax * (size_t)c->dmax;
+        c->kv8 = malloc(B * (size_t)c->hmax * kv8_bytes(c));
+        c->ones = malloc(sizeof(float) * T);
+        c->hvws = malloc(sizeof(int32_t) * hv);
+        c->hvws_of = malloc(sizeof(int) * (size_t)c->hmax);
+        c->bytes += B * (size_t)c->hmax * kv8_bytes(c) + sizeof(float) * T + sizeof(int32_t) * hv +
+                    sizeof(int) * (size_t)c->hmax;
+        if (!c->kv8 || !c->ones || !c->hvws || !c->hvws_of) {
+            evrt_ctx_destroy(c);
+            *out = NULL;
+            return EVRT_ENOMEM;
+        }
+        for (i = 0; i < c->T; i++) c->ones[i] = 1.0f;
     }
     if (model_merges(m) && merge_alloc(c)) {
         evrt_ctx_destroy(c);
@@ -835,6 +912,10 @@ void evrt_ctx_destroy(evrt_ctx *c)
     free(c->scores);
     free(c->att8);
     free(c->att_last);
+    free(c->kv8);
+    free(c->ones);
+    free(c->hvws);
+    free(c->hvws_of);
     free(c->x2);
     free(c->size);
     free(c->size2);
@@ -1052,7 +1133,23 @@ static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int qua
 /* Attention in units of up to EVRT_ATT_ROWS queries of one (image, head);
  * the variant's attention (or INT8 attention) kernel does each, and the
  * per-head work (K^T, or K and V quantized and packed) once for a run of
- * units of the same head on the same thread's scratch. */
+ * units of the same head on the same thread's scratch.
+ *
+ * INT8 attention on more than one thread, where the variant has
+ * att8_kv_rows (kv_shared): a head's K and V are quantized once, into
+ * its shared slot, by a region of their own before the attention's, in
+ * ranges of 16 tokens, all heads at once.  The qkv layer's rows were
+ * split between the threads in bands (linear_unit), and that region
+ * splits the tokens the same way, so each thread quantizes the K and V it
+ * computed, from its own cache; then every thread reads the heads'
+ * quantized K and V, a quarter of the bytes of the floats.  (Each thread
+ * quantizing each head it took from the floats, half of them the other
+ * core's, took a unit's work again per head on an AMD EPYC VM: 25 us
+ * against 5 at one thread.)  The attention's units then go query block
+ * by query block, each block's heads in turn, so that a thread's share is
+ * a band of the tokens too: its queries are the rows it computed, and its
+ * outputs the rows the next region (the projection's quantization) gives
+ * it. */
 struct att_job {
     evrt_ctx *c;
     const struct evrt_block *blk;
@@ -1060,8 +1157,71 @@ struct att_job {
     const float *qkv; /* (B, T, 3 I) */
     const float *bias; /* (B, T) or NULL */
     int B, T, nq, qblocks;
+    int shared;       /* kv_shared */
     int *last;        /* (threads) the (image, head) each thread's scratch holds */
 };
+
+static int kv_shared(const evrt_ctx *c, const struct evrt_block *blk, int serial)
+{
+    return blk->attn_dtype == EVRT_I8 && c->kv8 && c->k->att8_kv_rows && c->pool.n > 1 && !serial;
+}
+
+/* The shared slot of (image b, head h). */
+static void kv_slot(const evrt_ctx *c, int b, int h, struct evrt_att8 *a, int32_t **vsum)
+{
+    kv8_layout(c, c->kv8 + kv8_bytes(c) * ((size_t)b * c->hmax + h), a, vsum);
+}
+
+/* Tokens [16 r, 16 r + 16) of image u / ranges, every head's K and V. */
+static void kv_unit(void *arg, int tid, int u)
+{
+    const struct att_job *j = arg;
+    const evrt_ctx *c = j->c;
+    const struct evrt_block *blk = j->blk;
+    int T = j->T, d = blk->head_dim, I = blk->heads * d, ranges = (T + 15) / 16;
+    int b = u / ranges, r = u % ranges, h;
+    const float *sc = blk->attn_scale;
+    struct evrt_att8 a, s;
+    int32_t *vsum;
+    att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
+    for (h = 0; h < blk->heads; h++) {
+        kv_slot(c, b, h, &s, &vsum);
+        a.kp = s.kp;
+        a.vp = s.vp;
+        a.kws = s.kws;
+        a.vws = vsum + (size_t)r * c->dmax;
+        c->k->att8_kv_rows(&a, j->qkv + (size_t)b * T * 3 * I, T, I, h, d, 16 * r, imin(16 * r + 16, T),
+                           1.0f / sc[1], 1.0f / sc[2]);
+    }
+}
+
+/* A unit of the shared case: the slot's K and V, this thread's vws of
+ * the head (the sum of the ranges', once per image and head). */
+static void att_unit_shared(const struct att_job *j, int tid, int b, int h, int q0, int nr, float *o)
+{
+    const evrt_ctx *c = j->c;
+    const struct evrt_block *blk = j->blk;
+    int T = j->T, d = blk->head_dim, I = blk->heads * d, ranges = (T + 15) / 16, r, i;
+    struct evrt_att8 a, s;
+    int32_t *vsum, *vws = c->hvws + ((size_t)tid * c->hmax + h) * c->dmax;
+    int *of = c->hvws_of + (size_t)tid * c->hmax + h;
+    att8_layout(c, (char *)c->att8 + att8_bytes(c) * (size_t)tid, &a);
+    kv_slot(c, b, h, &s, &vsum);
+    if (*of != b) {
+        for (i = 0; i < d; i++) vws[i] = 0;
+        for (r = 0; r < ranges; r++)
+            for (i = 0; i < d; i++) vws[i] += vsum[(size_t)r * c->dmax + i];
+        *of = b;
+    }
+    a.kp = s.kp;
+    a.vp = s.vp;
+    a.kws = s.kws;
+    a.vws = vws;
+    a.ones = c->ones;
+    for (i = 0; i < d; i++) a.vs[i] = blk->attn_scale[2];
+    c->k->attention_i8(c->k, o, (size_t)I, &a, j->qkv + (size_t)b * T * 3 * I, j->bias ? j->bias + (size_t)b * T : NULL,
+                       T, I, h, d, q0, nr, 0, blk->attn_scale);
+}
 
 static void att_unit(void *arg, int tid, int u)
 {
@@ -1070,10 +1230,16 @@ static void att_unit(void *arg, int tid, int u)
     const struct evrt_kernels *k = c->k;
     const struct evrt_block *blk = j->blk;
     int T = j->T, H = blk->heads, d = blk->head_dim, I = H * d;
-    int bh = u / j->qblocks, q0 = u % j->qblocks * EVRT_ATT_ROWS, b = bh / H, h = bh % H;
+    /* (image, head, query block); shared: (image, query block, head) */
+    int b = u / (j->qblocks * H), h = j->shared ? u % H : u / j->qblocks % H;
+    int q0 = (j->shared ? u / H % j->qblocks : u % j->qblocks) * EVRT_ATT_ROWS, bh = b * H + h;
     int nr = imin(EVRT_ATT_ROWS, j->nq - q0), fresh = j->last[tid] != bh;
     const float *base = j->qkv + (size_t)b * T * 3 * I, *bias = j->bias ? j->bias + (size_t)b * T : NULL;
     float *o = j->out + ((size_t)b * j->nq + q0) * I + h * d;
+    if (j->shared) {
+        att_unit_shared(j, tid, b, h, q0, nr, o);
+        return;
+    }
     j->last[tid] = bh;
     if (blk->attn_dtype == EVRT_I8) {
         struct evrt_att8 a;
@@ -1089,7 +1255,7 @@ static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, con
                       int nq, const struct side *side)
 {
     struct att_job j;
-    int t;
+    int t, serial = (double)nq * T * blk->head_dim * blk->heads <= 16384.0;
     j.c = c;
     j.blk = blk;
     j.out = out;
@@ -1100,9 +1266,13 @@ static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, con
     j.nq = nq;
     j.qblocks = blocks_of(nq, EVRT_ATT_ROWS);
     j.last = c->att_last;
+    j.shared = kv_shared(c, blk, serial);
     for (t = 0; t < c->pool.n; t++) j.last[t] = -1;
-    parallel_side(c, att_unit, &j, B * blk->heads * j.qblocks,
-                  (double)nq * T * blk->head_dim * blk->heads <= 16384.0, side);
+    if (j.shared) {
+        for (t = 0; t < c->pool.n * c->hmax; t++) c->hvws_of[t] = -1;
+        parallel(c, kv_unit, &j, B * blocks_of(T, 16), 0);
+    }
+    parallel_side(c, att_unit, &j, B * blk->heads * j.qblocks, serial, side);
 }
 
 /* x += y (y not NULL), then ln = LayerNorm(x) (w not NULL) and, for an

@@ -191,6 +191,16 @@ struct evrt_kernels {
      * gives K (T, d) and V^T (d, T), with their sums kws and vws; NULL:
      * quantize, then pack_i8 and evrt_wsum. */
     void (*att8_kv)(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, float ik, float iv);
+    /* Shared K and V (evrt.c, more than one thread): tokens [t0, t1) of
+     * head h (t0 a multiple of 16, t1 one too or T) quantized straight
+     * into a->kp and a->vp where the variant's attention_i8 reads them
+     * (the range that ends at T writes the padding too), their sums into
+     * a->kws[t0, t1), and a->vws = the range's sum of each of V's d
+     * dimensions (a->vt: scratch).  So the threads that produced a head's
+     * rows of K and V quantize them, and the head's vws is the sum of its
+     * ranges'.  NULL: each thread quantizes a whole head itself (fresh). */
+    void (*att8_kv_rows)(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, int t0, int t1,
+                         float ik, float iv);
     /* the segmentation decoder (evrt.h): output rows [y0, y1) of one
      * image, evrt_seg_rows_ref or _fast (scratch: evrt_seg_scratch) */
     evrt_seg_fn seg_decode;

@@ -473,13 +473,19 @@ static int32_t qsym_row_arm(int8_t *q, int32_t *sum, const float *x, int n, floa
     return s;
 }
 
-static void att8_kv_arm(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, float ik, float iv)
+/* att8_kv_rows of kernels.h: tokens [t0, t1) (t0 a multiple of 16, t1 one
+ * too or T) into K's panels (four tokens of 16 dimensions a group) and
+ * V^T's (16 tokens of four dimensions), V's rows quantized into a->vt
+ * first; the range that ends at T writes the padding. */
+static void att8_kv_rows_arm(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, int t0, int t1,
+                             float ik, float iv)
 {
     int G = (d + 15) / 16, GT = (T + 15) / 16, u, g, q, k, c;
+    int kend = t1 < T ? t1 : (T + 15) / 16 * 16, g1 = (t1 + 15) / 16;
     int8_t row[512]; /* d <= 512 (evrt_model_check) */
     int8_t *kp = a->kp, *vp = a->vp, *vq = a->vt; /* vq: V quantized, rows of d */
     memset(row, 0, sizeof row);
-    for (u = 0; u < (T + 15) / 16 * 16; u++) { /* token u: channel u % 4 of group u / 4 */
+    for (u = t0; u < kend; u++) { /* token u: channel u % 4 of group u / 4 */
         int8_t *dst = kp + (size_t)(u / 4) * G * 64 + 16 * (u % 4);
         if (u < T)
             a->kws[u] = qsym_row_arm(row, NULL, qkv + (size_t)u * 3 * I + I + h * d, d, ik);
@@ -488,9 +494,10 @@ static void att8_kv_arm(struct evrt_att8 *a, const float *qkv, int T, int I, int
         for (g = 0; g < G; g++) memcpy(dst + (size_t)g * 64, row + 16 * g, 16);
     }
     memset(a->vws, 0, sizeof(int32_t) * (size_t)d);
-    for (u = 0; u < T; u++) qsym_row_arm(vq + (size_t)u * d, a->vws, qkv + (size_t)u * 3 * I + 2 * I + h * d, d, iv);
+    for (u = t0; u < t1; u++)
+        qsym_row_arm(vq + (size_t)u * d, a->vws, qkv + (size_t)u * 3 * I + 2 * I + h * d, d, iv);
     for (q = 0; q < (d + 15) / 16 * 4; q++)
-        for (g = 0; g < GT; g++) {
+        for (g = t0 / 16; g < g1; g++) {
             int8_t buf[64];
             int8x16x4_t v;
             int8_t *dst = vp + ((size_t)q * GT + g) * 64;
@@ -509,17 +516,22 @@ static void att8_kv_arm(struct evrt_att8 *a, const float *qkv, int T, int I, int
         }
 }
 
+static void att8_kv_arm(struct evrt_att8 *a, const float *qkv, int T, int I, int h, int d, float ik, float iv)
+{
+    att8_kv_rows_arm(a, qkv, T, I, h, d, 0, T, ik, iv);
+}
+
 static const struct evrt_kernels neon_kernels = {
     .isa = EVRT_ISA_NEON, .name = "neon", .quant = quant_pad, .i8 = i8_neon, .f32 = f32_neon,
     .needs_wsum = 1, .f32p = f32p_neon, .pack_i8 = pack_i8_arm, .i8p = i8p_neon,
     .softmax = evrt_softmax_fast, .layernorm = evrt_layernorm_fast, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm,
+    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm, .att8_kv_rows = att8_kv_rows_arm,
     .seg_decode = evrt_seg_rows_fast};
 static const struct evrt_kernels dot_kernels = {
     .isa = EVRT_ISA_DOTPROD, .name = "dotprod", .quant = quant_pad, .i8 = i8_dot, .f32 = f32_neon,
     .needs_wsum = 1, .f32p = f32p_neon, .pack_i8 = pack_i8_arm, .i8p = i8p_dot,
     .softmax = evrt_softmax_fast, .layernorm = evrt_layernorm_fast, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm,
+    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm, .att8_kv_rows = att8_kv_rows_arm,
     .seg_decode = evrt_seg_rows_fast};
 
 const struct evrt_kernels *evrt_kernels_arm(int isa)

@@ -1062,6 +1062,61 @@ static void int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and
         }
 }
 
+/* att8_kv_rows in ranges of 16 tokens (the runtime's shared K and V, one
+ * range per unit, any thread) writes the bytes one range over every token
+ * writes, and the ranges' V sums add up to its sums. */
+static void shared_k_and_v_in_ranges_of_16_tokens_equal_one_range_over_every_token(void)
+{
+    static const int Ts[4] = {17, 50, 145, 197}, ds[4] = {8, 24, 64, 64};
+    int isa, k, ran = 0;
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
+        const struct evrt_kernels *kt = evrt_isa_available(isa) ? evrt_kernels_get(isa) : NULL;
+        if (!kt || !kt->att8_kv_rows) continue;
+        for (k = 0; k < 4; k++) {
+            int T = Ts[k], d = ds[k], H = 3, I = H * d, h = 1, t0, i, bad = 0;
+            size_t kb = evrt_pack_i8_bytes(isa, T, d) + 4096, vb = evrt_pack_i8_bytes(isa, d, T) + 4096;
+            float *qkv = malloc(sizeof(float) * (size_t)T * 3 * I);
+            int8_t *kp[2], *vp[2], *vt = malloc((size_t)T * d);
+            int32_t *kws[2], *vws[2], *part = malloc(sizeof(int32_t) * (size_t)d);
+            for (i = 0; i < 2; i++) {
+                kp[i] = calloc(kb, 1), vp[i] = calloc(vb, 1);
+                kws[i] = calloc((size_t)T, sizeof(int32_t)), vws[i] = calloc((size_t)d, sizeof(int32_t));
+            }
+            rng_seed((uint64_t)(T * 31 + d));
+            for (i = 0; i < T * 3 * I; i++) qkv[i] = 3.0f * rng_sym();
+            for (i = 0; i < 2; i++) {
+                struct evrt_att8 a;
+                memset(&a, 0, sizeof a);
+                a.kp = kp[i], a.vp = vp[i], a.kws = kws[i], a.vt = vt;
+                a.vws = i ? part : vws[0];
+                for (t0 = 0; t0 < T; t0 = i ? t0 + 16 : T) {
+                    kt->att8_kv_rows(&a, qkv, T, I, h, d, t0, i ? (t0 + 16 < T ? t0 + 16 : T) : T, 1.0f / 0.05f,
+                                     1.0f / 0.04f);
+                    if (i)
+                        for (int c = 0; c < d; c++) vws[1][c] += part[c];
+                }
+            }
+            bad |= memcmp(kp[0], kp[1], kb) != 0;
+            bad |= memcmp(vp[0], vp[1], vb) != 0;
+            bad |= memcmp(kws[0], kws[1], sizeof(int32_t) * (size_t)T) != 0;
+            bad |= memcmp(vws[0], vws[1], sizeof(int32_t) * (size_t)d) != 0;
+            if (bad) fprintf(stderr, "  %s, T %d, d %d: ranges differ from one range\n", isa_name(isa), T, d);
+            CHECK(!bad);
+            ran++;
+            for (i = 0; i < 2; i++) {
+                free(kp[i]);
+                free(vp[i]);
+                free(kws[i]);
+                free(vws[i]);
+            }
+            free(qkv);
+            free(vt);
+            free(part);
+        }
+    }
+    printf("# %d cases of shared K and V\n", ran);
+}
+
 static void int8_attention_needs_positive_scales_and_head_dims_up_to_512(void)
 {
     struct tmodel t;
@@ -1166,6 +1221,7 @@ int main(int argc, char **argv)
     RUN(every_dtype_gives_the_same_logits_for_any_thread_count_however_threads_are_scheduled);
     RUN(preparing_the_next_layers_input_in_the_producing_region_changes_no_bit);
     RUN(int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count);
+    RUN(shared_k_and_v_in_ranges_of_16_tokens_equal_one_range_over_every_token);
     RUN(int8_attention_needs_positive_scales_and_head_dims_up_to_512);
     RUN(unknown_kernels_and_thread_counts_are_refused);
     RUN(every_required_instruction_set_ran);
