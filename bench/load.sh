@@ -36,6 +36,17 @@
 #     (target >= 1.8 for deit-tiny)
 # and the conditions (machine, cores, load, thread settings, ORT options).
 #
+# The two checks that compare thread counts (2 against 1 thread under 1
+# busy process, and the quiet scaling) are decided on alternated rounds,
+# not on the table's two rows: the VMs this runs on change speed from one
+# measurement to the next (1-thread deit-tiny INT8 + INT8 attention at 6.0
+# or 7.7 ms, its 2-thread time at 3.6 or 4.6 ms; docs/RESULTS.md), and two
+# rows measured a minute apart can land in different states.  ROUNDS
+# (default 5; 3 with --smoke) rounds of 1 thread then 2 threads, ARUNS
+# (default RUNS / 2) runs each, the load started and stopped per round;
+# the check takes the median of the rounds' 1-thread / 2-thread ratios and
+# prints every round's.
+#
 # --smoke: fm-tiny unless configs are named, 5 warm-ups and 20 runs: checks
 # the script in about a minute.  RUNS, WARMUP and LIMIT in the environment
 # override the counts.  Not part of `make check`: a benchmark.
@@ -55,6 +66,8 @@ else
     CONFIGS=${*:-deit-tiny} RUNS=${RUNS:-200} WARMUP=${WARMUP:-20}
 fi
 LIMIT=${LIMIT:-120}
+if [ $SMOKE = 1 ]; then ROUNDS=${ROUNDS:-3}; else ROUNDS=${ROUNDS:-5}; fi
+ARUNS=${ARUNS:-$((RUNS / 2))}
 THREADS="1 2 4"
 LOADS="0 1 2"
 [ -x "$B/evit-run" ] || { echo "error: $B/evit-run: missing (build first)" >&2; exit 1; }
@@ -84,7 +97,7 @@ trap 'bench_stop; load_stop; rm -rf "$W"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-: >"$W/rows.txt" >"$W/quant.txt"
+: >"$W/rows.txt" >"$W/quant.txt" >"$W/alt.txt"
 for c in $CONFIGS; do
     bench_models "$B" "$W/m" "$c" >>"$W/quant.txt"
     for k in int8 int8a; do echo "$c $k, ONNX Runtime's $(ort_kernels "$W/m/$c.$k.onnx")" >>"$W/quant.txt"; done
@@ -108,13 +121,38 @@ for c in $CONFIGS; do
                 echo "load.sh: $c $k threads=$t load=$l: evit $em / $ep ms, ORT $MED / $P99 ms (median / p99)" >&2
             done
         done
+        # the alternated rounds (the comment at the top)
+        for l in 0 1; do
+            r=1
+            while [ $r -le "$ROUNDS" ]; do
+                load_start $l
+                MED=-
+                evit_time "$W/m/$c.$k.evit" 1 "$WARMUP" "$ARUNS" "$LIMIT" || :
+                m1=$MED
+                MED=-
+                evit_time "$W/m/$c.$k.evit" 2 "$WARMUP" "$ARUNS" "$LIMIT" || :
+                load_stop
+                echo "$c $k $l $m1 $MED" >>"$W/alt.txt"
+                echo "load.sh: $c $k load=$l round $r: 1 thread $m1 ms, 2 threads $MED ms (medians)" >&2
+                r=$((r + 1))
+            done
+        done
     done
 done
 
 echo "batch-1 latency under load: $RUNS timed runs after $WARMUP warm-ups per row, ms"
-awk -v smoke=$SMOKE '
+awk -v smoke=$SMOKE -v rounds=$ROUNDS -v aruns=$ARUNS '
 function x(a, b) { return a == "-" || b == "-" ? "-" : sprintf("%.2fx", a / b) }
 function lt(a, b) { return a != "-" && b != "-" && a + 0 < b + 0 }
+# the median of the alternated rounds ratio 1 thread / 2 threads of key at
+# load l (0: a round that failed), and their list in alist
+function amed(key, l,    i, j, n, v, t) {
+  n = na[key, l]; alist = "";
+  for (i = 1; i <= n; i++) { v[i] = ar[key, l, i]; alist = alist sprintf(" %.2f", v[i]) }
+  for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+  if (n == 0) return 0;
+  return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
+FILENAME ~ /alt.txt$/ { key = $1 " " $2; i = ++na[key, $3]; ar[key, $3, i] = ($4 != "-" && $5 != "-" && $5 + 0 > 0) ? $4 / $5 : 0; next }
 { c = $1; k = $2; th = $3; l = $4; key = c " " k; em[key, th, l] = $5; ep[key, th, l] = $6; om[key, th, l] = $7; op[key, th, l] = $8
   if (!(key in seen)) { seen[key] = 1; keys[nk++] = key }
   if (!((c, th) in st)) { st[c, th] = 1 }
@@ -127,9 +165,9 @@ END {
   print "checks (evit; PASS or FAIL with the figures):"
   for (i = 0; i < nk; i++) {
     key = keys[i]; split(key, p, " ");
-    # 2 threads never slower than 1, under 1 busy process
-    a = em[key, 1, 1]; b = em[key, 2, 1];
-    printf "  %-10s %-6s 1 busy: 2 threads %s ms vs 1 thread %s ms: %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], b, a, (a != "-" && b != "-" && b + 0 <= a + 0) ? "PASS" : "FAIL";
+    # 2 threads never slower than 1, under 1 busy process: the alternated rounds decide
+    a = em[key, 1, 1]; b = em[key, 2, 1]; s = amed(key, 1);
+    printf "  %-10s %-6s 1 busy: 2 threads no slower than 1, alternated rounds 1-thread/2-thread median %.2fx (rounds:%s; table rows %s ms at 2 threads, %s at 1): %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], s, alist, b, a, (s >= 1.0) ? "PASS" : "FAIL";
     # the p99 target of the issue: 2 threads beside 1 busy process
     r = b != "-" && b + 0 > 0 ? ep[key, 2, 1] / b : 1e9;
     printf "  %-10s %-6s 1 busy, 2 threads: p99 %s ms <= 1.5x median %s ms (%.2fx): %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], ep[key, 2, 1], b, r, r <= 1.5 ? "PASS" : "FAIL";
@@ -145,12 +183,13 @@ END {
       r = om[key, th, l] / em[key, th, l]; if (r < worst) worst = r;
       if (r <= 1) bad = bad sprintf(" %dt/load%d %.2fx", th, l, r) }
     printf "  %-10s %-6s faster than ORT at every thread count and load (smallest ORT/evit %.2fx): %s%s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], worst, bad == "" ? "PASS" : "FAIL, not at:", bad;
-    s = lt(0, em[key, 2, 0]) && em[key, 1, 0] != "-" ? em[key, 1, 0] / em[key, 2, 0] : 0;
-    printf "  %-10s %-6s quiet 2-thread scaling %s / %s ms = %.2fx (target >= 1.8%s): %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], em[key, 1, 0], em[key, 2, 0], s,
+    t = lt(0, em[key, 2, 0]) && em[key, 1, 0] != "-" ? em[key, 1, 0] / em[key, 2, 0] : 0; s = amed(key, 0);
+    printf "  %-10s %-6s quiet 2-thread scaling, alternated rounds median %.2fx (rounds:%s; table rows %s / %s ms = %.2fx) (target >= 1.8%s): %s\n", p[1], p[2] == "int8a" ? "i8+a" : p[2], s, alist, em[key, 1, 0], em[key, 2, 0], t,
       p[1] == "deit-tiny" ? "" : ", set for deit-tiny", (s >= 1.8) ? "PASS" : "FAIL";
   }
+  printf "alternated rounds: %d per config, dtype and load (0 and 1 busy), each 1 thread then 2 threads, %d runs after the warm-ups each\n", rounds, aruns
   if (smoke) print "(smoke run: too few runs for the p99 to mean much)"
-}' "$W/rows.txt"
+}' "$W/alt.txt" "$W/rows.txt"
 echo
 echo "conditions:"
 echo "  machine: $(uname -m), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores online ($(getconf _NPROCESSORS_CONF) configured), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); load average (1, 5, 15 min) at the start $LOADAVG0, at the end $(cut -d' ' -f1-3 /proc/loadavg) (other users' processes count too)"
