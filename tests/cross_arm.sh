@@ -25,12 +25,18 @@ done
     || fail "tests/test_kernels.c does not cross-build"
 ok "runtime/ cross-compiles for -mcpu=cortex-a57 as strict C99"
 
+# Each emulated run is bounded (a minute or two normally): one run in
+# about forty hung once, every thread asleep in a futex, in session 18
+# (docs/RESULTS.md), unexplained; bounded, such a hang fails this test
+# with exit 124 instead of holding up the suite.
+QEMU="timeout -k 10 600 qemu-aarch64"
+
 # EVRT_TEST_REQUIRE: test_kernels fails unless these variants really ran
-succeeds env EVRT_TEST_REQUIRE=neon qemu-aarch64 -cpu cortex-a57 "$T/test_kernels"
+succeeds env EVRT_TEST_REQUIRE=neon $QEMU -cpu cortex-a57 "$T/test_kernels"
 grep -q '^# [1-9][0-9]* passed, 0 failed' "$T/out" || fail "test_kernels failed under qemu: $(cat "$T/out")"
 ok "test_kernels passes on the NEON variant (qemu -cpu cortex-a57)"
 
-succeeds env EVRT_TEST_REQUIRE=neon,dotprod qemu-aarch64 -cpu max "$T/test_kernels"
+succeeds env EVRT_TEST_REQUIRE=neon,dotprod $QEMU -cpu max "$T/test_kernels"
 grep -q '^# [1-9][0-9]* passed, 0 failed' "$T/out" || fail "test_kernels failed under qemu: $(cat "$T/out")"
 ok "test_kernels passes with the dotprod variant (qemu -cpu max)"
 
@@ -44,7 +50,7 @@ for k in avx2 avx512vnni amx; do
 done
 for cpu_k in "cortex-a57 ref" "cortex-a57 neon" "max dotprod"; do
     set -- $cpu_k
-    qemu-aarch64 -cpu "$1" "$T/test_kernels" --logits "$2" >"$T/arm-$2" 2>"$T/err" || {
+    $QEMU -cpu "$1" "$T/test_kernels" --logits "$2" >"$T/arm-$2" 2>"$T/err" || {
         [ "$2" = dotprod ] && continue
         fail "AArch64 $2 logits could not be computed"
     }
@@ -77,7 +83,7 @@ for k in avx2 avx512vnni amx; do
 done
 for cpu_k in "cortex-a57 ref" "cortex-a57 neon" "max dotprod"; do
     set -- $cpu_k
-    env EVRT_KERNELS="$2" qemu-aarch64 -cpu "$1" "$T/evit-run-arm" "$T/q.evit" "$T/x.pgm" --logits >"$T/run-arm-$2" 2>"$T/err" || {
+    env EVRT_KERNELS="$2" $QEMU -cpu "$1" "$T/evit-run-arm" "$T/q.evit" "$T/x.pgm" --logits >"$T/run-arm-$2" 2>"$T/err" || {
         [ "$2" = dotprod ] && continue
         fail "AArch64 evit-run with $2 failed: $(cat "$T/err")"
     }
