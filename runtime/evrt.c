@@ -175,10 +175,11 @@ struct evrt_ctx {
     int *att_last;          /* (threads) attention's per-thread head (att_job) */
     /* INT8 attention's shared K and V (kv_shared): a slot per (image,
      * head) of K and V^T quantized and packed, K's sums, and the V sums
-     * of each range of 16 tokens (kv8_layout); ones (T) for the kernels'
+     * of each range of 16 tokens (kv8_plan); ones (T) for the kernels'
      * w_scale; per thread, the vws of each head of the image it last
      * worked on (hvws_of: that image, -1 none) */
-    char *kv8;              /* (B * hmax, kv8_bytes) or NULL */
+    char *kv8;              /* (B * hmax, kv8_slot) or NULL */
+    size_t kv8_slot, kv8_vp, kv8_kws, kv8_vsum; /* a slot's bytes, its parts' offsets (kv8_plan) */
     float *ones;            /* (T) */
     int32_t *hvws;          /* (threads, hmax, dmax) */
     int *hvws_of;           /* (threads, hmax) */
@@ -487,15 +488,25 @@ static size_t scratch_floats(const evrt_ctx *c) { return (size_t)c->T * c->T + (
  * evrt_ctx_set_kernels needs no new memory. */
 static size_t a64(size_t n) { return (n + 63) / 64 * 64; }
 
-static size_t att8_layout(const evrt_ctx *c, char *base, struct evrt_att8 *a)
+/* The largest packed K (T, dmax) and V^T (dmax, T) of any variant. */
+static void att8_pack_max(const evrt_ctx *c, size_t *kp, size_t *vp)
 {
-    size_t T = (size_t)c->T, d = (size_t)c->dmax, kp = 0, vp = 0, xq = 0, at = 0;
     int isa;
+    *kp = *vp = 0;
     for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
         size_t k = evrt_pack_i8_bytes(isa, c->T, c->dmax), v = evrt_pack_i8_bytes(isa, c->dmax, c->T);
+        *kp = k > *kp ? k : *kp;
+        *vp = v > *vp ? v : *vp;
+    }
+}
+
+static size_t att8_layout(const evrt_ctx *c, char *base, struct evrt_att8 *a)
+{
+    size_t T = (size_t)c->T, d = (size_t)c->dmax, kp, vp, xq = 0, at = 0;
+    int isa;
+    att8_pack_max(c, &kp, &vp);
+    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
         size_t q = evrt_quant_bytes(isa, EVRT_ATT_ROWS, imax(c->T, c->dmax));
-        kp = k > kp ? k : kp;
-        vp = v > vp ? v : vp;
         xq = q > xq ? q : xq;
     }
 #define CARVE(field, type, bytes) (a->field = (type)(base ? base + at : NULL), at += a64(bytes))
@@ -523,35 +534,17 @@ static size_t att8_bytes(const evrt_ctx *c)
     return att8_layout(c, NULL, &a);
 }
 
-/* One (image, head) slot of the shared K and V, carved from base (NULL:
- * sizes only): a->kp, a->vp and a->kws as att8_layout's, and *vsum, the V
- * sums of each range of 16 tokens, (T / 16 rounded up, dmax).  Returns
- * its bytes. */
-static size_t kv8_layout(const evrt_ctx *c, char *base, struct evrt_att8 *a, int32_t **vsum)
+/* The layout of one (image, head) slot of the shared K and V, fixed at
+ * create: K and V^T packed as att8_layout's kp and vp, K's sums (T), and
+ * the V sums of each range of 16 tokens (T / 16 rounded up, dmax). */
+static void kv8_plan(evrt_ctx *c)
 {
-    size_t T = (size_t)c->T, d = (size_t)c->dmax, kp = 0, vp = 0, at = 0;
-    int isa;
-    for (isa = 0; isa < EVRT_ISA_COUNT; isa++) {
-        size_t k = evrt_pack_i8_bytes(isa, c->T, c->dmax), v = evrt_pack_i8_bytes(isa, c->dmax, c->T);
-        kp = k > kp ? k : kp;
-        vp = v > vp ? v : vp;
-    }
-    a->kp = base ? base + at : NULL;
-    at += a64(kp);
-    a->vp = base ? base + at : NULL;
-    at += a64(vp);
-    a->kws = (int32_t *)(void *)(base ? base + at : NULL);
-    at += a64(4 * T);
-    *vsum = (int32_t *)(void *)(base ? base + at : NULL);
-    at += a64(4 * d * ((T + 15) / 16));
-    return at;
-}
-
-static size_t kv8_bytes(const evrt_ctx *c)
-{
-    struct evrt_att8 a;
-    int32_t *v;
-    return kv8_layout(c, NULL, &a, &v);
+    size_t T = (size_t)c->T, kp, vp;
+    att8_pack_max(c, &kp, &vp);
+    c->kv8_vp = a64(kp);
+    c->kv8_kws = c->kv8_vp + a64(vp);
+    c->kv8_vsum = c->kv8_kws + a64(4 * T);
+    c->kv8_slot = c->kv8_vsum + a64(4 * (size_t)c->dmax * ((T + 15) / 16));
 }
 
 int evrt_ctx_set_threads(evrt_ctx *c, int n)
@@ -830,11 +823,12 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
     }
     if (att8) {
         size_t hv = (size_t)c->hmax * (size_t)c->dmax;
-        c->kv8 = malloc(B * (size_t)c->hmax * kv8_bytes(c));
+        kv8_plan(c);
+        c->kv8 = malloc(B * (size_t)c->hmax * c->kv8_slot);
         c->ones = malloc(sizeof(float) * T);
         c->hvws = malloc(sizeof(int32_t) * hv);
         c->hvws_of = malloc(sizeof(int) * (size_t)c->hmax);
-        c->bytes += B * (size_t)c->hmax * kv8_bytes(c) + sizeof(float) * T + sizeof(int32_t) * hv +
+        c->bytes += B * (size_t)c->hmax * c->kv8_slot + sizeof(float) * T + sizeof(int32_t) * hv +
                     sizeof(int) * (size_t)c->hmax;
         if (!c->kv8 || !c->ones || !c->hvws || !c->hvws_of) {
             evrt_ctx_destroy(c);
@@ -1166,10 +1160,15 @@ static int kv_shared(const evrt_ctx *c, const struct evrt_block *blk, int serial
     return blk->attn_dtype == EVRT_I8 && c->kv8 && c->k->att8_kv_rows && c->pool.n > 1 && !serial;
 }
 
-/* The shared slot of (image b, head h). */
+/* The shared slot of (image b, head h): its kp, vp and kws into a, and
+ * its ranges' V sums. */
 static void kv_slot(const evrt_ctx *c, int b, int h, struct evrt_att8 *a, int32_t **vsum)
 {
-    kv8_layout(c, c->kv8 + kv8_bytes(c) * ((size_t)b * c->hmax + h), a, vsum);
+    char *base = c->kv8 + c->kv8_slot * ((size_t)b * c->hmax + h);
+    a->kp = base;
+    a->vp = base + c->kv8_vp;
+    a->kws = (int32_t *)(void *)(base + c->kv8_kws);
+    *vsum = (int32_t *)(void *)(base + c->kv8_vsum);
 }
 
 /* Tokens [16 r, 16 r + 16) of image u / ranges, every head's K and V. */

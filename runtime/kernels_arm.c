@@ -525,13 +525,15 @@ static const struct evrt_kernels neon_kernels = {
     .isa = EVRT_ISA_NEON, .name = "neon", .quant = quant_pad, .i8 = i8_neon, .f32 = f32_neon,
     .needs_wsum = 1, .f32p = f32p_neon, .pack_i8 = pack_i8_arm, .i8p = i8p_neon,
     .softmax = evrt_softmax_fast, .layernorm = evrt_layernorm_fast, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm, .att8_kv_rows = att8_kv_rows_arm,
+    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm,
+    .att8_kv_rows = att8_kv_rows_arm,
     .seg_decode = evrt_seg_rows_fast};
 static const struct evrt_kernels dot_kernels = {
     .isa = EVRT_ISA_DOTPROD, .name = "dotprod", .quant = quant_pad, .i8 = i8_dot, .f32 = f32_neon,
     .needs_wsum = 1, .f32p = f32p_neon, .pack_i8 = pack_i8_arm, .i8p = i8p_dot,
     .softmax = evrt_softmax_fast, .layernorm = evrt_layernorm_fast, .gelu = evrt_gelu_fast,
-    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm, .att8_kv_rows = att8_kv_rows_arm,
+    .attention = evrt_att_rows_fast, .attention_i8 = evrt_att_i8_rows_fast, .att8_kv = att8_kv_arm,
+    .att8_kv_rows = att8_kv_rows_arm,
     .seg_decode = evrt_seg_rows_fast};
 
 const struct evrt_kernels *evrt_kernels_arm(int isa)
