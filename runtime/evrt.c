@@ -82,7 +82,7 @@ struct pool {
     char pad1[64];   /* completions on a cache line of their own */
     int finished;    /* units of the current region completed (atomic) */
     int sleepers;    /* workers asleep on go (atomic) */
-    int waiting;     /* 1 while the caller sleeps on done (atomic) */
+    int waiting;     /* 1 while the caller sleeps on done (under mu) */
     int stop;
     unit_fn fn;
     void *arg;
@@ -263,9 +263,16 @@ static void run_units(struct pool *p, unsigned gen, int tid)
             w = LOAD(ctr);
         }
     }
-    if (done && ADD(&p->finished, done) == units && LOAD(&p->waiting)) {
+    /* the worker that completes the region reads waiting under the mutex
+     * the caller sets it under: a store and a load on each side of two
+     * atomics (Dekker's pattern) is not enough under qemu-user, whose
+     * AArch64 store-release and load-acquire on an x86 host let the load
+     * pass the store; the caller then slept with every unit done and no
+     * signal coming (tests/cross_arm.sh hung twice, session 18).  The
+     * caller (tid 0) never waits on itself. */
+    if (done && ADD(&p->finished, done) == units && tid != 0) {
         pthread_mutex_lock(&p->mu);
-        pthread_cond_signal(&p->done);
+        if (LOAD(&p->waiting)) pthread_cond_signal(&p->done);
         pthread_mutex_unlock(&p->mu);
     }
 }

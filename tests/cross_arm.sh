@@ -25,10 +25,11 @@ done
     || fail "tests/test_kernels.c does not cross-build"
 ok "runtime/ cross-compiles for -mcpu=cortex-a57 as strict C99"
 
-# Each emulated run is bounded (a minute or two normally): one run in
-# about forty hung once, every thread asleep in a futex, in session 18
-# (docs/RESULTS.md), unexplained; bounded, such a hang fails this test
-# with exit 124 instead of holding up the suite.
+# Each emulated run is bounded (a minute or two normally): two runs in
+# about forty hung in session 18, every thread asleep in a futex (the
+# pool's wake-up under qemu-user's memory ordering, since mended;
+# docs/RESULTS.md); bounded, such a hang fails this test with exit 124
+# instead of holding up the suite.
 QEMU="timeout -k 10 600 qemu-aarch64"
 
 # EVRT_TEST_REQUIRE: test_kernels fails unless these variants really ran
