@@ -438,31 +438,39 @@ struct side {
 struct with_side {
     unit_fn fn;
     void *arg;
-    int units;
+    int per, sper; /* per band, units of the first job and of the side's */
     const struct side *side;
 };
 
 static void with_side_unit(void *arg, int tid, int u)
 {
     const struct with_side *w = arg;
-    if (u < w->units)
-        w->fn(w->arg, tid, u);
-    else
-        w->side->fn(w->side->arg, tid, u - w->units);
+    int t = u / (w->per + w->sper), k = u % (w->per + w->sper);
+    if (k < w->per)
+        w->fn(w->arg, tid, t * w->per + k);
+    else if ((k = t * w->sper + k - w->per) < w->side->units)
+        w->side->fn(w->side->arg, tid, k);
 }
 
-static void parallel_side(evrt_ctx *c, unit_fn fn, void *arg, int units, int serial, const struct side *side)
+/* bands: the first job's units go in that many equal runs, one per thread
+ * (struct rowsplit); each run takes its share of the side's units after
+ * it, so that the pool's split still hands each thread its own band; 1:
+ * the side's units after all of the first job's. */
+static void parallel_side(evrt_ctx *c, unit_fn fn, void *arg, int units, int serial, const struct side *side,
+                          int bands)
 {
     struct with_side w;
     if (!side || side->units <= 0) {
         parallel(c, fn, arg, units, serial);
         return;
     }
+    if (bands < 1 || units % bands) bands = 1;
     w.fn = fn;
     w.arg = arg;
-    w.units = units;
+    w.per = units / bands;
+    w.sper = (side->units + bands - 1) / bands;
     w.side = side;
-    parallel(c, with_side_unit, &w, units + side->units, serial && side->serial);
+    parallel(c, with_side_unit, &w, bands * (w.per + w.sper), serial && side->serial);
 }
 
 static void pool_stop(evrt_ctx *c)
@@ -963,29 +971,76 @@ const float *evrt_ctx_attention_bias(const evrt_ctx *c) { return c->bias_now; }
 
 /* ---------------------------------------------------------------- layers */
 
-/* Rows per unit of the row-wise regions (LayerNorm, quantization) and of
- * the linear layers' row blocks: 48 is a whole number of every variant's
- * row tiles (6 for AVX-512 and AVX2, 4 on NEON, 16 for AMX). */
+/* The linear layers' row blocks: 48 is a whole number of every variant's
+ * row tiles (6 for AVX-512 and AVX2, 4 on NEON, 16 for AMX).  The bands
+ * (struct rowsplit) are cut at multiples of ROW_UNIT rows, about the rows
+ * of a row-wise region's unit. */
 #define ROW_BLOCK 48
 #define ROW_UNIT 16
 
 static int blocks_of(int n, int b) { return (n + b - 1) / b; }
 
-/* The linear layer's work: items of ROW_BLOCK rows by 32 output channels
- * (two 16-channel panels, what the kernels' widest tiles take), numbered
- * row-block-major, in units of a run of consecutive items; a run's items
- * of one row block make one kernel call across their channels, which
- * share the block's input rows.  Row-block-major, a thread's share is a
- * band of whole rows: mostly the rows it normalised, quantized or
- * activated in the row-wise region before (row units split the rows the
- * same way), so its input is in its own core's cache and its output is
- * where the next row-wise region reads it.  Channel-group-major, every
- * thread read every row, half of them from the other core: deit-tiny
- * INT8 at 2 threads took 6.4 ms instead of 5.2 (Intel, AMX; RESULTS.md,
- * session 17).  About UNITS_PER_THREAD units per thread: enough
- * for a running thread to take over a descheduled one's share, few enough
- * that claiming costs nothing (a claim is a shared cache line). */
+/* About UNITS_PER_THREAD units per thread: enough for a running thread to
+ * take over a descheduled one's share, few enough that claiming costs
+ * nothing (a claim is a shared cache line). */
 #define UNITS_PER_THREAD 6
+
+/* The rows of the row-wise regions and of the linear layers go in bands,
+ * one per thread of the pool: band t is rows [band_lo(t), band_lo(t + 1)),
+ * cut at multiples of ROW_UNIT, the same rows in every region between
+ * two attentions; every band in the same number of units (per), so that
+ * the pool's even split of the units (parallel) hands thread t band t.
+ * Then, unless it stole them, a thread reads the rows it wrote in the
+ * region before, from its own core's cache, and writes lines no other
+ * core holds.  Before, the linear layers split the 48-row block at the
+ * middle by channels and the row-wise regions split the rows evenly
+ * elsewhere, so about a quarter of a block's rows crossed between the
+ * cores twice a layer; the bands made deit-tiny 1-2 % faster at 2 threads
+ * (AMD EPYC VM, alternated; RESULTS.md, session 19).  Any split gives the
+ * same bits: each row or output is the same code whoever computes it. */
+struct rowsplit {
+    int rows, bands, per;
+};
+
+static int band_lo(const struct rowsplit *s, int t)
+{
+    long r = (long)s->rows * t / s->bands;
+    return t >= s->bands ? s->rows : imin(s->rows, (int)((r + ROW_UNIT / 2) / ROW_UNIT * ROW_UNIT));
+}
+
+/* A row-wise region's units: per band, ranges of about ROW_UNIT rows, at
+ * most UNITS_PER_THREAD of them. */
+static struct rowsplit rows_of(const evrt_ctx *c, int rows)
+{
+    struct rowsplit s;
+    s.rows = rows;
+    s.bands = c->pool.n;
+    s.per = imax(1, imin(UNITS_PER_THREAD, blocks_of(rows, s.bands * ROW_UNIT)));
+    return s;
+}
+
+static int rows_units(const struct rowsplit *s) { return s->bands * s->per; }
+
+/* The rows [*r0, *r1) of unit u of a row-wise region (possibly none). */
+static void unit_rows(const struct rowsplit *s, int u, int *r0, int *r1)
+{
+    int lo = band_lo(s, u / s->per), n = band_lo(s, u / s->per + 1) - lo, k = u % s->per;
+    *r0 = lo + n * k / s->per;
+    *r1 = lo + n * (k + 1) / s->per;
+}
+
+/* The linear layer's work, band by band (struct rowsplit): a band's rows
+ * in blocks of ROW_BLOCK (the last block takes the rest, up to 2
+ * ROW_BLOCK - 1 rows), items of a block by 32 output channels (two
+ * 16-channel panels, what the kernels' widest tiles take), numbered
+ * block-major, in UNITS_PER_THREAD units of a run of consecutive items;
+ * a run's items of one block make one kernel call across their channels,
+ * which share the block's input rows.  Block-major, a thread's share is
+ * its band of whole rows: the rows it normalised, quantized or activated
+ * in the row-wise region before.  Channel-group-major, every thread read
+ * every row, half of them from the other core: deit-tiny INT8 at 2
+ * threads took 6.4 ms instead of 5.2 (Intel, AMX; RESULTS.md, session
+ * 17). */
 
 /* What a linear layer's input takes first, in place. */
 enum act { ACT_NONE = 0, ACT_GELU = 1, ACT_RELU = 2 };
@@ -998,7 +1053,9 @@ struct linear_job {
     void *xq;       /* x quantized, the variant's layout (INT8) */
     const int32_t *wsum;
     const void *wp; /* packed weights, or NULL */
-    int rows, row_blocks, items, per_unit, row_unit;
+    struct rowsplit bands; /* per: UNITS_PER_THREAD */
+    struct rowsplit rs;    /* the row-wise regions' (rows_of) */
+    int groups;            /* of 32 output channels */
     int act;        /* an activation on x in place first (enum act) */
     int act_fused;  /* 1: in the region that quantizes x (rows_unit) */
 };
@@ -1030,13 +1087,15 @@ static void linear_tile(const struct linear_job *j, int r0, int r1, int o0, int 
 static void linear_unit(void *arg, int tid, int u)
 {
     struct linear_job *j = arg;
-    int a = u * j->per_unit, b = imin(a + j->per_unit, j->items);
+    const struct rowsplit *s = &j->bands;
+    int lo = band_lo(s, u / s->per), n = band_lo(s, u / s->per + 1) - lo, k = u % s->per;
+    int blocks = n >= ROW_BLOCK ? n / ROW_BLOCK : n > 0, items = blocks * j->groups;
+    int a = items * k / s->per, b = items * (k + 1) / s->per;
     (void)tid;
-    int groups = j->items / j->row_blocks;
     while (a < b) {
-        int rb = a / groups, g = a % groups, run = imin(b - a, groups - g);
-        int o0 = 32 * g;
-        linear_tile(j, rb * ROW_BLOCK, imin((rb + 1) * ROW_BLOCK, j->rows), o0, imin(o0 + 32 * run, j->L->out));
+        int rb = a / j->groups, g = a % j->groups, run = imin(b - a, j->groups - g), o0 = 32 * g;
+        int r0 = lo + rb * ROW_BLOCK, r1 = rb == blocks - 1 ? lo + n : r0 + ROW_BLOCK;
+        linear_tile(j, r0, r1, o0, imin(o0 + 32 * run, j->L->out));
         a += run;
     }
 }
@@ -1060,10 +1119,14 @@ static void relu(float *x, size_t n)
 static void act_unit(void *arg, int tid, int u)
 {
     struct linear_job *j = arg;
-    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
-    float *x = j->x + (size_t)r0 * j->L->in;
-    size_t n = (size_t)(r1 - r0) * j->L->in;
+    int r0, r1;
+    float *x;
+    size_t n;
     (void)tid;
+    unit_rows(&j->rs, u, &r0, &r1);
+    x = j->x + (size_t)r0 * j->L->in;
+    n = (size_t)(r1 - r0) * j->L->in;
+    if (n == 0) return;
     if (j->act == ACT_GELU)
         j->k->gelu(x, n);
     else
@@ -1075,7 +1138,9 @@ static void act_unit(void *arg, int tid, int u)
 static void rows_unit(void *arg, int tid, int u)
 {
     struct linear_job *j = arg;
-    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
+    int r0, r1;
+    unit_rows(&j->rs, u, &r0, &r1);
+    if (r0 == r1) return;
     if (j->act_fused) act_unit(arg, tid, u);
     quant_rows(j->k, j->xq, j->L, j->x, r0, r1);
 }
@@ -1088,13 +1153,6 @@ static int small_linear(const struct evrt_linear *L, int rows) { return (double)
 static int fuse_quant(const evrt_ctx *c, int layer)
 {
     return !c->observer && evrt_model_layer(c->m, layer)->dtype == EVRT_I8;
-}
-
-/* Rows per unit of a row-wise region: about UNITS_PER_THREAD units per
- * thread, at least ROW_UNIT rows. */
-static int row_unit(const evrt_ctx *c, int rows)
-{
-    return imax(ROW_UNIT, blocks_of(rows, UNITS_PER_THREAD * c->pool.n));
 }
 
 /* One linear layer on rows of x, through the observer.  quantized: x is
@@ -1112,22 +1170,21 @@ static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int qua
     j.y = y;
     j.x = x;
     j.xq = c->xq;
-    j.rows = rows;
-    j.row_blocks = blocks_of(rows, ROW_BLOCK);
-    j.items = j.row_blocks * blocks_of(L->out, 32);
-    j.per_unit = blocks_of(j.items, UNITS_PER_THREAD * c->pool.n);
-    j.row_unit = row_unit(c, rows);
+    j.bands = rows_of(c, rows);
+    j.bands.per = UNITS_PER_THREAD;
+    j.rs = rows_of(c, rows);
+    j.groups = blocks_of(L->out, 32);
     j.wsum = i8 ? wsum_of(c, layer) : NULL;
     j.wp = packed(c, layer);
     /* the activation in the region that quantizes, unless the observer
      * must see x between the two */
     j.act = act;
     j.act_fused = act && i8 && !quantized && !c->observer;
-    if (act && !j.act_fused) parallel(c, act_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * L->in < 8192);
+    if (act && !j.act_fused) parallel(c, act_unit, &j, rows_units(&j.rs), (size_t)rows * L->in < 8192);
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_INPUT, x, rows, L->in);
     if (i8 && !quantized)
-        parallel(c, rows_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * L->in < 8192);
-    parallel_side(c, linear_unit, &j, blocks_of(j.items, j.per_unit), serial, side);
+        parallel(c, rows_unit, &j, rows_units(&j.rs), (size_t)rows * L->in < 8192);
+    parallel_side(c, linear_unit, &j, rows_units(&j.bands), serial, side, j.bands.bands);
     if (c->observer) c->observer(c->user, layer, EVRT_OBSERVE_OUTPUT, y, rows, L->out);
 }
 
@@ -1278,12 +1335,12 @@ static void attention(evrt_ctx *c, const struct evrt_block *blk, float *out, con
         for (t = 0; t < c->pool.n * c->hmax; t++) c->hvws_of[t] = -1;
         parallel(c, kv_unit, &j, B * blocks_of(T, 16), 0);
     }
-    parallel_side(c, att_unit, &j, B * blk->heads * j.qblocks, serial, side);
+    parallel_side(c, att_unit, &j, B * blk->heads * j.qblocks, serial, side, 1);
 }
 
 /* x += y (y not NULL), then ln = LayerNorm(x) (w not NULL) and, for an
  * INT8 next layer (next >= 0), ln quantized for it into c->xq: on rows of
- * D, in units of rows (row_unit). */
+ * D, in units of rows (rows_of). */
 struct addln_job {
     const struct evrt_kernels *k;
     float *x, *ln;  /* (rows, D) */
@@ -1291,15 +1348,38 @@ struct addln_job {
     const float *w, *b;
     const struct evrt_linear *next;
     void *xq;
-    int rows, D, row_unit;
+    int D;
+    struct rowsplit rs;
+    /* the first: x = the patch embeddings pe (B, N, D), the class token
+     * before each image's, plus pos (T, D), instead of x += y */
+    const struct evrt_model *m;
+    const float *pe;
+    int N, T;
 };
+
+/* Rows [r0, r1) of x (B, T, D) from the patch embeddings (addln_job). */
+static void embed_rows(const struct addln_job *j, int r0, int r1)
+{
+    const float *pos = j->m->pos_embed, *cls = j->m->cls_token;
+    int r, i, D = j->D;
+    for (r = r0; r < r1; r++) {
+        int b = r / j->T, t = r % j->T;
+        float *x = j->x + (size_t)r * D;
+        const float *p = pos + (size_t)t * D, *e = t ? j->pe + ((size_t)b * j->N + t - 1) * D : cls;
+        for (i = 0; i < D; i++) x[i] = e[i] + p[i];
+    }
+}
 
 static void addln_unit(void *arg, int tid, int u)
 {
     struct addln_job *j = arg;
-    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows);
-    size_t o = (size_t)r0 * j->D;
+    int r0, r1;
+    size_t o;
     (void)tid;
+    unit_rows(&j->rs, u, &r0, &r1);
+    if (r0 == r1) return;
+    o = (size_t)r0 * j->D;
+    if (j->pe) embed_rows(j, r0, r1);
     if (j->y) evrt_add_fast(j->x + o, j->y + o, (size_t)(r1 - r0) * j->D);
     if (j->w) j->k->layernorm(j->ln + o, j->x + o, j->w, j->b, r1 - r0, j->D);
     if (j->next) quant_rows(j->k, j->xq, j->next, j->ln, r0, r1);
@@ -1317,11 +1397,53 @@ static int addln(evrt_ctx *c, const float *y, const float *w, const float *b, in
     j.b = b;
     j.next = w && next >= 0 && fuse_quant(c, next) ? evrt_model_layer(c->m, next) : NULL;
     j.xq = c->xq;
-    j.rows = rows;
     j.D = c->m->dim;
-    j.row_unit = row_unit(c, rows);
-    parallel(c, addln_unit, &j, blocks_of(rows, j.row_unit), (size_t)rows * j.D < 8192);
+    j.rs = rows_of(c, rows);
+    j.pe = NULL;
+    parallel(c, addln_unit, &j, rows_units(&j.rs), (size_t)rows * j.D < 8192);
     return j.next != NULL;
+}
+
+/* The stream from the patch embeddings pe (B, N, D) with the class tokens
+ * and the position embeddings, then LN1 (and its quantization for the
+ * first qkv) on it, in one region: B T rows. */
+static int embed(evrt_ctx *c, const float *pe, int B)
+{
+    const struct evrt_model *m = c->m;
+    struct addln_job j;
+    j.k = c->k;
+    j.x = c->x;
+    j.ln = c->ln;
+    j.y = NULL;
+    j.w = m->blocks[0].ln1_w;
+    j.b = m->blocks[0].ln1_b;
+    j.next = fuse_quant(c, 1) ? evrt_model_layer(m, 1) : NULL;
+    j.xq = c->xq;
+    j.D = m->dim;
+    j.rs = rows_of(c, B * c->T);
+    j.m = m;
+    j.pe = pe;
+    j.N = c->N;
+    j.T = c->T;
+    parallel(c, addln_unit, &j, rows_units(&j.rs), (size_t)B * c->T * j.D < 8192);
+    return j.next != NULL;
+}
+
+/* The image's patches, B N rows of C P P (struct rowsplit). */
+struct patch_job {
+    const evrt_ctx *c;
+    const uint8_t *img;
+    struct rowsplit rs;
+};
+
+static void patch_unit(void *arg, int tid, int u)
+{
+    const struct patch_job *j = arg;
+    const struct evrt_model *m = j->c->m;
+    int r0, r1;
+    (void)tid;
+    unit_rows(&j->rs, u, &r0, &r1);
+    if (r0 < r1) evrt_patchify_rows(j->c->patches, j->img, j->c->lut, m->img_size, m->channels, m->patch, r0, r1);
 }
 
 /* ---------------------------------------------------------------- Token Merging */
@@ -1343,7 +1465,7 @@ struct merge_job {
     int B, T, r, n, na, nb, prep_units, sim_units;
     const float *w, *b;             /* LN2 */
     const struct evrt_linear *next; /* fc1, when its input is quantized here */
-    int row_unit;
+    struct rowsplit rs;             /* of the B n output rows */
 };
 
 static float *an_of(const evrt_ctx *c, int b) { return c->an + (size_t)b * merge_na(c->T) * c->dmax; }
@@ -1376,8 +1498,10 @@ static void mrow_unit(void *arg, int tid, int u)
 {
     const struct merge_job *j = arg;
     evrt_ctx *c = j->c;
-    int D = c->m->dim, r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->B * j->n), g;
+    int D = c->m->dim, r0, r1, g;
     (void)tid;
+    unit_rows(&j->rs, u, &r0, &r1);
+    if (r0 == r1) return;
     for (g = r0; g < r1;) {
         int b = g / j->n, j0 = g % j->n, j1 = imin(j->n, j0 + (r1 - g));
         size_t T = (size_t)c->T;
@@ -1426,8 +1550,8 @@ static int merge(evrt_ctx *c, struct merge_job *j, const float *w, const float *
     j->w = w;
     j->b = bn;
     j->next = next >= 0 && fuse_quant(c, next) ? evrt_model_layer(c->m, next) : NULL;
-    j->row_unit = row_unit(c, j->B * j->n);
-    parallel(c, mrow_unit, j, blocks_of(j->B * j->n, j->row_unit), (size_t)j->B * j->n * c->m->dim < 8192);
+    j->rs = rows_of(c, j->B * j->n);
+    parallel(c, mrow_unit, j, rows_units(&j->rs), (size_t)j->B * j->n * c->m->dim < 8192);
     /* the merged stream and sizes go on; the images' rows are now n apart */
     t = c->x, c->x = c->x2, c->x2 = t;
     t = c->size, c->size = c->size2, c->size2 = t;
@@ -1478,7 +1602,7 @@ static int block(evrt_ctx *c, int l, int B, int T, int last, int q1)
  * as its block left it: the patch tokens' LayerNorm f_i into c->tmp (free
  * between a block's residual add and the next block's projection), as
  * (B * N, D) rows, quantized for linear_c[i] when next; in units of rows
- * (row_unit), each row the same code whoever computes it. */
+ * (rows_of), each row the same code whoever computes it. */
 struct level_job {
     const struct evrt_kernels *k;
     const float *x;  /* (B, T, D) */
@@ -1486,14 +1610,17 @@ struct level_job {
     const float *w, *b;
     const struct evrt_linear *next;
     void *xq;
-    int N, T, D, rows, row_unit;
+    int N, T, D, rows;
+    struct rowsplit rs;
 };
 
 static void level_unit(void *arg, int tid, int u)
 {
     const struct level_job *j = arg;
-    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows), g;
+    int r0, r1, g;
     (void)tid;
+    unit_rows(&j->rs, u, &r0, &r1);
+    if (r0 == r1) return;
     for (g = r0; g < r1;) { /* a run of one image's patch tokens */
         int b = g / j->N, n0 = g % j->N, n1 = imin(j->N, n0 + (r1 - g));
         j->k->layernorm(j->out + (size_t)g * j->D, j->x + ((size_t)b * j->T + 1 + n0) * j->D, j->w, j->b, n1 - n0,
@@ -1520,8 +1647,8 @@ static void level(evrt_ctx *c, int i, int B)
     j.T = c->T;
     j.D = m->dim;
     j.rows = B * c->N;
-    j.row_unit = row_unit(c, j.rows);
-    parallel(c, level_unit, &j, blocks_of(j.rows, j.row_unit), (size_t)j.rows * j.D < 8192);
+    j.rs = rows_of(c, j.rows);
+    parallel(c, level_unit, &j, rows_units(&j.rs), (size_t)j.rows * j.D < 8192);
     linear(c, layer, c->dec_e + (size_t)i * j.rows * d->dim, c->tmp, j.rows, j.next != NULL, ACT_NONE, NULL);
 }
 
@@ -1533,15 +1660,18 @@ struct concat_job {
     float *cat;     /* (rows, L * C) */
     const struct evrt_linear *next;
     void *xq;
-    int L, C, rows, row_unit;
+    int L, C, rows;
+    struct rowsplit rs;
 };
 
 static void concat_unit(void *arg, int tid, int u)
 {
     const struct concat_job *j = arg;
-    int r0 = u * j->row_unit, r1 = imin(r0 + j->row_unit, j->rows), r, i;
+    int r0, r1, r, i;
     size_t C = (size_t)j->C;
     (void)tid;
+    unit_rows(&j->rs, u, &r0, &r1);
+    if (r0 == r1) return;
     for (r = r0; r < r1; r++)
         for (i = 0; i < j->L; i++)
             memcpy(j->cat + ((size_t)r * j->L + i) * C, j->e + ((size_t)i * j->rows + r) * C, sizeof(float) * C);
@@ -1564,8 +1694,8 @@ static void decode(evrt_ctx *c, int B, float *logits)
     j.L = d->levels;
     j.C = d->dim;
     j.rows = B * c->N;
-    j.row_unit = row_unit(c, j.rows);
-    parallel(c, concat_unit, &j, blocks_of(j.rows, j.row_unit), (size_t)j.rows * j.L * j.C < 8192);
+    j.rs = rows_of(c, j.rows);
+    parallel(c, concat_unit, &j, rows_units(&j.rs), (size_t)j.rows * j.L * j.C < 8192);
     linear(c, fuse, c->dec_u, c->dec_cat, j.rows, j.next != NULL, ACT_NONE, NULL);
     linear(c, 1 + 4 * m->depth, logits, c->dec_u, j.rows, 0, ACT_RELU, NULL);
 }
@@ -1574,8 +1704,9 @@ static void decode(evrt_ctx *c, int B, float *logits)
 static int forward(evrt_ctx *c, const uint8_t *images, int B, float *logits)
 {
     const struct evrt_model *m = c->m;
-    int T = c->T, N = c->N, D = m->dim, b, t, i, l, q, seg = m->head_kind != EVRT_HEAD_CLASS;
+    int T = c->T, N = c->N, D = m->dim, b, i, l, q, seg = m->head_kind != EVRT_HEAD_CLASS;
     int mlp = m->head_kind == EVRT_HEAD_SEG_MLP;
+    struct patch_job pj;
     /* dtypes and scales may have changed since the last call */
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
     if (model_merges(m) && !c->size)
@@ -1586,19 +1717,15 @@ static int forward(evrt_ctx *c, const uint8_t *images, int B, float *logits)
         memcpy(c->lut_key, m->mean, sizeof c->lut_key / 2);
         memcpy(c->lut_key + EVRT_MAX_CHANNELS, m->std, sizeof c->lut_key / 2);
     }
-    evrt_patchify_fast(c->patches, images, c->lut, B, m->img_size, m->channels, m->patch);
-    linear(c, 0, c->ln, c->patches, B * N, 0, 0, NULL);
-    for (b = 0; b < B; b++) {
-        float *x = c->x + (size_t)b * T * D;
-        const float *pe = c->ln + (size_t)b * N * D;
-        for (i = 0; i < D; i++) x[i] = m->cls_token[i] + m->pos_embed[i];
-        for (t = 1; t < T; t++)
-            for (i = 0; i < D; i++)
-                x[(size_t)t * D + i] = pe[(size_t)(t - 1) * D + i] + m->pos_embed[(size_t)t * D + i];
-    }
+    pj.c = c;
+    pj.img = images;
+    pj.rs = rows_of(c, B * N);
+    parallel(c, patch_unit, &pj, rows_units(&pj.rs), (size_t)B * N * c->PI < 8192);
+    /* the patch embeddings into c->tmp, free until the first projection */
+    linear(c, 0, c->tmp, c->patches, B * N, 0, 0, NULL);
     for (i = 0; i < B * T && c->size; i++) c->size[i] = 1.0f;
     c->bias_now = NULL;
-    q = addln(c, NULL, m->blocks[0].ln1_w, m->blocks[0].ln1_b, B * T, 1);
+    q = embed(c, c->tmp, B);
     for (l = 0; l < m->depth; l++) {
         int last = l == m->depth - 1, lv = evrt_model_level_of(m, l);
         /* a class head needs only the class token out of the last block */

@@ -123,16 +123,25 @@ void evrt_patchify_lut(float *lut, const float *mean, const float *std, int C)
 
 void evrt_patchify_fast(float *out, const uint8_t *img, const float *lut, int B, int H, int C, int P)
 {
-    int G = H / P, K = C * P * P, b, g, py, px, c;
-    for (b = 0; b < B; b++) {
+    evrt_patchify_rows(out, img, lut, H, C, P, 0, B * (H / P) * (H / P));
+}
+
+/* Channel by channel and pixel row by pixel row, so that each P-float run
+ * of the output row is written in order (the pixel-major order scattered
+ * every store over C P P floats: 77 us for a 224 x 224 RGB image). */
+void evrt_patchify_rows(float *out, const uint8_t *img, const float *lut, int H, int C, int P, int p0, int p1)
+{
+    int G = H / P, K = C * P * P, p, py, px, c;
+    for (p = p0; p < p1; p++) {
+        int b = p / (G * G), g = p % (G * G), gy = g / G, gx = g % G;
         const uint8_t *src = img + (size_t)b * H * H * C;
-        for (g = 0; g < G * G; g++) {
-            int gy = g / G, gx = g % G;
-            float *row = out + ((size_t)b * G * G + g) * K;
+        float *row = out + (size_t)p * K;
+        for (c = 0; c < C; c++) {
+            const float *t = lut + c * 256;
             for (py = 0; py < P; py++) {
-                const uint8_t *pix = src + ((size_t)(gy * P + py) * H + gx * P) * C;
-                for (px = 0; px < P; px++, pix += C)
-                    for (c = 0; c < C; c++) row[c * P * P + py * P + px] = lut[c * 256 + pix[c]];
+                const uint8_t *pix = src + ((size_t)(gy * P + py) * H + gx * P) * C + c;
+                float *o = row + c * P * P + py * P;
+                for (px = 0; px < P; px++) o[px] = t[pix[(size_t)px * C]];
             }
         }
     }

@@ -33,6 +33,10 @@ void evrt_patchify_lut(float *lut /* (C, 256) */, const float *mean /* (C) */,
 /* evrt_patchify_ref by table look-up: the same bits, no divisions. */
 void evrt_patchify_fast(float *out /* (B, G*G, C*P*P) */, const uint8_t *img /* (B, H, H, C) */,
                         const float *lut /* (C, 256) */, int B, int H, int C, int P);
+/* evrt_patchify_fast on the patches [p0, p1) of the B * G * G (a row
+ * each), for a parallel region: out and img are the whole batch's. */
+void evrt_patchify_rows(float *out /* (B, G*G, C*P*P) */, const uint8_t *img /* (B, H, H, C) */,
+                        const float *lut /* (C, 256) */, int H, int C, int P, int p0, int p1);
 
 /* out = (x - mean) / sqrt(var + 1e-6) * w + b per row (biased variance). */
 void evrt_layernorm_ref(float *out /* (N, D) */, const float *x /* (N, D) */,
