@@ -72,6 +72,7 @@ typedef void (*unit_fn)(void *arg, int tid, int unit);
 
 struct pool {
     int n; /* threads, caller included */
+    int cap; /* threads started, caller included: n, or the CPUs online where fewer (evrt_ctx_set_threads) */
     int spins; /* polls before sleeping */
     pthread_t *th;
     pthread_mutex_t mu;
@@ -341,8 +342,8 @@ static void window_start(struct pool *p, double now)
  * there meanwhile (the pool's comment). */
 static int pool_active(struct pool *p, double now)
 {
-    if (p->active < p->n && now >= p->probe_at) {
-        int more = p->active * 2 < p->n ? p->active * 2 : p->n;
+    if (p->active < p->cap && now >= p->probe_at) {
+        int more = p->active * 2 < p->cap ? p->active * 2 : p->cap;
         double d = now - p->window_at, idle;
         if (p->idle_s >= 0.0 && d < PROBE_WINDOW_S) {
             p->probe_at = p->window_at + PROBE_WINDOW_S;
@@ -356,7 +357,7 @@ static int pool_active(struct pool *p, double now)
         }
     }
     /* a long quiet spell at full strength forgets the back-off */
-    if (p->active == p->n && now - p->stalled_at > 2.0 * p->backoff) {
+    if (p->active == p->cap && now - p->stalled_at > 2.0 * p->backoff) {
         p->backoff = BACKOFF_MIN_S;
         p->stalls = 0;
     }
@@ -482,7 +483,7 @@ static void pool_stop(evrt_ctx *c)
         STORE(&p->stop, 1);
         pthread_cond_broadcast(&p->go);
         pthread_mutex_unlock(&p->mu);
-        for (i = 1; i < p->n; i++) pthread_join(p->th[i], NULL);
+        for (i = 1; i < p->cap; i++) pthread_join(p->th[i], NULL);
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->go);
         pthread_cond_destroy(&p->done);
@@ -493,7 +494,7 @@ static void pool_stop(evrt_ctx *c)
     p->th = NULL;
     p->ctr = NULL;
     c->workers = NULL;
-    p->n = 1;
+    p->n = p->cap = 1;
 }
 
 static size_t scratch_floats(const evrt_ctx *c) { return (size_t)c->T * c->T + (size_t)c->dmax * c->T; }
@@ -609,22 +610,37 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
-    p->n = n;
-    p->active = n;
+    p->n = p->cap = n;
+    p->spins = SPINS;
+#if defined(_SC_NPROCESSORS_ONLN)
+    /* more busy threads than CPUs only take turns on them: 4 threads on
+     * 2 cores ran deit-tiny at 1 thread's speed, half that of 2 (AMD EPYC
+     * VM, RESULTS.md session 19); so the workers beyond the CPUs online
+     * are not started, and the rows still go in n bands (2 a thread here).
+     * EVRT_OVERSUBSCRIBE=1 starts them all (the tests, to try 3 and 4
+     * threads' interleavings on 2 cores); they then poll briefly. */
+    {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        const char *over = getenv("EVRT_OVERSUBSCRIBE");
+        if (cpus >= 1 && n > cpus) {
+            if (over && !strcmp(over, "1"))
+                p->spins = SPINS_OVERSUBSCRIBED;
+            else
+                p->cap = (int)cpus;
+        }
+    }
+#endif
+    p->active = p->cap;
     p->probe_at = p->stalled_at = 0.0;
     p->backoff = BACKOFF_MIN_S;
     p->idle_s = -1.0;
     p->cpu_s = p->window_at = 0.0;
     p->stalls = 0;
-    p->spins = SPINS;
-#if defined(_SC_NPROCESSORS_ONLN)
-    if (n > sysconf(_SC_NPROCESSORS_ONLN)) p->spins = SPINS_OVERSUBSCRIBED;
-#endif
-    for (i = 1; i < n; i++) {
+    for (i = 1; i < p->cap; i++) {
         c->workers[i].p = p;
         c->workers[i].tid = i;
         if (pthread_create(&p->th[i], NULL, worker_main, &c->workers[i])) {
-            p->n = i; /* join the ones started */
+            p->cap = i; /* join the ones started */
             pool_stop(c);
             return evrt_errf(c->err, sizeof c->err, "could not start thread %d", i);
         }

@@ -322,7 +322,10 @@ size_t evrt_ctx_bytes(const evrt_ctx *ctx);
  * (Linux /proc/stat, windows of at least 0.25 s) show the cores for them,
  * so a steady competing load costs no further stalls.  Every output
  * element is computed by the same code whichever thread takes its unit,
- * so logits are bit-identical for any count and any scheduling.
+ * so logits are bit-identical for any count and any scheduling.  More
+ * threads than CPUs online start only as many (the rest would only take
+ * turns on the same cores), unless the environment has
+ * EVRT_OVERSUBSCRIBE=1; evrt_ctx_threads still says n.
  * Returns EVRT_OK, EVRT_EINVAL (n outside [1, 256]) or EVRT_ENOMEM. */
 int evrt_ctx_set_threads(evrt_ctx *ctx, int n);
 int evrt_ctx_threads(const evrt_ctx *ctx);

@@ -99,7 +99,8 @@ static const char *usage_text =
     "                 segmentation model: up to its mask)\n"
     "  --runs N       timed runs (default 50)\n"
     "  --warmup N     untimed runs first (default 5)\n"
-    "  --threads N    inference threads (default 1; a Nano has 4 cores)\n"
+    "  --threads N    inference threads (default 1; a Nano has 4 cores); more\n"
+    "                 than the CPUs online run as one per CPU\n"
     "  --logits       print every class's logit instead, as an exact hex\n"
     "                 float (to compare devices bit for bit): lines \"K LOGIT\",\n"
     "                 for a segmentation model \"N K LOGIT\" for patch N\n"
@@ -107,7 +108,8 @@ static const char *usage_text =
     "  -h, --help     this text\n"
     "\n"
     "EVRT_KERNELS=ref|avx2|avx512vnni|amx|neon|dotprod picks the kernels (default:\n"
-    "the fastest this CPU runs).\n";
+    "the fastest this CPU runs).  EVRT_OVERSUBSCRIBE=1 starts every thread --threads\n"
+    "asks for, even beyond the CPUs online.\n";
 
 static int usage_error(const char *msg, const char *arg)
 {

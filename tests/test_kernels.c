@@ -13,11 +13,13 @@
  *                                run with kernels NAME, as hex floats, then
  *                                those of the same model with INT8
  *                                attention */
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "evrt.h"
 #include "kernels.h"
@@ -1166,6 +1168,62 @@ static void every_required_instruction_set_ran(void)
     }
 }
 
+/* Threads of this process now (the entries of /proc/self/task), -1
+ * where that cannot be read. */
+static int threads_running(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+    if (!d) return -1;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+static void more_threads_than_cpus_start_workers_only_for_the_cpus_and_give_the_same_bits(void)
+{
+    float one[3 * 7], many[3 * 7];
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    struct tmodel t;
+    evrt_ctx *c = NULL;
+    uint8_t *img = test_images(3);
+    const char *over = getenv("EVRT_OVERSUBSCRIBE");
+    char *saved = over ? strdup(over) : NULL;
+    int before, after;
+    REQUIRE(cpus >= 1 && cpus < 250);
+    REQUIRE(run_model_att("ref", 1, 3, one, 1, 0) == EVRT_OK);
+    unsetenv("EVRT_OVERSUBSCRIBE"); /* the suite sets it (Makefile.am) */
+    tmodel_make(&t, 5);
+    tmodel_int8_attention(&t);
+    before = threads_running();
+    REQUIRE(evrt_ctx_create(&c, &t.m, 3) == EVRT_OK && evrt_ctx_set_kernels(c, "ref") == EVRT_OK);
+    REQUIRE(evrt_ctx_set_threads(c, (int)cpus + 2) == EVRT_OK);
+    after = threads_running();
+    CHECK(evrt_ctx_threads(c) == (int)cpus + 2);
+    /* the caller and cpus - 1 workers */
+    if (before >= 0 && after >= 0) CHECK(after - before == (int)cpus - 1);
+    CHECK(evrt_infer(c, img, 3, many) == EVRT_OK);
+    CHECK(memcmp(one, many, sizeof one) == 0);
+    evrt_ctx_destroy(c);
+    c = NULL;
+    /* EVRT_OVERSUBSCRIBE=1: every worker */
+    setenv("EVRT_OVERSUBSCRIBE", "1", 1);
+    before = threads_running();
+    REQUIRE(evrt_ctx_create(&c, &t.m, 3) == EVRT_OK && evrt_ctx_set_threads(c, (int)cpus + 2) == EVRT_OK);
+    after = threads_running();
+    if (before >= 0 && after >= 0) CHECK(after - before == (int)cpus + 1);
+    evrt_ctx_destroy(c);
+    if (saved)
+        setenv("EVRT_OVERSUBSCRIBE", saved, 1);
+    else
+        unsetenv("EVRT_OVERSUBSCRIBE");
+    free(saved);
+    tmodel_free(&t);
+    free(img);
+}
+
 static void unknown_kernels_and_thread_counts_are_refused(void)
 {
     struct tmodel t;
@@ -1223,6 +1281,7 @@ int main(int argc, char **argv)
     RUN(int8_attention_equals_the_reference_bit_for_bit_on_every_variant_and_thread_count);
     RUN(shared_k_and_v_in_ranges_of_16_tokens_equal_one_range_over_every_token);
     RUN(int8_attention_needs_positive_scales_and_head_dims_up_to_512);
+    RUN(more_threads_than_cpus_start_workers_only_for_the_cpus_and_give_the_same_bits);
     RUN(unknown_kernels_and_thread_counts_are_refused);
     RUN(every_required_instruction_set_ran);
     return test_summary();
