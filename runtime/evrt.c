@@ -494,7 +494,7 @@ static void pool_stop(evrt_ctx *c)
     p->th = NULL;
     p->ctr = NULL;
     c->workers = NULL;
-    p->n = p->cap = 1;
+    p->n = p->cap = p->active = 1;
 }
 
 static size_t scratch_floats(const evrt_ctx *c) { return (size_t)c->T * c->T + (size_t)c->dmax * c->T; }
@@ -781,7 +781,7 @@ static int ctx_create(evrt_ctx **out, const struct evrt_model *m, int max_batch,
     c->m = m;
     c->src = src;
     c->max_batch = max_batch;
-    c->pool.n = 1;
+    c->pool.n = c->pool.cap = c->pool.active = 1;
     c->k = evrt_kernels_get(EVRT_ISA_REF);
     if (max_batch < 1) return evrt_errf(c->err, sizeof c->err, "max_batch %d must be positive", max_batch);
     if (evrt_model_check(m, c->err, sizeof c->err)) return EVRT_EINVAL;
@@ -1002,7 +1002,9 @@ static int blocks_of(int n, int b) { return (n + b - 1) / b; }
 #define UNITS_PER_THREAD 6
 
 /* The rows of the row-wise regions and of the linear layers go in bands,
- * one per thread of the pool: band t is rows [band_lo(t), band_lo(t + 1)),
+ * one per thread the pool hands work to now (pool.active: 1 after it
+ * fell back, so one thread then cuts the rows as a 1-thread context
+ * does): band t is rows [band_lo(t), band_lo(t + 1)),
  * cut at multiples of ROW_UNIT, the same rows in every region between
  * two attentions; every band in the same number of units (per), so that
  * the pool's even split of the units (parallel) hands thread t band t.
@@ -1030,7 +1032,7 @@ static struct rowsplit rows_of(const evrt_ctx *c, int rows)
 {
     struct rowsplit s;
     s.rows = rows;
-    s.bands = c->pool.n;
+    s.bands = c->pool.active;
     s.per = imax(1, imin(UNITS_PER_THREAD, blocks_of(rows, s.bands * ROW_UNIT)));
     return s;
 }
@@ -1209,7 +1211,9 @@ static void linear(evrt_ctx *c, int layer, float *y, float *x, int rows, int qua
  * per-head work (K^T, or K and V quantized and packed) once for a run of
  * units of the same head on the same thread's scratch.
  *
- * INT8 attention on more than one thread, where the variant has
+ * INT8 attention on more than one thread (the pool's active count when
+ * the attention starts: after a fall-back to one thread the 1-thread path
+ * is 1 % faster than the shared one run alone), where the variant has
  * att8_kv_rows (kv_shared): a head's K and V are quantized once, into
  * its shared slot, by a region of their own before the attention's, in
  * ranges of 16 tokens, all heads at once.  The qkv layer's rows were
@@ -1237,7 +1241,7 @@ struct att_job {
 
 static int kv_shared(const evrt_ctx *c, const struct evrt_block *blk, int serial)
 {
-    return blk->attn_dtype == EVRT_I8 && c->kv8 && c->k->att8_kv_rows && c->pool.n > 1 && !serial;
+    return blk->attn_dtype == EVRT_I8 && c->kv8 && c->k->att8_kv_rows && c->pool.active > 1 && !serial;
 }
 
 /* The shared slot of (image b, head h): its kp, vp and kws into a, and
