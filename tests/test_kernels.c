@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "evrt.h"
@@ -1182,6 +1183,20 @@ static int threads_running(void)
     return n;
 }
 
+/* threads_running() once it is n, or after about 2 s: a joined thread
+ * can stay listed a moment after pthread_join returns (it wakes the joiner
+ * on its way out; under qemu-user long enough to be counted). */
+static int threads_settled(int n)
+{
+    struct timespec ms = {0, 1000000L};
+    int i, now = threads_running();
+    for (i = 0; i < 2000 && now != n; i++) {
+        nanosleep(&ms, NULL);
+        now = threads_running();
+    }
+    return now;
+}
+
 static void more_threads_than_cpus_start_workers_only_for_the_cpus_and_give_the_same_bits(void)
 {
     float one[3 * 7], many[3 * 7];
@@ -1208,13 +1223,15 @@ static void more_threads_than_cpus_start_workers_only_for_the_cpus_and_give_the_
     CHECK(memcmp(one, many, sizeof one) == 0);
     evrt_ctx_destroy(c);
     c = NULL;
+    /* its workers are gone */
+    if (before >= 0) CHECK(threads_settled(before) == before);
     /* EVRT_OVERSUBSCRIBE=1: every worker */
     setenv("EVRT_OVERSUBSCRIBE", "1", 1);
-    before = threads_running();
     REQUIRE(evrt_ctx_create(&c, &t.m, 3) == EVRT_OK && evrt_ctx_set_threads(c, (int)cpus + 2) == EVRT_OK);
     after = threads_running();
     if (before >= 0 && after >= 0) CHECK(after - before == (int)cpus + 1);
     evrt_ctx_destroy(c);
+    if (before >= 0) CHECK(threads_settled(before) == before);
     if (saved)
         setenv("EVRT_OVERSUBSCRIBE", saved, 1);
     else
