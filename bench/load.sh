@@ -182,12 +182,10 @@ function x(a, b) { return a == "-" || b == "-" ? "-" : sprintf("%.2fx", a / b) }
 function lt(a, b) { return a != "-" && b != "-" && a + 0 < b + 0 }
 # the median of the alternated rounds ratio 1 thread / 2 threads of key at
 # load l (0: a round that failed), and their list in alist
-function amed(key, l,    i, j, n, v, t) {
+function amed(key, l,    i, n, v) {
   n = na[key, l]; alist = "";
   for (i = 1; i <= n; i++) { v[i] = ar[key, l, i]; alist = alist sprintf(" %.2f", v[i]) }
-  for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
-  if (n == 0) return 0;
-  return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2 }
+  return med(v, n) }
 # the ceiling of a round: its 1-thread median over the pair'"'"'s perfect
 # 2-thread latency; evit'"'"'s share of it: that latency over evit'"'"'s 2 threads
 function med(v, n,    i, j, t) {

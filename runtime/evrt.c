@@ -616,7 +616,7 @@ int evrt_ctx_set_threads(evrt_ctx *c, int n)
     /* more busy threads than CPUs only take turns on them: 4 threads on
      * 2 cores ran deit-tiny at 1 thread's speed, half that of 2 (AMD EPYC
      * VM, RESULTS.md session 19); so the workers beyond the CPUs online
-     * are not started, and the rows still go in n bands (2 a thread here).
+     * are not started (the bands follow the threads active, rows_of).
      * EVRT_OVERSUBSCRIBE=1 starts them all (the tests, to try 3 and 4
      * threads' interleavings on 2 cores); they then poll briefly. */
     {
@@ -1026,6 +1026,15 @@ static int band_lo(const struct rowsplit *s, int t)
     return t >= s->bands ? s->rows : imin(s->rows, (int)((r + ROW_UNIT / 2) / ROW_UNIT * ROW_UNIT));
 }
 
+/* Unit u's band: its first row into *lo, its rows into *n; returns the
+ * unit's place in the band (0 to per - 1). */
+static int unit_band(const struct rowsplit *s, int u, int *lo, int *n)
+{
+    *lo = band_lo(s, u / s->per);
+    *n = band_lo(s, u / s->per + 1) - *lo;
+    return u % s->per;
+}
+
 /* A row-wise region's units: per band, ranges of about ROW_UNIT rows, at
  * most UNITS_PER_THREAD of them. */
 static struct rowsplit rows_of(const evrt_ctx *c, int rows)
@@ -1042,7 +1051,7 @@ static int rows_units(const struct rowsplit *s) { return s->bands * s->per; }
 /* The rows [*r0, *r1) of unit u of a row-wise region (possibly none). */
 static void unit_rows(const struct rowsplit *s, int u, int *r0, int *r1)
 {
-    int lo = band_lo(s, u / s->per), n = band_lo(s, u / s->per + 1) - lo, k = u % s->per;
+    int lo, n, k = unit_band(s, u, &lo, &n);
     *r0 = lo + n * k / s->per;
     *r1 = lo + n * (k + 1) / s->per;
 }
@@ -1106,7 +1115,7 @@ static void linear_unit(void *arg, int tid, int u)
 {
     struct linear_job *j = arg;
     const struct rowsplit *s = &j->bands;
-    int lo = band_lo(s, u / s->per), n = band_lo(s, u / s->per + 1) - lo, k = u % s->per;
+    int lo, n, k = unit_band(s, u, &lo, &n);
     int blocks = n >= ROW_BLOCK ? n / ROW_BLOCK : n > 0, items = blocks * j->groups;
     int a = items * k / s->per, b = items * (k + 1) / s->per;
     (void)tid;
@@ -1405,23 +1414,30 @@ static void addln_unit(void *arg, int tid, int u)
     if (j->next) quant_rows(j->k, j->xq, j->next, j->ln, r0, r1);
 }
 
+/* addln's region on j, whose pe (and with it m, N, T) the caller set. */
+static int addln_run(evrt_ctx *c, struct addln_job *j, const float *y, const float *w, const float *b, int rows,
+                     int next)
+{
+    j->k = c->k;
+    j->x = c->x;
+    j->ln = c->ln;
+    j->y = y;
+    j->w = w;
+    j->b = b;
+    j->next = w && next >= 0 && fuse_quant(c, next) ? evrt_model_layer(c->m, next) : NULL;
+    j->xq = c->xq;
+    j->D = c->m->dim;
+    j->rs = rows_of(c, rows);
+    parallel(c, addln_unit, j, rows_units(&j->rs), (size_t)rows * j->D < 8192);
+    return j->next != NULL;
+}
+
 /* Returns 1 when it quantized ln for layer next (fuse_quant). */
 static int addln(evrt_ctx *c, const float *y, const float *w, const float *b, int rows, int next)
 {
     struct addln_job j;
-    j.k = c->k;
-    j.x = c->x;
-    j.ln = c->ln;
-    j.y = y;
-    j.w = w;
-    j.b = b;
-    j.next = w && next >= 0 && fuse_quant(c, next) ? evrt_model_layer(c->m, next) : NULL;
-    j.xq = c->xq;
-    j.D = c->m->dim;
-    j.rs = rows_of(c, rows);
     j.pe = NULL;
-    parallel(c, addln_unit, &j, rows_units(&j.rs), (size_t)rows * j.D < 8192);
-    return j.next != NULL;
+    return addln_run(c, &j, y, w, b, rows, next);
 }
 
 /* The stream from the patch embeddings pe (B, N, D) with the class tokens
@@ -1429,24 +1445,12 @@ static int addln(evrt_ctx *c, const float *y, const float *w, const float *b, in
  * first qkv) on it, in one region: B T rows. */
 static int embed(evrt_ctx *c, const float *pe, int B)
 {
-    const struct evrt_model *m = c->m;
     struct addln_job j;
-    j.k = c->k;
-    j.x = c->x;
-    j.ln = c->ln;
-    j.y = NULL;
-    j.w = m->blocks[0].ln1_w;
-    j.b = m->blocks[0].ln1_b;
-    j.next = fuse_quant(c, 1) ? evrt_model_layer(m, 1) : NULL;
-    j.xq = c->xq;
-    j.D = m->dim;
-    j.rs = rows_of(c, B * c->T);
-    j.m = m;
+    j.m = c->m;
     j.pe = pe;
     j.N = c->N;
     j.T = c->T;
-    parallel(c, addln_unit, &j, rows_units(&j.rs), (size_t)B * c->T * j.D < 8192);
-    return j.next != NULL;
+    return addln_run(c, &j, NULL, c->m->blocks[0].ln1_w, c->m->blocks[0].ln1_b, B * c->T, 1);
 }
 
 /* The image's patches, B N rows of C P P (struct rowsplit). */
